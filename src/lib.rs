@@ -1,0 +1,2 @@
+pub mod secret;
+pub mod sign;

@@ -1,0 +1,6 @@
+//! The one integration-test binary (one link step instead of one per file).
+//! Each module is named for the behaviour it proves.
+
+mod support;
+
+mod signing_vectors;
