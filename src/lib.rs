@@ -1,2 +1,34 @@
+//! ccc-dialer: outbound call campaigns through Tencent Cloud Contact Center AI voice agents.
+//!
+//! Map of the modules, from the pure core outwards:
+//! - [`sign`]: TC3-HMAC-SHA256 signing (pure; the clock is an argument).
+//! - [`policy`]: error code → class → retry decision (pure).
+//! - [`intake`], [`phone`]: CSV rows → validated, normalised contacts (pure).
+//! - [`config`], [`credentials`], [`duration`], [`secret`]: settings and secrets.
+//! - [`ccc`]: the CreateAIAgentCall client and its typed errors (not sent / in doubt / API).
+//! - [`store`]: SQLite state store, which is also the queue; [`import`] streams intake into it.
+//! - [`limiter`]: pacing plus a sliding-window guard shared by every request.
+//! - [`dispatch`]: the engine that ties them together; [`results`] writes the results CSV.
+//! - [`mock`]: the built-in CCC stand-in (a real HTTP server that verifies signatures).
+//! - [`cli`], [`commands`], [`exit`], [`telemetry`]: the binary's shell.
+
+pub mod ccc;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod contact;
+pub mod credentials;
+pub mod dispatch;
+pub mod duration;
+pub mod exit;
+pub mod import;
+pub mod intake;
+pub mod limiter;
+pub mod mock;
+pub mod phone;
+pub mod policy;
+pub mod results;
 pub mod secret;
 pub mod sign;
+pub mod store;
+pub mod telemetry;

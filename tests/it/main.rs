@@ -3,4 +3,5 @@
 
 mod support;
 
+mod mock_stand_in;
 mod signing_vectors;

@@ -1,7 +1,164 @@
-//! Shared test scaffolding: paths to test data, the built-in stand-in on port 0, child processes.
+//! Shared test scaffolding: the built-in stand-in on port 0, a scratch directory with a config
+//! and a contacts file, and the `ccc-dialer` binary as a child process.
 
-use std::path::PathBuf;
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ccc_dialer::mock::{Faults, MockOptions, MockServer, MockStats};
+use ccc_dialer::results::{self};
+use ccc_dialer::contact::ResultRow;
+use ccc_dialer::secret::Secret;
+
+pub const SECRET_ID: &str = "AKIDtestTESTtestTESTtestTESTtest0000";
+pub const SECRET_KEY: &str = "test-secret-key-never-printed";
 
 pub fn data_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ccc-dialer")
+}
+
+/// Stand-in options accepting the test key.
+pub fn mock_options() -> MockOptions {
+    MockOptions {
+        credentials: vec![(SECRET_ID.to_string(), Secret::new(SECRET_KEY))],
+        ..Default::default()
+    }
+}
+
+pub async fn mock_with(rate_limit: u32, latency_ms: u64, faults: &str) -> MockServer {
+    let opts = MockOptions {
+        rate_limit,
+        latency_ms,
+        faults: Faults::from_toml_str(faults).expect("test fault script parses"),
+        ..mock_options()
+    };
+    MockServer::spawn(opts).await.expect("stand-in starts")
+}
+
+/// A scratch campaign: config, contacts, results and state paths in a temp dir.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub contacts: PathBuf,
+    pub results: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Scratch {
+    /// `extra` is appended to the generated config (more tables, e.g. `[retry]`).
+    pub fn new(endpoint: &str, campaign_extra: &str, extra: &str) -> Scratch {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("dialer.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[tencentcloud]\nendpoint = \"{endpoint}\"\nrequest_timeout = \"10s\"\n\n\
+                 [campaign]\nsdk_app_id = 1400000000\nai_agent_id = 15\n{campaign_extra}\n\n{extra}\n"
+            ),
+        )
+        .expect("write config");
+        Scratch {
+            contacts: dir.path().join("contacts.csv"),
+            results: dir.path().join("results.csv"),
+            state: dir.path().join("state.db"),
+            config,
+            dir,
+        }
+    }
+
+    pub fn write_contacts(&self, text: &str) {
+        std::fs::write(&self.contacts, text).expect("write contacts");
+    }
+
+    pub fn run_command(&self) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--log-format")
+            .arg("json")
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--contacts")
+            .arg(&self.contacts)
+            .arg("--results")
+            .arg(&self.results)
+            .arg("--state")
+            .arg(&self.state)
+            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+            .env_remove("TENCENTCLOUD_SESSION_TOKEN")
+            .env_remove("CCC_DIALER_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run to completion (blocking; call from `spawn_blocking` in async tests).
+    pub fn run(&self) -> Output {
+        self.run_command().output().expect("spawn ccc-dialer")
+    }
+
+    pub fn spawn(&self) -> Child {
+        self.run_command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ccc-dialer")
+    }
+
+    pub fn results(&self) -> Vec<ResultRow> {
+        results::read(&self.results).expect("results file readable")
+    }
+}
+
+pub fn phone(i: usize) -> String {
+    format!("0086138{:08}", i)
+}
+
+/// A contacts CSV of `n` distinct Chinese mobiles.
+pub fn contacts_csv(n: usize) -> String {
+    let mut s = String::from("callee,id\n");
+    for i in 0..n {
+        s.push_str(&format!("+86138{:08},c{i}\n", i));
+    }
+    s
+}
+
+/// Run a blocking child to completion from async code.
+pub async fn run_async(s: &Scratch) -> Output {
+    let cmd = s.run_command();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = cmd;
+        cmd.output().expect("spawn ccc-dialer")
+    })
+    .await
+    .expect("join")
+}
+
+/// Wait until `cond` holds on the stand-in's figures (bounded; a condition, not a sleep).
+pub async fn wait_for(mock: &MockServer, what: &str, cond: impl Fn(&MockStats) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if cond(&mock.stats()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn code_of(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
 }

@@ -1,0 +1,375 @@
+//! The CreateAIAgentCall client: build the body, sign it, POST it, and say exactly what happened.
+//!
+//! The error type is the contract with the retry policy and it is what keeps a person from being
+//! called twice: [`CallError::NotSent`] only when the request provably never reached a server
+//! (DNS, connect, TLS), [`CallError::InDoubt`] whenever it may have (timeouts after connecting,
+//! resets, truncated or undecodable replies, HTTP errors without an API error body), and
+//! [`CallError::Api`] when the service answered with an error code.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sign::{self, Credentials, SignRequest};
+
+pub const SERVICE: &str = "ccc";
+pub const ACTION: &str = "CreateAIAgentCall";
+pub const VERSION: &str = "2020-02-10";
+/// Replies larger than this are not a CreateAIAgentCall reply.
+const MAX_REPLY_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Variable {
+    pub key: String,
+    pub value: String,
+}
+
+/// The request body. Unset optional fields are omitted, as the SDKs do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CallRequest {
+    pub sdk_app_id: u64,
+    #[serde(rename = "AIAgentId")]
+    pub ai_agent_id: u64,
+    pub callee: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<Variable>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ring_timeout_second: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquire_timeout_second: Option<u32>,
+}
+
+/// A call the service accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub session_id: String,
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The request never reached a server: safe to send again.
+    #[error("request not sent: {reason}")]
+    NotSent { reason: String },
+    /// The request may have reached the service but no complete reply came: never resend
+    /// without an operator's say-so.
+    #[error("reply lost, the call may have been placed: {reason}")]
+    InDoubt { reason: String },
+    /// The service answered with an error code.
+    #[error("{code}: {message} (RequestId {request_id})")]
+    Api {
+        code: String,
+        message: String,
+        request_id: String,
+    },
+}
+
+impl CallError {
+    pub fn code(&self) -> &str {
+        match self {
+            CallError::NotSent { .. } => "NotSent",
+            CallError::InDoubt { .. } => "InDoubt",
+            CallError::Api { code, .. } => code,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "Response")]
+    response: ReplyBody,
+}
+
+#[derive(Deserialize)]
+struct ReplyBody {
+    #[serde(rename = "Error")]
+    error: Option<ApiError>,
+    #[serde(rename = "SessionId")]
+    session_id: Option<String>,
+    #[serde(rename = "RequestId", default)]
+    request_id: String,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(rename = "Code")]
+    code: String,
+    #[serde(rename = "Message", default)]
+    message: String,
+}
+
+/// Interpret a complete reply from its body, whatever its Content-Type.
+pub fn parse_reply(status: u16, body: &[u8]) -> Result<Placed, CallError> {
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(Envelope {
+            response:
+                ReplyBody {
+                    error: Some(e),
+                    request_id,
+                    ..
+                },
+        }) => Err(CallError::Api {
+            code: e.code,
+            message: e.message,
+            request_id,
+        }),
+        Ok(Envelope {
+            response:
+                ReplyBody {
+                    session_id: Some(session_id),
+                    request_id,
+                    ..
+                },
+        }) if (200..300).contains(&status) && !session_id.is_empty() => Ok(Placed {
+            session_id,
+            request_id,
+        }),
+        _ => Err(CallError::InDoubt {
+            reason: format!(
+                "HTTP {status} with no CreateAIAgentCall reply in its body ({} bytes{})",
+                body.len(),
+                snippet(body)
+            ),
+        }),
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(80)]);
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text:?}")
+    }
+}
+
+/// Where and how to call.
+#[derive(Clone)]
+pub struct ClientSettings {
+    /// `http(s)://host[:port]`, no path.
+    pub endpoint: String,
+    pub region: Option<String>,
+    pub language: Option<String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// Unix seconds; injectable so tests can sign at a fixed time.
+pub type UnixClock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> UnixClock {
+    Arc::new(|| chrono::Utc::now().timestamp())
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    host: String,
+    creds: Credentials,
+    region: Option<String>,
+    language: Option<String>,
+    clock: UnixClock,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientBuildError(String);
+
+impl Client {
+    pub fn new(
+        settings: &ClientSettings,
+        creds: Credentials,
+        clock: UnixClock,
+    ) -> Result<Client, ClientBuildError> {
+        let url = settings.endpoint.trim_end_matches('/').to_string();
+        let host = url
+            .split_once("://")
+            .map(|(_, h)| h.to_string())
+            .ok_or_else(|| ClientBuildError(format!("endpoint {url:?} has no scheme")))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .tcp_nodelay(true)
+            .user_agent(concat!("ccc-dialer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientBuildError(e.to_string()))?;
+        Ok(Client {
+            http,
+            url: format!("{url}/"),
+            host,
+            creds,
+            region: settings.region.clone(),
+            language: settings.language.clone(),
+            clock,
+        })
+    }
+
+    /// Place one call. Never retries: what to do next is the policy's decision.
+    pub async fn create_ai_agent_call(&self, req: &CallRequest) -> Result<Placed, CallError> {
+        let payload = serde_json::to_vec(req).map_err(|e| CallError::NotSent {
+            reason: format!("cannot encode the request: {e}"),
+        })?;
+        let signed = sign::sign(
+            &self.creds,
+            &SignRequest {
+                host: &self.host,
+                service: SERVICE,
+                action: ACTION,
+                version: VERSION,
+                region: self.region.as_deref(),
+                language: self.language.as_deref(),
+                payload: &payload,
+                timestamp: (self.clock)(),
+            },
+        )
+        .map_err(|e| CallError::NotSent {
+            reason: e.to_string(),
+        })?;
+        let mut builder = self.http.post(&self.url);
+        for (name, value) in &signed.headers {
+            builder = builder.header(*name, value);
+        }
+        let response = builder
+            .body(payload)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let body = read_capped(response).await?;
+        parse_reply(status, &body)
+    }
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, CallError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                    return Err(CallError::InDoubt {
+                        reason: format!("reply larger than {MAX_REPLY_BYTES} bytes"),
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(CallError::InDoubt {
+                    reason: format!("reply cut off: {}", describe(&e)),
+                })
+            }
+        }
+    }
+}
+
+/// Split a reqwest failure into "never reached a server" and "may have".
+fn transport_error(e: reqwest::Error) -> CallError {
+    // `is_connect` covers DNS resolution, TCP connect (including its timeout) and the TLS
+    // handshake: no request byte was written. Everything else happened after the connection was
+    // up, so the request may have been read by the service.
+    if e.is_connect() || e.is_builder() {
+        CallError::NotSent {
+            reason: describe(&e),
+        }
+    } else {
+        CallError::InDoubt {
+            reason: describe(&e),
+        }
+    }
+}
+
+/// The error and its causes on one line, without the URL (it is not secret, but it is noise).
+fn describe(e: &reqwest::Error) -> String {
+    let mut parts = vec![];
+    if e.is_timeout() {
+        parts.push("timed out".to_string());
+    }
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    if parts.is_empty() {
+        parts.push(e.to_string());
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_omits_unset_fields_and_uses_the_api_names() {
+        let req = CallRequest {
+            sdk_app_id: 1_400_000_000,
+            ai_agent_id: 15,
+            callee: "008612300000000".into(),
+            callers: vec![],
+            variables: vec![],
+            max_ring_timeout_second: None,
+            acquire_timeout_second: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"SdkAppId":1400000000,"AIAgentId":15,"Callee":"008612300000000"}"#
+        );
+        let full = CallRequest {
+            callers: vec!["008601012345678".into()],
+            variables: vec![Variable {
+                key: "name".into(),
+                value: "张三".into(),
+            }],
+            max_ring_timeout_second: Some(30),
+            acquire_timeout_second: Some(5),
+            ..req
+        };
+        assert_eq!(
+            serde_json::to_string(&full).unwrap(),
+            r#"{"SdkAppId":1400000000,"AIAgentId":15,"Callee":"008612300000000","Callers":["008601012345678"],"Variables":[{"Key":"name","Value":"张三"}],"MaxRingTimeoutSecond":30,"AcquireTimeoutSecond":5}"#
+        );
+    }
+
+    #[test]
+    fn replies_are_read_from_the_body_whatever_the_status_or_type() {
+        let ok = br#"{"Response":{"SessionId":"s-1","RequestId":"r-1"}}"#;
+        assert_eq!(
+            parse_reply(200, ok),
+            Ok(Placed {
+                session_id: "s-1".into(),
+                request_id: "r-1".into()
+            })
+        );
+        let err = br#"{"Response":{"Error":{"Code":"InternalError","Message":"boom"},"RequestId":"r-2"}}"#;
+        assert_eq!(
+            parse_reply(500, err),
+            Err(CallError::Api {
+                code: "InternalError".into(),
+                message: "boom".into(),
+                request_id: "r-2".into()
+            })
+        );
+        assert!(matches!(
+            parse_reply(502, b"<html>Bad Gateway</html>"),
+            Err(CallError::InDoubt { .. })
+        ));
+        assert!(matches!(
+            parse_reply(200, br#"{"Response":{"RequestId":"r"}}"#),
+            Err(CallError::InDoubt { .. })
+        ));
+        assert!(matches!(
+            parse_reply(200, br#"{"Response":{"SessionId":"s"#),
+            Err(CallError::InDoubt { .. })
+        ));
+    }
+}

@@ -1,0 +1,129 @@
+//! Command-line arguments: parsed once by clap, then turned into typed settings by the commands.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    every contact reached a final state (placed, failed, skipped, unknown)
+  1    anything else went wrong (store, network setup, a single `call` that failed)
+  2    bad configuration, credentials, arguments or contacts file: nothing was sent
+  3    halted by an account-level error (expired licence, auth failure…): fix and rerun
+  130  interrupted (SIGINT/SIGTERM): in-flight replies were recorded; rerun to continue
+
+Secrets come only from the environment: TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY,
+TENCENTCLOUD_SESSION_TOKEN (optional), or the same names with _FILE pointing at a file.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ccc-dialer",
+    version,
+    about = "Outbound call campaigns through Tencent Cloud Contact Center AI voice agents",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    /// Log format: text for people, json for machines; auto picks text on a terminal.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+    /// Log filter (e.g. info, warn, ccc_dialer=debug). Defaults to info (warn while a progress bar is shown).
+    #[arg(long, global = true, env = "CCC_DIALER_LOG")]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dial every contact of a CSV file once, at the rate cap; rerun to resume.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run(RunArgs),
+    /// Print counts by status and by error code from a state store.
+    Status(StatusArgs),
+    /// Rewrite the results CSV from a state store.
+    Export(ExportArgs),
+    /// Place one call and print its SessionId (checks an account's setup).
+    Call(CallArgs),
+    /// Run the built-in CCC stand-in (for demos, tests and benchmarks).
+    Mock(MockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); see config/dialer.toml.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Contacts CSV: a header row with a `callee` column; optional `callers`, `ai_agent_id`,
+    /// `id` and `var:NAME` columns.
+    #[arg(long)]
+    pub contacts: PathBuf,
+    /// Results CSV, one row per contact (rewritten on every run).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// State store (SQLite), created if missing. Rerun with the same file to resume.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Validate config and contacts and print what would be dialled; send nothing, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// RISKY: put contacts whose reply was lost (`unknown`) back in the queue. Someone may be
+    /// called twice. Same as retry.redial_unknown = true.
+    #[arg(long)]
+    pub redial_unknown: bool,
+    /// Show no progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// State store (SQLite) written by `run`.
+    #[arg(long)]
+    pub state: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// State store (SQLite) written by `run`.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Where to write the results CSV.
+    #[arg(long)]
+    pub results: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Configuration file (TOML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Number to call (+CC…, 00CC…, or national with campaign.default_country).
+    #[arg(long)]
+    pub callee: String,
+    /// A Variable for this call, as KEY=VALUE (repeatable; over the config's defaults).
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    /// Address to listen on; port 0 picks a free port and prints it.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Strict limit of requests in any sliding 1-second window (0 = off).
+    #[arg(long, default_value_t = 20)]
+    pub rate_limit: u32,
+    /// Median reply latency in milliseconds, with a long tail (0 = none).
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fault script (TOML): per callee pattern, the outcomes of its successive requests.
+    #[arg(long)]
+    pub faults: Option<PathBuf>,
+}

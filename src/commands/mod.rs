@@ -1,0 +1,75 @@
+//! One file per subcommand. Each returns `Result<Done, Failure>`; `main` maps that to an exit
+//! code through [`crate::exit::finish`].
+
+pub mod call;
+pub mod export;
+pub mod mock;
+pub mod run;
+pub mod status;
+
+use crate::ccc::{system_clock, Client, ClientSettings};
+use crate::config::{Config, Endpoint};
+use crate::credentials::{self, ProcessEnv};
+use crate::exit::Failure;
+use crate::mock::{MockOptions, MockServer};
+
+/// A client for the configured endpoint. With `endpoint = "builtin"` the stand-in is started
+/// in-process first (and returned, so it lives as long as the caller keeps it).
+pub async fn connect(cfg: &Config) -> Result<(Client, Option<MockServer>), Failure> {
+    let env_creds = credentials::from_env(&ProcessEnv);
+    let (endpoint, creds, mock) = match &cfg.tencentcloud.endpoint {
+        Endpoint::Url(url) => (url.clone(), env_creds.map_err(Failure::input)?, None),
+        Endpoint::Builtin => {
+            // The stand-in accepts the demo key, and the environment's key if one is set.
+            let creds = env_creds.unwrap_or_else(|_| credentials::demo());
+            let faults = match &cfg.mock.faults {
+                Some(p) => crate::mock::Faults::load(p).map_err(Failure::input)?,
+                None => Default::default(),
+            };
+            let opts = MockOptions {
+                credentials: vec![(creds.secret_id.clone(), creds.secret_key.clone())],
+                rate_limit: cfg.mock.rate_limit,
+                latency_ms: cfg.mock.latency_ms,
+                faults,
+                ..Default::default()
+            };
+            let server = MockServer::spawn(opts)
+                .await
+                .map_err(|e| Failure::other(anyhow::anyhow!("cannot start the built-in stand-in: {e}")))?;
+            tracing::info!(endpoint = %server.endpoint(), "built-in CCC stand-in started");
+            (server.endpoint(), creds, Some(server))
+        }
+    };
+    let settings = ClientSettings {
+        endpoint,
+        region: cfg.tencentcloud.region.clone(),
+        language: cfg.tencentcloud.language.clone(),
+        connect_timeout: cfg.tencentcloud.connect_timeout,
+        request_timeout: cfg.tencentcloud.request_timeout,
+    };
+    let client = Client::new(&settings, creds, system_clock()).map_err(Failure::other)?;
+    Ok((client, mock))
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,340 @@
+//! `ccc-dialer run`: one campaign from a CSV file, resumable through its state store.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use tokio::sync::watch;
+
+use crate::cli::RunArgs;
+use crate::config::Config;
+use crate::contact::{ResultRow, Status};
+use crate::dispatch::{self, now_ms, Engine, RequestDefaults, RunOutcome};
+use crate::exit::{Done, Failure};
+use crate::import::{import_file, ImportReport};
+use crate::intake::{self, IntakeOptions};
+use crate::limiter::Limiter;
+use crate::results::{self, Appender};
+use crate::store::{Campaign, Store};
+
+/// Skipped rows listed individually in the intake report (the rest are in the results).
+const SKIPPED_SHOWN: usize = 20;
+
+pub async fn run(args: RunArgs) -> Result<Done, Failure> {
+    let mut cfg = Config::load(&args.config).map_err(Failure::input)?;
+    if args.redial_unknown {
+        cfg.retry.redial_unknown = true;
+    }
+    let opts = IntakeOptions {
+        default_country: cfg.campaign.default_country.clone(),
+        callee_format: cfg.campaign.callee_format,
+    };
+    if args.dry_run {
+        return dry_run(&args.contacts, &opts).await;
+    }
+    let (Some(state), Some(results_path)) = (args.state.clone(), args.results.clone()) else {
+        return Err(Failure::input(anyhow!(
+            "run needs --state FILE and --results FILE (or --dry-run)"
+        )));
+    };
+
+    // Everything the operator can get wrong is checked before anything is sent.
+    let (client, _mock) = super::connect(&cfg).await?;
+    let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
+    let store = Store::open(&state).map_err(Failure::input)?;
+    let campaign = open_campaign(&store, &args.contacts, &state, &fingerprint).await?;
+    if !campaign.intake_done {
+        let report = import_file(&store, campaign.id, &args.contacts, &opts, now_ms())
+            .await
+            .map_err(|e| match e {
+                crate::import::ImportError::Intake(e) => Failure::input(e),
+                other => Failure::other(other),
+            })?;
+        store.mark_intake_done(campaign.id).await.map_err(Failure::other)?;
+        print_intake(&args.contacts, &report, &store, campaign.id).await?;
+    } else {
+        tracing::info!(campaign = %campaign.name, "resuming: contacts already in the state store");
+    }
+
+    let settled = store
+        .settle_in_flight(campaign.id, cfg.retry.redial_unknown, now_ms())
+        .await
+        .map_err(Failure::other)?;
+    if settled > 0 {
+        if cfg.retry.redial_unknown {
+            tracing::warn!(contacts = settled, "replies lost in the last run: redialling them (retry.redial_unknown = true)");
+        } else {
+            tracing::warn!(contacts = settled, "replies lost in the last run: reported unknown, not redialled");
+        }
+    }
+
+    results::rewrite(&store, campaign.id, &results_path, true)
+        .await
+        .map_err(Failure::other)?;
+    let appender = Arc::new(Appender::open(&results_path).map_err(Failure::other)?);
+
+    let limiter = Arc::new(Limiter::new(
+        cfg.rate.requests_per_second,
+        &seed_window(&store).await.map_err(Failure::other)?,
+    ));
+    let engine = Arc::new(Engine::from_config(&cfg, store.clone(), client, limiter));
+    let defaults = Arc::new(RequestDefaults::from(&cfg.campaign));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signals = tokio::spawn(async move {
+        super::stop_signal().await;
+        tracing::warn!("stop requested: sending nothing new, waiting for replies in flight");
+        let _ = stop_tx.send(true);
+    });
+
+    let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
+    let total: u64 = counts.values().sum();
+    let progress = Progress::start(&engine, &counts, total, !args.no_progress);
+    let app = appender.clone();
+    let on_final: Arc<dyn Fn(ResultRow) + Send + Sync> = Arc::new(move |row: ResultRow| {
+        if let Err(e) = app.append(&row) {
+            tracing::error!(error = %e, "cannot append to the results file (the store keeps the result; `export` rewrites it)");
+        }
+    });
+    let started = Instant::now();
+    let outcome = dispatch::run_campaign(engine.clone(), campaign.id, defaults, stop_rx, on_final).await;
+    signals.abort();
+    progress.finish();
+    drop(appender);
+
+    // Whatever happened, the results file ends with every contact exactly once.
+    results::rewrite(&store, campaign.id, &results_path, false)
+        .await
+        .map_err(Failure::other)?;
+    let outcome = outcome.map_err(Failure::other)?;
+    let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
+    print_summary(&counts, started.elapsed(), &engine, &results_path);
+
+    Ok(match outcome {
+        RunOutcome::Completed => Done::Ok,
+        RunOutcome::Interrupted => {
+            eprintln!("interrupted: rerun the same command to continue where it stopped");
+            Done::Interrupted
+        }
+        RunOutcome::Halted { code, message } => {
+            eprintln!(
+                "halted: the service answered {code} ({message})\n{}\nundialled contacts stay pending: rerun the same command after the fix to continue",
+                halt_hint(&code)
+            );
+            Done::Halted
+        }
+    })
+}
+
+/// The campaign this state file holds for these contacts, created on the first run.
+async fn open_campaign(
+    store: &Store,
+    contacts: &Path,
+    state: &Path,
+    fingerprint: &str,
+) -> Result<Campaign, Failure> {
+    let name = "run";
+    match store.find_campaign(name).await.map_err(Failure::other)? {
+        Some(c) if c.fingerprint == fingerprint => Ok(c),
+        Some(_) => Err(Failure::input(anyhow!(
+            "{}: this state file belongs to a campaign with a different contacts file; {} differs from it\n\
+             hint: to resume, pass the same contacts file; for a new campaign, pass a new --state file",
+            state.display(),
+            contacts.display()
+        ))),
+        None => store
+            .create_campaign(name, fingerprint, &contacts.display().to_string(), now_ms())
+            .await
+            .map_err(Failure::other),
+    }
+}
+
+async fn dry_run(contacts: &Path, opts: &IntakeOptions) -> Result<Done, Failure> {
+    let store = Store::open(Path::new(":memory:")).map_err(Failure::other)?;
+    let campaign = store
+        .create_campaign("dry-run", "-", &contacts.display().to_string(), now_ms())
+        .await
+        .map_err(Failure::other)?;
+    let report = import_file(&store, campaign.id, contacts, opts, now_ms())
+        .await
+        .map_err(|e| match e {
+            crate::import::ImportError::Intake(e) => Failure::input(e),
+            other => Failure::other(other),
+        })?;
+    print_intake(contacts, &report, &store, campaign.id).await?;
+    println!(
+        "dry run: {} contacts would be dialled, {} skipped; nothing was sent",
+        report.counts.accepted, report.counts.skipped
+    );
+    Ok(Done::Ok)
+}
+
+async fn print_intake(
+    contacts: &Path,
+    report: &ImportReport,
+    store: &Store,
+    campaign_id: i64,
+) -> Result<(), Failure> {
+    let c = &report.counts;
+    eprintln!(
+        "{}: {} rows: {} to dial, {} skipped ({} duplicates)",
+        contacts.display(),
+        report.summary.rows,
+        c.accepted,
+        c.skipped,
+        c.duplicates
+    );
+    if !report.summary.ignored_columns.is_empty() {
+        eprintln!(
+            "{}: line 1: ignored columns (not callee, callers, ai_agent_id, id or var:NAME): {}",
+            contacts.display(),
+            report.summary.ignored_columns.join(", ")
+        );
+    }
+    if c.skipped > 0 {
+        let (_, shown) = store
+            .for_each_result(campaign_id, true, Vec::new(), |shown: &mut Vec<ResultRow>, row| {
+                if row.status == Status::Skipped.as_str() && shown.len() < SKIPPED_SHOWN {
+                    shown.push(row);
+                }
+                Ok(())
+            })
+            .await
+            .map_err(Failure::other)?;
+        for row in &shown {
+            eprintln!("{}: line {}: skipped: {}", contacts.display(), row.line, row.error_message);
+        }
+        if c.skipped as usize > shown.len() {
+            eprintln!("… {} more skipped rows in the results file", c.skipped as usize - shown.len());
+        }
+    }
+    Ok(())
+}
+
+/// The send instants of the latest attempts before this process, as `Instant`s. Attempts are
+/// written down just before they are sent, so each is pushed back by a safety gap.
+async fn seed_window(store: &Store) -> Result<Vec<Instant>, crate::store::StoreError> {
+    const SEND_GAP_MS: i64 = 100;
+    let starts = store.recent_attempt_starts(crate::config::DOCUMENTED_CAP as usize * 2).await?;
+    let (now_wall, now) = (now_ms(), Instant::now());
+    Ok(starts
+        .into_iter()
+        .map(|ms| ms + SEND_GAP_MS)
+        .filter_map(|ms| {
+            let age = now_wall - ms;
+            if age >= 0 {
+                now.checked_sub(Duration::from_millis(age as u64))
+            } else {
+                Some(now + Duration::from_millis((-age) as u64))
+            }
+        })
+        .collect())
+}
+
+fn halt_hint(code: &str) -> &'static str {
+    match code {
+        c if c.starts_with("AuthFailure") => "fix: check TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY (and the session token), and that this host's clock is right",
+        c if c.starts_with("UnauthorizedOperation") || c == "FailedOperation.PermissionDenied" => "fix: grant the key's user permission for ccc:CreateAIAgentCall",
+        "FailedOperation.AILicenseHasExpired" | "LimitExceeded.BasePackageExpired" => "fix: renew the AI call package in the CCC console",
+        "FailedOperation.AIConcurrentNoPackage" | "LimitExceeded.InsufficientLicense" => "fix: buy AI concurrency licences for this SdkAppId",
+        "FailedOperation.NoCallOutNumber" => "fix: give the agent a caller number, or set campaign.callers",
+        "InvalidParameterValue.InstanceNotExist" => "fix: campaign.sdk_app_id does not exist in this account",
+        "InvalidParameterValue.ExperienceAccount" => "fix: trial accounts cannot place AI agent calls; upgrade the account",
+        c if c.starts_with("OperationDenied") => "fix: the account is disabled; contact Tencent Cloud",
+        _ => "fix: see the code's meaning in the CCC API documentation",
+    }
+}
+
+fn print_summary(counts: &std::collections::BTreeMap<Status, u64>, took: Duration, engine: &Engine, results: &Path) {
+    let get = |s| counts.get(&s).copied().unwrap_or(0);
+    let c = &engine.counters;
+    eprintln!(
+        "done in {:.1}s: {} placed, {} failed, {} skipped, {} unknown, {} pending; {} requests sent ({} throttled); results in {}",
+        took.as_secs_f64(),
+        get(Status::Placed),
+        get(Status::Failed),
+        get(Status::Skipped),
+        get(Status::Unknown),
+        get(Status::Pending) + get(Status::InFlight),
+        c.sent.load(Ordering::Relaxed),
+        c.throttled.load(Ordering::Relaxed),
+        results.display()
+    );
+}
+
+/// A progress bar on a terminal; periodic log lines otherwise.
+struct Progress {
+    task: tokio::task::JoinHandle<()>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn start(
+        engine: &Arc<Engine>,
+        counts: &std::collections::BTreeMap<Status, u64>,
+        total: u64,
+        allow_bar: bool,
+    ) -> Progress {
+        let already_final: u64 = counts.iter().filter(|(s, _)| s.is_final()).map(|(_, n)| n).sum();
+        let bar = (allow_bar && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {msg} eta {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            bar.set_position(already_final);
+            bar
+        });
+        let engine = engine.clone();
+        let bar2 = bar.clone();
+        let task = tokio::spawn(async move {
+            let c = &engine.counters;
+            let mut tick = tokio::time::interval(if bar2.is_some() {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_secs(10)
+            });
+            let start = Instant::now();
+            loop {
+                tick.tick().await;
+                let placed = c.placed.load(Ordering::Relaxed);
+                let failed = c.failed.load(Ordering::Relaxed);
+                let unknown = c.unknown.load(Ordering::Relaxed);
+                let sent = c.sent.load(Ordering::Relaxed);
+                let rate = sent as f64 / start.elapsed().as_secs_f64().max(0.001);
+                let done = already_final + placed + failed + unknown;
+                match &bar2 {
+                    Some(bar) => {
+                        bar.set_position(done);
+                        bar.set_message(format!(
+                            "placed {placed} failed {failed} retrying {} unknown {unknown} {rate:.1} req/s",
+                            c.retrying.load(Ordering::Relaxed)
+                        ));
+                    }
+                    None => tracing::info!(
+                        done,
+                        total,
+                        placed,
+                        failed,
+                        unknown,
+                        in_flight = c.in_flight.load(Ordering::Relaxed),
+                        rate = format!("{rate:.1}"),
+                        "progress"
+                    ),
+                }
+            }
+        });
+        Progress { task, bar }
+    }
+
+    fn finish(self) {
+        self.task.abort();
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

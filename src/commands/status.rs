@@ -1,0 +1,37 @@
+//! `ccc-dialer status`: counts by status and by error code, from the store alone.
+
+use anyhow::anyhow;
+
+use crate::cli::StatusArgs;
+use crate::exit::{Done, Failure};
+use crate::store::Store;
+
+pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
+    if !args.state.exists() {
+        return Err(Failure::input(anyhow!(
+            "{}: no such state file",
+            args.state.display()
+        )));
+    }
+    let store = Store::open(&args.state).map_err(Failure::input)?;
+    let campaigns = store.campaigns().await.map_err(Failure::other)?;
+    if campaigns.is_empty() {
+        println!("{}: no campaign yet", args.state.display());
+    }
+    for c in campaigns {
+        let counts = store.counts(c.id).await.map_err(Failure::other)?;
+        let total: u64 = counts.values().sum();
+        println!("campaign {} ({} contacts)", c.name, total);
+        for (status, n) in &counts {
+            println!("  {:<10} {n}", status.as_str());
+        }
+        let codes = store.counts_by_code(c.id).await.map_err(Failure::other)?;
+        if !codes.is_empty() {
+            println!("  by error code:");
+            for (status, code, n) in codes {
+                println!("    {status:<8} {code:<50} {n}");
+            }
+        }
+    }
+    Ok(Done::Ok)
+}

@@ -1,0 +1,540 @@
+//! The TOML configuration: read once, validated into typed settings, never re-read.
+//!
+//! Every problem is reported before any call is placed, as one message naming the file, the key,
+//! the value and what was expected (exit code 2). Secrets are not configuration: see
+//! [`crate::credentials`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::duration;
+use crate::policy::{Class, ClassOverrides};
+
+/// The documented CreateAIAgentCall limit, in requests per second.
+pub const DOCUMENTED_CAP: u32 = 20;
+pub const DEFAULT_ENDPOINT: &str = "https://ccc.tencentcloudapi.com";
+/// `endpoint = "builtin"` runs the built-in stand-in in-process (demo, no cloud account).
+pub const BUILTIN_ENDPOINT: &str = "builtin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config file: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key} = {value}: expected {expected}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        value: String,
+        expected: String,
+    },
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    tencentcloud: RawTencentCloud,
+    campaign: Option<RawCampaign>,
+    #[serde(default)]
+    rate: RawRate,
+    #[serde(default)]
+    retry: RawRetry,
+    #[serde(default)]
+    run: RawRun,
+    #[serde(default)]
+    mock: RawMock,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTencentCloud {
+    endpoint: String,
+    region: String,
+    language: String,
+    connect_timeout: String,
+    request_timeout: String,
+}
+
+impl Default for RawTencentCloud {
+    fn default() -> Self {
+        RawTencentCloud {
+            endpoint: DEFAULT_ENDPOINT.into(),
+            region: String::new(),
+            language: "zh-CN".into(),
+            connect_timeout: "5s".into(),
+            request_timeout: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCampaign {
+    sdk_app_id: i64,
+    ai_agent_id: i64,
+    #[serde(default)]
+    callers: Vec<String>,
+    max_ring_timeout_second: Option<i64>,
+    acquire_timeout_second: Option<i64>,
+    #[serde(default)]
+    variables: BTreeMap<String, toml::Value>,
+    #[serde(default = "default_country")]
+    default_country: String,
+    #[serde(default = "default_callee_format")]
+    callee_format: String,
+}
+
+fn default_country() -> String {
+    "CN".into()
+}
+fn default_callee_format() -> String {
+    "00".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRate {
+    requests_per_second: f64,
+    account_quota: u32,
+    max_in_flight: i64,
+}
+
+impl Default for RawRate {
+    fn default() -> Self {
+        RawRate {
+            requests_per_second: DOCUMENTED_CAP as f64,
+            account_quota: DOCUMENTED_CAP,
+            max_in_flight: 0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRetry {
+    max_attempts: i64,
+    backoff_initial: String,
+    backoff_max: String,
+    later_delay: String,
+    later_delay_daily: String,
+    max_reschedules: i64,
+    redial_unknown: bool,
+    classes: BTreeMap<String, String>,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        RawRetry {
+            max_attempts: 3,
+            backoff_initial: "2s".into(),
+            backoff_max: "5m".into(),
+            later_delay: "1h".into(),
+            later_delay_daily: "24h".into(),
+            max_reschedules: 3,
+            redial_unknown: false,
+            classes: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRun {
+    grace_period: String,
+}
+
+impl Default for RawRun {
+    fn default() -> Self {
+        RawRun {
+            grace_period: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMock {
+    latency_ms: u64,
+    rate_limit: u32,
+    faults: Option<PathBuf>,
+}
+
+impl Default for RawMock {
+    fn default() -> Self {
+        RawMock {
+            latency_ms: 0,
+            rate_limit: DOCUMENTED_CAP,
+            faults: None,
+        }
+    }
+}
+
+/// Where calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// An `http(s)://host[:port]` URL.
+    Url(String),
+    /// The built-in stand-in, started in-process.
+    Builtin,
+}
+
+#[derive(Debug, Clone)]
+pub struct TencentCloud {
+    pub endpoint: Endpoint,
+    pub region: Option<String>,
+    pub language: Option<String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// How callees are written in requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalleeFormat {
+    /// `0086…`: international prefix 00, as the service's examples.
+    DoubleZero,
+    /// `+86…`: E.164.
+    E164,
+}
+
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub sdk_app_id: u64,
+    pub ai_agent_id: u64,
+    pub callers: Vec<String>,
+    pub max_ring_timeout_second: Option<u32>,
+    pub acquire_timeout_second: Option<u32>,
+    pub variables: BTreeMap<String, String>,
+    pub default_country: String,
+    pub callee_format: CalleeFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rate {
+    pub requests_per_second: f64,
+    pub max_in_flight: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub later_delay: Duration,
+    pub later_delay_daily: Duration,
+    pub max_reschedules: u32,
+    pub redial_unknown: bool,
+    pub classes: ClassOverrides,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mock {
+    pub latency_ms: u64,
+    pub rate_limit: u32,
+    pub faults: Option<PathBuf>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub tencentcloud: TencentCloud,
+    pub campaign: Campaign,
+    pub rate: Rate,
+    pub retry: Retry,
+    pub grace_period: Duration,
+    pub mock: Mock,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parse and validate `text` as if read from `path` (the path appears in messages and
+    /// anchors relative paths such as `mock.faults`).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace("TOML parse error", "invalid TOML"),
+        })?;
+        Validator { path }.validate(raw)
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, key: &str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        }
+    }
+
+    fn duration(&self, key: &str, value: &str) -> Result<Duration, ConfigError> {
+        duration::parse(value).map_err(|e| self.invalid(key, format!("{value:?}"), &e))
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let tencentcloud = self.tencentcloud(&raw.tencentcloud)?;
+        let campaign = match raw.campaign {
+            Some(c) => self.campaign(c)?,
+            None => {
+                return Err(self.invalid(
+                    "[campaign]",
+                    "(missing)",
+                    "a [campaign] table with at least sdk_app_id and ai_agent_id",
+                ))
+            }
+        };
+        let rate = self.rate(&raw.rate)?;
+        let retry = self.retry(raw.retry)?;
+        let grace_period = self.duration("run.grace_period", &raw.run.grace_period)?;
+        let faults = raw.mock.faults.map(|p| {
+            if p.is_relative() {
+                self.path.parent().unwrap_or(Path::new(".")).join(p)
+            } else {
+                p
+            }
+        });
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            tencentcloud,
+            campaign,
+            rate,
+            retry,
+            grace_period,
+            mock: Mock {
+                latency_ms: raw.mock.latency_ms,
+                rate_limit: raw.mock.rate_limit,
+                faults,
+            },
+        })
+    }
+
+    fn tencentcloud(&self, raw: &RawTencentCloud) -> Result<TencentCloud, ConfigError> {
+        let endpoint = if raw.endpoint == BUILTIN_ENDPOINT {
+            Endpoint::Builtin
+        } else {
+            let url = raw.endpoint.trim_end_matches('/');
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            match rest {
+                Some(host) if !host.is_empty() && !host.contains('/') && !host.contains('?') => {
+                    Endpoint::Url(url.to_string())
+                }
+                _ => {
+                    return Err(self.invalid(
+                        "tencentcloud.endpoint",
+                        format!("{:?}", raw.endpoint),
+                        "an http(s)://host[:port] URL without a path (e.g. \"https://ccc.tencentcloudapi.com\"), or \"builtin\"",
+                    ))
+                }
+            }
+        };
+        let connect_timeout = self.duration("tencentcloud.connect_timeout", &raw.connect_timeout)?;
+        let request_timeout = self.duration("tencentcloud.request_timeout", &raw.request_timeout)?;
+        if connect_timeout.is_zero() {
+            return Err(self.invalid("tencentcloud.connect_timeout", "\"0s\"", "a positive duration"));
+        }
+        if request_timeout < connect_timeout {
+            return Err(self.invalid(
+                "tencentcloud.request_timeout",
+                format!("{:?}", raw.request_timeout),
+                "a duration at least as long as tencentcloud.connect_timeout",
+            ));
+        }
+        let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        Ok(TencentCloud {
+            endpoint,
+            region: non_empty(&raw.region),
+            language: non_empty(&raw.language),
+            connect_timeout,
+            request_timeout,
+        })
+    }
+
+    fn campaign(&self, raw: RawCampaign) -> Result<Campaign, ConfigError> {
+        let positive = |key: &str, v: i64| -> Result<u64, ConfigError> {
+            u64::try_from(v)
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| self.invalid(key, v, "a positive integer"))
+        };
+        let sdk_app_id = positive("campaign.sdk_app_id", raw.sdk_app_id)?;
+        let ai_agent_id = positive("campaign.ai_agent_id", raw.ai_agent_id)?;
+        let max_ring_timeout_second = match raw.max_ring_timeout_second {
+            Some(v) if (1..=600).contains(&v) => Some(v as u32),
+            Some(v) => {
+                return Err(self.invalid(
+                    "campaign.max_ring_timeout_second",
+                    v,
+                    "an integer from 1 to 600 (seconds)",
+                ))
+            }
+            None => None,
+        };
+        let acquire_timeout_second = match raw.acquire_timeout_second {
+            Some(v) if (0..=5).contains(&v) => Some(v as u32),
+            Some(v) => {
+                return Err(self.invalid(
+                    "campaign.acquire_timeout_second",
+                    v,
+                    "an integer from 0 to 5 (seconds)",
+                ))
+            }
+            None => None,
+        };
+        for (i, c) in raw.callers.iter().enumerate() {
+            if c.trim().is_empty() || !c.trim().chars().all(|ch| ch.is_ascii_digit() || ch == '+') {
+                return Err(self.invalid(
+                    &format!("campaign.callers[{i}]"),
+                    format!("{c:?}"),
+                    "a caller number of digits, optionally starting with + (e.g. \"008601012345678\")",
+                ));
+            }
+        }
+        let mut variables = BTreeMap::new();
+        for (k, v) in raw.variables {
+            let value = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(self.invalid(
+                        &format!("campaign.variables.{k}"),
+                        other,
+                        "a string, number or boolean",
+                    ))
+                }
+            };
+            variables.insert(k, value);
+        }
+        let default_country = raw.default_country.trim().to_ascii_uppercase();
+        if crate::phone::country_code_for_region(&default_country).is_none() {
+            return Err(self.invalid(
+                "campaign.default_country",
+                format!("{:?}", raw.default_country),
+                "an ISO 3166 two-letter region code with a telephone country code (e.g. \"CN\", \"DE\", \"US\")",
+            ));
+        }
+        let callee_format = match raw.callee_format.as_str() {
+            "00" => CalleeFormat::DoubleZero,
+            "e164" | "+" => CalleeFormat::E164,
+            other => {
+                return Err(self.invalid(
+                    "campaign.callee_format",
+                    format!("{other:?}"),
+                    "\"00\" (0086…, as the service's examples) or \"e164\" (+86…)",
+                ))
+            }
+        };
+        Ok(Campaign {
+            sdk_app_id,
+            ai_agent_id,
+            callers: raw.callers.into_iter().map(|c| c.trim().to_string()).collect(),
+            max_ring_timeout_second,
+            acquire_timeout_second,
+            variables,
+            default_country,
+            callee_format,
+        })
+    }
+
+    fn rate(&self, raw: &RawRate) -> Result<Rate, ConfigError> {
+        if raw.account_quota == 0 {
+            return Err(self.invalid("rate.account_quota", 0, "a positive integer (requests per second)"));
+        }
+        let rps = raw.requests_per_second;
+        if !rps.is_finite() || rps <= 0.0 {
+            return Err(self.invalid("rate.requests_per_second", rps, "a positive number"));
+        }
+        if rps > raw.account_quota as f64 {
+            let expected = if raw.account_quota == DOCUMENTED_CAP {
+                format!(
+                    "at most {DOCUMENTED_CAP}, the documented CreateAIAgentCall limit\n\
+                     hint: if Tencent Cloud granted this account a higher quota, say so with rate.account_quota = N"
+                )
+            } else {
+                format!("at most rate.account_quota = {}", raw.account_quota)
+            };
+            return Err(self.invalid("rate.requests_per_second", rps, &expected));
+        }
+        let max_in_flight = match raw.max_in_flight {
+            0 => default_in_flight(rps),
+            n if (1..=10_000).contains(&n) => n as usize,
+            n => {
+                return Err(self.invalid(
+                    "rate.max_in_flight",
+                    n,
+                    "an integer from 1 to 10000, or 0 for the default (enough for 3 s replies at the rate)",
+                ))
+            }
+        };
+        Ok(Rate {
+            requests_per_second: rps,
+            max_in_flight,
+        })
+    }
+
+    fn retry(&self, raw: RawRetry) -> Result<Retry, ConfigError> {
+        let max_attempts = match raw.max_attempts {
+            n if (1..=100).contains(&n) => n as u32,
+            n => return Err(self.invalid("retry.max_attempts", n, "an integer from 1 to 100")),
+        };
+        let backoff_initial = self.duration("retry.backoff_initial", &raw.backoff_initial)?;
+        let backoff_max = self.duration("retry.backoff_max", &raw.backoff_max)?;
+        if backoff_max < backoff_initial {
+            return Err(self.invalid(
+                "retry.backoff_max",
+                format!("{:?}", raw.backoff_max),
+                "a duration at least retry.backoff_initial",
+            ));
+        }
+        let later_delay = self.duration("retry.later_delay", &raw.later_delay)?;
+        let later_delay_daily = self.duration("retry.later_delay_daily", &raw.later_delay_daily)?;
+        let max_reschedules = match raw.max_reschedules {
+            n if (0..=1000).contains(&n) => n as u32,
+            n => return Err(self.invalid("retry.max_reschedules", n, "an integer from 0 to 1000")),
+        };
+        let mut classes = ClassOverrides::default();
+        for (code, class) in raw.classes {
+            let parsed: Class = class.parse().map_err(|e: String| {
+                self.invalid(&format!("retry.classes.\"{code}\""), format!("{class:?}"), &e)
+            })?;
+            classes.insert(code, parsed);
+        }
+        Ok(Retry {
+            max_attempts,
+            backoff_initial,
+            backoff_max,
+            later_delay,
+            later_delay_daily,
+            max_reschedules,
+            redial_unknown: raw.redial_unknown,
+            classes,
+        })
+    }
+}
+
+/// Enough requests in flight for the rate to hold when replies take 3 s, plus headroom.
+pub fn default_in_flight(rps: f64) -> usize {
+    ((rps * 3.0).ceil() as usize + 4).max(8)
+}

@@ -1,0 +1,409 @@
+//! Contact-list intake: stream a CSV, validate and normalise each row, hand rows on in batches.
+//!
+//! Pure with respect to the store: rows go to a caller-supplied sink, so the parser is tested on
+//! its own. Never loads the whole file; a bad row becomes a skipped row with its line number and
+//! reason, never an abort. Only a file that cannot be read at all, is empty, or has no `callee`
+//! column is an error.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::config::CalleeFormat;
+use crate::contact::{NewContact, Overrides};
+use crate::phone;
+
+/// Rows handed to the sink at a time.
+pub const BATCH: usize = 2000;
+
+#[derive(Debug, Clone)]
+pub struct IntakeOptions {
+    /// ISO region for national numbers (e.g. `CN`).
+    pub default_country: String,
+    pub callee_format: CalleeFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("{path}: cannot read the contacts file: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{path}: the contacts file is empty: expected a header row with a `callee` column and one row per contact")]
+    Empty { path: PathBuf },
+    #[error("{path}: line 1: no `callee` column in the header (found: {found})\nhint: the header must name the column holding the numbers to dial, e.g. `callee,id,var:name`")]
+    NoCallee { path: PathBuf, found: String },
+    #[error("{path}: line 1: column {column:?} appears twice in the header")]
+    DuplicateColumn { path: PathBuf, column: String },
+    #[error("{0}")]
+    Sink(String),
+}
+
+/// What the header says about each column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Column {
+    Callee,
+    Callers,
+    AgentId,
+    Id,
+    Var(String),
+    Ignored(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IntakeSummary {
+    /// Data rows read (blank lines are not rows).
+    pub rows: u64,
+    /// Header columns that mean nothing to the dialer (reported, not an error).
+    pub ignored_columns: Vec<String>,
+}
+
+fn columns(path: &Path, header: &csv::ByteRecord) -> Result<Vec<Column>, IntakeError> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for raw in header.iter() {
+        let name = String::from_utf8_lossy(raw).trim().to_string();
+        let lower = name.to_ascii_lowercase();
+        let col = match lower.as_str() {
+            "callee" => Column::Callee,
+            "callers" => Column::Callers,
+            "ai_agent_id" => Column::AgentId,
+            "id" => Column::Id,
+            _ if lower.starts_with("var:") && name.len() > 4 => Column::Var(name[4..].to_string()),
+            _ => Column::Ignored(name.clone()),
+        };
+        if !matches!(col, Column::Ignored(_)) && !seen.insert(col.clone()) {
+            return Err(IntakeError::DuplicateColumn {
+                path: path.to_path_buf(),
+                column: name,
+            });
+        }
+        out.push(col);
+    }
+    if !out.contains(&Column::Callee) {
+        let found = header
+            .iter()
+            .map(|f| format!("{:?}", String::from_utf8_lossy(f)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(IntakeError::NoCallee {
+            path: path.to_path_buf(),
+            found,
+        });
+    }
+    Ok(out)
+}
+
+/// Turn one record into a contact (or a skipped row with the reason).
+fn row(cols: &[Column], rec: &csv::ByteRecord, line: u64, opts: &IntakeOptions) -> NewContact {
+    let mut callee_raw = String::new();
+    let mut ext_id = None;
+    let mut overrides = Overrides::default();
+    let mut problem: Option<String> = None;
+    let mut note = |p: String| {
+        problem.get_or_insert(p);
+    };
+    for (i, col) in cols.iter().enumerate() {
+        let bytes = rec.get(i).unwrap_or_default();
+        let value = match std::str::from_utf8(bytes) {
+            Ok(v) => v.trim(),
+            Err(_) => {
+                note(format!("column {} is not valid UTF-8", i + 1));
+                continue;
+            }
+        };
+        match col {
+            Column::Callee => callee_raw = value.to_string(),
+            Column::Id if !value.is_empty() => ext_id = Some(value.to_string()),
+            Column::Callers if !value.is_empty() => {
+                for c in value.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+                    if c.chars().all(|ch| ch.is_ascii_digit() || ch == '+') {
+                        overrides.callers.push(c.to_string());
+                    } else {
+                        note(format!("callers: {c:?} is not a caller number (digits, optionally starting with +)"));
+                    }
+                }
+            }
+            Column::AgentId if !value.is_empty() => match value.parse::<u64>() {
+                Ok(n) if n > 0 => overrides.ai_agent_id = Some(n),
+                _ => note(format!("ai_agent_id: {value:?} is not a positive integer")),
+            },
+            Column::Var(name) if !value.is_empty() => {
+                overrides.variables.insert(name.clone(), value.to_string());
+            }
+            _ => {}
+        }
+    }
+    if problem.is_none() {
+        match phone::normalize(&callee_raw, &opts.default_country, opts.callee_format) {
+            Ok(n) => {
+                return NewContact {
+                    line,
+                    callee: n,
+                    ext_id,
+                    overrides,
+                    skip_reason: None,
+                }
+            }
+            Err(e) => problem = Some(format!("callee {callee_raw:?}: {e}")),
+        }
+    }
+    NewContact {
+        line,
+        callee: callee_raw,
+        ext_id,
+        overrides: Overrides::default(),
+        skip_reason: problem,
+    }
+}
+
+/// Counts lines for error reports. The csv crate's own line numbers drift with CRLF files, so
+/// this reader notes where every `\n` is as bytes pass through; [`Lines::line_at`] turns a
+/// record's byte offset into its 1-based line. Only newlines not yet passed are kept.
+struct LineCounting<R> {
+    inner: R,
+    offset: u64,
+    newlines: Rc<RefCell<VecDeque<u64>>>,
+}
+
+impl<R: Read> Read for LineCounting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut nl = self.newlines.borrow_mut();
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                nl.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+struct Lines {
+    newlines: Rc<RefCell<VecDeque<u64>>>,
+    passed: u64,
+}
+
+impl Lines {
+    /// Line of the record starting at `byte` (offsets must be asked in increasing order).
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut nl = self.newlines.borrow_mut();
+        while nl.front().is_some_and(|o| *o < byte) {
+            nl.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+/// Stream `reader` (named `path` in messages), calling `sink` with batches of up to [`BATCH`]
+/// rows. `sink` errors stop the intake (the store is gone); bad rows never do.
+pub fn read<R: Read>(
+    path: &Path,
+    reader: R,
+    opts: &IntakeOptions,
+    mut sink: impl FnMut(Vec<NewContact>) -> Result<(), String>,
+) -> Result<IntakeSummary, IntakeError> {
+    let newlines = Rc::new(RefCell::new(VecDeque::new()));
+    let mut lines = Lines {
+        newlines: newlines.clone(),
+        passed: 0,
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::None)
+        .from_reader(LineCounting {
+            inner: reader,
+            offset: 0,
+            newlines,
+        });
+    let unreadable = |e: csv::Error| IntakeError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut rec = csv::ByteRecord::new();
+    if !rdr.read_byte_record(&mut rec).map_err(unreadable)? {
+        return Err(IntakeError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    // (The csv reader drops a UTF-8 byte-order mark before the header itself.)
+    let cols = columns(path, &rec)?;
+    let mut summary = IntakeSummary {
+        ignored_columns: cols
+            .iter()
+            .filter_map(|c| match c {
+                Column::Ignored(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let more = match rdr.read_byte_record(&mut rec) {
+            Ok(more) => more,
+            Err(e) => {
+                // A record the CSV reader cannot split (I/O trouble mid-file) ends the intake;
+                // everything read so far is kept.
+                if let csv::ErrorKind::Io(_) = e.kind() {
+                    return Err(unreadable(e));
+                }
+                let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
+                summary.rows += 1;
+                batch.push(NewContact {
+                    line,
+                    callee: String::new(),
+                    ext_id: None,
+                    overrides: Overrides::default(),
+                    skip_reason: Some(format!("unreadable CSV record: {e}")),
+                });
+                true
+            }
+        };
+        if !more {
+            break;
+        }
+        if rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            continue; // blank line
+        }
+        let line = rec.position().map_or(0, |p| lines.line_at(p.byte()));
+        summary.rows += 1;
+        batch.push(row(&cols, &rec, line, opts));
+        if batch.len() >= BATCH {
+            sink(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).map_err(IntakeError::Sink)?;
+        }
+    }
+    if !batch.is_empty() {
+        sink(batch).map_err(IntakeError::Sink)?;
+    }
+    if summary.rows == 0 {
+        return Err(IntakeError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(summary)
+}
+
+/// Open `path` and stream it (see [`read`]).
+pub fn read_file(
+    path: &Path,
+    opts: &IntakeOptions,
+    sink: impl FnMut(Vec<NewContact>) -> Result<(), String>,
+) -> Result<IntakeSummary, IntakeError> {
+    let file = std::fs::File::open(path).map_err(|e| IntakeError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    read(path, std::io::BufReader::with_capacity(1 << 16, file), opts, sink)
+}
+
+/// SHA-256 of the file: a rerun against the same state must be given the same list.
+pub fn fingerprint(path: &Path) -> Result<String, IntakeError> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path).map_err(|e| IntakeError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| IntakeError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The parsed rows of a small in-memory CSV (tests and the single-call path).
+pub fn parse_all(text: &str, opts: &IntakeOptions) -> Result<(IntakeSummary, Vec<NewContact>), IntakeError> {
+    let mut all = Vec::new();
+    let summary = read(Path::new("<input>"), text.as_bytes(), opts, |b| {
+        all.extend(b);
+        Ok(())
+    })?;
+    Ok((summary, all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> IntakeOptions {
+        IntakeOptions {
+            default_country: "CN".into(),
+            callee_format: CalleeFormat::DoubleZero,
+        }
+    }
+
+    #[test]
+    fn reads_bom_crlf_quotes_blank_lines_and_var_columns() {
+        let text = "\u{feff}callee,id,var:name,\"var:dify-inputs-user\",callers,ai_agent_id\r\n\
+                    +8613800138000,c1,\"Zhang, San\",u-1,008601012345678;008601012345679,7\r\n\
+                    \r\n\
+                    13800138001,c2,,,,\r\n";
+        let (summary, rows) = parse_all(text, &opts()).unwrap();
+        assert_eq!(summary.rows, 2);
+        assert_eq!(rows.len(), 2);
+        let a = &rows[0];
+        assert_eq!(a.line, 2);
+        assert_eq!(a.callee, "008613800138000");
+        assert_eq!(a.ext_id.as_deref(), Some("c1"));
+        assert_eq!(a.overrides.variables.get("name").map(String::as_str), Some("Zhang, San"));
+        assert_eq!(a.overrides.variables.get("dify-inputs-user").map(String::as_str), Some("u-1"));
+        assert_eq!(a.overrides.callers, vec!["008601012345678", "008601012345679"]);
+        assert_eq!(a.overrides.ai_agent_id, Some(7));
+        let b = &rows[1];
+        assert_eq!(b.line, 4, "the blank line still counts for line numbers");
+        assert_eq!(b.callee, "008613800138001");
+        assert!(b.overrides.is_empty());
+    }
+
+    #[test]
+    fn bad_rows_are_skipped_with_line_and_reason() {
+        let text = "callee,ai_agent_id\nabc,\n+8613800138000,zero\n+8613800138000,\n";
+        let (_, rows) = parse_all(text, &opts()).unwrap();
+        assert_eq!(rows[0].line, 2);
+        assert!(rows[0].skip_reason.as_deref().unwrap().starts_with("callee \"abc\""), "{:?}", rows[0]);
+        assert_eq!(rows[1].line, 3);
+        assert_eq!(
+            rows[1].skip_reason.as_deref(),
+            Some("ai_agent_id: \"zero\" is not a positive integer")
+        );
+        assert_eq!(rows[2].skip_reason, None);
+    }
+
+    #[test]
+    fn empty_file_and_missing_callee_column_are_errors() {
+        assert!(matches!(parse_all("", &opts()), Err(IntakeError::Empty { .. })));
+        assert!(matches!(parse_all("callee\n\n", &opts()), Err(IntakeError::Empty { .. })));
+        let e = parse_all("phone,name\n123,x\n", &opts()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "<input>: line 1: no `callee` column in the header (found: \"phone\", \"name\")\nhint: the header must name the column holding the numbers to dial, e.g. `callee,id,var:name`"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_row_skips_that_row_only() {
+        let mut bytes = b"callee,var:name\n+8613800138000,ok\n+8613800138001,".to_vec();
+        bytes.extend_from_slice(&[0xff, 0xfe, b'\n']);
+        let mut all = Vec::new();
+        read(Path::new("x.csv"), &bytes[..], &opts(), |b| {
+            all.extend(b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all[0].skip_reason.is_none());
+        assert_eq!(all[1].skip_reason.as_deref(), Some("column 2 is not valid UTF-8"));
+        assert_eq!(all[1].line, 3);
+    }
+}

@@ -1,0 +1,218 @@
+//! The one rate limiter every request passes through, first try or retry.
+//!
+//! Two layers, because pacing alone is not a guarantee:
+//! 1. a governor token bucket with no burst, paced slightly *below* the configured rate
+//!    ([`PACING_FACTOR`]), which spreads requests evenly;
+//! 2. a sliding-window guard at the moment of sending: the request that would be the
+//!    `cap + 1`-th within [`WINDOW`] (plus a small margin) waits. This holds even when the
+//!    store's commit delays one request and not the next.
+//!
+//! A throttling reply from the service lowers the pace (another client may share the account's
+//! quota) and the pace recovers step by step. The window is seeded from the store's latest
+//! attempts at start, so a restart does not hand out a fresh burst.
+//!
+//! The engine's order for each request: pace → write the attempt down → reserve a window slot →
+//! send. The slot is taken after the commit so that a slow fsync cannot squeeze two sends
+//! closer together than the window allows.
+//!
+//! The std `Mutex`es here are never held across an `.await`.
+
+use governor::{Quota, RateLimiter};
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const WINDOW: Duration = Duration::from_secs(1);
+/// Pace at 99.5% of the configured rate: at 20/s, 20 requests span 1.005 s, not 1.000 s.
+pub const PACING_FACTOR: f64 = 0.995;
+/// Extra spacing the window guard keeps between request `i` and request `i + cap`.
+pub const WINDOW_MARGIN: Duration = Duration::from_millis(5);
+/// After a throttling reply the pace drops to this fraction…
+const THROTTLE_FACTOR: f64 = 0.7;
+/// …and recovers by this fraction of the target for every quiet `RECOVERY_STEP`.
+const RECOVERY_FRACTION: f64 = 0.05;
+const RECOVERY_STEP: Duration = Duration::from_secs(2);
+const MIN_RATE: f64 = 0.2;
+
+type Gcra = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    governor::clock::DefaultClock,
+    governor::middleware::NoOpMiddleware,
+>;
+
+struct Pace {
+    rate: f64,
+    gcra: Arc<Gcra>,
+    last_change: Instant,
+    throttles: u64,
+}
+
+pub struct Limiter {
+    target: f64,
+    cap: usize,
+    pace: Mutex<Pace>,
+    /// Send instants of the latest `cap` requests, oldest first.
+    window: Mutex<VecDeque<Instant>>,
+}
+
+fn gcra(rate: f64) -> Arc<Gcra> {
+    let period = Duration::from_secs_f64(1.0 / (rate * PACING_FACTOR));
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
+    Arc::new(RateLimiter::direct(quota))
+}
+
+impl Limiter {
+    /// `rate` requests per second; the window guard allows `ceil(rate)` per second.
+    /// `recent` are the send instants of the latest requests before this process started.
+    pub fn new(rate: f64, recent: &[Instant]) -> Limiter {
+        let cap = (rate.ceil() as usize).max(1);
+        let mut window: VecDeque<Instant> = recent.to_vec().into();
+        window.make_contiguous().sort();
+        while window.len() > cap {
+            window.pop_front();
+        }
+        Limiter {
+            target: rate,
+            cap,
+            pace: Mutex::new(Pace {
+                rate,
+                gcra: gcra(rate),
+                last_change: Instant::now(),
+                throttles: 0,
+            }),
+            window: Mutex::new(window),
+        }
+    }
+
+    /// Wait for the pacer's next token.
+    pub async fn pace(&self) {
+        let gcra = {
+            let mut p = lock(&self.pace);
+            self.recover(&mut p, Instant::now());
+            p.gcra.clone()
+        };
+        gcra.until_ready().await;
+    }
+
+    /// Reserve the next send slot that keeps every window within the cap. Returns the instant
+    /// to send at (now or later); the slot is taken.
+    pub fn reserve(&self, now: Instant) -> Instant {
+        let mut w = lock(&self.window);
+        let slot = if w.len() >= self.cap {
+            let oldest = w[w.len() - self.cap];
+            now.max(oldest + WINDOW + WINDOW_MARGIN)
+        } else {
+            now
+        };
+        // Slots are handed out in increasing order, so the deque stays sorted.
+        let slot = w.back().map_or(slot, |last| slot.max(*last));
+        w.push_back(slot);
+        while w.len() > self.cap {
+            w.pop_front();
+        }
+        slot
+    }
+
+    /// Wait for a slot (see [`Limiter::reserve`]).
+    pub async fn acquire_slot(&self) {
+        let slot = self.reserve(Instant::now());
+        tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
+    }
+
+    /// A throttling reply: slow down.
+    pub fn throttled(&self) {
+        let mut p = lock(&self.pace);
+        p.throttles += 1;
+        let rate = (p.rate * THROTTLE_FACTOR).max(MIN_RATE);
+        p.rate = rate;
+        p.gcra = gcra(rate);
+        p.last_change = Instant::now();
+    }
+
+    fn recover(&self, p: &mut Pace, now: Instant) {
+        if p.rate >= self.target {
+            return;
+        }
+        let steps = now.duration_since(p.last_change).as_secs_f64() / RECOVERY_STEP.as_secs_f64();
+        if steps < 1.0 {
+            return;
+        }
+        let rate = (p.rate + self.target * RECOVERY_FRACTION * steps.floor()).min(self.target);
+        p.rate = rate;
+        p.gcra = gcra(rate);
+        p.last_change = now;
+    }
+
+    /// Current pace in requests per second.
+    pub fn current_rate(&self) -> f64 {
+        lock(&self.pace).rate
+    }
+
+    pub fn throttle_events(&self) -> u64 {
+        lock(&self.pace).throttles
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+}
+
+/// A poisoned lock here only means another task panicked mid-update of plain numbers; the data
+/// is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Largest number of instants within any half-open window of length `WINDOW`.
+    fn max_in_window(slots: &[Instant]) -> usize {
+        let mut best = 0;
+        for (i, s) in slots.iter().enumerate() {
+            let n = slots[i..].iter().take_while(|t| **t < *s + WINDOW).count();
+            best = best.max(n);
+        }
+        best
+    }
+
+    #[test]
+    fn window_guard_never_hands_out_more_than_the_cap_in_any_second() {
+        let l = Limiter::new(20.0, &[]);
+        let t0 = Instant::now();
+        // 100 requests all asking at the same instant (a burst after a stall).
+        let slots: Vec<Instant> = (0..100).map(|_| l.reserve(t0)).collect();
+        assert_eq!(max_in_window(&slots), 20);
+        // And slots never go backwards.
+        assert!(slots.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn window_is_seeded_from_before_a_restart() {
+        let t0 = Instant::now();
+        let recent: Vec<Instant> = (0..20).map(|i| t0 + Duration::from_millis(i * 10)).collect();
+        let l = Limiter::new(20.0, &recent);
+        let first = l.reserve(t0 + Duration::from_millis(200));
+        assert!(first >= t0 + WINDOW, "a restart must not hand out a fresh burst");
+    }
+
+    #[test]
+    fn throttling_slows_the_pace_and_it_recovers_gradually() {
+        let l = Limiter::new(20.0, &[]);
+        l.throttled();
+        let slowed = l.current_rate();
+        assert!(slowed < 20.0 * 0.75);
+        let mut p = lock(&l.pace);
+        let later = p.last_change + RECOVERY_STEP;
+        l.recover(&mut p, later);
+        assert!(p.rate > slowed && p.rate < 20.0, "one step up, not all the way");
+        let much_later = later + RECOVERY_STEP * 100;
+        l.recover(&mut p, much_later);
+        assert_eq!(p.rate, 20.0, "back to the target, never above");
+    }
+}

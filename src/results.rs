@@ -1,0 +1,117 @@
+//! The results CSV: one row per contact, appended and flushed as each contact becomes final,
+//! and rewritten whole from the store at the start and end of a run, so the file always ends
+//! with every contact exactly once, whatever happened in between.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::contact::ResultRow;
+use crate::store::{Store, StoreError};
+
+pub const COLUMNS: [&str; 10] = [
+    "callee",
+    "status",
+    "session_id",
+    "request_id",
+    "error_code",
+    "error_message",
+    "attempts",
+    "line",
+    "id",
+    "updated_at",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("{path}: cannot write the results file: {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn write_err(path: &Path, e: impl std::fmt::Display) -> ResultsError {
+    ResultsError::Write {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Rewrite `path` from the store: every contact (or only final ones), in line order. Written to
+/// a temporary file beside it and renamed, so a crash leaves the old file or the new one.
+pub async fn rewrite(
+    store: &Store,
+    campaign_id: i64,
+    path: &Path,
+    only_final: bool,
+) -> Result<u64, ResultsError> {
+    let tmp = path.with_extension("csv.tmp");
+    let file = File::create(&tmp).map_err(|e| write_err(&tmp, e))?;
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    w.write_record(COLUMNS).map_err(|e| write_err(&tmp, e))?;
+    let tmp2 = tmp.clone();
+    let (n, w) = store
+        .for_each_result(campaign_id, only_final, w, move |w, row| {
+            w.serialize(&row)
+                .map_err(|e| StoreError::Other(format!("{}: {e}", tmp2.display())))
+        })
+        .await?;
+    let buf = w.into_inner().map_err(|e| write_err(&tmp, e.error()))?;
+    let file = buf.into_inner().map_err(|e| write_err(&tmp, e.error()))?;
+    file.sync_all().map_err(|e| write_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))?;
+    Ok(n)
+}
+
+/// Appends rows as contacts become final; each row is flushed to the OS at once.
+pub struct Appender {
+    path: PathBuf,
+    writer: Mutex<csv::Writer<File>>,
+}
+
+impl Appender {
+    pub fn open(path: &Path) -> Result<Appender, ResultsError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| write_err(path, e))?;
+        Ok(Appender {
+            path: path.to_path_buf(),
+            writer: Mutex::new(
+                csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(file),
+            ),
+        })
+    }
+
+    pub fn append(&self, row: &ResultRow) -> Result<(), ResultsError> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.serialize(row).map_err(|e| write_err(&self.path, e))?;
+        w.flush().map_err(|e| write_err(&self.path, e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Read a results file back (tests, tools).
+pub fn read(path: &Path) -> Result<Vec<ResultRow>, ResultsError> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| write_err(path, e))?;
+    let mut out = Vec::new();
+    for row in r.deserialize() {
+        out.push(row.map_err(|e| write_err(path, e))?);
+    }
+    Ok(out)
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.writer.lock() {
+            let _ = w.flush();
+            let _ = w.get_ref().sync_data();
+        }
+    }
+}
+

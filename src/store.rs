@@ -1,0 +1,726 @@
+//! The state store: one SQLite file that is the campaign's queue and its memory.
+//!
+//! Invariants:
+//! - Nothing about a contact lives only in memory: intake writes every row (dialable or
+//!   skipped), an attempt is committed *before* its request leaves (`begin_attempt`), and the
+//!   outcome and the release of the contact commit together (`finish_attempt`).
+//! - One connection, owned by one thread. Callers send jobs; the thread runs every job that is
+//!   waiting in one transaction and commits once (group commit: one fsync for many writers),
+//!   and only then answers them, so an answer always means "durable".
+//! - WAL with `synchronous = FULL`: a committed transaction survives a crash and a power cut.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+use crate::contact::{NewContact, Overrides, ResultRow, Status};
+
+/// Jobs taken into one transaction at most (bounds latency of the first job in a batch).
+const MAX_BATCH: usize = 512;
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: cannot open the state store: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: written by a newer ccc-dialer (schema {found}, this build knows {known})")]
+    Schema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("state store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("state store: the store thread has stopped")]
+    Closed,
+    #[error("state store: {0}")]
+    Other(String),
+}
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// A job runs inside the batch's transaction and says whether it succeeded (a failed job's
+/// writes are rolled back to its savepoint, the others' are kept).
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// Handle to the store thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+/// A contact due for an attempt, as the dispatcher needs it.
+#[derive(Debug, Clone)]
+pub struct DueContact {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub callee: String,
+    pub overrides: Overrides,
+    pub attempts: u32,
+    pub reschedules: u32,
+}
+
+/// How an attempt ended and where it leaves its contact.
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    /// `placed`, `failed`, `unknown`, or `pending` (will be tried again).
+    pub status: Status,
+    /// Attempts used so far (throttling and halts do not use one).
+    pub attempts: u32,
+    pub reschedules: u32,
+    /// Unix ms when a pending contact is next due.
+    pub next_at: i64,
+    pub session_id: Option<String>,
+    pub request_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// What happened to this one request: `placed`, `error`, `not_sent`, `in_doubt`.
+    pub outcome: &'static str,
+    pub finished_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Campaign {
+    pub id: i64,
+    pub name: String,
+    pub fingerprint: String,
+    pub intake_done: bool,
+}
+
+/// What intake did with a batch of rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IntakeCounts {
+    pub accepted: u64,
+    pub skipped: u64,
+    pub duplicates: u64,
+    /// Lines already in the store (an interrupted intake being resumed).
+    pub already_stored: u64,
+}
+
+impl Store {
+    /// Open (creating if missing) the store at `path` and start its thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(open_err)?;
+        migrate(&conn, path)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("ccc-store".into())
+            .spawn(move || run_jobs(conn, rx))
+            .map_err(|e| StoreError::Other(format!("cannot start the store thread: {e}")))?;
+        Ok(Store {
+            jobs: tx,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` inside the store's next transaction; resolves after that transaction commits.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |committed: Result<(), String>| {
+                let answer = match committed {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Other(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(answer);
+            });
+            (ok, reply)
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn find_campaign(&self, name: &str) -> Result<Option<Campaign>, StoreError> {
+        let name = name.to_string();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT id, name, fingerprint, intake_done FROM campaigns WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok(Campaign {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        fingerprint: r.get(2)?,
+                        intake_done: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub async fn create_campaign(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        source: &str,
+        now_ms: i64,
+    ) -> Result<Campaign, StoreError> {
+        let (name, fingerprint, source) = (name.to_string(), fingerprint.to_string(), source.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO campaigns (name, fingerprint, source, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![name, fingerprint, source, now_ms],
+            )?;
+            Ok(Campaign {
+                id: c.last_insert_rowid(),
+                name,
+                fingerprint,
+                intake_done: false,
+            })
+        })
+        .await
+    }
+
+    /// Every campaign in the store, oldest first.
+    pub async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, name, fingerprint, intake_done FROM campaigns ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(Campaign {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    fingerprint: r.get(2)?,
+                    intake_done: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn mark_intake_done(&self, campaign_id: i64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute("UPDATE campaigns SET intake_done = 1 WHERE id = ?1", [campaign_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Store a batch of rows. Idempotent per line, so an interrupted intake can be run again;
+    /// a callee already in the campaign makes the row a `skipped` duplicate.
+    pub async fn insert_contacts(
+        &self,
+        campaign_id: i64,
+        rows: Vec<NewContact>,
+        now_ms: i64,
+    ) -> Result<IntakeCounts, StoreError> {
+        self.call(move |c| insert_contacts(c, campaign_id, &rows, now_ms))
+            .await
+    }
+
+    /// After a crash: contacts whose attempt has no outcome are in doubt. They become `unknown`
+    /// (or, only when the operator asked for it, `pending` again). Returns how many.
+    pub async fn settle_in_flight(
+        &self,
+        campaign_id: i64,
+        redial: bool,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let (status, code, message) = if redial {
+                (Status::Pending, None, None)
+            } else {
+                (
+                    Status::Unknown,
+                    Some("InDoubt"),
+                    Some("the dialer stopped before the reply arrived; the call may have been placed"),
+                )
+            };
+            c.execute(
+                "UPDATE attempts SET outcome = 'in_doubt', finished_at = ?2
+                 WHERE outcome IS NULL AND contact_id IN
+                   (SELECT id FROM contacts WHERE campaign_id = ?1 AND status = 'in_flight')",
+                params![campaign_id, now_ms],
+            )?;
+            let n = c.execute(
+                "UPDATE contacts SET status = ?2, error_code = COALESCE(?3, error_code),
+                   error_message = COALESCE(?4, error_message), updated_at = ?5
+                 WHERE campaign_id = ?1 AND status = 'in_flight'",
+                params![campaign_id, status.as_str(), code, message, now_ms],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// Up to `limit` contacts due at `now_ms`: retries that have come due first (oldest first),
+    /// then first attempts in file order. Ids in `exclude` (already held by the dispatcher) are
+    /// left out.
+    pub async fn due_contacts(
+        &self,
+        campaign_id: i64,
+        now_ms: i64,
+        limit: usize,
+        exclude: HashSet<i64>,
+    ) -> Result<Vec<DueContact>, StoreError> {
+        self.call(move |c| {
+            let want = limit + exclude.len();
+            let mut out = Vec::with_capacity(want);
+            let mut retries = c.prepare_cached(
+                "SELECT id, campaign_id, callee, overrides, attempts, reschedules FROM contacts
+                 WHERE campaign_id = ?1 AND status = 'pending' AND next_at > 0 AND next_at <= ?2
+                 ORDER BY next_at, id LIMIT ?3",
+            )?;
+            let rows = retries.query_map(params![campaign_id, now_ms, want as i64], due_row)?;
+            for r in rows {
+                out.push(r?);
+            }
+            if out.len() < want {
+                let mut first = c.prepare_cached(
+                    "SELECT id, campaign_id, callee, overrides, attempts, reschedules FROM contacts
+                     WHERE campaign_id = ?1 AND status = 'pending' AND next_at = 0
+                     ORDER BY id LIMIT ?2",
+                )?;
+                let rows = first.query_map(params![campaign_id, (want - out.len()) as i64], due_row)?;
+                for r in rows {
+                    out.push(r?);
+                }
+            }
+            out.retain(|d| !exclude.contains(&d.id));
+            out.truncate(limit);
+            Ok(out)
+        })
+        .await
+    }
+
+    /// When the earliest pending contact is due (unix ms; 0 = now), or `None` if none is pending.
+    pub async fn next_due_at(&self, campaign_id: i64) -> Result<Option<i64>, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT MIN(next_at) FROM contacts WHERE campaign_id = ?1 AND status = 'pending'",
+                [campaign_id],
+                |r| r.get::<_, Option<i64>>(0),
+            )?)
+        })
+        .await
+    }
+
+    /// Write the attempt down before its request leaves. Returns the attempt's number.
+    pub async fn begin_attempt(
+        &self,
+        contact_id: i64,
+        started_at_ms: i64,
+        caller: Option<String>,
+    ) -> Result<i64, StoreError> {
+        self.call(move |c| {
+            let n: i64 = c.query_row(
+                "SELECT COUNT(*) + 1 FROM attempts WHERE contact_id = ?1",
+                [contact_id],
+                |r| r.get(0),
+            )?;
+            c.prepare_cached(
+                "INSERT INTO attempts (contact_id, n, started_at, caller) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![contact_id, n, started_at_ms, caller])?;
+            let changed = c
+                .prepare_cached(
+                    "UPDATE contacts SET status = 'in_flight', updated_at = ?2
+                     WHERE id = ?1 AND status = 'pending'",
+                )?
+                .execute(params![contact_id, started_at_ms])?;
+            if changed != 1 {
+                return Err(StoreError::Other(format!(
+                    "contact {contact_id} is not pending; refusing to start an attempt"
+                )));
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    /// Record how an attempt ended and release its contact, in one transaction.
+    pub async fn finish_attempt(
+        &self,
+        contact_id: i64,
+        attempt_no: i64,
+        o: AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.prepare_cached(
+                "UPDATE attempts SET finished_at = ?3, outcome = ?4, code = ?5, message = ?6,
+                   session_id = ?7, request_id = ?8
+                 WHERE contact_id = ?1 AND n = ?2",
+            )?
+            .execute(params![
+                contact_id,
+                attempt_no,
+                o.finished_at,
+                o.outcome,
+                o.error_code,
+                o.error_message,
+                o.session_id,
+                o.request_id
+            ])?;
+            c.prepare_cached(
+                "UPDATE contacts SET status = ?2, attempts = ?3, reschedules = ?4, next_at = ?5,
+                   session_id = COALESCE(?6, session_id), request_id = COALESCE(?7, request_id),
+                   error_code = ?8, error_message = ?9, updated_at = ?10
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                contact_id,
+                o.status.as_str(),
+                o.attempts,
+                o.reschedules,
+                o.next_at,
+                o.session_id,
+                o.request_id,
+                o.error_code,
+                o.error_message,
+                o.finished_at
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Counts of contacts by status.
+    pub async fn counts(&self, campaign_id: i64) -> Result<BTreeMap<Status, u64>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT status, COUNT(*) FROM contacts WHERE campaign_id = ?1 GROUP BY status",
+            )?;
+            let mut out = BTreeMap::new();
+            let rows = stmt.query_map([campaign_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (s, n) = row?;
+                let status: Status = s.parse().map_err(StoreError::Other)?;
+                out.insert(status, n as u64);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Counts of final contacts by error code (`failed`, `unknown`, `skipped` reasons).
+    pub async fn counts_by_code(
+        &self,
+        campaign_id: i64,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT status, error_code, COUNT(*) FROM contacts
+                 WHERE campaign_id = ?1 AND error_code IS NOT NULL AND status != 'placed'
+                 GROUP BY status, error_code ORDER BY 3 DESC, 1, 2",
+            )?;
+            let rows = stmt.query_map([campaign_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Every contact's result row, in line order, passed with `state` to `each` on the store
+    /// thread (no row list is built in memory). `only_final` leaves out contacts still pending
+    /// or in flight. Returns the number of rows and `state`.
+    pub async fn for_each_result<S, F>(
+        &self,
+        campaign_id: i64,
+        only_final: bool,
+        mut state: S,
+        mut each: F,
+    ) -> Result<(u64, S), StoreError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, ResultRow) -> Result<(), StoreError> + Send + 'static,
+    {
+        self.call(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT callee, status, session_id, request_id, error_code, error_message,
+                        attempts, line, ext_id, updated_at
+                 FROM contacts WHERE campaign_id = ?1 ORDER BY line",
+            )?;
+            let mut rows = stmt.query([campaign_id])?;
+            let mut n = 0;
+            while let Some(r) = rows.next()? {
+                let status: String = r.get(1)?;
+                let st: Status = status.parse().map_err(StoreError::Other)?;
+                if only_final && !st.is_final() {
+                    continue;
+                }
+                each(&mut state, result_row(r, st)?)?;
+                n += 1;
+            }
+            Ok((n, state))
+        })
+        .await
+    }
+
+    /// Result row of one contact by id.
+    pub async fn result_of(&self, contact_id: i64) -> Result<ResultRow, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT callee, status, session_id, request_id, error_code, error_message,
+                        attempts, line, ext_id, updated_at
+                 FROM contacts WHERE id = ?1",
+            )?;
+            let mut rows = stmt.query([contact_id])?;
+            match rows.next()? {
+                Some(r) => {
+                    let status: String = r.get(1)?;
+                    result_row(r, status.parse().map_err(StoreError::Other)?)
+                }
+                None => Err(StoreError::Other(format!("no contact {contact_id}"))),
+            }
+        })
+        .await
+    }
+
+    /// Start times (unix ms) of the latest `n` attempts across the store, newest first: the
+    /// limiter's memory across restarts.
+    pub async fn recent_attempt_starts(&self, n: usize) -> Result<Vec<i64>, StoreError> {
+        self.call(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT started_at FROM attempts ORDER BY started_at DESC LIMIT ?1")?;
+            let rows = stmt.query_map([n as i64], |r| r.get::<_, i64>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueContact> {
+    let overrides: Option<String> = r.get(3)?;
+    let overrides = match overrides {
+        Some(json) => serde_json::from_str(&json).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        None => Overrides::default(),
+    };
+    Ok(DueContact {
+        id: r.get(0)?,
+        campaign_id: r.get(1)?,
+        callee: r.get(2)?,
+        overrides,
+        attempts: r.get(4)?,
+        reschedules: r.get(5)?,
+    })
+}
+
+fn result_row(r: &rusqlite::Row<'_>, status: Status) -> Result<ResultRow, StoreError> {
+    let updated_ms: i64 = r.get(9)?;
+    let updated_at = chrono::DateTime::from_timestamp_millis(updated_ms)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default();
+    Ok(ResultRow {
+        callee: r.get(0)?,
+        status: status.as_str().to_string(),
+        session_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        request_id: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+        error_code: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+        error_message: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        attempts: r.get(6)?,
+        line: r.get(7)?,
+        id: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        updated_at,
+    })
+}
+
+fn insert_contacts(
+    c: &Connection,
+    campaign_id: i64,
+    rows: &[NewContact],
+    now_ms: i64,
+) -> Result<IntakeCounts, StoreError> {
+    let mut counts = IntakeCounts::default();
+    let mut insert = c.prepare_cached(
+        "INSERT INTO contacts (campaign_id, line, callee, ext_id, overrides, status, error_code,
+                               error_message, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+    )?;
+    let mut line_exists =
+        c.prepare_cached("SELECT 1 FROM contacts WHERE campaign_id = ?1 AND line = ?2")?;
+    for row in rows {
+        let overrides = if row.overrides.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&row.overrides).map_err(|e| StoreError::Other(e.to_string()))?)
+        };
+        let (status, code, message) = match &row.skip_reason {
+            Some(reason) => (Status::Skipped, Some("Invalid"), Some(reason.as_str())),
+            None => (Status::Pending, None, None),
+        };
+        let inserted = insert.execute(params![
+            campaign_id,
+            row.line as i64,
+            row.callee,
+            row.ext_id,
+            overrides,
+            status.as_str(),
+            code,
+            message,
+            now_ms
+        ])?;
+        if inserted == 1 {
+            if status == Status::Skipped {
+                counts.skipped += 1;
+            } else {
+                counts.accepted += 1;
+            }
+            continue;
+        }
+        if line_exists.exists(params![campaign_id, row.line as i64])? {
+            counts.already_stored += 1;
+            continue;
+        }
+        // The callee is already in this campaign: dial it once, record the repeat.
+        let first_line: i64 = c.query_row(
+            "SELECT line FROM contacts WHERE campaign_id = ?1 AND callee = ?2 AND status != 'skipped'",
+            params![campaign_id, row.callee],
+            |r| r.get(0),
+        )?;
+        insert.execute(params![
+            campaign_id,
+            row.line as i64,
+            row.callee,
+            row.ext_id,
+            overrides,
+            Status::Skipped.as_str(),
+            "Duplicate",
+            format!("duplicate of line {first_line}"),
+            now_ms
+        ])?;
+        counts.duplicates += 1;
+        counts.skipped += 1;
+    }
+    Ok(counts)
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Schema {
+            path: path.to_path_buf(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS campaigns (
+           id INTEGER PRIMARY KEY,
+           name TEXT NOT NULL UNIQUE,
+           fingerprint TEXT NOT NULL,
+           source TEXT NOT NULL,
+           created_at INTEGER NOT NULL,
+           intake_done INTEGER NOT NULL DEFAULT 0
+         );
+         CREATE TABLE IF NOT EXISTS contacts (
+           id INTEGER PRIMARY KEY,
+           campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
+           line INTEGER NOT NULL,
+           callee TEXT NOT NULL,
+           ext_id TEXT,
+           overrides TEXT,
+           status TEXT NOT NULL,
+           attempts INTEGER NOT NULL DEFAULT 0,
+           reschedules INTEGER NOT NULL DEFAULT 0,
+           next_at INTEGER NOT NULL DEFAULT 0,
+           session_id TEXT,
+           request_id TEXT,
+           error_code TEXT,
+           error_message TEXT,
+           updated_at INTEGER NOT NULL,
+           UNIQUE (campaign_id, line)
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS contacts_one_dial_per_callee
+           ON contacts (campaign_id, callee) WHERE status != 'skipped';
+         CREATE INDEX IF NOT EXISTS contacts_due
+           ON contacts (campaign_id, status, next_at, id);
+         CREATE TABLE IF NOT EXISTS attempts (
+           id INTEGER PRIMARY KEY,
+           contact_id INTEGER NOT NULL REFERENCES contacts(id),
+           n INTEGER NOT NULL,
+           started_at INTEGER NOT NULL,
+           caller TEXT,
+           finished_at INTEGER,
+           outcome TEXT,
+           code TEXT,
+           message TEXT,
+           session_id TEXT,
+           request_id TEXT,
+           UNIQUE (contact_id, n)
+         );
+         CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
+         PRAGMA user_version = 1;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// Run one job inside a savepoint so that a failing job leaves nothing half-written.
+fn run_one(conn: &Connection, job: Job) -> Reply {
+    if conn.execute_batch("SAVEPOINT job").is_err() {
+        let (_, reply) = job(conn);
+        return reply;
+    }
+    let (ok, reply) = job(conn);
+    if !ok {
+        let _ = conn.execute_batch("ROLLBACK TO job");
+    }
+    let _ = conn.execute_batch("RELEASE job");
+    reply
+}
+
+/// The store thread: take every waiting job, run them in one transaction, commit, answer.
+fn run_jobs(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string());
+        let mut replies = Vec::with_capacity(batch.len());
+        if began.is_ok() {
+            for job in batch {
+                replies.push(run_one(&conn, job));
+            }
+        }
+        let committed = began.and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
+}

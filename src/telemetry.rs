@@ -1,0 +1,28 @@
+//! Logging setup: JSON lines for machines, text for people. Secrets never reach a log: they
+//! live in `Secret`, which prints `***`, and phone numbers are masked by the engine.
+
+use std::io::IsTerminal;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// Install the global subscriber, writing to stderr. `quiet` lowers the default level to warn
+/// (a progress bar is showing).
+pub fn init(format: LogFormat, level: Option<&str>, quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_new(level.unwrap_or(default)).unwrap_or_else(|_| EnvFilter::new(default));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = if json {
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+    } else {
+        builder.compact().try_init()
+    };
+}

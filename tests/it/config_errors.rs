@@ -1,0 +1,144 @@
+//! Bad configuration stops the program before any call, with one message naming the file, the
+//! key, the value and what was expected, and exit code 2.
+
+use std::path::Path;
+use std::process::Command;
+
+use ccc_dialer::config::{Config, Endpoint};
+
+use crate::support::{bin, Scratch};
+
+const MINIMAL: &str = "[campaign]\nsdk_app_id = 1400000000\nai_agent_id = 15\n";
+
+fn err(text: &str) -> String {
+    Config::parse(Path::new("dialer.toml"), text)
+        .expect_err("config must be refused")
+        .to_string()
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = Config::parse(Path::new("dialer.toml"), MINIMAL).unwrap();
+    assert_eq!(
+        c.tencentcloud.endpoint,
+        Endpoint::Url("https://ccc.tencentcloudapi.com".into())
+    );
+    assert_eq!(c.tencentcloud.region, None);
+    assert_eq!(c.rate.requests_per_second, 20.0);
+    assert!(c.rate.max_in_flight >= 60, "20 req/s with 3 s replies needs 60 in flight");
+    assert_eq!(c.retry.max_attempts, 3);
+    assert_eq!(c.retry.backoff_initial.as_secs(), 2);
+    assert_eq!(c.retry.backoff_max.as_secs(), 300);
+    assert!(!c.retry.redial_unknown);
+}
+
+#[test]
+fn the_commented_sample_and_the_demo_config_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sample = Config::load(&root.join("config/dialer.toml")).unwrap();
+    assert_eq!(sample.campaign.variables.get("product").map(String::as_str), Some("demo"));
+    assert_eq!(sample.campaign.max_ring_timeout_second, Some(40));
+    let demo = Config::load(&root.join("config/demo.toml")).unwrap();
+    assert_eq!(demo.tencentcloud.endpoint, Endpoint::Builtin);
+}
+
+#[test]
+fn unknown_key_names_the_key_and_the_line() {
+    let e = err("[campaign]\nsdk_app_id = 1400000000\nai_agent_id = 15\nmax_ring_timeout = 40\n");
+    assert!(e.starts_with("dialer.toml: invalid TOML"), "{e}");
+    assert!(e.contains("line 4"), "{e}");
+    assert!(e.contains("unknown field `max_ring_timeout`"), "{e}");
+    assert!(e.contains("max_ring_timeout_second"), "lists the expected keys: {e}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = err("[campaign]\nsdk_app_id = \"abc\"\nai_agent_id = 15\n");
+    assert!(e.contains("line 2") && e.contains("sdk_app_id"), "{e}");
+    assert!(e.contains("invalid type: string \"abc\", expected i64"), "{e}");
+}
+
+#[test]
+fn out_of_range_values_say_what_was_expected() {
+    assert_eq!(
+        err("[campaign]\nsdk_app_id = 0\nai_agent_id = 15\n"),
+        "dialer.toml: campaign.sdk_app_id = 0: expected a positive integer"
+    );
+    assert_eq!(
+        err(&format!("{MINIMAL}acquire_timeout_second = 9\n")),
+        "dialer.toml: campaign.acquire_timeout_second = 9: expected an integer from 0 to 5 (seconds)"
+    );
+    assert_eq!(
+        err(&format!("{MINIMAL}[retry]\nbackoff_initial = \"2 parsecs\"\n")),
+        "dialer.toml: retry.backoff_initial = \"2 parsecs\": expected unknown unit \" parsecs\" in duration \"2 parsecs\": expected one of ms, s, m, h, d"
+    );
+    assert_eq!(
+        err(&format!("{MINIMAL}[retry.classes]\n\"FailedOperation.CallOutFailed\" = \"sometimes\"\n")),
+        "dialer.toml: retry.classes.\"FailedOperation.CallOutFailed\" = \"sometimes\": expected one of \"throttled\", \"transient\", \"later\", \"next_day\", \"permanent\", \"halt\", \"in_doubt\", \"unrecognised\""
+    );
+    assert_eq!(
+        err(&format!("[tencentcloud]\nendpoint = \"ftp://x\"\n{MINIMAL}")),
+        "dialer.toml: tencentcloud.endpoint = \"ftp://x\": expected an http(s)://host[:port] URL without a path (e.g. \"https://ccc.tencentcloudapi.com\"), or \"builtin\""
+    );
+    assert_eq!(
+        err(&format!("{MINIMAL}default_country = \"XX\"\n")),
+        "dialer.toml: campaign.default_country = \"XX\": expected an ISO 3166 two-letter region code with a telephone country code (e.g. \"CN\", \"DE\", \"US\")"
+    );
+}
+
+#[test]
+fn a_rate_above_the_documented_cap_is_refused_unless_the_quota_is_stated() {
+    let e = err(&format!("{MINIMAL}[rate]\nrequests_per_second = 25\n"));
+    assert_eq!(
+        e,
+        "dialer.toml: rate.requests_per_second = 25: expected at most 20, the documented CreateAIAgentCall limit\nhint: if Tencent Cloud granted this account a higher quota, say so with rate.account_quota = N"
+    );
+    let ok = Config::parse(
+        Path::new("dialer.toml"),
+        &format!("{MINIMAL}[rate]\nrequests_per_second = 25\naccount_quota = 50\n"),
+    )
+    .unwrap();
+    assert_eq!(ok.rate.requests_per_second, 25.0);
+}
+
+#[test]
+fn missing_campaign_table_is_named() {
+    assert_eq!(
+        err("[rate]\nrequests_per_second = 10\n"),
+        "dialer.toml: [campaign] = (missing): expected a [campaign] table with at least sdk_app_id and ai_agent_id"
+    );
+}
+
+#[test]
+fn bad_config_exits_2_before_any_call() {
+    let s = Scratch::new("http://127.0.0.1:9", "", "[rate]\nrequests_per_second = 21\n");
+    s.write_contacts("callee\n+8613800138000\n");
+    let out = s.run();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rate.requests_per_second = 21"), "{stderr}");
+    assert!(!s.state.exists(), "nothing was written before the config was valid");
+}
+
+#[test]
+fn missing_secret_exits_2_and_names_the_variable() {
+    let s = Scratch::new("http://127.0.0.1:9", "", "");
+    s.write_contacts("callee\n+8613800138000\n");
+    let out = s
+        .run_command()
+        .env_remove("TENCENTCLOUD_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: TENCENTCLOUD_SECRET_KEY is not set"), "{stderr}");
+}
+
+#[test]
+fn help_lists_the_subcommands_and_the_exit_codes() {
+    let out = Command::new(bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["run", "status", "export", "call", "mock", "Exit codes:", "130"] {
+        assert!(help.contains(word), "--help mentions {word}: {help}");
+    }
+}
