@@ -158,8 +158,8 @@ fn row(cols: &[Column], rec: &csv::ByteRecord, line: u64, opts: &IntakeOptions) 
 }
 
 /// Counts lines for error reports. The csv crate's own line numbers drift with CRLF files, so
-/// this reader notes where every `\n` is as bytes pass through; [`Lines::line_at`] turns a
-/// record's byte offset into its 1-based line. Only newlines not yet passed are kept.
+/// this reader notes where every `\n` is as bytes pass through; [`Lines::line_of`] turns a
+/// record's end offset into its 1-based line. Only newlines not yet passed are kept.
 struct LineCounting<R> {
     inner: R,
     offset: u64,
@@ -186,15 +186,27 @@ struct Lines {
 }
 
 impl Lines {
-    /// Line of the record starting at `byte` (offsets must be asked in increasing order).
-    fn line_at(&mut self, byte: u64) -> u64 {
+    /// The 1-based line on which the record just read starts. `end` is the reader's position
+    /// after the record (just past its terminator, or the end of input); `inner_newlines` the
+    /// newlines inside its quoted fields. Asked in increasing order of `end`.
+    ///
+    /// Why from the end: the csv reader reports a record's start *before* blank lines it skipped
+    /// and, with CRLF, at the `\n` of the previous line, so its start offset is not the line.
+    fn line_of(&mut self, end: u64, inner_newlines: u64) -> u64 {
+        let last_byte = end.saturating_sub(1);
         let mut nl = self.newlines.borrow_mut();
-        while nl.front().is_some_and(|o| *o < byte) {
+        while nl.front().is_some_and(|o| *o < last_byte) {
             nl.pop_front();
             self.passed += 1;
         }
-        self.passed + 1
+        (self.passed + 1).saturating_sub(inner_newlines)
     }
+}
+
+fn newlines_in(rec: &csv::ByteRecord) -> u64 {
+    rec.iter()
+        .map(|f| f.iter().filter(|b| **b == b'\n').count() as u64)
+        .sum()
 }
 
 /// Stream `reader` (named `path` in messages), calling `sink` with batches of up to [`BATCH`]
@@ -251,7 +263,7 @@ pub fn read<R: Read>(
                 if let csv::ErrorKind::Io(_) = e.kind() {
                     return Err(unreadable(e));
                 }
-                let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
+                let line = lines.line_of(rdr.position().byte(), 0);
                 summary.rows += 1;
                 batch.push(NewContact {
                     line,
@@ -269,7 +281,7 @@ pub fn read<R: Read>(
         if rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             continue; // blank line
         }
-        let line = rec.position().map_or(0, |p| lines.line_at(p.byte()));
+        let line = lines.line_of(rdr.position().byte(), newlines_in(&rec));
         summary.rows += 1;
         batch.push(row(&cols, &rec, line, opts));
         if batch.len() >= BATCH {
@@ -364,6 +376,14 @@ mod tests {
         assert_eq!(b.line, 4, "the blank line still counts for line numbers");
         assert_eq!(b.callee, "008613800138001");
         assert!(b.overrides.is_empty());
+    }
+
+    #[test]
+    fn line_numbers_hold_for_lf_quoted_newlines_blank_lines_and_no_final_newline() {
+        let text = "callee,var:note\n\n+8613800138000,\"two\nlines\"\n\n\n+8613800138001,x\n+8613800138002,\"a\r\nb\"\r\n+8613800138003,last";
+        let (_, rows) = parse_all(text, &opts()).unwrap();
+        let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![3, 7, 8, 10]);
     }
 
     #[test]

@@ -3,5 +3,8 @@
 
 mod support;
 
+mod client_errors;
+mod config_errors;
 mod mock_stand_in;
+mod run_campaign;
 mod signing_vectors;
