@@ -266,7 +266,10 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace("TOML parse error", "invalid TOML"),
+            message: e
+                .to_string()
+                .trim_end()
+                .replace("TOML parse error", "invalid TOML"),
         })?;
         Validator { path }.validate(raw)
     }
@@ -348,10 +351,16 @@ impl Validator<'_> {
                 }
             }
         };
-        let connect_timeout = self.duration("tencentcloud.connect_timeout", &raw.connect_timeout)?;
-        let request_timeout = self.duration("tencentcloud.request_timeout", &raw.request_timeout)?;
+        let connect_timeout =
+            self.duration("tencentcloud.connect_timeout", &raw.connect_timeout)?;
+        let request_timeout =
+            self.duration("tencentcloud.request_timeout", &raw.request_timeout)?;
         if connect_timeout.is_zero() {
-            return Err(self.invalid("tencentcloud.connect_timeout", "\"0s\"", "a positive duration"));
+            return Err(self.invalid(
+                "tencentcloud.connect_timeout",
+                "\"0s\"",
+                "a positive duration",
+            ));
         }
         if request_timeout < connect_timeout {
             return Err(self.invalid(
@@ -449,7 +458,11 @@ impl Validator<'_> {
         Ok(Campaign {
             sdk_app_id,
             ai_agent_id,
-            callers: raw.callers.into_iter().map(|c| c.trim().to_string()).collect(),
+            callers: raw
+                .callers
+                .into_iter()
+                .map(|c| c.trim().to_string())
+                .collect(),
             max_ring_timeout_second,
             acquire_timeout_second,
             variables,
@@ -460,7 +473,11 @@ impl Validator<'_> {
 
     fn rate(&self, raw: &RawRate) -> Result<Rate, ConfigError> {
         if raw.account_quota == 0 {
-            return Err(self.invalid("rate.account_quota", 0, "a positive integer (requests per second)"));
+            return Err(self.invalid(
+                "rate.account_quota",
+                0,
+                "a positive integer (requests per second)",
+            ));
         }
         let rps = raw.requests_per_second;
         if !rps.is_finite() || rps <= 0.0 {
@@ -517,7 +534,11 @@ impl Validator<'_> {
         let mut classes = ClassOverrides::default();
         for (code, class) in raw.classes {
             let parsed: Class = class.parse().map_err(|e: String| {
-                self.invalid(&format!("retry.classes.\"{code}\""), format!("{class:?}"), &e)
+                self.invalid(
+                    &format!("retry.classes.\"{code}\""),
+                    format!("{class:?}"),
+                    &e,
+                )
             })?;
             classes.insert(code, parsed);
         }

@@ -124,7 +124,11 @@ mod tests {
 
     #[test]
     fn reads_id_key_and_optional_token_from_the_environment() {
-        let e = env(&[(SECRET_ID, "AKIDx"), (SECRET_KEY, "k"), (SESSION_TOKEN, "t")]);
+        let e = env(&[
+            (SECRET_ID, "AKIDx"),
+            (SECRET_KEY, "k"),
+            (SESSION_TOKEN, "t"),
+        ]);
         let c = from_env(&e).unwrap();
         assert_eq!(c.secret_id, "AKIDx");
         assert_eq!(c.secret_key.expose(), "k");
@@ -163,14 +167,26 @@ mod tests {
             ("TENCENTCLOUD_SECRET_KEY_FILE", "/nonexistent/key"),
         ]);
         let msg = from_env(&e).unwrap_err().to_string();
-        assert!(msg.starts_with("TENCENTCLOUD_SECRET_KEY_FILE = /nonexistent/key: cannot read the file"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "TENCENTCLOUD_SECRET_KEY_FILE = /nonexistent/key: cannot read the file"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
     fn debug_output_of_credentials_hides_key_and_token() {
-        let e = env(&[(SECRET_ID, "AKIDx"), (SECRET_KEY, "very-secret"), (SESSION_TOKEN, "tok-secret")]);
+        let e = env(&[
+            (SECRET_ID, "AKIDx"),
+            (SECRET_KEY, "very-secret"),
+            (SESSION_TOKEN, "tok-secret"),
+        ]);
         let c = from_env(&e).unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("very-secret") && !shown.contains("tok-secret"), "{shown}");
+        assert!(
+            !shown.contains("very-secret") && !shown.contains("tok-secret"),
+            "{shown}"
+        );
     }
 }

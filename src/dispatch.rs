@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::ccc::{CallError, CallRequest, Client, Variable};
@@ -115,7 +115,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn from_config(cfg: &Config, store: Store, client: Client, limiter: Arc<Limiter>) -> Engine {
+    pub fn from_config(
+        cfg: &Config,
+        store: Store,
+        client: Client,
+        limiter: Arc<Limiter>,
+    ) -> Engine {
         Engine {
             store,
             client,
@@ -141,7 +146,6 @@ struct Shared {
     held: Mutex<HashSet<i64>>,
     halt: Mutex<Option<(String, String)>>,
     fatal: Mutex<Option<StoreError>>,
-    done: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -165,7 +169,6 @@ pub async fn run_campaign(
         held: Mutex::new(HashSet::new()),
         halt: Mutex::new(None),
         fatal: Mutex::new(None),
-        done: Notify::new(),
     });
     let permits = Arc::new(Semaphore::new(engine.max_in_flight));
     let batch = (engine.limiter.cap() * 4).clamp(64, 1024);
@@ -205,9 +208,10 @@ pub async fn run_campaign(
                 Some(at) => Duration::from_millis((at - now_ms()).clamp(1, 60_000) as u64),
                 None => Duration::from_secs(60),
             };
-            let notified = shared.done.notified();
+            // Wake when an attempt ends (it may have rescheduled its contact), when the next
+            // contact is due, or on a stop request.
             tokio::select! {
-                _ = notified => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
@@ -236,13 +240,14 @@ pub async fn run_campaign(
         );
         tasks.spawn(async move {
             let id = contact.id;
-            if let Err(e) = attempt(&engine2, &shared2, &defaults2, contact, &stop2, &*on_final2).await {
+            if let Err(e) =
+                attempt(&engine2, &shared2, &defaults2, contact, &stop2, &*on_final2).await
+            {
                 let mut fatal = lock(&shared2.fatal);
                 fatal.get_or_insert(e);
             }
             lock(&shared2.held).remove(&id);
             drop(permit);
-            shared2.done.notify_one();
         });
     };
 
@@ -461,9 +466,12 @@ mod tests {
             sdk_app_id: 1,
             ai_agent_id: 15,
             callers: vec!["a".into(), "b".into(), "c".into()],
-            variables: [("product".to_string(), "demo".to_string()), ("name".to_string(), "x".to_string())]
-                .into_iter()
-                .collect(),
+            variables: [
+                ("product".to_string(), "demo".to_string()),
+                ("name".to_string(), "x".to_string()),
+            ]
+            .into_iter()
+            .collect(),
             max_ring_timeout_second: Some(40),
             acquire_timeout_second: None,
         }
@@ -490,8 +498,14 @@ mod tests {
         assert_eq!(
             req.variables,
             vec![
-                Variable { key: "name".into(), value: "张三".into() },
-                Variable { key: "product".into(), value: "demo".into() },
+                Variable {
+                    key: "name".into(),
+                    value: "张三".into()
+                },
+                Variable {
+                    key: "product".into(),
+                    value: "demo".into()
+                },
             ]
         );
         assert_eq!(req.max_ring_timeout_second, Some(40));
@@ -505,7 +519,10 @@ mod tests {
             callers: vec!["x".into()],
             ..Default::default()
         };
-        assert_eq!(build_request(&defaults(), &contact(o), 5).callers, vec!["x"]);
+        assert_eq!(
+            build_request(&defaults(), &contact(o), 5).callers,
+            vec!["x"]
+        );
     }
 
     #[test]

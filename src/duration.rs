@@ -7,20 +7,28 @@ use std::time::Duration;
 pub fn parse(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("expected a duration such as \"2s\", \"5m\" or \"1h\", found an empty string".into());
+        return Err(
+            "expected a duration such as \"2s\", \"5m\" or \"1h\", found an empty string".into(),
+        );
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("expected a duration such as \"2s\", \"5m\" or \"1h\", found {text:?}"));
+            return Err(format!(
+                "expected a duration such as \"2s\", \"5m\" or \"1h\", found {text:?}"
+            ));
         }
         let n: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("number too large in duration {text:?}"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {

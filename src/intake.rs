@@ -285,7 +285,8 @@ pub fn read<R: Read>(
         summary.rows += 1;
         batch.push(row(&cols, &rec, line, opts));
         if batch.len() >= BATCH {
-            sink(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).map_err(IntakeError::Sink)?;
+            sink(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .map_err(IntakeError::Sink)?;
         }
     }
     if !batch.is_empty() {
@@ -309,7 +310,12 @@ pub fn read_file(
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    read(path, std::io::BufReader::with_capacity(1 << 16, file), opts, sink)
+    read(
+        path,
+        std::io::BufReader::with_capacity(1 << 16, file),
+        opts,
+        sink,
+    )
 }
 
 /// SHA-256 of the file: a rerun against the same state must be given the same list.
@@ -335,7 +341,10 @@ pub fn fingerprint(path: &Path) -> Result<String, IntakeError> {
 }
 
 /// The parsed rows of a small in-memory CSV (tests and the single-call path).
-pub fn parse_all(text: &str, opts: &IntakeOptions) -> Result<(IntakeSummary, Vec<NewContact>), IntakeError> {
+pub fn parse_all(
+    text: &str,
+    opts: &IntakeOptions,
+) -> Result<(IntakeSummary, Vec<NewContact>), IntakeError> {
     let mut all = Vec::new();
     let summary = read(Path::new("<input>"), text.as_bytes(), opts, |b| {
         all.extend(b);
@@ -368,9 +377,21 @@ mod tests {
         assert_eq!(a.line, 2);
         assert_eq!(a.callee, "008613800138000");
         assert_eq!(a.ext_id.as_deref(), Some("c1"));
-        assert_eq!(a.overrides.variables.get("name").map(String::as_str), Some("Zhang, San"));
-        assert_eq!(a.overrides.variables.get("dify-inputs-user").map(String::as_str), Some("u-1"));
-        assert_eq!(a.overrides.callers, vec!["008601012345678", "008601012345679"]);
+        assert_eq!(
+            a.overrides.variables.get("name").map(String::as_str),
+            Some("Zhang, San")
+        );
+        assert_eq!(
+            a.overrides
+                .variables
+                .get("dify-inputs-user")
+                .map(String::as_str),
+            Some("u-1")
+        );
+        assert_eq!(
+            a.overrides.callers,
+            vec!["008601012345678", "008601012345679"]
+        );
         assert_eq!(a.overrides.ai_agent_id, Some(7));
         let b = &rows[1];
         assert_eq!(b.line, 4, "the blank line still counts for line numbers");
@@ -391,7 +412,15 @@ mod tests {
         let text = "callee,ai_agent_id\nabc,\n+8613800138000,zero\n+8613800138000,\n";
         let (_, rows) = parse_all(text, &opts()).unwrap();
         assert_eq!(rows[0].line, 2);
-        assert!(rows[0].skip_reason.as_deref().unwrap().starts_with("callee \"abc\""), "{:?}", rows[0]);
+        assert!(
+            rows[0]
+                .skip_reason
+                .as_deref()
+                .unwrap()
+                .starts_with("callee \"abc\""),
+            "{:?}",
+            rows[0]
+        );
         assert_eq!(rows[1].line, 3);
         assert_eq!(
             rows[1].skip_reason.as_deref(),
@@ -402,8 +431,14 @@ mod tests {
 
     #[test]
     fn empty_file_and_missing_callee_column_are_errors() {
-        assert!(matches!(parse_all("", &opts()), Err(IntakeError::Empty { .. })));
-        assert!(matches!(parse_all("callee\n\n", &opts()), Err(IntakeError::Empty { .. })));
+        assert!(matches!(
+            parse_all("", &opts()),
+            Err(IntakeError::Empty { .. })
+        ));
+        assert!(matches!(
+            parse_all("callee\n\n", &opts()),
+            Err(IntakeError::Empty { .. })
+        ));
         let e = parse_all("phone,name\n123,x\n", &opts()).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -423,7 +458,10 @@ mod tests {
         .unwrap();
         assert_eq!(all.len(), 2);
         assert!(all[0].skip_reason.is_none());
-        assert_eq!(all[1].skip_reason.as_deref(), Some("column 2 is not valid UTF-8"));
+        assert_eq!(
+            all[1].skip_reason.as_deref(),
+            Some("column 2 is not valid UTF-8")
+        );
         assert_eq!(all[1].line, 3);
     }
 }

@@ -195,10 +195,15 @@ mod tests {
     #[test]
     fn window_is_seeded_from_before_a_restart() {
         let t0 = Instant::now();
-        let recent: Vec<Instant> = (0..20).map(|i| t0 + Duration::from_millis(i * 10)).collect();
+        let recent: Vec<Instant> = (0..20)
+            .map(|i| t0 + Duration::from_millis(i * 10))
+            .collect();
         let l = Limiter::new(20.0, &recent);
         let first = l.reserve(t0 + Duration::from_millis(200));
-        assert!(first >= t0 + WINDOW, "a restart must not hand out a fresh burst");
+        assert!(
+            first >= t0 + WINDOW,
+            "a restart must not hand out a fresh burst"
+        );
     }
 
     #[test]
@@ -210,7 +215,10 @@ mod tests {
         let mut p = lock(&l.pace);
         let later = p.last_change + RECOVERY_STEP;
         l.recover(&mut p, later);
-        assert!(p.rate > slowed && p.rate < 20.0, "one step up, not all the way");
+        assert!(
+            p.rate > slowed && p.rate < 20.0,
+            "one step up, not all the way"
+        );
         let much_later = later + RECOVERY_STEP * 100;
         l.recover(&mut p, much_later);
         assert_eq!(p.rate, 20.0, "back to the target, never above");

@@ -11,7 +11,10 @@ fn main() -> ExitCode {
     let progress_bar = matches!(&cli.command, Command::Run(a) if !a.no_progress && !a.dry_run)
         && std::io::IsTerminal::is_terminal(&std::io::stderr());
     telemetry::init(cli.log_format, cli.log_level.as_deref(), progress_bar);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return exit::finish(Err(exit::Failure::other(e))),
     };

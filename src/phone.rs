@@ -67,7 +67,13 @@ mod tests {
 
     #[test]
     fn chinese_numbers_in_every_spelling_become_0086() {
-        for raw in ["+8613800138000", "008613800138000", "13800138000", "+86 138 0013 8000", "0086 138-0013-8000"] {
+        for raw in [
+            "+8613800138000",
+            "008613800138000",
+            "13800138000",
+            "+86 138 0013 8000",
+            "0086 138-0013-8000",
+        ] {
             assert_eq!(zz(raw, "CN").as_deref(), Ok("008613800138000"), "{raw}");
         }
         assert_eq!(zz("010 12345678", "CN").as_deref(), Ok("00861012345678"));
@@ -82,7 +88,11 @@ mod tests {
             ("+49 171 1234567", "+491711234567"),
             ("0049 176 12345678", "+4917612345678"),
         ] {
-            assert_eq!(normalize(raw, "DE", CalleeFormat::E164).as_deref(), Ok(want), "{raw}");
+            assert_eq!(
+                normalize(raw, "DE", CalleeFormat::E164).as_deref(),
+                Ok(want),
+                "{raw}"
+            );
         }
     }
 
@@ -92,15 +102,25 @@ mod tests {
             normalize("+86 138 0013 8000", "US", CalleeFormat::E164).as_deref(),
             Ok("+8613800138000")
         );
-        assert_eq!(zz("008613800138000", "US").as_deref(), Ok("008613800138000"));
-        assert_eq!(normalize("(650) 253-0000", "US", CalleeFormat::E164).as_deref(), Ok("+16502530000"));
+        assert_eq!(
+            zz("008613800138000", "US").as_deref(),
+            Ok("008613800138000")
+        );
+        assert_eq!(
+            normalize("(650) 253-0000", "US", CalleeFormat::E164).as_deref(),
+            Ok("+16502530000")
+        );
     }
 
     #[test]
     fn invalid_numbers_say_why() {
-        assert!(zz("abc", "CN").unwrap_err().starts_with("not a phone number"));
+        assert!(zz("abc", "CN")
+            .unwrap_err()
+            .starts_with("not a phone number"));
         assert!(zz("", "CN").unwrap_err().contains("empty"));
-        assert!(zz("+999 1234567", "CN").unwrap_err().starts_with("not a phone number"));
+        assert!(zz("+999 1234567", "CN")
+            .unwrap_err()
+            .starts_with("not a phone number"));
         let e = zz("+49 123", "DE").unwrap_err();
         assert!(e.contains("not a valid number for DE (+49)"), "{e}");
         assert!(zz("+86138000000012", "CN").is_err(), "one digit too many");

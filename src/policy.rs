@@ -76,13 +76,22 @@ pub const DEFAULT_TABLE: &[(&str, Class)] = &[
     ("ResourceUnavailable*", Class::Transient),
     ("ResourceInsufficient*", Class::Transient),
     ("FailedOperation.CallOutFailed", Class::Transient),
-    ("FailedOperation.AIConcurrentOverFrequency", Class::Transient),
+    (
+        "FailedOperation.AIConcurrentOverFrequency",
+        Class::Transient,
+    ),
     ("FailedOperation.AcquireQuota", Class::Transient),
     ("FailedOperation.CallerOverFrequency", Class::Transient),
     ("LimitExceeded.OutOfQuotaMaxCount", Class::Transient),
     ("FailedOperation.CalloutRuleNotWorkTime", Class::Later),
-    ("FailedOperation.CalloutRuleMaxCallCountCalleeIntervalTime", Class::Later),
-    ("FailedOperation.CalloutRuleMaxCallCountCalleePerDayAppID", Class::NextDay),
+    (
+        "FailedOperation.CalloutRuleMaxCallCountCalleeIntervalTime",
+        Class::Later,
+    ),
+    (
+        "FailedOperation.CalloutRuleMaxCallCountCalleePerDayAppID",
+        Class::NextDay,
+    ),
     ("FailedOperation.CalleeIsBlackUser", Class::Permanent),
     ("FailedOperation.CalloutRuleBlindArea", Class::Permanent),
     ("FailedOperation.CalleeIsLimited", Class::Permanent),
@@ -261,19 +270,31 @@ mod tests {
         let cases = [
             ("RequestLimitExceeded", Class::Throttled),
             ("RequestLimitExceeded.UinLimitExceeded", Class::Throttled),
-            ("RequestLimitExceeded.GlobalRegionUinLimitExceeded", Class::Throttled),
+            (
+                "RequestLimitExceeded.GlobalRegionUinLimitExceeded",
+                Class::Throttled,
+            ),
             ("InternalError", Class::Transient),
             ("InternalError.DBError", Class::Transient),
             ("ResourceUnavailable", Class::Transient),
             ("ResourceInsufficient.Foo", Class::Transient),
             ("FailedOperation.CallOutFailed", Class::Transient),
-            ("FailedOperation.AIConcurrentOverFrequency", Class::Transient),
+            (
+                "FailedOperation.AIConcurrentOverFrequency",
+                Class::Transient,
+            ),
             ("FailedOperation.AcquireQuota", Class::Transient),
             ("FailedOperation.CallerOverFrequency", Class::Transient),
             ("LimitExceeded.OutOfQuotaMaxCount", Class::Transient),
             ("FailedOperation.CalloutRuleNotWorkTime", Class::Later),
-            ("FailedOperation.CalloutRuleMaxCallCountCalleeIntervalTime", Class::Later),
-            ("FailedOperation.CalloutRuleMaxCallCountCalleePerDayAppID", Class::NextDay),
+            (
+                "FailedOperation.CalloutRuleMaxCallCountCalleeIntervalTime",
+                Class::Later,
+            ),
+            (
+                "FailedOperation.CalloutRuleMaxCallCountCalleePerDayAppID",
+                Class::NextDay,
+            ),
             ("FailedOperation.CalleeIsBlackUser", Class::Permanent),
             ("FailedOperation.CalloutRuleBlindArea", Class::Permanent),
             ("FailedOperation.CalleeIsLimited", Class::Permanent),
@@ -309,11 +330,23 @@ mod tests {
         let mut o = ClassOverrides::new();
         o.insert("FailedOperation.*".into(), Class::Transient);
         o.insert("FailedOperation.CallOutFailed".into(), Class::Permanent);
-        assert_eq!(classify_code("FailedOperation.SomethingNew", &o), Class::Transient);
-        assert_eq!(classify_code("FailedOperation.CallOutFailed", &o), Class::Permanent);
+        assert_eq!(
+            classify_code("FailedOperation.SomethingNew", &o),
+            Class::Transient
+        );
+        assert_eq!(
+            classify_code("FailedOperation.CallOutFailed", &o),
+            Class::Permanent
+        );
         // A broad override does not beat a default's exact code.
-        assert_eq!(classify_code("FailedOperation.CalleeIsBlackUser", &o), Class::Permanent);
-        assert_eq!(classify_code("FailedOperation.AILicenseHasExpired", &o), Class::Halt);
+        assert_eq!(
+            classify_code("FailedOperation.CalleeIsBlackUser", &o),
+            Class::Permanent
+        );
+        assert_eq!(
+            classify_code("FailedOperation.AILicenseHasExpired", &o),
+            Class::Halt
+        );
     }
 
     #[test]
@@ -335,11 +368,17 @@ mod tests {
         let t = Duration::from_secs(1);
         assert!(matches!(
             decide(Class::Transient, 1, 0, &s, t, 0.0),
-            Decision::Retry { uses_attempt: true, .. }
+            Decision::Retry {
+                uses_attempt: true,
+                ..
+            }
         ));
         assert!(matches!(
             decide(Class::Transient, 2, 0, &s, t, 0.0),
-            Decision::Retry { uses_attempt: true, .. }
+            Decision::Retry {
+                uses_attempt: true,
+                ..
+            }
         ));
         assert_eq!(decide(Class::Transient, 3, 0, &s, t, 0.0), Decision::Fail);
     }
@@ -381,7 +420,10 @@ mod tests {
         let s = settings();
         let t = Duration::ZERO;
         assert_eq!(decide(Class::Permanent, 1, 0, &s, t, 0.0), Decision::Fail);
-        assert_eq!(decide(Class::Unrecognised, 1, 0, &s, t, 0.0), Decision::Fail);
+        assert_eq!(
+            decide(Class::Unrecognised, 1, 0, &s, t, 0.0),
+            Decision::Fail
+        );
         assert_eq!(decide(Class::Halt, 1, 0, &s, t, 0.0), Decision::Halt);
         assert_eq!(decide(Class::InDoubt, 1, 0, &s, t, 0.0), Decision::Unknown);
     }

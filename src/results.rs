@@ -47,7 +47,10 @@ pub async fn rewrite(
 ) -> Result<u64, ResultsError> {
     let tmp = path.with_extension("csv.tmp");
     let file = File::create(&tmp).map_err(|e| write_err(&tmp, e))?;
-    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    // The header is written explicitly so that a file with no rows still has it.
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(std::io::BufWriter::new(file));
     w.write_record(COLUMNS).map_err(|e| write_err(&tmp, e))?;
     let tmp2 = tmp.clone();
     let (n, w) = store
@@ -114,4 +117,3 @@ impl Drop for Appender {
         }
     }
 }
-

@@ -183,7 +183,11 @@ impl Store {
         source: &str,
         now_ms: i64,
     ) -> Result<Campaign, StoreError> {
-        let (name, fingerprint, source) = (name.to_string(), fingerprint.to_string(), source.to_string());
+        let (name, fingerprint, source) = (
+            name.to_string(),
+            fingerprint.to_string(),
+            source.to_string(),
+        );
         self.call(move |c| {
             c.execute(
                 "INSERT INTO campaigns (name, fingerprint, source, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -220,7 +224,10 @@ impl Store {
 
     pub async fn mark_intake_done(&self, campaign_id: i64) -> Result<(), StoreError> {
         self.call(move |c| {
-            c.execute("UPDATE campaigns SET intake_done = 1 WHERE id = ?1", [campaign_id])?;
+            c.execute(
+                "UPDATE campaigns SET intake_done = 1 WHERE id = ?1",
+                [campaign_id],
+            )?;
             Ok(())
         })
         .await
@@ -301,7 +308,8 @@ impl Store {
                      WHERE campaign_id = ?1 AND status = 'pending' AND next_at = 0
                      ORDER BY id LIMIT ?2",
                 )?;
-                let rows = first.query_map(params![campaign_id, (want - out.len()) as i64], due_row)?;
+                let rows =
+                    first.query_map(params![campaign_id, (want - out.len()) as i64], due_row)?;
                 for r in rows {
                     out.push(r?);
                 }
@@ -436,7 +444,11 @@ impl Store {
                  GROUP BY status, error_code ORDER BY 3 DESC, 1, 2",
             )?;
             let rows = stmt.query_map([campaign_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                ))
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -503,8 +515,9 @@ impl Store {
     /// limiter's memory across restarts.
     pub async fn recent_attempt_starts(&self, n: usize) -> Result<Vec<i64>, StoreError> {
         self.call(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT started_at FROM attempts ORDER BY started_at DESC LIMIT ?1")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT started_at FROM attempts ORDER BY started_at DESC LIMIT ?1",
+            )?;
             let rows = stmt.query_map([n as i64], |r| r.get::<_, i64>(0))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -567,7 +580,10 @@ fn insert_contacts(
         let overrides = if row.overrides.is_empty() {
             None
         } else {
-            Some(serde_json::to_string(&row.overrides).map_err(|e| StoreError::Other(e.to_string()))?)
+            Some(
+                serde_json::to_string(&row.overrides)
+                    .map_err(|e| StoreError::Other(e.to_string()))?,
+            )
         };
         let (status, code, message) = match &row.skip_reason {
             Some(reason) => (Status::Skipped, Some("Invalid"), Some(reason.as_str())),
@@ -708,14 +724,17 @@ fn run_jobs(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string());
+        let began = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| e.to_string());
         let mut replies = Vec::with_capacity(batch.len());
         if began.is_ok() {
             for job in batch {
                 replies.push(run_one(&conn, job));
             }
         }
-        let committed = began.and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+        let committed =
+            began.and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }

@@ -10,7 +10,8 @@ use crate::cli::LogFormat;
 /// (a progress bar is showing).
 pub fn init(format: LogFormat, level: Option<&str>, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
-    let filter = EnvFilter::try_new(level.unwrap_or(default)).unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_new(level.unwrap_or(default)).unwrap_or_else(|_| EnvFilter::new(default));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -21,7 +22,12 @@ pub fn init(format: LogFormat, level: Option<&str>, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_target(false);
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.compact().try_init()
     };

@@ -14,16 +14,20 @@ use crate::store::DueContact;
 
 pub async fn run(args: CallArgs) -> Result<Done, Failure> {
     let cfg = Config::load(&args.config).map_err(Failure::input)?;
-    let callee = phone::normalize(&args.callee, &cfg.campaign.default_country, cfg.campaign.callee_format)
-        .map_err(|e| Failure::input(anyhow!("--callee {:?}: {e}", args.callee)))?;
+    let callee = phone::normalize(
+        &args.callee,
+        &cfg.campaign.default_country,
+        cfg.campaign.callee_format,
+    )
+    .map_err(|e| Failure::input(anyhow!("--callee {:?}: {e}", args.callee)))?;
     let mut overrides = Overrides::default();
     for kv in &args.vars {
         let Some((k, v)) = kv.split_once('=') else {
-            return Err(Failure::input(anyhow!(
-                "--var {kv:?}: expected KEY=VALUE"
-            )));
+            return Err(Failure::input(anyhow!("--var {kv:?}: expected KEY=VALUE")));
         };
-        overrides.variables.insert(k.trim().to_string(), v.to_string());
+        overrides
+            .variables
+            .insert(k.trim().to_string(), v.to_string());
     }
     let (client, _mock) = super::connect(&cfg).await?;
     let contact = DueContact {
@@ -38,17 +42,25 @@ pub async fn run(args: CallArgs) -> Result<Done, Failure> {
     match client.create_ai_agent_call(&request).await {
         Ok(placed) => {
             println!("{}", placed.session_id);
-            eprintln!("placed: SessionId {} (RequestId {})", placed.session_id, placed.request_id);
+            eprintln!(
+                "placed: SessionId {} (RequestId {})",
+                placed.session_id, placed.request_id
+            );
             Ok(Done::Ok)
         }
         Err(e) => {
             let class = policy::classify(&e, &cfg.retry.classes);
             let what = match class {
-                Class::InDoubt => "the reply was lost: the call MAY have been placed; do not simply retry",
+                Class::InDoubt => {
+                    "the reply was lost: the call MAY have been placed; do not simply retry"
+                }
                 Class::Halt => "account-level problem: fix the account or credentials",
                 _ => "the call was not placed",
             };
-            Err(Failure::other(anyhow!("{e}\n{what} (class {})", class.as_str())))
+            Err(Failure::other(anyhow!(
+                "{e}\n{what} (class {})",
+                class.as_str()
+            )))
         }
     }
 }

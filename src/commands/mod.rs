@@ -33,9 +33,9 @@ pub async fn connect(cfg: &Config) -> Result<(Client, Option<MockServer>), Failu
                 faults,
                 ..Default::default()
             };
-            let server = MockServer::spawn(opts)
-                .await
-                .map_err(|e| Failure::other(anyhow::anyhow!("cannot start the built-in stand-in: {e}")))?;
+            let server = MockServer::spawn(opts).await.map_err(|e| {
+                Failure::other(anyhow::anyhow!("cannot start the built-in stand-in: {e}"))
+            })?;
             tracing::info!(endpoint = %server.endpoint(), "built-in CCC stand-in started");
             (server.endpoint(), creds, Some(server))
         }

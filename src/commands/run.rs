@@ -53,7 +53,10 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
                 crate::import::ImportError::Intake(e) => Failure::input(e),
                 other => Failure::other(other),
             })?;
-        store.mark_intake_done(campaign.id).await.map_err(Failure::other)?;
+        store
+            .mark_intake_done(campaign.id)
+            .await
+            .map_err(Failure::other)?;
         print_intake(&args.contacts, &report, &store, campaign.id).await?;
     } else {
         tracing::info!(campaign = %campaign.name, "resuming: contacts already in the state store");
@@ -65,9 +68,15 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         .map_err(Failure::other)?;
     if settled > 0 {
         if cfg.retry.redial_unknown {
-            tracing::warn!(contacts = settled, "replies lost in the last run: redialling them (retry.redial_unknown = true)");
+            tracing::warn!(
+                contacts = settled,
+                "replies lost in the last run: redialling them (retry.redial_unknown = true)"
+            );
         } else {
-            tracing::warn!(contacts = settled, "replies lost in the last run: reported unknown, not redialled");
+            tracing::warn!(
+                contacts = settled,
+                "replies lost in the last run: reported unknown, not redialled"
+            );
         }
     }
 
@@ -100,7 +109,8 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         }
     });
     let started = Instant::now();
-    let outcome = dispatch::run_campaign(engine.clone(), campaign.id, defaults, stop_rx, on_final).await;
+    let outcome =
+        dispatch::run_campaign(engine.clone(), campaign.id, defaults, stop_rx, on_final).await;
     signals.abort();
     progress.finish();
     drop(appender);
@@ -196,19 +206,32 @@ async fn print_intake(
     }
     if c.skipped > 0 {
         let (_, shown) = store
-            .for_each_result(campaign_id, true, Vec::new(), |shown: &mut Vec<ResultRow>, row| {
-                if row.status == Status::Skipped.as_str() && shown.len() < SKIPPED_SHOWN {
-                    shown.push(row);
-                }
-                Ok(())
-            })
+            .for_each_result(
+                campaign_id,
+                true,
+                Vec::new(),
+                |shown: &mut Vec<ResultRow>, row| {
+                    if row.status == Status::Skipped.as_str() && shown.len() < SKIPPED_SHOWN {
+                        shown.push(row);
+                    }
+                    Ok(())
+                },
+            )
             .await
             .map_err(Failure::other)?;
         for row in &shown {
-            eprintln!("{}: line {}: skipped: {}", contacts.display(), row.line, row.error_message);
+            eprintln!(
+                "{}: line {}: skipped: {}",
+                contacts.display(),
+                row.line,
+                row.error_message
+            );
         }
         if c.skipped as usize > shown.len() {
-            eprintln!("… {} more skipped rows in the results file", c.skipped as usize - shown.len());
+            eprintln!(
+                "… {} more skipped rows in the results file",
+                c.skipped as usize - shown.len()
+            );
         }
     }
     Ok(())
@@ -218,7 +241,9 @@ async fn print_intake(
 /// written down just before they are sent, so each is pushed back by a safety gap.
 async fn seed_window(store: &Store) -> Result<Vec<Instant>, crate::store::StoreError> {
     const SEND_GAP_MS: i64 = 100;
-    let starts = store.recent_attempt_starts(crate::config::DOCUMENTED_CAP as usize * 2).await?;
+    let starts = store
+        .recent_attempt_starts(crate::config::DOCUMENTED_CAP as usize * 2)
+        .await?;
     let (now_wall, now) = (now_ms(), Instant::now());
     Ok(starts
         .into_iter()
@@ -248,7 +273,12 @@ fn halt_hint(code: &str) -> &'static str {
     }
 }
 
-fn print_summary(counts: &std::collections::BTreeMap<Status, u64>, took: Duration, engine: &Engine, results: &Path) {
+fn print_summary(
+    counts: &std::collections::BTreeMap<Status, u64>,
+    took: Duration,
+    engine: &Engine,
+    results: &Path,
+) {
     let get = |s| counts.get(&s).copied().unwrap_or(0);
     let c = &engine.counters;
     eprintln!(
@@ -278,12 +308,16 @@ impl Progress {
         total: u64,
         allow_bar: bool,
     ) -> Progress {
-        let already_final: u64 = counts.iter().filter(|(s, _)| s.is_final()).map(|(_, n)| n).sum();
+        let already_final: u64 = counts
+            .iter()
+            .filter(|(s, _)| s.is_final())
+            .map(|(_, n)| n)
+            .sum();
         let bar = (allow_bar && std::io::stderr().is_terminal()).then(|| {
             let bar = indicatif::ProgressBar::new(total);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} {msg} eta {eta}",
-            ) {
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} eta {eta}")
+            {
                 bar.set_style(style);
             }
             bar.set_position(already_final);

@@ -1,1 +1,298 @@
-//! placeholder
+//! The built-in CCC stand-in: a real HTTP server that answers CreateAIAgentCall like the
+//! service does (signature checks, error envelope, strict 1-second rate window), with simulated
+//! latency and scripted faults, and that keeps its own figures at `/__admin/stats`.
+//!
+//! Order of checks for each request: arrival is counted (every request, for the window
+//! figures) → signature → action and version → the strict rate window (only authenticated
+//! requests are admitted into it, as the service limits per account) → body parameters →
+//! the callee's scripted outcome.
+
+mod faults;
+mod params;
+mod stats;
+mod verify;
+
+pub use faults::{Faults, FaultsError, Outcome};
+pub use stats::MockStats;
+pub use verify::{verify, Refusal, MAX_SKEW_SECS};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::secret::Secret;
+use stats::Recorder;
+
+/// Unix seconds; injectable so tests can check signatures made at a fixed time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub struct MockOptions {
+    /// Accepted (SecretId, SecretKey) pairs.
+    pub credentials: Vec<(String, Secret)>,
+    /// At most this many requests in any sliding 1-second window; 0 = no limit.
+    pub rate_limit: u32,
+    /// Median reply latency in ms, log-normal with a long tail; 0 = none.
+    pub latency_ms: u64,
+    pub faults: Faults,
+    pub clock: Clock,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions {
+            credentials: Vec::new(),
+            rate_limit: crate::config::DOCUMENTED_CAP,
+            latency_ms: 0,
+            faults: Faults::default(),
+            clock: Arc::new(|| chrono::Utc::now().timestamp()),
+        }
+    }
+}
+
+struct Shared {
+    opts: MockOptions,
+    recorder: Mutex<Recorder>,
+}
+
+impl Shared {
+    fn record<T>(&self, f: impl FnOnce(&mut Recorder) -> T) -> T {
+        let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut r)
+    }
+}
+
+/// A running stand-in (tests and benchmarks). Dropping it stops the server.
+pub struct MockServer {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", post(create_ai_agent_call))
+        .route("/__admin/stats", get(admin_stats))
+        .route("/__admin/reset", post(admin_reset))
+        .with_state(shared)
+}
+
+impl MockServer {
+    /// Serve on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        listener: tokio::net::TcpListener,
+        opts: MockOptions,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let shared = Arc::new(Shared {
+            opts,
+            recorder: Mutex::new(Recorder::default()),
+        });
+        axum::serve(listener, router(shared))
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Bind 127.0.0.1 on a free port and serve in the background.
+    pub async fn spawn(opts: MockOptions) -> std::io::Result<MockServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            opts,
+            recorder: Mutex::new(Recorder::default()),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = router(shared.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(MockServer {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> MockStats {
+        self.shared.record(|r| r.stats.clone())
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn envelope(response: serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "Response": response }).to_string(),
+    )
+        .into_response()
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn api_error(shared: &Shared, code: &str, message: &str) -> Response {
+    shared.record(|r| r.error(code));
+    envelope(serde_json::json!({
+        "Error": { "Code": code, "Message": message },
+        "RequestId": request_id(),
+    }))
+}
+
+/// Log-normal around the median with sigma 0.6 (p99 ≈ 4× the median), capped at 20×.
+fn latency(median_ms: u64) -> Duration {
+    if median_ms == 0 {
+        return Duration::ZERO;
+    }
+    // Box–Muller from two uniforms.
+    let u1: f64 = rand::random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rand::random::<f64>();
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    let ms = (median_ms as f64 * (0.6 * z).exp()).min(median_ms as f64 * 20.0);
+    Duration::from_secs_f64(ms / 1000.0)
+}
+
+async fn create_ai_agent_call(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let arrived = Instant::now();
+    let opts = &shared.opts;
+    shared.record(|r| {
+        r.arrival(
+            arrived,
+            chrono::Utc::now().timestamp_millis(),
+            opts.rate_limit,
+        )
+    });
+
+    if let Err(refusal) = verify::verify(&headers, &body, &opts.credentials, (opts.clock)()) {
+        return api_error(&shared, refusal.code, &refusal.message);
+    }
+    let header_is =
+        |name: &str, want: &str| headers.get(name).and_then(|v| v.to_str().ok()) == Some(want);
+    if !header_is("x-tc-action", crate::ccc::ACTION) {
+        return api_error(
+            &shared,
+            "InvalidAction",
+            "the action is not found (this stand-in serves CreateAIAgentCall)",
+        );
+    }
+    if !header_is("x-tc-version", crate::ccc::VERSION) {
+        return api_error(
+            &shared,
+            "NoSuchVersion",
+            "the API version is not found (expected 2020-02-10)",
+        );
+    }
+    if !shared.record(|r| r.admit(arrived, opts.rate_limit)) {
+        return api_error(
+            &shared,
+            "RequestLimitExceeded",
+            "request rate exceeds the limit of this API",
+        );
+    }
+    let (parsed, callee) = match params::check(&body) {
+        Ok(ok) => ok,
+        Err(refusal) => return api_error(&shared, refusal.code, &refusal.message),
+    };
+    let n = shared.record(|r| r.callee_request(&callee));
+    let delay = latency(opts.latency_ms);
+    match opts.faults.outcome(&callee, n) {
+        Outcome::Ok => {
+            shared.record(|r| r.created(&callee, parsed));
+            tokio::time::sleep(delay).await;
+            success()
+        }
+        Outcome::Hang(d) => {
+            shared.record(|r| r.created(&callee, parsed));
+            tokio::time::sleep(d).await;
+            success()
+        }
+        Outcome::Error { code, message } => {
+            tokio::time::sleep(delay).await;
+            api_error(&shared, &code, &message)
+        }
+        Outcome::Http(status) => {
+            tokio::time::sleep(delay).await;
+            shared.record(|r| r.error(&format!("HTTP {status}")));
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            (
+                status,
+                [(header::CONTENT_TYPE, "text/html")],
+                format!("<html><body><h1>{status}</h1>gateway error</body></html>"),
+            )
+                .into_response()
+        }
+        Outcome::Drop => {
+            // The call exists; the reply never completes: headers, then the body fails and
+            // the connection is cut.
+            shared.record(|r| r.created(&callee, parsed));
+            tokio::time::sleep(delay).await;
+            let cut = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other(
+                    "connection dropped by fault script",
+                ))
+            });
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from_stream(cut),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn success() -> Response {
+    envelope(serde_json::json!({
+        "SessionId": uuid::Uuid::new_v4().to_string(),
+        "RequestId": request_id(),
+    }))
+}
+
+async fn admin_stats(State(shared): State<Arc<Shared>>) -> Json<MockStats> {
+    Json(shared.record(|r| r.stats.clone()))
+}
+
+async fn admin_reset(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.record(|r| r.reset());
+    StatusCode::NO_CONTENT
+}

@@ -109,7 +109,10 @@ async fn connection_dropped_after_the_request_is_in_doubt() {
         .await
         .unwrap_err();
     let seen = server.await.unwrap();
-    assert!(String::from_utf8_lossy(&seen).contains("008613800138000"), "the request did arrive");
+    assert!(
+        String::from_utf8_lossy(&seen).contains("008613800138000"),
+        "the request did arrive"
+    );
     assert!(matches!(err, CallError::InDoubt { .. }), "{err:?}");
 }
 

@@ -25,7 +25,10 @@ fn minimal_config_gets_documented_defaults() {
     );
     assert_eq!(c.tencentcloud.region, None);
     assert_eq!(c.rate.requests_per_second, 20.0);
-    assert!(c.rate.max_in_flight >= 60, "20 req/s with 3 s replies needs 60 in flight");
+    assert!(
+        c.rate.max_in_flight >= 60,
+        "20 req/s with 3 s replies needs 60 in flight"
+    );
     assert_eq!(c.retry.max_attempts, 3);
     assert_eq!(c.retry.backoff_initial.as_secs(), 2);
     assert_eq!(c.retry.backoff_max.as_secs(), 300);
@@ -36,7 +39,10 @@ fn minimal_config_gets_documented_defaults() {
 fn the_commented_sample_and_the_demo_config_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sample = Config::load(&root.join("config/dialer.toml")).unwrap();
-    assert_eq!(sample.campaign.variables.get("product").map(String::as_str), Some("demo"));
+    assert_eq!(
+        sample.campaign.variables.get("product").map(String::as_str),
+        Some("demo")
+    );
     assert_eq!(sample.campaign.max_ring_timeout_second, Some(40));
     let demo = Config::load(&root.join("config/demo.toml")).unwrap();
     assert_eq!(demo.tencentcloud.endpoint, Endpoint::Builtin);
@@ -48,14 +54,20 @@ fn unknown_key_names_the_key_and_the_line() {
     assert!(e.starts_with("dialer.toml: invalid TOML"), "{e}");
     assert!(e.contains("line 4"), "{e}");
     assert!(e.contains("unknown field `max_ring_timeout`"), "{e}");
-    assert!(e.contains("max_ring_timeout_second"), "lists the expected keys: {e}");
+    assert!(
+        e.contains("max_ring_timeout_second"),
+        "lists the expected keys: {e}"
+    );
 }
 
 #[test]
 fn wrong_type_names_the_key() {
     let e = err("[campaign]\nsdk_app_id = \"abc\"\nai_agent_id = 15\n");
     assert!(e.contains("line 2") && e.contains("sdk_app_id"), "{e}");
-    assert!(e.contains("invalid type: string \"abc\", expected i64"), "{e}");
+    assert!(
+        e.contains("invalid type: string \"abc\", expected i64"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -111,13 +123,20 @@ fn missing_campaign_table_is_named() {
 
 #[test]
 fn bad_config_exits_2_before_any_call() {
-    let s = Scratch::new("http://127.0.0.1:9", "", "[rate]\nrequests_per_second = 21\n");
+    let s = Scratch::new(
+        "http://127.0.0.1:9",
+        "",
+        "[rate]\nrequests_per_second = 21\n",
+    );
     s.write_contacts("callee\n+8613800138000\n");
     let out = s.run();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rate.requests_per_second = 21"), "{stderr}");
-    assert!(!s.state.exists(), "nothing was written before the config was valid");
+    assert!(
+        !s.state.exists(),
+        "nothing was written before the config was valid"
+    );
 }
 
 #[test]
@@ -131,14 +150,25 @@ fn missing_secret_exits_2_and_names_the_variable() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("error: TENCENTCLOUD_SECRET_KEY is not set"), "{stderr}");
+    assert!(
+        stderr.contains("error: TENCENTCLOUD_SECRET_KEY is not set"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn help_lists_the_subcommands_and_the_exit_codes() {
     let out = Command::new(bin()).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for word in ["run", "status", "export", "call", "mock", "Exit codes:", "130"] {
+    for word in [
+        "run",
+        "status",
+        "export",
+        "call",
+        "mock",
+        "Exit codes:",
+        "130",
+    ] {
         assert!(help.contains(word), "--help mentions {word}: {help}");
     }
 }

@@ -1,6 +1,9 @@
 //! The one integration-test binary (one link step instead of one per file).
 //! Each module is named for the behaviour it proves.
 
+// Tests may panic on what they set up themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod client_errors;

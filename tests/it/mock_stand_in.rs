@@ -1,0 +1,324 @@
+//! The stand-in judges every other test, so it is tested first: it verifies signatures like the
+//! service, accepts what the official SDK signs, enforces its window, and plays fault scripts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ccc_dialer::mock::{Faults, MockOptions, MockServer};
+use ccc_dialer::secret::Secret;
+use ccc_dialer::sign::{sign, Credentials, SignRequest};
+use serde_json::Value;
+
+use crate::support::{data_path, mock_with, SECRET_ID, SECRET_KEY};
+
+const BODY: &str = r#"{"SdkAppId":1400000000,"AIAgentId":15,"Callee":"008613800138000"}"#;
+
+fn creds(key: &str) -> Credentials {
+    Credentials {
+        secret_id: SECRET_ID.into(),
+        secret_key: Secret::new(key),
+        session_token: None,
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// POST `body` signed with `c` at `timestamp`; returns (status, parsed body or raw text).
+async fn post(mock: &MockServer, c: &Credentials, body: &str, timestamp: i64) -> (u16, Value) {
+    let host = mock.addr.to_string();
+    let signed = sign(
+        c,
+        &SignRequest {
+            host: &host,
+            service: "ccc",
+            action: "CreateAIAgentCall",
+            version: "2020-02-10",
+            region: None,
+            language: None,
+            payload: body.as_bytes(),
+            timestamp,
+        },
+    )
+    .unwrap();
+    let mut req = reqwest::Client::new().post(mock.endpoint());
+    for (k, v) in &signed.headers {
+        req = req.header(*k, v);
+    }
+    send(req.body(body.to_string())).await
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn code(v: &Value) -> &str {
+    v["Response"]["Error"]["Code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_good_signature_creates_the_call_and_returns_a_session_id() {
+    let mock = mock_with(20, 0, "").await;
+    let (status, v) = post(&mock, &creds(SECRET_KEY), BODY, now()).await;
+    assert_eq!(status, 200);
+    assert!(
+        v["Response"]["SessionId"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
+    assert!(
+        v["Response"]["RequestId"]
+            .as_str()
+            .is_some_and(|s| s.len() == 36),
+        "{v}"
+    );
+    let stats = mock.stats();
+    assert_eq!(stats.accepted, 1);
+    assert_eq!(stats.calls_per_callee["008613800138000"], 1);
+}
+
+#[tokio::test]
+async fn wrong_key_tampered_body_and_skewed_clock_are_refused_with_the_service_codes() {
+    let mock = mock_with(20, 0, "").await;
+    let (_, v) = post(&mock, &creds("not-the-key"), BODY, now()).await;
+    assert_eq!(code(&v), "AuthFailure.SignatureFailure");
+    let (_, v) = post(&mock, &creds(SECRET_KEY), BODY, now() - 301).await;
+    assert_eq!(code(&v), "AuthFailure.SignatureExpire");
+    let (_, v) = post(&mock, &creds(SECRET_KEY), BODY, now() + 290).await;
+    assert!(
+        v["Response"]["SessionId"].is_string(),
+        "within 300 s is fine: {v}"
+    );
+    let unknown = Credentials {
+        secret_id: "AKIDunknown".into(),
+        ..creds(SECRET_KEY)
+    };
+    let (_, v) = post(&mock, &unknown, BODY, now()).await;
+    assert_eq!(code(&v), "AuthFailure.SecretIdNotFound");
+
+    // Tampered: signed over one body, another sent.
+    let host = mock.addr.to_string();
+    let signed = sign(
+        &creds(SECRET_KEY),
+        &SignRequest {
+            host: &host,
+            service: "ccc",
+            action: "CreateAIAgentCall",
+            version: "2020-02-10",
+            region: None,
+            language: None,
+            payload: BODY.as_bytes(),
+            timestamp: now(),
+        },
+    )
+    .unwrap();
+    let mut req = reqwest::Client::new().post(mock.endpoint());
+    for (k, v) in &signed.headers {
+        req = req.header(*k, v);
+    }
+    let (_, v) = send(req.body(BODY.replace("0086138", "0086139"))).await;
+    assert_eq!(code(&v), "AuthFailure.SignatureFailure");
+
+    let stats = mock.stats();
+    assert_eq!(stats.accepted, 1, "only the good request created a call");
+    assert_eq!(stats.signature_failures, 2);
+    assert_eq!(stats.auth_failures, 4);
+}
+
+#[tokio::test]
+async fn missing_authorization_or_an_unsigned_host_is_refused() {
+    let mock = mock_with(20, 0, "").await;
+    let (_, v) = send(
+        reqwest::Client::new()
+            .post(mock.endpoint())
+            .header("Content-Type", "application/json")
+            .header("X-TC-Action", "CreateAIAgentCall")
+            .header("X-TC-Version", "2020-02-10")
+            .header("X-TC-Timestamp", now().to_string())
+            .body(BODY),
+    )
+    .await;
+    assert_eq!(code(&v), "AuthFailure.InvalidAuthorization");
+
+    // A correct HMAC over a header set without host is still refused.
+    let ts = now();
+    let date = ccc_dialer::sign::utc_date(ts).unwrap();
+    let headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("x-tc-action".to_string(), "createaiagentcall".to_string()),
+    ];
+    let canonical = ccc_dialer::sign::canonical_request(&headers, BODY.as_bytes());
+    let scope = format!("{date}/ccc/tc3_request");
+    let key = ccc_dialer::sign::derive_signing_key(SECRET_KEY, &date, "ccc");
+    let sig = ccc_dialer::sign::signature(
+        &key,
+        &ccc_dialer::sign::string_to_sign(ts, &scope, &canonical),
+    );
+    let (_, v) = send(
+        reqwest::Client::new()
+            .post(mock.endpoint())
+            .header("Content-Type", "application/json")
+            .header("X-TC-Action", "CreateAIAgentCall")
+            .header("X-TC-Version", "2020-02-10")
+            .header("X-TC-Timestamp", ts.to_string())
+            .header(
+                "Authorization",
+                format!("TC3-HMAC-SHA256 Credential={SECRET_ID}/{scope}, SignedHeaders=content-type;x-tc-action, Signature={sig}"),
+            )
+            .body(BODY),
+    )
+    .await;
+    assert_eq!(code(&v), "AuthFailure.SignatureFailure");
+    assert_eq!(mock.stats().accepted, 0);
+}
+
+#[tokio::test]
+async fn requests_signed_by_the_official_sdk_are_accepted() {
+    #[derive(serde::Deserialize)]
+    struct Vector {
+        name: String,
+        secret_id: String,
+        secret_key: String,
+        timestamp: i64,
+        body: String,
+        headers: BTreeMap<String, String>,
+    }
+    let vectors: Vec<Vector> = serde_json::from_str(
+        &std::fs::read_to_string(data_path("tc3-create-ai-agent-call.json")).unwrap(),
+    )
+    .unwrap();
+    for v in vectors {
+        let ts = v.timestamp;
+        let mock = MockServer::spawn(MockOptions {
+            credentials: vec![(v.secret_id.clone(), Secret::new(v.secret_key.clone()))],
+            clock: Arc::new(move || ts + 42),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        // The SDK signed for its own Host; send exactly its headers (Host included) to the
+        // stand-in's address.
+        let mut req = reqwest::Client::new().post(mock.endpoint());
+        for (k, val) in &v.headers {
+            req = req.header(k.as_str(), val.as_str());
+        }
+        let (status, reply) = send(req.body(v.body.clone())).await;
+        assert_eq!(status, 200);
+        assert!(
+            reply["Response"]["SessionId"].is_string(),
+            "{}: {reply}",
+            v.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_window_admits_at_most_the_limit_per_second_and_counts_every_arrival() {
+    let mock = mock_with(5, 0, "").await;
+    let c = creds(SECRET_KEY);
+    let mut replies = Vec::new();
+    for i in 0..8 {
+        let body = BODY.replace("008613800138000", &format!("00861380013800{i}"));
+        replies.push(post(&mock, &c, &body, now()).await);
+    }
+    let limited = replies
+        .iter()
+        .filter(|(_, v)| code(v) == "RequestLimitExceeded")
+        .count();
+    let stats = mock.stats();
+    // Eight requests sent back to back on loopback arrive well within one second of each other.
+    assert_eq!(stats.accepted + stats.rate_limited, 8);
+    assert_eq!(limited as u64, stats.rate_limited);
+    assert!(
+        stats.accepted >= 5 && stats.accepted < 8,
+        "accepted {}",
+        stats.accepted
+    );
+    assert_eq!(
+        stats.max_in_any_window as u64,
+        5 + stats
+            .rate_limited
+            .min(3)
+            .max(stats.max_in_any_window as u64 - 5)
+    );
+    assert!(
+        stats.max_in_any_window >= 6,
+        "the judge sees the excess arrivals too"
+    );
+}
+
+#[tokio::test]
+async fn fault_scripts_play_per_callee_in_order() {
+    let mock = mock_with(
+        0,
+        0,
+        "[[rule]]\ncallee = \"008613800138000\"\noutcomes = [\"error:FailedOperation.CallOutFailed\", \"drop\", \"http:502\", \"ok\"]\n",
+    )
+    .await;
+    let c = creds(SECRET_KEY);
+    let (_, v) = post(&mock, &c, BODY, now()).await;
+    assert_eq!(code(&v), "FailedOperation.CallOutFailed");
+
+    // drop: the call is created, the reply never completes.
+    let host = mock.addr.to_string();
+    let signed = sign(
+        &c,
+        &SignRequest {
+            host: &host,
+            service: "ccc",
+            action: "CreateAIAgentCall",
+            version: "2020-02-10",
+            region: None,
+            language: None,
+            payload: BODY.as_bytes(),
+            timestamp: now(),
+        },
+    )
+    .unwrap();
+    let mut req = reqwest::Client::new().post(mock.endpoint());
+    for (k, val) in &signed.headers {
+        req = req.header(*k, val);
+    }
+    let outcome = match req.body(BODY).send().await {
+        Ok(resp) => resp.text().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    assert!(outcome.is_err(), "the client sees an incomplete reply");
+    assert_eq!(mock.stats().calls_per_callee["008613800138000"], 1);
+
+    let (status, v) = post(&mock, &c, BODY, now()).await;
+    assert_eq!(status, 502);
+    assert!(v.as_str().is_some_and(|t| t.contains("<html>")), "{v}");
+
+    let (_, v) = post(&mock, &c, BODY, now()).await;
+    assert!(v["Response"]["SessionId"].is_string());
+    let stats = mock.stats();
+    assert_eq!(stats.calls_per_callee["008613800138000"], 2);
+    assert_eq!(stats.duplicate_callees, vec!["008613800138000".to_string()]);
+    assert_eq!(stats.requests_by_callee["008613800138000"], 4);
+}
+
+#[tokio::test]
+async fn malformed_bodies_and_wrong_actions_get_parameter_codes() {
+    let mock = mock_with(20, 0, "").await;
+    let c = creds(SECRET_KEY);
+    let (_, v) = post(&mock, &c, "{not json", now()).await;
+    assert_eq!(code(&v), "InvalidParameter");
+    let (_, v) = post(&mock, &c, r#"{"SdkAppId":1,"AIAgentId":2}"#, now()).await;
+    assert_eq!(code(&v), "MissingParameter");
+    assert_eq!(mock.stats().accepted, 0);
+}
+
+#[test]
+fn fault_script_errors_name_the_rule() {
+    let e = Faults::from_toml_str("[[rule]]\ncallee = \"\"\noutcomes = []\n").unwrap_err();
+    assert!(e.to_string().contains("rule[0].callee"), "{e}");
+}

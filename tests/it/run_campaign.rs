@@ -6,7 +6,9 @@ use std::process::Command;
 
 use crate::support::*;
 
-fn by_callee(rows: &[ccc_dialer::contact::ResultRow]) -> BTreeMap<String, ccc_dialer::contact::ResultRow> {
+fn by_callee(
+    rows: &[ccc_dialer::contact::ResultRow],
+) -> BTreeMap<String, ccc_dialer::contact::ResultRow> {
     rows.iter().map(|r| (r.callee.clone(), r.clone())).collect()
 }
 
@@ -20,7 +22,11 @@ async fn every_contact_is_placed_exactly_once_with_its_row_variables_and_callers
     );
     let mut csv = String::from("callee,id,var:name,callers\n");
     for i in 0..30 {
-        let callers = if i == 7 { "008601099999999;008601088888888" } else { "" };
+        let callers = if i == 7 {
+            "008601099999999;008601088888888"
+        } else {
+            ""
+        };
         csv.push_str(&format!("+86138{i:08},c{i},Person {i},{callers}\n"));
     }
     s.write_contacts(&csv);
@@ -29,7 +35,9 @@ async fn every_contact_is_placed_exactly_once_with_its_row_variables_and_callers
 
     let rows = s.results();
     assert_eq!(rows.len(), 30, "every contact exactly once in the results");
-    assert!(rows.iter().all(|r| r.status == "placed" && !r.session_id.is_empty() && r.attempts == 1));
+    assert!(rows
+        .iter()
+        .all(|r| r.status == "placed" && !r.session_id.is_empty() && r.attempts == 1));
     assert_eq!(rows[0].id, "c0");
     assert_eq!(rows[0].line, 2);
 
@@ -41,7 +49,10 @@ async fn every_contact_is_placed_exactly_once_with_its_row_variables_and_callers
     let body = &stats.last_body_by_callee[&phone(7)];
     assert_eq!(body["SdkAppId"], 1400000000);
     assert_eq!(body["AIAgentId"], 15);
-    assert_eq!(body["Callers"], serde_json::json!(["008601099999999", "008601088888888"]));
+    assert_eq!(
+        body["Callers"],
+        serde_json::json!(["008601099999999", "008601088888888"])
+    );
     assert_eq!(
         body["Variables"],
         serde_json::json!([{"Key": "name", "Value": "Person 7"}, {"Key": "product", "Value": "demo"}])
@@ -103,27 +114,48 @@ outcomes = ["error:FailedOperation.SomethingNobodyDocumented"]
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     let rows = by_callee(&s.results());
     let stats = mock.stats();
-    let requests = |i: usize| stats.requests_by_callee.get(&phone(i)).copied().unwrap_or(0);
+    let requests = |i: usize| {
+        stats
+            .requests_by_callee
+            .get(&phone(i))
+            .copied()
+            .unwrap_or(0)
+    };
 
     // throttled: resent, no attempt used
-    assert_eq!((rows[&phone(0)].status.as_str(), rows[&phone(0)].attempts), ("placed", 1));
+    assert_eq!(
+        (rows[&phone(0)].status.as_str(), rows[&phone(0)].attempts),
+        ("placed", 1)
+    );
     assert_eq!(requests(0), 2);
     // transient: retried, each try an attempt
-    assert_eq!((rows[&phone(1)].status.as_str(), rows[&phone(1)].attempts), ("placed", 2));
+    assert_eq!(
+        (rows[&phone(1)].status.as_str(), rows[&phone(1)].attempts),
+        ("placed", 2)
+    );
     // transient until the budget is spent
     let r = &rows[&phone(2)];
-    assert_eq!((r.status.as_str(), r.attempts, r.error_code.as_str()), ("failed", 3, "InternalError"));
+    assert_eq!(
+        (r.status.as_str(), r.attempts, r.error_code.as_str()),
+        ("failed", 3, "InternalError")
+    );
     assert_eq!(requests(2), 3);
     // permanent: once
     let r = &rows[&phone(3)];
-    assert_eq!((r.status.as_str(), r.error_code.as_str()), ("failed", "FailedOperation.CalleeIsBlackUser"));
+    assert_eq!(
+        (r.status.as_str(), r.error_code.as_str()),
+        ("failed", "FailedOperation.CalleeIsBlackUser")
+    );
     assert_eq!(requests(3), 1);
     // later: rescheduled, then placed
     assert_eq!(rows[&phone(4)].status, "placed");
     assert_eq!(requests(4), 2);
     // reply lost after the call was created: unknown, never redialled
     let r = &rows[&phone(5)];
-    assert_eq!((r.status.as_str(), r.error_code.as_str()), ("unknown", "InDoubt"));
+    assert_eq!(
+        (r.status.as_str(), r.error_code.as_str()),
+        ("unknown", "InDoubt")
+    );
     assert_eq!(requests(5), 1);
     assert_eq!(stats.calls_per_callee.get(&phone(5)), Some(&1));
     // a gateway's 5xx without an API body is in doubt too
@@ -153,16 +185,27 @@ async fn halt_code_stops_the_campaign_and_a_rerun_after_the_fix_redials_nobody()
     assert_eq!(code_of(&out), 3, "{}", stderr_of(&out));
     let err = stderr_of(&out);
     assert!(err.contains("FailedOperation.AILicenseHasExpired"), "{err}");
-    assert!(err.contains("renew"), "says what the operator must fix: {err}");
+    assert!(
+        err.contains("renew"),
+        "says what the operator must fix: {err}"
+    );
     let rows = by_callee(&s.results());
     assert_eq!(rows.len(), 12);
     for i in 0..5 {
         assert_eq!(rows[&phone(i)].status, "placed");
     }
     for i in 5..12 {
-        assert_eq!(rows[&phone(i)].status, "pending", "contact {i} stays pending");
+        assert_eq!(
+            rows[&phone(i)].status,
+            "pending",
+            "contact {i} stays pending"
+        );
     }
-    assert_eq!(mock.stats().requests, 6, "nothing new was sent after the halt");
+    assert_eq!(
+        mock.stats().requests,
+        6,
+        "nothing new was sent after the halt"
+    );
 
     // The fault is gone (the script's list is exhausted): the rerun continues.
     let out = run_async(&s).await;
@@ -171,7 +214,10 @@ async fn halt_code_stops_the_campaign_and_a_rerun_after_the_fix_redials_nobody()
     assert_eq!(rows.len(), 12);
     assert!(rows.iter().all(|r| r.status == "placed"));
     let stats = mock.stats();
-    assert!(stats.duplicate_callees.is_empty(), "nobody was dialled twice");
+    assert!(
+        stats.duplicate_callees.is_empty(),
+        "nobody was dialled twice"
+    );
     assert!(stats.calls_per_callee.values().all(|n| *n == 1));
 }
 
@@ -196,8 +242,15 @@ async fn rate_cap_holds_with_slow_replies_and_retries() {
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     let stats = mock.stats();
     assert_eq!(stats.requests, 132, "120 first tries and 12 retries");
-    assert!(stats.max_in_any_window <= 20, "window held {}", stats.max_in_any_window);
-    assert_eq!(stats.rate_limited, 0, "the stand-in never had to refuse a request");
+    assert!(
+        stats.max_in_any_window <= 20,
+        "window held {}",
+        stats.max_in_any_window
+    );
+    assert_eq!(
+        stats.rate_limited, 0,
+        "the stand-in never had to refuse a request"
+    );
     assert!(!stats.errors_by_code.contains_key("RequestLimitExceeded"));
     assert!(s.results().iter().all(|r| r.status == "placed"));
 }
@@ -218,8 +271,16 @@ async fn killed_runs_resume_without_calling_anyone_twice() {
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
 
     let stats = mock.stats();
-    assert!(stats.duplicate_callees.is_empty(), "created twice: {:?}", stats.duplicate_callees);
-    assert!(stats.max_in_any_window <= 20, "restarts handed out a burst: {}", stats.max_in_any_window);
+    assert!(
+        stats.duplicate_callees.is_empty(),
+        "created twice: {:?}",
+        stats.duplicate_callees
+    );
+    assert!(
+        stats.max_in_any_window <= 20,
+        "restarts handed out a burst: {}",
+        stats.max_in_any_window
+    );
     let rows = s.results();
     assert_eq!(rows.len(), n, "every contact once in the results");
     let unique: std::collections::BTreeSet<_> = rows.iter().map(|r| r.callee.clone()).collect();
@@ -228,13 +289,28 @@ async fn killed_runs_resume_without_calling_anyone_twice() {
         let created = stats.calls_per_callee.get(&r.callee).copied().unwrap_or(0);
         match r.status.as_str() {
             "placed" => assert_eq!(created, 1, "{}", r.callee),
-            // In doubt only when the request really was on its way when the process died.
-            "unknown" => assert!(stats.requests_by_callee.contains_key(&r.callee), "{} unknown but never sent", r.callee),
+            // In doubt: written down and possibly sent when the process died. The stand-in may
+            // or may not have seen it, but it never created it twice.
+            "unknown" => assert!(created <= 1, "{}", r.callee),
             other => panic!("unexpected status {other} for {}", r.callee),
         }
     }
+    // Only replies in flight at a kill are lost: with ~200 ms replies at 20/s that is a handful
+    // per kill, never more than the in-flight bound.
     let unknown = rows.iter().filter(|r| r.status == "unknown").count();
-    assert!(unknown <= 3 * 64, "only in-flight replies are lost");
+    assert!(
+        unknown >= 1,
+        "three kills mid-flight lose at least one reply"
+    );
+    assert!(
+        unknown <= 3 * 64,
+        "only in-flight replies are lost: {unknown}"
+    );
+    // Everyone else was placed exactly once.
+    assert_eq!(
+        rows.iter().filter(|r| r.status == "placed").count() + unknown,
+        n
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,10 +332,17 @@ async fn sigterm_drains_in_flight_replies_and_a_rerun_finishes() {
     assert_eq!(code_of(&out), 130, "{}", stderr_of(&out));
     let rows = s.results();
     assert_eq!(rows.len(), 80);
-    assert!(rows.iter().all(|r| r.status != "unknown"), "every reply in flight was waited for");
+    assert!(
+        rows.iter().all(|r| r.status != "unknown"),
+        "every reply in flight was waited for"
+    );
     assert!(rows.iter().any(|r| r.status == "pending"));
     let placed_before = rows.iter().filter(|r| r.status == "placed").count() as u64;
-    assert_eq!(placed_before, mock.stats().accepted, "every call created is recorded as placed");
+    assert_eq!(
+        placed_before,
+        mock.stats().accepted,
+        "every call created is recorded as placed"
+    );
 
     let out = run_async(&s).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
@@ -277,14 +360,29 @@ async fn bad_rows_are_skipped_with_their_line_numbers_and_the_rest_is_dialled() 
     let out = run_async(&s).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     let err = stderr_of(&out);
-    assert!(err.contains("line 3: skipped: callee \"not-a-number\""), "{err}");
-    assert!(err.contains("line 5: skipped: duplicate of line 2"), "{err}");
-    assert!(err.contains("line 6: skipped: ai_agent_id: \"-4\" is not a positive integer"), "{err}");
+    assert!(
+        err.contains("line 3: skipped: callee \"not-a-number\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 5: skipped: duplicate of line 2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 6: skipped: ai_agent_id: \"-4\" is not a positive integer"),
+        "{err}"
+    );
     let rows = s.results();
     let status: Vec<(u64, &str)> = rows.iter().map(|r| (r.line, r.status.as_str())).collect();
     assert_eq!(
         status,
-        vec![(2, "placed"), (3, "skipped"), (5, "skipped"), (6, "skipped"), (7, "placed")]
+        vec![
+            (2, "placed"),
+            (3, "skipped"),
+            (5, "skipped"),
+            (6, "skipped"),
+            (7, "placed")
+        ]
     );
     assert_eq!(mock.stats().requests, 2);
 }
@@ -296,18 +394,30 @@ async fn unreadable_or_headerless_contacts_exit_2() {
     s.write_contacts("");
     let out = run_async(&s).await;
     assert_eq!(code_of(&out), 2);
-    assert!(stderr_of(&out).contains("the contacts file is empty"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("the contacts file is empty"),
+        "{}",
+        stderr_of(&out)
+    );
 
     let s = Scratch::new(&mock.endpoint(), "", "");
     s.write_contacts("phone\n+8613800000001\n");
     let out = run_async(&s).await;
     assert_eq!(code_of(&out), 2);
-    assert!(stderr_of(&out).contains("no `callee` column"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("no `callee` column"),
+        "{}",
+        stderr_of(&out)
+    );
 
     let s = Scratch::new(&mock.endpoint(), "", "");
     let out = run_async(&s).await; // contacts file never written
     assert_eq!(code_of(&out), 2);
-    assert!(stderr_of(&out).contains("contacts.csv"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("contacts.csv"),
+        "{}",
+        stderr_of(&out)
+    );
     assert_eq!(mock.stats().requests, 0);
 }
 
@@ -320,7 +430,11 @@ async fn a_different_contacts_file_against_the_same_state_is_refused() {
     s.write_contacts(&contacts_csv(4));
     let out = run_async(&s).await;
     assert_eq!(code_of(&out), 2);
-    assert!(stderr_of(&out).contains("different contacts file"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("different contacts file"),
+        "{}",
+        stderr_of(&out)
+    );
     assert_eq!(mock.stats().requests, 3);
 }
 
@@ -332,7 +446,10 @@ async fn dry_run_sends_nothing_and_writes_no_state() {
     let out = s.run_command().arg("--dry-run").output().unwrap();
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("2 contacts would be dialled, 1 skipped"), "{stdout}");
+    assert!(
+        stdout.contains("2 contacts would be dialled, 1 skipped"),
+        "{stdout}"
+    );
     assert!(stderr_of(&out).contains("line 3: skipped"));
     assert_eq!(mock.stats().requests, 0);
     assert!(!s.state.exists());
@@ -340,12 +457,19 @@ async fn dry_run_sends_nothing_and_writes_no_state() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_and_export_read_the_store() {
-    let faults = format!("[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CalleeIsLimited\"]\n", phone(1));
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CalleeIsLimited\"]\n",
+        phone(1)
+    );
     let mock = mock_with(20, 0, &faults).await;
     let s = Scratch::new(&mock.endpoint(), "", "");
     s.write_contacts(&contacts_csv(3));
     assert_eq!(code_of(&run_async(&s).await), 0);
-    let out = Command::new(bin()).args(["status", "--state"]).arg(&s.state).output().unwrap();
+    let out = Command::new(bin())
+        .args(["status", "--state"])
+        .arg(&s.state)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("placed     2"), "{text}");
     assert!(text.contains("failed     1"), "{text}");

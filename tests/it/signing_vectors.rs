@@ -62,7 +62,11 @@ fn signer_reproduces_every_official_sdk_vector() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
-        assert_eq!(produced, v.headers, "{}: every header, no more, no less", v.name);
+        assert_eq!(
+            produced, v.headers,
+            "{}: every header, no more, no less",
+            v.name
+        );
     }
 }
 

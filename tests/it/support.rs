@@ -7,16 +7,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use ccc_dialer::contact::ResultRow;
 use ccc_dialer::mock::{Faults, MockOptions, MockServer, MockStats};
 use ccc_dialer::results::{self};
-use ccc_dialer::contact::ResultRow;
 use ccc_dialer::secret::Secret;
 
 pub const SECRET_ID: &str = "AKIDtestTESTtestTESTtestTESTtest0000";
 pub const SECRET_KEY: &str = "test-secret-key-never-printed";
 
 pub fn data_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 pub fn bin() -> &'static str {

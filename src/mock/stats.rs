@@ -1,0 +1,130 @@
+//! What the stand-in saw: the judge of every test and benchmark, independent of the dialer's
+//! opinion of itself. One mutex; nothing awaits while holding it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+const WINDOW: Duration = Duration::from_secs(1);
+
+/// The stand-in's figures, served at `/__admin/stats`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MockStats {
+    /// Every request that reached the API path.
+    pub requests: u64,
+    /// Calls created.
+    pub accepted: u64,
+    /// Requests refused with `RequestLimitExceeded` by the stand-in's own window.
+    pub rate_limited: u64,
+    /// The most requests that arrived within any 1-second sliding window.
+    pub max_in_any_window: u32,
+    /// Requests that arrived when the window already held the limit.
+    pub windows_over_limit: u64,
+    pub signature_failures: u64,
+    /// Every `AuthFailure.*` answer.
+    pub auth_failures: u64,
+    pub calls_per_callee: BTreeMap<String, u32>,
+    /// Callees for which more than one call was created: the number that must stay empty.
+    pub duplicate_callees: Vec<String>,
+    pub errors_by_code: BTreeMap<String, u64>,
+    pub first_request_unix_ms: Option<i64>,
+    pub last_request_unix_ms: Option<i64>,
+    /// Requests per callee that passed authentication, whatever their outcome.
+    pub requests_by_callee: BTreeMap<String, u32>,
+    /// The last body that created a call, per callee (to check what arrived).
+    pub last_body_by_callee: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Default)]
+pub struct Recorder {
+    pub stats: MockStats,
+    arrivals: VecDeque<Instant>,
+    admitted: VecDeque<Instant>,
+    fault_counters: HashMap<String, usize>,
+}
+
+fn trim(window: &mut VecDeque<Instant>, now: Instant) {
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+    {
+        window.pop_front();
+    }
+}
+
+impl Recorder {
+    /// Note an arrival; returns how many arrived within the last second, this one included.
+    pub fn arrival(&mut self, now: Instant, wall_ms: i64, limit: u32) {
+        trim(&mut self.arrivals, now);
+        self.arrivals.push_back(now);
+        let n = self.arrivals.len() as u32;
+        self.stats.requests += 1;
+        self.stats.max_in_any_window = self.stats.max_in_any_window.max(n);
+        if limit > 0 && n > limit {
+            self.stats.windows_over_limit += 1;
+        }
+        self.stats.first_request_unix_ms.get_or_insert(wall_ms);
+        self.stats.last_request_unix_ms = Some(wall_ms);
+    }
+
+    /// The strict limit: admit unless `limit` requests were already admitted in the last second.
+    pub fn admit(&mut self, now: Instant, limit: u32) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        trim(&mut self.admitted, now);
+        if self.admitted.len() >= limit as usize {
+            self.stats.rate_limited += 1;
+            return false;
+        }
+        self.admitted.push_back(now);
+        true
+    }
+
+    pub fn error(&mut self, code: &str) {
+        *self
+            .stats
+            .errors_by_code
+            .entry(code.to_string())
+            .or_default() += 1;
+        if code.starts_with("AuthFailure") {
+            self.stats.auth_failures += 1;
+        }
+        if code == "AuthFailure.SignatureFailure" {
+            self.stats.signature_failures += 1;
+        }
+    }
+
+    /// Count a request for `callee`; returns its 0-based number (for the fault script).
+    pub fn callee_request(&mut self, callee: &str) -> usize {
+        *self
+            .stats
+            .requests_by_callee
+            .entry(callee.to_string())
+            .or_default() += 1;
+        let n = self.fault_counters.entry(callee.to_string()).or_default();
+        let this = *n;
+        *n += 1;
+        this
+    }
+
+    pub fn created(&mut self, callee: &str, body: serde_json::Value) {
+        self.stats.accepted += 1;
+        let n = self
+            .stats
+            .calls_per_callee
+            .entry(callee.to_string())
+            .or_default();
+        *n += 1;
+        if *n == 2 {
+            self.stats.duplicate_callees.push(callee.to_string());
+        }
+        self.stats
+            .last_body_by_callee
+            .insert(callee.to_string(), body);
+    }
+
+    pub fn reset(&mut self) {
+        *self = Recorder::default();
+    }
+}
