@@ -7,7 +7,9 @@
 mod support;
 
 mod client_errors;
+mod commands;
 mod config_errors;
 mod mock_stand_in;
 mod run_campaign;
 mod signing_vectors;
+mod store_queue;

@@ -1,0 +1,147 @@
+//! The small subcommands (`mock`, `call`) and the promise that secrets never leave the process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mock_on_port_0_prints_its_address_and_call_places_one_call() {
+    let mut mock = Child(
+        Command::new(bin())
+            .args(["mock", "--listen", "127.0.0.1:0"])
+            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(mock.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("first line names the address")
+        .to_string();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:") && !endpoint.ends_with(":0"),
+        "{endpoint}"
+    );
+
+    let s = Scratch::new(&endpoint, "variables = { product = \"demo\" }", "");
+    let out = Command::new(bin())
+        .args(["call", "--config"])
+        .arg(&s.config)
+        .args(["--callee", "+86 138 0013 8000", "--var", "name=Zhang San"])
+        .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let session = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(session.len(), 36, "prints the SessionId: {session}");
+
+    let stats: serde_json::Value = reqwest::get(format!("{endpoint}/__admin/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["accepted"], 1);
+    assert_eq!(
+        stats["last_body_by_callee"]["008613800138000"]["Variables"],
+        serde_json::json!([{"Key": "name", "Value": "Zhang San"}, {"Key": "product", "Value": "demo"}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn call_reports_an_error_code_and_exits_1() {
+    let mock = mock_with(
+        20,
+        0,
+        "[[rule]]\ncallee = \"*\"\noutcomes = [\"error:FailedOperation.CalleeIsLimited\"]\n",
+    )
+    .await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin())
+            .args(["call", "--config"])
+            .arg(&s.config)
+            .args(["--callee", "13800138000"])
+            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code_of(&out), 1);
+    let err = stderr_of(&out);
+    assert!(err.contains("FailedOperation.CalleeIsLimited"), "{err}");
+    assert!(err.contains("the call was not placed"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_reach_logs_results_or_the_state_store() {
+    let token = "session-token-that-must-stay-secret";
+    // A wrong key makes every request fail authentication: the error path is exercised too.
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    s.write_contacts(&contacts_csv(3));
+    let wrong_key = "wrong-secret-key-that-must-stay-secret";
+    let out = s
+        .run_command()
+        .args(["--no-progress"])
+        .arg("--log-level")
+        .arg("trace")
+        .env("TENCENTCLOUD_SECRET_KEY", wrong_key)
+        .env("TENCENTCLOUD_SESSION_TOKEN", token)
+        .output()
+        .unwrap();
+    assert_eq!(
+        code_of(&out),
+        3,
+        "an auth failure halts: {}",
+        stderr_of(&out)
+    );
+    assert!(stderr_of(&out).contains("AuthFailure.SignatureFailure"));
+
+    // And a successful run with the right key.
+    let out_ok = s
+        .run_command()
+        .env("TENCENTCLOUD_SESSION_TOKEN", token)
+        .output()
+        .unwrap();
+    assert_eq!(code_of(&out_ok), 0, "{}", stderr_of(&out_ok));
+
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        ("stderr".into(), out.stderr.clone()),
+        ("stdout".into(), out.stdout.clone()),
+        ("stderr (ok run)".into(), out_ok.stderr.clone()),
+        ("results".into(), std::fs::read(&s.results).unwrap()),
+    ];
+    for entry in std::fs::read_dir(s.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains("state.db") {
+            places.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    for secret in [wrong_key, SECRET_KEY, token] {
+        for (name, bytes) in &places {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(!text.contains(secret), "{secret} leaked into {name}");
+        }
+    }
+}

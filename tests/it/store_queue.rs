@@ -1,0 +1,149 @@
+//! The store is the queue: intake is idempotent per line, an attempt is refused for a contact
+//! that is not pending, and an attempt without an outcome after a crash is in doubt.
+
+use ccc_dialer::contact::{NewContact, Overrides, Status};
+use ccc_dialer::store::Store;
+
+fn row(line: u64, callee: &str) -> NewContact {
+    NewContact {
+        line,
+        callee: callee.into(),
+        ext_id: None,
+        overrides: Overrides::default(),
+        skip_reason: None,
+    }
+}
+
+async fn store_with(rows: Vec<NewContact>) -> (tempfile::TempDir, Store, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    let c = store.create_campaign("t", "fp", "x.csv", 0).await.unwrap();
+    store.insert_contacts(c.id, rows, 0).await.unwrap();
+    (dir, store, c.id)
+}
+
+#[tokio::test]
+async fn intake_run_twice_stores_each_line_once_and_dedupes_callees() {
+    let (_dir, store, id) = store_with(vec![row(2, "a"), row(3, "b"), row(4, "a")]).await;
+    let again = store
+        .insert_contacts(
+            id,
+            vec![row(2, "a"), row(3, "b"), row(4, "a"), row(5, "c")],
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.already_stored, 3);
+    assert_eq!(again.accepted, 1);
+    let counts = store.counts(id).await.unwrap();
+    assert_eq!(counts.get(&Status::Pending), Some(&3));
+    assert_eq!(
+        counts.get(&Status::Skipped),
+        Some(&1),
+        "line 4 repeats line 2's callee"
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_is_refused_for_a_contact_already_in_flight() {
+    let (_dir, store, id) = store_with(vec![row(2, "a")]).await;
+    let due = store
+        .due_contacts(id, 1, 10, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    store.begin_attempt(due[0].id, 1, None).await.unwrap();
+    assert!(store.begin_attempt(due[0].id, 2, None).await.is_err());
+    assert!(store
+        .due_contacts(id, 3, 10, Default::default())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn after_a_crash_an_attempt_without_outcome_is_unknown_and_not_due() {
+    let (dir, store, id) = store_with(vec![row(2, "a"), row(3, "b")]).await;
+    let due = store
+        .due_contacts(id, 1, 10, Default::default())
+        .await
+        .unwrap();
+    store.begin_attempt(due[0].id, 1, None).await.unwrap();
+    drop(store); // the process dies here: no outcome recorded
+
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    assert_eq!(store.settle_in_flight(id, false, 5).await.unwrap(), 1);
+    let r = store.result_of(due[0].id).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.error_code.as_str()),
+        ("unknown", "InDoubt")
+    );
+    let due_now = store
+        .due_contacts(id, 10, 10, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        due_now
+            .iter()
+            .map(|d| d.callee.as_str())
+            .collect::<Vec<_>>(),
+        vec!["b"]
+    );
+}
+
+#[tokio::test]
+async fn redial_unknown_puts_in_doubt_contacts_back_in_the_queue_only_when_asked() {
+    let (_dir, store, id) = store_with(vec![row(2, "a")]).await;
+    let due = store
+        .due_contacts(id, 1, 10, Default::default())
+        .await
+        .unwrap();
+    store.begin_attempt(due[0].id, 1, None).await.unwrap();
+    assert_eq!(store.settle_in_flight(id, true, 5).await.unwrap(), 1);
+    assert_eq!(store.result_of(due[0].id).await.unwrap().status, "pending");
+}
+
+#[tokio::test]
+async fn retries_that_came_due_go_before_first_attempts() {
+    let (_dir, store, id) = store_with(vec![row(2, "a"), row(3, "b"), row(4, "c")]).await;
+    let due = store
+        .due_contacts(id, 1, 1, Default::default())
+        .await
+        .unwrap();
+    let n = store.begin_attempt(due[0].id, 1, None).await.unwrap();
+    store
+        .finish_attempt(
+            due[0].id,
+            n,
+            ccc_dialer::store::AttemptOutcome {
+                status: Status::Pending,
+                attempts: 1,
+                reschedules: 0,
+                next_at: 100,
+                session_id: None,
+                request_id: None,
+                error_code: Some("InternalError".into()),
+                error_message: None,
+                outcome: "error",
+                finished_at: 2,
+            },
+        )
+        .await
+        .unwrap();
+    let before = store
+        .due_contacts(id, 50, 10, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        before.iter().map(|d| d.callee.as_str()).collect::<Vec<_>>(),
+        vec!["b", "c"]
+    );
+    let after = store
+        .due_contacts(id, 100, 10, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        after.iter().map(|d| d.callee.as_str()).collect::<Vec<_>>(),
+        vec!["a", "b", "c"]
+    );
+}
