@@ -15,11 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
+mod rows;
+mod schema;
+
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
+use rows::{due_row, insert_contacts, result_row};
 
 /// Jobs taken into one transaction at most (bounds latency of the first job in a batch).
 const MAX_BATCH: usize = 512;
-const SCHEMA_VERSION: i64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -117,7 +120,7 @@ impl Store {
              PRAGMA busy_timeout = 5000;",
         )
         .map_err(open_err)?;
-        migrate(&conn, path)?;
+        schema::migrate(&conn, path)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("ccc-store".into())
@@ -523,181 +526,6 @@ impl Store {
         })
         .await
     }
-}
-
-fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueContact> {
-    let overrides: Option<String> = r.get(3)?;
-    let overrides = match overrides {
-        Some(json) => serde_json::from_str(&json).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        None => Overrides::default(),
-    };
-    Ok(DueContact {
-        id: r.get(0)?,
-        campaign_id: r.get(1)?,
-        callee: r.get(2)?,
-        overrides,
-        attempts: r.get(4)?,
-        reschedules: r.get(5)?,
-    })
-}
-
-fn result_row(r: &rusqlite::Row<'_>, status: Status) -> Result<ResultRow, StoreError> {
-    let updated_ms: i64 = r.get(9)?;
-    let updated_at = chrono::DateTime::from_timestamp_millis(updated_ms)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default();
-    Ok(ResultRow {
-        callee: r.get(0)?,
-        status: status.as_str().to_string(),
-        session_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-        request_id: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-        error_code: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-        error_message: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
-        attempts: r.get(6)?,
-        line: r.get(7)?,
-        id: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
-        updated_at,
-    })
-}
-
-fn insert_contacts(
-    c: &Connection,
-    campaign_id: i64,
-    rows: &[NewContact],
-    now_ms: i64,
-) -> Result<IntakeCounts, StoreError> {
-    let mut counts = IntakeCounts::default();
-    let mut insert = c.prepare_cached(
-        "INSERT INTO contacts (campaign_id, line, callee, ext_id, overrides, status, error_code,
-                               error_message, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
-    )?;
-    let mut line_exists =
-        c.prepare_cached("SELECT 1 FROM contacts WHERE campaign_id = ?1 AND line = ?2")?;
-    for row in rows {
-        let overrides = if row.overrides.is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::to_string(&row.overrides)
-                    .map_err(|e| StoreError::Other(e.to_string()))?,
-            )
-        };
-        let (status, code, message) = match &row.skip_reason {
-            Some(reason) => (Status::Skipped, Some("Invalid"), Some(reason.as_str())),
-            None => (Status::Pending, None, None),
-        };
-        let inserted = insert.execute(params![
-            campaign_id,
-            row.line as i64,
-            row.callee,
-            row.ext_id,
-            overrides,
-            status.as_str(),
-            code,
-            message,
-            now_ms
-        ])?;
-        if inserted == 1 {
-            if status == Status::Skipped {
-                counts.skipped += 1;
-            } else {
-                counts.accepted += 1;
-            }
-            continue;
-        }
-        if line_exists.exists(params![campaign_id, row.line as i64])? {
-            counts.already_stored += 1;
-            continue;
-        }
-        // The callee is already in this campaign: dial it once, record the repeat.
-        let first_line: i64 = c.query_row(
-            "SELECT line FROM contacts WHERE campaign_id = ?1 AND callee = ?2 AND status != 'skipped'",
-            params![campaign_id, row.callee],
-            |r| r.get(0),
-        )?;
-        insert.execute(params![
-            campaign_id,
-            row.line as i64,
-            row.callee,
-            row.ext_id,
-            overrides,
-            Status::Skipped.as_str(),
-            "Duplicate",
-            format!("duplicate of line {first_line}"),
-            now_ms
-        ])?;
-        counts.duplicates += 1;
-        counts.skipped += 1;
-    }
-    Ok(counts)
-}
-
-fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Schema {
-            path: path.to_path_buf(),
-            found: version,
-            known: SCHEMA_VERSION,
-        });
-    }
-    if version == SCHEMA_VERSION {
-        return Ok(());
-    }
-    conn.execute_batch(
-        "BEGIN;
-         CREATE TABLE IF NOT EXISTS campaigns (
-           id INTEGER PRIMARY KEY,
-           name TEXT NOT NULL UNIQUE,
-           fingerprint TEXT NOT NULL,
-           source TEXT NOT NULL,
-           created_at INTEGER NOT NULL,
-           intake_done INTEGER NOT NULL DEFAULT 0
-         );
-         CREATE TABLE IF NOT EXISTS contacts (
-           id INTEGER PRIMARY KEY,
-           campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
-           line INTEGER NOT NULL,
-           callee TEXT NOT NULL,
-           ext_id TEXT,
-           overrides TEXT,
-           status TEXT NOT NULL,
-           attempts INTEGER NOT NULL DEFAULT 0,
-           reschedules INTEGER NOT NULL DEFAULT 0,
-           next_at INTEGER NOT NULL DEFAULT 0,
-           session_id TEXT,
-           request_id TEXT,
-           error_code TEXT,
-           error_message TEXT,
-           updated_at INTEGER NOT NULL,
-           UNIQUE (campaign_id, line)
-         );
-         CREATE UNIQUE INDEX IF NOT EXISTS contacts_one_dial_per_callee
-           ON contacts (campaign_id, callee) WHERE status != 'skipped';
-         CREATE INDEX IF NOT EXISTS contacts_due
-           ON contacts (campaign_id, status, next_at, id);
-         CREATE TABLE IF NOT EXISTS attempts (
-           id INTEGER PRIMARY KEY,
-           contact_id INTEGER NOT NULL REFERENCES contacts(id),
-           n INTEGER NOT NULL,
-           started_at INTEGER NOT NULL,
-           caller TEXT,
-           finished_at INTEGER,
-           outcome TEXT,
-           code TEXT,
-           message TEXT,
-           session_id TEXT,
-           request_id TEXT,
-           UNIQUE (contact_id, n)
-         );
-         CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
-         PRAGMA user_version = 1;
-         COMMIT;",
-    )?;
-    Ok(())
 }
 
 /// Run one job inside a savepoint so that a failing job leaves nothing half-written.

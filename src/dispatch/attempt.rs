@@ -1,0 +1,174 @@
+//! One attempt: written down, sent once the limiter allows, recorded, and decided by the policy.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{lock, mask, now_ms, Engine, RequestDefaults, Shared};
+use crate::ccc::CallError;
+use crate::contact::{ResultRow, Status};
+use crate::policy::{self, Class, Decision};
+use crate::store::{AttemptOutcome, DueContact, StoreError};
+
+/// One attempt for one contact: written down, sent, recorded, decided.
+pub(super) async fn attempt(
+    engine: &Engine,
+    shared: &Shared,
+    defaults: &RequestDefaults,
+    contact: DueContact,
+    stop: &watch::Receiver<bool>,
+    on_final: &(dyn Fn(ResultRow) + Send + Sync),
+) -> Result<(), StoreError> {
+    let request = super::build_request(defaults, &contact, contact.attempts as usize);
+    let caller = request.callers.first().cloned();
+    let attempt_no = engine
+        .store
+        .begin_attempt(contact.id, now_ms(), caller)
+        .await?;
+    engine.limiter.acquire_slot().await;
+
+    if *stop.borrow() || lock(&shared.halt).is_some() {
+        // Written down but not sent: release it untouched.
+        let o = AttemptOutcome {
+            status: Status::Pending,
+            attempts: contact.attempts,
+            reschedules: contact.reschedules,
+            next_at: 0,
+            session_id: None,
+            request_id: None,
+            error_code: None,
+            error_message: None,
+            outcome: "not_sent",
+            finished_at: now_ms(),
+        };
+        return engine.store.finish_attempt(contact.id, attempt_no, o).await;
+    }
+
+    let c = &engine.counters;
+    c.sent.fetch_add(1, Ordering::Relaxed);
+    c.in_flight.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("attempt", contact = contact.id, callee = %mask(&contact.callee), n = attempt_no);
+    let result = {
+        let _e = span.enter();
+        engine.client.create_ai_agent_call(&request)
+    }
+    .await;
+    c.in_flight.fetch_sub(1, Ordering::Relaxed);
+
+    let finished_at = now_ms();
+    let outcome = match result {
+        Ok(placed) => {
+            c.placed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(parent: &span, session_id = %placed.session_id, "placed");
+            AttemptOutcome {
+                status: Status::Placed,
+                attempts: contact.attempts + 1,
+                reschedules: contact.reschedules,
+                next_at: 0,
+                session_id: Some(placed.session_id),
+                request_id: Some(placed.request_id),
+                error_code: None,
+                error_message: None,
+                outcome: "placed",
+                finished_at,
+            }
+        }
+        Err(err) => outcome_of_error(engine, shared, &contact, &err, finished_at, &span),
+    };
+    let final_status = outcome.status.is_final();
+    engine
+        .store
+        .finish_attempt(contact.id, attempt_no, outcome)
+        .await?;
+    if final_status {
+        on_final(engine.store.result_of(contact.id).await?);
+    }
+    Ok(())
+}
+
+fn outcome_of_error(
+    engine: &Engine,
+    shared: &Shared,
+    contact: &DueContact,
+    err: &CallError,
+    finished_at: i64,
+    span: &tracing::Span,
+) -> AttemptOutcome {
+    let c = &engine.counters;
+    let class = policy::classify(err, &engine.classes);
+    let uses_attempt = !matches!(class, Class::Throttled | Class::Halt);
+    let attempts = contact.attempts + u32::from(uses_attempt);
+    let throttle_backoff = Duration::from_millis(1000 + rand::random_range(0..1000));
+    let decision = policy::decide(
+        class,
+        attempts,
+        contact.reschedules,
+        &engine.retry,
+        throttle_backoff,
+        rand::random::<f64>(),
+    );
+    let (code, message, request_id) = match err {
+        CallError::Api {
+            code,
+            message,
+            request_id,
+        } => (code.clone(), message.clone(), Some(request_id.clone())),
+        other => (other.code().to_string(), other.to_string(), None),
+    };
+    let outcome = match err {
+        CallError::Api { .. } => "error",
+        CallError::NotSent { .. } => "not_sent",
+        CallError::InDoubt { .. } => "in_doubt",
+    };
+    let mut o = AttemptOutcome {
+        status: Status::Pending,
+        attempts,
+        reschedules: contact.reschedules,
+        next_at: 0,
+        session_id: None,
+        request_id,
+        error_code: Some(code.clone()),
+        error_message: Some(message.clone()),
+        outcome,
+        finished_at,
+    };
+    match decision {
+        Decision::Retry { after, .. } => {
+            if class == Class::Throttled {
+                c.throttled.fetch_add(1, Ordering::Relaxed);
+                engine.limiter.throttled();
+            } else {
+                c.retrying.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!(parent: span, code = %code, class = class.as_str(), retry_in_ms = after.as_millis() as u64, "will retry");
+            o.next_at = finished_at + after.as_millis() as i64;
+        }
+        Decision::Reschedule { after } => {
+            tracing::warn!(parent: span, code = %code, retry_in_s = after.as_secs(), "rescheduled");
+            o.reschedules += 1;
+            o.next_at = finished_at + after.as_millis() as i64;
+        }
+        Decision::Fail => {
+            c.failed.fetch_add(1, Ordering::Relaxed);
+            if class == Class::Unrecognised {
+                tracing::warn!(parent: span, code = %code, "unrecognised error code: failed without retry");
+            } else {
+                tracing::error!(parent: span, code = %code, class = class.as_str(), "gave up");
+            }
+            o.status = Status::Failed;
+        }
+        Decision::Unknown => {
+            c.unknown.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(parent: span, reason = %message, "reply lost: in doubt, will not redial");
+            o.status = Status::Unknown;
+        }
+        Decision::Halt => {
+            tracing::error!(parent: span, code = %code, "account-level error: halting the campaign");
+            // The contact was not dialled: back to pending, untouched, due at once on a rerun.
+            o.next_at = 0;
+            lock(&shared.halt).get_or_insert((code, message));
+        }
+    }
+    o
+}

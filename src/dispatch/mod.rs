@@ -1,0 +1,226 @@
+//! The engine: take due contacts from the store, pace them through the limiter, write each
+//! attempt down, send it, record the outcome, and decide what follows from the policy.
+//!
+//! Invariants:
+//! - A request leaves only after its attempt is committed (`Store::begin_attempt`).
+//! - After a halt or a stop request nothing new is sent; an attempt already written down but not
+//!   yet sent is released back to `pending` (recorded as `not_sent`), never sent late.
+//! - The dispatcher holds at most a small batch of contacts in memory; the store stays the queue.
+//! - Every spawned attempt is tracked in a `JoinSet`; after the grace period the ones still
+//!   waiting for a reply are abandoned and stay `in_flight`, which the next start reports as
+//!   `unknown`.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+mod attempt;
+mod request;
+
+pub use request::{build_request, mask, RequestDefaults};
+
+use crate::ccc::Client;
+use crate::config::Config;
+use crate::contact::ResultRow;
+use crate::limiter::Limiter;
+use crate::policy::{ClassOverrides, RetrySettings};
+use crate::store::{DueContact, Store, StoreError};
+
+/// Live figures for progress displays and metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub sent: AtomicU64,
+    pub placed: AtomicU64,
+    pub failed: AtomicU64,
+    pub unknown: AtomicU64,
+    pub retrying: AtomicU64,
+    pub throttled: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+/// Why a campaign stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Every contact is final.
+    Completed,
+    /// An account-level error stopped the campaign; undialled contacts stay `pending`.
+    Halted { code: String, message: String },
+    /// A stop was requested (signal); in-flight replies were waited for.
+    Interrupted,
+}
+
+/// Everything the engine needs, shared by all attempts.
+pub struct Engine {
+    pub store: Store,
+    pub client: Client,
+    pub limiter: Arc<Limiter>,
+    pub retry: RetrySettings,
+    pub classes: ClassOverrides,
+    pub max_in_flight: usize,
+    pub grace_period: Duration,
+    pub counters: Arc<Counters>,
+}
+
+impl Engine {
+    pub fn from_config(
+        cfg: &Config,
+        store: Store,
+        client: Client,
+        limiter: Arc<Limiter>,
+    ) -> Engine {
+        Engine {
+            store,
+            client,
+            limiter,
+            retry: RetrySettings::from(&cfg.retry),
+            classes: cfg.retry.classes.clone(),
+            max_in_flight: cfg.rate.max_in_flight,
+            grace_period: cfg.grace_period,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// State shared between the dispatcher and its attempt tasks.
+pub(crate) struct Shared {
+    /// Contact ids the dispatcher holds (buffered or being attempted); not fetched again.
+    held: Mutex<HashSet<i64>>,
+    halt: Mutex<Option<(String, String)>>,
+    fatal: Mutex<Option<StoreError>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Dial campaign `campaign_id` until every contact is final, a halt code arrives, or `stop`
+/// turns true. `on_final` receives each contact's result row as it becomes final.
+pub async fn run_campaign(
+    engine: Arc<Engine>,
+    campaign_id: i64,
+    defaults: Arc<RequestDefaults>,
+    mut stop: watch::Receiver<bool>,
+    on_final: Arc<dyn Fn(ResultRow) + Send + Sync>,
+) -> Result<RunOutcome, EngineError> {
+    let shared = Arc::new(Shared {
+        held: Mutex::new(HashSet::new()),
+        halt: Mutex::new(None),
+        fatal: Mutex::new(None),
+    });
+    let permits = Arc::new(Semaphore::new(engine.max_in_flight));
+    let batch = (engine.limiter.cap() * 4).clamp(64, 1024);
+    let mut buffer: VecDeque<DueContact> = VecDeque::new();
+    let mut tasks = JoinSet::new();
+
+    let outcome = loop {
+        while tasks.try_join_next().is_some() {}
+        if *stop.borrow() {
+            break RunOutcome::Interrupted;
+        }
+        if let Some((code, message)) = lock(&shared.halt).clone() {
+            break RunOutcome::Halted { code, message };
+        }
+        if let Some(e) = lock(&shared.fatal).take() {
+            return Err(e.into());
+        }
+        if buffer.is_empty() {
+            let exclude = lock(&shared.held).clone();
+            let due = engine
+                .store
+                .due_contacts(campaign_id, now_ms(), batch, exclude)
+                .await?;
+            {
+                let mut held = lock(&shared.held);
+                held.extend(due.iter().map(|d| d.id));
+            }
+            buffer.extend(due);
+        }
+        if buffer.is_empty() {
+            // Nothing due now: finished, or wait for a reply or the next due time.
+            let next = engine.store.next_due_at(campaign_id).await?;
+            if next.is_none() && tasks.is_empty() {
+                break RunOutcome::Completed;
+            }
+            let wait = match next {
+                Some(at) => Duration::from_millis((at - now_ms()).clamp(1, 60_000) as u64),
+                None => Duration::from_secs(60),
+            };
+            // Wake when an attempt ends (it may have rescheduled its contact), when the next
+            // contact is due, or on a stop request.
+            tokio::select! {
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break RunOutcome::Interrupted,
+            },
+            _ = stop.changed() => continue,
+        };
+        tokio::select! {
+            _ = engine.limiter.pace() => {}
+            _ = stop.changed() => continue,
+        }
+        let Some(contact) = buffer.pop_front() else {
+            continue;
+        };
+        let (engine2, shared2, defaults2, stop2, on_final2) = (
+            engine.clone(),
+            shared.clone(),
+            defaults.clone(),
+            stop.clone(),
+            on_final.clone(),
+        );
+        tasks.spawn(async move {
+            let id = contact.id;
+            if let Err(e) =
+                attempt::attempt(&engine2, &shared2, &defaults2, contact, &stop2, &*on_final2).await
+            {
+                let mut fatal = lock(&shared2.fatal);
+                fatal.get_or_insert(e);
+            }
+            lock(&shared2.held).remove(&id);
+            drop(permit);
+        });
+    };
+
+    // Stop sending; wait for replies already on the wire, within the grace period.
+    let drained = tokio::time::timeout(engine.grace_period, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            abandoned = tasks.len(),
+            "grace period over: replies still outstanding are left in doubt (reported unknown on the next start)"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    if let Some(e) = lock(&shared.fatal).take() {
+        return Err(e.into());
+    }
+    // A halt that arrived while draining still wins over an interrupt.
+    if let Some((code, message)) = lock(&shared.halt).clone() {
+        return Ok(RunOutcome::Halted { code, message });
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,116 @@
+//! Row-level helpers: decoding contacts and result rows, and intake's idempotent insert.
+
+use rusqlite::{params, Connection};
+
+use super::{DueContact, IntakeCounts, StoreError};
+use crate::contact::{NewContact, Overrides, ResultRow, Status};
+
+pub(super) fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueContact> {
+    let overrides: Option<String> = r.get(3)?;
+    let overrides = match overrides {
+        Some(json) => serde_json::from_str(&json).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        None => Overrides::default(),
+    };
+    Ok(DueContact {
+        id: r.get(0)?,
+        campaign_id: r.get(1)?,
+        callee: r.get(2)?,
+        overrides,
+        attempts: r.get(4)?,
+        reschedules: r.get(5)?,
+    })
+}
+
+pub(super) fn result_row(r: &rusqlite::Row<'_>, status: Status) -> Result<ResultRow, StoreError> {
+    let updated_ms: i64 = r.get(9)?;
+    let updated_at = chrono::DateTime::from_timestamp_millis(updated_ms)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default();
+    Ok(ResultRow {
+        callee: r.get(0)?,
+        status: status.as_str().to_string(),
+        session_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        request_id: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+        error_code: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+        error_message: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        attempts: r.get(6)?,
+        line: r.get(7)?,
+        id: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        updated_at,
+    })
+}
+
+pub(super) fn insert_contacts(
+    c: &Connection,
+    campaign_id: i64,
+    rows: &[NewContact],
+    now_ms: i64,
+) -> Result<IntakeCounts, StoreError> {
+    let mut counts = IntakeCounts::default();
+    let mut insert = c.prepare_cached(
+        "INSERT INTO contacts (campaign_id, line, callee, ext_id, overrides, status, error_code,
+                               error_message, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+    )?;
+    let mut line_exists =
+        c.prepare_cached("SELECT 1 FROM contacts WHERE campaign_id = ?1 AND line = ?2")?;
+    for row in rows {
+        let overrides = if row.overrides.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&row.overrides)
+                    .map_err(|e| StoreError::Other(e.to_string()))?,
+            )
+        };
+        let (status, code, message) = match &row.skip_reason {
+            Some(reason) => (Status::Skipped, Some("Invalid"), Some(reason.as_str())),
+            None => (Status::Pending, None, None),
+        };
+        let inserted = insert.execute(params![
+            campaign_id,
+            row.line as i64,
+            row.callee,
+            row.ext_id,
+            overrides,
+            status.as_str(),
+            code,
+            message,
+            now_ms
+        ])?;
+        if inserted == 1 {
+            if status == Status::Skipped {
+                counts.skipped += 1;
+            } else {
+                counts.accepted += 1;
+            }
+            continue;
+        }
+        if line_exists.exists(params![campaign_id, row.line as i64])? {
+            counts.already_stored += 1;
+            continue;
+        }
+        // The callee is already in this campaign: dial it once, record the repeat.
+        let first_line: i64 = c.query_row(
+            "SELECT line FROM contacts WHERE campaign_id = ?1 AND callee = ?2 AND status != 'skipped'",
+            params![campaign_id, row.callee],
+            |r| r.get(0),
+        )?;
+        insert.execute(params![
+            campaign_id,
+            row.line as i64,
+            row.callee,
+            row.ext_id,
+            overrides,
+            Status::Skipped.as_str(),
+            "Duplicate",
+            format!("duplicate of line {first_line}"),
+            now_ms
+        ])?;
+        counts.duplicates += 1;
+        counts.skipped += 1;
+    }
+    Ok(counts)
+}

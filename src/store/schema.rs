@@ -1,0 +1,74 @@
+//! The schema and its migrations. `PRAGMA user_version` holds the version; a store written by a
+//! newer build is refused rather than misread.
+
+use rusqlite::Connection;
+use std::path::Path;
+
+use super::StoreError;
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Schema {
+            path: path.to_path_buf(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS campaigns (
+           id INTEGER PRIMARY KEY,
+           name TEXT NOT NULL UNIQUE,
+           fingerprint TEXT NOT NULL,
+           source TEXT NOT NULL,
+           created_at INTEGER NOT NULL,
+           intake_done INTEGER NOT NULL DEFAULT 0
+         );
+         CREATE TABLE IF NOT EXISTS contacts (
+           id INTEGER PRIMARY KEY,
+           campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
+           line INTEGER NOT NULL,
+           callee TEXT NOT NULL,
+           ext_id TEXT,
+           overrides TEXT,
+           status TEXT NOT NULL,
+           attempts INTEGER NOT NULL DEFAULT 0,
+           reschedules INTEGER NOT NULL DEFAULT 0,
+           next_at INTEGER NOT NULL DEFAULT 0,
+           session_id TEXT,
+           request_id TEXT,
+           error_code TEXT,
+           error_message TEXT,
+           updated_at INTEGER NOT NULL,
+           UNIQUE (campaign_id, line)
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS contacts_one_dial_per_callee
+           ON contacts (campaign_id, callee) WHERE status != 'skipped';
+         CREATE INDEX IF NOT EXISTS contacts_due
+           ON contacts (campaign_id, status, next_at, id);
+         CREATE TABLE IF NOT EXISTS attempts (
+           id INTEGER PRIMARY KEY,
+           contact_id INTEGER NOT NULL REFERENCES contacts(id),
+           n INTEGER NOT NULL,
+           started_at INTEGER NOT NULL,
+           caller TEXT,
+           finished_at INTEGER,
+           outcome TEXT,
+           code TEXT,
+           message TEXT,
+           session_id TEXT,
+           request_id TEXT,
+           UNIQUE (contact_id, n)
+         );
+         CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
+         PRAGMA user_version = 1;
+         COMMIT;",
+    )?;
+    Ok(())
+}
