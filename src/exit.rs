@@ -41,11 +41,11 @@ pub fn finish(result: Result<Done, Failure>) -> ExitCode {
         Ok(Done::Halted) => HALTED,
         Ok(Done::Interrupted) => INTERRUPTED,
         Err(Failure::Input(e)) => {
-            eprintln!("error: {}", chain(&e));
+            crate::tell!("error: {}", chain(&e));
             BAD_INPUT
         }
         Err(Failure::Other(e)) => {
-            eprintln!("error: {}", chain(&e));
+            crate::tell!("error: {}", chain(&e));
             FAILURE
         }
     };

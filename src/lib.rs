@@ -16,6 +16,7 @@ pub mod ccc;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod contact;
 pub mod credentials;
 pub mod dispatch;

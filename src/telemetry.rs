@@ -20,6 +20,9 @@ pub fn init(format: LogFormat, level: Option<&str>, quiet: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // On a write error tracing-subscriber would report it with `eprintln!`, which panics
+        // when stderr is a closed pipe: a log line is not worth a campaign.
+        .log_internal_errors(false)
         .with_target(false);
     let _ = if json {
         builder

@@ -41,10 +41,11 @@ pub async fn run(args: CallArgs) -> Result<Done, Failure> {
     let request = build_request(&RequestDefaults::from(&cfg.campaign), &contact, 0);
     match client.create_ai_agent_call(&request).await {
         Ok(placed) => {
-            println!("{}", placed.session_id);
-            eprintln!(
+            crate::say!("{}", placed.session_id);
+            crate::tell!(
                 "placed: SessionId {} (RequestId {})",
-                placed.session_id, placed.request_id
+                placed.session_id,
+                placed.request_id
             );
             Ok(Done::Ok)
         }

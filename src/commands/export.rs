@@ -25,6 +25,6 @@ pub async fn run(args: ExportArgs) -> Result<Done, Failure> {
     let n = results::rewrite(&store, campaign.id, &args.results, false)
         .await
         .map_err(Failure::other)?;
-    eprintln!("{} rows written to {}", n, args.results.display());
+    crate::tell!("{} rows written to {}", n, args.results.display());
     Ok(Done::Ok)
 }

@@ -33,8 +33,8 @@ pub async fn run(args: MockArgs) -> Result<Done, Failure> {
     let addr = listener
         .local_addr()
         .map_err(|e| Failure::other(anyhow!("cannot read the bound address: {e}")))?;
-    println!("listening on http://{addr}");
-    eprintln!("admin figures: http://{addr}/__admin/stats");
+    crate::say!("listening on http://{addr}");
+    crate::tell!("admin figures: http://{addr}/__admin/stats");
     MockServer::serve(listener, opts, super::stop_signal())
         .await
         .map_err(|e| Failure::other(anyhow!("stand-in stopped: {e}")))?;

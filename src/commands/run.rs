@@ -43,7 +43,9 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
 
     // Everything the operator can get wrong is checked before anything is sent.
     let (client, _mock) = super::connect(&cfg).await?;
+    tracing::info!("connected");
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
+    tracing::info!("fingerprinted");
     let store = Store::open(&state).map_err(Failure::input)?;
     let campaign = open_campaign(&store, &args.contacts, &state, &fingerprint).await?;
     if !campaign.intake_done {
@@ -80,9 +82,11 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         }
     }
 
+    tracing::info!("in-doubt attempts settled");
     results::rewrite(&store, campaign.id, &results_path, true)
         .await
         .map_err(Failure::other)?;
+    tracing::info!("results file rewritten from the store");
     let appender = Arc::new(Appender::open(&results_path).map_err(Failure::other)?);
 
     let limiter = Arc::new(Limiter::new(
@@ -100,6 +104,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     });
 
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
+    tracing::info!("counted");
     let total: u64 = counts.values().sum();
     let progress = Progress::start(&engine, &counts, total, !args.no_progress);
     let app = appender.clone();
@@ -126,11 +131,11 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     Ok(match outcome {
         RunOutcome::Completed => Done::Ok,
         RunOutcome::Interrupted => {
-            eprintln!("interrupted: rerun the same command to continue where it stopped");
+            crate::tell!("interrupted: rerun the same command to continue where it stopped");
             Done::Interrupted
         }
         RunOutcome::Halted { code, message } => {
-            eprintln!(
+            crate::tell!(
                 "halted: the service answered {code} ({message})\n{}\nundialled contacts stay pending: rerun the same command after the fix to continue",
                 halt_hint(&code)
             );
@@ -175,9 +180,10 @@ async fn dry_run(contacts: &Path, opts: &IntakeOptions) -> Result<Done, Failure>
             other => Failure::other(other),
         })?;
     print_intake(contacts, &report, &store, campaign.id).await?;
-    println!(
+    crate::say!(
         "dry run: {} contacts would be dialled, {} skipped; nothing was sent",
-        report.counts.accepted, report.counts.skipped
+        report.counts.accepted,
+        report.counts.skipped
     );
     Ok(Done::Ok)
 }
@@ -189,7 +195,7 @@ async fn print_intake(
     campaign_id: i64,
 ) -> Result<(), Failure> {
     let c = &report.counts;
-    eprintln!(
+    crate::tell!(
         "{}: {} rows: {} to dial, {} skipped ({} duplicates)",
         contacts.display(),
         report.summary.rows,
@@ -198,7 +204,7 @@ async fn print_intake(
         c.duplicates
     );
     if !report.summary.ignored_columns.is_empty() {
-        eprintln!(
+        crate::tell!(
             "{}: line 1: ignored columns (not callee, callers, ai_agent_id, id or var:NAME): {}",
             contacts.display(),
             report.summary.ignored_columns.join(", ")
@@ -220,7 +226,7 @@ async fn print_intake(
             .await
             .map_err(Failure::other)?;
         for row in &shown {
-            eprintln!(
+            crate::tell!(
                 "{}: line {}: skipped: {}",
                 contacts.display(),
                 row.line,
@@ -228,7 +234,7 @@ async fn print_intake(
             );
         }
         if c.skipped as usize > shown.len() {
-            eprintln!(
+            crate::tell!(
                 "… {} more skipped rows in the results file",
                 c.skipped as usize - shown.len()
             );
@@ -281,7 +287,7 @@ fn print_summary(
 ) {
     let get = |s| counts.get(&s).copied().unwrap_or(0);
     let c = &engine.counters;
-    eprintln!(
+    crate::tell!(
         "done in {:.1}s: {} placed, {} failed, {} skipped, {} unknown, {} pending; {} requests sent ({} throttled); results in {}",
         took.as_secs_f64(),
         get(Status::Placed),

@@ -16,20 +16,20 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     let store = Store::open(&args.state).map_err(Failure::input)?;
     let campaigns = store.campaigns().await.map_err(Failure::other)?;
     if campaigns.is_empty() {
-        println!("{}: no campaign yet", args.state.display());
+        crate::say!("{}: no campaign yet", args.state.display());
     }
     for c in campaigns {
         let counts = store.counts(c.id).await.map_err(Failure::other)?;
         let total: u64 = counts.values().sum();
-        println!("campaign {} ({} contacts)", c.name, total);
+        crate::say!("campaign {} ({} contacts)", c.name, total);
         for (status, n) in &counts {
-            println!("  {:<10} {n}", status.as_str());
+            crate::say!("  {:<10} {n}", status.as_str());
         }
         let codes = store.counts_by_code(c.id).await.map_err(Failure::other)?;
         if !codes.is_empty() {
-            println!("  by error code:");
+            crate::say!("  by error code:");
             for (status, code, n) in codes {
-                println!("    {status:<8} {code:<50} {n}");
+                crate::say!("    {status:<8} {code:<50} {n}");
             }
         }
     }

@@ -89,6 +89,20 @@ impl Engine {
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An attempt task died without recording its outcome: its contact stays in flight (and is
+    /// reported unknown on the next start), and the campaign stops rather than carry on blind.
+    #[error("an attempt failed unexpectedly and the campaign was stopped: {0}")]
+    AttemptPanicked(String),
+}
+
+/// Turn a finished task's result into a fatal error when it panicked.
+fn reap(result: Result<(), tokio::task::JoinError>, shared: &Shared) {
+    if let Err(e) = result {
+        if e.is_panic() {
+            let mut fatal = lock(&shared.fatal);
+            fatal.get_or_insert(EngineError::AttemptPanicked(e.to_string()));
+        }
+    }
 }
 
 /// State shared between the dispatcher and its attempt tasks.
@@ -96,7 +110,7 @@ pub(crate) struct Shared {
     /// Contact ids the dispatcher holds (buffered or being attempted); not fetched again.
     held: Mutex<HashSet<i64>>,
     halt: Mutex<Option<(String, String)>>,
-    fatal: Mutex<Option<StoreError>>,
+    fatal: Mutex<Option<EngineError>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,15 +141,17 @@ pub async fn run_campaign(
     let mut tasks = JoinSet::new();
 
     let outcome = loop {
-        while tasks.try_join_next().is_some() {}
+        while let Some(done) = tasks.try_join_next() {
+            reap(done, &shared);
+        }
         if *stop.borrow() {
             break RunOutcome::Interrupted;
         }
         if let Some((code, message)) = lock(&shared.halt).clone() {
             break RunOutcome::Halted { code, message };
         }
-        if let Some(e) = lock(&shared.fatal).take() {
-            return Err(e.into());
+        if lock(&shared.fatal).is_some() {
+            break RunOutcome::Interrupted;
         }
         if buffer.is_empty() {
             let exclude = lock(&shared.held).clone();
@@ -162,7 +178,7 @@ pub async fn run_campaign(
             // Wake when an attempt ends (it may have rescheduled its contact), when the next
             // contact is due, or on a stop request.
             tokio::select! {
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done, &shared),
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
@@ -195,7 +211,7 @@ pub async fn run_campaign(
                 attempt::attempt(&engine2, &shared2, &defaults2, contact, &stop2, &*on_final2).await
             {
                 let mut fatal = lock(&shared2.fatal);
-                fatal.get_or_insert(e);
+                fatal.get_or_insert(e.into());
             }
             lock(&shared2.held).remove(&id);
             drop(permit);
@@ -204,7 +220,9 @@ pub async fn run_campaign(
 
     // Stop sending; wait for replies already on the wire, within the grace period.
     let drained = tokio::time::timeout(engine.grace_period, async {
-        while tasks.join_next().await.is_some() {}
+        while let Some(done) = tasks.join_next().await {
+            reap(done, &shared);
+        }
     })
     .await;
     if drained.is_err() {
@@ -216,7 +234,7 @@ pub async fn run_campaign(
         while tasks.join_next().await.is_some() {}
     }
     if let Some(e) = lock(&shared.fatal).take() {
-        return Err(e.into());
+        return Err(e);
     }
     // A halt that arrived while draining still wins over an interrupt.
     if let Some((code, message)) = lock(&shared.halt).clone() {

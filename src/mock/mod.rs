@@ -42,6 +42,8 @@ pub struct MockOptions {
     pub latency_ms: u64,
     pub faults: Faults,
     pub clock: Clock,
+    /// Keep the last accepted body per callee in the figures (tests); off for big benchmarks.
+    pub keep_bodies: bool,
 }
 
 impl Default for MockOptions {
@@ -52,6 +54,7 @@ impl Default for MockOptions {
             latency_ms: 0,
             faults: Faults::default(),
             clock: Arc::new(|| chrono::Utc::now().timestamp()),
+            keep_bodies: true,
         }
     }
 }
@@ -129,8 +132,14 @@ impl MockServer {
         format!("http://{}", self.addr)
     }
 
+    /// A full copy of the figures (per-callee maps included: costly for big runs).
     pub fn stats(&self) -> MockStats {
         self.shared.record(|r| r.stats.clone())
+    }
+
+    /// Requests seen so far: cheap enough to poll.
+    pub fn requests(&self) -> u64 {
+        self.shared.record(|r| r.stats.requests)
     }
 
     pub async fn shutdown(mut self) {
@@ -237,12 +246,12 @@ async fn create_ai_agent_call(
     let delay = latency(opts.latency_ms);
     match opts.faults.outcome(&callee, n) {
         Outcome::Ok => {
-            shared.record(|r| r.created(&callee, parsed));
+            shared.record(|r| r.created(&callee, parsed, opts.keep_bodies));
             tokio::time::sleep(delay).await;
             success()
         }
         Outcome::Hang(d) => {
-            shared.record(|r| r.created(&callee, parsed));
+            shared.record(|r| r.created(&callee, parsed, opts.keep_bodies));
             tokio::time::sleep(d).await;
             success()
         }
@@ -264,7 +273,7 @@ async fn create_ai_agent_call(
         Outcome::Drop => {
             // The call exists; the reply never completes: headers, then the body fails and
             // the connection is cut.
-            shared.record(|r| r.created(&callee, parsed));
+            shared.record(|r| r.created(&callee, parsed, opts.keep_bodies));
             tokio::time::sleep(delay).await;
             let cut = futures_util::stream::once(async {
                 Err::<Bytes, std::io::Error>(std::io::Error::other(

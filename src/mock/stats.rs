@@ -108,7 +108,7 @@ impl Recorder {
         this
     }
 
-    pub fn created(&mut self, callee: &str, body: serde_json::Value) {
+    pub fn created(&mut self, callee: &str, body: serde_json::Value, keep_body: bool) {
         self.stats.accepted += 1;
         let n = self
             .stats
@@ -119,9 +119,11 @@ impl Recorder {
         if *n == 2 {
             self.stats.duplicate_callees.push(callee.to_string());
         }
-        self.stats
-            .last_body_by_callee
-            .insert(callee.to_string(), body);
+        if keep_body {
+            self.stats
+                .last_body_by_callee
+                .insert(callee.to_string(), body);
+        }
     }
 
     pub fn reset(&mut self) {

@@ -145,3 +145,27 @@ async fn secrets_never_reach_logs_results_or_the_state_store() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stderr_does_not_stop_or_corrupt_the_campaign() {
+    // `ccc-dialer run … 2>&1 | head` closes the pipe early: every later log line fails to write.
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    s.write_contacts(&contacts_csv(20));
+    let mut child = s
+        .run_command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let rows = s.results();
+    assert_eq!(rows.len(), 20);
+    assert!(rows.iter().all(|r| r.status == "placed"), "{rows:?}");
+    assert_eq!(mock.stats().accepted, 20);
+}

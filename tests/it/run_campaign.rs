@@ -263,7 +263,7 @@ async fn killed_runs_resume_without_calling_anyone_twice() {
     s.write_contacts(&contacts_csv(n));
     for kill_after in [20u64, 60, 100] {
         let mut child = s.spawn();
-        wait_for(&mock, "requests to arrive", |st| st.requests >= kill_after).await;
+        wait_for_requests(&mock, "requests to arrive", kill_after).await;
         child.kill().expect("SIGKILL");
         let _ = child.wait();
     }
@@ -319,7 +319,7 @@ async fn sigterm_drains_in_flight_replies_and_a_rerun_finishes() {
     let s = Scratch::new(&mock.endpoint(), "", "");
     s.write_contacts(&contacts_csv(80));
     let child = s.spawn();
-    wait_for(&mock, "requests to arrive", |st| st.requests >= 15).await;
+    wait_for_requests(&mock, "requests to arrive", 15).await;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ccc_dialer::contact::ResultRow;
-use ccc_dialer::mock::{Faults, MockOptions, MockServer, MockStats};
+use ccc_dialer::mock::{Faults, MockOptions, MockServer};
 use ccc_dialer::results::{self};
 use ccc_dialer::secret::Secret;
 
@@ -141,11 +141,11 @@ pub async fn run_async(s: &Scratch) -> Output {
     .expect("join")
 }
 
-/// Wait until `cond` holds on the stand-in's figures (bounded; a condition, not a sleep).
-pub async fn wait_for(mock: &MockServer, what: &str, cond: impl Fn(&MockStats) -> bool) {
+/// Wait until the stand-in has seen at least `n` requests (bounded; a condition, not a sleep).
+pub async fn wait_for_requests(mock: &MockServer, what: &str, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if cond(&mock.stats()) {
+        if mock.requests() >= n {
             return;
         }
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
