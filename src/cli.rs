@@ -73,8 +73,8 @@ pub struct RunArgs {
     /// Validate config and contacts and print what would be dialled; send nothing, write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// RISKY: put contacts whose reply was lost (`unknown`) back in the queue. Someone may be
-    /// called twice. Same as retry.redial_unknown = true.
+    /// RISKY: put every contact whose reply was lost (`unknown`) back in the queue for this run.
+    /// Someone may be called twice. Same as retry.redial_unknown = true.
     #[arg(long)]
     pub redial_unknown: bool,
     /// Show no progress bar even on a terminal.

@@ -555,7 +555,8 @@ impl Validator<'_> {
     }
 }
 
-/// Enough requests in flight for the rate to hold when replies take 3 s, plus headroom.
+/// Enough requests in flight for the rate to hold when replies take 3 s, plus headroom
+/// (bounded: a lifted cap does not mean unbounded concurrency).
 pub fn default_in_flight(rps: f64) -> usize {
-    ((rps * 3.0).ceil() as usize + 4).max(8)
+    ((rps * 3.0).ceil() as usize + 4).clamp(8, 1024)
 }

@@ -88,7 +88,12 @@ impl Limiter {
         }
     }
 
-    /// Wait for the pacer's next token.
+    /// Wait for the pacer's next token, and until the window would admit a send now.
+    ///
+    /// The second wait matters after a restart: the window is seeded from before it, and without
+    /// this the first requests would be written down at once and then wait in
+    /// [`Limiter::acquire_slot`], so their recorded start (which seeds the *next* restart) would
+    /// lie up to a second before their real send.
     pub async fn pace(&self) {
         let gcra = {
             let mut p = lock(&self.pace);
@@ -96,18 +101,27 @@ impl Limiter {
             p.gcra.clone()
         };
         gcra.until_ready().await;
+        loop {
+            let now = Instant::now();
+            let earliest = self.earliest(now);
+            if earliest <= now {
+                return;
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(earliest)).await;
+        }
+    }
+
+    /// The earliest instant a send would be admitted by the window, without reserving it.
+    fn earliest(&self, now: Instant) -> Instant {
+        earliest_in(&lock(&self.window), self.cap, now)
     }
 
     /// Reserve the next send slot that keeps every window within the cap. Returns the instant
     /// to send at (now or later); the slot is taken.
     pub fn reserve(&self, now: Instant) -> Instant {
+        // One lock for reading and taking the slot: two reservations must not see the same window.
         let mut w = lock(&self.window);
-        let slot = if w.len() >= self.cap {
-            let oldest = w[w.len() - self.cap];
-            now.max(oldest + WINDOW + WINDOW_MARGIN)
-        } else {
-            now
-        };
+        let slot = earliest_in(&w, self.cap, now);
         // Slots are handed out in increasing order, so the deque stays sorted.
         let slot = w.back().map_or(slot, |last| slot.max(*last));
         w.push_back(slot);
@@ -161,6 +175,15 @@ impl Limiter {
     }
 }
 
+/// When the window admits the next send: `cap` sends after the `cap`-th latest, plus the margin.
+fn earliest_in(w: &VecDeque<Instant>, cap: usize, now: Instant) -> Instant {
+    if w.len() >= cap {
+        now.max(w[w.len() - cap] + WINDOW + WINDOW_MARGIN)
+    } else {
+        now
+    }
+}
+
 /// A poisoned lock here only means another task panicked mid-update of plain numbers; the data
 /// is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -204,6 +227,21 @@ mod tests {
             first >= t0 + WINDOW,
             "a restart must not hand out a fresh burst"
         );
+    }
+
+    #[test]
+    fn pacing_waits_for_a_seeded_window_before_anything_is_written_down() {
+        let t0 = Instant::now();
+        let recent: Vec<Instant> = (0..20)
+            .map(|i| t0 + Duration::from_millis(i * 10))
+            .collect();
+        let l = Limiter::new(20.0, &recent);
+        assert!(
+            l.earliest(t0) >= t0 + WINDOW,
+            "pace() must hold the first request back"
+        );
+        let l = Limiter::new(20.0, &recent[..19]);
+        assert_eq!(l.earliest(t0), t0, "a window below the cap admits at once");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::contact::{ResultRow, Status};
-use crate::dispatch::{self, now_ms, Engine, RequestDefaults, RunOutcome};
+use crate::dispatch::{self, now_ms, Engine, RequestDefaults, RunOutcome, Stop};
 use crate::exit::{Done, Failure};
 use crate::import::{import_file, ImportReport};
 use crate::intake::{self, IntakeOptions};
@@ -65,23 +65,22 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     }
 
     let settled = store
-        .settle_in_flight(campaign.id, cfg.retry.redial_unknown, now_ms())
+        .settle_in_flight(campaign.id, now_ms())
         .await
         .map_err(Failure::other)?;
     if settled > 0 {
-        if cfg.retry.redial_unknown {
-            tracing::warn!(
-                contacts = settled,
-                "replies lost in the last run: redialling them (retry.redial_unknown = true)"
-            );
-        } else {
-            tracing::warn!(
-                contacts = settled,
-                "replies lost in the last run: reported unknown, not redialled"
-            );
-        }
+        tracing::warn!(
+            contacts = settled,
+            "replies lost in the last run: reported unknown, not redialled"
+        );
     }
-
+    if cfg.retry.redial_unknown {
+        let n = store
+            .requeue_unknown(campaign.id, now_ms())
+            .await
+            .map_err(Failure::other)?;
+        tracing::warn!(contacts = n, "redialling contacts whose reply was lost (retry.redial_unknown): some may be called twice");
+    }
     tracing::info!("in-doubt attempts settled");
     results::rewrite(&store, campaign.id, &results_path, true)
         .await
@@ -96,11 +95,20 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let engine = Arc::new(Engine::from_config(&cfg, store.clone(), client, limiter));
     let defaults = Arc::new(RequestDefaults::from(&cfg.campaign));
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+    let grace = cfg.grace_period;
     let signals = tokio::spawn(async move {
         super::stop_signal().await;
-        tracing::warn!("stop requested: sending nothing new, waiting for replies in flight");
-        let _ = stop_tx.send(true);
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "stop requested: sending nothing new, waiting for replies in flight (signal again to stop waiting)"
+        );
+        let _ = stop_tx.send(Stop::Drain);
+        super::stop_signal().await;
+        tracing::warn!(
+            "second stop request: not waiting; replies still in flight will be reported unknown"
+        );
+        let _ = stop_tx.send(Stop::Now);
     });
 
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
@@ -117,6 +125,11 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let outcome =
         dispatch::run_campaign(engine.clone(), campaign.id, defaults, stop_rx, on_final).await;
     signals.abort();
+    // Replies we stopped waiting for are in doubt now, not only at the next start.
+    store
+        .settle_in_flight(campaign.id, now_ms())
+        .await
+        .map_err(Failure::other)?;
     progress.finish();
     drop(appender);
 

@@ -4,8 +4,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
-use super::{lock, mask, now_ms, Engine, RequestDefaults, Shared};
+use super::{lock, mask, now_ms, Engine, RequestDefaults, Shared, Stop};
 use crate::ccc::CallError;
 use crate::contact::{ResultRow, Status};
 use crate::policy::{self, Class, Decision};
@@ -17,7 +18,7 @@ pub(super) async fn attempt(
     shared: &Shared,
     defaults: &RequestDefaults,
     contact: DueContact,
-    stop: &watch::Receiver<bool>,
+    stop: &watch::Receiver<Stop>,
     on_final: &(dyn Fn(ResultRow) + Send + Sync),
 ) -> Result<(), StoreError> {
     let request = super::build_request(defaults, &contact, contact.attempts as usize);
@@ -28,7 +29,7 @@ pub(super) async fn attempt(
         .await?;
     engine.limiter.acquire_slot().await;
 
-    if *stop.borrow() || lock(&shared.halt).is_some() {
+    if *stop.borrow() != Stop::Run || lock(&shared.halt).is_some() {
         // Written down but not sent: release it untouched.
         let o = AttemptOutcome {
             status: Status::Pending,
@@ -48,12 +49,18 @@ pub(super) async fn attempt(
     let c = &engine.counters;
     c.sent.fetch_add(1, Ordering::Relaxed);
     c.in_flight.fetch_add(1, Ordering::Relaxed);
-    let span = tracing::info_span!("attempt", contact = contact.id, callee = %mask(&contact.callee), n = attempt_no);
-    let result = {
-        let _e = span.enter();
-        engine.client.create_ai_agent_call(&request)
-    }
-    .await;
+    let span = tracing::info_span!(
+        "attempt",
+        campaign = contact.campaign_id,
+        contact = contact.id,
+        callee = %mask(&contact.callee),
+        n = attempt_no
+    );
+    let result = engine
+        .client
+        .create_ai_agent_call(&request)
+        .instrument(span.clone())
+        .await;
     c.in_flight.fetch_sub(1, Ordering::Relaxed);
 
     let finished_at = now_ms();

@@ -42,6 +42,16 @@ pub struct Counters {
     pub in_flight: AtomicU64,
 }
 
+/// What the operator asked for: keep going, stop sending and drain, or stop at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    Run,
+    /// Send nothing new; wait for replies in flight within the grace period.
+    Drain,
+    /// Send nothing new and stop waiting: replies still in flight will be reported unknown.
+    Now,
+}
+
 /// Why a campaign stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
@@ -122,12 +132,12 @@ pub fn now_ms() -> i64 {
 }
 
 /// Dial campaign `campaign_id` until every contact is final, a halt code arrives, or `stop`
-/// turns true. `on_final` receives each contact's result row as it becomes final.
+/// leaves [`Stop::Run`]. `on_final` receives each contact's result row as it becomes final.
 pub async fn run_campaign(
     engine: Arc<Engine>,
     campaign_id: i64,
     defaults: Arc<RequestDefaults>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Stop>,
     on_final: Arc<dyn Fn(ResultRow) + Send + Sync>,
 ) -> Result<RunOutcome, EngineError> {
     let shared = Arc::new(Shared {
@@ -144,7 +154,7 @@ pub async fn run_campaign(
         while let Some(done) = tasks.try_join_next() {
             reap(done, &shared);
         }
-        if *stop.borrow() {
+        if *stop.borrow() != Stop::Run {
             break RunOutcome::Interrupted;
         }
         if let Some((code, message)) = lock(&shared.halt).clone() {
@@ -180,7 +190,7 @@ pub async fn run_campaign(
             tokio::select! {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done, &shared),
                 _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
+                Ok(()) = stop.changed() => {}
             }
             continue;
         }
@@ -189,11 +199,15 @@ pub async fn run_campaign(
                 Ok(p) => p,
                 Err(_) => break RunOutcome::Interrupted,
             },
-            _ = stop.changed() => continue,
+            Ok(()) = stop.changed() => continue,
         };
         tokio::select! {
             _ = engine.limiter.pace() => {}
-            _ = stop.changed() => continue,
+            Ok(()) = stop.changed() => continue,
+        }
+        // A halt may have arrived while this loop waited for a permit or a token.
+        if lock(&shared.halt).is_some() || lock(&shared.fatal).is_some() {
+            continue;
         }
         let Some(contact) = buffer.pop_front() else {
             continue;
@@ -219,16 +233,19 @@ pub async fn run_campaign(
     };
 
     // Stop sending; wait for replies already on the wire, within the grace period.
-    let drained = tokio::time::timeout(engine.grace_period, async {
+    let drain = async {
         while let Some(done) = tasks.join_next().await {
             reap(done, &shared);
         }
-    })
-    .await;
-    if drained.is_err() {
+    };
+    let drained = tokio::select! {
+        finished = tokio::time::timeout(engine.grace_period, drain) => finished.is_ok(),
+        Ok(_) = stop.wait_for(|s| *s == Stop::Now) => false,
+    };
+    if !drained {
         tracing::warn!(
             abandoned = tasks.len(),
-            "grace period over: replies still outstanding are left in doubt (reported unknown on the next start)"
+            "stopped waiting: replies still outstanding are in doubt and reported unknown"
         );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}

@@ -27,6 +27,8 @@ pub struct MockStats {
     /// Callees for which more than one call was created: the number that must stay empty.
     pub duplicate_callees: Vec<String>,
     pub errors_by_code: BTreeMap<String, u64>,
+    /// Requests by the Unix second of their arrival (for steady-rate figures).
+    pub requests_per_second: BTreeMap<i64, u32>,
     pub first_request_unix_ms: Option<i64>,
     pub last_request_unix_ms: Option<i64>,
     /// Requests per callee that passed authentication, whatever their outcome.
@@ -63,6 +65,11 @@ impl Recorder {
         if limit > 0 && n > limit {
             self.stats.windows_over_limit += 1;
         }
+        *self
+            .stats
+            .requests_per_second
+            .entry(wall_ms.div_euclid(1000))
+            .or_default() += 1;
         self.stats.first_request_unix_ms.get_or_insert(wall_ms);
         self.stats.last_request_unix_ms = Some(wall_ms);
     }

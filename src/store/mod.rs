@@ -248,24 +248,10 @@ impl Store {
             .await
     }
 
-    /// After a crash: contacts whose attempt has no outcome are in doubt. They become `unknown`
-    /// (or, only when the operator asked for it, `pending` again). Returns how many.
-    pub async fn settle_in_flight(
-        &self,
-        campaign_id: i64,
-        redial: bool,
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
+    /// Contacts whose attempt has no recorded outcome (the process died, or stopped waiting for
+    /// the reply) are in doubt: they become `unknown`, never silently `pending`. Returns how many.
+    pub async fn settle_in_flight(&self, campaign_id: i64, now_ms: i64) -> Result<u64, StoreError> {
         self.call(move |c| {
-            let (status, code, message) = if redial {
-                (Status::Pending, None, None)
-            } else {
-                (
-                    Status::Unknown,
-                    Some("InDoubt"),
-                    Some("the dialer stopped before the reply arrived; the call may have been placed"),
-                )
-            };
             c.execute(
                 "UPDATE attempts SET outcome = 'in_doubt', finished_at = ?2
                  WHERE outcome IS NULL AND contact_id IN
@@ -273,10 +259,25 @@ impl Store {
                 params![campaign_id, now_ms],
             )?;
             let n = c.execute(
-                "UPDATE contacts SET status = ?2, error_code = COALESCE(?3, error_code),
-                   error_message = COALESCE(?4, error_message), updated_at = ?5
+                "UPDATE contacts SET status = 'unknown', error_code = 'InDoubt',
+                   error_message = 'the dialer stopped before the reply arrived; the call may have been placed',
+                   updated_at = ?2
                  WHERE campaign_id = ?1 AND status = 'in_flight'",
-                params![campaign_id, status.as_str(), code, message, now_ms],
+                params![campaign_id, now_ms],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// RISKY, only on the operator's request (`--redial-unknown`): every `unknown` contact goes
+    /// back to `pending`, due at once. Someone may be called twice. Returns how many.
+    pub async fn requeue_unknown(&self, campaign_id: i64, now_ms: i64) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE contacts SET status = 'pending', next_at = 0, updated_at = ?2
+                 WHERE campaign_id = ?1 AND status = 'unknown'",
+                params![campaign_id, now_ms],
             )?;
             Ok(n as u64)
         })

@@ -30,7 +30,11 @@ pub(super) fn result_row(r: &rusqlite::Row<'_>, status: Status) -> Result<Result
         .unwrap_or_default();
     Ok(ResultRow {
         callee: r.get(0)?,
-        status: status.as_str().to_string(),
+        // The results file knows five states: an attempt still on the wire is not final yet.
+        status: match status {
+            Status::InFlight => Status::Pending.as_str().to_string(),
+            other => other.as_str().to_string(),
+        },
         session_id: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
         request_id: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
         error_code: r.get::<_, Option<String>>(4)?.unwrap_or_default(),

@@ -489,3 +489,49 @@ async fn status_and_export_read_the_store() {
         std::fs::read_to_string(&s.results).unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_stop_signal_stops_waiting_and_reports_the_outstanding_replies_unknown() {
+    use std::io::{BufRead, BufReader};
+    let mock = mock_with(
+        20,
+        0,
+        "[[rule]]\ncallee = \"*\"\noutcomes = [\"hang:120s\"]\n",
+    )
+    .await;
+    let s = Scratch::new(&mock.endpoint(), "", "[run]\ngrace_period = \"120s\"\n");
+    s.write_contacts(&contacts_csv(10));
+    let mut child = s.spawn();
+    wait_for_requests(&mock, "requests to hang", 3).await;
+    let pid = child.id().to_string();
+    let stderr = child.stderr.take().unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        // Send the second signal once the first has been taken (signals can coalesce).
+        for line in lines.by_ref() {
+            if line.unwrap().contains("stop requested") {
+                break;
+            }
+        }
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        (child.wait().unwrap(), rest.join("\n"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0.code(), Some(130), "{}", out.1);
+    let rows = s.results();
+    assert_eq!(rows.len(), 10);
+    let unknown: Vec<_> = rows.iter().filter(|r| r.status == "unknown").collect();
+    assert!(unknown.len() >= 3, "{rows:?}");
+    for r in &unknown {
+        assert!(
+            r.error_message.contains("stopped before the reply arrived"),
+            "not a timeout: the dialer stopped waiting: {r:?}"
+        );
+    }
+    assert!(rows
+        .iter()
+        .all(|r| r.status == "unknown" || r.status == "pending"));
+}

@@ -72,7 +72,7 @@ async fn after_a_crash_an_attempt_without_outcome_is_unknown_and_not_due() {
     drop(store); // the process dies here: no outcome recorded
 
     let store = Store::open(&dir.path().join("s.db")).unwrap();
-    assert_eq!(store.settle_in_flight(id, false, 5).await.unwrap(), 1);
+    assert_eq!(store.settle_in_flight(id, 5).await.unwrap(), 1);
     let r = store.result_of(due[0].id).await.unwrap();
     assert_eq!(
         (r.status.as_str(), r.error_code.as_str()),
@@ -99,8 +99,15 @@ async fn redial_unknown_puts_in_doubt_contacts_back_in_the_queue_only_when_asked
         .await
         .unwrap();
     store.begin_attempt(due[0].id, 1, None).await.unwrap();
-    assert_eq!(store.settle_in_flight(id, true, 5).await.unwrap(), 1);
+    assert_eq!(store.settle_in_flight(id, 5).await.unwrap(), 1);
+    assert_eq!(store.result_of(due[0].id).await.unwrap().status, "unknown");
+    assert_eq!(store.requeue_unknown(id, 6).await.unwrap(), 1);
     assert_eq!(store.result_of(due[0].id).await.unwrap().status, "pending");
+    let due = store
+        .due_contacts(id, 7, 10, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "due again at once");
 }
 
 #[tokio::test]
