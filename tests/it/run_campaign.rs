@@ -257,11 +257,12 @@ async fn rate_cap_holds_with_slow_replies_and_retries() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_runs_resume_without_calling_anyone_twice() {
-    let n = 150;
+    // The reduced crash soak (the full one is `cargo bench --bench suite -- soak`).
+    let n = 300;
     let mock = mock_with(20, 200, "").await;
     let s = Scratch::new(&mock.endpoint(), "", "");
     s.write_contacts(&contacts_csv(n));
-    for kill_after in [20u64, 60, 100] {
+    for kill_after in [40u64, 130, 220] {
         let mut child = s.spawn();
         wait_for_requests(&mock, "requests to arrive", kill_after).await;
         child.kill().expect("SIGKILL");
