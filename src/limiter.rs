@@ -24,10 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const WINDOW: Duration = Duration::from_secs(1);
-/// Pace at 99.5% of the configured rate: at 20/s, 20 requests span 1.005 s, not 1.000 s.
-pub const PACING_FACTOR: f64 = 0.995;
+/// Pace at 99.25% of the configured rate: at 20/s, request `i + 20` leaves 1.0076 s after
+/// request `i`, not 1.000 s. The slack absorbs arrival jitter (a loaded 2-core machine showed
+/// 22 arrivals in one second once with 0.5% and a 5 ms margin) and still meets 19.8 req/s.
+pub const PACING_FACTOR: f64 = 0.9925;
 /// Extra spacing the window guard keeps between request `i` and request `i + cap`.
-pub const WINDOW_MARGIN: Duration = Duration::from_millis(5);
+pub const WINDOW_MARGIN: Duration = Duration::from_millis(7);
 /// After a throttling reply the pace drops to this fraction…
 const THROTTLE_FACTOR: f64 = 0.7;
 /// …and recovers by this fraction of the target for every quiet `RECOVERY_STEP`.

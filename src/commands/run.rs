@@ -43,9 +43,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
 
     // Everything the operator can get wrong is checked before anything is sent.
     let (client, _mock) = super::connect(&cfg).await?;
-    tracing::info!("connected");
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
-    tracing::info!("fingerprinted");
     let store = Store::open(&state).map_err(Failure::input)?;
     let campaign = open_campaign(&store, &args.contacts, &state, &fingerprint).await?;
     if !campaign.intake_done {
@@ -81,11 +79,9 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
             .map_err(Failure::other)?;
         tracing::warn!(contacts = n, "redialling contacts whose reply was lost (retry.redial_unknown): some may be called twice");
     }
-    tracing::info!("in-doubt attempts settled");
     results::rewrite(&store, campaign.id, &results_path, true)
         .await
         .map_err(Failure::other)?;
-    tracing::info!("results file rewritten from the store");
     let appender = Arc::new(Appender::open(&results_path).map_err(Failure::other)?);
 
     let limiter = Arc::new(Limiter::new(
@@ -112,7 +108,6 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     });
 
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
-    tracing::info!("counted");
     let total: u64 = counts.values().sum();
     let progress = Progress::start(&engine, &counts, total, !args.no_progress);
     let app = appender.clone();

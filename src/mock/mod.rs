@@ -137,6 +137,11 @@ impl MockServer {
         self.shared.record(|r| r.stats.clone())
     }
 
+    /// Arrival instants of every request so far, in order.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.shared.record(|r| r.log.clone())
+    }
+
     /// Requests seen so far: cheap enough to poll.
     pub fn requests(&self) -> u64 {
         self.shared.record(|r| r.stats.requests)

@@ -42,6 +42,8 @@ pub struct Recorder {
     pub stats: MockStats,
     arrivals: VecDeque<Instant>,
     admitted: VecDeque<Instant>,
+    /// Every arrival since the start (for jitter and window analysis in benchmarks).
+    pub log: Vec<Instant>,
     fault_counters: HashMap<String, usize>,
 }
 
@@ -59,6 +61,7 @@ impl Recorder {
     pub fn arrival(&mut self, now: Instant, wall_ms: i64, limit: u32) {
         trim(&mut self.arrivals, now);
         self.arrivals.push_back(now);
+        self.log.push(now);
         let n = self.arrivals.len() as u32;
         self.stats.requests += 1;
         self.stats.max_in_any_window = self.stats.max_in_any_window.max(n);
