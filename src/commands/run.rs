@@ -251,17 +251,14 @@ async fn print_intake(
     Ok(())
 }
 
-/// The send instants of the latest attempts before this process, as `Instant`s. Attempts are
-/// written down just before they are sent, so each is pushed back by a safety gap.
+/// The send instants of the latest requests before this process, as `Instant`s.
 async fn seed_window(store: &Store) -> Result<Vec<Instant>, crate::store::StoreError> {
-    const SEND_GAP_MS: i64 = 100;
-    let starts = store
-        .recent_attempt_starts(crate::config::DOCUMENTED_CAP as usize * 2)
+    let sends = store
+        .recent_sends(crate::config::DOCUMENTED_CAP as usize * 2)
         .await?;
     let (now_wall, now) = (now_ms(), Instant::now());
-    Ok(starts
+    Ok(sends
         .into_iter()
-        .map(|ms| ms + SEND_GAP_MS)
         .filter_map(|ms| {
             let age = now_wall - ms;
             if age >= 0 {

@@ -41,6 +41,7 @@ pub(super) async fn attempt(
             error_code: None,
             error_message: None,
             outcome: "not_sent",
+            sent_at: None,
             finished_at: now_ms(),
         };
         return engine.store.finish_attempt(contact.id, attempt_no, o).await;
@@ -56,6 +57,7 @@ pub(super) async fn attempt(
         callee = %mask(&contact.callee),
         n = attempt_no
     );
+    let sent_at = now_ms();
     let result = engine
         .client
         .create_ai_agent_call(&request)
@@ -78,10 +80,16 @@ pub(super) async fn attempt(
                 error_code: None,
                 error_message: None,
                 outcome: "placed",
+                sent_at: Some(sent_at),
                 finished_at,
             }
         }
-        Err(err) => outcome_of_error(engine, shared, &contact, &err, finished_at, &span),
+        Err(err) => {
+            let mut o = outcome_of_error(engine, shared, &contact, &err, finished_at, &span);
+            // A request refused before it left (connect failure) was not sent.
+            o.sent_at = (!matches!(err, CallError::NotSent { .. })).then_some(sent_at);
+            o
+        }
     };
     let final_status = outcome.status.is_final();
     engine
@@ -138,6 +146,7 @@ fn outcome_of_error(
         error_code: Some(code.clone()),
         error_message: Some(message.clone()),
         outcome,
+        sent_at: None,
         finished_at,
     };
     match decision {

@@ -84,6 +84,8 @@ pub struct AttemptOutcome {
     pub error_message: Option<String>,
     /// What happened to this one request: `placed`, `error`, `not_sent`, `in_doubt`.
     pub outcome: &'static str,
+    /// Unix ms when the request was handed to the network (`None` if it never was).
+    pub sent_at: Option<i64>,
     pub finished_at: i64,
 }
 
@@ -380,7 +382,7 @@ impl Store {
         self.call(move |c| {
             c.prepare_cached(
                 "UPDATE attempts SET finished_at = ?3, outcome = ?4, code = ?5, message = ?6,
-                   session_id = ?7, request_id = ?8
+                   session_id = ?7, request_id = ?8, sent_at = ?9
                  WHERE contact_id = ?1 AND n = ?2",
             )?
             .execute(params![
@@ -391,7 +393,8 @@ impl Store {
                 o.error_code,
                 o.error_message,
                 o.session_id,
-                o.request_id
+                o.request_id,
+                o.sent_at
             ])?;
             c.prepare_cached(
                 "UPDATE contacts SET status = ?2, attempts = ?3, reschedules = ?4, next_at = ?5,
@@ -515,12 +518,19 @@ impl Store {
         .await
     }
 
-    /// Start times (unix ms) of the latest `n` attempts across the store, newest first: the
-    /// limiter's memory across restarts.
-    pub async fn recent_attempt_starts(&self, n: usize) -> Result<Vec<i64>, StoreError> {
+    /// When the latest `n` requests reached the network (unix ms, newest first): the limiter's
+    /// memory across restarts. A request whose reply never came has no recorded send time; the
+    /// moment it was settled as in doubt (at or after the process that sent it stopped) is used
+    /// instead, which is never earlier than the real send. Requests never sent do not count.
+    pub async fn recent_sends(&self, n: usize) -> Result<Vec<i64>, StoreError> {
         self.call(move |c| {
+            // Sends happen within seconds of their start, so the last minute of starts (an
+            // indexed range) holds every send that can matter to a 1-second window.
             let mut stmt = c.prepare_cached(
-                "SELECT started_at FROM attempts ORDER BY started_at DESC LIMIT ?1",
+                "SELECT COALESCE(sent_at, finished_at, started_at) AS t FROM attempts
+                 WHERE started_at >= (SELECT COALESCE(MAX(started_at), 0) FROM attempts) - 60000
+                   AND outcome IS NOT 'not_sent'
+                 ORDER BY t DESC LIMIT ?1",
             )?;
             let rows = stmt.query_map([n as i64], |r| r.get::<_, i64>(0))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -57,6 +57,7 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
            contact_id INTEGER NOT NULL REFERENCES contacts(id),
            n INTEGER NOT NULL,
            started_at INTEGER NOT NULL,
+           sent_at INTEGER,
            caller TEXT,
            finished_at INTEGER,
            outcome TEXT,

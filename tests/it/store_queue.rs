@@ -132,6 +132,7 @@ async fn retries_that_came_due_go_before_first_attempts() {
                 error_code: Some("InternalError".into()),
                 error_message: None,
                 outcome: "error",
+                sent_at: Some(1),
                 finished_at: 2,
             },
         )
@@ -153,4 +154,44 @@ async fn retries_that_came_due_go_before_first_attempts() {
         after.iter().map(|d| d.callee.as_str()).collect::<Vec<_>>(),
         vec!["a", "b", "c"]
     );
+}
+
+#[tokio::test]
+async fn the_limiter_is_seeded_with_real_send_times_or_an_upper_bound_never_an_earlier_start() {
+    let (dir, store, id) = store_with(vec![row(2, "a"), row(3, "b"), row(4, "c")]).await;
+    let due = store
+        .due_contacts(id, 0, 10, Default::default())
+        .await
+        .unwrap();
+    let outcome = |status, sent_at, outcome| ccc_dialer::store::AttemptOutcome {
+        status,
+        attempts: 1,
+        reschedules: 0,
+        next_at: 0,
+        session_id: None,
+        request_id: None,
+        error_code: None,
+        error_message: None,
+        outcome,
+        sent_at,
+        finished_at: 1_500,
+    };
+    // a: started at 1000, waited for its slot, sent at 1400.
+    let n = store.begin_attempt(due[0].id, 1_000, None).await.unwrap();
+    store
+        .finish_attempt(due[0].id, n, outcome(Status::Placed, Some(1_400), "placed"))
+        .await
+        .unwrap();
+    // b: written down, released unsent at a stop: not a send.
+    let n = store.begin_attempt(due[1].id, 1_100, None).await.unwrap();
+    store
+        .finish_attempt(due[1].id, n, outcome(Status::Pending, None, "not_sent"))
+        .await
+        .unwrap();
+    // c: in flight when the process died.
+    store.begin_attempt(due[2].id, 1_200, None).await.unwrap();
+    drop(store);
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    store.settle_in_flight(id, 9_000).await.unwrap();
+    assert_eq!(store.recent_sends(10).await.unwrap(), vec![9_000, 1_400]);
 }
