@@ -5,16 +5,9 @@ use anyhow::anyhow;
 use crate::cli::ExportArgs;
 use crate::exit::{Done, Failure};
 use crate::results;
-use crate::store::Store;
 
 pub async fn run(args: ExportArgs) -> Result<Done, Failure> {
-    if !args.state.exists() {
-        return Err(Failure::input(anyhow!(
-            "{}: no such state file",
-            args.state.display()
-        )));
-    }
-    let store = Store::open(&args.state).map_err(Failure::input)?;
+    let store = super::open_existing_store(&args.state)?;
     let campaigns = store.campaigns().await.map_err(Failure::other)?;
     let Some(campaign) = campaigns.first() else {
         return Err(Failure::input(anyhow!(

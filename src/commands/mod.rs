@@ -51,6 +51,18 @@ pub async fn connect(cfg: &Config) -> Result<(Client, Option<MockServer>), Failu
     Ok((client, mock))
 }
 
+/// Open a state store that must already exist (`status`, `export`): a typo in the path must not
+/// create an empty store and report "no campaign".
+pub fn open_existing_store(path: &std::path::Path) -> Result<crate::store::Store, Failure> {
+    if !path.exists() {
+        return Err(Failure::input(anyhow::anyhow!(
+            "{}: no such state file",
+            path.display()
+        )));
+    }
+    crate::store::Store::open(path).map_err(Failure::input)
+}
+
 /// Resolves on the first SIGINT or SIGTERM.
 pub async fn stop_signal() {
     #[cfg(unix)]

@@ -1,19 +1,10 @@
 //! `ccc-dialer status`: counts by status and by error code, from the store alone.
 
-use anyhow::anyhow;
-
 use crate::cli::StatusArgs;
 use crate::exit::{Done, Failure};
-use crate::store::Store;
 
 pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
-    if !args.state.exists() {
-        return Err(Failure::input(anyhow!(
-            "{}: no such state file",
-            args.state.display()
-        )));
-    }
-    let store = Store::open(&args.state).map_err(Failure::input)?;
+    let store = super::open_existing_store(&args.state)?;
     let campaigns = store.campaigns().await.map_err(Failure::other)?;
     if campaigns.is_empty() {
         crate::say!("{}: no campaign yet", args.state.display());

@@ -25,8 +25,14 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// POST `body` signed with `c` at `timestamp`; returns (status, parsed body or raw text).
-async fn post(mock: &MockServer, c: &Credentials, body: &str, timestamp: i64) -> (u16, Value) {
+/// A POST to the stand-in carrying headers signed with `c` over `signed_body` at `timestamp`
+/// (the body actually sent is the caller's choice).
+fn signed_post(
+    mock: &MockServer,
+    c: &Credentials,
+    signed_body: &str,
+    timestamp: i64,
+) -> reqwest::RequestBuilder {
     let host = mock.addr.to_string();
     let signed = sign(
         c,
@@ -37,7 +43,7 @@ async fn post(mock: &MockServer, c: &Credentials, body: &str, timestamp: i64) ->
             version: "2020-02-10",
             region: None,
             language: None,
-            payload: body.as_bytes(),
+            payload: signed_body.as_bytes(),
             timestamp,
         },
     )
@@ -46,7 +52,12 @@ async fn post(mock: &MockServer, c: &Credentials, body: &str, timestamp: i64) ->
     for (k, v) in &signed.headers {
         req = req.header(*k, v);
     }
-    send(req.body(body.to_string())).await
+    req
+}
+
+/// POST `body` signed with `c` at `timestamp`; returns (status, parsed body or raw text).
+async fn post(mock: &MockServer, c: &Credentials, body: &str, timestamp: i64) -> (u16, Value) {
+    send(signed_post(mock, c, body, timestamp).body(body.to_string())).await
 }
 
 async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
@@ -105,25 +116,7 @@ async fn wrong_key_tampered_body_and_skewed_clock_are_refused_with_the_service_c
     assert_eq!(code(&v), "AuthFailure.SecretIdNotFound");
 
     // Tampered: signed over one body, another sent.
-    let host = mock.addr.to_string();
-    let signed = sign(
-        &creds(SECRET_KEY),
-        &SignRequest {
-            host: &host,
-            service: "ccc",
-            action: "CreateAIAgentCall",
-            version: "2020-02-10",
-            region: None,
-            language: None,
-            payload: BODY.as_bytes(),
-            timestamp: now(),
-        },
-    )
-    .unwrap();
-    let mut req = reqwest::Client::new().post(mock.endpoint());
-    for (k, v) in &signed.headers {
-        req = req.header(*k, v);
-    }
+    let req = signed_post(&mock, &creds(SECRET_KEY), BODY, now());
     let (_, v) = send(req.body(BODY.replace("0086138", "0086139"))).await;
     assert_eq!(code(&v), "AuthFailure.SignatureFailure");
 
@@ -268,25 +261,7 @@ async fn fault_scripts_play_per_callee_in_order() {
     assert_eq!(code(&v), "FailedOperation.CallOutFailed");
 
     // drop: the call is created, the reply never completes.
-    let host = mock.addr.to_string();
-    let signed = sign(
-        &c,
-        &SignRequest {
-            host: &host,
-            service: "ccc",
-            action: "CreateAIAgentCall",
-            version: "2020-02-10",
-            region: None,
-            language: None,
-            payload: BODY.as_bytes(),
-            timestamp: now(),
-        },
-    )
-    .unwrap();
-    let mut req = reqwest::Client::new().post(mock.endpoint());
-    for (k, val) in &signed.headers {
-        req = req.header(*k, val);
-    }
+    let req = signed_post(&mock, &c, BODY, now());
     let outcome = match req.body(BODY).send().await {
         Ok(resp) => resp.text().await.map(|_| ()),
         Err(e) => Err(e),
