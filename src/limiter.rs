@@ -59,11 +59,21 @@ pub struct Limiter {
     window: Mutex<VecDeque<Instant>>,
 }
 
+/// Token bucket depth 2, not 1: with depth 1 every late wake-up (timer granularity) is added to
+/// the next token's time and the pace drifts below the target (measured: 19.77 req/s when
+/// pacing at 19.85). With depth 2 a late request does not delay the next one, so the long-run
+/// pace is exact; the cost is that after an idle moment two requests may leave back to back.
+/// The window guard still admits at most the cap in any second.
+const BUCKET: NonZeroU32 = match NonZeroU32::new(2) {
+    Some(n) => n,
+    None => NonZeroU32::MIN,
+};
+
 fn gcra(rate: f64) -> Arc<Gcra> {
     let period = Duration::from_secs_f64(1.0 / (rate * PACING_FACTOR));
     let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::MIN);
+        .allow_burst(BUCKET);
     Arc::new(RateLimiter::direct(quota))
 }
 
