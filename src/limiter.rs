@@ -1,8 +1,8 @@
 //! The one rate limiter every request passes through, first try or retry.
 //!
 //! Two layers, because pacing alone is not a guarantee:
-//! 1. a governor token bucket with no burst, paced slightly *below* the configured rate
-//!    ([`PACING_FACTOR`]), which spreads requests evenly;
+//! 1. a governor token bucket two tokens deep, paced slightly *below* the configured rate
+//!    ([`PACING_FACTOR`]), which spreads requests evenly (see [`BUCKET`] for why two);
 //! 2. a sliding-window guard at the moment of sending: the request that would be the
 //!    `cap + 1`-th within [`WINDOW`] (plus a small margin) waits. This holds even when the
 //!    store's commit delays one request and not the next.
