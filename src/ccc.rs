@@ -7,6 +7,7 @@
 //! [`CallError::Api`] when the service answered with an error code.
 
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -175,7 +176,14 @@ pub struct Client {
     region: Option<String>,
     language: Option<String>,
     clock: UnixClock,
+    /// Server clock minus ours, in seconds, from the last reply's `Date` header
+    /// ([`NO_SKEW_SEEN`] until a reply carried one). Readiness reports a clock far off: every
+    /// signature would be refused as expired.
+    skew: Arc<AtomicI64>,
 }
+
+/// [`Client::clock_skew`] before any reply was seen.
+pub const NO_SKEW_SEEN: i64 = i64::MIN;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client: {0}")]
@@ -208,7 +216,15 @@ impl Client {
             region: settings.region.clone(),
             language: settings.language.clone(),
             clock,
+            skew: Arc::new(AtomicI64::new(NO_SKEW_SEEN)),
         })
+    }
+
+    /// The server's clock minus ours in seconds, as of the last reply with a `Date` header;
+    /// `None` before any.
+    pub fn clock_skew(&self) -> Option<i64> {
+        let s = self.skew.load(Ordering::Relaxed);
+        (s != NO_SKEW_SEEN).then_some(s)
     }
 
     /// Place one call. Never retries: what to do next is the policy's decision.
@@ -242,6 +258,15 @@ impl Client {
             .await
             .map_err(transport_error)?;
         let status = response.status().as_u16();
+        if let Some(server) = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+        {
+            self.skew
+                .store(server.timestamp() - (self.clock)(), Ordering::Relaxed);
+        }
         let body = read_capped(response).await?;
         parse_reply(status, &body)
     }

@@ -53,6 +53,47 @@ pub enum Command {
     Call(CallArgs),
     /// Run the built-in CCC stand-in (for demos, tests and benchmarks).
     Mock(MockArgs),
+    /// Run as a long-lived service: campaigns over an HTTP API and an inbox folder.
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
+    /// Exit 0 if a URL answers 200 (the container's HEALTHCHECK; no curl needed).
+    Healthcheck(HealthcheckArgs),
+}
+
+pub const SERVE_HELP: &str = "\
+The API needs `Authorization: Bearer <token>` with the token from CCC_DIALER_API_TOKEN (or
+CCC_DIALER_API_TOKEN_FILE); without a token it listens on loopback only.
+Probes: GET /healthz, GET /readyz, GET /metrics. API: /v1 (document at /v1/openapi.json).
+
+Exit codes:
+  0    stopped by SIGINT/SIGTERM after draining replies in flight
+  1    anything else went wrong (store, bind, network setup)
+  2    bad configuration, credentials, token or arguments: nothing was sent";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML); see config/dialer.toml.
+    #[arg(long, env = "CCC_DIALER_CONFIG")]
+    pub config: PathBuf,
+    /// State store (SQLite), created if missing; every campaign lives in it.
+    #[arg(long, env = "CCC_DIALER_STATE")]
+    pub state: PathBuf,
+    /// Address for the HTTP API and probes (port 0 picks a free port and prints it).
+    #[arg(long, env = "CCC_DIALER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Folder watched for contact files (`NAME.csv`, optional `NAME.toml` settings).
+    #[arg(long, env = "CCC_DIALER_INBOX")]
+    pub inbox: Option<PathBuf>,
+    /// Largest request body accepted, in MiB (CSV uploads).
+    #[arg(long, env = "CCC_DIALER_MAX_BODY_MIB", default_value_t = 64)]
+    pub max_body_mib: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// URL to ask (http only).
+    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+    pub url: String,
 }
 
 #[derive(Debug, Args)]

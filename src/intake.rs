@@ -340,6 +340,32 @@ pub fn fingerprint(path: &Path) -> Result<String, IntakeError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Check only what makes a whole file unusable (unreadable, empty, no `callee` column) before
+/// a campaign is created for it; rows are checked by [`read`].
+pub fn check_header(path: &Path) -> Result<(), IntakeError> {
+    let file = std::fs::File::open(path).map_err(|e| IntakeError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(std::io::BufReader::new(file));
+    let mut rec = csv::ByteRecord::new();
+    let read = rdr
+        .read_byte_record(&mut rec)
+        .map_err(|e| IntakeError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if !read {
+        return Err(IntakeError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    columns(path, &rec).map(|_| ())
+}
+
 /// The parsed rows of a small in-memory CSV (tests and the single-call path).
 pub fn parse_all(
     text: &str,

@@ -9,6 +9,8 @@
 //! - [`store`]: SQLite state store, which is also the queue; [`import`] streams intake into it.
 //! - [`limiter`]: pacing plus a sliding-window guard shared by every request.
 //! - [`dispatch`]: the engine that ties them together; [`results`] writes the results CSV.
+//! - [`server`]: `serve`, many campaigns in one process behind an HTTP API and an inbox;
+//!   [`metrics`] holds its figures.
 //! - [`mock`]: the built-in CCC stand-in (a real HTTP server that verifies signatures).
 //! - [`cli`], [`commands`], [`exit`], [`telemetry`]: the binary's shell.
 
@@ -25,11 +27,13 @@ pub mod exit;
 pub mod import;
 pub mod intake;
 pub mod limiter;
+pub mod metrics;
 pub mod mock;
 pub mod phone;
 pub mod policy;
 pub mod results;
 pub mod secret;
+pub mod server;
 pub mod sign;
 pub mod store;
 pub mod telemetry;

@@ -52,6 +52,10 @@ struct Pace {
 }
 
 pub struct Limiter {
+    /// Whose turn it is to wait for the next token: a FIFO queue (tokio's `Mutex` is fair), so
+    /// campaigns sharing the limiter take tokens in turn and a big campaign cannot starve a
+    /// small one.
+    turn: tokio::sync::Mutex<()>,
     target: f64,
     cap: usize,
     pace: Mutex<Pace>,
@@ -88,6 +92,7 @@ impl Limiter {
             window.pop_front();
         }
         Limiter {
+            turn: tokio::sync::Mutex::new(()),
             target: rate,
             cap,
             pace: Mutex::new(Pace {
@@ -106,7 +111,10 @@ impl Limiter {
     /// this the first requests would be written down at once and then sit in
     /// [`Limiter::acquire_slot`] for up to a second, written down but not sent (a crash then
     /// makes them `unknown` although nothing left).
+    ///
+    /// Callers are served in the order they asked (round-robin between campaigns).
     pub async fn pace(&self) {
+        let _turn = self.turn.lock().await;
         let gcra = {
             let mut p = lock(&self.pace);
             self.recover(&mut p, Instant::now());

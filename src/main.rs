@@ -25,6 +25,8 @@ fn main() -> ExitCode {
             Command::Export(a) => commands::export::run(a).await,
             Command::Call(a) => commands::call::run(a).await,
             Command::Mock(a) => commands::mock::run(a).await,
+            Command::Serve(a) => commands::serve::run(a).await,
+            Command::Healthcheck(a) => commands::healthcheck::run(a).await,
         }
     });
     exit::finish(result)

@@ -249,6 +249,21 @@ pub fn backoff(attempts: u32, s: &RetrySettings, jitter: f64) -> Duration {
     d.max(s.backoff_initial).min(s.backoff_max)
 }
 
+/// What the operator must fix after a halt code.
+pub fn halt_hint(code: &str) -> &'static str {
+    match code {
+        c if c.starts_with("AuthFailure") => "fix: check TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY (and the session token), and that this host's clock is right",
+        c if c.starts_with("UnauthorizedOperation") || c == "FailedOperation.PermissionDenied" => "fix: grant the key's user permission for ccc:CreateAIAgentCall",
+        "FailedOperation.AILicenseHasExpired" | "LimitExceeded.BasePackageExpired" => "fix: renew the AI call package in the CCC console",
+        "FailedOperation.AIConcurrentNoPackage" | "LimitExceeded.InsufficientLicense" => "fix: buy AI concurrency licences for this SdkAppId",
+        "FailedOperation.NoCallOutNumber" => "fix: give the agent a caller number, or set campaign.callers",
+        "InvalidParameterValue.InstanceNotExist" => "fix: campaign.sdk_app_id does not exist in this account",
+        "InvalidParameterValue.ExperienceAccount" => "fix: trial accounts cannot place AI agent calls; upgrade the account",
+        c if c.starts_with("OperationDenied") => "fix: the account is disabled; contact Tencent Cloud",
+        _ => "fix: see the code's meaning in the CCC API documentation",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,10 @@
 
 pub mod call;
 pub mod export;
+pub mod healthcheck;
 pub mod mock;
 pub mod run;
+pub mod serve;
 pub mod status;
 
 use crate::ccc::{system_clock, Client, ClientSettings};

@@ -145,7 +145,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         RunOutcome::Halted { code, message } => {
             crate::tell!(
                 "halted: the service answered {code} ({message})\n{}\nundialled contacts stay pending: rerun the same command after the fix to continue",
-                halt_hint(&code)
+                crate::policy::halt_hint(&code)
             );
             Done::Halted
         }
@@ -252,7 +252,7 @@ async fn print_intake(
 }
 
 /// The send instants of the latest requests before this process, as `Instant`s.
-async fn seed_window(store: &Store) -> Result<Vec<Instant>, crate::store::StoreError> {
+pub(crate) async fn seed_window(store: &Store) -> Result<Vec<Instant>, crate::store::StoreError> {
     let sends = store
         .recent_sends(crate::config::DOCUMENTED_CAP as usize * 2)
         .await?;
@@ -268,20 +268,6 @@ async fn seed_window(store: &Store) -> Result<Vec<Instant>, crate::store::StoreE
             }
         })
         .collect())
-}
-
-fn halt_hint(code: &str) -> &'static str {
-    match code {
-        c if c.starts_with("AuthFailure") => "fix: check TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY (and the session token), and that this host's clock is right",
-        c if c.starts_with("UnauthorizedOperation") || c == "FailedOperation.PermissionDenied" => "fix: grant the key's user permission for ccc:CreateAIAgentCall",
-        "FailedOperation.AILicenseHasExpired" | "LimitExceeded.BasePackageExpired" => "fix: renew the AI call package in the CCC console",
-        "FailedOperation.AIConcurrentNoPackage" | "LimitExceeded.InsufficientLicense" => "fix: buy AI concurrency licences for this SdkAppId",
-        "FailedOperation.NoCallOutNumber" => "fix: give the agent a caller number, or set campaign.callers",
-        "InvalidParameterValue.InstanceNotExist" => "fix: campaign.sdk_app_id does not exist in this account",
-        "InvalidParameterValue.ExperienceAccount" => "fix: trial accounts cannot place AI agent calls; upgrade the account",
-        c if c.starts_with("OperationDenied") => "fix: the account is disabled; contact Tencent Cloud",
-        _ => "fix: see the code's meaning in the CCC API documentation",
-    }
 }
 
 fn print_summary(

@@ -18,16 +18,26 @@ pub(super) async fn attempt(
     shared: &Shared,
     defaults: &RequestDefaults,
     contact: DueContact,
+    paced_for: Duration,
     stop: &watch::Receiver<Stop>,
     on_final: &(dyn Fn(ResultRow) + Send + Sync),
 ) -> Result<(), StoreError> {
     let request = super::build_request(defaults, &contact, contact.attempts as usize);
     let caller = request.callers.first().cloned();
-    let attempt_no = engine
+    let attempt_no = match engine
         .store
         .begin_attempt(contact.id, now_ms(), caller)
-        .await?;
+        .await
+    {
+        Ok(n) => n,
+        // Cancelled (or otherwise settled) while it waited in the dispatcher's buffer.
+        Err(StoreError::NotPending(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let slot_wait = std::time::Instant::now();
     engine.limiter.acquire_slot().await;
+    let m = &engine.metrics;
+    m.limiter_wait.observe(paced_for + slot_wait.elapsed());
 
     if *stop.borrow() != Stop::Run || lock(&shared.halt).is_some() {
         // Written down but not sent: release it untouched.
@@ -50,6 +60,7 @@ pub(super) async fn attempt(
     let c = &engine.counters;
     c.sent.fetch_add(1, Ordering::Relaxed);
     c.in_flight.fetch_add(1, Ordering::Relaxed);
+    m.in_flight.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
         "attempt",
         campaign = contact.campaign_id,
@@ -58,12 +69,21 @@ pub(super) async fn attempt(
         n = attempt_no
     );
     let sent_at = now_ms();
+    let sent = std::time::Instant::now();
     let result = engine
         .client
         .create_ai_agent_call(&request)
         .instrument(span.clone())
         .await;
     c.in_flight.fetch_sub(1, Ordering::Relaxed);
+    m.in_flight.fetch_sub(1, Ordering::Relaxed);
+    m.latency.observe(sent.elapsed());
+    match &result {
+        Ok(_) => m.request("placed", ""),
+        Err(CallError::Api { code, .. }) => m.request("error", code),
+        Err(CallError::NotSent { .. }) => m.request("not_sent", "NotSent"),
+        Err(CallError::InDoubt { .. }) => m.request("in_doubt", "InDoubt"),
+    }
 
     let finished_at = now_ms();
     let outcome = match result {
@@ -153,6 +173,10 @@ fn outcome_of_error(
         Decision::Retry { after, .. } => {
             if class == Class::Throttled {
                 c.throttled.fetch_add(1, Ordering::Relaxed);
+                engine
+                    .metrics
+                    .throttle_events
+                    .fetch_add(1, Ordering::Relaxed);
                 engine.limiter.throttled();
             } else {
                 c.retrying.fetch_add(1, Ordering::Relaxed);

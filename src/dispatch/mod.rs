@@ -27,6 +27,7 @@ use crate::ccc::Client;
 use crate::config::Config;
 use crate::contact::ResultRow;
 use crate::limiter::Limiter;
+use crate::metrics::Metrics;
 use crate::policy::{ClassOverrides, RetrySettings};
 use crate::store::{DueContact, Store, StoreError};
 
@@ -72,7 +73,12 @@ pub struct Engine {
     pub classes: ClassOverrides,
     pub max_in_flight: usize,
     pub grace_period: Duration,
+    /// This campaign's live figures.
     pub counters: Arc<Counters>,
+    /// Requests waiting for a reply, across every campaign sharing this engine's limiter.
+    pub permits: Arc<Semaphore>,
+    /// Process-wide figures for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -91,6 +97,25 @@ impl Engine {
             max_in_flight: cfg.rate.max_in_flight,
             grace_period: cfg.grace_period,
             counters: Arc::new(Counters::default()),
+            permits: Arc::new(Semaphore::new(cfg.rate.max_in_flight)),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+
+    /// An engine for another campaign: the same store, client, limiter, in-flight permits and
+    /// metrics (one account, one cap), with that campaign's retry settings and its own counters.
+    pub fn for_campaign(&self, retry: RetrySettings) -> Engine {
+        Engine {
+            store: self.store.clone(),
+            client: self.client.clone(),
+            limiter: self.limiter.clone(),
+            retry,
+            classes: self.classes.clone(),
+            max_in_flight: self.max_in_flight,
+            grace_period: self.grace_period,
+            counters: Arc::new(Counters::default()),
+            permits: self.permits.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -145,7 +170,7 @@ pub async fn run_campaign(
         halt: Mutex::new(None),
         fatal: Mutex::new(None),
     });
-    let permits = Arc::new(Semaphore::new(engine.max_in_flight));
+    let permits = engine.permits.clone();
     let batch = (engine.limiter.cap() * 4).clamp(64, 1024);
     let mut buffer: VecDeque<DueContact> = VecDeque::new();
     let mut tasks = JoinSet::new();
@@ -201,10 +226,12 @@ pub async fn run_campaign(
             },
             Ok(()) = stop.changed() => continue,
         };
+        let waited = std::time::Instant::now();
         tokio::select! {
             _ = engine.limiter.pace() => {}
             Ok(()) = stop.changed() => continue,
         }
+        let paced_for = waited.elapsed();
         // A halt may have arrived while this loop waited for a permit or a token.
         if lock(&shared.halt).is_some() || lock(&shared.fatal).is_some() {
             continue;
@@ -221,8 +248,16 @@ pub async fn run_campaign(
         );
         tasks.spawn(async move {
             let id = contact.id;
-            if let Err(e) =
-                attempt::attempt(&engine2, &shared2, &defaults2, contact, &stop2, &*on_final2).await
+            if let Err(e) = attempt::attempt(
+                &engine2,
+                &shared2,
+                &defaults2,
+                contact,
+                paced_for,
+                &stop2,
+                &*on_final2,
+            )
+            .await
             {
                 let mut fatal = lock(&shared2.fatal);
                 fatal.get_or_insert(e.into());

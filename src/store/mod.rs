@@ -9,14 +9,19 @@
 //!   and only then answers them, so an answer always means "durable".
 //! - WAL with `synchronous = FULL`: a committed transaction survives a crash and a power cut.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
+mod campaigns;
+mod detail;
 mod rows;
 mod schema;
+
+pub use campaigns::{Campaign, CampaignState, NewCampaign};
+pub use detail::{AttemptRecord, ContactDetail};
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
 use rows::{due_row, insert_contacts, result_row};
@@ -41,6 +46,9 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("state store: the store thread has stopped")]
     Closed,
+    /// `begin_attempt` for a contact that is no longer pending (cancelled meanwhile).
+    #[error("contact {0} is not pending; refusing to start an attempt")]
+    NotPending(i64),
     #[error("state store: {0}")]
     Other(String),
 }
@@ -87,14 +95,6 @@ pub struct AttemptOutcome {
     /// Unix ms when the request was handed to the network (`None` if it never was).
     pub sent_at: Option<i64>,
     pub finished_at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Campaign {
-    pub id: i64,
-    pub name: String,
-    pub fingerprint: String,
-    pub intake_done: bool,
 }
 
 /// What intake did with a batch of rows.
@@ -159,83 +159,6 @@ impl Store {
         });
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
-    }
-
-    pub async fn find_campaign(&self, name: &str) -> Result<Option<Campaign>, StoreError> {
-        let name = name.to_string();
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT id, name, fingerprint, intake_done FROM campaigns WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(Campaign {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        fingerprint: r.get(2)?,
-                        intake_done: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
-        })
-        .await
-    }
-
-    pub async fn create_campaign(
-        &self,
-        name: &str,
-        fingerprint: &str,
-        source: &str,
-        now_ms: i64,
-    ) -> Result<Campaign, StoreError> {
-        let (name, fingerprint, source) = (
-            name.to_string(),
-            fingerprint.to_string(),
-            source.to_string(),
-        );
-        self.call(move |c| {
-            c.execute(
-                "INSERT INTO campaigns (name, fingerprint, source, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![name, fingerprint, source, now_ms],
-            )?;
-            Ok(Campaign {
-                id: c.last_insert_rowid(),
-                name,
-                fingerprint,
-                intake_done: false,
-            })
-        })
-        .await
-    }
-
-    /// Every campaign in the store, oldest first.
-    pub async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
-        self.call(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, name, fingerprint, intake_done FROM campaigns ORDER BY id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Campaign {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    fingerprint: r.get(2)?,
-                    intake_done: r.get(3)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
-    pub async fn mark_intake_done(&self, campaign_id: i64) -> Result<(), StoreError> {
-        self.call(move |c| {
-            c.execute(
-                "UPDATE campaigns SET intake_done = 1 WHERE id = ?1",
-                [campaign_id],
-            )?;
-            Ok(())
-        })
-        .await
     }
 
     /// Store a batch of rows. Idempotent per line, so an interrupted intake can be run again;
@@ -363,9 +286,7 @@ impl Store {
                 )?
                 .execute(params![contact_id, started_at_ms])?;
             if changed != 1 {
-                return Err(StoreError::Other(format!(
-                    "contact {contact_id} is not pending; refusing to start an attempt"
-                )));
+                return Err(StoreError::NotPending(contact_id));
             }
             Ok(n)
         })

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -17,9 +17,17 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    if version == SCHEMA_VERSION {
-        return Ok(());
+    if version < 1 {
+        v1(conn)?;
     }
+    if version < 2 {
+        v2(conn)?;
+    }
+    Ok(())
+}
+
+/// Campaigns, contacts, attempts: what `run` needs.
+fn v1(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "BEGIN;
          CREATE TABLE IF NOT EXISTS campaigns (
@@ -69,6 +77,36 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
          );
          CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
          PRAGMA user_version = 1;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// What `serve` adds: a campaign's state (active, paused, cancelled, completed) with the reason,
+/// its own settings and priority, and the inbox files already imported.
+fn v2(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         ALTER TABLE campaigns ADD COLUMN state TEXT NOT NULL DEFAULT 'active';
+         ALTER TABLE campaigns ADD COLUMN reason TEXT;
+         ALTER TABLE campaigns ADD COLUMN settings TEXT;
+         ALTER TABLE campaigns ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE campaigns ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+         CREATE TABLE IF NOT EXISTS inbox_files (
+           id INTEGER PRIMARY KEY,
+           name TEXT NOT NULL,
+           fingerprint TEXT NOT NULL,
+           campaign_id INTEGER REFERENCES campaigns(id),
+           outcome TEXT NOT NULL,
+           detail TEXT,
+           at INTEGER NOT NULL,
+           UNIQUE (name, fingerprint)
+         );
+         CREATE TABLE IF NOT EXISTS meta (
+           key TEXT PRIMARY KEY,
+           value TEXT NOT NULL
+         );
+         PRAGMA user_version = 2;
          COMMIT;",
     )?;
     Ok(())

@@ -1,0 +1,74 @@
+//! `ccc-dialer serve`: the long-running service. Everything the operator can get wrong (config,
+//! credentials, token, listen address, store) is checked before anything is sent or served.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use tokio::sync::watch;
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::credentials::ProcessEnv;
+use crate::dispatch::{Engine, Stop};
+use crate::exit::{Done, Failure};
+use crate::limiter::Limiter;
+use crate::server;
+use crate::store::Store;
+
+pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
+    let cfg = Arc::new(Config::load(&args.config).map_err(Failure::input)?);
+    let token = server::auth::token_for(&ProcessEnv, args.listen).map_err(Failure::input)?;
+    if args.max_body_mib == 0 {
+        return Err(Failure::input(anyhow!(
+            "--max-body-mib 0: expected at least 1"
+        )));
+    }
+    let (client, _mock) = super::connect(&cfg).await?;
+    let store = Store::open(&args.state).map_err(Failure::input)?;
+    let limiter = Arc::new(Limiter::new(
+        cfg.rate.requests_per_second,
+        &super::run::seed_window(&store)
+            .await
+            .map_err(Failure::other)?,
+    ));
+    let engine = Engine::from_config(&cfg, store, client, limiter);
+    let uploads = args
+        .state
+        .parent()
+        .map(|p| p.join("uploads"))
+        .unwrap_or_else(|| "uploads".into());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Failure::input(anyhow!("--listen {}: cannot bind: {e}", args.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::other(anyhow!("cannot read the bound address: {e}")))?;
+    let svc = server::build(
+        cfg.clone(),
+        engine,
+        token,
+        uploads,
+        args.max_body_mib.saturating_mul(1 << 20),
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+    let grace = cfg.grace_period;
+    let signals = tokio::spawn(async move {
+        super::stop_signal().await;
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "stop requested: sending nothing new, waiting for replies in flight (signal again to stop waiting)"
+        );
+        let _ = stop_tx.send(Stop::Drain);
+        super::stop_signal().await;
+        tracing::warn!("second stop request: replies still in flight will be reported unknown");
+        let _ = stop_tx.send(Stop::Now);
+    });
+    crate::say!("listening on http://{addr}");
+    tracing::info!(%addr, inbox = ?args.inbox, "serving");
+    let served = svc.run_until_stopped(listener, args.inbox, stop_rx).await;
+    signals.abort();
+    served.map_err(Failure::other)?;
+    tracing::info!("stopped: every campaign drained");
+    Ok(Done::Ok)
+}

@@ -1,0 +1,584 @@
+//! The HTTP API: campaigns under `/v1` (behind the bearer token), the OpenAPI document, and the
+//! orchestrator's probes (see [`super::probes`]).
+//!
+//! Every refusal is JSON `{"error": {"code", "message"}}` with a 4xx status; a 5xx only when
+//! the store fails. Bodies are capped (`--max-body`); CSV uploads are written to the uploads
+//! folder first, so an interrupted intake can be finished from them after a restart.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{probes, CampaignSettings, CreateError, Created, Service};
+use crate::contact::Status;
+use crate::dispatch::now_ms;
+use crate::store::{Campaign, CampaignState, StoreError};
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// A refusal or failure, as the API reports it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    fn not_found(what: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "state store failed while serving a request");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string())
+    }
+}
+
+impl From<CreateError> for ApiError {
+    fn from(e: CreateError) -> ApiError {
+        match e {
+            CreateError::Input(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_contacts", m)
+            }
+            CreateError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            CreateError::Store(e) => e.into(),
+            CreateError::Other(m) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn router(svc: Arc<Service>) -> Router {
+    let v1 = Router::new()
+        .route("/campaigns", get(list_campaigns).post(create_campaign))
+        .route("/campaigns/{id}", get(show_campaign))
+        .route("/campaigns/{id}/pause", post(pause))
+        .route("/campaigns/{id}/resume", post(resume))
+        .route("/campaigns/{id}/cancel", post(cancel))
+        .route("/campaigns/{id}/results", get(results))
+        .route("/campaigns/{id}/contacts/{callee}", get(contact))
+        .route("/calls", post(create_call))
+        .route_layer(middleware::from_fn_with_state(svc.clone(), require_token))
+        .route("/openapi.json", get(openapi));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(svc.max_body_bytes))
+        .with_state(svc)
+}
+
+async fn require_token(State(svc): State<Arc<Service>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if super::auth::allows(svc.token.as_ref(), given) {
+        next.run(req).await
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <token>` header is required",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        r
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// A campaign as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct CampaignView {
+    pub id: i64,
+    pub name: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub priority: i64,
+    pub created_at: String,
+    pub total: u64,
+    pub counts: BTreeMap<String, u64>,
+    /// Requests sent per second over the last 10 seconds.
+    pub rate_per_second: f64,
+    /// Seconds until every contact is final at the current rate (`null` when not dialling).
+    pub eta_seconds: Option<f64>,
+    pub settings: serde_json::Value,
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {
+    let counts = svc.store.counts(c.id).await?;
+    let total = counts.values().sum();
+    let sent = svc.store.sends_since(c.id, now_ms() - 10_000).await?;
+    let rate = sent as f64 / 10.0;
+    let open = counts.get(&Status::Pending).copied().unwrap_or(0)
+        + counts.get(&Status::InFlight).copied().unwrap_or(0);
+    let eta = (c.state == CampaignState::Active && rate > 0.0).then(|| open as f64 / rate);
+    let mut all: BTreeMap<String, u64> = Status::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
+    for (s, n) in counts {
+        all.insert(s.as_str().to_string(), n);
+    }
+    Ok(CampaignView {
+        id: c.id,
+        name: c.name,
+        state: c.state.as_str().to_string(),
+        reason: c.reason,
+        priority: c.priority,
+        created_at: rfc3339(c.created_at),
+        total,
+        counts: all,
+        rate_per_second: rate,
+        eta_seconds: eta.map(|e| (e * 10.0).round() / 10.0),
+        settings: c
+            .settings
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(serde_json::Value::Null),
+    })
+}
+
+async fn find(svc: &Service, id: &str) -> ApiResult<Campaign> {
+    let missing = || ApiError::not_found(format!("no campaign with id {id:?}"));
+    let id: i64 = id.parse().map_err(|_| missing())?;
+    svc.store.campaign(id).await?.ok_or_else(missing)
+}
+
+async fn list_campaigns(State(svc): State<Arc<Service>>) -> ApiResult<Json<serde_json::Value>> {
+    let mut out = Vec::new();
+    for c in svc.store.campaigns().await? {
+        out.push(view(&svc, c).await?);
+    }
+    Ok(Json(json!({ "campaigns": out })))
+}
+
+async fn show_campaign(
+    State(svc): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CampaignView>> {
+    let c = find(&svc, &id).await?;
+    Ok(Json(view(&svc, c).await?))
+}
+
+/// Query parameters of a plain CSV upload (multipart uploads carry a `settings` part instead).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    name: Option<String>,
+    priority: Option<i64>,
+}
+
+async fn create_campaign(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let is_multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (csv, mut settings) = if is_multipart {
+        let mut form = Multipart::from_request(req, &svc)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let mut csv = None;
+        let mut settings = CampaignSettings::default();
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            let data = field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+            match name.as_str() {
+                "contacts" => csv = Some(data),
+                "settings" => {
+                    settings = CampaignSettings::from_json(&data).map_err(|m| {
+                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings", m)
+                    })?
+                }
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown form part {other:?}: expected `contacts` (the CSV) and optionally `settings` (JSON)"
+                    )))
+                }
+            }
+        }
+        let csv = csv.ok_or_else(|| {
+            ApiError::bad_request("no `contacts` part: expected the contacts CSV in it")
+        })?;
+        (csv, settings)
+    } else {
+        let body = Bytes::from_request(req, &svc)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+        (body, CampaignSettings::default())
+    };
+    if q.name.is_some() {
+        settings.name = q.name;
+    }
+    if q.priority.is_some() {
+        settings.priority = q.priority;
+    }
+    settings
+        .validate()
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings", m))?;
+    let source = save_upload(&svc, &csv).await?;
+    let default_name = format!("upload-{}", &hex_digest(&csv)[..12]);
+    let created = svc
+        .create_campaign(&source, settings, default_name, None)
+        .await?;
+    created_response(&svc, created).await
+}
+
+async fn created_response(svc: &Service, created: Created) -> ApiResult<Response> {
+    let status = if created.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let body = json!({
+        "campaign": view(svc, created.campaign).await?,
+        "intake": created.intake,
+        "existing": created.existing,
+    });
+    Ok((status, Json(body)).into_response())
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Keep an upload as `uploads/<sha256>.csv` (written beside, synced, renamed in).
+async fn save_upload(svc: &Service, bytes: &Bytes) -> ApiResult<PathBuf> {
+    let dir = svc.uploads.clone();
+    let bytes = bytes.clone();
+    let internal = |e: std::io::Error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot keep the upload: {e}"),
+        )
+    };
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}.csv", hex_digest(&bytes)));
+        if !path.exists() {
+            let tmp = path.with_extension("csv.tmp");
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(path)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(internal)
+}
+
+async fn pause(
+    State(svc): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CampaignView>> {
+    let c = find(&svc, &id).await?;
+    refuse_if_done(&c, "pause")?;
+    svc.campaigns.pause(c.id, "paused by an operator").await?;
+    show_campaign(State(svc), Path(id)).await
+}
+
+async fn resume(
+    State(svc): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CampaignView>> {
+    let c = find(&svc, &id).await?;
+    refuse_if_done(&c, "resume")?;
+    svc.campaigns.resume(c.id).await?;
+    show_campaign(State(svc), Path(id)).await
+}
+
+async fn cancel(
+    State(svc): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CampaignView>> {
+    let c = find(&svc, &id).await?;
+    refuse_if_done(&c, "cancel")?;
+    svc.campaigns.cancel(c.id).await?;
+    show_campaign(State(svc), Path(id)).await
+}
+
+fn refuse_if_done(c: &Campaign, action: &str) -> ApiResult<()> {
+    if matches!(c.state, CampaignState::Cancelled | CampaignState::Completed) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("campaign {} is {}: cannot {action} it", c.id, c.state),
+        ));
+    }
+    Ok(())
+}
+
+/// The results CSV, streamed page by page from the store.
+async fn results(State(svc): State<Arc<Service>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let c = find(&svc, &id).await?;
+    let store = svc.store.clone();
+    let header_row = crate::results::COLUMNS.join(",") + "\n";
+    let pages = futures_util::stream::unfold(Some(0u64), move |after| {
+        let store = store.clone();
+        async move {
+            let after = after?;
+            match store.results_page(c.id, after, 2000).await {
+                Ok(page) if page.is_empty() => None,
+                Ok(page) => {
+                    let next = page.last().map(|r| r.line);
+                    let mut w = csv::WriterBuilder::new()
+                        .has_headers(false)
+                        .from_writer(Vec::new());
+                    for row in &page {
+                        if let Err(e) = w.serialize(row) {
+                            return Some((Err(std::io::Error::other(e)), None));
+                        }
+                    }
+                    match w.into_inner() {
+                        Ok(buf) => Some((Ok(Bytes::from(buf)), next)),
+                        Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+                    }
+                }
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
+        }
+    });
+    use futures_util::StreamExt;
+    let stream =
+        futures_util::stream::once(async move { Ok(Bytes::from(header_row)) }).chain(pages);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"campaign-{id}-results.csv\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// One contact: status, every attempt, and why it waits.
+async fn contact(
+    State(svc): State<Arc<Service>>,
+    Path((id, callee)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let c = find(&svc, &id).await?;
+    let cfg = svc.config();
+    let normalised = crate::phone::normalize(
+        &callee,
+        &cfg.campaign.default_country,
+        cfg.campaign.callee_format,
+    )
+    .unwrap_or_else(|_| callee.clone());
+    let detail = svc
+        .store
+        .contact_detail(c.id, &normalised)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("campaign {} has no contact {callee:?}", c.id))
+        })?;
+    let now = now_ms();
+    let waiting = match detail.status.as_str() {
+        "pending" if c.state == CampaignState::Paused => Some(json!({
+            "gate": "campaign_paused",
+            "reason": c.reason,
+            "until": null,
+        })),
+        "pending" if detail.next_at > now => Some(json!({
+            "gate": if detail.reschedules > 0 && detail.error_code.is_some() { "rescheduled" } else { "retry_backoff" },
+            "reason": detail.error_code,
+            "until": rfc3339(detail.next_at),
+        })),
+        "pending" => Some(json!({
+            "gate": "rate_budget",
+            "reason": "due: waiting for its turn within the account's rate",
+            "until": null,
+        })),
+        _ => None,
+    };
+    let mut body = serde_json::to_value(&detail)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("waiting".into(), waiting.unwrap_or(serde_json::Value::Null));
+        obj.insert("campaign_state".into(), json!(c.state.as_str()));
+    }
+    Ok(Json(body))
+}
+
+/// A single ad-hoc call: a campaign of one, on the same limiter and store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallBody {
+    callee: String,
+    #[serde(default)]
+    ai_agent_id: Option<u64>,
+    #[serde(default)]
+    callers: Option<Vec<String>>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+}
+
+/// Idempotency keys: what a client may send to make a retried POST safe.
+fn valid_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 100
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+async fn create_call(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let call: CallBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "body: {e}: expected JSON {{\"callee\": \"+86…\", \"variables\": {{…}}}}"
+        ))
+    })?;
+    let cfg = svc.config();
+    let callee = crate::phone::normalize(
+        &call.callee,
+        &cfg.campaign.default_country,
+        cfg.campaign.callee_format,
+    )
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_callee",
+            format!("callee {:?}: {e}", call.callee),
+        )
+    })?;
+    let key = match headers.get("idempotency-key") {
+        Some(v) => {
+            let k = v.to_str().unwrap_or_default();
+            if !valid_key(k) {
+                return Err(ApiError::bad_request(
+                    "Idempotency-Key: expected 1 to 100 letters, digits, '-', '_' or '.'",
+                ));
+            }
+            Some(k.to_string())
+        }
+        None => None,
+    };
+    if key.is_none() {
+        if let Some(open) = svc.store.open_call_to(&callee).await? {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "a call to this callee is already queued or in flight (campaign {open}); send an Idempotency-Key to make retries safe"
+                ),
+            ));
+        }
+    }
+    let name = match &key {
+        Some(k) => format!("call-{k}"),
+        None => format!("call-{}", uuid::Uuid::new_v4()),
+    };
+    let settings = CampaignSettings {
+        name: Some(name.clone()),
+        ai_agent_id: call.ai_agent_id,
+        callers: call.callers,
+        variables: call.variables,
+        ..Default::default()
+    };
+    if let Some(existing) = svc.store.find_campaign(&name).await? {
+        // A retry with the same key: the same call, never a second one.
+        let detail = svc.store.contact_detail(existing.id, &callee).await?;
+        if detail.is_none() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this Idempotency-Key was used for another callee",
+            ));
+        }
+        return call_response(&svc, existing, &callee, StatusCode::OK).await;
+    }
+    // The callee is already normalised; the campaign's one-row file goes through the same
+    // intake as any other (uploads are content-addressed, so calls to one number share it).
+    let source = save_upload(&svc, &Bytes::from(format!("callee\n{callee}\n"))).await?;
+    let created = svc.create_campaign(&source, settings, name, None).await?;
+    call_response(&svc, created.campaign, &callee, StatusCode::ACCEPTED).await
+}
+
+async fn call_response(
+    svc: &Service,
+    c: Campaign,
+    callee: &str,
+    status: StatusCode,
+) -> ApiResult<Response> {
+    let detail = svc.store.contact_detail(c.id, callee).await?;
+    let body = json!({
+        "campaign_id": c.id,
+        "campaign": c.name,
+        "callee": callee,
+        "status": detail.as_ref().map(|d| d.status.clone()),
+        "session_id": detail.and_then(|d| d.session_id),
+        "contact_url": format!("/v1/campaigns/{}/contacts/{}", c.id, callee),
+    });
+    Ok((status, Json(body)).into_response())
+}

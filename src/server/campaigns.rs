@@ -1,0 +1,307 @@
+//! Many campaigns in one process: one runner per active campaign, each the same engine loop as
+//! `ccc-dialer run` ([`dispatch::run_campaign`]), all sharing one limiter (taken in turn, so a
+//! big campaign cannot starve a small one), one pool of in-flight permits and one store.
+//!
+//! Invariants:
+//! - At most one runner per campaign: a resume while the previous runner is still draining
+//!   waits for it to end before the new one starts.
+//! - A campaign's state in the store is the truth after a restart: `active` campaigns are
+//!   started again, after the contacts left in flight by the previous process are settled as
+//!   `unknown` (never redialled).
+//! - Pause, cancel and shutdown stop sending at once (the dispatcher watches its stop channel);
+//!   replies in flight are still recorded, within the grace period.
+//! - A halt code pauses every active campaign (they share the account's credentials and
+//!   SdkAppId) with the code and the fix as the reason, instead of ending the process.
+//!
+//! The std `Mutex` around the runners is never held across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::settings::CampaignSettings;
+use crate::config::Config;
+use crate::contact::ResultRow;
+use crate::dispatch::{self, now_ms, Engine, RunOutcome, Stop};
+use crate::store::{Campaign, CampaignState, StoreError};
+
+struct Runner {
+    stop: watch::Sender<Stop>,
+    task: JoinHandle<()>,
+    engine: Arc<Engine>,
+}
+
+impl Runner {
+    fn is_live(&self) -> bool {
+        !self.task.is_finished() && *self.stop.borrow() == Stop::Run
+    }
+}
+
+pub struct Campaigns {
+    cfg: Arc<Config>,
+    /// Shared parts (store, client, limiter, permits, metrics) and the config's retry settings.
+    base: Arc<Engine>,
+    runners: Mutex<HashMap<i64, Runner>>,
+    /// Set once shutdown starts: nothing new is started after it.
+    closing: watch::Sender<bool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Campaigns {
+    pub fn new(cfg: Arc<Config>, base: Arc<Engine>) -> Arc<Campaigns> {
+        Arc::new(Campaigns {
+            cfg,
+            base,
+            runners: Mutex::new(HashMap::new()),
+            closing: watch::channel(false).0,
+        })
+    }
+
+    pub fn base(&self) -> &Arc<Engine> {
+        &self.base
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
+    /// Start every campaign the store says is active and whose contacts are all in.
+    pub async fn resume_all(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for c in self.base.store.campaigns().await? {
+            if c.state == CampaignState::Active && c.intake_done {
+                self.start(&c);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// This campaign's live engine figures, if it has a runner in this process.
+    pub fn engine_of(&self, campaign_id: i64) -> Option<Arc<Engine>> {
+        lock(&self.runners)
+            .get(&campaign_id)
+            .map(|r| r.engine.clone())
+    }
+
+    pub fn is_running(&self, campaign_id: i64) -> bool {
+        lock(&self.runners)
+            .get(&campaign_id)
+            .is_some_and(Runner::is_live)
+    }
+
+    /// Start a runner for `c` unless one is live. A runner still draining from a pause is
+    /// waited for first, so two never dial the same campaign.
+    pub fn start(self: &Arc<Self>, c: &Campaign) {
+        if *self.closing.borrow() {
+            return;
+        }
+        let settings: CampaignSettings = c
+            .settings
+            .as_deref()
+            .and_then(|s| serde_json::from_slice(s.as_bytes()).ok())
+            .unwrap_or_default();
+        let engine = Arc::new(self.base.for_campaign(settings.retry(&self.cfg)));
+        let defaults = Arc::new(settings.request_defaults(&self.cfg));
+        let mut runners = lock(&self.runners);
+        if runners.get(&c.id).is_some_and(Runner::is_live) {
+            return;
+        }
+        let previous = runners.remove(&c.id).map(|r| r.task);
+        let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+        let this = self.clone();
+        let (id, name) = (c.id, c.name.clone());
+        let engine2 = engine.clone();
+        let task = tokio::spawn(async move {
+            if let Some(p) = previous {
+                let _ = p.await;
+            }
+            this.run_one(id, &name, engine2, defaults, stop_rx).await;
+        });
+        runners.insert(
+            c.id,
+            Runner {
+                stop: stop_tx,
+                task,
+                engine,
+            },
+        );
+    }
+
+    async fn run_one(
+        self: &Arc<Self>,
+        id: i64,
+        name: &str,
+        engine: Arc<Engine>,
+        defaults: Arc<dispatch::RequestDefaults>,
+        stop: watch::Receiver<Stop>,
+    ) {
+        let store = &engine.store;
+        // Whatever an earlier runner or process left in flight is in doubt now.
+        match store.settle_in_flight(id, now_ms()).await {
+            Ok(n) if n > 0 => tracing::warn!(
+                campaign = name,
+                contacts = n,
+                "replies lost before this start: reported unknown, not redialled"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(campaign = name, error = %e, "cannot settle contacts in flight");
+                return;
+            }
+        }
+        if *stop.borrow() != Stop::Run {
+            return;
+        }
+        tracing::info!(campaign = name, "campaign started");
+        let on_final: Arc<dyn Fn(ResultRow) + Send + Sync> = Arc::new(|_| {});
+        let outcome = dispatch::run_campaign(engine.clone(), id, defaults, stop, on_final).await;
+        if let Err(e) = store.settle_in_flight(id, now_ms()).await {
+            tracing::error!(campaign = name, error = %e, "cannot settle contacts in flight");
+        }
+        let state = store.campaign(id).await.ok().flatten().map(|c| c.state);
+        if state == Some(CampaignState::Cancelled) {
+            // Attempts released unsent while stopping went back to pending: cancel them too.
+            let _ = store.cancel_pending(id, now_ms()).await;
+            tracing::info!(campaign = name, "campaign cancelled");
+            return;
+        }
+        let result = match outcome {
+            Ok(RunOutcome::Completed) => {
+                tracing::info!(campaign = name, "campaign completed");
+                store
+                    .set_campaign_state(id, CampaignState::Completed, None, now_ms())
+                    .await
+                    .map(|_| ())
+            }
+            Ok(RunOutcome::Halted { code, message }) => {
+                let reason = format!(
+                    "halted by {code} ({message}); {}; then resume",
+                    crate::policy::halt_hint(&code)
+                );
+                tracing::error!(campaign = name, code = %code, "account-level error: pausing every active campaign");
+                self.pause_all(&reason).await
+            }
+            Ok(RunOutcome::Interrupted) => Ok(()),
+            Err(e) => {
+                tracing::error!(campaign = name, error = %e, "campaign stopped by an engine error");
+                store
+                    .set_campaign_state(
+                        id,
+                        CampaignState::Paused,
+                        Some(format!("stopped by an engine error: {e}; resume to retry")),
+                        now_ms(),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(campaign = name, error = %e, "cannot record the campaign's state");
+        }
+    }
+
+    fn stop_runner(&self, campaign_id: i64, how: Stop) {
+        if let Some(r) = lock(&self.runners).get(&campaign_id) {
+            r.stop.send_if_modified(|s| {
+                let changed = *s < how;
+                if changed {
+                    *s = how;
+                }
+                changed
+            });
+        }
+    }
+
+    /// Pause: nothing new is sent from now; replies in flight are recorded.
+    pub async fn pause(&self, campaign_id: i64, reason: &str) -> Result<bool, StoreError> {
+        let changed = self
+            .base
+            .store
+            .set_campaign_state(
+                campaign_id,
+                CampaignState::Paused,
+                Some(reason.to_string()),
+                now_ms(),
+            )
+            .await?;
+        self.stop_runner(campaign_id, Stop::Drain);
+        Ok(changed)
+    }
+
+    /// Every active campaign paused with `reason` (a halt code concerns the whole account).
+    pub async fn pause_all(&self, reason: &str) -> Result<(), StoreError> {
+        for c in self.base.store.campaigns().await? {
+            if c.state == CampaignState::Active {
+                self.pause(c.id, reason).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn resume(self: &Arc<Self>, campaign_id: i64) -> Result<bool, StoreError> {
+        let changed = self
+            .base
+            .store
+            .set_campaign_state(campaign_id, CampaignState::Active, None, now_ms())
+            .await?;
+        if let Some(c) = self.base.store.campaign(campaign_id).await? {
+            if c.state == CampaignState::Active && c.intake_done {
+                self.start(&c);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Cancel: undialled contacts become `cancelled` at once; replies in flight are recorded.
+    pub async fn cancel(&self, campaign_id: i64) -> Result<bool, StoreError> {
+        let store = &self.base.store;
+        let changed = store
+            .set_campaign_state(
+                campaign_id,
+                CampaignState::Cancelled,
+                Some("cancelled by an operator".into()),
+                now_ms(),
+            )
+            .await?;
+        self.stop_runner(campaign_id, Stop::Drain);
+        store.cancel_pending(campaign_id, now_ms()).await?;
+        Ok(changed)
+    }
+
+    /// Shutdown: start nothing new, stop every runner (`Drain`, then `Now` when `how` says so
+    /// on a second signal) and wait for them; each records its replies and settles what it
+    /// abandons as `unknown`.
+    pub async fn shutdown(&self, mut how: watch::Receiver<Stop>) {
+        self.closing.send_replace(true);
+        let (stops, tasks): (Vec<_>, Vec<_>) = lock(&self.runners)
+            .drain()
+            .map(|(_, r)| (r.stop, r.task))
+            .unzip();
+        let escalate = |s: Stop| {
+            for stop in &stops {
+                stop.send_if_modified(|cur| {
+                    let changed = *cur < s;
+                    if changed {
+                        *cur = s;
+                    }
+                    changed
+                });
+            }
+        };
+        escalate((*how.borrow()).max(Stop::Drain));
+        let all = futures_util::future::join_all(tasks);
+        tokio::pin!(all);
+        loop {
+            tokio::select! {
+                _ = &mut all => break,
+                Ok(()) = how.changed() => escalate(*how.borrow()),
+            }
+        }
+    }
+}

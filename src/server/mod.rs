@@ -1,0 +1,306 @@
+//! `ccc-dialer serve`: many campaigns in one long-running process, on the same engine, store,
+//! limiter and policy as `run`.
+//!
+//! - [`campaigns`]: one runner per active campaign, pause/resume/cancel, halts, shutdown;
+//! - [`api`]: the HTTP API under `/v1`, `/healthz`, `/readyz`, `/metrics`;
+//! - [`auth`]: the bearer token (constant-time comparison);
+//! - [`inbox`]: CSV files dropped in a folder become campaigns, each imported once;
+//! - [`settings`]: a campaign's own settings over the config's defaults.
+//!
+//! [`Service::run_until_stopped`] takes the listener and the stop signal from the caller, so
+//! tests run it on port 0 and stop it when they like.
+
+pub mod api;
+pub mod auth;
+pub mod campaigns;
+pub mod inbox;
+pub mod probes;
+pub mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::dispatch::{now_ms, Engine, Stop};
+use crate::import::{import_file, ImportError};
+use crate::intake::{self, IntakeOptions};
+use crate::secret::Secret;
+use crate::store::{Campaign, CampaignState, NewCampaign, Store, StoreError};
+pub use campaigns::Campaigns;
+pub use settings::CampaignSettings;
+
+/// Skipped rows listed in an intake report (the rest are in the results).
+pub const SKIPPED_SHOWN: usize = 100;
+
+/// Everything the handlers and the inbox share.
+pub struct Service {
+    pub campaigns: Arc<Campaigns>,
+    pub store: Store,
+    pub token: Option<Secret>,
+    /// Where uploaded contact files are kept (the campaign's source, for a resumed intake).
+    pub uploads: PathBuf,
+    pub max_body_bytes: usize,
+}
+
+/// A row of the intake report that will not be dialled.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedRow {
+    pub line: u64,
+    pub callee: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IntakeReport {
+    pub rows: u64,
+    pub accepted: u64,
+    pub skipped: u64,
+    pub duplicates: u64,
+    /// The first [`SKIPPED_SHOWN`] skipped rows.
+    pub skipped_rows: Vec<SkippedRow>,
+    pub ignored_columns: Vec<String>,
+}
+
+/// Why a campaign could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The file or the settings are unusable: the client's fault (4xx), nothing was created.
+    #[error("{0}")]
+    Input(String),
+    /// A campaign of this name exists with other contacts.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A campaign created (or found again: the same name and contacts were submitted before).
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub campaign: Campaign,
+    pub intake: Option<IntakeReport>,
+    pub existing: bool,
+}
+
+impl Service {
+    pub fn config(&self) -> &Arc<Config> {
+        self.campaigns.config()
+    }
+
+    pub fn intake_options(&self) -> IntakeOptions {
+        let cfg = self.config();
+        IntakeOptions {
+            default_country: cfg.campaign.default_country.clone(),
+            callee_format: cfg.campaign.callee_format,
+        }
+    }
+
+    /// Create a campaign from a contacts file already on disk, import it and start it.
+    /// `default_name` is used when the settings carry no name; `inbox` marks a file from the
+    /// inbox (recorded with the campaign, in one transaction).
+    pub async fn create_campaign(
+        &self,
+        source: &Path,
+        settings: CampaignSettings,
+        default_name: String,
+        inbox: Option<(String, String)>,
+    ) -> Result<Created, CreateError> {
+        settings.validate().map_err(CreateError::Input)?;
+        intake::check_header(source).map_err(|e| CreateError::Input(e.to_string()))?;
+        let fingerprint =
+            intake::fingerprint(source).map_err(|e| CreateError::Input(e.to_string()))?;
+        let explicit = settings.name.is_some();
+        let mut name = settings.name.clone().unwrap_or(default_name);
+        if let Some(existing) = self.store.find_campaign(&name).await? {
+            if existing.fingerprint == fingerprint && inbox.is_none() {
+                return Ok(Created {
+                    campaign: existing,
+                    intake: None,
+                    existing: true,
+                });
+            }
+            if explicit || inbox.is_none() {
+                return Err(CreateError::Conflict(format!(
+                    "a campaign named {name:?} already exists (id {}) with other contacts; choose another name",
+                    existing.id
+                )));
+            }
+            name = format!("{name}-{}", &fingerprint[..8]);
+            if self.store.find_campaign(&name).await?.is_some() {
+                name = format!("{name}-{}", now_ms());
+            }
+        }
+        let settings_json = serde_json::to_string(&settings)
+            .map_err(|e| CreateError::Other(format!("cannot encode settings: {e}")))?;
+        let campaign = self
+            .store
+            .create_campaign_with(
+                NewCampaign {
+                    name,
+                    fingerprint,
+                    source: source.display().to_string(),
+                    settings: Some(settings_json),
+                    priority: settings.priority.unwrap_or(0),
+                    inbox,
+                },
+                now_ms(),
+            )
+            .await?;
+        let report = self.import(&campaign, source).await?;
+        let campaign = self
+            .store
+            .campaign(campaign.id)
+            .await?
+            .ok_or_else(|| CreateError::Other("campaign vanished".into()))?;
+        self.campaigns.start(&campaign);
+        Ok(Created {
+            campaign,
+            intake: Some(report),
+            existing: false,
+        })
+    }
+
+    /// Import (or finish importing) a campaign's contacts and mark its intake done. A file that
+    /// turns out unusable cancels the campaign with the reason.
+    pub async fn import(
+        &self,
+        campaign: &Campaign,
+        source: &Path,
+    ) -> Result<IntakeReport, CreateError> {
+        let opts = self.intake_options();
+        let report = match import_file(&self.store, campaign.id, source, &opts, now_ms()).await {
+            Ok(r) => r,
+            Err(ImportError::Intake(e)) => {
+                let reason = format!("intake failed: {e}");
+                self.store
+                    .set_campaign_state(
+                        campaign.id,
+                        CampaignState::Cancelled,
+                        Some(reason.clone()),
+                        now_ms(),
+                    )
+                    .await?;
+                self.store.cancel_pending(campaign.id, now_ms()).await?;
+                return Err(CreateError::Input(e.to_string()));
+            }
+            Err(ImportError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(CreateError::Other(e.to_string())),
+        };
+        self.store.mark_intake_done(campaign.id).await?;
+        let mut skipped_rows = Vec::new();
+        if report.counts.skipped > 0 {
+            let mut after = 0;
+            'pages: loop {
+                let page = self.store.results_page(campaign.id, after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.line;
+                for row in page {
+                    if row.status == "skipped" {
+                        skipped_rows.push(SkippedRow {
+                            line: row.line,
+                            callee: row.callee,
+                            reason: row.error_message,
+                        });
+                        if skipped_rows.len() >= SKIPPED_SHOWN {
+                            break 'pages;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(IntakeReport {
+            rows: report.summary.rows,
+            accepted: report.counts.accepted,
+            skipped: report.counts.skipped,
+            duplicates: report.counts.duplicates,
+            skipped_rows,
+            ignored_columns: report.summary.ignored_columns,
+        })
+    }
+
+    /// After a restart: finish intakes that were cut off, then start every active campaign.
+    pub async fn resume(&self) -> Result<usize, CreateError> {
+        for c in self.store.campaigns().await? {
+            if c.state != CampaignState::Active || c.intake_done {
+                continue;
+            }
+            let source = PathBuf::from(&c.source);
+            if source.is_file() {
+                tracing::info!(campaign = %c.name, "finishing an intake cut off by the last stop");
+                if let Err(e) = self.import(&c, &source).await {
+                    tracing::error!(campaign = %c.name, error = %e, "cannot finish the intake");
+                }
+            } else {
+                self.store
+                    .set_campaign_state(
+                        c.id,
+                        CampaignState::Paused,
+                        Some(format!(
+                            "intake was cut off and its source {} is gone; cancel it and create the campaign again",
+                            c.source
+                        )),
+                        now_ms(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(self.campaigns.resume_all().await?)
+    }
+
+    /// Serve on `listener` until `stop` leaves [`Stop::Run`]; then stop taking requests,
+    /// drain every campaign (a later [`Stop::Now`] stops waiting) and return.
+    pub async fn run_until_stopped(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        inbox_dir: Option<PathBuf>,
+        stop: watch::Receiver<Stop>,
+    ) -> anyhow::Result<()> {
+        self.resume()
+            .await
+            .map_err(|e| anyhow!("cannot resume campaigns: {e}"))?;
+        let mut inbox_task = None;
+        if let Some(dir) = inbox_dir {
+            let svc = self.clone();
+            let stop2 = stop.clone();
+            inbox_task = Some(tokio::spawn(async move {
+                inbox::watch(svc, dir, stop2).await;
+            }));
+        }
+        let app = api::router(self.clone());
+        let mut stop_http = stop.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop_http.wait_for(|s| *s != Stop::Run).await;
+        });
+        let served = server.await;
+        if let Some(t) = inbox_task {
+            let _ = t.await;
+        }
+        self.campaigns.shutdown(stop).await;
+        served.map_err(|e| anyhow!("HTTP server failed: {e}"))
+    }
+}
+
+/// Build the service from a validated config, a store and the engine's shared parts.
+pub fn build(
+    cfg: Arc<Config>,
+    engine: Engine,
+    token: Option<Secret>,
+    uploads: PathBuf,
+    max_body_bytes: usize,
+) -> Arc<Service> {
+    let store = engine.store.clone();
+    let campaigns = Campaigns::new(cfg, Arc::new(engine));
+    Arc::new(Service {
+        campaigns,
+        store,
+        token,
+        uploads,
+        max_body_bytes,
+    })
+}

@@ -1,0 +1,139 @@
+//! What the orchestrator asks: `/healthz` (the process answers), `/readyz` (the store takes a
+//! durable write, the config was valid at start, the host clock agrees with the service's), and
+//! `/metrics` (Prometheus text: the engine's figures plus contacts by status per campaign).
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use super::Service;
+use crate::dispatch::now_ms;
+use crate::metrics::label;
+
+/// A host clock further than this from the service's makes signatures expire (the service
+/// allows 300 s); readiness fails before that happens.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 240;
+
+pub async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+/// The clock check: `(ok, detail)` from the skew seen on the last reply (if any) and the
+/// local clock's plausibility.
+pub fn clock_check(skew: Option<i64>, now_ms: i64) -> (bool, String) {
+    // Before 2024 the clock is certainly wrong (an unset RTC starts in 1970).
+    if now_ms < 1_704_067_200_000 {
+        return (
+            false,
+            format!("host clock reads {now_ms} ms since 1970: not set"),
+        );
+    }
+    match skew {
+        Some(s) if s.abs() > MAX_CLOCK_SKEW_SECS => (
+            false,
+            format!("host clock is {s} s away from the service's: signatures would expire (limit 300 s)"),
+        ),
+        Some(s) => (true, format!("within {} s of the service's", s.abs())),
+        None => (true, "no reply from the service yet to compare with".into()),
+    }
+}
+
+pub async fn readyz(State(svc): State<Arc<Service>>) -> impl IntoResponse {
+    let store = match svc.store.check_writable(now_ms()).await {
+        Ok(()) => (true, "writable".to_string()),
+        Err(e) => (false, e.to_string()),
+    };
+    let clock = clock_check(svc.campaigns.base().client.clock_skew(), now_ms());
+    let ready = store.0 && clock.0;
+    let body = json!({
+        "ready": ready,
+        "checks": {
+            "store": {"ok": store.0, "detail": store.1},
+            "config": {"ok": true, "detail": format!("{} validated at start", svc.config().path.display())},
+            "clock": {"ok": clock.0, "detail": clock.1},
+        }
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+pub async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoResponse {
+    let engine = svc.campaigns.base();
+    let mut out = String::new();
+    engine.metrics.render(&mut out);
+    let _ = writeln!(
+        out,
+        "# HELP ccc_dialer_limiter_rate Current pace of the shared limiter in requests per second."
+    );
+    let _ = writeln!(out, "# TYPE ccc_dialer_limiter_rate gauge");
+    let _ = writeln!(
+        out,
+        "ccc_dialer_limiter_rate {}",
+        engine.limiter.current_rate()
+    );
+    let status = match svc.store.counts_all().await {
+        Ok(rows) => {
+            let _ = writeln!(
+                out,
+                "# HELP ccc_dialer_contacts Contacts by status per campaign."
+            );
+            let _ = writeln!(out, "# TYPE ccc_dialer_contacts gauge");
+            let mut in_doubt = 0;
+            for (campaign, status, n) in rows {
+                if status == "unknown" {
+                    in_doubt += n;
+                }
+                let _ = writeln!(
+                    out,
+                    "ccc_dialer_contacts{{campaign=\"{}\",status=\"{status}\"}} {n}",
+                    label(&campaign)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP ccc_dialer_in_doubt_contacts Contacts whose reply was lost (unknown): check before calling again."
+            );
+            let _ = writeln!(out, "# TYPE ccc_dialer_in_doubt_contacts gauge");
+            let _ = writeln!(out, "ccc_dialer_in_doubt_contacts {in_doubt}");
+            StatusCode::OK
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: cannot read contact counts");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_far_from_the_service_or_unset_is_not_ready() {
+        let now = 1_780_000_000_000;
+        assert!(clock_check(None, now).0);
+        assert!(clock_check(Some(3), now).0);
+        assert!(clock_check(Some(-240), now).0);
+        let (ok, why) = clock_check(Some(-600), now);
+        assert!(!ok);
+        assert!(why.contains("-600 s away"), "{why}");
+        assert!(!clock_check(Some(0), 0).0);
+    }
+}

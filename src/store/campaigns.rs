@@ -1,0 +1,303 @@
+//! Campaigns in the store: creation, lookup, their state (active, paused, cancelled, completed)
+//! with the reason, and the inbox files already imported.
+//!
+//! A campaign's state is what `serve` resumes from after a restart: `active` campaigns are
+//! dialled, `paused` ones wait for an operator (or the fix of a halt code), `cancelled` and
+//! `completed` ones are done.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::fmt;
+use std::str::FromStr;
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CampaignState {
+    Active,
+    Paused,
+    Cancelled,
+    Completed,
+}
+
+impl CampaignState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Active => "active",
+            CampaignState::Paused => "paused",
+            CampaignState::Cancelled => "cancelled",
+            CampaignState::Completed => "completed",
+        }
+    }
+}
+
+impl fmt::Display for CampaignState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CampaignState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            CampaignState::Active,
+            CampaignState::Paused,
+            CampaignState::Cancelled,
+            CampaignState::Completed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .ok_or_else(|| format!("unknown campaign state {s:?}"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Campaign {
+    pub id: i64,
+    pub name: String,
+    pub fingerprint: String,
+    pub source: String,
+    pub intake_done: bool,
+    pub state: CampaignState,
+    /// Why it is paused (an operator, or a halt code with its message).
+    pub reason: Option<String>,
+    /// The campaign's own settings over the config's defaults (JSON), if any.
+    pub settings: Option<String>,
+    pub priority: i64,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str =
+    "id, name, fingerprint, source, intake_done, state, reason, settings, priority, created_at";
+
+fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
+    let state: String = r.get(5)?;
+    Ok(Campaign {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        fingerprint: r.get(2)?,
+        source: r.get(3)?,
+        intake_done: r.get(4)?,
+        state: state.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
+        })?,
+        reason: r.get(6)?,
+        settings: r.get(7)?,
+        priority: r.get(8)?,
+        created_at: r.get(9)?,
+    })
+}
+
+/// A campaign to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewCampaign {
+    pub name: String,
+    pub fingerprint: String,
+    pub source: String,
+    pub settings: Option<String>,
+    pub priority: i64,
+    /// The inbox file (name, fingerprint) it comes from: recorded in the same transaction, so a
+    /// file is never imported into two campaigns, whenever the process dies.
+    pub inbox: Option<(String, String)>,
+}
+
+fn query_one(
+    c: &Connection,
+    filter: &str,
+    arg: impl rusqlite::ToSql,
+) -> Result<Option<Campaign>, StoreError> {
+    Ok(c.query_row(
+        &format!("SELECT {COLUMNS} FROM campaigns WHERE {filter}"),
+        [arg],
+        campaign_row,
+    )
+    .optional()?)
+}
+
+impl Store {
+    pub async fn find_campaign(&self, name: &str) -> Result<Option<Campaign>, StoreError> {
+        let name = name.to_string();
+        self.call(move |c| query_one(c, "name = ?1", name)).await
+    }
+
+    pub async fn campaign(&self, id: i64) -> Result<Option<Campaign>, StoreError> {
+        self.call(move |c| query_one(c, "id = ?1", id)).await
+    }
+
+    /// A new campaign with no settings of its own (`run`).
+    pub async fn create_campaign(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        source: &str,
+        now_ms: i64,
+    ) -> Result<Campaign, StoreError> {
+        self.create_campaign_with(
+            NewCampaign {
+                name: name.into(),
+                fingerprint: fingerprint.into(),
+                source: source.into(),
+                ..Default::default()
+            },
+            now_ms,
+        )
+        .await
+    }
+
+    pub async fn create_campaign_with(
+        &self,
+        new: NewCampaign,
+        now_ms: i64,
+    ) -> Result<Campaign, StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO campaigns (name, fingerprint, source, created_at, settings, priority, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4)",
+                params![new.name, new.fingerprint, new.source, now_ms, new.settings, new.priority],
+            )?;
+            let id = c.last_insert_rowid();
+            if let Some((name, fingerprint)) = &new.inbox {
+                c.execute(
+                    "INSERT INTO inbox_files (name, fingerprint, campaign_id, outcome, at)
+                     VALUES (?1, ?2, ?3, 'importing', ?4)",
+                    params![name, fingerprint, id, now_ms],
+                )?;
+            }
+            query_one(c, "id = ?1", id)?
+                .ok_or_else(|| StoreError::Other("campaign vanished after insert".into()))
+        })
+        .await
+    }
+
+    /// Every campaign in the store, oldest first.
+    pub async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
+        self.call(|c| {
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {COLUMNS} FROM campaigns ORDER BY id"))?;
+            let rows = stmt.query_map([], campaign_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn mark_intake_done(&self, campaign_id: i64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE campaigns SET intake_done = 1 WHERE id = ?1",
+                [campaign_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Set a campaign's state and reason. A cancelled or completed campaign stays so.
+    pub async fn set_campaign_state(
+        &self,
+        campaign_id: i64,
+        state: CampaignState,
+        reason: Option<String>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE campaigns SET state = ?2, reason = ?3, updated_at = ?4
+                 WHERE id = ?1 AND state NOT IN ('cancelled', 'completed')",
+                params![campaign_id, state.as_str(), reason, now_ms],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Every contact of the campaign still waiting for an attempt becomes `cancelled`. Contacts
+    /// in flight keep their attempt: its reply is still recorded. Returns how many.
+    pub async fn cancel_pending(&self, campaign_id: i64, now_ms: i64) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE contacts SET status = 'cancelled', error_code = 'Cancelled',
+                   error_message = 'campaign cancelled before this contact was dialled',
+                   updated_at = ?2
+                 WHERE campaign_id = ?1 AND status = 'pending'",
+                params![campaign_id, now_ms],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// Requests of this campaign that reached the network since `since_ms` (for its rate).
+    pub async fn sends_since(&self, campaign_id: i64, since_ms: i64) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM attempts a JOIN contacts k ON k.id = a.contact_id
+                     WHERE a.started_at >= ?2 AND k.campaign_id = ?1
+                       AND a.outcome IS NOT 'not_sent'",
+                )?
+                .query_row(params![campaign_id, since_ms], |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// The campaign an inbox file (by name and content) was imported into, if it was.
+    pub async fn inbox_file(
+        &self,
+        name: &str,
+        fingerprint: &str,
+    ) -> Result<Option<(Option<i64>, String)>, StoreError> {
+        let (name, fingerprint) = (name.to_string(), fingerprint.to_string());
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT campaign_id, outcome FROM inbox_files WHERE name = ?1 AND fingerprint = ?2",
+                params![name, fingerprint],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Remember what became of an inbox file (`imported` or `rejected`).
+    pub async fn record_inbox_file(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        campaign_id: Option<i64>,
+        outcome: &str,
+        detail: Option<String>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (name, fingerprint, outcome) = (
+            name.to_string(),
+            fingerprint.to_string(),
+            outcome.to_string(),
+        );
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO inbox_files (name, fingerprint, campaign_id, outcome, detail, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (name, fingerprint) DO UPDATE SET
+                   campaign_id = excluded.campaign_id, outcome = excluded.outcome,
+                   detail = excluded.detail, at = excluded.at",
+                params![name, fingerprint, campaign_id, outcome, detail, now_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A small durable write: proves the store is writable (readiness).
+    pub async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ('ready_check', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [now_ms.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
