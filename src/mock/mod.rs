@@ -84,7 +84,29 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/", post(create_ai_agent_call))
         .route("/__admin/stats", get(admin_stats))
         .route("/__admin/reset", post(admin_reset))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            date_from_clock,
+        ))
         .with_state(shared)
+}
+
+/// The `Date` header from the stand-in's own clock (as the service's comes from its clock), so
+/// a test can give the stand-in a clock far from the dialer's and see the dialer notice.
+async fn date_from_clock(
+    State(shared): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(req).await;
+    let now = (shared.opts.clock)();
+    if let Some(date) = chrono::DateTime::from_timestamp(now, 0) {
+        let text = date.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        if let Ok(v) = header::HeaderValue::from_str(&text) {
+            response.headers_mut().insert(header::DATE, v);
+        }
+    }
+    response
 }
 
 impl MockServer {

@@ -81,6 +81,25 @@ impl From<CreateError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// Every route [`router`] serves, as (method, path) in OpenAPI's spelling. Keep it in step with
+/// `router`: tests/it/openapi.rs checks that `openapi.json` lists exactly these and that the
+/// running service answers each one.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/campaigns"),
+    ("POST", "/v1/campaigns"),
+    ("GET", "/v1/campaigns/{id}"),
+    ("POST", "/v1/campaigns/{id}/pause"),
+    ("POST", "/v1/campaigns/{id}/resume"),
+    ("POST", "/v1/campaigns/{id}/cancel"),
+    ("GET", "/v1/campaigns/{id}/results"),
+    ("GET", "/v1/campaigns/{id}/contacts/{callee}"),
+    ("POST", "/v1/calls"),
+    ("GET", "/v1/openapi.json"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+];
+
 pub fn router(svc: Arc<Service>) -> Router {
     let v1 = Router::new()
         .route("/campaigns", get(list_campaigns).post(create_campaign))

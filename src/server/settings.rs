@@ -66,9 +66,13 @@ impl CampaignSettings {
             return Err("ai_agent_id = 0: expected a positive integer".into());
         }
         if let Some(callers) = &self.callers {
-            if callers.iter().any(|c| c.trim().is_empty()) {
+            let bad = callers.iter().find(|c| {
+                let digits = c.strip_prefix('+').unwrap_or(c);
+                digits.is_empty() || !digits.chars().all(|ch| ch.is_ascii_digit())
+            });
+            if let Some(c) = bad {
                 return Err(format!(
-                    "callers = {callers:?}: expected non-empty caller numbers"
+                    "callers = {c:?}: expected caller numbers of digits, optionally starting with + (e.g. \"008601012345678\")"
                 ));
             }
         }
@@ -144,6 +148,8 @@ mod tests {
         assert_eq!(e, "max_attempts = 0: expected 1 to 20");
         let e = CampaignSettings::from_toml("backoff_max = \"soon\"").unwrap_err();
         assert!(e.starts_with("backoff_max = \"soon\": "), "{e}");
+        let e = CampaignSettings::from_json(br#"{"callers": ["0086100", "x1"]}"#).unwrap_err();
+        assert!(e.starts_with("callers = \"x1\": expected"), "{e}");
         let e = CampaignSettings::from_json(br#"{"name": "a/b"}"#).unwrap_err();
         assert!(e.starts_with("name = \"a/b\""), "{e}");
     }
@@ -153,17 +159,17 @@ mod tests {
         let cfg = Config::parse(
             std::path::Path::new("t.toml"),
             "[tencentcloud]\nendpoint = \"builtin\"\n[campaign]\nsdk_app_id = 1\nai_agent_id = 2\n\
-             callers = [\"a\"]\nvariables = { product = \"x\", name = \"y\" }\n[retry]\nmax_attempts = 3\n",
+             callers = [\"0086100\"]\nvariables = { product = \"x\", name = \"y\" }\n[retry]\nmax_attempts = 3\n",
         )
         .unwrap();
         let s = CampaignSettings::from_toml(
-            "ai_agent_id = 9\ncallers = [\"b\", \"c\"]\nmax_attempts = 5\nbackoff_initial = \"3s\"\n\
+            "ai_agent_id = 9\ncallers = [\"0086101\", \"0086102\"]\nmax_attempts = 5\nbackoff_initial = \"3s\"\n\
              [variables]\nname = \"z\"\n",
         )
         .unwrap();
         let d = s.request_defaults(&cfg);
         assert_eq!(d.ai_agent_id, 9);
-        assert_eq!(d.callers, vec!["b", "c"]);
+        assert_eq!(d.callers, vec!["0086101", "0086102"]);
         assert_eq!(d.variables.get("name").map(String::as_str), Some("z"));
         assert_eq!(d.variables.get("product").map(String::as_str), Some("x"));
         let r = s.retry(&cfg);
