@@ -33,14 +33,33 @@ fn signed_post(
     signed_body: &str,
     timestamp: i64,
 ) -> reqwest::RequestBuilder {
+    signed_post_as(
+        mock,
+        c,
+        signed_body,
+        timestamp,
+        "CreateAIAgentCall",
+        "2020-02-10",
+    )
+}
+
+/// As [`signed_post`], for another action or API version.
+fn signed_post_as(
+    mock: &MockServer,
+    c: &Credentials,
+    signed_body: &str,
+    timestamp: i64,
+    action: &str,
+    version: &str,
+) -> reqwest::RequestBuilder {
     let host = mock.addr.to_string();
     let signed = sign(
         c,
         &SignRequest {
             host: &host,
             service: "ccc",
-            action: "CreateAIAgentCall",
-            version: "2020-02-10",
+            action,
+            version,
             region: None,
             language: None,
             payload: signed_body.as_bytes(),
@@ -313,7 +332,25 @@ async fn malformed_bodies_and_wrong_actions_get_parameter_codes() {
     let (_, v) = post(&mock, &c, r#"{"SdkAppId":1,"AIAgentId":2}"#, now()).await;
     assert_eq!(code(&v), "MissingParameter");
 
-    assert_eq!(mock.stats().accepted, 0);
+    // Correctly signed, but another action or API version.
+    let req = signed_post_as(
+        &mock,
+        &c,
+        BODY,
+        now(),
+        "DescribeCarrierPrivilegeNumbers",
+        "2020-02-10",
+    );
+    let (status, v) = send(req.body(BODY)).await;
+    assert_eq!((status, code(&v)), (200, "InvalidAction"), "{v}");
+    let req = signed_post_as(&mock, &c, BODY, now(), "CreateAIAgentCall", "2017-03-12");
+    let (status, v) = send(req.body(BODY)).await;
+    assert_eq!((status, code(&v)), (200, "NoSuchVersion"), "{v}");
+
+    let stats = mock.stats();
+    assert_eq!(stats.accepted, 0);
+    assert_eq!(stats.errors_by_code["InvalidAction"], 1);
+    assert_eq!(stats.errors_by_code["NoSuchVersion"], 1);
 }
 
 #[test]
