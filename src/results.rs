@@ -26,6 +26,8 @@ pub const COLUMNS: [&str; 10] = [
 pub enum ResultsError {
     #[error("{path}: cannot write the results file: {reason}")]
     Write { path: PathBuf, reason: String },
+    #[error("{path}: cannot read the results file: {reason}")]
+    Read { path: PathBuf, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -101,10 +103,14 @@ impl Appender {
 
 /// Read a results file back (tests, tools).
 pub fn read(path: &Path) -> Result<Vec<ResultRow>, ResultsError> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| write_err(path, e))?;
+    let read_err = |e: csv::Error| ResultsError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut r = csv::Reader::from_path(path).map_err(read_err)?;
     let mut out = Vec::new();
     for row in r.deserialize() {
-        out.push(row.map_err(|e| write_err(path, e))?);
+        out.push(row.map_err(read_err)?);
     }
     Ok(out)
 }
@@ -115,5 +121,20 @@ impl Drop for Appender {
             let _ = w.flush();
             let _ = w.get_ref().sync_data();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_a_missing_results_file_says_read_not_write() {
+        let e = read(Path::new("/nonexistent/results.csv")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/results.csv: cannot read the results file: "),
+            "{e}"
+        );
     }
 }

@@ -40,11 +40,35 @@ pub struct SignRequest<'a> {
 
 /// The headers to send, in the order the SDK builds them, plus the intermediate canonical request
 /// (kept for tests and diagnostics; it holds no secret).
-#[derive(Clone, Debug)]
+///
+/// The headers carry the session token (`X-TC-Token`) of temporary credentials, so `Debug`
+/// prints that value as `***`.
+#[derive(Clone)]
 pub struct Signed {
     pub headers: Vec<(&'static str, String)>,
     pub canonical_request: String,
     pub authorization: String,
+}
+
+impl std::fmt::Debug for Signed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                if name.eq_ignore_ascii_case("X-TC-Token") {
+                    (*name, "***")
+                } else {
+                    (*name, value.as_str())
+                }
+            })
+            .collect();
+        f.debug_struct("Signed")
+            .field("headers", &headers)
+            .field("canonical_request", &self.canonical_request)
+            .field("authorization", &self.authorization)
+            .finish()
+    }
 }
 
 impl Signed {

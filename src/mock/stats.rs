@@ -140,3 +140,51 @@ impl Recorder {
         *self = Recorder::default();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed arrivals at `t0 + offsets` through the recorder as the handler does (count, then
+    /// admit); returns which were admitted.
+    fn play(r: &mut Recorder, t0: Instant, offsets_ms: &[u64], limit: u32) -> Vec<bool> {
+        offsets_ms
+            .iter()
+            .map(|ms| {
+                let t = t0 + Duration::from_millis(*ms);
+                r.arrival(t, 0, limit);
+                r.admit(t, limit)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_window_is_strict_and_sliding_and_the_judge_counts_every_arrival() {
+        let mut r = Recorder::default();
+        let t0 = Instant::now();
+        // Limit 5; one request every 100 ms for 1.2 s.
+        let offsets: Vec<u64> = (0..12).map(|i| i * 100).collect();
+        let admitted = play(&mut r, t0, &offsets, 5);
+        // 0..400 ms fill the window; 500..900 ms are refused; at 1000 ms the request from 0 ms
+        // has left the window (exactly one second later), at 1100 ms the one from 100 ms.
+        assert_eq!(
+            admitted,
+            [true, true, true, true, true, false, false, false, false, false, true, true]
+        );
+        assert_eq!(r.stats.rate_limited, 5);
+        assert_eq!(r.stats.requests, 12);
+        // The figures count arrivals, refused ones included: 10 within [0, 900] ms.
+        assert_eq!(r.stats.max_in_any_window, 10);
+        assert_eq!(r.stats.windows_over_limit, 7);
+    }
+
+    #[test]
+    fn a_limit_of_zero_admits_everything_and_reports_no_window_over_it() {
+        let mut r = Recorder::default();
+        let admitted = play(&mut r, Instant::now(), &[0, 0, 0, 0, 0, 0, 0, 0], 0);
+        assert!(admitted.iter().all(|a| *a));
+        assert_eq!(r.stats.rate_limited, 0);
+        assert_eq!(r.stats.windows_over_limit, 0);
+        assert_eq!(r.stats.max_in_any_window, 8);
+    }
+}

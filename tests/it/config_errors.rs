@@ -172,3 +172,45 @@ fn help_lists_the_subcommands_and_the_exit_codes() {
         assert!(help.contains(word), "--help mentions {word}: {help}");
     }
 }
+
+#[test]
+fn an_unreadable_or_malformed_file_is_named_with_the_reason() {
+    let e = Config::load(Path::new("/nonexistent/dialer.toml"))
+        .expect_err("a missing file is refused")
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent/dialer.toml: cannot read the config file: "),
+        "{e}"
+    );
+    assert!(e.contains("No such file or directory"), "{e}");
+
+    let e = err("[campaign]\nsdk_app_id = 1400000000\nai_agent_id = \n");
+    assert!(e.starts_with("dialer.toml: invalid TOML"), "{e}");
+    assert!(e.contains("line 3"), "{e}");
+}
+
+#[test]
+fn a_missing_config_file_exits_2_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .arg("--contacts")
+        .arg(dir.path().join("contacts.csv"))
+        .arg("--results")
+        .arg(dir.path().join("results.csv"))
+        .arg("--state")
+        .arg(&state)
+        .env("TENCENTCLOUD_SECRET_ID", crate::support::SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", crate::support::SECRET_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("missing.toml: cannot read the config file"),
+        "{stderr}"
+    );
+    assert!(!state.exists());
+}

@@ -101,3 +101,38 @@ fn region_header_is_sent_only_when_configured_and_token_only_for_temporary_crede
     .unwrap();
     assert_eq!(signed.header("X-TC-Region"), Some("ap-guangzhou"));
 }
+
+#[test]
+fn debug_output_of_signed_headers_hides_the_session_token() {
+    let creds = Credentials {
+        secret_id: "AKIDEXAMPLE".into(),
+        secret_key: Secret::new("key-that-must-not-print"),
+        session_token: Some(Secret::new("session-token-that-must-not-print")),
+    };
+    let signed = sign(
+        &creds,
+        &SignRequest {
+            host: "ccc.tencentcloudapi.com",
+            service: "ccc",
+            action: "CreateAIAgentCall",
+            version: "2020-02-10",
+            region: None,
+            language: None,
+            payload: b"{}",
+            timestamp: 1_732_456_800,
+        },
+    )
+    .unwrap();
+    // The token is sent (temporary credentials need it) but never printed.
+    assert_eq!(
+        signed.header("X-TC-Token"),
+        Some("session-token-that-must-not-print")
+    );
+    let shown = format!("{signed:?}");
+    assert!(
+        !shown.contains("session-token-that-must-not-print"),
+        "{shown}"
+    );
+    assert!(!shown.contains("key-that-must-not-print"), "{shown}");
+    assert!(shown.contains("(\"X-TC-Token\", \"***\")"), "{shown}");
+}
