@@ -167,4 +167,9 @@ pub struct MockArgs {
     /// Fault script (TOML): per callee pattern, the outcomes of its successive requests.
     #[arg(long)]
     pub faults: Option<PathBuf>,
+    /// More keys to accept: a file of `SECRET_ID SECRET_KEY` lines (`#` comments). A file, not
+    /// the keys themselves, so they never show in `ps`. The demo key and the environment's
+    /// TENCENTCLOUD_SECRET_ID/KEY are always accepted.
+    #[arg(long, value_name = "FILE")]
+    pub accept_credentials: Option<PathBuf>,
 }

@@ -14,6 +14,8 @@ use crate::policy::{Class, ClassOverrides};
 
 /// The documented CreateAIAgentCall limit, in requests per second.
 pub const DOCUMENTED_CAP: u32 = 20;
+/// The slowest pace accepted, in requests per second.
+pub const MIN_RATE: f64 = 0.02;
 pub const DEFAULT_ENDPOINT: &str = "https://ccc.tencentcloudapi.com";
 /// `endpoint = "builtin"` runs the built-in stand-in in-process (demo, no cloud account).
 pub const BUILTIN_ENDPOINT: &str = "builtin";
@@ -266,12 +268,34 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e
-                .to_string()
-                .trim_end()
-                .replace("TOML parse error", "invalid TOML"),
+            message: parse_message(text, &e),
         })?;
         Validator { path }.validate(raw)
+    }
+}
+
+/// `invalid TOML at line L, column C: what` without quoting the line itself: a secret pasted
+/// into the config by mistake (`secret_key = "…"`) must not be echoed to the terminal or logs.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            // The key (never the value) of the line, when it has one.
+            let key = text
+                .lines()
+                .nth(line - 1)
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim())
+                .filter(|k| !k.is_empty() && !k.starts_with('#'));
+            match key {
+                Some(k) => format!("invalid TOML at line {line}, column {column}, key {k}: {what}"),
+                None => format!("invalid TOML at line {line}, column {column}: {what}"),
+            }
+        }
+        None => format!("invalid TOML: {what}"),
     }
 }
 
@@ -480,8 +504,14 @@ impl Validator<'_> {
             ));
         }
         let rps = raw.requests_per_second;
-        if !rps.is_finite() || rps <= 0.0 {
-            return Err(self.invalid("rate.requests_per_second", rps, "a positive number"));
+        // Below one request a minute the limiter's pacing period would not fit in a Duration
+        // sensibly, and no campaign wants it.
+        if !rps.is_finite() || rps < MIN_RATE {
+            return Err(self.invalid(
+                "rate.requests_per_second",
+                rps,
+                "a number from 0.02 (about one a minute) up to the account's quota",
+            ));
         }
         if rps > raw.account_quota as f64 {
             let expected = if raw.account_quota == DOCUMENTED_CAP {

@@ -161,7 +161,7 @@ impl Limiter {
     pub fn throttled(&self) {
         let mut p = lock(&self.pace);
         p.throttles += 1;
-        let rate = (p.rate * THROTTLE_FACTOR).max(MIN_RATE);
+        let rate = (p.rate * THROTTLE_FACTOR).max(MIN_RATE.min(self.target));
         p.rate = rate;
         p.gcra = gcra(rate);
         p.last_change = Instant::now();

@@ -13,6 +13,9 @@ pub async fn run(args: MockArgs) -> Result<Done, Failure> {
     if let Ok(c) = credentials::from_env(&ProcessEnv) {
         accepted.push(c);
     }
+    if let Some(path) = &args.accept_credentials {
+        accepted.extend(read_key_file(path).map_err(Failure::input)?);
+    }
     let faults = match &args.faults {
         Some(p) => Faults::load(p).map_err(Failure::input)?,
         None => Faults::default(),
@@ -39,4 +42,34 @@ pub async fn run(args: MockArgs) -> Result<Done, Failure> {
         .await
         .map_err(|e| Failure::other(anyhow!("stand-in stopped: {e}")))?;
     Ok(Done::Ok)
+}
+
+/// `SECRET_ID SECRET_KEY` per line; blank lines and `#` comments ignored. Errors name the file
+/// and line, never the key.
+fn read_key_file(path: &std::path::Path) -> anyhow::Result<Vec<crate::sign::Credentials>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("{}: cannot read the credentials file: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(id), Some(key), None) => out.push(crate::sign::Credentials {
+                secret_id: id.to_string(),
+                secret_key: crate::secret::Secret::new(key),
+                session_token: None,
+            }),
+            _ => {
+                return Err(anyhow!(
+                    "{}: line {}: expected `SECRET_ID SECRET_KEY`",
+                    path.display(),
+                    i + 1
+                ))
+            }
+        }
+    }
+    Ok(out)
 }

@@ -214,3 +214,22 @@ fn a_missing_config_file_exits_2_before_anything_is_written() {
     );
     assert!(!state.exists());
 }
+
+#[test]
+fn a_secret_pasted_into_the_config_is_named_but_never_echoed() {
+    let e = err(&format!(
+        "{MINIMAL}secret_key = \"Gu5t9xGARNpq86cd98joQYCN3EXAMPLE\"\n"
+    ));
+    assert!(e.contains("unknown field `secret_key`"), "{e}");
+    assert!(e.contains("line 4, column 1"), "{e}");
+    assert!(!e.contains("Gu5t9xGARNpq86cd98joQYCN3EXAMPLE"), "{e}");
+}
+
+#[test]
+fn a_rate_too_small_to_pace_is_refused() {
+    let e = err(&format!("{MINIMAL}[rate]\nrequests_per_second = 1e-20\n"));
+    assert!(
+        e.starts_with("dialer.toml: rate.requests_per_second = 0.00000000000000000001: expected a number from 0.02"),
+        "{e}"
+    );
+}
