@@ -186,6 +186,14 @@ struct Lines {
 }
 
 impl Lines {
+    /// [`Lines::line_of`], never at or before the previous record's line: a quote left open to
+    /// the end of the file makes the record's last byte a newline inside it, which `line_of`
+    /// cannot tell from a terminator, and two records on one line would make the store keep
+    /// only the first (every row must end in a result).
+    fn after(&mut self, previous: u64, end: u64, inner_newlines: u64) -> u64 {
+        self.line_of(end, inner_newlines).max(previous + 1)
+    }
+
     /// The 1-based line on which the record just read starts. `end` is the reader's position
     /// after the record (just past its terminator, or the end of input); `inner_newlines` the
     /// newlines inside its quoted fields. Asked in increasing order of `end`.
@@ -254,6 +262,7 @@ pub fn read<R: Read>(
         ..Default::default()
     };
     let mut batch = Vec::with_capacity(BATCH);
+    let mut last_line = 1;
     loop {
         let more = match rdr.read_byte_record(&mut rec) {
             Ok(more) => more,
@@ -263,7 +272,8 @@ pub fn read<R: Read>(
                 if let csv::ErrorKind::Io(_) = e.kind() {
                     return Err(unreadable(e));
                 }
-                let line = lines.line_of(rdr.position().byte(), 0);
+                let line = lines.after(last_line, rdr.position().byte(), 0);
+                last_line = line;
                 summary.rows += 1;
                 batch.push(NewContact {
                     line,
@@ -281,7 +291,8 @@ pub fn read<R: Read>(
         if rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             continue; // blank line
         }
-        let line = lines.line_of(rdr.position().byte(), newlines_in(&rec));
+        let line = lines.after(last_line, rdr.position().byte(), newlines_in(&rec));
+        last_line = line;
         summary.rows += 1;
         batch.push(row(&cols, &rec, line, opts));
         if batch.len() >= BATCH {
@@ -423,6 +434,18 @@ mod tests {
         assert_eq!(b.line, 4, "the blank line still counts for line numbers");
         assert_eq!(b.callee, "008613800138001");
         assert!(b.overrides.is_empty());
+    }
+
+    #[test]
+    fn a_quote_left_open_to_the_end_is_a_skipped_row_on_its_own_line() {
+        let text = "callee\n+8613800000001\n\"unterminated\n+8613800000002\n";
+        let (summary, rows) = parse_all(text, &opts()).unwrap();
+        assert_eq!(summary.rows, 2);
+        assert_eq!(rows[0].line, 2);
+        assert_eq!(rows[1].line, 3, "{rows:?}");
+        assert!(rows[1].skip_reason.is_some(), "{rows:?}");
+        let (_, rows) = parse_all("callee\n+8613800000001\n\"unterminated\n", &opts()).unwrap();
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 3]);
     }
 
     #[test]

@@ -29,6 +29,16 @@ pub fn normalize(raw: &str, default_region: &str, format: CalleeFormat) -> Resul
     if text.is_empty() {
         return Err("empty".into());
     }
+    // libphonenumber finds a number inside any text ("call +86…", a quote left open that
+    // swallowed the next line); a dialer must not guess what a field meant.
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_digit() || c.is_whitespace() || "+-().".contains(*c)))
+    {
+        return Err(format!(
+            "contains {c:?}: expected digits, optionally with a leading +, spaces, dashes, dots or brackets"
+        ));
+    }
     // 00 is the ITU international prefix and the service's own spelling (0086…); treat it as
     // international whatever the default region's own exit code is (011 in the US).
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
@@ -114,9 +124,12 @@ mod tests {
 
     #[test]
     fn invalid_numbers_say_why() {
-        assert!(zz("abc", "CN")
-            .unwrap_err()
-            .starts_with("not a phone number"));
+        assert!(zz("abc", "CN").unwrap_err().starts_with("contains 'a'"));
+        let e = zz("call +8613800138000", "CN").unwrap_err();
+        assert!(
+            e.starts_with("contains 'c'"),
+            "a number inside text is not guessed: {e}"
+        );
         assert!(zz("", "CN").unwrap_err().contains("empty"));
         assert!(zz("+999 1234567", "CN")
             .unwrap_err()

@@ -65,25 +65,82 @@ pub fn open_existing_store(path: &std::path::Path) -> Result<crate::store::Store
     crate::store::Store::open(path).map_err(Failure::input)
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-pub async fn stop_signal() {
+/// SIGINT and SIGTERM, registered the moment this is built (before a slow start-up, so a stop
+/// sent then is not lost: as PID 1 in a container an unhandled SIGTERM would be ignored).
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    pub fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// The next SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => {}
+                _ = next(&mut self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
+
+    /// A stop channel driven by the signals: the first asks to drain (send nothing new, wait
+    /// for replies in flight within `grace`), the second to stop waiting.
+    pub fn into_stop(
+        mut self,
+        grace: std::time::Duration,
+    ) -> tokio::sync::watch::Receiver<crate::dispatch::Stop> {
+        use crate::dispatch::Stop;
+        let (tx, rx) = tokio::sync::watch::channel(Stop::Run);
+        tokio::spawn(async move {
+            self.recv().await;
+            tracing::warn!(
+                grace_s = grace.as_secs(),
+                "stop requested: sending nothing new, waiting for replies in flight (signal again to stop waiting)"
+            );
+            let _ = tx.send(Stop::Drain);
+            self.recv().await;
+            tracing::warn!("second stop request: not waiting; replies still in flight will be reported unknown");
+            let _ = tx.send(Stop::Now);
+        });
+        rx
+    }
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals::new()
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    Signals::new().recv().await
 }

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use tokio::sync::watch;
 
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::contact::{ResultRow, Status};
-use crate::dispatch::{self, now_ms, Engine, RequestDefaults, RunOutcome, Stop};
+use crate::dispatch::{self, now_ms, Engine, RequestDefaults, RunOutcome};
 use crate::exit::{Done, Failure};
 use crate::import::{import_file, ImportReport};
 use crate::intake::{self, IntakeOptions};
@@ -35,6 +34,8 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     if args.dry_run {
         return dry_run(&args.contacts, &opts).await;
     }
+    // From here a stop is a request to stop safely, honoured as soon as dialling starts.
+    let signals = super::Signals::new();
     let (Some(state), Some(results_path)) = (args.state.clone(), args.results.clone()) else {
         return Err(Failure::input(anyhow!(
             "run needs --state FILE and --results FILE (or --dry-run)"
@@ -91,21 +92,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let engine = Arc::new(Engine::from_config(&cfg, store.clone(), client, limiter));
     let defaults = Arc::new(RequestDefaults::from(&cfg.campaign));
 
-    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
-    let grace = cfg.grace_period;
-    let signals = tokio::spawn(async move {
-        super::stop_signal().await;
-        tracing::warn!(
-            grace_s = grace.as_secs(),
-            "stop requested: sending nothing new, waiting for replies in flight (signal again to stop waiting)"
-        );
-        let _ = stop_tx.send(Stop::Drain);
-        super::stop_signal().await;
-        tracing::warn!(
-            "second stop request: not waiting; replies still in flight will be reported unknown"
-        );
-        let _ = stop_tx.send(Stop::Now);
-    });
+    let stop_rx = signals.into_stop(cfg.grace_period);
 
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
     let total: u64 = counts.values().sum();
@@ -119,7 +106,6 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let started = Instant::now();
     let outcome =
         dispatch::run_campaign(engine.clone(), campaign.id, defaults, stop_rx, on_final).await;
-    signals.abort();
     // Replies we stopped waiting for are in doubt now, not only at the next start.
     store
         .settle_in_flight(campaign.id, now_ms())

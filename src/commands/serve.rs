@@ -4,18 +4,18 @@
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::credentials::ProcessEnv;
-use crate::dispatch::{Engine, Stop};
+use crate::dispatch::Engine;
 use crate::exit::{Done, Failure};
 use crate::limiter::Limiter;
 use crate::server;
 use crate::store::Store;
 
 pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
+    let signals = super::Signals::new();
     let cfg = Arc::new(Config::load(&args.config).map_err(Failure::input)?);
     let token = server::auth::token_for(&ProcessEnv, args.listen).map_err(Failure::input)?;
     if args.max_body_mib == 0 {
@@ -51,23 +51,10 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
         args.max_body_mib.saturating_mul(1 << 20),
     );
 
-    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
-    let grace = cfg.grace_period;
-    let signals = tokio::spawn(async move {
-        super::stop_signal().await;
-        tracing::warn!(
-            grace_s = grace.as_secs(),
-            "stop requested: sending nothing new, waiting for replies in flight (signal again to stop waiting)"
-        );
-        let _ = stop_tx.send(Stop::Drain);
-        super::stop_signal().await;
-        tracing::warn!("second stop request: replies still in flight will be reported unknown");
-        let _ = stop_tx.send(Stop::Now);
-    });
+    let stop_rx = signals.into_stop(cfg.grace_period);
     crate::say!("listening on http://{addr}");
     tracing::info!(%addr, inbox = ?args.inbox, "serving");
     let served = svc.run_until_stopped(listener, args.inbox, stop_rx).await;
-    signals.abort();
     served.map_err(Failure::other)?;
     tracing::info!("stopped: every campaign drained");
     Ok(Done::Ok)

@@ -14,5 +14,6 @@ mod mock_stand_in;
 mod openapi;
 mod run_campaign;
 mod serve;
+mod served;
 mod signing_vectors;
 mod store_queue;

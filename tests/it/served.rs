@@ -1,0 +1,213 @@
+//! `ccc-dialer serve` as a child process on port 0, and small helpers for its tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+pub const TOKEN: &str = "test-api-token-0123456789";
+
+/// A running `serve` child.
+pub struct Served {
+    pub child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub log: PathBuf,
+}
+
+pub fn serve_command(s: &Scratch) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--log-format")
+        .arg("json")
+        .arg("serve")
+        .arg("--config")
+        .arg(&s.config)
+        .arg("--state")
+        .arg(&s.state)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--inbox")
+        .arg(s.dir.path().join("inbox"))
+        .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+        .env("CCC_DIALER_API_TOKEN", TOKEN)
+        .env_remove("TENCENTCLOUD_SESSION_TOKEN")
+        .env_remove("CCC_DIALER_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+impl Served {
+    /// Start `serve` and wait for the address it prints.
+    pub async fn start(s: &Scratch) -> Served {
+        let log = s.dir.path().join(format!(
+            "serve-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let mut cmd = serve_command(s);
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")));
+        let mut child = cmd.spawn().expect("spawn serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        })
+        .await
+        .expect("join")
+        .expect("read the address line");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "serve printed {line:?}; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Served {
+            child,
+            base,
+            http: reqwest::Client::new(),
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Create a campaign from CSV text; returns its id.
+    pub async fn create(&self, name: &str, csv: &str) -> i64 {
+        let (status, body) = self
+            .post(&format!("/v1/campaigns?name={name}"), csv.to_string())
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["campaign"]["id"].as_i64().expect("id")
+    }
+
+    pub async fn campaign(&self, id: i64) -> Value {
+        let (status, body) = self.get(&format!("/v1/campaigns/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Poll until `pred` holds for the campaign (bounded; fails with the last body).
+    pub async fn wait_campaign(&self, id: i64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let c = self.campaign(id).await;
+            if pred(&c) {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {c}\nlog: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    pub async fn wait_exit(mut self) -> (i32, String) {
+        let status = tokio::task::spawn_blocking(move || {
+            let st = self.child.wait().expect("wait");
+            (st, self.log.clone())
+        })
+        .await
+        .expect("join");
+        let log = std::fs::read_to_string(&status.1).unwrap_or_default();
+        (status.0.code().unwrap_or(-1), log)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn count(c: &Value, status: &str) -> u64 {
+    c["counts"][status].as_u64().unwrap_or(0)
+}
+
+pub fn state(c: &Value) -> &str {
+    c["state"].as_str().unwrap_or("")
+}
+
+/// Distinct Chinese mobiles `+86139<prefix:02><i:06>` (normalised `0086139…`).
+pub fn csv_of(prefix: u32, n: usize) -> String {
+    let mut s = String::from("callee,id\n");
+    for i in 0..n {
+        s.push_str(&format!("{},r{i}\n", callee(prefix, i)));
+    }
+    s
+}
+
+pub fn callee(prefix: u32, i: usize) -> String {
+    format!("+86139{prefix:02}{i:06}")
+}
+
+pub fn normalised(prefix: u32, i: usize) -> String {
+    format!("0086139{prefix:02}{i:06}")
+}
+
+pub fn scratch(mock: &ccc_dialer::mock::MockServer, extra: &str) -> Scratch {
+    Scratch::new(
+        &mock.endpoint(),
+        "",
+        &format!("[retry]\nbackoff_initial = \"100ms\"\nbackoff_max = \"200ms\"\n{extra}"),
+    )
+}
