@@ -9,6 +9,8 @@
 //!   zones of one contact.
 //! - [`day`]: local calendar days: the day of an instant, when a day begins, wall-clock readings
 //!   in gaps and folds.
+//! - [`dnc`]: do-not-call lists, normalised like contacts, reloadable.
+//! - [`callers`]: caller-number rotation, cool-down after `CallerOverFrequency`, daily caps.
 //! - [`gate`]: why a contact is waiting ([`gate::Gate`]) and the per-person pacing check.
 //!
 //! Time is [`jiff`]: `Timestamp` for instants, `TimeZone` for zones, with the IANA database
@@ -17,7 +19,9 @@
 //! maintainer is winding chrono and chrono-tz down (chronotope/chrono#1768), an "unmaintained"
 //! RustSec advisory for it is drafted, and its last release carries tzdb 2025b.
 
+pub mod callers;
 pub mod day;
+pub mod dnc;
 pub mod gate;
 pub mod window;
 pub mod zones;
