@@ -28,7 +28,7 @@
 //!   can say so in its `timezone` column.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use jiff::civil::date;
 use jiff::tz::{Offset, TimeZone, TimeZoneDatabase};
@@ -70,15 +70,31 @@ pub fn name(zone: &TimeZone) -> String {
 }
 
 /// The clocks of a country (ISO 3166 code, any case), most populous first; empty when the
-/// table has no row for it.
+/// table has no row for it. A country's zones are loaded and compared on first use.
 pub fn country_zones(region: &str) -> &'static [TimeZone] {
-    let key = region.trim().to_ascii_uppercase();
-    COUNTRIES.get(key.as_str()).map_or(&[], Vec::as_slice)
+    let region = region.trim().as_bytes();
+    let [a, b] = region else { return &[] };
+    let key = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
+    let Some(country) = std::str::from_utf8(&key)
+        .ok()
+        .and_then(|k| COUNTRIES.get(k))
+    else {
+        return &[];
+    };
+    country
+        .zones
+        .get_or_init(|| distinct_clocks(&country.names))
 }
 
-static COUNTRIES: LazyLock<HashMap<&'static str, Vec<TimeZone>>> = LazyLock::new(|| {
-    let mut own: HashMap<&'static str, Vec<TimeZone>> = HashMap::new();
-    let mut shared: HashMap<&'static str, Vec<TimeZone>> = HashMap::new();
+struct Country {
+    names: Vec<&'static str>,
+    zones: OnceLock<Vec<TimeZone>>,
+}
+
+/// Zone names per country, from the table (cheap: no zone is loaded here).
+static COUNTRIES: LazyLock<HashMap<&'static str, Country>> = LazyLock::new(|| {
+    let mut own: HashMap<&'static str, Vec<&'static str>> = HashMap::new();
+    let mut shared: HashMap<&'static str, Vec<&'static str>> = HashMap::new();
     for line in ZONE1970_TAB.lines() {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
@@ -88,40 +104,43 @@ static COUNTRIES: LazyLock<HashMap<&'static str, Vec<TimeZone>>> = LazyLock::new
         else {
             continue;
         };
-        // A row whose zone the compiled-in database lacks is left out; a test checks there is
-        // none.
-        let Ok(tz) = zone(name) else { continue };
         // A country listed first owns the row (its most populous zone); rows where it is
         // listed later belong to a neighbour's clock and come after its own.
         for (i, code) in codes.split(',').enumerate() {
             let target = if i == 0 { &mut own } else { &mut shared };
-            target.entry(code).or_default().push(tz.clone());
+            target.entry(code).or_default().push(name);
         }
     }
-    let mut listed = own;
-    for (code, zones) in shared {
-        listed.entry(code).or_default().extend(zones);
+    for (code, names) in shared {
+        own.entry(code).or_default().extend(names);
     }
     for (code, name) in LEGAL_SINGLE_TIME {
-        if let Ok(tz) = zone(name) {
-            listed.insert(code, vec![tz]);
-        }
+        own.insert(code, vec![name]);
     }
-    for zones in listed.values_mut() {
-        if zones.len() < 2 {
-            continue;
-        }
-        let mut kept: Vec<(TimeZone, Vec<(Timestamp, Offset)>)> = Vec::new();
-        for tz in zones.drain(..) {
-            let clock = offsets(&tz);
-            if !kept.iter().any(|(_, other)| *other == clock) {
-                kept.push((tz, clock));
-            }
-        }
-        *zones = kept.into_iter().map(|(tz, _)| tz).collect();
-    }
-    listed
+    own.into_iter()
+        .map(|(code, names)| {
+            let zones = OnceLock::new();
+            (code, Country { names, zones })
+        })
+        .collect()
 });
+
+/// The zones named, in order, dropping each that keeps the same clock as one before it. A
+/// name the compiled-in database lacks is left out (a test checks there is none).
+fn distinct_clocks(names: &[&str]) -> Vec<TimeZone> {
+    let mut kept: Vec<(TimeZone, Vec<(Timestamp, Offset)>)> = Vec::new();
+    for name in names {
+        let Ok(tz) = zone(name) else { continue };
+        if names.len() == 1 {
+            return vec![tz];
+        }
+        let clock = offsets(&tz);
+        if !kept.iter().any(|(_, other)| *other == clock) {
+            kept.push((tz, clock));
+        }
+    }
+    kept.into_iter().map(|(tz, _)| tz).collect()
+}
 
 /// The offset at [`EQUIVALENT_SINCE`] and every change of offset up to [`EQUIVALENT_UNTIL`].
 fn offsets(tz: &TimeZone) -> Vec<(Timestamp, Offset)> {
