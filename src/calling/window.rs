@@ -35,6 +35,8 @@ use super::day;
 
 /// How far ahead searches look.
 pub const SEARCH_DAYS: i64 = 31;
+/// Searches look this far first.
+const SHORT_SEARCH_DAYS: i64 = 3;
 
 /// Weekday keys, Monday first, as written in the configuration.
 pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -207,7 +209,7 @@ impl Window {
         if self.is_open(at, zones) {
             return Some(at);
         }
-        self.open_times(at, zones).next_open(at)
+        self.search(at, zones, |o| o.next_open(at))
     }
 
     /// When the window, open at `at`, next closes in some zone; `None` if it is closed at `at`
@@ -216,21 +218,38 @@ impl Window {
         if self.is_unrestricted() || !self.is_open(at, zones) {
             return None;
         }
-        self.open_times(at, zones).closes_at(at)
+        self.search(at, zones, |o| o.closes_at(at))
     }
 
     /// The start of the first opening that begins after `at`: where to move a contact the
     /// service refused as outside its calling hours (`CalloutRuleNotWorkTime`) although our
     /// window is open. `None` if there is none within [`SEARCH_DAYS`].
     pub fn next_opening_after(&self, at: Timestamp, zones: &[TimeZone]) -> Option<Timestamp> {
-        self.open_times(at, zones).next_opening_after(at)
+        self.search(at, zones, |o| o.next_opening_after(at))
+    }
+
+    /// Ask `question` of the open spans over a short horizon first (most answers lie within
+    /// days, and the cost grows with the horizon), then over [`SEARCH_DAYS`]. An answer found
+    /// within the short horizon is the answer: spans are exact up to their horizon.
+    fn search<T>(
+        &self,
+        at: Timestamp,
+        zones: &[TimeZone],
+        question: impl Fn(&OpenTimes) -> Option<T>,
+    ) -> Option<T> {
+        question(&self.open_times_for(at, zones, SHORT_SEARCH_DAYS))
+            .or_else(|| question(&self.open_times_for(at, zones, SEARCH_DAYS)))
     }
 
     /// The open spans, in every zone at once, from `from` for [`SEARCH_DAYS`]: compute once per
     /// set of zones and ask it many questions (the engine can cache it per country).
     pub fn open_times(&self, from: Timestamp, zones: &[TimeZone]) -> OpenTimes {
+        self.open_times_for(from, zones, SEARCH_DAYS)
+    }
+
+    fn open_times_for(&self, from: Timestamp, zones: &[TimeZone], days: i64) -> OpenTimes {
         let until = from
-            .checked_add(SignedDuration::from_hours(24 * SEARCH_DAYS))
+            .checked_add(SignedDuration::from_hours(24 * days))
             .unwrap_or(Timestamp::MAX);
         let mut spans = vec![(from, until)];
         if !self.is_unrestricted() {

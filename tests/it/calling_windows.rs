@@ -199,6 +199,11 @@ fn blackout_dates_close_whole_local_days() {
     let w = Window::new(tz("Asia/Shanghai"), None, [date(2026, 10, 1)]);
     assert!(w.is_open(ts("2026-09-30T15:59:59Z"), &z));
     assert!(!w.is_open(ts("2026-09-30T16:00:00Z"), &z));
+    // Searches reach past their first few days when they must.
+    assert_eq!(
+        w.closes_at(ts("2026-09-23T00:00:00Z"), &z),
+        Some(ts("2026-09-30T16:00:00Z"))
+    );
     assert_eq!(
         w.next_open(ts("2026-09-30T16:00:00Z"), &z),
         Some(ts("2026-10-01T16:00:00Z"))
