@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::calling::settings::{self as calling, Calling, RawCalling};
 use crate::duration;
 use crate::policy::{Class, ClassOverrides};
 
@@ -52,6 +53,7 @@ struct RawConfig {
     run: RawRun,
     #[serde(default)]
     mock: RawMock,
+    calling: Option<RawCalling>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +254,8 @@ pub struct Config {
     pub retry: Retry,
     pub grace_period: Duration,
     pub mock: Mock,
+    /// `[calling]`: windows, do-not-call lists, per-person pacing, caller rotation.
+    pub calling: Calling,
 }
 
 impl Config {
@@ -329,6 +333,12 @@ impl Validator<'_> {
                 ))
             }
         };
+        let calling = calling::validate(
+            raw.calling,
+            &campaign.default_country,
+            self.path.parent().unwrap_or(Path::new(".")),
+        )
+        .map_err(|e| self.invalid(&e.key, e.value, &e.expected))?;
         let rate = self.rate(&raw.rate)?;
         let retry = self.retry(raw.retry)?;
         let grace_period = self.duration("run.grace_period", &raw.run.grace_period)?;
@@ -351,6 +361,7 @@ impl Validator<'_> {
                 rate_limit: raw.mock.rate_limit,
                 faults,
             },
+            calling,
         })
     }
 

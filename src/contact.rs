@@ -74,11 +74,17 @@ pub struct Overrides {
     pub ai_agent_id: Option<u64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<String, String>,
+    /// The contact's own IANA zone (a checked name), for its calling window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 impl Overrides {
     pub fn is_empty(&self) -> bool {
-        self.callers.is_empty() && self.ai_agent_id.is_none() && self.variables.is_empty()
+        self.callers.is_empty()
+            && self.ai_agent_id.is_none()
+            && self.variables.is_empty()
+            && self.timezone.is_none()
     }
 }
 

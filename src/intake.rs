@@ -11,6 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use crate::calling::zones;
 use crate::config::CalleeFormat;
 use crate::contact::{NewContact, Overrides};
 use crate::phone;
@@ -46,6 +47,7 @@ enum Column {
     Callers,
     AgentId,
     Id,
+    Timezone,
     Var(String),
     Ignored(String),
 }
@@ -69,6 +71,7 @@ fn columns(path: &Path, header: &csv::ByteRecord) -> Result<Vec<Column>, IntakeE
             "callers" => Column::Callers,
             "ai_agent_id" => Column::AgentId,
             "id" => Column::Id,
+            "timezone" => Column::Timezone,
             _ if lower.starts_with("var:") && name.len() > 4 => Column::Var(name[4..].to_string()),
             _ => Column::Ignored(name.clone()),
         };
@@ -127,6 +130,12 @@ fn row(cols: &[Column], rec: &csv::ByteRecord, line: u64, opts: &IntakeOptions) 
             Column::AgentId if !value.is_empty() => match value.parse::<u64>() {
                 Ok(n) if n > 0 => overrides.ai_agent_id = Some(n),
                 _ => note(format!("ai_agent_id: {value:?} is not a positive integer")),
+            },
+            Column::Timezone if !value.is_empty() => match zones::zone(value) {
+                Ok(tz) => overrides.timezone = Some(zones::name(&tz)),
+                Err(_) => note(format!(
+                    "timezone: {value:?} is not an IANA time zone name (e.g. \"Asia/Shanghai\")"
+                )),
             },
             Column::Var(name) if !value.is_empty() => {
                 overrides.variables.insert(name.clone(), value.to_string());
@@ -476,6 +485,26 @@ mod tests {
             Some("ai_agent_id: \"zero\" is not a positive integer")
         );
         assert_eq!(rows[2].skip_reason, None);
+    }
+
+    #[test]
+    fn a_timezone_column_is_checked_and_kept_by_its_iana_name() {
+        let text = "callee,timezone\n+8613800138000,asia/urumqi\n+8613800138001,Mars/Olympus\n+8613800138002,\n";
+        let (_, rows) = parse_all(text, &opts()).unwrap();
+        assert_eq!(rows[0].overrides.timezone.as_deref(), Some("Asia/Urumqi"));
+        assert_eq!(rows[0].skip_reason, None);
+        assert_eq!(rows[1].line, 3);
+        assert_eq!(
+            rows[1].skip_reason.as_deref(),
+            Some(
+                "timezone: \"Mars/Olympus\" is not an IANA time zone name (e.g. \"Asia/Shanghai\")"
+            )
+        );
+        assert_eq!(
+            rows[2].overrides.timezone, None,
+            "an empty cell means no zone"
+        );
+        assert!(rows[2].overrides.is_empty());
     }
 
     #[test]

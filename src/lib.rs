@@ -14,6 +14,7 @@
 //! - [`mock`]: the built-in CCC stand-in (a real HTTP server that verifies signatures).
 //! - [`cli`], [`commands`], [`exit`], [`telemetry`]: the binary's shell.
 
+pub mod calling;
 pub mod ccc;
 pub mod cli;
 pub mod commands;

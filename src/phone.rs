@@ -67,6 +67,18 @@ pub fn normalize(raw: &str, default_region: &str, format: CalleeFormat) -> Resul
     })
 }
 
+/// The ISO region (`CN`, `US`, `CA`…) of an already normalised number (`+…` or `00…`), or
+/// `None` when the number belongs to no country (e.g. `+800`) or does not parse.
+pub fn region_of(normalised: &str) -> Option<String> {
+    let digits = normalised
+        .strip_prefix('+')
+        .or_else(|| normalised.strip_prefix("00"))?;
+    let number = PHONE_NUMBER_UTIL.parse(format!("+{digits}"), None).ok()?;
+    let region = PHONE_NUMBER_UTIL.get_region_for_number(&number)?;
+    let code = region.to_string();
+    (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())).then_some(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +157,15 @@ mod tests {
         assert_eq!(country_code_for_region("de"), Some(49));
         assert_eq!(country_code_for_region("XX"), None);
         assert_eq!(country_code_for_region(""), None);
+    }
+
+    #[test]
+    fn normalised_numbers_know_their_region() {
+        assert_eq!(region_of("008613800138000").as_deref(), Some("CN"));
+        assert_eq!(region_of("+4915123456789").as_deref(), Some("DE"));
+        assert_eq!(region_of("+16502530000").as_deref(), Some("US"));
+        assert_eq!(region_of("+15062345678").as_deref(), Some("CA"));
+        assert_eq!(region_of("+80012345678"), None, "freephone has no country");
+        assert_eq!(region_of("13800138000"), None, "not normalised");
     }
 }

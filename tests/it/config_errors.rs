@@ -233,3 +233,172 @@ fn a_rate_too_small_to_pace_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn no_calling_table_means_no_calling_restrictions() {
+    let c = Config::parse(Path::new("dialer.toml"), MINIMAL).unwrap();
+    let calling = &c.calling;
+    assert!(calling.window.is_unrestricted());
+    assert_eq!(
+        calling.zone().iana_name(),
+        Some("Asia/Shanghai"),
+        "CN's one zone"
+    );
+    assert_eq!(calling.not_after, None);
+    assert!(calling.dnc_files.is_empty());
+    assert!(calling.min_gap.is_zero() && calling.caller_cooldown.is_zero());
+    assert_eq!((calling.max_per_day, calling.caller_daily_cap), (0, 0));
+    let us = Config::parse(
+        Path::new("dialer.toml"),
+        &format!("{MINIMAL}default_country = \"US\"\n"),
+    )
+    .unwrap();
+    assert_eq!(us.calling.zone().iana_name(), Some("UTC"));
+}
+
+#[test]
+fn a_calling_table_is_read_into_typed_settings() {
+    use ccc_dialer::calling::callers::Strategy;
+    let c = Config::parse(
+        Path::new("/etc/ccc-dialer/dialer.toml"),
+        &format!(
+            "{MINIMAL}\n[calling]\ntimezone = \"America/New_York\"\n\
+             hours.mon = [\"09:00-12:00\", \"14:00-20:00\"]\nhours.sat = []\n\
+             blackout_dates = [\"2026-11-26\", 2026-12-25]\n\
+             not_after = 2026-12-31T18:00:00-05:00\n\
+             dnc_files = [\"dnc.csv\", \"/srv/dnc/national.txt\"]\n\
+             max_per_day = 3\ncaller_strategy = \"least_recently_used\"\ncaller_daily_cap = 200\n"
+        ),
+    )
+    .unwrap();
+    let calling = &c.calling;
+    assert_eq!(calling.zone().iana_name(), Some("America/New_York"));
+    assert!(!calling.window.is_unrestricted());
+    let monday_10am: jiff::Timestamp = "2026-11-23T15:00:00Z".parse().unwrap();
+    assert!(calling.window.is_open(monday_10am, &[]));
+    assert!(
+        !calling
+            .window
+            .is_open("2026-11-24T15:00:00Z".parse().unwrap(), &[]),
+        "tuesday"
+    );
+    assert_eq!(
+        calling.not_after,
+        Some("2026-12-31T23:00:00Z".parse().unwrap())
+    );
+    assert_eq!(
+        calling.dnc_files,
+        [
+            Path::new("/etc/ccc-dialer/dnc.csv"),
+            Path::new("/srv/dnc/national.txt")
+        ]
+    );
+    assert_eq!(
+        calling.min_gap.as_secs(),
+        4 * 3600,
+        "default when the table is present"
+    );
+    assert_eq!(calling.caller_cooldown.as_secs(), 600);
+    assert_eq!(calling.max_per_day, 3);
+    assert_eq!(calling.caller_strategy, Strategy::LeastRecentlyUsed);
+    assert_eq!(calling.caller_daily_cap, 200);
+}
+
+#[test]
+fn the_sample_calling_table_is_valid_when_uncommented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sample = std::fs::read_to_string(root.join("config/dialer.toml")).unwrap();
+    let start = sample
+        .find("# [calling]")
+        .expect("dialer.toml documents [calling]");
+    let uncommented: String = sample[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| {
+            format!(
+                "{}\n",
+                l.strip_prefix('#').unwrap_or(l).trim_start_matches(' ')
+            )
+        })
+        .collect();
+    let c = Config::parse(
+        &root.join("config/dialer.toml"),
+        &format!("{MINIMAL}\n{uncommented}"),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    assert!(!c.calling.window.is_unrestricted(), "{uncommented}");
+}
+
+#[test]
+fn bad_calling_values_say_what_was_expected() {
+    let calling = |body: &str| {
+        err(&format!(
+            "{MINIMAL}[calling]\ntimezone = \"Asia/Shanghai\"\n{body}\n"
+        ))
+    };
+    assert_eq!(
+        err(&format!("{MINIMAL}[calling]\ntimezone = \"Asia/Shangai\"\n")),
+        "dialer.toml: calling.timezone = \"Asia/Shangai\": expected an IANA time zone name (e.g. \"Asia/Shanghai\", \"America/New_York\", \"UTC\")"
+    );
+    assert_eq!(
+        err(&format!("{MINIMAL}default_country = \"US\"\n[calling]\nmin_gap = \"1h\"\n")),
+        "dialer.toml: calling.timezone = (missing): expected the campaign's IANA time zone: campaign.default_country \"US\" has several"
+    );
+    assert_eq!(
+        calling("hours.mon = [\"09:00-12:00\", \"22:00-02:00\"]"),
+        "dialer.toml: calling.hours.mon[1] = \"22:00-02:00\": expected a range whose start is before its end; a range past midnight is two ranges, e.g. \"22:00-24:00\" on one day and \"00:00-02:00\" on the next"
+    );
+    assert_eq!(
+        calling("hours.tue = [\"9-12\"]"),
+        "dialer.toml: calling.hours.tue[0] = \"9-12\": expected a range \"HH:MM-HH:MM\" of local time (e.g. \"09:00-12:00\")"
+    );
+    assert_eq!(
+        calling("hours = {}"),
+        "dialer.toml: calling.hours = (no ranges): expected at least one day with a range (e.g. hours.mon = [\"09:00-12:00\"]); remove calling.hours to call at any time"
+    );
+    assert_eq!(
+        calling("blackout_dates = [\"2026-10-01\", \"2026-13-01\"]"),
+        "dialer.toml: calling.blackout_dates[1] = \"2026-13-01\": expected a local date \"YYYY-MM-DD\" (e.g. \"2026-10-01\")"
+    );
+    assert_eq!(
+        calling("not_after = \"2026-12-31T18:00:00\""),
+        "dialer.toml: calling.not_after = \"2026-12-31T18:00:00\": expected an RFC 3339 date and time with its offset (e.g. \"2026-12-31T18:00:00+08:00\")"
+    );
+    assert_eq!(
+        calling("min_gap = \"4 hours\""),
+        "dialer.toml: calling.min_gap = \"4 hours\": expected unknown unit \" hours\" in duration \"4 hours\": expected one of ms, s, m, h, d"
+    );
+    assert_eq!(
+        calling("caller_cooldown = \"10\""),
+        "dialer.toml: calling.caller_cooldown = \"10\": expected duration \"10\" has no unit: expected one of ms, s, m, h, d (e.g. \"10s\")"
+    );
+    assert_eq!(
+        calling("max_per_day = -1"),
+        "dialer.toml: calling.max_per_day = -1: expected an integer from 0 to 1000 (0 = no cap)"
+    );
+    assert_eq!(
+        calling("caller_daily_cap = 2000000"),
+        "dialer.toml: calling.caller_daily_cap = 2000000: expected an integer from 0 to 1000000 (0 = no cap)"
+    );
+    assert_eq!(
+        calling("caller_strategy = \"random\""),
+        "dialer.toml: calling.caller_strategy = \"random\": expected \"round_robin\" or \"least_recently_used\""
+    );
+}
+
+#[test]
+fn unknown_calling_keys_and_days_are_refused_by_name() {
+    let e = err(&format!("{MINIMAL}[calling]\nwindow = \"9-5\"\n"));
+    assert!(e.starts_with("dialer.toml: invalid TOML"), "{e}");
+    assert!(
+        e.contains("unknown field `window`") && e.contains("hours"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{MINIMAL}[calling.hours]\nmonday = [\"09:00-12:00\"]\n"
+    ));
+    assert!(
+        e.contains("unknown field `monday`") && e.contains("`mon`"),
+        "{e}"
+    );
+}

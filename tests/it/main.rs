@@ -6,6 +6,8 @@
 
 mod support;
 
+mod calling_limits;
+mod calling_windows;
 mod client_errors;
 mod commands;
 mod config_errors;
