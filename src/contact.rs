@@ -19,10 +19,12 @@ pub enum Status {
     /// In doubt: the request may have reached the service, the reply was lost.
     Unknown,
     Cancelled,
+    /// The campaign ended (`calling.not_after`) before this contact could be called.
+    Expired,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::InFlight,
         Status::Placed,
@@ -30,6 +32,7 @@ impl Status {
         Status::Skipped,
         Status::Unknown,
         Status::Cancelled,
+        Status::Expired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Unknown => "unknown",
             Status::Cancelled => "cancelled",
+            Status::Expired => "expired",
         }
     }
 
@@ -87,6 +91,9 @@ impl Overrides {
             && self.timezone.is_none()
     }
 }
+
+/// The skip reason of a contact on a do-not-call list (stored with error code `Dnc`).
+pub const DNC_REASON: &str = "on a do-not-call list";
 
 /// A row ready for the store: either a dialable contact or a skipped line with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::calling::dnc::DncLists;
 use crate::intake::{self, IntakeError, IntakeOptions, IntakeSummary};
 use crate::store::{IntakeCounts, Store, StoreError};
 
@@ -32,6 +33,19 @@ pub async fn import_file(
     opts: &IntakeOptions,
     now_ms: i64,
 ) -> Result<ImportReport, ImportError> {
+    import_file_with(store, campaign_id, path, opts, None, now_ms).await
+}
+
+/// [`import_file`], with contacts on a do-not-call list stored as `skipped` (reason `dnc`).
+pub async fn import_file_with(
+    store: &Store,
+    campaign_id: i64,
+    path: &Path,
+    opts: &IntakeOptions,
+    dnc: Option<&DncLists>,
+    now_ms: i64,
+) -> Result<ImportReport, ImportError> {
+    let suppressed = dnc.filter(|d| !d.is_empty()).map(DncLists::snapshot);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<crate::contact::NewContact>>(4);
     let path_buf: PathBuf = path.to_path_buf();
     let opts = opts.clone();
@@ -43,7 +57,14 @@ pub async fn import_file(
     });
     let mut counts = IntakeCounts::default();
     let mut store_error = None;
-    while let Some(batch) = rx.recv().await {
+    while let Some(mut batch) = rx.recv().await {
+        if let Some(set) = &suppressed {
+            for row in batch.iter_mut() {
+                if row.skip_reason.is_none() && set.contains(&row.callee) {
+                    row.skip_reason = Some(crate::contact::DNC_REASON.to_string());
+                }
+            }
+        }
         match store.insert_contacts(campaign_id, batch, now_ms).await {
             Ok(c) => {
                 counts.accepted += c.accepted;

@@ -53,6 +53,25 @@ pub async fn connect(cfg: &Config) -> Result<(Client, Option<MockServer>), Failu
     Ok((client, mock))
 }
 
+/// The config's calling rules, with the do-not-call lists read (an unreadable list is bad
+/// input: exit 2 before anything is sent). Bad lines are reported and counted, not fatal.
+pub fn load_rules(cfg: &Config) -> Result<crate::dispatch::rules::Rules, Failure> {
+    let (rules, report) =
+        crate::dispatch::rules::Rules::from_config(cfg).map_err(Failure::input)?;
+    if report.files > 0 {
+        tracing::info!(
+            files = report.files,
+            numbers = report.numbers,
+            bad_lines = report.bad_count,
+            "do-not-call lists loaded"
+        );
+        for bad in &report.bad {
+            crate::tell!("warning: {bad}");
+        }
+    }
+    Ok(rules)
+}
+
 /// Open a state store that must already exist (`status`, `export`): a typo in the path must not
 /// create an empty store and report "no campaign".
 pub fn open_existing_store(path: &std::path::Path) -> Result<crate::store::Store, Failure> {

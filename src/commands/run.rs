@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::contact::{ResultRow, Status};
 use crate::dispatch::{self, now_ms, Engine, RequestDefaults, RunOutcome};
 use crate::exit::{Done, Failure};
-use crate::import::{import_file, ImportReport};
+use crate::import::{import_file, import_file_with, ImportReport};
 use crate::intake::{self, IntakeOptions};
 use crate::limiter::Limiter;
 use crate::results::{self, Appender};
@@ -43,17 +43,25 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     };
 
     // Everything the operator can get wrong is checked before anything is sent.
+    let rules = Arc::new(super::load_rules(&cfg)?);
     let (client, _mock) = super::connect(&cfg).await?;
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
     let store = Store::open(&state).map_err(Failure::input)?;
     let campaign = open_campaign(&store, &args.contacts, &state, &fingerprint).await?;
     if !campaign.intake_done {
-        let report = import_file(&store, campaign.id, &args.contacts, &opts, now_ms())
-            .await
-            .map_err(|e| match e {
-                crate::import::ImportError::Intake(e) => Failure::input(e),
-                other => Failure::other(other),
-            })?;
+        let report = import_file_with(
+            &store,
+            campaign.id,
+            &args.contacts,
+            &opts,
+            Some(&rules.dnc),
+            now_ms(),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::import::ImportError::Intake(e) => Failure::input(e),
+            other => Failure::other(other),
+        })?;
         store
             .mark_intake_done(campaign.id)
             .await
@@ -89,7 +97,12 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         cfg.rate.requests_per_second,
         &seed_window(&store).await.map_err(Failure::other)?,
     ));
-    let engine = Arc::new(Engine::from_config(&cfg, store.clone(), client, limiter));
+    rules
+        .seed_callers(&store, jiff::Timestamp::now())
+        .await
+        .map_err(Failure::other)?;
+    let engine =
+        Arc::new(Engine::from_config(&cfg, store.clone(), client, limiter).with_rules(rules));
     let defaults = Arc::new(RequestDefaults::from(&cfg.campaign));
 
     let stop_rx = signals.into_stop(cfg.grace_period);

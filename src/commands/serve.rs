@@ -23,6 +23,7 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
             "--max-body-mib 0: expected at least 1"
         )));
     }
+    let rules = std::sync::Arc::new(super::load_rules(&cfg)?);
     let (client, _mock) = super::connect(&cfg).await?;
     let store = Store::open(&args.state).map_err(Failure::input)?;
     let limiter = Arc::new(Limiter::new(
@@ -31,7 +32,11 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
             .await
             .map_err(Failure::other)?,
     ));
-    let engine = Engine::from_config(&cfg, store, client, limiter);
+    rules
+        .seed_callers(&store, jiff::Timestamp::now())
+        .await
+        .map_err(Failure::other)?;
+    let engine = Engine::from_config(&cfg, store, client, limiter).with_rules(rules);
     let uploads = args
         .state
         .parent()

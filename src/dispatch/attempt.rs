@@ -12,17 +12,35 @@ use crate::contact::{ResultRow, Status};
 use crate::policy::{self, Class, Decision};
 use crate::store::{AttemptOutcome, DueContact, StoreError};
 
+const CALLER_OVER_FREQUENCY: &str = "FailedOperation.CallerOverFrequency";
+
+/// A contact whose turn came: the caller number the pool picked for it (if the pool picks) and
+/// how long it waited for the pacer (for the limiter-wait metric).
+pub(super) struct Turn {
+    pub contact: DueContact,
+    pub pool_caller: Option<String>,
+    pub paced_for: Duration,
+}
+
 /// One attempt for one contact: written down, sent, recorded, decided.
 pub(super) async fn attempt(
     engine: &Engine,
     shared: &Shared,
     defaults: &RequestDefaults,
-    contact: DueContact,
-    paced_for: Duration,
+    turn: Turn,
     stop: &watch::Receiver<Stop>,
     on_final: &(dyn Fn(ResultRow) + Send + Sync),
 ) -> Result<(), StoreError> {
-    let request = super::build_request(defaults, &contact, contact.attempts as usize);
+    let Turn {
+        contact,
+        pool_caller,
+        paced_for,
+    } = turn;
+    let mut request = super::build_request(defaults, &contact, contact.attempts as usize);
+    // The caller pool picked one number: offer only it, so the rotation and rests hold.
+    if let Some(c) = &pool_caller {
+        request.callers = vec![c.clone()];
+    }
     let caller = request.callers.first().cloned();
     let attempt_no = match engine
         .store
@@ -100,6 +118,30 @@ pub(super) async fn attempt(
                 error_code: None,
                 error_message: None,
                 outcome: "placed",
+                sent_at: Some(sent_at),
+                finished_at,
+            }
+        }
+        Err(CallError::Api {
+            code,
+            message,
+            request_id,
+        }) if code == CALLER_OVER_FREQUENCY && pool_caller.is_some() => {
+            let caller = pool_caller.as_deref().unwrap_or_default();
+            engine
+                .rules
+                .caller_over_frequency(caller, jiff::Timestamp::now());
+            tracing::warn!(parent: &span, code = %code, caller = %caller, "caller over frequency: it rests; retrying on another caller without using an attempt");
+            AttemptOutcome {
+                status: Status::Pending,
+                attempts: contact.attempts,
+                reschedules: contact.reschedules,
+                next_at: finished_at,
+                session_id: None,
+                request_id: Some(request_id),
+                error_code: Some(code),
+                error_message: Some(message),
+                outcome: "error",
                 sent_at: Some(sent_at),
                 finished_at,
             }

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 mod attempt;
 mod request;
+pub mod rules;
 
 pub use request::{build_request, mask, RequestDefaults};
 
@@ -30,6 +31,7 @@ use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::policy::{ClassOverrides, RetrySettings};
 use crate::store::{DueContact, Store, StoreError};
+use rules::{Rules, Verdict};
 
 /// Live figures for progress displays and metrics.
 #[derive(Debug, Default)]
@@ -79,6 +81,8 @@ pub struct Engine {
     pub permits: Arc<Semaphore>,
     /// Process-wide figures for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Calling windows, do-not-call lists, per-person pacing, caller rotation.
+    pub rules: Arc<Rules>,
 }
 
 impl Engine {
@@ -99,7 +103,14 @@ impl Engine {
             counters: Arc::new(Counters::default()),
             permits: Arc::new(Semaphore::new(cfg.rate.max_in_flight)),
             metrics: Arc::new(Metrics::default()),
+            rules: Arc::new(Rules::none(cfg)),
         }
+    }
+
+    /// The same engine with `rules` applied.
+    pub fn with_rules(mut self, rules: Arc<Rules>) -> Engine {
+        self.rules = rules;
+        self
     }
 
     /// An engine for another campaign: the same store, client, limiter, in-flight permits and
@@ -116,6 +127,7 @@ impl Engine {
             counters: Arc::new(Counters::default()),
             permits: self.permits.clone(),
             metrics: self.metrics.clone(),
+            rules: self.rules.clone(),
         }
     }
 }
@@ -174,6 +186,7 @@ pub async fn run_campaign(
     let batch = (engine.limiter.cap() * 4).clamp(64, 1024);
     let mut buffer: VecDeque<DueContact> = VecDeque::new();
     let mut tasks = JoinSet::new();
+    let mut announced: Option<i64> = None;
 
     let outcome = loop {
         while let Some(done) = tasks.try_join_next() {
@@ -210,6 +223,20 @@ pub async fn run_campaign(
                 Some(at) => Duration::from_millis((at - now_ms()).clamp(1, 60_000) as u64),
                 None => Duration::from_secs(60),
             };
+            if let (Some(at), true) = (next, wait >= Duration::from_secs(5)) {
+                if announced != Some(at) {
+                    announced = Some(at);
+                    let gate = engine
+                        .store
+                        .next_wait(campaign_id)
+                        .await?
+                        .and_then(|(_, g)| g);
+                    let until = chrono::DateTime::from_timestamp_millis(at)
+                        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        .unwrap_or_default();
+                    tracing::info!(campaign = campaign_id, until = %until, gate = gate.as_deref().unwrap_or("retry_backoff"), "nothing due: waiting");
+                }
+            }
             // Wake when an attempt ends (it may have rescheduled its contact), when the next
             // contact is due, or on a stop request.
             tokio::select! {
@@ -218,6 +245,24 @@ pub async fn run_campaign(
                 Ok(()) = stop.changed() => {}
             }
             continue;
+        }
+        // The calling rules, before the contact takes a permit or a rate token.
+        if engine.rules.is_active() {
+            let Some(contact) = buffer.pop_front() else {
+                continue;
+            };
+            match gates(&engine, &contact, &*on_final).await? {
+                Gated::Go => buffer.push_front(contact),
+                Gated::Held => {
+                    lock(&shared.held).remove(&contact.id);
+                    continue;
+                }
+                Gated::CampaignEnded => {
+                    lock(&shared.held).clear();
+                    buffer.clear();
+                    continue;
+                }
+            }
         }
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p {
@@ -239,6 +284,24 @@ pub async fn run_campaign(
         let Some(contact) = buffer.pop_front() else {
             continue;
         };
+        let caller = if engine.rules.picks_callers() {
+            let offered = build_request(&defaults, &contact, 0).callers;
+            match engine.rules.pick_caller(&offered, jiff::Timestamp::now()) {
+                Ok(c) => c,
+                Err(Verdict::Wait { gate, until }) => {
+                    // Every caller rests: the token is spent, the contact waits, no attempt used.
+                    engine
+                        .store
+                        .defer(contact.id, until, gate.as_str(), now_ms())
+                        .await?;
+                    lock(&shared.held).remove(&contact.id);
+                    continue;
+                }
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
         let (engine2, shared2, defaults2, stop2, on_final2) = (
             engine.clone(),
             shared.clone(),
@@ -252,8 +315,11 @@ pub async fn run_campaign(
                 &engine2,
                 &shared2,
                 &defaults2,
-                contact,
-                paced_for,
+                attempt::Turn {
+                    contact,
+                    pool_caller: caller,
+                    paced_for,
+                },
                 &stop2,
                 &*on_final2,
             )
@@ -293,4 +359,59 @@ pub async fn run_campaign(
         return Ok(RunOutcome::Halted { code, message });
     }
     Ok(outcome)
+}
+
+enum Gated {
+    Go,
+    /// Held back (waiting) or ended (do-not-call): not for this pass.
+    Held,
+    /// The campaign's end time passed: every pending contact expired.
+    CampaignEnded,
+}
+
+/// Apply the calling rules to `contact` and record what they decided.
+async fn gates(
+    engine: &Engine,
+    contact: &DueContact,
+    on_final: &(dyn Fn(ResultRow) + Send + Sync),
+) -> Result<Gated, EngineError> {
+    let now = jiff::Timestamp::now();
+    let store = &engine.store;
+    match engine.rules.check(store, contact, now).await? {
+        Verdict::Go => Ok(Gated::Go),
+        Verdict::Wait { gate, until } => {
+            tracing::info!(contact = contact.id, callee = %mask(&contact.callee), gate = gate.as_str(), "{gate}");
+            store
+                .defer(contact.id, until, gate.as_str(), now_ms())
+                .await?;
+            Ok(Gated::Held)
+        }
+        Verdict::End(gate @ crate::calling::gate::Gate::NotAfter { .. }) => {
+            let n = store
+                .expire_pending(contact.campaign_id, &gate.to_string(), now_ms())
+                .await?;
+            tracing::warn!(
+                campaign = contact.campaign_id,
+                contacts = n,
+                "{gate}: the contacts not yet called expired"
+            );
+            Ok(Gated::CampaignEnded)
+        }
+        Verdict::End(gate) => {
+            let ended = store
+                .end_by_gate(
+                    contact.id,
+                    crate::contact::Status::Skipped,
+                    "Dnc",
+                    crate::contact::DNC_REASON,
+                    now_ms(),
+                )
+                .await?;
+            tracing::info!(contact = contact.id, callee = %mask(&contact.callee), gate = gate.as_str(), "not called: on a do-not-call list");
+            if ended {
+                on_final(store.result_of(contact.id).await?);
+            }
+            Ok(Gated::Held)
+        }
+    }
 }

@@ -94,6 +94,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/campaigns/{id}/results"),
     ("GET", "/v1/campaigns/{id}/contacts/{callee}"),
     ("POST", "/v1/calls"),
+    ("POST", "/v1/dnc/reload"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -110,6 +111,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/campaigns/{id}/results", get(results))
         .route("/campaigns/{id}/contacts/{callee}", get(contact))
         .route("/calls", post(create_call))
+        .route("/dnc/reload", post(reload_dnc))
         .route_layer(middleware::from_fn_with_state(svc.clone(), require_token))
         .route("/openapi.json", get(openapi));
     Router::new()
@@ -467,8 +469,12 @@ async fn contact(
             "until": null,
         })),
         "pending" if detail.next_at > now => Some(json!({
-            "gate": if detail.reschedules > 0 && detail.error_code.is_some() { "rescheduled" } else { "retry_backoff" },
-            "reason": detail.error_code,
+            "gate": match &detail.gate {
+                Some(g) => g.as_str(),
+                None if detail.reschedules > 0 && detail.error_code.is_some() => "rescheduled",
+                None => "retry_backoff",
+            },
+            "reason": detail.gate.as_ref().map_or(detail.error_code.clone(), |g| Some(gate_reason(g).to_string())),
             "until": rfc3339(detail.next_at),
         })),
         "pending" => Some(json!({
@@ -485,6 +491,39 @@ async fn contact(
         obj.insert("campaign_state".into(), json!(c.state.as_str()));
     }
     Ok(Json(body))
+}
+
+/// What a calling-rule gate means, for people.
+fn gate_reason(gate: &str) -> &'static str {
+    match gate {
+        "window_closed" => "outside the calling window in the contact's time zone",
+        "min_gap" => "called too recently (calling.min_gap, across campaigns)",
+        "daily_cap" => "called enough today (calling.max_per_day, across campaigns)",
+        "caller_cooldown" => "every caller number is resting or at its daily cap",
+        _ => "held by a calling rule",
+    }
+}
+
+/// Reload the do-not-call lists from their files (numbers added are honoured before the next
+/// attempt; a failed reload keeps the lists in use).
+async fn reload_dnc(State(svc): State<Arc<Service>>) -> ApiResult<Json<serde_json::Value>> {
+    let rules = svc.campaigns.base().rules.clone();
+    let report = tokio::task::spawn_blocking(move || rules.dnc.reload())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_dnc",
+                e.to_string(),
+            )
+        })?;
+    Ok(Json(json!({
+        "files": report.files,
+        "numbers": report.numbers,
+        "bad_lines": report.bad_count,
+        "bad": report.bad.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })))
 }
 
 /// A single ad-hoc call: a campaign of one, on the same limiter and store.

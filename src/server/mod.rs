@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::dispatch::{now_ms, Engine, Stop};
-use crate::import::{import_file, ImportError};
+use crate::import::{import_file_with, ImportError};
 use crate::intake::{self, IntakeOptions};
 use crate::secret::Secret;
 use crate::store::{Campaign, CampaignState, NewCampaign, Store, StoreError};
@@ -174,24 +174,26 @@ impl Service {
         source: &Path,
     ) -> Result<IntakeReport, CreateError> {
         let opts = self.intake_options();
-        let report = match import_file(&self.store, campaign.id, source, &opts, now_ms()).await {
-            Ok(r) => r,
-            Err(ImportError::Intake(e)) => {
-                let reason = format!("intake failed: {e}");
-                self.store
-                    .set_campaign_state(
-                        campaign.id,
-                        CampaignState::Cancelled,
-                        Some(reason.clone()),
-                        now_ms(),
-                    )
-                    .await?;
-                self.store.cancel_pending(campaign.id, now_ms()).await?;
-                return Err(CreateError::Input(e.to_string()));
-            }
-            Err(ImportError::Store(e)) => return Err(e.into()),
-            Err(e) => return Err(CreateError::Other(e.to_string())),
-        };
+        let dnc = Some(&self.campaigns.base().rules.dnc);
+        let report =
+            match import_file_with(&self.store, campaign.id, source, &opts, dnc, now_ms()).await {
+                Ok(r) => r,
+                Err(ImportError::Intake(e)) => {
+                    let reason = format!("intake failed: {e}");
+                    self.store
+                        .set_campaign_state(
+                            campaign.id,
+                            CampaignState::Cancelled,
+                            Some(reason.clone()),
+                            now_ms(),
+                        )
+                        .await?;
+                    self.store.cancel_pending(campaign.id, now_ms()).await?;
+                    return Err(CreateError::Input(e.to_string()));
+                }
+                Err(ImportError::Store(e)) => return Err(e.into()),
+                Err(e) => return Err(CreateError::Other(e.to_string())),
+            };
         self.store.mark_intake_done(campaign.id).await?;
         let mut skipped_rows = Vec::new();
         if report.counts.skipped > 0 {

@@ -35,6 +35,9 @@ pub struct ContactDetail {
     pub reschedules: i64,
     /// Unix ms when a pending contact is next due (0 = as soon as the rate allows).
     pub next_at: i64,
+    /// Why a pending contact waits (`window_closed`, `min_gap`, `daily_cap`,
+    /// `caller_cooldown`), when a calling rule holds it.
+    pub gate: Option<String>,
     pub session_id: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
@@ -52,7 +55,7 @@ impl Store {
         let callee = callee.to_string();
         self.call(move |c| {
             let sql = "SELECT id, campaign_id, line, callee, ext_id, status, attempts, reschedules,
-                              next_at, session_id, error_code, error_message
+                              next_at, session_id, error_code, error_message, gate
                        FROM contacts WHERE campaign_id = ?1 AND callee = ?2";
             let row = |r: &rusqlite::Row<'_>| {
                 Ok(ContactDetail {
@@ -68,6 +71,7 @@ impl Store {
                     session_id: r.get(9)?,
                     error_code: r.get(10)?,
                     error_message: r.get(11)?,
+                    gate: r.get(12)?,
                     attempts: Vec::new(),
                 })
             };

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 mod campaigns;
 mod detail;
+mod gates;
 mod rows;
 mod schema;
 
@@ -281,7 +282,7 @@ impl Store {
             .execute(params![contact_id, n, started_at_ms, caller])?;
             let changed = c
                 .prepare_cached(
-                    "UPDATE contacts SET status = 'in_flight', updated_at = ?2
+                    "UPDATE contacts SET status = 'in_flight', gate = NULL, updated_at = ?2
                      WHERE id = ?1 AND status = 'pending'",
                 )?
                 .execute(params![contact_id, started_at_ms])?;

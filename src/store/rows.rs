@@ -70,6 +70,9 @@ pub(super) fn insert_contacts(
             )
         };
         let (status, code, message) = match &row.skip_reason {
+            Some(reason) if reason == crate::contact::DNC_REASON => {
+                (Status::Skipped, Some("Dnc"), Some(reason.as_str()))
+            }
             Some(reason) => (Status::Skipped, Some("Invalid"), Some(reason.as_str())),
             None => (Status::Pending, None, None),
         };

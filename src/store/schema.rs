@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -22,6 +22,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 2 {
         v2(conn)?;
+    }
+    if version < 3 {
+        v3(conn)?;
     }
     Ok(())
 }
@@ -107,6 +110,18 @@ fn v2(conn: &Connection) -> Result<(), StoreError> {
            value TEXT NOT NULL
          );
          PRAGMA user_version = 2;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// Calling rules: why a pending contact waits (`gate`: window_closed, min_gap, …), shown by
+/// `status` and the API.
+fn v3(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         ALTER TABLE contacts ADD COLUMN gate TEXT;
+         PRAGMA user_version = 3;
          COMMIT;",
     )?;
     Ok(())

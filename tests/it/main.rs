@@ -6,6 +6,7 @@
 
 mod support;
 
+mod calling_engine;
 mod calling_limits;
 mod calling_windows;
 mod client_errors;

@@ -1,0 +1,228 @@
+//! The calling rules applied by the engine: before a contact takes a rate token, the gates of
+//! [`crate::calling`] decide whether it may be called now (and on which caller number), must
+//! wait (held back with the gate and until when, using no attempt), or will never be called
+//! (do-not-call, campaign ended).
+//!
+//! Invariants:
+//! - With no `[calling]` table nothing is checked ([`Rules::is_active`] is false): the engine's
+//!   hot path is unchanged.
+//! - Only gates that read memory run per contact, except the per-person check (one indexed
+//!   store read, and only when `min_gap` or `max_per_day` is set).
+//! - One caller pool for every campaign: caller numbers belong to the account.
+//!
+//! The std `Mutex` around the pool is never held across an `.await`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use crate::calling::callers::{CallerPool, Pick};
+use crate::calling::dnc::{DncError, DncLists, LoadReport, Normalise};
+use crate::calling::gate::{self, Gate};
+use crate::calling::settings::Calling;
+use crate::calling::zones;
+use crate::config::Config;
+use crate::store::{DueContact, Store, StoreError};
+
+/// Calls that old or older cannot hold a contact back (the daily cap looks at two local days).
+const HISTORY: Duration = Duration::from_secs(2 * 24 * 3600);
+/// A window that opens nowhere within the search horizon is looked at again after this.
+const RECHECK: Duration = Duration::from_secs(24 * 3600);
+
+/// What the gates decided for one contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Call now (the caller number is picked later, by [`Rules::pick_caller`]).
+    Go,
+    /// Hold back until `until` (unix ms); no attempt is used.
+    Wait { gate: Gate, until: i64 },
+    /// Never: do-not-call (`skipped`) or the campaign ended (`expired`).
+    End(Gate),
+}
+
+pub struct Rules {
+    pub calling: Calling,
+    pub dnc: DncLists,
+    callers: Mutex<CallerPool>,
+    active: bool,
+    pool_active: bool,
+    per_person: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+impl Rules {
+    /// The config's rules, with its do-not-call lists loaded.
+    pub fn from_config(cfg: &Config) -> Result<(Rules, LoadReport), DncError> {
+        let norm = Normalise {
+            default_country: cfg.campaign.default_country.clone(),
+            callee_format: cfg.campaign.callee_format,
+        };
+        let (dnc, report) = DncLists::load(cfg.calling.dnc_files.clone(), norm)?;
+        Ok((Rules::new(cfg.calling.clone(), dnc), report))
+    }
+
+    pub fn new(calling: Calling, dnc: DncLists) -> Rules {
+        let pool_active = !calling.caller_cooldown.is_zero() || calling.caller_daily_cap > 0;
+        let per_person = !calling.min_gap.is_zero() || calling.max_per_day > 0;
+        let active = !calling.window.is_unrestricted()
+            || calling.not_after.is_some()
+            || !calling.dnc_files.is_empty()
+            || per_person
+            || pool_active;
+        let callers = Mutex::new(CallerPool::new(
+            calling.caller_strategy,
+            calling.caller_cooldown,
+            calling.caller_daily_cap,
+            calling.zone().clone(),
+        ));
+        Rules {
+            calling,
+            dnc,
+            callers,
+            active,
+            pool_active,
+            per_person,
+        }
+    }
+
+    /// No rules at all (tests, and configs without `[calling]`).
+    pub fn none(cfg: &Config) -> Rules {
+        Rules::new(
+            Calling::unrestricted(cfg.calling.zone().clone()),
+            DncLists::empty(Normalise {
+                default_country: cfg.campaign.default_country.clone(),
+                callee_format: cfg.campaign.callee_format,
+            }),
+        )
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Whether the caller pool picks caller numbers (a cool-down or a daily cap is set).
+    pub fn picks_callers(&self) -> bool {
+        self.pool_active
+    }
+
+    /// Count today's caller uses recorded before this process (daily caps survive a restart).
+    pub async fn seed_callers(&self, store: &Store, now: Timestamp) -> Result<(), StoreError> {
+        if !self.pool_active || self.calling.caller_daily_cap == 0 {
+            return Ok(());
+        }
+        let since = crate::calling::day::start_of_day(
+            crate::calling::day::local_date(now, self.calling.zone()),
+            self.calling.zone(),
+        );
+        let uses = store.caller_uses_since(ms(since)).await?;
+        let mut pool = lock(&self.callers);
+        for (caller, at) in uses {
+            if let Ok(t) = Timestamp::from_millisecond(at) {
+                pool.record_use(&caller, t);
+            }
+        }
+        Ok(())
+    }
+
+    /// The zones `contact` may be living by.
+    fn zones(&self, contact: &DueContact) -> Vec<TimeZone> {
+        let own = contact
+            .overrides
+            .timezone
+            .as_deref()
+            .and_then(|z| zones::zone(z).ok());
+        zones::candidates(own.as_ref(), &contact.callee, self.calling.zone())
+            .as_slice()
+            .to_vec()
+    }
+
+    /// Decide for `contact` at `now` (every gate but the caller pool's).
+    pub async fn check(
+        &self,
+        store: &Store,
+        contact: &DueContact,
+        now: Timestamp,
+    ) -> Result<Verdict, StoreError> {
+        if let Err(g) = gate::campaign_end(self.calling.not_after, now) {
+            return Ok(Verdict::End(g));
+        }
+        if self.dnc.contains(&contact.callee) {
+            return Ok(Verdict::End(Gate::Dnc));
+        }
+        if !self.calling.window.is_unrestricted() {
+            let zones = self.zones(contact);
+            if let Err(g) = gate::window(&self.calling.window, now, &zones) {
+                let until = g
+                    .until()
+                    .unwrap_or_else(|| crate::calling::day::after(now, RECHECK));
+                if let Some(end) = self.calling.not_after {
+                    if until >= end {
+                        return Ok(Verdict::End(Gate::NotAfter { at: end }));
+                    }
+                }
+                return Ok(Verdict::Wait {
+                    gate: g,
+                    until: ms(until),
+                });
+            }
+        }
+        if self.per_person {
+            let since = ms(now) - HISTORY.max(self.calling.min_gap).as_millis() as i64;
+            let recent: Vec<Timestamp> = store
+                .calls_to(&contact.callee, since)
+                .await?
+                .into_iter()
+                .filter_map(|t| Timestamp::from_millisecond(t).ok())
+                .collect();
+            let zones = self.zones(contact);
+            let day_zone = zones.first().unwrap_or(self.calling.zone());
+            if let Err(g) = gate::per_person(
+                &recent,
+                now,
+                self.calling.min_gap,
+                self.calling.max_per_day,
+                day_zone,
+            ) {
+                let until = g.until().map_or(ms(now) + 60_000, ms);
+                return Ok(Verdict::Wait { gate: g, until });
+            }
+        }
+        Ok(Verdict::Go)
+    }
+
+    /// The caller number for a request about to leave (after the pacer: a pick made earlier
+    /// could miss a rest that began meanwhile). `Go(None)` when the pool does not pick.
+    pub fn pick_caller(
+        &self,
+        callers: &[String],
+        now: Timestamp,
+    ) -> Result<Option<String>, Verdict> {
+        if !self.pool_active {
+            return Ok(None);
+        }
+        match lock(&self.callers).pick(callers, now) {
+            Pick::Use(c) => Ok(Some(c)),
+            Pick::ServiceChooses => Ok(None),
+            Pick::AllResting { until } => Err(Verdict::Wait {
+                gate: Gate::CallerCooldown { until },
+                until: ms(until),
+            }),
+        }
+    }
+
+    /// `FailedOperation.CallerOverFrequency` on `caller`: it rests for the cool-down.
+    pub fn caller_over_frequency(&self, caller: &str, now: Timestamp) {
+        if self.pool_active {
+            lock(&self.callers).cool_down(caller, now);
+        }
+    }
+}

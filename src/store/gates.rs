@@ -1,0 +1,141 @@
+//! What the calling rules need from the store: holding a contact back with the gate that holds
+//! it, ending it for a final gate (do-not-call, campaign end), and the history the per-person
+//! and per-caller checks read (calls to one number across every campaign, caller uses today).
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Store, StoreError};
+use crate::contact::Status;
+
+impl Store {
+    /// Hold a pending contact back until `next_at` (unix ms) because of `gate`. Uses no attempt.
+    pub async fn defer(
+        &self,
+        contact_id: i64,
+        next_at: i64,
+        gate: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let gate = gate.to_string();
+        self.call(move |c| {
+            c.prepare_cached(
+                "UPDATE contacts SET next_at = ?2, gate = ?3, updated_at = ?4
+                 WHERE id = ?1 AND status = 'pending'",
+            )?
+            .execute(params![contact_id, next_at.max(1), gate, now_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// End a pending contact for a final gate: `skipped` (do-not-call) or `expired`.
+    pub async fn end_by_gate(
+        &self,
+        contact_id: i64,
+        status: Status,
+        code: &str,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (code, message) = (code.to_string(), message.to_string());
+        self.call(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE contacts SET status = ?2, error_code = ?3, error_message = ?4,
+                       gate = NULL, updated_at = ?5
+                     WHERE id = ?1 AND status = 'pending'",
+                )?
+                .execute(params![contact_id, status.as_str(), code, message, now_ms])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Every pending contact of the campaign becomes `expired` (its end time passed).
+    pub async fn expire_pending(
+        &self,
+        campaign_id: i64,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let message = message.to_string();
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE contacts SET status = 'expired', error_code = 'NotAfter', error_message = ?2,
+                   gate = NULL, updated_at = ?3
+                 WHERE campaign_id = ?1 AND status = 'pending'",
+                params![campaign_id, message, now_ms],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// When calls to `callee` that may have rung (placed, in doubt, or still on the wire) were
+    /// sent since `since_ms`, across every campaign. One indexed lookup per campaign.
+    pub async fn calls_to(&self, callee: &str, since_ms: i64) -> Result<Vec<i64>, StoreError> {
+        let callee = callee.to_string();
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT COALESCE(a.sent_at, a.started_at) FROM campaigns m
+                 JOIN contacts k ON k.campaign_id = m.id AND k.callee = ?1 AND k.status != 'skipped'
+                 JOIN attempts a ON a.contact_id = k.id
+                 WHERE a.started_at >= ?2
+                   AND (a.outcome IS NULL OR a.outcome IN ('placed', 'in_doubt'))",
+            )?;
+            let rows = stmt.query_map(params![callee, since_ms], |r| r.get::<_, i64>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Caller numbers used since `since_ms`, with when (to seed the caller pool's daily counts
+    /// after a restart).
+    pub async fn caller_uses_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT caller, started_at FROM attempts
+                 WHERE started_at >= ?1 AND caller IS NOT NULL AND outcome IS NOT 'not_sent'
+                 ORDER BY started_at",
+            )?;
+            let rows = stmt.query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// The earliest pending contact's due time and the gate holding it, if any is pending.
+    pub async fn next_wait(
+        &self,
+        campaign_id: i64,
+    ) -> Result<Option<(i64, Option<String>)>, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT next_at, gate FROM contacts WHERE campaign_id = ?1 AND status = 'pending'
+                 ORDER BY next_at LIMIT 1",
+                [campaign_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Pending contacts by the gate holding them (`None`: due, waiting for the rate).
+    pub async fn waiting_by_gate(
+        &self,
+        campaign_id: i64,
+    ) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT gate, COUNT(*) FROM contacts WHERE campaign_id = ?1 AND status = 'pending'
+                 GROUP BY gate ORDER BY 2 DESC",
+            )?;
+            let rows = stmt.query_map([campaign_id], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}

@@ -1,0 +1,231 @@
+//! The calling rules in the engine, end to end through `serve` against the stand-in: a closed
+//! window holds contacts (nothing sent, the gate and its opening visible), do-not-call lists at
+//! intake and reloaded mid-campaign, the minimum gap across two campaigns, and caller rotation
+//! and rest against the stand-in's `CallerOverFrequency` script.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::served::*;
+use crate::support::*;
+
+fn calling_scratch(
+    mock: &ccc_dialer::mock::MockServer,
+    campaign_extra: &str,
+    calling: &str,
+) -> Scratch {
+    Scratch::new(
+        &mock.endpoint(),
+        campaign_extra,
+        &format!(
+            "[retry]\nbackoff_initial = \"100ms\"\nbackoff_max = \"200ms\"\n\n[calling]\n{calling}"
+        ),
+    )
+}
+
+/// Poll one contact until `pred` holds (bounded; fails with the last body).
+async fn wait_contact(srv: &Served, id: i64, callee: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, d) = srv
+            .get(&format!("/v1/campaigns/{id}/contacts/{callee}"))
+            .await;
+        if status == 200 && pred(&d) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "timed out; last: {status} {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_window_nothing_is_sent_and_the_contact_says_until_when() {
+    // Open only from the day after tomorrow (Shanghai time): today and tomorrow are blackout
+    // dates, whatever the hour this test runs at.
+    use ccc_dialer::calling::{day, zones};
+    let zone = zones::zone("Asia/Shanghai").unwrap();
+    let today = day::local_date(jiff::Timestamp::now(), &zone);
+    let tomorrow = today.tomorrow().unwrap();
+    let opening = day::first_instant_from(tomorrow.tomorrow().unwrap().at(9, 0, 0, 0), &zone);
+    let mock = mock_with(20, 0, "").await;
+    let s = calling_scratch(
+        &mock,
+        "",
+        &format!(
+            "timezone = \"Asia/Shanghai\"\nblackout_dates = [\"{today}\", \"{tomorrow}\"]\n\
+             [calling.hours]\nmon = [\"09:00-20:00\"]\ntue = [\"09:00-20:00\"]\nwed = [\"09:00-20:00\"]\n\
+             thu = [\"09:00-20:00\"]\nfri = [\"09:00-20:00\"]\nsat = [\"09:00-20:00\"]\nsun = [\"09:00-20:00\"]\n"
+        ),
+    );
+    let srv = Served::start(&s).await;
+    let id = srv.create("night", &csv_of(11, 5)).await;
+    let d = wait_contact(&srv, id, &callee(11, 0), |d| {
+        !d["waiting"]["until"].is_null()
+    })
+    .await;
+    assert_eq!(d["waiting"]["gate"], "window_closed", "{d}");
+    assert_eq!(d["gate"], "window_closed", "{d}");
+    assert_eq!(d["next_at"].as_i64(), Some(opening.as_millisecond()), "{d}");
+    assert_eq!(d["attempts"].as_array().map(Vec::len), Some(0), "{d}");
+    let c = srv.campaign(id).await;
+    assert_eq!(state(&c), "active");
+    assert_eq!(
+        mock.stats().requests,
+        0,
+        "nothing may be sent outside the window"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn do_not_call_numbers_are_skipped_at_intake_and_when_added_mid_campaign() {
+    let mock = mock_with(20, 100, "").await;
+    let dnc = tempfile::tempdir().unwrap();
+    let dnc_file = dnc.path().join("dnc.txt");
+    // Listed in another spelling: numbers are normalised like contacts.
+    std::fs::write(&dnc_file, format!("# opted out\n{}\n", normalised(12, 1))).unwrap();
+    let s = calling_scratch(
+        &mock,
+        "",
+        &format!("dnc_files = [\"{}\"]\n", dnc_file.display()),
+    );
+    let srv = Served::start(&s).await;
+    let (status, body) = srv.post("/v1/campaigns?name=dnc", csv_of(12, 40)).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["campaign"]["id"].as_i64().unwrap();
+    assert_eq!(body["intake"]["skipped"], 1, "{body}");
+    assert!(
+        body["intake"]["skipped_rows"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("do-not-call")),
+        "{body}"
+    );
+    // Hold the campaign, add the last contact to the list, reload, go on.
+    let (status, _) = srv.post(&format!("/v1/campaigns/{id}/pause"), "").await;
+    assert_eq!(status, 200);
+    std::fs::write(
+        &dnc_file,
+        format!("{}\n{}\n", normalised(12, 1), callee(12, 39)),
+    )
+    .unwrap();
+    let (status, r) = srv.post("/v1/dnc/reload", "").await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["numbers"], 2, "{r}");
+    let (status, _) = srv.post(&format!("/v1/campaigns/{id}/resume"), "").await;
+    assert_eq!(status, 200);
+    let c = srv
+        .wait_campaign(id, "completion", |c| state(c) == "completed")
+        .await;
+    assert_eq!(count(&c, "skipped"), 2, "{c}");
+    assert_eq!(count(&c, "placed"), 38, "{c}");
+    let (_, d) = srv
+        .get(&format!("/v1/campaigns/{id}/contacts/{}", callee(12, 39)))
+        .await;
+    assert_eq!(d["status"], "skipped", "{d}");
+    assert_eq!(d["error_code"], "Dnc", "{d}");
+    let stats = mock.stats();
+    assert!(!stats.requests_by_callee.contains_key(&normalised(12, 1)));
+    assert!(!stats.requests_by_callee.contains_key(&normalised(12, 39)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_minimum_gap_holds_a_number_across_two_campaigns() {
+    let mock = mock_with(20, 0, "").await;
+    let s = calling_scratch(&mock, "", "min_gap = \"4h\"\n");
+    let srv = Served::start(&s).await;
+    let first = srv.create("first", &csv_of(13, 1)).await;
+    srv.wait_campaign(first, "the first call", |c| state(c) == "completed")
+        .await;
+    let (_, d) = srv
+        .get(&format!("/v1/campaigns/{first}/contacts/{}", callee(13, 0)))
+        .await;
+    let sent = d["attempts"][0]["sent_at"].as_i64().expect("sent_at");
+
+    // The same number (another spelling) in a second campaign waits; the other is called.
+    let second = srv
+        .create(
+            "second",
+            &format!("callee\n{}\n{}\n", normalised(13, 0), callee(13, 1)),
+        )
+        .await;
+    let d = wait_contact(&srv, second, &callee(13, 0), |d| d["gate"] == "min_gap").await;
+    assert_eq!(d["waiting"]["gate"], "min_gap", "{d}");
+    assert_eq!(d["next_at"].as_i64(), Some(sent + 4 * 3600 * 1000), "{d}");
+    assert_eq!(d["attempts_used"], 0);
+    srv.wait_campaign(second, "the other number", |c| count(c, "placed") == 1)
+        .await;
+    let stats = mock.stats();
+    assert_eq!(stats.calls_per_callee.get(&normalised(13, 0)), Some(&1));
+    assert_eq!(stats.calls_per_callee.get(&normalised(13, 1)), Some(&1));
+    assert_eq!(state(&srv.campaign(second).await), "active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_frequency_rests_and_calls_go_on_the_other_caller() {
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CallerOverFrequency\", \"ok\"]\n",
+        normalised(14, 0)
+    );
+    let mock = mock_with(20, 0, &faults).await;
+    let s = calling_scratch(
+        &mock,
+        "callers = [\"008601000000001\", \"008601000000002\"]",
+        "caller_cooldown = \"10m\"\n",
+    );
+    let srv = Served::start(&s).await;
+    let id = srv.create("rotate", &csv_of(14, 8)).await;
+    let c = srv
+        .wait_campaign(id, "completion", |c| state(c) == "completed")
+        .await;
+    assert_eq!(count(&c, "placed"), 8, "{c}");
+    let (_, d) = srv
+        .get(&format!("/v1/campaigns/{id}/contacts/{}", callee(14, 0)))
+        .await;
+    let attempts = d["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{d}");
+    let rested = attempts[0]["caller"].as_str().expect("caller").to_string();
+    assert_eq!(attempts[0]["code"], "FailedOperation.CallerOverFrequency");
+    assert_ne!(attempts[1]["caller"].as_str(), Some(rested.as_str()), "{d}");
+    assert_eq!(
+        d["attempts_used"], 1,
+        "the rest did not use an attempt: {d}"
+    );
+    // One caller per request, and none on the resting caller once it rested.
+    let rest_began = attempts[0]["finished_at"].as_i64().expect("finished_at");
+    let stats = mock.stats();
+    for i in 0..8 {
+        let body = &stats.last_body_by_callee[&normalised(14, i)];
+        assert_eq!(body["Callers"].as_array().map(Vec::len), Some(1), "{body}");
+        let (_, d) = srv
+            .get(&format!("/v1/campaigns/{id}/contacts/{}", callee(14, i)))
+            .await;
+        for a in d["attempts"].as_array().expect("attempts") {
+            if a["started_at"].as_i64() > Some(rest_began) {
+                assert_ne!(a["caller"].as_str(), Some(rested.as_str()), "{d}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_caller_rests_contacts_wait_without_using_attempts() {
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CallerOverFrequency\", \"ok\"]\n",
+        normalised(15, 0)
+    );
+    let mock = mock_with(20, 0, &faults).await;
+    let s = calling_scratch(
+        &mock,
+        "callers = [\"008601000000001\"]",
+        "caller_cooldown = \"10m\"\n",
+    );
+    let srv = Served::start(&s).await;
+    let id = srv.create("resting", &csv_of(15, 5)).await;
+    let d = wait_contact(&srv, id, &callee(15, 4), |d| d["gate"] == "caller_cooldown").await;
+    assert_eq!(d["status"], "pending", "{d}");
+    assert_eq!(d["attempts_used"], 0, "{d}");
+    assert_eq!(d["waiting"]["gate"], "caller_cooldown", "{d}");
+    let c = srv.campaign(id).await;
+    assert_eq!(count(&c, "failed"), 0, "{c}");
+    assert_eq!(state(&c), "active", "{c}");
+}
