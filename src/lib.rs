@@ -4,6 +4,8 @@
 //! - [`sign`]: TC3-HMAC-SHA256 signing (pure; the clock is an argument).
 //! - [`policy`]: error code → class → retry decision (pure).
 //! - [`intake`], [`phone`]: CSV rows → validated, normalised contacts (pure).
+//! - [`calling`]: calling windows, time zones, do-not-call lists, caller pool, gates (pure);
+//!   `dispatch::rules` applies them in the engine.
 //! - [`config`], [`credentials`], [`duration`], [`secret`]: settings and secrets.
 //! - [`ccc`]: the CreateAIAgentCall client and its typed errors (not sent / in doubt / API).
 //! - [`store`]: SQLite state store, which is also the queue; [`import`] streams intake into it.

@@ -109,7 +109,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
 
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
     let total: u64 = counts.values().sum();
-    let progress = Progress::start(&engine, &counts, total, !args.no_progress);
+    let progress = Progress::start(&engine, campaign.id, &counts, total, !args.no_progress);
     let app = appender.clone();
     let on_final: Arc<dyn Fn(ResultRow) + Send + Sync> = Arc::new(move |row: ResultRow| {
         if let Err(e) = app.append(&row) {
@@ -300,6 +300,7 @@ struct Progress {
 impl Progress {
     fn start(
         engine: &Arc<Engine>,
+        campaign_id: i64,
         counts: &std::collections::BTreeMap<Status, u64>,
         total: u64,
         allow_bar: bool,
@@ -329,8 +330,29 @@ impl Progress {
                 Duration::from_secs(10)
             });
             let start = Instant::now();
+            let mut ticks: u64 = 0;
+            let mut waiting = String::new();
             loop {
                 tick.tick().await;
+                ticks += 1;
+                // What the campaign waits for when nothing is due (a calling window, a backoff).
+                if bar2.is_none() || ticks.is_multiple_of(8) {
+                    waiting = match engine.store.next_wait(campaign_id).await {
+                        Ok(Some((at, gate)))
+                            if at - dispatch::now_ms() > 2_000
+                                && c.in_flight.load(Ordering::Relaxed) == 0 =>
+                        {
+                            let until = chrono::DateTime::from_timestamp_millis(at)
+                                .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                                .unwrap_or_default();
+                            format!(
+                                "waiting for {} until {until}",
+                                gate.as_deref().unwrap_or("retry_backoff")
+                            )
+                        }
+                        _ => String::new(),
+                    };
+                }
                 let placed = c.placed.load(Ordering::Relaxed);
                 let failed = c.failed.load(Ordering::Relaxed);
                 let unknown = c.unknown.load(Ordering::Relaxed);
@@ -341,7 +363,7 @@ impl Progress {
                     Some(bar) => {
                         bar.set_position(done);
                         bar.set_message(format!(
-                            "placed {placed} failed {failed} retrying {} unknown {unknown} {rate:.1} req/s",
+                            "placed {placed} failed {failed} retrying {} unknown {unknown} {rate:.1} req/s {waiting}",
                             c.retrying.load(Ordering::Relaxed)
                         ));
                     }
@@ -353,6 +375,7 @@ impl Progress {
                         unknown,
                         in_flight = c.in_flight.load(Ordering::Relaxed),
                         rate = format!("{rate:.1}"),
+                        waiting = %waiting,
                         "progress"
                     ),
                 }

@@ -229,3 +229,44 @@ async fn when_every_caller_rests_contacts_wait_without_using_attempts() {
     assert_eq!(count(&c, "failed"), 0, "{c}");
     assert_eq!(state(&c), "active", "{c}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_skips_listed_numbers_and_expires_what_the_campaign_end_leaves() {
+    let mock = mock_with(20, 0, "").await;
+    let dnc = tempfile::tempdir().unwrap();
+    let dnc_file = dnc.path().join("dnc.csv");
+    std::fs::write(&dnc_file, format!("phone,why\n{},asked\n", callee(16, 2))).unwrap();
+    let s = calling_scratch(
+        &mock,
+        "",
+        &format!(
+            "dnc_files = [\"{}\"]\nnot_after = \"2020-01-01T00:00:00+08:00\"\n",
+            dnc_file.display()
+        ),
+    );
+    s.write_contacts(&csv_of(16, 4));
+    let out = run_async(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let rows = s.results();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        if r.callee == normalised(16, 2) {
+            assert_eq!(
+                (r.status.as_str(), r.error_code.as_str()),
+                ("skipped", "Dnc"),
+                "{r:?}"
+            );
+        } else {
+            assert_eq!(
+                (r.status.as_str(), r.error_code.as_str()),
+                ("expired", "NotAfter"),
+                "{r:?}"
+            );
+        }
+    }
+    assert_eq!(
+        mock.stats().requests,
+        0,
+        "nothing is sent after the campaign's end"
+    );
+}
