@@ -321,6 +321,26 @@ impl Validator<'_> {
         duration::parse(value).map_err(|e| self.invalid(key, format!("{value:?}"), &e))
     }
 
+    /// A delay the engine schedules with: at most `max` (a typo such as `"1000000d"` must
+    /// not park contacts for ever).
+    fn delay(
+        &self,
+        key: &str,
+        value: &str,
+        max: Duration,
+        max_text: &str,
+    ) -> Result<Duration, ConfigError> {
+        let d = self.duration(key, value)?;
+        if d > max {
+            return Err(self.invalid(
+                key,
+                format!("{value:?}"),
+                &format!("a duration of at most {max_text}"),
+            ));
+        }
+        Ok(d)
+    }
+
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let tencentcloud = self.tencentcloud(&raw.tencentcloud)?;
         let campaign = match raw.campaign {
@@ -341,7 +361,12 @@ impl Validator<'_> {
         .map_err(|e| self.invalid(&e.key, e.value, &e.expected))?;
         let rate = self.rate(&raw.rate)?;
         let retry = self.retry(raw.retry)?;
-        let grace_period = self.duration("run.grace_period", &raw.run.grace_period)?;
+        let grace_period = self.delay(
+            "run.grace_period",
+            &raw.run.grace_period,
+            Duration::from_secs(3600),
+            "1h",
+        )?;
         let faults = raw.mock.faults.map(|p| {
             if p.is_relative() {
                 self.path.parent().unwrap_or(Path::new(".")).join(p)
@@ -557,8 +582,10 @@ impl Validator<'_> {
             n if (1..=100).contains(&n) => n as u32,
             n => return Err(self.invalid("retry.max_attempts", n, "an integer from 1 to 100")),
         };
-        let backoff_initial = self.duration("retry.backoff_initial", &raw.backoff_initial)?;
-        let backoff_max = self.duration("retry.backoff_max", &raw.backoff_max)?;
+        const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
+        let backoff_initial =
+            self.delay("retry.backoff_initial", &raw.backoff_initial, MONTH, "30d")?;
+        let backoff_max = self.delay("retry.backoff_max", &raw.backoff_max, MONTH, "30d")?;
         if backoff_max < backoff_initial {
             return Err(self.invalid(
                 "retry.backoff_max",
@@ -566,8 +593,13 @@ impl Validator<'_> {
                 "a duration at least retry.backoff_initial",
             ));
         }
-        let later_delay = self.duration("retry.later_delay", &raw.later_delay)?;
-        let later_delay_daily = self.duration("retry.later_delay_daily", &raw.later_delay_daily)?;
+        let later_delay = self.delay("retry.later_delay", &raw.later_delay, MONTH, "30d")?;
+        let later_delay_daily = self.delay(
+            "retry.later_delay_daily",
+            &raw.later_delay_daily,
+            MONTH,
+            "30d",
+        )?;
         let max_reschedules = match raw.max_reschedules {
             n if (0..=1000).contains(&n) => n as u32,
             n => return Err(self.invalid("retry.max_reschedules", n, "an integer from 0 to 1000")),

@@ -237,9 +237,10 @@ pub fn decide(
 }
 
 /// Exponential backoff with "equal jitter": the n-th retry waits between half and all of
-/// `initial * 2^(n-1)`, capped at `max`, and never less than `initial`.
+/// `initial * 2^n`, capped at `max`, and never less than `initial`. The first retry waits
+/// between `initial` and twice it, so contacts that failed together do not retry together.
 pub fn backoff(attempts: u32, s: &RetrySettings, jitter: f64) -> Duration {
-    let exp = attempts.saturating_sub(1).min(30);
+    let exp = attempts.clamp(1, 30);
     let full = s
         .backoff_initial
         .saturating_mul(1u32 << exp)
@@ -446,12 +447,12 @@ mod tests {
     #[test]
     fn backoff_grows_exponentially_with_jitter_inside_the_bounds() {
         let s = settings();
+        // The first retry waits between backoff_initial and twice it: jittered, never less.
         assert_eq!(backoff(1, &s, 0.0), Duration::from_secs(2));
-        // The first retry never waits less than backoff_initial, whatever the jitter.
-        assert_eq!(backoff(1, &s, 0.999_999), Duration::from_secs(2));
-        assert_eq!(backoff(2, &s, 0.0), Duration::from_secs(2));
-        assert_eq!(backoff(3, &s, 0.0), Duration::from_secs(4));
-        assert_eq!(backoff(3, &s, 1.0), Duration::from_secs(8));
+        assert_eq!(backoff(1, &s, 0.5), Duration::from_secs(3));
+        assert_eq!(backoff(2, &s, 0.0), Duration::from_secs(4));
+        assert_eq!(backoff(3, &s, 0.0), Duration::from_secs(8));
+        assert_eq!(backoff(3, &s, 1.0), Duration::from_secs(16));
         assert_eq!(backoff(20, &s, 1.0), Duration::from_secs(300));
         assert_eq!(backoff(20, &s, 0.0), Duration::from_secs(150));
     }

@@ -95,7 +95,9 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
 
     let limiter = Arc::new(Limiter::new(
         cfg.rate.requests_per_second,
-        &seed_window(&store).await.map_err(Failure::other)?,
+        &seed_window(&store, cfg.rate.requests_per_second)
+            .await
+            .map_err(Failure::other)?,
     ));
     rules
         .seed_callers(&store, jiff::Timestamp::now())
@@ -251,9 +253,15 @@ async fn print_intake(
 }
 
 /// The send instants of the latest requests before this process, as `Instant`s.
-pub(crate) async fn seed_window(store: &Store) -> Result<Vec<Instant>, crate::store::StoreError> {
+///
+/// `rate` is the configured requests per second: the window remembers that many sends (at
+/// least), whatever the rate, so a lifted cap does not get a burst after a restart.
+pub(crate) async fn seed_window(
+    store: &Store,
+    rate: f64,
+) -> Result<Vec<Instant>, crate::store::StoreError> {
     let sends = store
-        .recent_sends(crate::config::DOCUMENTED_CAP as usize * 2)
+        .recent_sends((rate.ceil() as usize).max(crate::config::DOCUMENTED_CAP as usize) * 2)
         .await?;
     let (now_wall, now) = (now_ms(), Instant::now());
     Ok(sends
@@ -363,8 +371,8 @@ impl Progress {
                     Some(bar) => {
                         bar.set_position(done);
                         bar.set_message(format!(
-                            "placed {placed} failed {failed} retrying {} unknown {unknown} {rate:.1} req/s {waiting}",
-                            c.retrying.load(Ordering::Relaxed)
+                            "placed {placed} failed {failed} retries {} unknown {unknown} {rate:.1} req/s {waiting}",
+                            c.retries.load(Ordering::Relaxed)
                         ));
                     }
                     None => tracing::info!(

@@ -28,7 +28,7 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let store = Store::open(&args.state).map_err(Failure::input)?;
     let limiter = Arc::new(Limiter::new(
         cfg.rate.requests_per_second,
-        &super::run::seed_window(&store)
+        &super::run::seed_window(&store, cfg.rate.requests_per_second)
             .await
             .map_err(Failure::other)?,
     ));

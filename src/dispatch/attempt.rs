@@ -22,6 +22,11 @@ pub(super) struct Turn {
     pub paced_for: Duration,
 }
 
+/// `at` (unix ms) plus `d`, saturating: never wraps into the past.
+fn later(at: i64, d: Duration) -> i64 {
+    at.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// One attempt for one contact: written down, sent, recorded, decided.
 pub(super) async fn attempt(
     engine: &Engine,
@@ -221,15 +226,15 @@ fn outcome_of_error(
                     .fetch_add(1, Ordering::Relaxed);
                 engine.limiter.throttled();
             } else {
-                c.retrying.fetch_add(1, Ordering::Relaxed);
+                c.retries.fetch_add(1, Ordering::Relaxed);
             }
             tracing::warn!(parent: span, code = %code, class = class.as_str(), retry_in_ms = after.as_millis() as u64, "will retry");
-            o.next_at = finished_at + after.as_millis() as i64;
+            o.next_at = later(finished_at, after);
         }
         Decision::Reschedule { after } => {
             tracing::warn!(parent: span, code = %code, retry_in_s = after.as_secs(), "rescheduled");
             o.reschedules += 1;
-            o.next_at = finished_at + after.as_millis() as i64;
+            o.next_at = later(finished_at, after);
         }
         Decision::Fail => {
             c.failed.fetch_add(1, Ordering::Relaxed);

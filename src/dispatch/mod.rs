@@ -40,7 +40,8 @@ pub struct Counters {
     pub placed: AtomicU64,
     pub failed: AtomicU64,
     pub unknown: AtomicU64,
-    pub retrying: AtomicU64,
+    /// Retries scheduled so far (a count, not the contacts waiting for one now).
+    pub retries: AtomicU64,
     pub throttled: AtomicU64,
     pub in_flight: AtomicU64,
 }

@@ -402,3 +402,17 @@ fn unknown_calling_keys_and_days_are_refused_by_name() {
         "{e}"
     );
 }
+
+#[test]
+fn a_delay_too_long_to_schedule_is_refused() {
+    let e = err(&format!("{MINIMAL}[retry]\nlater_delay = \"100000d\"\n"));
+    assert_eq!(
+        e,
+        "dialer.toml: retry.later_delay = \"100000d\": expected a duration of at most 30d"
+    );
+    let e = err(&format!("{MINIMAL}[run]\ngrace_period = \"2h\"\n"));
+    assert!(
+        e.contains("run.grace_period = \"2h\": expected a duration of at most 1h"),
+        "{e}"
+    );
+}
