@@ -179,7 +179,11 @@ fn outcome_of_error(
 ) -> AttemptOutcome {
     let c = &engine.counters;
     let class = policy::classify(err, &engine.classes);
-    let uses_attempt = !matches!(class, Class::Throttled | Class::Halt);
+    // Throttling, halts and reschedules ("not now") leave the attempt budget alone.
+    let uses_attempt = !matches!(
+        class,
+        Class::Throttled | Class::Halt | Class::Later | Class::NextDay
+    );
     let attempts = contact.attempts + u32::from(uses_attempt);
     let throttle_backoff = Duration::from_millis(1000 + rand::random_range(0..1000));
     let decision = policy::decide(

@@ -93,6 +93,12 @@ outcomes = ["http:502"]
 [[rule]]
 callee = "{unrecognised}"
 outcomes = ["error:FailedOperation.SomethingNobodyDocumented"]
+[[rule]]
+callee = "{next_day}"
+outcomes = ["error:FailedOperation.CalloutRuleMaxCallCountCalleePerDayAppID", "ok"]
+[[rule]]
+callee = "{later_forever}"
+outcomes = ["error:FailedOperation.CalloutRuleNotWorkTime", "error:FailedOperation.CalloutRuleNotWorkTime", "error:FailedOperation.CalloutRuleNotWorkTime", "ok"]
 "#,
         throttled = phone(0),
         transient_then_ok = phone(1),
@@ -102,14 +108,17 @@ outcomes = ["error:FailedOperation.SomethingNobodyDocumented"]
         dropped = phone(5),
         gateway = phone(6),
         unrecognised = phone(7),
+        next_day = phone(9),
+        later_forever = phone(10),
     );
     let mock = mock_with(20, 0, &faults).await;
     let s = Scratch::new(
         &mock.endpoint(),
         "",
-        "[retry]\nmax_attempts = 3\nbackoff_initial = \"50ms\"\nbackoff_max = \"100ms\"\nlater_delay = \"100ms\"\n",
+        "[retry]\nmax_attempts = 3\nbackoff_initial = \"50ms\"\nbackoff_max = \"100ms\"\nlater_delay = \"100ms\"\n\
+         later_delay_daily = \"150ms\"\nmax_reschedules = 2\n",
     );
-    s.write_contacts(&contacts_csv(9));
+    s.write_contacts(&contacts_csv(11));
     let out = run_async(&s).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     let rows = by_callee(&s.results());
@@ -168,6 +177,23 @@ outcomes = ["error:FailedOperation.SomethingNobodyDocumented"]
     assert!(stderr_of(&out).contains("FailedOperation.SomethingNobodyDocumented"));
     // untouched contact
     assert_eq!(rows[&phone(8)].status, "placed");
+    // next day: rescheduled after later_delay_daily, no attempt used, then placed
+    assert_eq!(
+        (rows[&phone(9)].status.as_str(), rows[&phone(9)].attempts),
+        ("placed", 1)
+    );
+    assert_eq!(requests(9), 2);
+    // later, past the reschedule cap: failed with the code, never a fourth request
+    let r = &rows[&phone(10)];
+    assert_eq!(
+        (r.status.as_str(), r.error_code.as_str()),
+        ("failed", "FailedOperation.CalloutRuleNotWorkTime")
+    );
+    assert_eq!(
+        requests(10),
+        3,
+        "the first try and max_reschedules = 2 reschedules"
+    );
     assert!(stats.duplicate_callees.is_empty());
 }
 
