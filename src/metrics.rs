@@ -43,8 +43,7 @@ impl Histogram {
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
+        header(out, name, "histogram", help);
         for (i, bound) in BUCKETS.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -90,11 +89,12 @@ impl Metrics {
 
     /// The engine's figures in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
+        header(
             out,
-            "# HELP ccc_dialer_requests_total CreateAIAgentCall requests by outcome and error code."
+            "ccc_dialer_requests_total",
+            "counter",
+            "CreateAIAgentCall requests by outcome and error code.",
         );
-        let _ = writeln!(out, "# TYPE ccc_dialer_requests_total counter");
         {
             let m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
             for ((outcome, code), n) in m.iter() {
@@ -115,27 +115,35 @@ impl Metrics {
             "ccc_dialer_limiter_wait_seconds",
             "Time a request waited for the rate limiter (pace and window).",
         );
-        let _ = writeln!(
+        header(
             out,
-            "# HELP ccc_dialer_throttle_events_total RequestLimitExceeded replies (each slows the limiter down)."
+            "ccc_dialer_throttle_events_total",
+            "counter",
+            "RequestLimitExceeded replies (each slows the limiter down).",
         );
-        let _ = writeln!(out, "# TYPE ccc_dialer_throttle_events_total counter");
         let _ = writeln!(
             out,
             "ccc_dialer_throttle_events_total {}",
             self.throttle_events.load(Ordering::Relaxed)
         );
-        let _ = writeln!(
+        header(
             out,
-            "# HELP ccc_dialer_in_flight Requests sent and waiting for their reply."
+            "ccc_dialer_in_flight",
+            "gauge",
+            "Requests sent and waiting for their reply.",
         );
-        let _ = writeln!(out, "# TYPE ccc_dialer_in_flight gauge");
         let _ = writeln!(
             out,
             "ccc_dialer_in_flight {}",
             self.in_flight.load(Ordering::Relaxed)
         );
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of one metric.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// A label value escaped for the text format.

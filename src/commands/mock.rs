@@ -30,12 +30,7 @@ pub async fn run(args: MockArgs) -> Result<Done, Failure> {
         faults,
         ..Default::default()
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| Failure::input(anyhow!("--listen {}: cannot bind: {e}", args.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Failure::other(anyhow!("cannot read the bound address: {e}")))?;
+    let (listener, addr) = super::bind(args.listen).await?;
     crate::say!("listening on http://{addr}");
     crate::tell!("admin figures: http://{addr}/__admin/stats");
     MockServer::serve(listener, opts, super::stop_signal())

@@ -72,6 +72,39 @@ pub fn load_rules(cfg: &Config) -> Result<crate::dispatch::rules::Rules, Failure
     Ok(rules)
 }
 
+/// The engine for `run` and `serve`: the limiter's window seeded from the store's latest sends
+/// (a restart hands out no burst), the caller pool from today's uses, and the rules applied.
+pub async fn engine(
+    cfg: &Config,
+    store: crate::store::Store,
+    client: Client,
+    rules: std::sync::Arc<crate::dispatch::rules::Rules>,
+) -> Result<crate::dispatch::Engine, Failure> {
+    let rate = cfg.rate.requests_per_second;
+    let seed = run::seed_window(&store, rate)
+        .await
+        .map_err(Failure::other)?;
+    let limiter = std::sync::Arc::new(crate::limiter::Limiter::new(rate, &seed));
+    rules
+        .seed_callers(&store, jiff::Timestamp::now())
+        .await
+        .map_err(Failure::other)?;
+    Ok(crate::dispatch::Engine::from_config(cfg, store, client, limiter).with_rules(rules))
+}
+
+/// Bind `addr` (port 0 picks one) and say which address it got.
+pub async fn bind(
+    addr: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), Failure> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::input(anyhow::anyhow!("--listen {addr}: cannot bind: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Failure::other(anyhow::anyhow!("cannot read the bound address: {e}")))?;
+    Ok((listener, bound))
+}
+
 /// Open a state store that must already exist (`status`, `export`): a typo in the path must not
 /// create an empty store and report "no campaign".
 pub fn open_existing_store(path: &std::path::Path) -> Result<crate::store::Store, Failure> {

@@ -15,7 +15,6 @@ use crate::dispatch::{self, now_ms, Engine, RequestDefaults, RunOutcome};
 use crate::exit::{Done, Failure};
 use crate::import::{import_file, import_file_with, ImportReport};
 use crate::intake::{self, IntakeOptions};
-use crate::limiter::Limiter;
 use crate::results::{self, Appender};
 use crate::store::{Campaign, Store};
 
@@ -93,18 +92,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         .map_err(Failure::other)?;
     let appender = Arc::new(Appender::open(&results_path).map_err(Failure::other)?);
 
-    let limiter = Arc::new(Limiter::new(
-        cfg.rate.requests_per_second,
-        &seed_window(&store, cfg.rate.requests_per_second)
-            .await
-            .map_err(Failure::other)?,
-    ));
-    rules
-        .seed_callers(&store, jiff::Timestamp::now())
-        .await
-        .map_err(Failure::other)?;
-    let engine =
-        Arc::new(Engine::from_config(&cfg, store.clone(), client, limiter).with_rules(rules));
+    let engine = Arc::new(super::engine(&cfg, store.clone(), client, rules).await?);
     let defaults = Arc::new(RequestDefaults::from(&cfg.campaign));
 
     let stop_rx = signals.into_stop(cfg.grace_period);

@@ -8,9 +8,7 @@ use anyhow::anyhow;
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::credentials::ProcessEnv;
-use crate::dispatch::Engine;
 use crate::exit::{Done, Failure};
-use crate::limiter::Limiter;
 use crate::server;
 use crate::store::Store;
 
@@ -26,28 +24,13 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let rules = std::sync::Arc::new(super::load_rules(&cfg)?);
     let (client, _mock) = super::connect(&cfg).await?;
     let store = Store::open(&args.state).map_err(Failure::input)?;
-    let limiter = Arc::new(Limiter::new(
-        cfg.rate.requests_per_second,
-        &super::run::seed_window(&store, cfg.rate.requests_per_second)
-            .await
-            .map_err(Failure::other)?,
-    ));
-    rules
-        .seed_callers(&store, jiff::Timestamp::now())
-        .await
-        .map_err(Failure::other)?;
-    let engine = Engine::from_config(&cfg, store, client, limiter).with_rules(rules);
+    let engine = super::engine(&cfg, store, client, rules).await?;
     let uploads = args
         .state
         .parent()
         .map(|p| p.join("uploads"))
         .unwrap_or_else(|| "uploads".into());
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| Failure::input(anyhow!("--listen {}: cannot bind: {e}", args.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Failure::other(anyhow!("cannot read the bound address: {e}")))?;
+    let (listener, addr) = super::bind(args.listen).await?;
     let svc = server::build(
         cfg.clone(),
         engine,

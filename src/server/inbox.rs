@@ -67,15 +67,20 @@ fn csv_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// What became of one file this pass.
+enum Taken {
+    /// In a campaign (now or before a restart): move it to `done/`.
+    Imported(i64),
+    /// Unusable: move it to `rejected/` with the reason.
+    Rejected(String),
+    /// The store failed: leave it for the next pass.
+    Later,
+}
+
 /// Import one file (or finish one imported before a crash) and move it away.
 async fn take(svc: &Service, dir: &Path, file: &Path) {
     let name = file
         .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_string();
-    let stem = file
-        .file_stem()
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_string();
@@ -84,89 +89,77 @@ async fn take(svc: &Service, dir: &Path, file: &Path) {
         Ok(f) => f,
         Err(e) => return reject(svc, dir, file, &sidecar, &name, "-", &e.to_string()).await,
     };
-    let known = match svc.store.inbox_file(&name, &fingerprint).await {
+    match import(svc, file, &name, &sidecar, &fingerprint).await {
+        Taken::Imported(id) => finish(svc, dir, file, &sidecar, &name, &fingerprint, id).await,
+        Taken::Rejected(why) => reject(svc, dir, file, &sidecar, &name, &fingerprint, &why).await,
+        Taken::Later => {}
+    }
+}
+
+async fn import(
+    svc: &Service,
+    file: &Path,
+    name: &str,
+    sidecar: &Path,
+    fingerprint: &str,
+) -> Taken {
+    let known = match svc.store.inbox_file(name, fingerprint).await {
         Ok(k) => k,
         Err(e) => {
             tracing::error!(file = %name, error = %e, "inbox: state store failed; will retry");
-            return;
+            return Taken::Later;
         }
     };
     match known {
+        // Seen before a restart: finish the intake if it was cut off.
         Some((Some(campaign_id), outcome)) => {
-            // Seen before a restart: finish the intake if it was cut off, then move it.
             if outcome != "imported" {
                 if let Ok(Some(c)) = svc.store.campaign(campaign_id).await {
                     if !c.intake_done {
-                        match svc.import(&c, file).await {
-                            Ok(_) => svc.campaigns.resume(c.id).await.map(|_| ()).unwrap_or(()),
-                            Err(e) => {
-                                return reject(
-                                    svc,
-                                    dir,
-                                    file,
-                                    &sidecar,
-                                    &name,
-                                    &fingerprint,
-                                    &e.to_string(),
-                                )
-                                .await
-                            }
+                        if let Err(e) = svc.import(&c, file).await {
+                            return Taken::Rejected(e.to_string());
+                        }
+                        if let Err(e) = svc.campaigns.resume(c.id).await {
+                            tracing::error!(file = %name, error = %e, "inbox: cannot start the campaign");
                         }
                     }
                 }
             }
-            finish(svc, dir, file, &sidecar, &name, &fingerprint, campaign_id).await;
+            Taken::Imported(campaign_id)
         }
         Some((None, _)) => {
-            // Rejected before with the same content: reject again without reading it.
-            reject(
-                svc,
-                dir,
-                file,
-                &sidecar,
-                &name,
-                &fingerprint,
-                "this file was rejected before (same name and content)",
-            )
-            .await
+            Taken::Rejected("this file was rejected before (same name and content)".into())
         }
         None => {
-            let settings = match std::fs::read_to_string(&sidecar) {
+            let settings = match std::fs::read_to_string(sidecar) {
                 Ok(text) => match CampaignSettings::from_toml(&text) {
                     Ok(s) => s,
-                    Err(e) => {
-                        let why = format!("{}: {e}", sidecar.display());
-                        return reject(svc, dir, file, &sidecar, &name, &fingerprint, &why).await;
-                    }
+                    Err(e) => return Taken::Rejected(format!("{}: {e}", sidecar.display())),
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => CampaignSettings::default(),
                 Err(e) => {
-                    let why = format!("{}: cannot read: {e}", sidecar.display());
-                    return reject(svc, dir, file, &sidecar, &name, &fingerprint, &why).await;
+                    return Taken::Rejected(format!("{}: cannot read: {e}", sidecar.display()))
                 }
             };
-            let inbox = Some((name.clone(), fingerprint.clone()));
+            let stem = file
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let inbox = Some((name.to_string(), fingerprint.to_string()));
             match svc.create_campaign(file, settings, stem, inbox).await {
                 Ok(created) => {
                     if let Some(r) = &created.intake {
                         tracing::info!(file = %name, campaign = %created.campaign.name, accepted = r.accepted, skipped = r.skipped, "inbox: campaign created");
                     }
-                    finish(
-                        svc,
-                        dir,
-                        file,
-                        &sidecar,
-                        &name,
-                        &fingerprint,
-                        created.campaign.id,
-                    )
-                    .await
+                    Taken::Imported(created.campaign.id)
                 }
                 Err(CreateError::Input(why)) | Err(CreateError::Conflict(why)) => {
-                    reject(svc, dir, file, &sidecar, &name, &fingerprint, &why).await
+                    Taken::Rejected(why)
                 }
                 Err(e) => {
-                    tracing::error!(file = %name, error = %e, "inbox: cannot import; will retry")
+                    tracing::error!(file = %name, error = %e, "inbox: cannot import; will retry");
+                    Taken::Later
                 }
             }
         }

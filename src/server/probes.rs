@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::Service;
 use crate::dispatch::now_ms;
-use crate::metrics::label;
+use crate::metrics::{header, label};
 
 /// A host clock further than this from the service's makes signatures expire (the service
 /// allows 300 s); readiness fails before that happens.
@@ -70,11 +70,12 @@ pub async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoResponse {
     let engine = svc.campaigns.base();
     let mut out = String::new();
     engine.metrics.render(&mut out);
-    let _ = writeln!(
-        out,
-        "# HELP ccc_dialer_limiter_rate Current pace of the shared limiter in requests per second."
+    header(
+        &mut out,
+        "ccc_dialer_limiter_rate",
+        "gauge",
+        "Current pace of the shared limiter in requests per second.",
     );
-    let _ = writeln!(out, "# TYPE ccc_dialer_limiter_rate gauge");
     let _ = writeln!(
         out,
         "ccc_dialer_limiter_rate {}",
@@ -82,11 +83,12 @@ pub async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoResponse {
     );
     let status = match svc.store.counts_all().await {
         Ok(rows) => {
-            let _ = writeln!(
-                out,
-                "# HELP ccc_dialer_contacts Contacts by status per campaign."
+            header(
+                &mut out,
+                "ccc_dialer_contacts",
+                "gauge",
+                "Contacts by status per campaign.",
             );
-            let _ = writeln!(out, "# TYPE ccc_dialer_contacts gauge");
             let mut in_doubt = 0;
             for (campaign, status, n) in rows {
                 if status == "unknown" {
@@ -98,11 +100,12 @@ pub async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoResponse {
                     label(&campaign)
                 );
             }
-            let _ = writeln!(
-                out,
-                "# HELP ccc_dialer_in_doubt_contacts Contacts whose reply was lost (unknown): check before calling again."
+            header(
+                &mut out,
+                "ccc_dialer_in_doubt_contacts",
+                "gauge",
+                "Contacts whose reply was lost (unknown): check before calling again.",
             );
-            let _ = writeln!(out, "# TYPE ccc_dialer_in_doubt_contacts gauge");
             let _ = writeln!(out, "ccc_dialer_in_doubt_contacts {in_doubt}");
             StatusCode::OK
         }
