@@ -2,8 +2,11 @@
 //! orchestrator's probes (see [`super::probes`]).
 //!
 //! Every refusal is JSON `{"error": {"code", "message"}}` with a 4xx status; a 5xx only when
-//! the store fails. Bodies are capped (`--max-body`); CSV uploads are written to the uploads
-//! folder first, so an interrupted intake can be finished from them after a restart.
+//! the store fails. Refusals axum makes itself (a body over the limit, a method a route does
+//! not serve, a path that does not decode) are rewritten into the same envelope by
+//! [`json_refusals`], so a client never has to parse two shapes. Bodies are capped
+//! (`--max-body`); CSV uploads are written to the uploads folder first, so an interrupted intake
+//! can be finished from them after a restart.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::settings::CALL_PREFIX;
 use super::{probes, CampaignSettings, CreateError, Created, Service};
 use crate::contact::Status;
 use crate::dispatch::now_ms;
@@ -44,6 +48,17 @@ impl ApiError {
     }
     fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    /// An extractor's rejection (body too large, a malformed form, …) in the API's terms.
+    fn rejected(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(status, code_for(status), message)
+    }
+    fn invalid_settings(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_settings",
+            message,
+        )
     }
     fn not_found(what: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
@@ -80,6 +95,76 @@ impl From<CreateError> for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// The error code of a refusal that carries none of its own.
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal",
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// The media type without parameters, lowercased (`Multipart/Form-Data; boundary=x` →
+/// `multipart/form-data`): media types are case-insensitive (RFC 9110 §8.3.1).
+fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Turn every 4xx/5xx answer that is not JSON already into the envelope, keeping the status and
+/// headers (`Allow`, `WWW-Authenticate`). The one exception is the Prometheus exposition
+/// (`text/plain; version=0.0.4`): `/metrics` answers 500 with the figures it could still read,
+/// and a scraper wants those, not an envelope.
+async fn json_refusals(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let res = next.run(req).await;
+    let status = res.status();
+    let ct = content_type(res.headers()).to_ascii_lowercase();
+    let json = essence(&ct) == "application/json";
+    let prometheus = essence(&ct) == "text/plain" && ct.contains("version=");
+    if !(status.is_client_error() || status.is_server_error()) || json || prometheus {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    // axum's own refusals are a line of text; more than this is not a message.
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allowed = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        format!("{method} is not served on {path}; allowed: {allowed}")
+    } else if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::rejected(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    out
+}
 
 /// Every route [`router`] serves, as (method, path) in OpenAPI's spelling. Keep it in step with
 /// `router`: tests/it/openapi.rs checks that `openapi.json` lists exactly these and that the
@@ -121,6 +206,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/metrics", get(probes::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(svc.max_body_bytes))
+        .layer(middleware::from_fn(json_refusals))
         .with_state(svc)
 }
 
@@ -230,7 +316,8 @@ async fn show_campaign(
     Ok(Json(view(&svc, c).await?))
 }
 
-/// Query parameters of a plain CSV upload (multipart uploads carry a `settings` part instead).
+/// Query parameters of an upload, plain CSV or multipart alike; with multipart they override the
+/// same keys of the `settings` part.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UploadQuery {
@@ -245,32 +332,28 @@ async fn create_campaign(
     req: Request,
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let is_multipart = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let is_multipart = essence(content_type(&headers)) == "multipart/form-data";
     let (csv, mut settings) = if is_multipart {
         let mut form = Multipart::from_request(req, &svc)
             .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+            .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
         let mut csv = None;
         let mut settings = CampaignSettings::default();
         while let Some(field) = form
             .next_field()
             .await
-            .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?
+            .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?
         {
             let name = field.name().unwrap_or_default().to_string();
             let data = field
                 .bytes()
                 .await
-                .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+                .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
             match name.as_str() {
                 "contacts" => csv = Some(data),
                 "settings" => {
-                    settings = CampaignSettings::from_json(&data).map_err(|m| {
-                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings", m)
-                    })?
+                    settings =
+                        CampaignSettings::from_json(&data).map_err(ApiError::invalid_settings)?
                 }
                 other => {
                     return Err(ApiError::bad_request(format!(
@@ -286,7 +369,7 @@ async fn create_campaign(
     } else {
         let body = Bytes::from_request(req, &svc)
             .await
-            .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+            .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
         (body, CampaignSettings::default())
     };
     if q.name.is_some() {
@@ -296,8 +379,9 @@ async fn create_campaign(
         settings.priority = q.priority;
     }
     settings
-        .validate()
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_settings", m))?;
+        .validate_with(svc.config())
+        .and_then(|()| settings.refuse_reserved_name())
+        .map_err(ApiError::invalid_settings)?;
     let source = save_upload(&svc, &csv).await?;
     let default_name = format!("upload-{}", &hex_digest(&csv)[..12]);
     let created = svc
@@ -370,6 +454,21 @@ async fn resume(
 ) -> ApiResult<Json<CampaignView>> {
     let c = find(&svc, &id).await?;
     refuse_if_done(&c, "resume")?;
+    if !c.intake_done {
+        // Its contacts are not all in (an intake cut off whose file is gone, or one still
+        // running): started now, it would dial part of the file, or sit active and idle.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "campaign {} cannot be resumed: its intake has not finished ({})",
+                c.id,
+                c.reason
+                    .as_deref()
+                    .unwrap_or("its contacts are still being imported")
+            ),
+        ));
+    }
     svc.campaigns.resume(c.id).await?;
     show_campaign(State(svc), Path(id)).await
 }
@@ -550,8 +649,9 @@ fn valid_key(k: &str) -> bool {
 async fn create_call(
     State(svc): State<Arc<Service>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
+    let body = body.map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
     let call: CallBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "body: {e}: expected JSON {{\"callee\": \"+86…\", \"variables\": {{…}}}}"
@@ -594,8 +694,8 @@ async fn create_call(
         }
     }
     let name = match &key {
-        Some(k) => format!("call-{k}"),
-        None => format!("call-{}", uuid::Uuid::new_v4()),
+        Some(k) => format!("{CALL_PREFIX}{k}"),
+        None => format!("{CALL_PREFIX}{}", uuid::Uuid::new_v4()),
     };
     let settings = CampaignSettings {
         name: Some(name.clone()),
@@ -604,14 +704,34 @@ async fn create_call(
         variables: call.variables,
         ..Default::default()
     };
+    // Before anything is kept: a bad ai_agent_id or caller is the request's fault, not the file's.
+    settings
+        .validate_with(cfg)
+        .map_err(ApiError::invalid_settings)?;
     if let Some(existing) = svc.store.find_campaign(&name).await? {
-        // A retry with the same key: the same call, never a second one.
+        // A retry with the same key is the same call, never a second one; the same key with
+        // another request is a client bug, refused rather than answered with the wrong call.
+        let same_settings = existing
+            .settings
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<CampaignSettings>(s).ok())
+            .is_some_and(|stored| stored == settings);
         let detail = svc.store.contact_detail(existing.id, &callee).await?;
-        if detail.is_none() {
+        let different = match (detail, same_settings) {
+            (None, _) => Some("another callee"),
+            (Some(_), false) => {
+                Some("the same callee with another ai_agent_id, callers or variables")
+            }
+            (Some(_), true) => None,
+        };
+        if let Some(what) = different {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
-                "this Idempotency-Key was used for another callee",
+                format!(
+                    "this Idempotency-Key was used for a different request ({what}, campaign {}); send a new key for a new call",
+                    existing.id
+                ),
             ));
         }
         return call_response(&svc, existing, &callee, StatusCode::OK).await;

@@ -68,7 +68,10 @@ pub struct IntakeReport {
 /// Why a campaign could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
-    /// The file or the settings are unusable: the client's fault (4xx), nothing was created.
+    /// The file or the settings are unusable: the client's fault (4xx). Refused before anything
+    /// is created, except when the file turns out unusable part-way through its intake: then
+    /// the campaign already created is left `cancelled` with the reason (its contacts, if any,
+    /// `cancelled` too).
     #[error("{0}")]
     Input(String),
     /// A campaign of this name exists with other contacts.
@@ -103,7 +106,9 @@ impl Service {
 
     /// Create a campaign from a contacts file already on disk, import it and start it.
     /// `default_name` is used when the settings carry no name; `inbox` marks a file from the
-    /// inbox (recorded with the campaign, in one transaction).
+    /// inbox (recorded with the campaign, in one transaction). An inbox file may not take the
+    /// ad-hoc calls' names ([`settings::CALL_PREFIX`]): a sidecar naming one is refused, and a
+    /// file named `call-….csv` becomes the campaign `inbox-call-…`.
     pub async fn create_campaign(
         &self,
         source: &Path,
@@ -111,7 +116,17 @@ impl Service {
         default_name: String,
         inbox: Option<(String, String)>,
     ) -> Result<Created, CreateError> {
-        settings.validate().map_err(CreateError::Input)?;
+        settings
+            .validate_with(self.config())
+            .map_err(CreateError::Input)?;
+        let default_name = if inbox.is_some() {
+            settings
+                .refuse_reserved_name()
+                .map_err(CreateError::Input)?;
+            inbox_name(default_name)
+        } else {
+            default_name
+        };
         intake::check_header(source).map_err(|e| CreateError::Input(e.to_string()))?;
         let fingerprint =
             intake::fingerprint(source).map_err(|e| CreateError::Input(e.to_string()))?;
@@ -288,6 +303,16 @@ impl Service {
     }
 }
 
+/// The campaign name of an inbox file's stem: the stem itself, unless it would look like an
+/// ad-hoc call's.
+fn inbox_name(stem: String) -> String {
+    if stem.starts_with(settings::CALL_PREFIX) {
+        format!("inbox-{stem}")
+    } else {
+        stem
+    }
+}
+
 /// Build the service from a validated config, a store and the engine's shared parts.
 pub fn build(
     cfg: Arc<Config>,
@@ -305,4 +330,16 @@ pub fn build(
         uploads,
         max_body_bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inbox_file_named_like_an_ad_hoc_call_gets_another_name() {
+        assert_eq!(inbox_name("call-k1".into()), "inbox-call-k1");
+        assert_eq!(inbox_name("reminders".into()), "reminders");
+        assert_eq!(inbox_name("recall-list".into()), "recall-list");
+    }
 }

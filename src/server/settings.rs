@@ -1,6 +1,9 @@
 //! A campaign's own settings over the config's defaults (AI agent, callers, Variables, retry
 //! limits, priority), as given in a multipart `settings` part (JSON), query parameters, or an
 //! inbox sidecar `NAME.toml`. Stored with the campaign as JSON, so a restart dials it the same.
+//!
+//! Invariant: a value the config would refuse is refused here too, with the same range, so a
+//! campaign cannot run with settings no config file could hold.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -9,6 +12,14 @@ use crate::config::Config;
 use crate::dispatch::RequestDefaults;
 use crate::duration;
 use crate::policy::RetrySettings;
+
+/// Names of ad-hoc call campaigns: `POST /v1/calls` creates `call-<Idempotency-Key>` (or
+/// `call-<uuid>`), and looks a retried key up by that name. Nothing else may take such a name,
+/// or an upload could answer for a call it never placed.
+pub const CALL_PREFIX: &str = "call-";
+
+/// The longest campaign name, in characters.
+pub const NAME_MAX_CHARS: usize = 200;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,15 +61,16 @@ impl CampaignSettings {
         Ok(s)
     }
 
-    /// Every value checked before a campaign is created: `key = value: expected …`.
+    /// Every value checked before a campaign is created: `key = value: expected …`. The ranges
+    /// are the config's (`campaign.max_ring_timeout_second`, `retry.max_attempts`, …).
     pub fn validate(&self) -> Result<(), String> {
         if let Some(name) = &self.name {
             if name.trim().is_empty()
-                || name.len() > 200
+                || name.chars().count() > NAME_MAX_CHARS
                 || name.chars().any(|c| c.is_control() || c == '/')
             {
                 return Err(format!(
-                    "name = {name:?}: expected 1 to 200 characters, no '/' or control characters"
+                    "name = {name:?}: expected 1 to {NAME_MAX_CHARS} characters (counted as characters, not bytes), not blank, no '/' or control characters"
                 ));
             }
         }
@@ -76,20 +88,63 @@ impl CampaignSettings {
                 ));
             }
         }
-        if let Some(n) = self.max_attempts {
-            if !(1..=20).contains(&n) {
-                return Err(format!("max_attempts = {n}: expected 1 to 20"));
+        if let Some(n) = self.max_ring_timeout_second {
+            if !(1..=600).contains(&n) {
+                return Err(format!(
+                    "max_ring_timeout_second = {n}: expected an integer from 1 to 600 (seconds)"
+                ));
             }
         }
-        for (key, value) in [
+        if let Some(n) = self.max_attempts {
+            if !(1..=100).contains(&n) {
+                return Err(format!(
+                    "max_attempts = {n}: expected an integer from 1 to 100"
+                ));
+            }
+        }
+        let mut parsed = [None, None];
+        for (slot, (key, value)) in parsed.iter_mut().zip([
             ("backoff_initial", &self.backoff_initial),
             ("backoff_max", &self.backoff_max),
-        ] {
+        ]) {
             if let Some(v) = value {
-                duration::parse(v).map_err(|e| format!("{key} = {v:?}: {e}"))?;
+                *slot = Some(duration::parse(v).map_err(|e| format!("{key} = {v:?}: {e}"))?);
+            }
+        }
+        if let [Some(initial), Some(max)] = parsed {
+            if max < initial {
+                return Err(format!(
+                    "backoff_max = {:?}: expected a duration at least backoff_initial ({:?})",
+                    self.backoff_max.as_deref().unwrap_or_default(),
+                    self.backoff_initial.as_deref().unwrap_or_default()
+                ));
             }
         }
         Ok(())
+    }
+
+    /// [`validate`](Self::validate), and the backoff this campaign would run with (its values
+    /// over the config's `[retry]`) is ordered as the config requires.
+    pub fn validate_with(&self, cfg: &Config) -> Result<(), String> {
+        self.validate()?;
+        let r = self.retry(cfg);
+        if r.backoff_max < r.backoff_initial {
+            return Err(format!(
+                "backoff_initial/backoff_max: the campaign would back off from {:?} up to only {:?} (with the config's retry.backoff_initial/backoff_max): expected backoff_max at least backoff_initial",
+                r.backoff_initial, r.backoff_max
+            ));
+        }
+        Ok(())
+    }
+
+    /// Upload and inbox names may not take the ad-hoc calls' [`CALL_PREFIX`].
+    pub fn refuse_reserved_name(&self) -> Result<(), String> {
+        match &self.name {
+            Some(name) if name.starts_with(CALL_PREFIX) => Err(format!(
+                "name = {name:?}: names starting with {CALL_PREFIX:?} are reserved for ad-hoc calls (POST /v1/calls); choose another name"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The request defaults for this campaign: its settings over the config's `[campaign]`.
@@ -145,7 +200,7 @@ mod tests {
         let e = CampaignSettings::from_json(br#"{"agent": 3}"#).unwrap_err();
         assert!(e.contains("unknown field `agent`"), "{e}");
         let e = CampaignSettings::from_json(br#"{"max_attempts": 0}"#).unwrap_err();
-        assert_eq!(e, "max_attempts = 0: expected 1 to 20");
+        assert_eq!(e, "max_attempts = 0: expected an integer from 1 to 100");
         let e = CampaignSettings::from_toml("backoff_max = \"soon\"").unwrap_err();
         assert!(e.starts_with("backoff_max = \"soon\": "), "{e}");
         let e = CampaignSettings::from_json(br#"{"callers": ["0086100", "x1"]}"#).unwrap_err();
@@ -178,5 +233,67 @@ mod tests {
         let none = CampaignSettings::default();
         assert_eq!(none.retry(&cfg).max_attempts, 3);
         assert_eq!(none.request_defaults(&cfg).ai_agent_id, 2);
+    }
+
+    #[test]
+    fn ranges_are_the_configs_and_names_are_counted_in_characters() {
+        let ok = |json: &str| CampaignSettings::from_json(json.as_bytes());
+        assert!(ok(r#"{"max_attempts": 100}"#).is_ok());
+        assert!(ok(r#"{"max_attempts": 1}"#).is_ok());
+        let e = ok(r#"{"max_attempts": 101}"#).unwrap_err();
+        assert_eq!(e, "max_attempts = 101: expected an integer from 1 to 100");
+        assert!(ok(r#"{"max_ring_timeout_second": 600}"#).is_ok());
+        for bad in [0, 601, 4_000_000_000u32] {
+            let e = ok(&format!(r#"{{"max_ring_timeout_second": {bad}}}"#)).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "max_ring_timeout_second = {bad}: expected an integer from 1 to 600 (seconds)"
+                )
+            );
+        }
+        // 200 characters of two bytes each: 400 bytes, still 200 characters.
+        let long = "é".repeat(200);
+        assert!(ok(&format!(r#"{{"name": "{long}"}}"#)).is_ok());
+        let e = ok(&format!(r#"{{"name": "{long}x"}}"#)).unwrap_err();
+        assert!(
+            e.contains("1 to 200 characters (counted as characters, not bytes)"),
+            "{e}"
+        );
+        let e = ok(r#"{"backoff_initial": "10s", "backoff_max": "1s"}"#).unwrap_err();
+        assert!(
+            e.starts_with("backoff_max = \"1s\": expected a duration at least"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_backoff_below_the_configs_initial_is_refused_with_the_config() {
+        let cfg = Config::parse(
+            std::path::Path::new("t.toml"),
+            "[tencentcloud]\nendpoint = \"builtin\"\n[campaign]\nsdk_app_id = 1\nai_agent_id = 2\n\
+             [retry]\nbackoff_initial = \"10s\"\nbackoff_max = \"1m\"\n",
+        )
+        .unwrap();
+        let s = CampaignSettings::from_json(br#"{"backoff_max": "5s"}"#).unwrap();
+        let e = s.validate_with(&cfg).unwrap_err();
+        assert!(
+            e.contains("expected backoff_max at least backoff_initial"),
+            "{e}"
+        );
+        let s = CampaignSettings::from_json(br#"{"backoff_max": "30s"}"#).unwrap();
+        assert!(s.validate_with(&cfg).is_ok());
+    }
+
+    #[test]
+    fn names_of_ad_hoc_calls_are_reserved() {
+        let named = |n: &str| CampaignSettings {
+            name: Some(n.into()),
+            ..Default::default()
+        };
+        let e = named("call-k1").refuse_reserved_name().unwrap_err();
+        assert!(e.contains("reserved for ad-hoc calls"), "{e}");
+        assert!(named("recall-k1").refuse_reserved_name().is_ok());
+        assert!(CampaignSettings::default().refuse_reserved_name().is_ok());
     }
 }

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod api_refusals;
 mod calling_engine;
 mod calling_limits;
 mod calling_windows;

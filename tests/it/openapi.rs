@@ -125,6 +125,38 @@ fn the_document_lists_exactly_the_routes_the_router_serves() {
     );
 }
 
+#[test]
+fn every_documented_refusal_is_the_error_envelope() {
+    let doc = document();
+    let envelope = serde_json::json!({ "$ref": "#/components/schemas/Error" });
+    for (method, path, op) in operations(&doc) {
+        for (status, response) in op["responses"].as_object().into_iter().flatten() {
+            let code: u16 = status.parse().expect("a numeric status");
+            // The two answers that are not refusals but reports: readiness says which check
+            // failed, and /metrics still carries the figures it could read.
+            let report = (path == "/readyz" && code == 503) || (path == "/metrics" && code == 500);
+            if code < 400 || report {
+                continue;
+            }
+            let content = resolve(&doc, response)["content"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{method} {path} {code}: no content"));
+            let media: Vec<&String> = content.keys().collect();
+            assert_eq!(
+                media,
+                ["application/json"],
+                "{method} {path} {code}: refusals are JSON"
+            );
+            let schema = &content["application/json"]["schema"];
+            assert_eq!(
+                resolve(&doc, schema),
+                resolve(&doc, &envelope),
+                "{method} {path} {code}: refusals are the Error envelope"
+            );
+        }
+    }
+}
+
 /// What `value` breaks of `schema`: types, enums, required and unexpected properties, items,
 /// `anyOf`/`oneOf`/`allOf`. (Formats, lengths and ranges are not checked.)
 fn violations(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
@@ -520,6 +552,12 @@ async fn the_running_service_answers_every_operation_as_documented() {
                 "{} {path}: undocumented but answered {} {}",
                 c.method, a.status, a.text
             );
+            let body: Value = serde_json::from_str(&a.text)
+                .unwrap_or_else(|e| panic!("{} {path} 405: not JSON ({e}): {}", c.method, a.text));
+            let envelope = serde_json::json!({ "$ref": "#/components/schemas/Error" });
+            let wrong = violations(&doc, &envelope, &body, "body");
+            assert!(wrong.is_empty(), "{} {path} 405: {wrong:#?}", c.method);
+            assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
         }
     }
 
