@@ -27,12 +27,13 @@ RUN touch src/main.rs src/lib.rs \
 # ---- runtime --------------------------------------------------------------------------------
 FROM debian:bookworm-slim
 
-# ca-certificates and tzdata are left unpinned on purpose: Debian drops superseded versions
-# from its mirrors, so a pin breaks the build at the next security update, and these two are
-# exactly the packages whose updates we want. The base image tag fixes the release.
+# ca-certificates is left unpinned on purpose: Debian drops superseded versions from its
+# mirrors, so a pin breaks the build at the next security update, and its updates are exactly
+# what we want. The base image tag fixes the release. No tzdata: the IANA time-zone database
+# that calling windows need is compiled into the binary (jiff).
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates tzdata \
+ && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 dialer \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/ccc-dialer \
