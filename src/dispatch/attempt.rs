@@ -13,6 +13,7 @@ use crate::policy::{self, Class, Decision};
 use crate::store::{AttemptOutcome, DueContact, StoreError};
 
 const CALLER_OVER_FREQUENCY: &str = "FailedOperation.CallerOverFrequency";
+const NOT_WORK_TIME: &str = "FailedOperation.CalloutRuleNotWorkTime";
 
 /// A contact whose turn came: the caller number the pool picked for it (if the pool picks) and
 /// how long it waited for the pacer (for the limiter-wait metric).
@@ -236,9 +237,19 @@ fn outcome_of_error(
             o.next_at = later(finished_at, after);
         }
         Decision::Reschedule { after } => {
-            tracing::warn!(parent: span, code = %code, retry_in_s = after.as_secs(), "rescheduled");
             o.reschedules += 1;
             o.next_at = later(finished_at, after);
+            // "Not work time" from the service: with our own window, the next opening of the
+            // contact's window after this moment, rather than a fixed delay.
+            if code == NOT_WORK_TIME {
+                if let Some(at) = engine
+                    .rules
+                    .next_opening_after(contact, jiff::Timestamp::now())
+                {
+                    o.next_at = at.as_millisecond();
+                }
+            }
+            tracing::warn!(parent: span, code = %code, retry_in_s = (o.next_at - finished_at) / 1000, "rescheduled");
         }
         Decision::Fail => {
             c.failed.fetch_add(1, Ordering::Relaxed);

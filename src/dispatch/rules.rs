@@ -219,6 +219,18 @@ impl Rules {
         }
     }
 
+    /// After `FailedOperation.CalloutRuleNotWorkTime` at `now`: the next opening of the
+    /// contact's window that begins after `now` (the service says the window it knows is
+    /// closed, even if ours looks open). `None` without hours of our own.
+    pub fn next_opening_after(&self, contact: &DueContact, now: Timestamp) -> Option<Timestamp> {
+        if self.calling.window.is_unrestricted() {
+            return None;
+        }
+        self.calling
+            .window
+            .next_opening_after(now, &self.zones(contact))
+    }
+
     /// `FailedOperation.CallerOverFrequency` on `caller`: it rests for the cool-down.
     pub fn caller_over_frequency(&self, caller: &str, now: Timestamp) {
         if self.pool_active {

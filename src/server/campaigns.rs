@@ -98,7 +98,9 @@ impl Campaigns {
     /// Start a runner for `c` unless one is live. A runner still draining from a pause is
     /// waited for first, so two never dial the same campaign.
     pub fn start(self: &Arc<Self>, c: &Campaign) {
-        if *self.closing.borrow() {
+        // Only an active campaign whose contacts are all in (paused while its file was read,
+        // it stays paused).
+        if *self.closing.borrow() || c.state != CampaignState::Active || !c.intake_done {
             return;
         }
         let settings: CampaignSettings = c

@@ -270,3 +270,45 @@ async fn run_skips_listed_numbers_and_expires_what_the_campaign_end_leaves() {
         "nothing is sent after the campaign's end"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_work_time_from_the_service_moves_the_contact_to_its_next_opening() {
+    use chrono::{Duration as Days, Timelike, Utc};
+    // Our window is open now (UTC, a few hours around the current hour, every day); the
+    // service says "not work time": the contact moves to tomorrow's opening, not a fixed delay.
+    let now = Utc::now();
+    let start = now.hour().saturating_sub(2);
+    let end = (now.hour() + 3).min(24);
+    let range = format!("\"{start:02}:00-{end:02}:00\"");
+    let days: String = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| format!("{d} = [{range}]\n"))
+        .collect();
+    let expected = (now.date_naive() + Days::days(1))
+        .and_hms_opt(start, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis();
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CalloutRuleNotWorkTime\", \"ok\"]\n",
+        normalised(17, 0)
+    );
+    let mock = mock_with(20, 0, &faults).await;
+    let s = calling_scratch(
+        &mock,
+        "",
+        &format!("timezone = \"UTC\"\n[calling.hours]\n{days}"),
+    );
+    let srv = Served::start(&s).await;
+    let id = srv
+        .create(
+            "notworktime",
+            &format!("callee,timezone\n{},UTC\n", callee(17, 0)),
+        )
+        .await;
+    let d = wait_contact(&srv, id, &callee(17, 0), |d| d["reschedules"] == 1).await;
+    assert_eq!(d["status"], "pending", "{d}");
+    assert_eq!(d["next_at"].as_i64(), Some(expected), "{d}");
+    assert_eq!(d["attempts_used"], 0, "{d}");
+    assert_eq!(mock.stats().requests, 1);
+}
