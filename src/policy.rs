@@ -250,6 +250,12 @@ pub fn backoff(attempts: u32, s: &RetrySettings, jitter: f64) -> Duration {
     d.max(s.backoff_initial).min(s.backoff_max)
 }
 
+/// Whether a halt code concerns the whole account (every campaign stops) rather than one
+/// campaign's own settings: `NoCallOutNumber` depends on the campaign's agent and callers.
+pub fn halt_is_account_wide(code: &str) -> bool {
+    code != "FailedOperation.NoCallOutNumber"
+}
+
 /// What the operator must fix after a halt code.
 pub fn halt_hint(code: &str) -> &'static str {
     match code {

@@ -48,14 +48,25 @@ pub(super) async fn attempt(
         request.callers = vec![c.clone()];
     }
     let caller = request.callers.first().cloned();
+    let guard = engine.rules.person_guard(&contact, jiff::Timestamp::now());
     let attempt_no = match engine
         .store
-        .begin_attempt(contact.id, now_ms(), caller)
+        .begin_attempt_guarded(contact.id, now_ms(), caller, guard)
         .await
     {
         Ok(n) => n,
         // Cancelled (or otherwise settled) while it waited in the dispatcher's buffer.
         Err(StoreError::NotPending(_)) => return Ok(()),
+        // Another campaign called this number meanwhile: wait, no attempt used.
+        Err(StoreError::Held(gate)) => {
+            let until = gate
+                .until()
+                .map_or(now_ms() + 60_000, |t| t.as_millisecond());
+            return engine
+                .store
+                .defer(contact.id, until, gate.as_str(), now_ms())
+                .await;
+        }
         Err(e) => return Err(e),
     };
     let slot_wait = std::time::Instant::now();

@@ -398,6 +398,21 @@ async fn gates(
             );
             Ok(Gated::CampaignEnded)
         }
+        Verdict::Expire(gate) => {
+            let ended = store
+                .end_by_gate(
+                    contact.id,
+                    crate::contact::Status::Expired,
+                    "NotAfter",
+                    &format!("its calling window does not open before the campaign's end ({gate})"),
+                    now_ms(),
+                )
+                .await?;
+            if ended {
+                on_final(store.result_of(contact.id).await?);
+            }
+            Ok(Gated::Held)
+        }
         Verdict::End(gate) => {
             let ended = store
                 .end_by_gate(

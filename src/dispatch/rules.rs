@@ -24,7 +24,7 @@ use crate::calling::gate::{self, Gate};
 use crate::calling::settings::Calling;
 use crate::calling::zones;
 use crate::config::Config;
-use crate::store::{DueContact, Store, StoreError};
+use crate::store::{DueContact, PersonGuard, Store, StoreError};
 
 /// Calls that old or older cannot hold a contact back (the daily cap looks at two local days).
 const HISTORY: Duration = Duration::from_secs(2 * 24 * 3600);
@@ -38,8 +38,10 @@ pub enum Verdict {
     Go,
     /// Hold back until `until` (unix ms); no attempt is used.
     Wait { gate: Gate, until: i64 },
-    /// Never: do-not-call (`skipped`) or the campaign ended (`expired`).
+    /// Never: do-not-call (`skipped`) or the campaign ended (every pending contact `expired`).
     End(Gate),
+    /// This contact only: its window does not open before the campaign ends (`expired`).
+    Expire(Gate),
 }
 
 pub struct Rules {
@@ -57,6 +59,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
+}
+
+/// How far back calls can hold a number: two local days, or the gap if longer.
+fn history_ms(min_gap: Duration) -> i64 {
+    i64::try_from(HISTORY.max(min_gap).as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 impl Rules {
@@ -166,7 +173,8 @@ impl Rules {
                     .unwrap_or_else(|| crate::calling::day::after(now, RECHECK));
                 if let Some(end) = self.calling.not_after {
                     if until >= end {
-                        return Ok(Verdict::End(Gate::NotAfter { at: end }));
+                        // This contact's window opens too late; the others may still be called.
+                        return Ok(Verdict::Expire(Gate::NotAfter { at: end }));
                     }
                 }
                 return Ok(Verdict::Wait {
@@ -176,7 +184,7 @@ impl Rules {
             }
         }
         if self.per_person {
-            let since = ms(now) - HISTORY.max(self.calling.min_gap).as_millis() as i64;
+            let since = ms(now) - history_ms(self.calling.min_gap);
             let recent: Vec<Timestamp> = store
                 .calls_to(&contact.callee, since)
                 .await?
@@ -219,6 +227,26 @@ impl Rules {
         }
     }
 
+    /// The per-person rules for `contact`, to be checked again atomically when its attempt is
+    /// written down ([`Store::begin_attempt_guarded`]): the check in [`Rules::check`] runs
+    /// before the rate wait, and another campaign may call the same number meanwhile.
+    pub fn person_guard(&self, contact: &DueContact, now: Timestamp) -> Option<PersonGuard> {
+        if !self.per_person {
+            return None;
+        }
+        let day_zone = self
+            .zones(contact)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.calling.zone().clone());
+        Some(PersonGuard {
+            min_gap: self.calling.min_gap,
+            max_per_day: self.calling.max_per_day,
+            day_zone,
+            since_ms: ms(now) - history_ms(self.calling.min_gap),
+        })
+    }
+
     /// After `FailedOperation.CalloutRuleNotWorkTime` at `now`: the next opening of the
     /// contact's window that begins after `now` (the service says the window it knows is
     /// closed, even if ours looks open). `None` without hours of our own.
@@ -229,6 +257,12 @@ impl Rules {
         self.calling
             .window
             .next_opening_after(now, &self.zones(contact))
+    }
+
+    /// Whether a caller answered with `CallerOverFrequency` rests (a cool-down is set): only
+    /// then is the contact retried at once on another caller without using an attempt.
+    pub fn rests_callers(&self) -> bool {
+        self.pool_active && !self.calling.caller_cooldown.is_zero()
     }
 
     /// `FailedOperation.CallerOverFrequency` on `caller`: it rests for the cool-down.

@@ -425,7 +425,8 @@ async fn save_upload(svc: &Service, bytes: &Bytes) -> ApiResult<PathBuf> {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.csv", hex_digest(&bytes)));
         if !path.exists() {
-            let tmp = path.with_extension("csv.tmp");
+            // A temporary name of its own: two identical uploads at once must not share one.
+            let tmp = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4()));
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
@@ -682,6 +683,9 @@ async fn create_call(
         }
         None => None,
     };
+    // One call is checked and created at a time: two keyless POSTs for one number at once
+    // would otherwise both pass the check below.
+    let _one_at_a_time = svc.calls.lock().await;
     if key.is_none() {
         if let Some(open) = svc.store.open_call_to(&callee).await? {
             return Err(ApiError::new(

@@ -11,7 +11,8 @@
 //! - Pause, cancel and shutdown stop sending at once (the dispatcher watches its stop channel);
 //!   replies in flight are still recorded, within the grace period.
 //! - A halt code pauses every active campaign (they share the account's credentials and
-//!   SdkAppId) with the code and the fix as the reason, instead of ending the process.
+//!   SdkAppId) with the code and the fix as the reason, instead of ending the process; a code
+//!   about one campaign's own agent or callers (`NoCallOutNumber`) pauses only that campaign.
 //!
 //! The std `Mutex` around the runners is never held across an `.await`.
 
@@ -186,8 +187,13 @@ impl Campaigns {
                     "halted by {code} ({message}); {}; then resume",
                     crate::policy::halt_hint(&code)
                 );
-                tracing::error!(campaign = name, code = %code, "account-level error: pausing every active campaign");
-                self.pause_all(&reason).await
+                if crate::policy::halt_is_account_wide(&code) {
+                    tracing::error!(campaign = name, code = %code, "account-level error: pausing every active campaign");
+                    self.pause_all(&reason).await
+                } else {
+                    tracing::error!(campaign = name, code = %code, "this campaign's settings are refused: pausing it");
+                    self.pause(id, &reason).await.map(|_| ())
+                }
             }
             Ok(RunOutcome::Interrupted) => Ok(()),
             Err(e) => {

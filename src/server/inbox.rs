@@ -85,9 +85,15 @@ async fn take(svc: &Service, dir: &Path, file: &Path) {
         .unwrap_or_default()
         .to_string();
     let sidecar = file.with_extension("toml");
-    let fingerprint = match crate::intake::fingerprint(file) {
-        Ok(f) => f,
-        Err(e) => return reject(svc, dir, file, &sidecar, &name, "-", &e.to_string()).await,
+    let path = file.to_path_buf();
+    let hashed = tokio::task::spawn_blocking(move || crate::intake::fingerprint(&path)).await;
+    let fingerprint = match hashed {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return reject(svc, dir, file, &sidecar, &name, "-", &e.to_string()).await,
+        Err(e) => {
+            tracing::error!(file = %name, error = %e, "inbox: cannot read the file; will retry");
+            return;
+        }
     };
     match import(svc, file, &name, &sidecar, &fingerprint).await {
         Taken::Imported(id) => finish(svc, dir, file, &sidecar, &name, &fingerprint, id).await,
@@ -119,8 +125,10 @@ async fn import(
                         if let Err(e) = svc.import(&c, file).await {
                             return Taken::Rejected(e.to_string());
                         }
-                        if let Err(e) = svc.campaigns.resume(c.id).await {
-                            tracing::error!(file = %name, error = %e, "inbox: cannot start the campaign");
+                        // Started only if still active: a pause or halt set before the stop
+                        // stands.
+                        if let Ok(Some(c)) = svc.store.campaign(campaign_id).await {
+                            svc.campaigns.start(&c);
                         }
                     }
                 }

@@ -44,6 +44,12 @@ pub struct Service {
     /// Where uploaded contact files are kept (the campaign's source, for a resumed intake).
     pub uploads: PathBuf,
     pub max_body_bytes: usize,
+    /// Held while a campaign's name is chosen and its row written: two identical uploads at
+    /// once make one campaign, not a store error.
+    pub creating: tokio::sync::Mutex<()>,
+    /// Held while an ad-hoc call is checked and created: two keyless calls to one number at
+    /// once make one call.
+    pub calls: tokio::sync::Mutex<()>,
 }
 
 /// A row of the intake report that will not be dialled.
@@ -127,10 +133,18 @@ impl Service {
         } else {
             default_name
         };
-        intake::check_header(source).map_err(|e| CreateError::Input(e.to_string()))?;
-        let fingerprint =
-            intake::fingerprint(source).map_err(|e| CreateError::Input(e.to_string()))?;
+        // Reading the whole file (up to the body limit, or any size from the inbox) is
+        // blocking work: off the async threads.
+        let path = source.to_path_buf();
+        let fingerprint = tokio::task::spawn_blocking(move || {
+            intake::check_header(&path)?;
+            intake::fingerprint(&path)
+        })
+        .await
+        .map_err(|e| CreateError::Other(e.to_string()))?
+        .map_err(|e| CreateError::Input(e.to_string()))?;
         let explicit = settings.name.is_some();
+        let one_at_a_time = self.creating.lock().await;
         let mut name = settings.name.clone().unwrap_or(default_name);
         if let Some(existing) = self.store.find_campaign(&name).await? {
             if existing.fingerprint == fingerprint && inbox.is_none() {
@@ -167,6 +181,7 @@ impl Service {
                 now_ms(),
             )
             .await?;
+        drop(one_at_a_time);
         let report = self.import(&campaign, source).await?;
         let campaign = self
             .store
@@ -210,6 +225,12 @@ impl Service {
                 Err(e) => return Err(CreateError::Other(e.to_string())),
             };
         self.store.mark_intake_done(campaign.id).await?;
+        // Cancelled while its file was read: the rows stored after the cancel are cancelled too.
+        if let Some(c) = self.store.campaign(campaign.id).await? {
+            if c.state == CampaignState::Cancelled {
+                self.store.cancel_pending(campaign.id, now_ms()).await?;
+            }
+        }
         let mut skipped_rows = Vec::new();
         if report.counts.skipped > 0 {
             let mut after = 0;
@@ -244,9 +265,17 @@ impl Service {
     /// After a restart: finish intakes that were cut off, then start every active campaign.
     pub async fn resume(&self) -> Result<usize, CreateError> {
         for c in self.store.campaigns().await? {
-            if c.state != CampaignState::Active || c.intake_done {
+            // Whatever the previous process left on the wire is in doubt, in every campaign
+            // (not only the ones that start now): reported `unknown`, never redialled.
+            let settled = self.store.settle_in_flight(c.id, now_ms()).await?;
+            if settled > 0 {
+                tracing::warn!(campaign = %c.name, contacts = settled, "replies lost in the last run: reported unknown, not redialled");
+            }
+            if c.intake_done || c.state == CampaignState::Cancelled {
                 continue;
             }
+            // An intake cut off by the stop is finished whatever the campaign's state, and the
+            // state is left as the operator (or a halt) set it.
             let source = PathBuf::from(&c.source);
             if source.is_file() {
                 tracing::info!(campaign = %c.name, "finishing an intake cut off by the last stop");
@@ -291,15 +320,44 @@ impl Service {
         }
         let app = api::router(self.clone());
         let mut stop_http = stop.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop_http.wait_for(|s| *s != Stop::Run).await;
+        let mut server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_http.wait_for(|s| *s != Stop::Run).await;
+                })
+                .await
         });
-        let served = server.await;
-        if let Some(t) = inbox_task {
-            let _ = t.await;
-        }
+        // Serve until the first stop request (or until the server fails on its own).
+        let mut first = stop.clone();
+        let failed = tokio::select! {
+            served = &mut server => Some(served),
+            _ = first.wait_for(|s| *s != Stop::Run) => None,
+        };
+        // Stop dialling at once, whatever requests or imports are still open; replies in flight
+        // are waited for within the grace period (a second signal stops waiting).
         self.campaigns.shutdown(stop).await;
-        served.map_err(|e| anyhow!("HTTP server failed: {e}"))
+        // Open connections and an import under way get a short moment to finish.
+        let linger = std::time::Duration::from_secs(2);
+        let served = match failed {
+            Some(served) => served,
+            None => match tokio::time::timeout(linger, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            },
+        };
+        if let Some(mut t) = inbox_task {
+            if tokio::time::timeout(linger, &mut t).await.is_err() {
+                t.abort();
+            }
+        }
+        match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow!("HTTP server failed: {e}")),
+            Err(e) => Err(anyhow!("HTTP server task failed: {e}")),
+        }
     }
 }
 
@@ -329,6 +387,8 @@ pub fn build(
         token,
         uploads,
         max_body_bytes,
+        creating: tokio::sync::Mutex::new(()),
+        calls: tokio::sync::Mutex::new(()),
     })
 }
 

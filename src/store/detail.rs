@@ -149,8 +149,10 @@ impl Store {
         let callee = callee.to_string();
         self.call(move |c| {
             Ok(c.query_row(
-                "SELECT k.campaign_id FROM contacts k JOIN campaigns c ON c.id = k.campaign_id
-                 WHERE k.callee = ?1 AND c.name LIKE 'call-%'
+                "SELECT k.campaign_id FROM campaigns c
+                 JOIN contacts k ON k.campaign_id = c.id AND k.callee = ?1
+                   AND k.status != 'skipped'
+                 WHERE c.name LIKE 'call-%'
                    AND k.status IN ('pending', 'in_flight') LIMIT 1",
                 [callee],
                 |r| r.get(0),

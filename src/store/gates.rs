@@ -2,10 +2,49 @@
 //! it, ending it for a final gate (do-not-call, campaign end), and the history the per-person
 //! and per-caller checks read (calls to one number across every campaign, caller uses today).
 
-use rusqlite::{params, OptionalExtension};
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Store, StoreError};
+use crate::calling::gate;
 use crate::contact::Status;
+
+/// The per-person rules, checked inside the transaction that writes an attempt down.
+#[derive(Debug, Clone)]
+pub struct PersonGuard {
+    pub min_gap: Duration,
+    pub max_per_day: u32,
+    /// The zone whose local day the daily cap counts.
+    pub day_zone: TimeZone,
+    /// Calls older than this (unix ms) cannot hold the number back.
+    pub since_ms: i64,
+}
+
+impl PersonGuard {
+    /// `Err(Held)` when the contact's number may not be called at `now_ms`.
+    pub(super) fn check(
+        &self,
+        c: &Connection,
+        contact_id: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut stmt = c.prepare_cached(
+            "SELECT d.at FROM dials d JOIN contacts k ON k.callee = d.callee
+             WHERE k.id = ?1 AND d.at >= ?2",
+        )?;
+        let recent = stmt
+            .query_map(params![contact_id, self.since_ms], |r| r.get::<_, i64>(0))?
+            .filter_map(|t| t.ok().and_then(|t| Timestamp::from_millisecond(t).ok()))
+            .collect::<Vec<_>>();
+        let now = Timestamp::from_millisecond(now_ms)
+            .map_err(|e| StoreError::Other(format!("clock: {e}")))?;
+        gate::per_person(&recent, now, self.min_gap, self.max_per_day, &self.day_zone)
+            .map_err(StoreError::Held)
+    }
+}
 
 impl Store {
     /// Hold a pending contact back until `next_at` (unix ms) because of `gate`. Uses no attempt.
@@ -72,17 +111,12 @@ impl Store {
     }
 
     /// When calls to `callee` that may have rung (placed, in doubt, or still on the wire) were
-    /// sent since `since_ms`, across every campaign. One indexed lookup per campaign.
+    /// sent since `since_ms`, across every campaign (the `dials` index).
     pub async fn calls_to(&self, callee: &str, since_ms: i64) -> Result<Vec<i64>, StoreError> {
         let callee = callee.to_string();
         self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT COALESCE(a.sent_at, a.started_at) FROM campaigns m
-                 JOIN contacts k ON k.campaign_id = m.id AND k.callee = ?1 AND k.status != 'skipped'
-                 JOIN attempts a ON a.contact_id = k.id
-                 WHERE a.started_at >= ?2
-                   AND (a.outcome IS NULL OR a.outcome IN ('placed', 'in_doubt'))",
-            )?;
+            let mut stmt =
+                c.prepare_cached("SELECT at FROM dials WHERE callee = ?1 AND at >= ?2")?;
             let rows = stmt.query_map(params![callee, since_ms], |r| r.get::<_, i64>(0))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })

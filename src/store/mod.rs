@@ -23,6 +23,7 @@ mod schema;
 
 pub use campaigns::{Campaign, CampaignState, NewCampaign};
 pub use detail::{AttemptRecord, ContactDetail};
+pub use gates::PersonGuard;
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
 use rows::{due_row, insert_contacts, result_row};
@@ -47,6 +48,10 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("state store: the store thread has stopped")]
     Closed,
+    /// `begin_attempt_guarded` refused: a per-person rule holds the number (the gate says which
+    /// and until when).
+    #[error("held: {0}")]
+    Held(crate::calling::gate::Gate),
     /// `begin_attempt` for a contact that is no longer pending (cancelled meanwhile).
     #[error("contact {0} is not pending; refusing to start an attempt")]
     NotPending(i64),
@@ -270,7 +275,24 @@ impl Store {
         started_at_ms: i64,
         caller: Option<String>,
     ) -> Result<i64, StoreError> {
+        self.begin_attempt_guarded(contact_id, started_at_ms, caller, None)
+            .await
+    }
+
+    /// [`Store::begin_attempt`], refused with [`StoreError::Held`] when `guard` says the number
+    /// was called too recently or too often today. Checked and written in one transaction on
+    /// the store's one thread, so two campaigns cannot both pass for the same number.
+    pub async fn begin_attempt_guarded(
+        &self,
+        contact_id: i64,
+        started_at_ms: i64,
+        caller: Option<String>,
+        guard: Option<PersonGuard>,
+    ) -> Result<i64, StoreError> {
         self.call(move |c| {
+            if let Some(g) = guard {
+                g.check(c, contact_id, started_at_ms)?;
+            }
             let n: i64 = c.query_row(
                 "SELECT COUNT(*) + 1 FROM attempts WHERE contact_id = ?1",
                 [contact_id],
@@ -280,6 +302,11 @@ impl Store {
                 "INSERT INTO attempts (contact_id, n, started_at, caller) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![contact_id, n, started_at_ms, caller])?;
+            c.prepare_cached(
+                "INSERT INTO dials (attempt_id, callee, at)
+                 SELECT last_insert_rowid(), callee, ?2 FROM contacts WHERE id = ?1",
+            )?
+            .execute(params![contact_id, started_at_ms])?;
             let changed = c
                 .prepare_cached(
                     "UPDATE contacts SET status = 'in_flight', gate = NULL, updated_at = ?2
@@ -318,6 +345,20 @@ impl Store {
                 o.request_id,
                 o.sent_at
             ])?;
+            if matches!(o.outcome, "error" | "not_sent") {
+                // The service refused it or it never left: nobody's phone rang.
+                c.prepare_cached(
+                    "DELETE FROM dials WHERE attempt_id =
+                       (SELECT id FROM attempts WHERE contact_id = ?1 AND n = ?2)",
+                )?
+                .execute(params![contact_id, attempt_no])?;
+            } else if let Some(sent) = o.sent_at {
+                c.prepare_cached(
+                    "UPDATE dials SET at = ?3 WHERE attempt_id =
+                       (SELECT id FROM attempts WHERE contact_id = ?1 AND n = ?2)",
+                )?
+                .execute(params![contact_id, attempt_no, sent])?;
+            }
             c.prepare_cached(
                 "UPDATE contacts SET status = ?2, attempts = ?3, reschedules = ?4, next_at = ?5,
                    session_id = COALESCE(?6, session_id), request_id = COALESCE(?7, request_id),

@@ -117,10 +117,24 @@ fn v2(conn: &Connection) -> Result<(), StoreError> {
 
 /// Calling rules: why a pending contact waits (`gate`: window_closed, min_gap, …), shown by
 /// `status` and the API.
+///
+/// And `dials`: every request that may have rung a number (written with its attempt, dropped
+/// when the attempt ends in an error or unsent), by number and time across every campaign, for
+/// the per-person gap and daily cap. Backfilled from the attempts already in the store.
 fn v3(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "BEGIN;
          ALTER TABLE contacts ADD COLUMN gate TEXT;
+         CREATE TABLE IF NOT EXISTS dials (
+           attempt_id INTEGER PRIMARY KEY REFERENCES attempts(id),
+           callee TEXT NOT NULL,
+           at INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS dials_by_callee ON dials (callee, at);
+         INSERT OR IGNORE INTO dials (attempt_id, callee, at)
+           SELECT a.id, k.callee, COALESCE(a.sent_at, a.started_at)
+           FROM attempts a JOIN contacts k ON k.id = a.contact_id
+           WHERE a.outcome IS NULL OR a.outcome IN ('placed', 'in_doubt');
          PRAGMA user_version = 3;
          COMMIT;",
     )?;

@@ -312,3 +312,81 @@ async fn not_work_time_from_the_service_moves_the_contact_to_its_next_opening() 
     assert_eq!(d["attempts_used"], 0, "{d}");
     assert_eq!(mock.stats().requests, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_campaigns_dialling_at_once_never_call_one_number_twice_within_the_gap() {
+    let mock = mock_with(20, 50, "").await;
+    let s = calling_scratch(&mock, "", "min_gap = \"4h\"\n");
+    let srv = Served::start(&s).await;
+    let a = srv.create("a", &csv_of(18, 30)).await;
+    let b = srv.create("b", &csv_of(18, 30)).await;
+    // Every number is called once, by one campaign or the other; the other one's copy waits.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ca, cb) = (srv.campaign(a).await, srv.campaign(b).await);
+        if count(&ca, "placed") + count(&cb, "placed") == 30
+            && count(&ca, "in_flight") + count(&cb, "in_flight") == 0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ca}\n{cb}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = mock.stats();
+    assert!(
+        stats.duplicate_callees.is_empty(),
+        "called twice: {:?}",
+        stats.duplicate_callees
+    );
+    assert_eq!(stats.accepted, 30);
+    let (_, d) = srv
+        .get(&format!("/v1/campaigns/{b}/contacts/{}", callee(18, 0)))
+        .await;
+    let (_, e) = srv
+        .get(&format!("/v1/campaigns/{a}/contacts/{}", callee(18, 0)))
+        .await;
+    let gates: Vec<&Value> = vec![&d["gate"], &e["gate"]];
+    assert!(gates.contains(&&Value::from("min_gap")), "{d}\n{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_whose_window_opens_after_the_end_expires_alone() {
+    use chrono::{Timelike, Utc};
+    let now = Utc::now();
+    let start = now.hour().saturating_sub(2);
+    let end = (now.hour() + 3).min(24);
+    let range = format!("\"{start:02}:00-{end:02}:00\"");
+    let days: String = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| format!("{d} = [{range}]\n"))
+        .collect();
+    let not_after = (now + chrono::Duration::hours(1)).to_rfc3339();
+    let mock = mock_with(20, 0, "").await;
+    let s = calling_scratch(
+        &mock,
+        "",
+        &format!("timezone = \"UTC\"\nnot_after = \"{not_after}\"\n[calling.hours]\n{days}"),
+    );
+    let srv = Served::start(&s).await;
+    // Twelve hours ahead of UTC: the same hours are closed there now and open after the end.
+    let csv = format!(
+        "callee,timezone\n{},Etc/GMT-12\n{},UTC\n{},UTC\n",
+        callee(19, 0),
+        callee(19, 1),
+        callee(19, 2)
+    );
+    let id = srv.create("ending", &csv).await;
+    let c = srv
+        .wait_campaign(id, "completion", |c| state(c) == "completed")
+        .await;
+    assert_eq!(count(&c, "placed"), 2, "{c}");
+    assert_eq!(count(&c, "expired"), 1, "{c}");
+    let (_, d) = srv
+        .get(&format!("/v1/campaigns/{id}/contacts/{}", callee(19, 0)))
+        .await;
+    assert_eq!(
+        (d["status"].as_str(), d["error_code"].as_str()),
+        (Some("expired"), Some("NotAfter")),
+        "{d}"
+    );
+}

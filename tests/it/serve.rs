@@ -363,7 +363,8 @@ async fn unauthenticated_and_malformed_requests_are_refused_cleanly() {
     let (status, _) = srv.get("/v1/nothing").await;
     assert_eq!(status, 404);
     // A body over the limit is refused before it is read whole.
-    let huge = "callee\n".to_string() + &"+8613800000000\n".repeat(5 * 1024 * 1024);
+    // Just over the 1 MiB limit the tests start `serve` with (see served.rs).
+    let huge = "callee\n".to_string() + &"+8613800000000\n".repeat((1 << 20) / 15 + 10);
     let (status, _) = srv.post("/v1/campaigns", huge).await;
     assert_eq!(status, 413);
     // The same contacts posted twice under one name are one campaign, never two.
@@ -545,4 +546,71 @@ async fn readyz_fails_when_the_host_clock_is_far_from_the_services() {
         "{body}"
     );
     assert_eq!(mock.stats().accepted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_keyless_calls_to_one_number_at_once_make_one_call() {
+    let mock = mock_with(20, 300, "").await;
+    let s = scratch(&mock, "");
+    let srv = Served::start(&s).await;
+    let call = || {
+        srv.http
+            .post(srv.url("/v1/calls"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"callee": "+8613800000077"}))
+            .send()
+    };
+    let (a, b) = tokio::join!(call(), call());
+    let mut codes = vec![
+        a.expect("first").status().as_u16(),
+        b.expect("second").status().as_u16(),
+    ];
+    codes.sort();
+    assert_eq!(codes, vec![202, 409]);
+    let (_, list) = srv.get("/v1/campaigns").await;
+    assert_eq!(
+        list["campaigns"].as_array().map(Vec::len),
+        Some(1),
+        "{list}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_dialling_even_while_a_client_holds_a_request_open() {
+    use tokio::io::AsyncWriteExt;
+    let mock = mock_with(20, 100, "").await;
+    let s = scratch(&mock, "");
+    let srv = Served::start(&s).await;
+    let id = srv.create("held", &csv_of(10, 200)).await;
+    wait_for_requests(&mock, "dialling", 5).await;
+    // A client that sent half a request and went quiet.
+    let addr = srv.base.trim_start_matches("http://").to_string();
+    let mut stalled = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(b"GET /v1/campaigns HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    srv.signal("-TERM");
+    let (code, log) = tokio::time::timeout(Duration::from_secs(60), srv.wait_exit())
+        .await
+        .expect("serve must exit while a client holds a request open");
+    assert_eq!(code, 0, "{log}");
+    drop(stalled);
+    // Stopped sending while the request was still open: most contacts still to dial.
+    let store = ccc_dialer::store::Store::open(&s.state).expect("store");
+    let counts = store.counts(id).await.expect("counts");
+    let pending = counts
+        .get(&ccc_dialer::contact::Status::Pending)
+        .copied()
+        .unwrap_or(0);
+    assert!(pending > 0, "{counts:?}");
+    assert_eq!(
+        counts
+            .get(&ccc_dialer::contact::Status::Placed)
+            .copied()
+            .unwrap_or(0),
+        mock.stats().accepted
+    );
 }

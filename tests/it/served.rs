@@ -33,6 +33,8 @@ pub fn serve_command(s: &Scratch) -> Command {
         .arg("127.0.0.1:0")
         .arg("--inbox")
         .arg(s.dir.path().join("inbox"))
+        .arg("--max-body-mib")
+        .arg("1")
         .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
         .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
         .env("CCC_DIALER_API_TOKEN", TOKEN)
