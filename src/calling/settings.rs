@@ -253,3 +253,96 @@ fn hours(raw: RawHours) -> Result<[Vec<TimeRange>; 7], Invalid> {
     }
     Ok(out)
 }
+
+/// A campaign's own calling window (`serve`): any of the zone, hours, blackout dates and end,
+/// over the config's `[calling]`. Per-person pacing, lists and callers stay account-wide.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignWindow {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Weekday (`mon` … `sun`) → `"HH:MM-HH:MM"` ranges; replaces the config's hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blackout_dates: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+}
+
+impl CampaignWindow {
+    /// `base` with this campaign's window: `key = value: expected …` for a bad value.
+    pub fn apply(&self, base: &Calling) -> Result<Calling, String> {
+        let hours = match &self.hours {
+            None => None,
+            Some(map) => {
+                let mut raw = RawHours {
+                    mon: None,
+                    tue: None,
+                    wed: None,
+                    thu: None,
+                    fri: None,
+                    sat: None,
+                    sun: None,
+                };
+                for (day, ranges) in map {
+                    let slot = match day.as_str() {
+                        "mon" => &mut raw.mon,
+                        "tue" => &mut raw.tue,
+                        "wed" => &mut raw.wed,
+                        "thu" => &mut raw.thu,
+                        "fri" => &mut raw.fri,
+                        "sat" => &mut raw.sat,
+                        "sun" => &mut raw.sun,
+                        other => {
+                            return Err(format!(
+                                "calling.hours.{other}: expected a weekday: mon, tue, wed, thu, fri, sat or sun"
+                            ))
+                        }
+                    };
+                    *slot = Some(ranges.clone());
+                }
+                Some(raw)
+            }
+        };
+        let strings = |v: &Option<Vec<String>>| {
+            v.as_ref()
+                .map(|d| d.iter().cloned().map(toml::Value::String).collect())
+        };
+        let raw = RawCalling {
+            timezone: Some(
+                self.timezone
+                    .clone()
+                    .unwrap_or_else(|| zones::name(base.zone())),
+            ),
+            hours,
+            blackout_dates: strings(&self.blackout_dates).unwrap_or_default(),
+            not_after: self.not_after.clone().map(toml::Value::String),
+            dnc_files: Vec::new(),
+            min_gap: None,
+            max_per_day: None,
+            caller_strategy: None,
+            caller_cooldown: None,
+            caller_daily_cap: None,
+        };
+        let own = validate(Some(raw), "", Path::new("."))
+            .map_err(|e| format!("{} = {}: expected {}", e.key, e.value, e.expected))?;
+        let mut out = base.clone();
+        // What the campaign leaves out stays the config's.
+        let hours = if self.hours.is_some() {
+            own.window.hours_by_day()
+        } else {
+            base.window.hours_by_day()
+        };
+        let blackout = if self.blackout_dates.is_some() {
+            own.window.blackout_dates()
+        } else {
+            base.window.blackout_dates()
+        };
+        out.window = Window::new(own.window.zone().clone(), hours, blackout);
+        if self.not_after.is_some() {
+            out.not_after = own.not_after;
+        }
+        Ok(out)
+    }
+}

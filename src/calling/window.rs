@@ -153,6 +153,16 @@ impl Window {
         &self.zone
     }
 
+    /// The hours per weekday (Monday first), `None` for any time.
+    pub fn hours_by_day(&self) -> Option<[Vec<TimeRange>; 7]> {
+        self.hours.as_deref().cloned()
+    }
+
+    /// The blackout dates, in order.
+    pub fn blackout_dates(&self) -> Vec<Date> {
+        self.blackout.iter().copied().collect()
+    }
+
     /// No hours and no blackout dates: always open.
     pub fn is_unrestricted(&self) -> bool {
         self.hours.is_none() && self.blackout.is_empty()

@@ -53,7 +53,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
             campaign.id,
             &args.contacts,
             &opts,
-            Some(&rules.dnc),
+            Some(rules.dnc.as_ref()),
             now_ms(),
         )
         .await

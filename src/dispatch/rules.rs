@@ -12,7 +12,7 @@
 //!
 //! The std `Mutex` around the pool is never held across an `.await`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -46,8 +46,9 @@ pub enum Verdict {
 
 pub struct Rules {
     pub calling: Calling,
-    pub dnc: DncLists,
-    callers: Mutex<CallerPool>,
+    /// Account-wide, shared by every campaign's rules.
+    pub dnc: Arc<DncLists>,
+    callers: Arc<Mutex<CallerPool>>,
     active: bool,
     pool_active: bool,
     per_person: bool,
@@ -78,6 +79,22 @@ impl Rules {
     }
 
     pub fn new(calling: Calling, dnc: DncLists) -> Rules {
+        let callers = Arc::new(Mutex::new(CallerPool::new(
+            calling.caller_strategy,
+            calling.caller_cooldown,
+            calling.caller_daily_cap,
+            calling.zone().clone(),
+        )));
+        Rules::sharing(calling, Arc::new(dnc), callers)
+    }
+
+    /// A campaign's rules: its own window (`serve` campaign settings) with the account-wide
+    /// lists and caller pool of these.
+    pub fn for_campaign(&self, calling: Calling) -> Rules {
+        Rules::sharing(calling, self.dnc.clone(), self.callers.clone())
+    }
+
+    fn sharing(calling: Calling, dnc: Arc<DncLists>, callers: Arc<Mutex<CallerPool>>) -> Rules {
         let pool_active = !calling.caller_cooldown.is_zero() || calling.caller_daily_cap > 0;
         let per_person = !calling.min_gap.is_zero() || calling.max_per_day > 0;
         let active = !calling.window.is_unrestricted()
@@ -85,12 +102,6 @@ impl Rules {
             || !calling.dnc_files.is_empty()
             || per_person
             || pool_active;
-        let callers = Mutex::new(CallerPool::new(
-            calling.caller_strategy,
-            calling.caller_cooldown,
-            calling.caller_daily_cap,
-            calling.zone().clone(),
-        ));
         Rules {
             calling,
             dnc,

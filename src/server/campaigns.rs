@@ -109,7 +109,18 @@ impl Campaigns {
             .as_deref()
             .and_then(|s| serde_json::from_slice(s.as_bytes()).ok())
             .unwrap_or_default();
-        let engine = Arc::new(self.base.for_campaign(settings.retry(&self.cfg)));
+        let mut engine = self.base.for_campaign(settings.retry(&self.cfg));
+        if settings.calling.is_some() {
+            match settings.calling_rules(&self.cfg) {
+                Ok(calling) => engine.rules = Arc::new(self.base.rules.for_campaign(calling)),
+                // Validated at creation; a stored window the build no longer reads is the
+                // config's rather than none.
+                Err(e) => {
+                    tracing::error!(campaign = %c.name, error = %e, "campaign window unreadable: using the config's")
+                }
+            }
+        }
+        let engine = Arc::new(engine);
         let defaults = Arc::new(settings.request_defaults(&self.cfg));
         let mut runners = lock(&self.runners);
         if runners.get(&c.id).is_some_and(Runner::is_live) {

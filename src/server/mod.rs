@@ -204,7 +204,7 @@ impl Service {
         source: &Path,
     ) -> Result<IntakeReport, CreateError> {
         let opts = self.intake_options();
-        let dnc = Some(&self.campaigns.base().rules.dnc);
+        let dnc = Some(self.campaigns.base().rules.dnc.as_ref());
         let report =
             match import_file_with(&self.store, campaign.id, source, &opts, dnc, now_ms()).await {
                 Ok(r) => r,

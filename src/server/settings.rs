@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::calling::settings::{Calling, CampaignWindow};
 use crate::config::Config;
 use crate::dispatch::RequestDefaults;
 use crate::duration;
@@ -45,6 +46,10 @@ pub struct CampaignSettings {
     pub backoff_initial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_max: Option<String>,
+    /// The campaign's own calling window: `timezone`, `hours` (`mon` … `sun`),
+    /// `blackout_dates`, `not_after`, over the config's `[calling]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calling: Option<CampaignWindow>,
 }
 
 impl CampaignSettings {
@@ -127,6 +132,7 @@ impl CampaignSettings {
     /// over the config's `[retry]`) is ordered as the config requires.
     pub fn validate_with(&self, cfg: &Config) -> Result<(), String> {
         self.validate()?;
+        self.calling_rules(cfg)?;
         let r = self.retry(cfg);
         if r.backoff_max < r.backoff_initial {
             return Err(format!(
@@ -135,6 +141,14 @@ impl CampaignSettings {
             ));
         }
         Ok(())
+    }
+
+    /// The config's `[calling]` with this campaign's window over it.
+    pub fn calling_rules(&self, cfg: &Config) -> Result<Calling, String> {
+        match &self.calling {
+            None => Ok(cfg.calling.clone()),
+            Some(w) => w.apply(&cfg.calling),
+        }
     }
 
     /// Upload and inbox names may not take the ad-hoc calls' [`CALL_PREFIX`].
@@ -295,5 +309,37 @@ mod tests {
         assert!(e.contains("reserved for ad-hoc calls"), "{e}");
         assert!(named("recall-k1").refuse_reserved_name().is_ok());
         assert!(CampaignSettings::default().refuse_reserved_name().is_ok());
+    }
+
+    #[test]
+    fn a_campaign_window_overrides_the_config_and_bad_values_name_the_key() {
+        let cfg = Config::parse(
+            std::path::Path::new("t.toml"),
+            "[tencentcloud]\nendpoint = \"builtin\"\n[campaign]\nsdk_app_id = 1\nai_agent_id = 2\n\
+             [calling]\ntimezone = \"Asia/Shanghai\"\nhours.mon = [\"09:00-12:00\"]\n",
+        )
+        .unwrap();
+        let s = CampaignSettings::from_toml(
+            "[calling]\ntimezone = \"America/New_York\"\nblackout_dates = [\"2026-12-25\"]\n",
+        )
+        .unwrap();
+        let c = s.calling_rules(&cfg).unwrap();
+        assert_eq!(crate::calling::zones::name(c.zone()), "America/New_York");
+        // Hours left out stay the config's; the blackout date is the campaign's.
+        assert_eq!(c.window.hours_by_day(), cfg.calling.window.hours_by_day());
+        assert_eq!(c.window.blackout_dates().len(), 1);
+        let bad = CampaignSettings::from_toml("[calling.hours]\nmon = [\"9-5\"]\n").unwrap();
+        let e = bad.calling_rules(&cfg).unwrap_err();
+        assert!(
+            e.starts_with("calling.hours.mon[0] = \"9-5\": expected"),
+            "{e}"
+        );
+        let bad =
+            CampaignSettings::from_toml("[calling.hours]\nmonday = [\"09:00-10:00\"]\n").unwrap();
+        assert!(bad
+            .calling_rules(&cfg)
+            .unwrap_err()
+            .contains("expected a weekday"));
+        assert!(bad.validate_with(&cfg).is_err());
     }
 }

@@ -390,3 +390,58 @@ async fn a_contact_whose_window_opens_after_the_end_expires_alone() {
         "{d}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_carries_its_own_window_while_others_dial() {
+    use ccc_dialer::calling::{day, zones};
+    let zone = zones::zone("Asia/Shanghai").unwrap();
+    let today = day::local_date(jiff::Timestamp::now(), &zone);
+    let tomorrow = today.tomorrow().unwrap();
+    let mock = mock_with(20, 0, "").await;
+    // No [calling] table: the service calls at any hour, except where a campaign says not.
+    let s = scratch(&mock, "");
+    let inbox = s.dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(
+        inbox.join("holiday.toml"),
+        format!(
+            "[calling]\ntimezone = \"Asia/Shanghai\"\nblackout_dates = [\"{today}\", \"{tomorrow}\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(inbox.join(".holiday.part"), csv_of(20, 3)).unwrap();
+    std::fs::rename(inbox.join(".holiday.part"), inbox.join("holiday.csv")).unwrap();
+    let srv = Served::start(&s).await;
+    let open = srv.create("open", &csv_of(21, 3)).await;
+    srv.wait_campaign(open, "the campaign without a window", |c| {
+        state(c) == "completed"
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let holiday = loop {
+        let (_, list) = srv.get("/v1/campaigns").await;
+        if let Some(id) = list["campaigns"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == "holiday"))
+            .and_then(|c| c["id"].as_i64())
+        {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the inbox file never became a campaign"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let d = wait_contact(&srv, holiday, &callee(20, 0), |d| {
+        d["gate"] == "window_closed"
+    })
+    .await;
+    assert_eq!(d["waiting"]["gate"], "window_closed", "{d}");
+    let stats = mock.stats();
+    assert_eq!(
+        stats.accepted, 3,
+        "only the campaign without a window dialled"
+    );
+    assert!(!stats.requests_by_callee.contains_key(&normalised(20, 0)));
+}
