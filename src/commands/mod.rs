@@ -85,8 +85,10 @@ pub async fn engine(
         .await
         .map_err(Failure::other)?;
     let limiter = std::sync::Arc::new(crate::limiter::Limiter::new(rate, &seed));
+    let now = jiff::Timestamp::now();
+    rules.prune(&store, now).await.map_err(Failure::other)?;
     rules
-        .seed_callers(&store, jiff::Timestamp::now())
+        .seed_callers(&store, now)
         .await
         .map_err(Failure::other)?;
     Ok(crate::dispatch::Engine::from_config(cfg, store, client, limiter).with_rules(rules))

@@ -48,7 +48,15 @@ pub(super) async fn attempt(
         request.callers = vec![c.clone()];
     }
     let caller = request.callers.first().cloned();
-    let guard = engine.rules.person_guard(&contact, jiff::Timestamp::now());
+    let now = jiff::Timestamp::now();
+    if let Some((gate, until)) = engine.rules.window_closed(&contact, now) {
+        // The window closed while the contact waited for its turn: no call, no attempt.
+        return engine
+            .store
+            .defer(contact.id, until, gate.as_str(), now_ms())
+            .await;
+    }
+    let guard = engine.rules.person_guard(&contact, now);
     let attempt_no = match engine
         .store
         .begin_attempt_guarded(contact.id, now_ms(), caller, guard)
@@ -143,7 +151,10 @@ pub(super) async fn attempt(
             code,
             message,
             request_id,
-        }) if code == CALLER_OVER_FREQUENCY && pool_caller.is_some() => {
+        }) if code == CALLER_OVER_FREQUENCY
+            && pool_caller.is_some()
+            && engine.rules.rests_callers() =>
+        {
             let caller = pool_caller.as_deref().unwrap_or_default();
             engine
                 .rules

@@ -132,6 +132,13 @@ impl Rules {
         self.pool_active
     }
 
+    /// Drop the dials too old to matter to any rule (at start-up: the table would otherwise
+    /// grow with every call for as long as the store lives).
+    pub async fn prune(&self, store: &Store, now: Timestamp) -> Result<(), StoreError> {
+        let before = ms(now) - history_ms(self.calling.min_gap);
+        store.prune_dials(before).await.map(|_| ())
+    }
+
     /// Count today's caller uses recorded before this process (daily caps survive a restart).
     pub async fn seed_callers(&self, store: &Store, now: Timestamp) -> Result<(), StoreError> {
         if !self.pool_active || self.calling.caller_daily_cap == 0 {
@@ -235,6 +242,23 @@ impl Rules {
                 gate: Gate::CallerCooldown { until },
                 until: ms(until),
             }),
+        }
+    }
+
+    /// The window alone, checked again just before an attempt is written down: the contact
+    /// may have waited for the rate across a closing time. `Some((gate, until))` when closed.
+    pub fn window_closed(&self, contact: &DueContact, now: Timestamp) -> Option<(Gate, i64)> {
+        if self.calling.window.is_unrestricted() {
+            return None;
+        }
+        match gate::window(&self.calling.window, now, &self.zones(contact)) {
+            Ok(()) => None,
+            Err(g) => {
+                let until = g
+                    .until()
+                    .unwrap_or_else(|| crate::calling::day::after(now, RECHECK));
+                Some((g, ms(until)))
+            }
         }
     }
 

@@ -123,7 +123,9 @@ impl Campaigns {
         let engine = Arc::new(engine);
         let defaults = Arc::new(settings.request_defaults(&self.cfg));
         let mut runners = lock(&self.runners);
-        if runners.get(&c.id).is_some_and(Runner::is_live) {
+        // Checked again under the lock: shutdown sets `closing` and then drains the map, so a
+        // start that passed the first check cannot slip a runner in behind it.
+        if *self.closing.borrow() || runners.get(&c.id).is_some_and(Runner::is_live) {
             return;
         }
         let previous = runners.remove(&c.id).map(|r| r.task);
@@ -297,11 +299,14 @@ impl Campaigns {
     /// on a second signal) and wait for them; each records its replies and settles what it
     /// abandons as `unknown`.
     pub async fn shutdown(&self, mut how: watch::Receiver<Stop>) {
-        self.closing.send_replace(true);
-        let (stops, tasks): (Vec<_>, Vec<_>) = lock(&self.runners)
-            .drain()
-            .map(|(_, r)| (r.stop, r.task))
-            .unzip();
+        let (stops, tasks): (Vec<_>, Vec<_>) = {
+            let mut runners = lock(&self.runners);
+            // Under the lock, so `start` sees it before it could insert a runner.
+            self.closing.send_replace(true);
+            runners.drain().map(|(_, r)| (r.stop, r.task)).unzip()
+        };
+        let stops: Vec<watch::Sender<Stop>> = stops;
+        let tasks: Vec<JoinHandle<()>> = tasks;
         let escalate = |s: Stop| {
             for stop in &stops {
                 stop.send_if_modified(|cur| {

@@ -271,7 +271,12 @@ impl Service {
             if settled > 0 {
                 tracing::warn!(campaign = %c.name, contacts = settled, "replies lost in the last run: reported unknown, not redialled");
             }
-            if c.intake_done || c.state == CampaignState::Cancelled {
+            if c.state == CampaignState::Cancelled {
+                // Rows stored after a cancel that a crash cut short are cancelled too.
+                self.store.cancel_pending(c.id, now_ms()).await?;
+                continue;
+            }
+            if c.intake_done {
                 continue;
             }
             // An intake cut off by the stop is finished whatever the campaign's state, and the

@@ -123,6 +123,13 @@ impl Store {
         .await
     }
 
+    /// Forget dials older than `before_ms` (they can no longer hold a number back). Returns how
+    /// many.
+    pub async fn prune_dials(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.call(move |c| Ok(c.execute("DELETE FROM dials WHERE at < ?1", [before_ms])? as u64))
+            .await
+    }
+
     /// Caller numbers used since `since_ms`, with when (to seed the caller pool's daily counts
     /// after a restart).
     pub async fn caller_uses_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {

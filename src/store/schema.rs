@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -25,6 +25,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 3 {
         v3(conn)?;
+    }
+    if version < 4 {
+        v4(conn)?;
     }
     Ok(())
 }
@@ -117,14 +120,22 @@ fn v2(conn: &Connection) -> Result<(), StoreError> {
 
 /// Calling rules: why a pending contact waits (`gate`: window_closed, min_gap, …), shown by
 /// `status` and the API.
-///
-/// And `dials`: every request that may have rung a number (written with its attempt, dropped
-/// when the attempt ends in an error or unsent), by number and time across every campaign, for
-/// the per-person gap and daily cap. Backfilled from the attempts already in the store.
 fn v3(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "BEGIN;
          ALTER TABLE contacts ADD COLUMN gate TEXT;
+         PRAGMA user_version = 3;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// `dials`: every request that may have rung a number (written with its attempt, dropped when
+/// the attempt ends in an error or unsent), by number and time across every campaign, for the
+/// per-person gap and daily cap. Backfilled from the attempts already in the store.
+fn v4(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
          CREATE TABLE IF NOT EXISTS dials (
            attempt_id INTEGER PRIMARY KEY REFERENCES attempts(id),
            callee TEXT NOT NULL,
@@ -135,7 +146,7 @@ fn v3(conn: &Connection) -> Result<(), StoreError> {
            SELECT a.id, k.callee, COALESCE(a.sent_at, a.started_at)
            FROM attempts a JOIN contacts k ON k.id = a.contact_id
            WHERE a.outcome IS NULL OR a.outcome IN ('placed', 'in_doubt');
-         PRAGMA user_version = 3;
+         PRAGMA user_version = 4;
          COMMIT;",
     )?;
     Ok(())

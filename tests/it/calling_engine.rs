@@ -445,3 +445,27 @@ async fn a_campaign_carries_its_own_window_while_others_dial() {
     );
     assert!(!stats.requests_by_callee.contains_key(&normalised(20, 0)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_cool_down_caller_over_frequency_is_an_ordinary_transient_failure() {
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CallerOverFrequency\", \"ok\"]\n",
+        normalised(23, 0)
+    );
+    let mock = mock_with(20, 0, &faults).await;
+    let s = calling_scratch(
+        &mock,
+        "callers = [\"008601000000001\"]",
+        "caller_cooldown = \"0s\"\ncaller_daily_cap = 100\n",
+    );
+    let srv = Served::start(&s).await;
+    let id = srv.create("nocool", &csv_of(23, 1)).await;
+    srv.wait_campaign(id, "completion", |c| state(c) == "completed")
+        .await;
+    let (_, d) = srv
+        .get(&format!("/v1/campaigns/{id}/contacts/{}", callee(23, 0)))
+        .await;
+    assert_eq!(d["status"], "placed", "{d}");
+    // The retry waited its backoff and used an attempt: no free instant loop on one caller.
+    assert_eq!(d["attempts_used"], 2, "{d}");
+}

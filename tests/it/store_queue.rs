@@ -195,3 +195,50 @@ async fn the_limiter_is_seeded_with_real_send_times_or_an_upper_bound_never_an_e
     store.settle_in_flight(id, 9_000).await.unwrap();
     assert_eq!(store.recent_sends(10).await.unwrap(), vec![9_000, 1_400]);
 }
+
+#[tokio::test]
+async fn a_store_from_before_the_dials_table_is_upgraded_with_its_calls_counted() {
+    let (dir, store, id) = store_with(vec![row(2, "a"), row(3, "b"), row(4, "c")]).await;
+    let due = store
+        .due_contacts(id, 10, 10, Default::default())
+        .await
+        .unwrap();
+    let placed = |n| ccc_dialer::store::AttemptOutcome {
+        status: n,
+        attempts: 1,
+        reschedules: 0,
+        next_at: 0,
+        session_id: Some("s".into()),
+        request_id: None,
+        error_code: None,
+        error_message: None,
+        outcome: "placed",
+        sent_at: Some(1_000),
+        finished_at: 1_100,
+    };
+    let n = store.begin_attempt(due[0].id, 900, None).await.unwrap();
+    store
+        .finish_attempt(due[0].id, n, placed(Status::Placed))
+        .await
+        .unwrap();
+    // A refused request never rang: it must not count.
+    let n = store.begin_attempt(due[1].id, 950, None).await.unwrap();
+    let mut refused = placed(Status::Failed);
+    refused.outcome = "error";
+    store.finish_attempt(due[1].id, n, refused).await.unwrap();
+    drop(store);
+    // As a build from before `dials` left it: schema 3, no such table.
+    let path = dir.path().join("s.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        c.execute_batch("DROP TABLE dials; PRAGMA user_version = 3;")
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.calls_to("a", 0).await.unwrap(), vec![1_000]);
+    assert!(store.calls_to("b", 0).await.unwrap().is_empty());
+    // And attempts can be written down again.
+    store.begin_attempt(due[2].id, 2_000, None).await.unwrap();
+    assert_eq!(store.calls_to("c", 0).await.unwrap(), vec![2_000]);
+}
