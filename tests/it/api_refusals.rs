@@ -14,18 +14,14 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use ccc_dialer::ccc::{system_clock, Client, ClientSettings};
-use ccc_dialer::config::Config;
-use ccc_dialer::dispatch::{now_ms, Engine, Stop};
-use ccc_dialer::limiter::Limiter;
+use ccc_dialer::dispatch::{now_ms, Stop};
 use ccc_dialer::mock::MockServer;
-use ccc_dialer::secret::Secret;
-use ccc_dialer::server::{self, CampaignSettings, CreateError, Service};
+use ccc_dialer::server::{CampaignSettings, CreateError, Service};
 use ccc_dialer::store::{NewCampaign, Store};
 
+use crate::served::{in_process, TOKEN};
 use crate::support::*;
 
-const TOKEN: &str = "api-refusals-token-0123456789";
 const MAX_BODY: usize = 64 * 1024;
 
 struct Api {
@@ -67,63 +63,16 @@ impl Answer {
 
 /// Start `serve`; `prepare` sees the store before the service does.
 async fn start(prepare: impl AsyncFnOnce(&Store)) -> Api {
-    // Every first call is answered "outside calling hours" and rescheduled an hour on: the
-    // campaigns stay active while the test looks at them.
-    let mock = mock_with(
-        20,
-        0,
-        "[[rule]]\ncallee = \"*\"\noutcomes = [\"error:FailedOperation.CalloutRuleNotWorkTime\"]\n",
-    )
-    .await;
-    let s = Scratch::new(
-        &mock.endpoint(),
-        "",
-        "[retry]\nlater_delay = \"1h\"\nmax_reschedules = 3\n",
-    );
-    let cfg = Arc::new(Config::load(&s.config).expect("config"));
-    let client = Client::new(
-        &ClientSettings {
-            endpoint: mock.endpoint(),
-            region: cfg.tencentcloud.region.clone(),
-            language: cfg.tencentcloud.language.clone(),
-            connect_timeout: cfg.tencentcloud.connect_timeout,
-            request_timeout: cfg.tencentcloud.request_timeout,
-        },
-        ccc_dialer::sign::Credentials {
-            secret_id: SECRET_ID.into(),
-            secret_key: Secret::new(SECRET_KEY),
-            session_token: None,
-        },
-        system_clock(),
-    )
-    .expect("client");
-    let store = Store::open(&s.state).expect("store");
-    prepare(&store).await;
-    let limiter = Arc::new(Limiter::new(cfg.rate.requests_per_second, &[]));
-    let engine = Engine::from_config(&cfg, store, client, limiter);
-    let uploads = s.dir.path().join("uploads");
-    let svc = server::build(
-        cfg,
-        engine,
-        Some(Secret::new(TOKEN)),
-        uploads.clone(),
-        MAX_BODY,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stop_rx) = watch::channel(Stop::Run);
-    let task = tokio::spawn(svc.clone().run_until_stopped(listener, None, stop_rx));
+    let p = in_process(MAX_BODY, prepare).await;
     Api {
-        base,
+        base: p.base,
         http: reqwest::Client::new(),
-        svc,
-        uploads,
-        stop,
-        task,
-        _mock: mock,
-        scratch: s,
+        svc: p.svc,
+        uploads: p.uploads,
+        stop: p.stop,
+        task: p.task,
+        _mock: p.mock,
+        scratch: p.scratch,
     }
 }
 

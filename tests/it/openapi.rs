@@ -8,25 +8,18 @@
 //! `{id}` is filled in (from a campaign created with the document's own CSV example).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::watch;
 
-use ccc_dialer::ccc::{system_clock, Client, ClientSettings};
-use ccc_dialer::config::Config;
-use ccc_dialer::dispatch::{Engine, Stop};
-use ccc_dialer::limiter::Limiter;
+use ccc_dialer::dispatch::Stop;
 use ccc_dialer::mock::MockServer;
-use ccc_dialer::secret::Secret;
-use ccc_dialer::server::{self, api::OPENAPI, api::ROUTES};
-use ccc_dialer::sign::Credentials;
-use ccc_dialer::store::Store;
+use ccc_dialer::server::{api::OPENAPI, api::ROUTES};
 
+use crate::served::{in_process, TOKEN};
 use crate::support::*;
 
-const TOKEN: &str = "openapi-test-token-0123456789";
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
@@ -240,58 +233,13 @@ struct Running {
 }
 
 async fn start() -> Running {
-    // Every first call is answered "outside calling hours": the contact is rescheduled an hour
-    // on, so campaigns stay active and pause, resume and cancel succeed however fast this runs.
-    let mock = mock_with(
-        20,
-        0,
-        "[[rule]]\ncallee = \"*\"\noutcomes = [\"error:FailedOperation.CalloutRuleNotWorkTime\"]\n",
-    )
-    .await;
-    let s = Scratch::new(
-        &mock.endpoint(),
-        "",
-        "[retry]\nlater_delay = \"1h\"\nmax_reschedules = 3\n",
-    );
-    let cfg = Arc::new(Config::load(&s.config).expect("config"));
-    let client = Client::new(
-        &ClientSettings {
-            endpoint: mock.endpoint(),
-            region: cfg.tencentcloud.region.clone(),
-            language: cfg.tencentcloud.language.clone(),
-            connect_timeout: cfg.tencentcloud.connect_timeout,
-            request_timeout: cfg.tencentcloud.request_timeout,
-        },
-        Credentials {
-            secret_id: SECRET_ID.into(),
-            secret_key: Secret::new(SECRET_KEY),
-            session_token: None,
-        },
-        system_clock(),
-    )
-    .expect("client");
-    let store = Store::open(&s.state).expect("store");
-    let limiter = Arc::new(Limiter::new(cfg.rate.requests_per_second, &[]));
-    let engine = Engine::from_config(&cfg, store, client, limiter);
-    let svc = server::build(
-        cfg,
-        engine,
-        Some(Secret::new(TOKEN)),
-        s.dir.path().join("uploads"),
-        1 << 20,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stop_rx) = watch::channel(Stop::Run);
-    let task = tokio::spawn(svc.run_until_stopped(listener, None, stop_rx));
+    let p = in_process(1 << 20, async |_| {}).await;
     Running {
-        base,
-        stop,
-        task,
-        _mock: mock,
-        _scratch: s,
+        base: p.base,
+        stop: p.stop,
+        task: p.task,
+        _mock: p.mock,
+        _scratch: p.scratch,
     }
 }
 

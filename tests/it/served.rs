@@ -213,3 +213,85 @@ pub fn scratch(mock: &ccc_dialer::mock::MockServer, extra: &str) -> Scratch {
         &format!("[retry]\nbackoff_initial = \"100ms\"\nbackoff_max = \"200ms\"\n{extra}"),
     )
 }
+
+/// `serve` in-process on port 0, with the test token, against a stand-in that answers every
+/// first call "outside calling hours" (contacts are rescheduled an hour on, so campaigns stay
+/// active however fast a test runs). `prepare` sees the store before the service does.
+pub struct InProcess {
+    pub base: String,
+    pub svc: std::sync::Arc<ccc_dialer::server::Service>,
+    pub uploads: PathBuf,
+    pub stop: tokio::sync::watch::Sender<ccc_dialer::dispatch::Stop>,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub mock: ccc_dialer::mock::MockServer,
+    pub scratch: Scratch,
+}
+
+pub async fn in_process(
+    max_body: usize,
+    prepare: impl AsyncFnOnce(&ccc_dialer::store::Store),
+) -> InProcess {
+    use ccc_dialer::ccc::{system_clock, Client, ClientSettings};
+    use ccc_dialer::config::Config;
+    use ccc_dialer::dispatch::{Engine, Stop};
+    use ccc_dialer::secret::Secret;
+    use std::sync::Arc;
+    let mock = mock_with(
+        20,
+        0,
+        "[[rule]]\ncallee = \"*\"\noutcomes = [\"error:FailedOperation.CalloutRuleNotWorkTime\"]\n",
+    )
+    .await;
+    let s = Scratch::new(
+        &mock.endpoint(),
+        "",
+        "[retry]\nlater_delay = \"1h\"\nmax_reschedules = 3\n",
+    );
+    let cfg = Arc::new(Config::load(&s.config).expect("config"));
+    let client = Client::new(
+        &ClientSettings {
+            endpoint: mock.endpoint(),
+            region: cfg.tencentcloud.region.clone(),
+            language: cfg.tencentcloud.language.clone(),
+            connect_timeout: cfg.tencentcloud.connect_timeout,
+            request_timeout: cfg.tencentcloud.request_timeout,
+        },
+        ccc_dialer::sign::Credentials {
+            secret_id: SECRET_ID.into(),
+            secret_key: Secret::new(SECRET_KEY),
+            session_token: None,
+        },
+        system_clock(),
+    )
+    .expect("client");
+    let store = ccc_dialer::store::Store::open(&s.state).expect("store");
+    prepare(&store).await;
+    let limiter = Arc::new(ccc_dialer::limiter::Limiter::new(
+        cfg.rate.requests_per_second,
+        &[],
+    ));
+    let engine = Engine::from_config(&cfg, store, client, limiter);
+    let uploads = s.dir.path().join("uploads");
+    let svc = ccc_dialer::server::build(
+        cfg,
+        engine,
+        Some(Secret::new(TOKEN)),
+        uploads.clone(),
+        max_body,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stop_rx) = tokio::sync::watch::channel(Stop::Run);
+    let task = tokio::spawn(svc.clone().run_until_stopped(listener, None, stop_rx));
+    InProcess {
+        base,
+        svc,
+        uploads,
+        stop,
+        task,
+        mock,
+        scratch: s,
+    }
+}
