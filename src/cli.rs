@@ -125,9 +125,15 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// State store (SQLite) written by `run`.
+    /// State store (SQLite) written by `run` or `serve`.
     #[arg(long)]
     pub state: PathBuf,
+    /// Show one contact instead: its status, what holds it and until when, every attempt.
+    #[arg(long, value_name = "NUMBER")]
+    pub callee: Option<String>,
+    /// Config whose campaign.default_country and callee_format read --callee (default: CN).
+    #[arg(long, requires = "callee")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

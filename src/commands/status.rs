@@ -5,6 +5,9 @@ use crate::exit::{Done, Failure};
 
 pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     let store = super::open_existing_store(&args.state)?;
+    if let Some(callee) = &args.callee {
+        return contact(&store, callee, args.config.as_deref()).await;
+    }
     let campaigns = store.campaigns().await.map_err(Failure::other)?;
     if campaigns.is_empty() {
         crate::say!("{}: no campaign yet", args.state.display());
@@ -38,4 +41,97 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
         }
     }
     Ok(Done::Ok)
+}
+
+/// `--callee`: the contact in every campaign of the store, and why it waits if it does.
+async fn contact(
+    store: &crate::store::Store,
+    raw: &str,
+    config: Option<&std::path::Path>,
+) -> Result<Done, Failure> {
+    use crate::config::CalleeFormat;
+    let (country, formats) = match config {
+        Some(path) => {
+            let cfg = crate::config::Config::load(path).map_err(Failure::input)?;
+            (
+                cfg.campaign.default_country,
+                vec![cfg.campaign.callee_format],
+            )
+        }
+        None => (
+            "CN".to_string(),
+            vec![CalleeFormat::DoubleZero, CalleeFormat::E164],
+        ),
+    };
+    let mut spellings = vec![raw.trim().to_string()];
+    for f in formats {
+        if let Ok(n) = crate::phone::normalize(raw, &country, f) {
+            spellings.push(n);
+        }
+    }
+    let mut found = false;
+    for c in store.campaigns().await.map_err(Failure::other)? {
+        for callee in &spellings {
+            let Some(d) = store
+                .contact_detail(c.id, callee)
+                .await
+                .map_err(Failure::other)?
+            else {
+                continue;
+            };
+            found = true;
+            crate::say!(
+                "campaign {} ({}): {} line {}: {}",
+                c.name,
+                c.state,
+                d.callee,
+                d.line,
+                d.status
+            );
+            if d.status == "pending" {
+                let until = (d.next_at > crate::dispatch::now_ms())
+                    .then(|| time(d.next_at))
+                    .flatten();
+                let why = match (&d.gate, &until) {
+                    (Some(g), Some(u)) => format!("{g} until {u}"),
+                    (None, Some(u)) if d.reschedules > 0 => format!("rescheduled until {u}"),
+                    (None, Some(u)) => format!("retry_backoff until {u}"),
+                    _ if c.state != crate::store::CampaignState::Active => {
+                        format!("campaign_{}", c.state)
+                    }
+                    _ => "due: waiting for its turn within the rate".to_string(),
+                };
+                crate::say!("  waiting: {why}");
+            }
+            if let (Some(code), Some(message)) = (&d.error_code, &d.error_message) {
+                crate::say!("  last: {code}: {message}");
+            }
+            for a in &d.attempts {
+                crate::say!(
+                    "  attempt {}: started {} outcome {} {}{}",
+                    a.n,
+                    time(a.started_at).unwrap_or_default(),
+                    a.outcome.as_deref().unwrap_or("(no reply yet)"),
+                    a.code.as_deref().unwrap_or(""),
+                    a.session_id
+                        .as_deref()
+                        .map(|s| format!(" session {s}"))
+                        .unwrap_or_default()
+                );
+            }
+            break;
+        }
+    }
+    if !found {
+        return Err(Failure::input(anyhow::anyhow!(
+            "{raw}: no such contact in any campaign of this store (tried {})",
+            spellings.join(", ")
+        )));
+    }
+    Ok(Done::Ok)
+}
+
+fn time(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }

@@ -75,6 +75,23 @@ async fn outside_the_window_nothing_is_sent_and_the_contact_says_until_when() {
         0,
         "nothing may be sent outside the window"
     );
+    // `status` says the same about this contact, from the store alone.
+    let out = std::process::Command::new(bin())
+        .args(["status", "--state"])
+        .arg(&s.state)
+        .args(["--callee", &callee(11, 0)])
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let until = chrono::DateTime::from_timestamp_millis(opening.as_millisecond())
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    assert!(
+        text.contains(&format!("waiting: window_closed until {until}")),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
