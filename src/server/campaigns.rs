@@ -47,6 +47,10 @@ pub struct Campaigns {
     runners: Mutex<HashMap<i64, Runner>>,
     /// Set once shutdown starts: nothing new is started after it.
     closing: watch::Sender<bool>,
+    /// Held while a campaign's state and its runner change together (pause, resume, cancel, a
+    /// halt's pause), so a pause and a resume at once cannot leave the store saying `active`
+    /// with no runner, or `paused` with one.
+    steering: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -60,6 +64,7 @@ impl Campaigns {
             base,
             runners: Mutex::new(HashMap::new()),
             closing: watch::channel(false).0,
+            steering: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -241,6 +246,12 @@ impl Campaigns {
 
     /// Pause: nothing new is sent from now; replies in flight are recorded.
     pub async fn pause(&self, campaign_id: i64, reason: &str) -> Result<bool, StoreError> {
+        let _steering = self.steering.lock().await;
+        self.pause_steered(campaign_id, reason).await
+    }
+
+    /// [`Campaigns::pause`] with the steering lock already held.
+    async fn pause_steered(&self, campaign_id: i64, reason: &str) -> Result<bool, StoreError> {
         let changed = self
             .base
             .store
@@ -257,15 +268,17 @@ impl Campaigns {
 
     /// Every active campaign paused with `reason` (a halt code concerns the whole account).
     pub async fn pause_all(&self, reason: &str) -> Result<(), StoreError> {
+        let _steering = self.steering.lock().await;
         for c in self.base.store.campaigns().await? {
             if c.state == CampaignState::Active {
-                self.pause(c.id, reason).await?;
+                self.pause_steered(c.id, reason).await?;
             }
         }
         Ok(())
     }
 
     pub async fn resume(self: &Arc<Self>, campaign_id: i64) -> Result<bool, StoreError> {
+        let _steering = self.steering.lock().await;
         let changed = self
             .base
             .store
@@ -281,6 +294,7 @@ impl Campaigns {
 
     /// Cancel: undialled contacts become `cancelled` at once; replies in flight are recorded.
     pub async fn cancel(&self, campaign_id: i64) -> Result<bool, StoreError> {
+        let _steering = self.steering.lock().await;
         let store = &self.base.store;
         let changed = store
             .set_campaign_state(
