@@ -20,6 +20,14 @@ pub async fn run(args: CallArgs) -> Result<Done, Failure> {
         cfg.campaign.callee_format,
     )
     .map_err(|e| Failure::input(anyhow!("--callee {:?}: {e}", args.callee)))?;
+    // A test call is still a call to a person: the config's do-not-call lists hold for it.
+    let rules = super::load_rules(&cfg)?;
+    if rules.dnc.contains(&callee) {
+        return Err(Failure::input(anyhow!(
+            "--callee {:?}: {callee} is on a do-not-call list (calling.dnc_files); nothing was sent",
+            args.callee
+        )));
+    }
     let mut overrides = Overrides::default();
     for kv in &args.vars {
         let Some((k, v)) = kv.split_once('=') else {

@@ -94,6 +94,37 @@ async fn call_reports_an_error_code_and_exits_1() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn call_refuses_a_number_on_a_do_not_call_list() {
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(
+        &mock.endpoint(),
+        "",
+        "[calling]\ndnc_files = [\"dnc.txt\"]\n",
+    );
+    std::fs::write(s.dir.path().join("dnc.txt"), "+8613800138000\n").unwrap();
+    let config = s.config.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(bin())
+            .args(["call", "--config"])
+            .arg(&config)
+            .args(["--callee", "13800138000"])
+            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code_of(&out), 2, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("do-not-call"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(mock.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn secrets_never_reach_logs_results_or_the_state_store() {
     let token = "session-token-that-must-stay-secret";
     // A wrong key makes every request fail authentication: the error path is exercised too.
