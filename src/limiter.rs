@@ -64,7 +64,7 @@ pub struct Limiter {
     /// Whose turn it is to wait for the next token: a FIFO queue (tokio's `Mutex` is fair), so
     /// campaigns sharing the limiter take tokens in turn and a big campaign cannot starve a
     /// small one.
-    turn: tokio::sync::Mutex<()>,
+    turn: Arc<tokio::sync::Mutex<()>>,
     target: f64,
     cap: usize,
     pace: Mutex<Pace>,
@@ -101,7 +101,7 @@ impl Limiter {
             window.pop_front();
         }
         Limiter {
-            turn: tokio::sync::Mutex::new(()),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
             target: rate,
             cap,
             pace: Mutex::new(Pace {
@@ -123,7 +123,18 @@ impl Limiter {
     ///
     /// Callers are served in the order they asked (round-robin between campaigns).
     pub async fn pace(&self) {
-        let _turn = self.turn.lock().await;
+        let _turn = self.take_turn().await;
+        self.pace_in_turn().await
+    }
+
+    /// Wait for this caller's turn (FIFO). Holding the guard across several
+    /// [`Limiter::pace_in_turn`] calls gives a campaign that many tokens in a row: its weight.
+    pub async fn take_turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.turn.clone().lock_owned().await
+    }
+
+    /// [`Limiter::pace`] for a caller that holds its turn (see [`Limiter::take_turn`]).
+    pub async fn pace_in_turn(&self) {
         let gcra = {
             let mut p = lock(&self.pace);
             self.recover(&mut p, Instant::now());

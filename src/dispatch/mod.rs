@@ -82,6 +82,9 @@ pub struct Engine {
     pub permits: Arc<Semaphore>,
     /// Process-wide figures for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Tokens this campaign takes in a row when its turn at the shared limiter comes (1 = plain
+    /// round-robin; `serve` gives a campaign of priority p the weight 1 + p, at most 10).
+    pub weight: u32,
     /// Calling windows, do-not-call lists, per-person pacing, caller rotation.
     pub rules: Arc<Rules>,
 }
@@ -104,6 +107,7 @@ impl Engine {
             counters: Arc::new(Counters::default()),
             permits: Arc::new(Semaphore::new(cfg.rate.max_in_flight)),
             metrics: Arc::new(Metrics::default()),
+            weight: 1,
             rules: Arc::new(Rules::none(cfg)),
         }
     }
@@ -128,6 +132,7 @@ impl Engine {
             counters: Arc::new(Counters::default()),
             permits: self.permits.clone(),
             metrics: self.metrics.clone(),
+            weight: 1,
             rules: self.rules.clone(),
         }
     }
@@ -188,6 +193,9 @@ pub async fn run_campaign(
     let mut buffer: VecDeque<DueContact> = VecDeque::new();
     let mut tasks = JoinSet::new();
     let mut announced: Option<i64> = None;
+    // This campaign's turn at the shared limiter and the tokens taken in it (see `weight`).
+    // Held only from one token to the next; given up whenever the loop does anything else.
+    let mut turn: Option<(tokio::sync::OwnedMutexGuard<()>, u32)> = None;
 
     let outcome = loop {
         while let Some(done) = tasks.try_join_next() {
@@ -203,6 +211,7 @@ pub async fn run_campaign(
             break RunOutcome::Interrupted;
         }
         if buffer.is_empty() {
+            turn = None;
             let exclude = lock(&shared.held).clone();
             let due = engine
                 .store
@@ -255,10 +264,12 @@ pub async fn run_campaign(
             match gates(&engine, &contact, &*on_final).await? {
                 Gated::Go => buffer.push_front(contact),
                 Gated::Held => {
+                    turn = None;
                     lock(&shared.held).remove(&contact.id);
                     continue;
                 }
                 Gated::CampaignEnded => {
+                    turn = None;
                     lock(&shared.held).clear();
                     buffer.clear();
                     continue;
@@ -273,9 +284,22 @@ pub async fn run_campaign(
             Ok(()) = stop.changed() => continue,
         };
         let waited = std::time::Instant::now();
+        if turn.is_none() {
+            let guard = tokio::select! {
+                g = engine.limiter.take_turn() => g,
+                Ok(()) = stop.changed() => continue,
+            };
+            turn = Some((guard, 0));
+        }
         tokio::select! {
-            _ = engine.limiter.pace() => {}
+            _ = engine.limiter.pace_in_turn() => {}
             Ok(()) = stop.changed() => continue,
+        }
+        if let Some((_, taken)) = turn.as_mut() {
+            *taken += 1;
+            if *taken >= engine.weight.max(1) {
+                turn = None;
+            }
         }
         let paced_for = waited.elapsed();
         // A halt may have arrived while this loop waited for a permit or a token.

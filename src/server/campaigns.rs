@@ -115,6 +115,8 @@ impl Campaigns {
             .and_then(|s| serde_json::from_slice(s.as_bytes()).ok())
             .unwrap_or_default();
         let mut engine = self.base.for_campaign(settings.retry(&self.cfg));
+        // Priority p: p + 1 tokens in a row at each turn (at most 10), plain turns at 0.
+        engine.weight = 1 + c.priority.clamp(0, 9) as u32;
         if settings.calling.is_some() {
             match settings.calling_rules(&self.cfg) {
                 Ok(calling) => engine.rules = Arc::new(self.base.rules.for_campaign(calling)),

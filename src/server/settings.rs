@@ -27,7 +27,7 @@ pub const NAME_MAX_CHARS: usize = 200;
 pub struct CampaignSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Shown in listings; campaigns share the rate in turn whatever their priority.
+    /// Requests in a row at each turn at the shared limiter: p + 1 (0 to 9; more counts as 9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -614,3 +614,24 @@ async fn sigterm_stops_dialling_even_while_a_client_holds_a_request_open() {
         mock.stats().accepted
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_of_higher_priority_gets_the_larger_share_and_the_other_still_progresses() {
+    let mock = mock_with(20, 20, "").await;
+    let s = scratch(&mock, "");
+    let srv = Served::start(&s).await;
+    let (status, body) = srv
+        .post("/v1/campaigns?name=urgent&priority=3", csv_of(24, 200))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let urgent = body["campaign"]["id"].as_i64().expect("id");
+    let routine = srv.create("routine", &csv_of(25, 200)).await;
+    srv.wait_campaign(urgent, "the urgent campaign", |c| state(c) == "completed")
+        .await;
+    // Four requests in five went to the urgent campaign: about 50 routine calls meanwhile.
+    let r = srv.campaign(routine).await;
+    let placed = count(&r, "placed") + count(&r, "in_flight");
+    assert!(placed >= 20, "the routine campaign was starved: {r}");
+    assert!(placed <= 100, "priority gave no larger share: {r}");
+    assert!(mock.stats().duplicate_callees.is_empty());
+}
