@@ -32,6 +32,9 @@ struct Runner {
     stop: watch::Sender<Stop>,
     task: JoinHandle<()>,
     engine: Arc<Engine>,
+    /// The stop of the runner this one replaced, if it was still draining when this one was
+    /// started (this one waits for it): a second stop signal must reach it too.
+    draining: Option<watch::Sender<Stop>>,
 }
 
 impl Runner {
@@ -135,7 +138,10 @@ impl Campaigns {
         if *self.closing.borrow() || runners.get(&c.id).is_some_and(Runner::is_live) {
             return;
         }
-        let previous = runners.remove(&c.id).map(|r| r.task);
+        let (previous, draining) = match runners.remove(&c.id) {
+            Some(r) => (Some(r.task), Some(r.stop)),
+            None => (None, None),
+        };
         let (stop_tx, stop_rx) = watch::channel(Stop::Run);
         let this = self.clone();
         let (id, name) = (c.id, c.name.clone());
@@ -152,6 +158,7 @@ impl Campaigns {
                 stop: stop_tx,
                 task,
                 engine,
+                draining,
             },
         );
     }
@@ -319,9 +326,19 @@ impl Campaigns {
             let mut runners = lock(&self.runners);
             // Under the lock, so `start` sees it before it could insert a runner.
             self.closing.send_replace(true);
-            runners.drain().map(|(_, r)| (r.stop, r.task)).unzip()
+            runners
+                .drain()
+                .map(|(_, r)| ((r.stop, r.draining), r.task))
+                .unzip()
         };
-        let stops: Vec<watch::Sender<Stop>> = stops;
+        let stops: Vec<watch::Sender<Stop>> = stops
+            .into_iter()
+            .flat_map(
+                |(stop, draining): (watch::Sender<Stop>, Option<watch::Sender<Stop>>)| {
+                    std::iter::once(stop).chain(draining)
+                },
+            )
+            .collect();
         let tasks: Vec<JoinHandle<()>> = tasks;
         let escalate = |s: Stop| {
             for stop in &stops {
