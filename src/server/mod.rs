@@ -323,6 +323,22 @@ impl Service {
                 inbox::watch(svc, dir, stop2).await;
             }));
         }
+        // Dials too old to hold any number back are dropped hourly (at start too, by the engine's
+        // builder): a service that runs for months keeps the table to a few days of calls.
+        let housekeeping = {
+            let svc = self.clone();
+            tokio::spawn(async move {
+                let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+                hourly.tick().await;
+                loop {
+                    hourly.tick().await;
+                    let rules = &svc.campaigns.base().rules;
+                    if let Err(e) = rules.prune(&svc.store, jiff::Timestamp::now()).await {
+                        tracing::warn!(error = %e, "cannot prune old dials");
+                    }
+                }
+            })
+        };
         let app = api::router(self.clone());
         let mut stop_http = stop.clone();
         let mut server = tokio::spawn(async move {
@@ -340,6 +356,7 @@ impl Service {
         };
         // Stop dialling at once, whatever requests or imports are still open; replies in flight
         // are waited for within the grace period (a second signal stops waiting).
+        housekeeping.abort();
         self.campaigns.shutdown(stop).await;
         // Open connections and an import under way get a short moment to finish.
         let linger = std::time::Duration::from_secs(2);
