@@ -261,7 +261,7 @@ fn rfc3339(ms: i64) -> String {
 }
 
 async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {
-    let counts = svc.store.counts(c.id).await?;
+    let counts = svc.counts(&c).await?;
     let total = counts.values().sum();
     let sent = svc.store.sends_since(c.id, now_ms() - 10_000).await?;
     let rate = sent as f64 / 10.0;

@@ -81,34 +81,8 @@ pub async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoResponse {
         "ccc_dialer_limiter_rate {}",
         engine.limiter.current_rate()
     );
-    let status = match svc.store.counts_all().await {
-        Ok(rows) => {
-            header(
-                &mut out,
-                "ccc_dialer_contacts",
-                "gauge",
-                "Contacts by status per campaign.",
-            );
-            let mut in_doubt = 0;
-            for (campaign, status, n) in rows {
-                if status == "unknown" {
-                    in_doubt += n;
-                }
-                let _ = writeln!(
-                    out,
-                    "ccc_dialer_contacts{{campaign=\"{}\",status=\"{status}\"}} {n}",
-                    label(&campaign)
-                );
-            }
-            header(
-                &mut out,
-                "ccc_dialer_in_doubt_contacts",
-                "gauge",
-                "Contacts whose reply was lost (unknown): check before calling again.",
-            );
-            let _ = writeln!(out, "ccc_dialer_in_doubt_contacts {in_doubt}");
-            StatusCode::OK
-        }
+    let status = match contact_gauges(&svc, &mut out).await {
+        Ok(()) => StatusCode::OK,
         Err(e) => {
             tracing::error!(error = %e, "metrics: cannot read contact counts");
             StatusCode::INTERNAL_SERVER_ERROR
@@ -122,6 +96,37 @@ pub async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoResponse {
         )],
         out,
     )
+}
+
+/// Contacts by status per campaign, and in doubt over all of them.
+async fn contact_gauges(svc: &Service, out: &mut String) -> Result<(), crate::store::StoreError> {
+    header(
+        out,
+        "ccc_dialer_contacts",
+        "gauge",
+        "Contacts by status per campaign.",
+    );
+    let mut in_doubt = 0;
+    for c in svc.store.campaigns().await? {
+        for (status, n) in svc.counts(&c).await? {
+            if status == crate::contact::Status::Unknown {
+                in_doubt += n;
+            }
+            let _ = writeln!(
+                out,
+                "ccc_dialer_contacts{{campaign=\"{}\",status=\"{status}\"}} {n}",
+                label(&c.name)
+            );
+        }
+    }
+    header(
+        out,
+        "ccc_dialer_in_doubt_contacts",
+        "gauge",
+        "Contacts whose reply was lost (unknown): check before calling again.",
+    );
+    let _ = writeln!(out, "ccc_dialer_in_doubt_contacts {in_doubt}");
+    Ok(())
 }
 
 #[cfg(test)]

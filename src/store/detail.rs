@@ -161,22 +161,4 @@ impl Store {
         })
         .await
     }
-
-    /// Contacts by status for every campaign: `(campaign name, status, count)`. Served from the
-    /// due-contacts index (campaign, status, …) without reading the rows.
-    pub async fn counts_all(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
-        self.call(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT c.name, k.status, k.n FROM campaigns c JOIN
-                   (SELECT campaign_id, status, COUNT(*) AS n FROM contacts
-                    GROUP BY campaign_id, status) k ON k.campaign_id = c.id
-                 ORDER BY c.id, k.status",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
 }
