@@ -51,20 +51,7 @@ pub(super) async fn attempt(
     let now = jiff::Timestamp::now();
     // Listed while it waited for its turn (a reload of the do-not-call lists): never called.
     if engine.rules.is_active() && engine.rules.dnc.contains(&contact.callee) {
-        let ended = engine
-            .store
-            .end_by_gate(
-                contact.id,
-                Status::Skipped,
-                "Dnc",
-                crate::contact::DNC_REASON,
-                now_ms(),
-            )
-            .await?;
-        if ended {
-            on_final(engine.store.result_of(contact.id).await?);
-        }
-        return Ok(());
+        return super::end_dnc(&engine.store, contact.id, on_final).await;
     }
     if let Some((gate, until)) = engine.rules.window_closed(&contact, now) {
         // The window closed while the contact waited for its turn: no call, no attempt.

@@ -26,7 +26,7 @@ pub use request::{build_request, mask, RequestDefaults};
 
 use crate::ccc::Client;
 use crate::config::Config;
-use crate::contact::ResultRow;
+use crate::contact::{ResultRow, Status};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::policy::{ClassOverrides, RetrySettings};
@@ -423,35 +423,59 @@ async fn gates(
             Ok(Gated::CampaignEnded)
         }
         Verdict::Expire(gate) => {
-            let ended = store
-                .end_by_gate(
-                    contact.id,
-                    crate::contact::Status::Expired,
-                    "NotAfter",
-                    &format!("its calling window does not open before the campaign's end ({gate})"),
-                    now_ms(),
-                )
-                .await?;
-            if ended {
-                on_final(store.result_of(contact.id).await?);
-            }
+            let why =
+                format!("its calling window does not open before the campaign's end ({gate})");
+            end_contact(
+                store,
+                contact.id,
+                Status::Expired,
+                "NotAfter",
+                &why,
+                on_final,
+            )
+            .await?;
             Ok(Gated::Held)
         }
         Verdict::End(gate) => {
-            let ended = store
-                .end_by_gate(
-                    contact.id,
-                    crate::contact::Status::Skipped,
-                    "Dnc",
-                    crate::contact::DNC_REASON,
-                    now_ms(),
-                )
-                .await?;
             tracing::info!(contact = contact.id, callee = %mask(&contact.callee), gate = gate.as_str(), "not called: on a do-not-call list");
-            if ended {
-                on_final(store.result_of(contact.id).await?);
-            }
+            end_dnc(store, contact.id, on_final).await?;
             Ok(Gated::Held)
         }
     }
+}
+
+/// End a pending contact that will never be called (`skipped`, `expired`) and hand its result
+/// row on, unless something else settled it first.
+async fn end_contact(
+    store: &Store,
+    contact_id: i64,
+    status: Status,
+    code: &str,
+    message: &str,
+    on_final: &(dyn Fn(ResultRow) + Send + Sync),
+) -> Result<(), StoreError> {
+    if store
+        .end_by_gate(contact_id, status, code, message, now_ms())
+        .await?
+    {
+        on_final(store.result_of(contact_id).await?);
+    }
+    Ok(())
+}
+
+/// A contact on a do-not-call list: `skipped` with code `Dnc`.
+pub(crate) async fn end_dnc(
+    store: &Store,
+    contact_id: i64,
+    on_final: &(dyn Fn(ResultRow) + Send + Sync),
+) -> Result<(), StoreError> {
+    end_contact(
+        store,
+        contact_id,
+        Status::Skipped,
+        "Dnc",
+        crate::contact::DNC_REASON,
+        on_final,
+    )
+    .await
 }

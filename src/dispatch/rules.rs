@@ -183,43 +183,21 @@ impl Rules {
         if self.dnc.contains(&contact.callee) {
             return Ok(Verdict::End(Gate::Dnc));
         }
-        if !self.calling.window.is_unrestricted() {
-            let zones = self.zones(contact);
-            if let Err(g) = gate::window(&self.calling.window, now, &zones) {
-                let until = g
-                    .until()
-                    .unwrap_or_else(|| crate::calling::day::after(now, RECHECK));
-                if let Some(end) = self.calling.not_after {
-                    if until >= end {
-                        // This contact's window opens too late; the others may still be called.
-                        return Ok(Verdict::Expire(Gate::NotAfter { at: end }));
-                    }
+        if let Some((gate, until)) = self.window_closed(contact, now) {
+            if let Some(end) = self.calling.not_after {
+                if until >= ms(end) {
+                    // This contact's window opens too late; the others may still be called.
+                    return Ok(Verdict::Expire(Gate::NotAfter { at: end }));
                 }
-                return Ok(Verdict::Wait {
-                    gate: g,
-                    until: ms(until),
-                });
             }
+            return Ok(Verdict::Wait { gate, until });
         }
-        if self.per_person {
-            let since = ms(now) - history_ms(self.calling.min_gap);
-            let recent: Vec<Timestamp> = store
-                .calls_to(&contact.callee, since)
-                .await?
-                .into_iter()
-                .filter_map(|t| Timestamp::from_millisecond(t).ok())
-                .collect();
-            let zones = self.zones(contact);
-            let day_zone = zones.first().unwrap_or(self.calling.zone());
-            if let Err(g) = gate::per_person(
-                &recent,
-                now,
-                self.calling.min_gap,
-                self.calling.max_per_day,
-                day_zone,
-            ) {
-                let until = g.until().map_or(ms(now) + 60_000, ms);
-                return Ok(Verdict::Wait { gate: g, until });
+        // The same per-person check the store makes again when the attempt is written down;
+        // made here too so a held contact does not spend a rate token first.
+        if let Some(guard) = self.person_guard(contact, now) {
+            if let Some(gate) = store.person_held(contact.id, guard, ms(now)).await? {
+                let until = gate.until().map_or(ms(now) + 60_000, ms);
+                return Ok(Verdict::Wait { gate, until });
             }
         }
         Ok(Verdict::Go)

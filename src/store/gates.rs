@@ -110,6 +110,22 @@ impl Store {
         .await
     }
 
+    /// The gate holding `contact_id`'s number under `guard` at `now_ms`, if any (read only; the
+    /// authoritative check is [`Store::begin_attempt_guarded`]'s).
+    pub async fn person_held(
+        &self,
+        contact_id: i64,
+        guard: PersonGuard,
+        now_ms: i64,
+    ) -> Result<Option<gate::Gate>, StoreError> {
+        self.call(move |c| match guard.check(c, contact_id, now_ms) {
+            Ok(()) => Ok(None),
+            Err(StoreError::Held(g)) => Ok(Some(g)),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
     /// When calls to `callee` that may have rung (placed, in doubt, or still on the wire) were
     /// sent since `since_ms`, across every campaign (the `dials` index).
     pub async fn calls_to(&self, callee: &str, since_ms: i64) -> Result<Vec<i64>, StoreError> {

@@ -179,10 +179,7 @@ async fn the_minimum_gap_holds_a_number_across_two_campaigns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_over_frequency_rests_and_calls_go_on_the_other_caller() {
-    let faults = format!(
-        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CallerOverFrequency\", \"ok\"]\n",
-        normalised(14, 0)
-    );
+    let faults = fails_once(&normalised(14, 0), "FailedOperation.CallerOverFrequency");
     let mock = mock_with(20, 0, &faults).await;
     let s = calling_scratch(
         &mock,
@@ -226,10 +223,7 @@ async fn a_caller_over_frequency_rests_and_calls_go_on_the_other_caller() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_caller_rests_contacts_wait_without_using_attempts() {
-    let faults = format!(
-        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CallerOverFrequency\", \"ok\"]\n",
-        normalised(15, 0)
-    );
+    let faults = fails_once(&normalised(15, 0), "FailedOperation.CallerOverFrequency");
     let mock = mock_with(20, 0, &faults).await;
     let s = calling_scratch(
         &mock,
@@ -306,10 +300,7 @@ async fn not_work_time_from_the_service_moves_the_contact_to_its_next_opening() 
         .unwrap()
         .and_utc()
         .timestamp_millis();
-    let faults = format!(
-        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CalloutRuleNotWorkTime\", \"ok\"]\n",
-        normalised(17, 0)
-    );
+    let faults = fails_once(&normalised(17, 0), "FailedOperation.CalloutRuleNotWorkTime");
     let mock = mock_with(20, 0, &faults).await;
     let s = calling_scratch(
         &mock,
@@ -465,10 +456,7 @@ async fn a_campaign_carries_its_own_window_while_others_dial() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_cool_down_caller_over_frequency_is_an_ordinary_transient_failure() {
-    let faults = format!(
-        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CallerOverFrequency\", \"ok\"]\n",
-        normalised(23, 0)
-    );
+    let faults = fails_once(&normalised(23, 0), "FailedOperation.CallerOverFrequency");
     let mock = mock_with(20, 0, &faults).await;
     let s = calling_scratch(
         &mock,

@@ -75,18 +75,7 @@ async fn call_reports_an_error_code_and_exits_1() {
     )
     .await;
     let s = Scratch::new(&mock.endpoint(), "", "");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin())
-            .args(["call", "--config"])
-            .arg(&s.config)
-            .args(["--callee", "13800138000"])
-            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
-            .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = call_13800138000(&s.config).await;
     assert_eq!(code_of(&out), 1);
     let err = stderr_of(&out);
     assert!(err.contains("FailedOperation.CalleeIsLimited"), "{err}");
@@ -102,19 +91,7 @@ async fn call_refuses_a_number_on_a_do_not_call_list() {
         "[calling]\ndnc_files = [\"dnc.txt\"]\n",
     );
     std::fs::write(s.dir.path().join("dnc.txt"), "+8613800138000\n").unwrap();
-    let config = s.config.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin())
-            .args(["call", "--config"])
-            .arg(&config)
-            .args(["--callee", "13800138000"])
-            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
-            .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = call_13800138000(&s.config).await;
     assert_eq!(code_of(&out), 2, "{}", stderr_of(&out));
     assert!(
         stderr_of(&out).contains("do-not-call"),
@@ -199,4 +176,21 @@ async fn a_closed_stderr_does_not_stop_or_corrupt_the_campaign() {
     assert_eq!(rows.len(), 20);
     assert!(rows.iter().all(|r| r.status == "placed"), "{rows:?}");
     assert_eq!(mock.stats().accepted, 20);
+}
+
+/// `ccc-dialer call --config CONFIG --callee 13800138000` with the test key.
+async fn call_13800138000(config: &std::path::Path) -> std::process::Output {
+    let config = config.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        Command::new(bin())
+            .args(["call", "--config"])
+            .arg(&config)
+            .args(["--callee", "13800138000"])
+            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }

@@ -164,3 +164,8 @@ pub fn code_of(o: &Output) -> i32 {
 pub fn exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// A fault-script rule: `callee`'s first request is answered with `code`, the next succeeds.
+pub fn fails_once(callee: &str, code: &str) -> String {
+    format!("[[rule]]\ncallee = \"{callee}\"\noutcomes = [\"error:{code}\", \"ok\"]\n")
+}
