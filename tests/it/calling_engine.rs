@@ -24,6 +24,20 @@ fn calling_scratch(
     )
 }
 
+/// `[calling.hours]` lines open every day from two hours before `now`'s hour (UTC) to three
+/// after (clamped to the day), and the opening hour.
+fn hours_around(now: chrono::DateTime<chrono::Utc>) -> (u32, String) {
+    use chrono::Timelike;
+    let start = now.hour().saturating_sub(2);
+    let end = (now.hour() + 3).min(24);
+    let range = format!("\"{start:02}:00-{end:02}:00\"");
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .map(|d| format!("{d} = [{range}]\n"))
+        .collect();
+    (start, days)
+}
+
 /// Poll one contact until `pred` holds (bounded; fails with the last body).
 async fn wait_contact(srv: &Served, id: i64, callee: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -284,17 +298,11 @@ async fn run_skips_listed_numbers_and_expires_what_the_campaign_end_leaves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_work_time_from_the_service_moves_the_contact_to_its_next_opening() {
-    use chrono::{Duration as Days, Timelike, Utc};
+    use chrono::{Duration as Days, Utc};
     // Our window is open now (UTC, a few hours around the current hour, every day); the
     // service says "not work time": the contact moves to tomorrow's opening, not a fixed delay.
     let now = Utc::now();
-    let start = now.hour().saturating_sub(2);
-    let end = (now.hour() + 3).min(24);
-    let range = format!("\"{start:02}:00-{end:02}:00\"");
-    let days: String = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        .iter()
-        .map(|d| format!("{d} = [{range}]\n"))
-        .collect();
+    let (start, days) = hours_around(now);
     let expected = (now.date_naive() + Days::days(1))
         .and_hms_opt(start, 0, 0)
         .unwrap()
@@ -359,15 +367,9 @@ async fn two_campaigns_dialling_at_once_never_call_one_number_twice_within_the_g
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_whose_window_opens_after_the_end_expires_alone() {
-    use chrono::{Timelike, Utc};
+    use chrono::Utc;
     let now = Utc::now();
-    let start = now.hour().saturating_sub(2);
-    let end = (now.hour() + 3).min(24);
-    let range = format!("\"{start:02}:00-{end:02}:00\"");
-    let days: String = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        .iter()
-        .map(|d| format!("{d} = [{range}]\n"))
-        .collect();
+    let (_, days) = hours_around(now);
     let not_after = (now + chrono::Duration::hours(1)).to_rfc3339();
     let mock = mock_with(20, 0, "").await;
     let s = calling_scratch(
