@@ -68,9 +68,31 @@ pub struct Limiter {
     target: f64,
     cap: usize,
     pace: Mutex<Pace>,
-    /// Send instants of the latest `cap` requests, oldest first.
-    window: Mutex<VecDeque<Instant>>,
+    /// Send instants of the latest `cap` requests, oldest first, and how many of the first
+    /// reservations after start still get [`WARMUP_MARGIN`].
+    window: Mutex<Window>,
 }
+
+struct Window {
+    sends: VecDeque<Instant>,
+    warmup_left: usize,
+}
+
+impl Window {
+    fn margin(&self) -> Duration {
+        if self.warmup_left > 0 {
+            WINDOW_MARGIN + WARMUP_MARGIN
+        } else {
+            WINDOW_MARGIN
+        }
+    }
+}
+
+/// Extra spacing for the first two windows of sends after a start. A process starting up (a
+/// restart after a crash, most of all) competes for the CPU with everything on the host just
+/// as its first requests leave; their arrival times jitter more than in steady running. Costs
+/// about 20 ms once per start.
+pub const WARMUP_MARGIN: Duration = Duration::from_millis(20);
 
 /// Token bucket depth 2, not 1: with depth 1 every late wake-up (timer granularity) is added to
 /// the next token's time and the pace drifts below the target (measured: 19.77 req/s when
@@ -110,7 +132,10 @@ impl Limiter {
                 last_change: Instant::now(),
                 throttles: 0,
             }),
-            window: Mutex::new(window),
+            window: Mutex::new(Window {
+                sends: window,
+                warmup_left: 2 * cap,
+            }),
         }
     }
 
@@ -153,15 +178,19 @@ impl Limiter {
 
     /// The earliest instant a send would be admitted by the window, without reserving it.
     fn earliest(&self, now: Instant) -> Instant {
-        earliest_in(&lock(&self.window), self.cap, now)
+        let w = lock(&self.window);
+        earliest_in(&w.sends, self.cap, now, w.margin())
     }
 
     /// Reserve the next send slot that keeps every window within the cap. Returns the instant
     /// to send at (now or later); the slot is taken.
     pub fn reserve(&self, now: Instant) -> Instant {
         // One lock for reading and taking the slot: two reservations must not see the same window.
-        let mut w = lock(&self.window);
-        let slot = earliest_in(&w, self.cap, now);
+        let mut guard = lock(&self.window);
+        let margin = guard.margin();
+        guard.warmup_left = guard.warmup_left.saturating_sub(1);
+        let w = &mut guard.sends;
+        let slot = earliest_in(w, self.cap, now, margin);
         // Slots are handed out in increasing order, so the deque stays sorted.
         let slot = w.back().map_or(slot, |last| slot.max(*last));
         w.push_back(slot);
@@ -188,7 +217,7 @@ impl Limiter {
 
     /// Move a slot handed out at `slot` to the instant its request really left.
     fn record_late(&self, slot: Instant, actual: Instant) {
-        let mut w = lock(&self.window);
+        let w = &mut lock(&self.window).sends;
         if let Some(pos) = w.iter().rposition(|t| *t == slot) {
             w.remove(pos);
             let at = w.partition_point(|t| *t <= actual);
@@ -235,9 +264,9 @@ impl Limiter {
 }
 
 /// When the window admits the next send: `cap` sends after the `cap`-th latest, plus the margin.
-fn earliest_in(w: &VecDeque<Instant>, cap: usize, now: Instant) -> Instant {
+fn earliest_in(w: &VecDeque<Instant>, cap: usize, now: Instant, margin: Duration) -> Instant {
     if w.len() >= cap {
-        now.max(w[w.len() - cap] + WINDOW + WINDOW_MARGIN)
+        now.max(w[w.len() - cap] + WINDOW + margin)
     } else {
         now
     }
@@ -303,6 +332,27 @@ mod tests {
             first >= t0 + WINDOW,
             "a restart must not hand out a fresh burst"
         );
+    }
+
+    #[test]
+    fn the_first_windows_after_a_start_keep_a_wider_margin_then_the_usual_one() {
+        let t0 = Instant::now();
+        let recent: Vec<Instant> = (0..20)
+            .map(|i| t0 + Duration::from_millis(i * 10))
+            .collect();
+        let l = Limiter::new(20.0, &recent);
+        let first = l.reserve(t0);
+        assert_eq!(first, t0 + WINDOW + WINDOW_MARGIN + WARMUP_MARGIN);
+        let mut last = first;
+        for _ in 1..40 {
+            last = l.reserve(t0);
+        }
+        // The 41st reservation is past the warm-up: one window after the send 20 before it,
+        // with the usual margin.
+        let twenty_earlier = lock(&l.window).sends[0];
+        let next = l.reserve(t0);
+        assert_eq!(next, twenty_earlier + WINDOW + WINDOW_MARGIN);
+        assert!(next >= last);
     }
 
     #[test]
