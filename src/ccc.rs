@@ -40,8 +40,6 @@ pub struct CallRequest {
     pub variables: Vec<Variable>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ring_timeout_second: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acquire_timeout_second: Option<u32>,
 }
 
 /// A call the service accepted.
@@ -343,7 +341,6 @@ mod tests {
             callers: vec![],
             variables: vec![],
             max_ring_timeout_second: None,
-            acquire_timeout_second: None,
         };
         assert_eq!(
             serde_json::to_string(&req).unwrap(),
@@ -356,12 +353,11 @@ mod tests {
                 value: "张三".into(),
             }],
             max_ring_timeout_second: Some(30),
-            acquire_timeout_second: Some(5),
             ..req
         };
         assert_eq!(
             serde_json::to_string(&full).unwrap(),
-            r#"{"SdkAppId":1400000000,"AIAgentId":15,"Callee":"008612300000000","Callers":["008601012345678"],"Variables":[{"Key":"name","Value":"张三"}],"MaxRingTimeoutSecond":30,"AcquireTimeoutSecond":5}"#
+            r#"{"SdkAppId":1400000000,"AIAgentId":15,"Callee":"008612300000000","Callers":["008601012345678"],"Variables":[{"Key":"name","Value":"张三"}],"MaxRingTimeoutSecond":30}"#
         );
     }
 

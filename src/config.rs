@@ -37,6 +37,13 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    /// A key earlier versions read and this one refuses: what it did and why it went.
+    #[error("{path}: {key}: this setting was removed: {why}\nhint: delete the line")]
+    Removed {
+        path: PathBuf,
+        key: &'static str,
+        why: &'static str,
+    },
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -86,7 +93,8 @@ struct RawCampaign {
     #[serde(default)]
     callers: Vec<String>,
     max_ring_timeout_second: Option<i64>,
-    acquire_timeout_second: Option<i64>,
+    /// Removed (see [`ConfigError::Removed`]): read only to say so by name.
+    acquire_timeout_second: Option<toml::Value>,
     #[serde(default)]
     variables: BTreeMap<String, toml::Value>,
     #[serde(default = "default_country")]
@@ -213,7 +221,6 @@ pub struct Campaign {
     pub ai_agent_id: u64,
     pub callers: Vec<String>,
     pub max_ring_timeout_second: Option<u32>,
-    pub acquire_timeout_second: Option<u32>,
     pub variables: BTreeMap<String, String>,
     pub default_country: String,
     pub callee_format: CalleeFormat,
@@ -459,17 +466,13 @@ impl Validator<'_> {
             }
             None => None,
         };
-        let acquire_timeout_second = match raw.acquire_timeout_second {
-            Some(v) if (0..=5).contains(&v) => Some(v as u32),
-            Some(v) => {
-                return Err(self.invalid(
-                    "campaign.acquire_timeout_second",
-                    v,
-                    "an integer from 0 to 5 (seconds)",
-                ))
-            }
-            None => None,
-        };
+        if raw.acquire_timeout_second.is_some() {
+            return Err(ConfigError::Removed {
+                path: self.path.to_path_buf(),
+                key: "campaign.acquire_timeout_second",
+                why: "CreateAIAgentCall does not define AcquireTimeoutSecond (a field of the sibling action CreateAICall); the service answers UnknownParameter to a request that carries it, for every contact",
+            });
+        }
         for (i, c) in raw.callers.iter().enumerate() {
             if c.trim().is_empty() || !c.trim().chars().all(|ch| ch.is_ascii_digit() || ch == '+') {
                 return Err(self.invalid(
@@ -524,7 +527,6 @@ impl Validator<'_> {
                 .map(|c| c.trim().to_string())
                 .collect(),
             max_ring_timeout_second,
-            acquire_timeout_second,
             variables,
             default_country,
             callee_format,

@@ -14,7 +14,6 @@ pub struct RequestDefaults {
     pub callers: Vec<String>,
     pub variables: BTreeMap<String, String>,
     pub max_ring_timeout_second: Option<u32>,
-    pub acquire_timeout_second: Option<u32>,
 }
 
 impl From<&crate::config::Campaign> for RequestDefaults {
@@ -25,7 +24,6 @@ impl From<&crate::config::Campaign> for RequestDefaults {
             callers: c.callers.clone(),
             variables: c.variables.clone(),
             max_ring_timeout_second: c.max_ring_timeout_second,
-            acquire_timeout_second: c.acquire_timeout_second,
         }
     }
 }
@@ -56,7 +54,6 @@ pub fn build_request(d: &RequestDefaults, c: &DueContact, rotate_callers: usize)
             .map(|(key, value)| Variable { key, value })
             .collect(),
         max_ring_timeout_second: d.max_ring_timeout_second,
-        acquire_timeout_second: d.acquire_timeout_second,
     }
 }
 
@@ -97,7 +94,6 @@ mod tests {
             .into_iter()
             .collect(),
             max_ring_timeout_second: Some(40),
-            acquire_timeout_second: None,
         }
     }
 

@@ -1,17 +1,22 @@
 //! Request body checks, with the service's parameter error codes.
+//!
+//! As Tencent Cloud API 3.0 does, a body field the action does not define is refused with
+//! `UnknownParameter`: the fields are exactly those of the official SDK's
+//! `CreateAIAgentCallRequest` model (shared/CCC-API.md), so a request shape the service would
+//! refuse for every contact is refused here too.
 
 use serde_json::{Map, Value};
 
 use super::verify::Refusal;
 
-const KNOWN: [&str; 8] = [
+/// The fields CreateAIAgentCall defines (the only action this stand-in serves).
+const KNOWN: [&str; 7] = [
     "SdkAppId",
     "AIAgentId",
     "Callee",
     "Callers",
     "Variables",
     "MaxRingTimeoutSecond",
-    "AcquireTimeoutSecond",
     "PromptVariables",
 ];
 
@@ -108,14 +113,6 @@ pub fn check(body: &[u8]) -> Result<(Value, String), Refusal> {
     key_values(obj, "Variables")?;
     key_values(obj, "PromptVariables")?;
     integer(obj, "MaxRingTimeoutSecond", false)?;
-    if let Some(t) = integer(obj, "AcquireTimeoutSecond", false)? {
-        if t > 5 {
-            return Err(bad(
-                "InvalidParameterValue",
-                "`AcquireTimeoutSecond` must be 0..5",
-            ));
-        }
-    }
     Ok((value, callee))
 }
 
@@ -145,9 +142,10 @@ mod tests {
             code(r#"{"SdkAppId":1,"AIAgentId":1,"Callee":"1","Variables":[{"Key":"a"}]}"#),
             "InvalidParameter"
         );
+        // A field of the sibling action CreateAICall, not of CreateAIAgentCall.
         assert_eq!(
-            code(r#"{"SdkAppId":1,"AIAgentId":1,"Callee":"1","AcquireTimeoutSecond":9}"#),
-            "InvalidParameterValue"
+            code(r#"{"SdkAppId":1,"AIAgentId":1,"Callee":"1","AcquireTimeoutSecond":5}"#),
+            "UnknownParameter"
         );
         let (_, callee) = check(br#"{"SdkAppId":1,"AIAgentId":1,"Callee":"0086","Callers":["1"],"Variables":[{"Key":"a","Value":"b"}]}"#).unwrap();
         assert_eq!(callee, "0086");

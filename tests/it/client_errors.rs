@@ -37,7 +37,6 @@ fn request() -> CallRequest {
         callers: vec![],
         variables: vec![],
         max_ring_timeout_second: None,
-        acquire_timeout_second: None,
     }
 }
 

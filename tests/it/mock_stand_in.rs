@@ -331,6 +331,13 @@ async fn malformed_bodies_and_wrong_actions_get_parameter_codes() {
     assert_eq!(code(&v), "InvalidParameter");
     let (_, v) = post(&mock, &c, r#"{"SdkAppId":1,"AIAgentId":2}"#, now()).await;
     assert_eq!(code(&v), "MissingParameter");
+    // A field CreateAIAgentCall does not define (AcquireTimeoutSecond is CreateAICall's) is
+    // refused as the service refuses it, and no call is created.
+    let body =
+        r#"{"SdkAppId":1,"AIAgentId":2,"Callee":"008613800138000","AcquireTimeoutSecond":5}"#;
+    let (_, v) = post(&mock, &c, body, now()).await;
+    assert_eq!(code(&v), "UnknownParameter", "{v}");
+    assert!(mock.stats().calls_per_callee.is_empty());
 
     // Correctly signed, but another action or API version.
     let req = signed_post_as(
