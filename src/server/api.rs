@@ -211,17 +211,22 @@ pub fn router(svc: Arc<Service>) -> Router {
 }
 
 async fn require_token(State(svc): State<Arc<Service>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if super::auth::allows(svc.token.as_ref(), given) {
+    // Several `Authorization` headers are ambiguous (which one did a proxy check?): refused,
+    // not judged by the first.
+    let mut all = req.headers().get_all(header::AUTHORIZATION).iter();
+    let given = all.next().map(|v| v.as_bytes());
+    let several = all.next().is_some();
+    if !several && super::auth::allows(svc.token.as_ref(), given) {
         next.run(req).await
     } else {
         let mut r = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "a valid `Authorization: Bearer <token>` header is required",
+            if several {
+                "send one `Authorization` header, not several"
+            } else {
+                "a valid `Authorization: Bearer <token>` header is required"
+            },
         )
         .into_response();
         r.headers_mut().insert(

@@ -12,6 +12,10 @@ use crate::secret::Secret;
 pub const TOKEN_VAR: &str = "CCC_DIALER_API_TOKEN";
 /// Shorter tokens are refused: they can be guessed.
 pub const MIN_TOKEN_LEN: usize = 16;
+/// Fewer distinct characters than this is a pattern (`aaaa…`, `abab…`), not a random token.
+pub const MIN_DISTINCT_CHARS: usize = 10;
+/// Words of sample and template values: a token holding one was copied from a template.
+const PLACEHOLDER_WORDS: &[&str] = &["REPLACE", "CHANGE", "EXAMPLE", "PLACEHOLDER"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthSetupError {
@@ -19,6 +23,8 @@ pub enum AuthSetupError {
     Token(#[from] CredentialsError),
     #[error("{TOKEN_VAR} is {len} characters long: expected at least {MIN_TOKEN_LEN}")]
     TooShort { len: usize },
+    #[error("{TOKEN_VAR} looks like a placeholder ({why}): expected a long random token\nhint: generate one, e.g. `head -c 32 /dev/urandom | base64`")]
+    Placeholder { why: String },
     #[error("--listen {addr}: refusing to serve the API beyond loopback without a token\nhint: set {TOKEN_VAR} (or {TOKEN_VAR}_FILE), or listen on 127.0.0.1")]
     OpenWithoutToken { addr: SocketAddr },
 }
@@ -31,10 +37,31 @@ pub fn token_for(env: &dyn Env, listen: SocketAddr) -> Result<Option<Secret>, Au
         if len < MIN_TOKEN_LEN {
             return Err(AuthSetupError::TooShort { len });
         }
+        if let Some(why) = placeholder(t.expose()) {
+            return Err(AuthSetupError::Placeholder { why });
+        }
     } else if !listen.ip().is_loopback() {
         return Err(AuthSetupError::OpenWithoutToken { addr: listen });
     }
     Ok(token)
+}
+
+/// Why `token` looks copied from a template or typed as a pattern (never quoting it).
+fn placeholder(token: &str) -> Option<String> {
+    let upper = token.to_uppercase();
+    if let Some(word) = PLACEHOLDER_WORDS.iter().find(|w| upper.contains(*w)) {
+        return Some(format!("it contains {word:?}"));
+    }
+    let distinct = token
+        .chars()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if distinct < MIN_DISTINCT_CHARS {
+        return Some(format!(
+            "{distinct} distinct characters, expected at least {MIN_DISTINCT_CHARS}"
+        ));
+    }
+    None
 }
 
 /// Whether an `Authorization` header value carries the token. With no token configured (the
@@ -46,10 +73,22 @@ pub fn allows(token: Option<&Secret>, authorization: Option<&[u8]>) -> bool {
     let Some(value) = authorization else {
         return false;
     };
-    let Some(given) = value.strip_prefix(b"Bearer ") else {
+    // The scheme is case-insensitive (RFC 9110 §11.1): `bearer`, `BEARER` are the same.
+    let Some((scheme, given)) = split_scheme(value) else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case(b"Bearer") {
+        return false;
+    }
     given.ct_eq(token.expose().as_bytes()).into()
+}
+
+/// `scheme SP+ credentials`.
+fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = value.iter().position(|b| *b == b' ')?;
+    let (scheme, rest) = value.split_at(at);
+    let given = rest.trim_ascii_start();
+    (!scheme.is_empty() && !given.is_empty()).then_some((scheme, given))
 }
 
 #[cfg(test)]
@@ -82,12 +121,35 @@ mod tests {
     }
 
     #[test]
+    fn placeholder_tokens_are_refused_without_being_quoted() {
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        for (token, why) in [
+            ("REPLACE-WITH-A-LONG-RANDOM-TOKEN", "\"REPLACE\""),
+            ("please-change-me-0123456789", "\"CHANGE\""),
+            ("an-Example-token-0123456789", "\"EXAMPLE\""),
+            ("my-placeholder-xyz-0123456789", "\"PLACEHOLDER\""),
+            ("aaaaaaaaaaaaaaaaaaaaaaaa", "1 distinct characters"),
+            ("abcabcabcabcabcabcabc123", "6 distinct characters"),
+        ] {
+            let e = token_for(&env(&[(TOKEN_VAR, token)]), lo).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(why), "{token}: {text}");
+            assert!(!text.contains(token), "the token is echoed: {text}");
+        }
+        assert!(token_for(&env(&[(TOKEN_VAR, "k7Qz2mP9xW4vB8nR1tY6")]), lo).is_ok());
+    }
+
+    #[test]
     fn only_the_exact_bearer_token_is_allowed() {
         let t = Secret::new("0123456789abcdef0123");
         assert!(allows(Some(&t), Some(b"Bearer 0123456789abcdef0123")));
         assert!(!allows(Some(&t), Some(b"Bearer 0123456789abcdef012")));
         assert!(!allows(Some(&t), Some(b"Bearer 0123456789abcdef01234")));
-        assert!(!allows(Some(&t), Some(b"bearer 0123456789abcdef0123")));
+        assert!(allows(Some(&t), Some(b"bearer 0123456789abcdef0123")));
+        assert!(allows(Some(&t), Some(b"BEARER 0123456789abcdef0123")));
+        assert!(!allows(Some(&t), Some(b"Basic 0123456789abcdef0123")));
+        assert!(!allows(Some(&t), Some(b"Bearer")));
+        assert!(!allows(Some(&t), Some(b"Bearer ")));
         assert!(!allows(Some(&t), Some(b"0123456789abcdef0123")));
         assert!(!allows(Some(&t), None));
         assert!(allows(None, None));

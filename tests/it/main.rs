@@ -18,6 +18,7 @@ mod mock_stand_in;
 mod openapi;
 mod run_campaign;
 mod serve;
+mod serve_auth;
 mod served;
 mod signing_vectors;
 mod store_queue;
