@@ -108,7 +108,8 @@ pub async fn bind(
 }
 
 /// Open a state store that must already exist (`status`, `export`): a typo in the path must not
-/// create an empty store and report "no campaign".
+/// create an empty store and report "no campaign". Read-only and without the store's lock, so
+/// it works beside a live `run` or `serve`; when one is live, says so (figures may move).
 pub fn open_existing_store(path: &std::path::Path) -> Result<crate::store::Store, Failure> {
     if !path.exists() {
         return Err(Failure::input(anyhow::anyhow!(
@@ -116,7 +117,21 @@ pub fn open_existing_store(path: &std::path::Path) -> Result<crate::store::Store
             path.display()
         )));
     }
-    crate::store::Store::open(path).map_err(Failure::input)
+    let writer = crate::store::lock::live_writer(path);
+    if let Some(holder) = &writer {
+        crate::tell!(
+            "note: {} is in use by {holder}; reading it read-only, figures may change meanwhile",
+            path.display()
+        );
+    }
+    crate::store::Store::open_read_only(path, writer.is_some()).map_err(Failure::input)
+}
+
+/// Take the store's exclusive lock for this process (`run`, `serve`), or exit 2 naming the
+/// process that holds it. Keep the returned lock alive until the process ends.
+pub fn lock_store(path: &std::path::Path) -> Result<crate::store::lock::StoreLock, Failure> {
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    crate::store::lock::StoreLock::acquire(path, &command.join(" ")).map_err(Failure::input)
 }
 
 /// SIGINT and SIGTERM, registered the moment this is built (before a slow start-up, so a stop

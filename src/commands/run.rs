@@ -45,6 +45,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let rules = Arc::new(super::load_rules(&cfg)?);
     let (client, _mock) = super::connect(&cfg).await?;
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
+    let _lock = super::lock_store(&state)?;
     let store = Store::open(&state).map_err(Failure::input)?;
     let campaign = open_campaign(&store, &args.contacts, &state, &fingerprint).await?;
     if !campaign.intake_done {

@@ -23,6 +23,7 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     }
     let rules = std::sync::Arc::new(super::load_rules(&cfg)?);
     let (client, _mock) = super::connect(&cfg).await?;
+    let _lock = super::lock_store(&args.state)?;
     let store = Store::open(&args.state).map_err(Failure::input)?;
     let engine = super::engine(&cfg, store, client, rules).await?;
     let uploads = args

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 mod campaigns;
 mod detail;
 mod gates;
+pub mod lock;
 mod rows;
 mod schema;
 
@@ -129,10 +130,48 @@ impl Store {
         )
         .map_err(open_err)?;
         schema::migrate(&conn, path)?;
+        Store::start(conn, path, "BEGIN IMMEDIATE")
+    }
+
+    /// Open an existing store for reading only (`status`, `export`): no lock, no migration, no
+    /// write of any kind, so it is safe beside a live `run` or `serve`. A store from an older
+    /// build is opened as [`Store::open`] would (migrated) unless `writer_live`.
+    pub fn open_read_only(path: &Path, writer_live: bool) -> Result<Store, StoreError> {
+        use rusqlite::OpenFlags;
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(open_err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if version > schema::SCHEMA_VERSION {
+            return Err(StoreError::Schema {
+                path: path.to_path_buf(),
+                found: version,
+                known: schema::SCHEMA_VERSION,
+            });
+        }
+        if version < schema::SCHEMA_VERSION && !writer_live {
+            drop(conn);
+            return Store::open(path);
+        }
+        // A deferred transaction: a read-only connection cannot begin an immediate one.
+        Store::start(conn, path, "BEGIN")
+    }
+
+    fn start(conn: Connection, path: &Path, begin: &'static str) -> Result<Store, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("ccc-store".into())
-            .spawn(move || run_jobs(conn, rx))
+            .spawn(move || run_jobs(conn, rx, begin))
             .map_err(|e| StoreError::Other(format!("cannot start the store thread: {e}")))?;
         Ok(Store {
             jobs: tx,
@@ -517,7 +556,7 @@ fn run_one(conn: &Connection, job: Job) -> Reply {
 }
 
 /// The store thread: take every waiting job, run them in one transaction, commit, answer.
-fn run_jobs(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn run_jobs(conn: Connection, rx: mpsc::Receiver<Job>, begin: &str) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -526,9 +565,7 @@ fn run_jobs(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let began = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| e.to_string());
+        let began = conn.execute_batch(begin).map_err(|e| e.to_string());
         let mut replies = Vec::with_capacity(batch.len());
         if began.is_ok() {
             for job in batch {

@@ -15,6 +15,7 @@ mod commands;
 mod config_errors;
 mod container;
 mod mock_stand_in;
+mod one_process;
 mod openapi;
 mod run_campaign;
 mod serve;

@@ -1,0 +1,92 @@
+//! One process per store: a second `run` or `serve` on a store in use exits 2 naming the
+//! holder, `status` reads beside the writer, and the lock goes with the process (kill -9 too).
+
+use std::process::Stdio;
+
+use crate::served::*;
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_on_a_store_in_use_exits_2_naming_the_holder_and_the_cap_holds() {
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    s.write_contacts(&contacts_csv(80));
+    let first = s.spawn();
+    let first_pid = first.id();
+    wait_for_requests(&mock, "the first run dials", 5).await;
+
+    let second = run_async(&s).await;
+    let err = stderr_of(&second);
+    assert_eq!(code_of(&second), 2, "{err}");
+    assert!(
+        err.contains("in use by another ccc-dialer process"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("pid {first_pid}")), "{err}");
+    assert!(err.contains("ccc-dialer --log-format json run"), "{err}");
+    assert!(err.contains(", since 20"), "{err}");
+
+    // `status` reads beside the writer, read-only, and says a writer is live.
+    let state = s.state.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin())
+            .args(["status", "--state"])
+            .arg(&state)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code_of(&status), 0, "{}", stderr_of(&status));
+    assert!(
+        stderr_of(&status).contains(&format!("is in use by pid {first_pid}")),
+        "{}",
+        stderr_of(&status)
+    );
+
+    let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stats = mock.stats();
+    assert!(
+        stats.max_in_any_window <= 20,
+        "the stand-in saw {} in one second",
+        stats.max_in_any_window
+    );
+    assert_eq!(stats.accepted, 80);
+    assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
+    assert_eq!(s.results().len(), 80);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_beside_serve_on_one_store_exits_2_and_sends_nothing() {
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    s.write_contacts(&contacts_csv(3));
+    let served = Served::start(&s).await;
+    let out = run_async(&s).await;
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 2, "{err}");
+    assert!(
+        err.contains(&format!("pid {}", served.child.id())) && err.contains("serve"),
+        "{err}"
+    );
+    assert_eq!(mock.stats().requests, 0);
+    assert!(!s.results.exists(), "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_writer_leaves_no_lock_behind() {
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    s.write_contacts(&contacts_csv(60));
+    let mut first = s.run_command().stderr(Stdio::null()).spawn().unwrap();
+    wait_for_requests(&mock, "the first run dials", 3).await;
+    first.kill().unwrap(); // SIGKILL: no destructor runs
+    first.wait().unwrap();
+
+    let out = run_async(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(s.results().len(), 60);
+}
