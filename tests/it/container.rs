@@ -92,6 +92,7 @@ async fn serve_as_an_unprivileged_user_configured_from_env_and_files_writes_only
                 "state.db",
                 "state.db-wal",
                 "state.db-shm",
+                "state.db.lock",
                 "uploads",
                 "inbox"
             ]
