@@ -105,7 +105,8 @@ pub struct RunArgs {
     /// `id` and `var:NAME` columns.
     #[arg(long)]
     pub contacts: PathBuf,
-    /// Results CSV, one row per contact (rewritten on every run).
+    /// Results CSV, one row per contact (rewritten on every run). Never the --state or
+    /// --contacts file (refused, exit 2).
     #[arg(long)]
     pub results: Option<PathBuf>,
     /// State store (SQLite), created if missing. Rerun with the same file to resume.
@@ -141,7 +142,7 @@ pub struct ExportArgs {
     /// State store (SQLite) written by `run`.
     #[arg(long)]
     pub state: PathBuf,
-    /// Where to write the results CSV.
+    /// Where to write the results CSV (never the store's own files or the campaign's contacts).
     #[arg(long)]
     pub results: PathBuf,
 }

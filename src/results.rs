@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use crate::contact::ResultRow;
 use crate::store::{Store, StoreError};
 
+pub mod target;
+
 pub const COLUMNS: [&str; 10] = [
     "callee",
     "status",
@@ -47,7 +49,7 @@ pub async fn rewrite(
     path: &Path,
     only_final: bool,
 ) -> Result<u64, ResultsError> {
-    let tmp = path.with_extension("csv.tmp");
+    let tmp = temporary(path);
     let file = File::create(&tmp).map_err(|e| write_err(&tmp, e))?;
     // The header is written explicitly so that a file with no rows still has it.
     let mut w = csv::WriterBuilder::new()
@@ -66,6 +68,11 @@ pub async fn rewrite(
     file.sync_all().map_err(|e| write_err(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))?;
     Ok(n)
+}
+
+/// The file a rewrite writes before renaming it over `path`.
+pub fn temporary(path: &Path) -> PathBuf {
+    path.with_extension("csv.tmp")
 }
 
 /// Appends rows as contacts become final; each row is flushed to the OS at once.

@@ -7,6 +7,15 @@ use crate::exit::{Done, Failure};
 use crate::results;
 
 pub async fn run(args: ExportArgs) -> Result<Done, Failure> {
+    let store_files = results::target::store_files(&args.state);
+    let protected: Vec<results::target::Protected> = store_files
+        .iter()
+        .map(|(what, path)| results::target::Protected {
+            what: what.clone(),
+            path,
+        })
+        .collect();
+    results::target::check(&args.results, &protected).map_err(Failure::input)?;
     let store = super::open_existing_store(&args.state)?;
     let campaigns = store.campaigns().await.map_err(Failure::other)?;
     let Some(campaign) = campaigns.first() else {
@@ -15,6 +24,19 @@ pub async fn run(args: ExportArgs) -> Result<Done, Failure> {
             args.state.display()
         )));
     };
+    // The campaign's contacts file, as the run that made it named it (when it is still there:
+    // a relative name from another folder may name nothing here).
+    let source = std::path::PathBuf::from(&campaign.source);
+    if source.exists() {
+        results::target::check(
+            &args.results,
+            &[results::target::Protected {
+                what: "the campaign's contacts file".into(),
+                path: &source,
+            }],
+        )
+        .map_err(Failure::input)?;
+    }
     let n = results::rewrite(&store, campaign.id, &args.results, false)
         .await
         .map_err(Failure::other)?;

@@ -42,6 +42,19 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     };
 
     // Everything the operator can get wrong is checked before anything is sent.
+    let store_files = results::target::store_files(&state);
+    let mut protected: Vec<results::target::Protected> = store_files
+        .iter()
+        .map(|(what, path)| results::target::Protected {
+            what: what.clone(),
+            path,
+        })
+        .collect();
+    protected.push(results::target::Protected {
+        what: "--contacts".into(),
+        path: &args.contacts,
+    });
+    results::target::check(&results_path, &protected).map_err(Failure::input)?;
     let rules = Arc::new(super::load_rules(&cfg)?);
     let (client, _mock) = super::connect(&cfg).await?;
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
