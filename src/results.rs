@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use crate::contact::ResultRow;
 use crate::store::{Store, StoreError};
 
+pub mod cells;
 pub mod target;
 
 pub const COLUMNS: [&str; 10] = [
@@ -59,7 +60,7 @@ pub async fn rewrite(
     let tmp2 = tmp.clone();
     let (n, w) = store
         .for_each_result(campaign_id, only_final, w, move |w, row| {
-            w.serialize(&row)
+            w.serialize(cells::row(&row))
                 .map_err(|e| StoreError::Other(format!("{}: {e}", tmp2.display())))
         })
         .await?;
@@ -99,7 +100,8 @@ impl Appender {
 
     pub fn append(&self, row: &ResultRow) -> Result<(), ResultsError> {
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        w.serialize(row).map_err(|e| write_err(&self.path, e))?;
+        w.serialize(cells::row(row))
+            .map_err(|e| write_err(&self.path, e))?;
         w.flush().map_err(|e| write_err(&self.path, e))
     }
 

@@ -517,7 +517,7 @@ async fn results(State(svc): State<Arc<Service>>, Path(id): Path<String>) -> Api
                         .has_headers(false)
                         .from_writer(Vec::new());
                     for row in &page {
-                        if let Err(e) = w.serialize(row) {
+                        if let Err(e) = w.serialize(crate::results::cells::row(row)) {
                             return Some((Err(std::io::Error::other(e)), None));
                         }
                     }

@@ -17,6 +17,7 @@ mod container;
 mod mock_stand_in;
 mod one_process;
 mod openapi;
+mod results_cells;
 mod results_target;
 mod run_campaign;
 mod serve;
