@@ -344,6 +344,7 @@ async fn create_campaign(
             .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
         let mut csv = None;
         let mut settings = CampaignSettings::default();
+        let mut seen_settings = false;
         while let Some(field) = form
             .next_field()
             .await
@@ -354,9 +355,17 @@ async fn create_campaign(
                 .bytes()
                 .await
                 .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
+            let duplicate = || {
+                ApiError::invalid_settings(format!(
+                    "form part {name:?} given more than once: expected one `contacts` part and at most one `settings` part"
+                ))
+            };
             match name.as_str() {
+                "contacts" if csv.is_some() => return Err(duplicate()),
                 "contacts" => csv = Some(data),
+                "settings" if seen_settings => return Err(duplicate()),
                 "settings" => {
+                    seen_settings = true;
                     settings =
                         CampaignSettings::from_json(&data).map_err(ApiError::invalid_settings)?
                 }

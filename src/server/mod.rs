@@ -16,6 +16,7 @@ pub mod campaigns;
 pub mod inbox;
 pub mod probes;
 pub mod settings;
+pub mod toml_error;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -170,6 +171,19 @@ impl Service {
         let mut name = settings.name.clone().unwrap_or(default_name);
         if let Some(existing) = self.store.find_campaign(&name).await? {
             if existing.fingerprint == fingerprint && inbox.is_none() {
+                // The same request again is the same campaign; the same contacts with other
+                // settings would be answered with a campaign that ignores them.
+                let stored = existing
+                    .settings
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str::<CampaignSettings>(s).ok())
+                    .unwrap_or_default();
+                if stored != settings {
+                    return Err(CreateError::Conflict(format!(
+                        "campaign {name:?} (id {}) already exists with these contacts and other settings; choose another name for other settings",
+                        existing.id
+                    )));
+                }
                 return Ok(Created {
                     campaign: existing,
                     intake: None,

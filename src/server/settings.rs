@@ -21,6 +21,24 @@ pub const CALL_PREFIX: &str = "call-";
 
 /// The longest campaign name, in characters.
 pub const NAME_MAX_CHARS: usize = 200;
+/// The highest priority: a campaign of priority p takes p + 1 requests in a row at its turn.
+pub const PRIORITY_MAX: i64 = 9;
+/// The longest backoff, as the config's `retry.backoff_initial`/`backoff_max` (a typo such as
+/// `"99999999d"` must not park contacts for ever).
+pub const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// A campaign name, from settings, a query or an inbox file's name: `Err` says what is wrong.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty()
+        || name.chars().count() > NAME_MAX_CHARS
+        || name.chars().any(|c| c.is_control() || c == '/')
+    {
+        return Err(format!(
+            "name = {name:?}: expected 1 to {NAME_MAX_CHARS} characters (counted as characters, not bytes), not blank, no '/' or control characters"
+        ));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,8 +78,11 @@ impl CampaignSettings {
         Ok(s)
     }
 
+    /// Parse an inbox sidecar. A parse error names line, column and key, never the text: the
+    /// file may hold anything (see [`super::toml_error`]).
     pub fn from_toml(text: &str) -> Result<CampaignSettings, String> {
-        let s: CampaignSettings = toml::from_str(text).map_err(|e| e.to_string())?;
+        let s: CampaignSettings =
+            toml::from_str(text).map_err(|e| super::toml_error::describe(text, &e))?;
         s.validate()?;
         Ok(s)
     }
@@ -70,17 +91,28 @@ impl CampaignSettings {
     /// are the config's (`campaign.max_ring_timeout_second`, `retry.max_attempts`, …).
     pub fn validate(&self) -> Result<(), String> {
         if let Some(name) = &self.name {
-            if name.trim().is_empty()
-                || name.chars().count() > NAME_MAX_CHARS
-                || name.chars().any(|c| c.is_control() || c == '/')
-            {
+            check_name(name)?;
+        }
+        if let Some(p) = self.priority {
+            if !(0..=PRIORITY_MAX).contains(&p) {
                 return Err(format!(
-                    "name = {name:?}: expected 1 to {NAME_MAX_CHARS} characters (counted as characters, not bytes), not blank, no '/' or control characters"
+                    "priority = {p}: expected an integer from 0 to {PRIORITY_MAX}"
                 ));
             }
         }
-        if self.ai_agent_id == Some(0) {
-            return Err("ai_agent_id = 0: expected a positive integer".into());
+        if let Some(a) = self.ai_agent_id {
+            // The config's range: a positive i64 (the service's field is an Int64).
+            if a == 0 || i64::try_from(a).is_err() {
+                return Err(format!(
+                    "ai_agent_id = {a}: expected a positive integer up to {}",
+                    i64::MAX
+                ));
+            }
+        }
+        if let Some(k) = self.variables.keys().find(|k| k.trim().is_empty()) {
+            return Err(format!(
+                "variables: {k:?}: expected a variable name, not an empty one"
+            ));
         }
         if let Some(callers) = &self.callers {
             let bad = callers.iter().find(|c| {
@@ -113,7 +145,11 @@ impl CampaignSettings {
             ("backoff_max", &self.backoff_max),
         ]) {
             if let Some(v) = value {
-                *slot = Some(duration::parse(v).map_err(|e| format!("{key} = {v:?}: {e}"))?);
+                let d = duration::parse(v).map_err(|e| format!("{key} = {v:?}: {e}"))?;
+                if d > BACKOFF_MAX {
+                    return Err(format!("{key} = {v:?}: expected a duration of at most 30d"));
+                }
+                *slot = Some(d);
             }
         }
         if let [Some(initial), Some(max)] = parsed {
@@ -279,6 +315,30 @@ mod tests {
             e.starts_with("backoff_max = \"1s\": expected a duration at least"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn settings_out_of_the_configs_ranges_are_refused_not_clamped() {
+        let e = |json: &str| CampaignSettings::from_json(json.as_bytes()).unwrap_err();
+        assert_eq!(
+            e(r#"{"backoff_initial": "99999999999999d"}"#),
+            "backoff_initial = \"99999999999999d\": expected a duration of at most 30d"
+        );
+        assert!(CampaignSettings::from_json(br#"{"backoff_max": "30d"}"#).is_ok());
+        let big = e(r#"{"ai_agent_id": 18446744073709551615}"#);
+        assert!(big.contains("up to 9223372036854775807"), "{big}");
+        assert!(CampaignSettings::from_json(br#"{"ai_agent_id": 9223372036854775807}"#).is_ok());
+        for p in ["-5", "10", "9223372036854775807"] {
+            assert_eq!(
+                e(&format!(r#"{{"priority": {p}}}"#)),
+                format!("priority = {p}: expected an integer from 0 to 9")
+            );
+        }
+        assert!(CampaignSettings::from_json(br#"{"priority": 9}"#).is_ok());
+        let v = e(r#"{"variables": {"": "x"}}"#);
+        assert!(v.contains("not an empty one"), "{v}");
+        let v = e(r#"{"variables": {"  ": "x"}}"#);
+        assert!(v.contains("not an empty one"), "{v}");
     }
 
     #[test]

@@ -452,3 +452,115 @@ async fn a_campaign_whose_intake_was_cut_off_and_whose_file_is_gone_is_not_resum
     assert_eq!(a.status, 200, "{}", a.body);
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_beyond_the_configs_ranges_are_refused_not_clamped_or_parked() {
+    let api = start(async |_| {}).await;
+    let mp = "multipart/form-data; boundary={b}";
+    for (settings, key) in [
+        // Would park every retry at next_at = i64::MAX: the campaign active for ever.
+        (
+            json!({"backoff_initial": "99999999999999d"}),
+            "backoff_initial = \"99999999999999d\": expected a duration of at most 30d",
+        ),
+        (json!({"backoff_max": "31d"}), "backoff_max = \"31d\""),
+        (
+            json!({"ai_agent_id": u64::MAX}),
+            "ai_agent_id = 18446744073709551615: expected a positive integer up to 9223372036854775807",
+        ),
+        (json!({"priority": -5}), "priority = -5: expected an integer from 0 to 9"),
+        (json!({"priority": i64::MAX}), "priority = 9223372036854775807"),
+        (json!({"variables": {"": "x"}}), "variables: \"\""),
+    ] {
+        let a = api
+            .multipart(mp, "callee\n+8613800000021\n", Some(settings))
+            .await;
+        let m = a.refused(422, "invalid_settings");
+        assert!(m.starts_with(key), "{m}");
+    }
+    // The query's priority takes the same path.
+    for p in ["-5", "10", "9223372036854775807"] {
+        let a = api
+            .post(
+                &format!("/v1/campaigns?priority={p}"),
+                "callee\n+8613800000022\n",
+            )
+            .await;
+        let m = a.refused(422, "invalid_settings");
+        assert!(m.starts_with(&format!("priority = {p}:")), "{m}");
+    }
+    // And an ad-hoc call's agent.
+    let a = api
+        .call(
+            None,
+            json!({"callee": "+8613800000023", "ai_agent_id": u64::MAX}),
+        )
+        .await;
+    a.refused(422, "invalid_settings");
+    let a = api.get("/v1/campaigns").await;
+    assert_eq!(a.body["campaigns"], json!([]), "{}", a.body);
+    assert_eq!(
+        api.uploads_kept(),
+        0,
+        "nothing is kept for a refused request"
+    );
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_form_parts_are_refused_rather_than_the_last_one_winning() {
+    let api = start(async |_| {}).await;
+    let b = "dup-parts-boundary-3c9e";
+    let part = |name: &str, ct: &str, body: &str| {
+        format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"{name}\"\r\nContent-Type: {ct}\r\n\r\n{body}\r\n"
+        )
+    };
+    for body in [
+        part("contacts", "text/csv", "callee\n+8613800000024\n")
+            + &part("contacts", "text/csv", "callee\n+8613800000025\n"),
+        part("contacts", "text/csv", "callee\n+8613800000024\n")
+            + &part("settings", "application/json", r#"{"priority": 1}"#)
+            + &part("settings", "application/json", r#"{"priority": 2}"#),
+    ] {
+        let req = api
+            .http
+            .post(format!("{}/v1/campaigns", api.base))
+            .header("content-type", format!("multipart/form-data; boundary={b}"))
+            .body(format!("{body}--{b}--\r\n"));
+        let a = api.send(req).await;
+        let m = a.refused(422, "invalid_settings");
+        assert!(m.contains("more than once"), "{m}");
+    }
+    let a = api.get("/v1/campaigns").await;
+    assert_eq!(a.body["campaigns"], json!([]), "{}", a.body);
+    api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repost_with_the_same_name_and_contacts_but_other_settings_is_a_conflict() {
+    let api = start(async |_| {}).await;
+    let mp = "multipart/form-data; boundary={b}";
+    let csv = "callee\n+8613800000026\n";
+    let first = api
+        .multipart(mp, csv, Some(json!({"name": "resent", "max_attempts": 2})))
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    // The same request again: the same campaign.
+    let again = api
+        .multipart(mp, csv, Some(json!({"name": "resent", "max_attempts": 2})))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["campaign"]["id"], first.body["campaign"]["id"]);
+    // Other settings: refused, not answered with a campaign that ignores them.
+    let other = api
+        .multipart(mp, csv, Some(json!({"name": "resent", "max_attempts": 5})))
+        .await;
+    let m = other.refused(409, "conflict");
+    assert!(m.contains("other settings"), "{m}");
+    let shown = api
+        .get(&format!("/v1/campaigns/{}", first.body["campaign"]["id"]))
+        .await;
+    assert_eq!(shown.body["settings"]["max_attempts"], 2, "{}", shown.body);
+    api.stop().await;
+}
