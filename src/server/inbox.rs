@@ -2,9 +2,12 @@
 //! optional settings from a sidecar `NAME.toml`; the file then moves to `done/`, or, when it
 //! cannot be used at all, to `rejected/` with `NAME.csv.error.txt` beside it saying why.
 //!
-//! Files must arrive complete: write them elsewhere (or under a name starting with `.`) and
+//! Files should arrive complete: write them elsewhere (or under a name starting with `.`) and
 //! rename them in; the sidecar must be in place before its CSV. Polled once a second, which
-//! works on every filesystem a container may mount.
+//! works on every filesystem a container may mount. A file written in place is taken only once
+//! it looks the same (size, time, inode) at two polls in a row, and read again if it changed
+//! while it was read. Symbolic links are refused into `rejected/`, never followed (see
+//! [`super::inbox_checks`]).
 //!
 //! Never imported twice: the file's name and content fingerprint are recorded with its campaign
 //! in the transaction that creates it. A file seen again after a crash (recorded, not yet moved)
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::inbox_checks::{read_sidecar, refuse_entry, Look, Settle};
 use super::{CampaignSettings, CreateError, Service};
 use crate::dispatch::{now_ms, Stop};
 
@@ -29,16 +33,12 @@ pub async fn watch(svc: Arc<Service>, dir: PathBuf, mut stop: watch::Receiver<St
         }
     }
     tracing::info!(dir = %dir.display(), "watching the inbox for contact files");
+    let mut inbox = Inbox::new(dir);
     loop {
         if *stop.borrow() != Stop::Run {
             return;
         }
-        for file in csv_files(&dir) {
-            if *stop.borrow() != Stop::Run {
-                return;
-            }
-            take(&svc, &dir, &file).await;
-        }
+        inbox.pass(&svc, Some(&stop)).await;
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = stop.changed() => {}
@@ -46,14 +46,65 @@ pub async fn watch(svc: Arc<Service>, dir: PathBuf, mut stop: watch::Receiver<St
     }
 }
 
-/// The `*.csv` files directly in `dir`, oldest name first; hidden files are still being written.
+/// The inbox folder and what its last pass saw. [`watch`] runs a pass a second; tests step it
+/// one pass at a time.
+pub struct Inbox {
+    dir: PathBuf,
+    settle: Settle,
+}
+
+impl Inbox {
+    pub fn new(dir: PathBuf) -> Inbox {
+        Inbox {
+            dir,
+            settle: Settle::default(),
+        }
+    }
+
+    /// One look at the folder: refuse links and other non-files, take every file that has
+    /// stopped changing since the last pass, leave the rest for the next.
+    pub async fn pass(&mut self, svc: &Service, stop: Option<&watch::Receiver<Stop>>) {
+        let files = csv_files(&self.dir);
+        self.settle.keep_only(&files);
+        for file in files {
+            if stop.is_some_and(|s| *s.borrow() != Stop::Run) {
+                return;
+            }
+            let name = file_name(&file);
+            let sidecar = file.with_extension("toml");
+            let Ok(meta) = std::fs::symlink_metadata(&file) else {
+                continue;
+            };
+            if let Some(why) = refuse_entry(&meta) {
+                let why = format!("{name} {why}");
+                reject(svc, &self.dir, &file, &sidecar, &name, "-", &why).await;
+                continue;
+            }
+            let look = Look::of(&meta);
+            if !self.settle.ready(&file, look) {
+                tracing::info!(file = ?name, bytes = meta.len(), "inbox: file seen; taken once it stops changing");
+                continue;
+            }
+            take(svc, &self.dir, &file, look).await;
+        }
+    }
+}
+
+fn file_name(file: &Path) -> String {
+    file.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The `*.csv` entries directly in `dir` (files and links: a link is refused with a reason,
+/// not ignored), oldest name first; hidden files are still being written.
 fn csv_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
@@ -77,28 +128,75 @@ enum Taken {
     Later,
 }
 
-/// Import one file (or finish one imported before a crash) and move it away.
-async fn take(svc: &Service, dir: &Path, file: &Path) {
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_string();
+/// Import one file (or finish one imported before a crash) and move it away. `look` is how
+/// the file looked at the last two passes.
+async fn take(svc: &Service, dir: &Path, file: &Path, look: Look) {
+    let name = file_name(file);
     let sidecar = file.with_extension("toml");
-    let path = file.to_path_buf();
-    let hashed = tokio::task::spawn_blocking(move || crate::intake::fingerprint(&path)).await;
-    let fingerprint = match hashed {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return reject(svc, dir, file, &sidecar, &name, "-", &e.to_string()).await,
-        Err(e) => {
-            tracing::error!(file = %name, error = %e, "inbox: cannot read the file; will retry");
-            return;
-        }
+    let stem = file
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Err(why) = super::settings::check_name(&stem) {
+        let why = format!("the file's name makes the campaign name: {why}");
+        return reject(svc, dir, file, &sidecar, &name, "-", &why).await;
+    }
+    let fingerprint = match hash(file).await {
+        Ok(f) => f,
+        Err(Some(why)) => return reject(svc, dir, file, &sidecar, &name, "-", &why).await,
+        Err(None) => return,
     };
     match import(svc, file, &name, &sidecar, &fingerprint).await {
-        Taken::Imported(id) => finish(svc, dir, file, &sidecar, &name, &fingerprint, id).await,
+        Taken::Imported(id) => {
+            reread_if_changed(svc, file, &name, look, id).await;
+            finish(svc, dir, file, &sidecar, &name, &fingerprint, id).await
+        }
         Taken::Rejected(why) => reject(svc, dir, file, &sidecar, &name, &fingerprint, &why).await,
         Taken::Later => {}
+    }
+}
+
+/// The file's fingerprint; `Err(Some(why))` when it cannot be read, `Err(None)` to retry.
+async fn hash(file: &Path) -> Result<String, Option<String>> {
+    let path = file.to_path_buf();
+    match tokio::task::spawn_blocking(move || crate::intake::fingerprint(&path)).await {
+        Ok(Ok(f)) => Ok(f),
+        Ok(Err(e)) => Err(Some(e.to_string())),
+        Err(e) => {
+            tracing::error!(file = %file.display(), error = %e, "inbox: cannot read the file; will retry");
+            Err(None)
+        }
+    }
+}
+
+/// A file that changed while it was read (written in place after all) is read again: the
+/// intake is idempotent per line, so rows appended since are added and rows already stored
+/// stay. Its new content is recorded with the same campaign, so it is never imported twice.
+async fn reread_if_changed(svc: &Service, file: &Path, name: &str, mut look: Look, id: i64) {
+    for _ in 0..3 {
+        let Some(now) = Look::now(file) else { return };
+        if now == look {
+            return;
+        }
+        look = now;
+        let Ok(fingerprint) = hash(file).await else {
+            return;
+        };
+        tracing::warn!(file = ?name, "inbox: the file changed while it was read; reading it again (write files elsewhere and rename them in)");
+        let Ok(Some(c)) = svc.store.campaign(id).await else {
+            return;
+        };
+        if let Err(e) = svc.import(&c, file).await {
+            tracing::error!(file = ?name, error = %e, "inbox: cannot read the changed file again");
+            return;
+        }
+        if let Err(e) = svc
+            .store
+            .record_inbox_file(name, &fingerprint, Some(id), "imported", None, now_ms())
+            .await
+        {
+            tracing::error!(file = ?name, error = %e, "inbox: cannot record the changed file");
+        }
     }
 }
 
@@ -139,15 +237,15 @@ async fn import(
             Taken::Rejected("this file was rejected before (same name and content)".into())
         }
         None => {
-            let settings = match std::fs::read_to_string(sidecar) {
-                Ok(text) => match CampaignSettings::from_toml(&text) {
+            // Errors name the file, line, column and key, never the file's text.
+            let side_name = file_name(sidecar);
+            let settings = match read_sidecar(sidecar) {
+                Ok(Some(text)) => match CampaignSettings::from_toml(&text) {
                     Ok(s) => s,
-                    Err(e) => return Taken::Rejected(format!("{}: {e}", sidecar.display())),
+                    Err(e) => return Taken::Rejected(format!("{side_name}: {e}")),
                 },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => CampaignSettings::default(),
-                Err(e) => {
-                    return Taken::Rejected(format!("{}: cannot read: {e}", sidecar.display()))
-                }
+                Ok(None) => CampaignSettings::default(),
+                Err(why) => return Taken::Rejected(why),
             };
             let stem = file
                 .file_stem()
@@ -229,14 +327,26 @@ async fn reject(
     }
     let target = dir.join("rejected");
     if let Some(moved) = move_into(&target, file, sidecar) {
-        let report = moved.with_file_name(format!(
-            "{}.error.txt",
-            moved.file_name().and_then(|n| n.to_str()).unwrap_or(name)
-        ));
+        let moved_name = moved
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.to_string());
+        let report = moved.with_file_name(report_name(&moved_name));
         if let Err(e) = std::fs::write(&report, format!("{why}\n")) {
             tracing::error!(file = %report.display(), error = %e, "inbox: cannot write the error report");
         }
     }
+}
+
+/// `NAME.error.txt`, with NAME cut short when the whole would pass the 255 bytes a file name
+/// may have.
+fn report_name(name: &str) -> String {
+    const SUFFIX: &str = ".error.txt";
+    let mut end = name.len().min(255 - SUFFIX.len());
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{SUFFIX}", &name[..end])
 }
 
 /// Move the file (and its sidecar) into `target`, never over an existing file. Returns where
@@ -247,7 +357,8 @@ fn move_into(target: &Path, file: &Path, sidecar: &Path) -> Option<PathBuf> {
         tracing::error!(file = %file.display(), error = %e, "inbox: cannot move the file");
         return None;
     }
-    if sidecar.is_file() {
+    // A link is moved as a link, never followed.
+    if std::fs::symlink_metadata(sidecar).is_ok() {
         if let Some(side_dest) = free_name(target, sidecar) {
             let _ = std::fs::rename(sidecar, side_dest);
         }
@@ -257,11 +368,12 @@ fn move_into(target: &Path, file: &Path, sidecar: &Path) -> Option<PathBuf> {
 
 fn free_name(target: &Path, file: &Path) -> Option<PathBuf> {
     let name = file.file_name()?.to_str()?;
+    let free = |p: &PathBuf| std::fs::symlink_metadata(p).is_err();
     let first = target.join(name);
-    if !first.exists() {
+    if free(&first) {
         return Some(first);
     }
     (1..10_000)
         .map(|i| target.join(format!("{name}.{i}")))
-        .find(|p| !p.exists())
+        .find(free)
 }

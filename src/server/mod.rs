@@ -14,6 +14,7 @@ pub mod api;
 pub mod auth;
 pub mod campaigns;
 pub mod inbox;
+pub mod inbox_checks;
 pub mod probes;
 pub mod settings;
 pub mod toml_error;
