@@ -112,7 +112,9 @@ pub struct RunArgs {
     /// State store (SQLite), created if missing. Rerun with the same file to resume.
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// Validate config and contacts and print what would be dialled; send nothing, write nothing.
+    /// Make every check the real run makes before sending (config, do-not-call lists,
+    /// credentials, fault script, --state/--results), print the intake report and list what would
+    /// be dialled; send nothing, write nothing, exit as the real run would (2 where it refuses).
     #[arg(long)]
     pub dry_run: bool,
     /// RISKY: put every contact whose reply was lost (`unknown`) back in the queue for this run.

@@ -2,6 +2,7 @@
 //! code through [`crate::exit::finish`].
 
 pub mod call;
+pub mod dry_run;
 pub mod export;
 pub mod healthcheck;
 pub mod mock;
@@ -51,6 +52,22 @@ pub async fn connect(cfg: &Config) -> Result<(Client, Option<MockServer>), Failu
     };
     let client = Client::new(&settings, creds, system_clock()).map_err(Failure::other)?;
     Ok((client, mock))
+}
+
+/// What [`connect`] checks before it starts anything: the credentials for a real endpoint,
+/// the fault script for the built-in stand-in (`run --dry-run`, which connects to nothing).
+pub fn check_connect(cfg: &Config) -> Result<(), Failure> {
+    match &cfg.tencentcloud.endpoint {
+        Endpoint::Url(_) => {
+            credentials::from_env(&ProcessEnv).map_err(Failure::input)?;
+        }
+        Endpoint::Builtin => {
+            if let Some(p) = &cfg.mock.faults {
+                crate::mock::Faults::load(p).map_err(Failure::input)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The config's calling rules, with the do-not-call lists read (an unreadable list is bad

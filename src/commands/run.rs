@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::contact::{ResultRow, Status};
 use crate::dispatch::{self, now_ms, Engine, RequestDefaults, RunOutcome};
 use crate::exit::{Done, Failure};
-use crate::import::{import_file, import_file_with, ImportReport};
+use crate::import::{import_file_with, ImportReport};
 use crate::intake::{self, IntakeOptions};
 use crate::results::{self, Appender};
 use crate::store::{Campaign, Store};
@@ -31,7 +31,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         callee_format: cfg.campaign.callee_format,
     };
     if args.dry_run {
-        return dry_run(&args.contacts, &opts).await;
+        return super::dry_run::run(&args, &cfg, &opts).await;
     }
     // From here a stop is a request to stop safely, honoured as soon as dialling starts.
     let signals = super::Signals::new();
@@ -42,19 +42,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     };
 
     // Everything the operator can get wrong is checked before anything is sent.
-    let store_files = results::target::store_files(&state);
-    let mut protected: Vec<results::target::Protected> = store_files
-        .iter()
-        .map(|(what, path)| results::target::Protected {
-            what: what.clone(),
-            path,
-        })
-        .collect();
-    protected.push(results::target::Protected {
-        what: "--contacts".into(),
-        path: &args.contacts,
-    });
-    results::target::check(&results_path, &protected).map_err(Failure::input)?;
+    check_results_target(&results_path, &state, &args.contacts)?;
     let rules = Arc::new(super::load_rules(&cfg)?);
     let (client, _mock) = super::connect(&cfg).await?;
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
@@ -178,28 +166,28 @@ async fn open_campaign(
     }
 }
 
-async fn dry_run(contacts: &Path, opts: &IntakeOptions) -> Result<Done, Failure> {
-    let store = Store::open(Path::new(":memory:")).map_err(Failure::other)?;
-    let campaign = store
-        .create_campaign("dry-run", "-", &contacts.display().to_string(), now_ms())
-        .await
-        .map_err(Failure::other)?;
-    let report = import_file(&store, campaign.id, contacts, opts, now_ms())
-        .await
-        .map_err(|e| match e {
-            crate::import::ImportError::Intake(e) => Failure::input(e),
-            other => Failure::other(other),
-        })?;
-    print_intake(contacts, &report, &store, campaign.id).await?;
-    crate::say!(
-        "dry run: {} contacts would be dialled, {} skipped; nothing was sent",
-        report.counts.accepted,
-        report.counts.skipped
-    );
-    Ok(Done::Ok)
+/// `--results` must not name the store's files or the contacts file (exit 2, nothing written).
+pub(super) fn check_results_target(
+    results_path: &Path,
+    state: &Path,
+    contacts: &Path,
+) -> Result<(), Failure> {
+    let store_files = results::target::store_files(state);
+    let mut protected: Vec<results::target::Protected> = store_files
+        .iter()
+        .map(|(what, path)| results::target::Protected {
+            what: what.clone(),
+            path,
+        })
+        .collect();
+    protected.push(results::target::Protected {
+        what: "--contacts".into(),
+        path: contacts,
+    });
+    results::target::check(results_path, &protected).map_err(Failure::input)
 }
 
-async fn print_intake(
+pub(super) async fn print_intake(
     contacts: &Path,
     report: &ImportReport,
     store: &Store,

@@ -14,6 +14,7 @@ mod client_errors;
 mod commands;
 mod config_errors;
 mod container;
+mod dry_run;
 mod inbox_safety;
 mod mock_stand_in;
 mod one_process;
