@@ -37,6 +37,14 @@ pub enum ConfigError {
         value: String,
         expected: String,
     },
+    /// A value that may hold a secret (an endpoint with user-info, a variable): named by its
+    /// key, never shown.
+    #[error("{path}: {key}: expected {expected} (the value is not shown: it may hold a secret)")]
+    Withheld {
+        path: PathBuf,
+        key: String,
+        expected: String,
+    },
     /// A key earlier versions read and this one refuses: what it did and why it went.
     #[error("{path}: {key}: this setting was removed: {why}\nhint: delete the line")]
     Removed {
@@ -285,28 +293,14 @@ impl Config {
     }
 }
 
-/// `invalid TOML at line L, column C: what` without quoting the line itself: a secret pasted
-/// into the config by mistake (`secret_key = "…"`) must not be echoed to the terminal or logs.
+/// `invalid TOML at line L, column C, key K: what` without quoting the line or any value: a
+/// secret pasted into the config by mistake (`secret_key = "…"`, `sdk_app_id = "AKID…"`) must
+/// not be echoed to the terminal or logs.
 fn parse_message(text: &str, e: &toml::de::Error) -> String {
-    let what = e.message().trim_end();
+    let said = crate::server::toml_error::describe(text, e);
     match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            // The key (never the value) of the line, when it has one.
-            let key = text
-                .lines()
-                .nth(line - 1)
-                .and_then(|l| l.split_once('='))
-                .map(|(k, _)| k.trim())
-                .filter(|k| !k.is_empty() && !k.starts_with('#'));
-            match key {
-                Some(k) => format!("invalid TOML at line {line}, column {column}, key {k}: {what}"),
-                None => format!("invalid TOML at line {line}, column {column}: {what}"),
-            }
-        }
-        None => format!("invalid TOML: {what}"),
+        Some(_) => format!("invalid TOML at {said}"),
+        None => format!("invalid TOML: {said}"),
     }
 }
 
@@ -320,6 +314,14 @@ impl Validator<'_> {
             path: self.path.to_path_buf(),
             key: key.to_string(),
             value: value.to_string(),
+            expected: expected.to_string(),
+        }
+    }
+
+    fn withheld(&self, key: &str, expected: &str) -> ConfigError {
+        ConfigError::Withheld {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
             expected: expected.to_string(),
         }
     }
@@ -405,14 +407,24 @@ impl Validator<'_> {
             let rest = url
                 .strip_prefix("https://")
                 .or_else(|| url.strip_prefix("http://"));
+            // Never echoed: `https://id:key@host` or a query string may carry a credential.
             match rest {
-                Some(host) if !host.is_empty() && !host.contains('/') && !host.contains('?') => {
+                Some(host) if host.contains('@') => {
+                    return Err(self.withheld(
+                        "tencentcloud.endpoint",
+                        "an http(s)://host[:port] URL without user-info (no `name:password@`): credentials come only from the environment",
+                    ))
+                }
+                Some(host)
+                    if !host.is_empty()
+                        && !host.contains(['/', '?', '#'])
+                        && !host.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+                {
                     Endpoint::Url(url.to_string())
                 }
                 _ => {
-                    return Err(self.invalid(
+                    return Err(self.withheld(
                         "tencentcloud.endpoint",
-                        format!("{:?}", raw.endpoint),
                         "an http(s)://host[:port] URL without a path (e.g. \"https://ccc.tencentcloudapi.com\"), or \"builtin\"",
                     ))
                 }
@@ -489,10 +501,9 @@ impl Validator<'_> {
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
-                other => {
-                    return Err(self.invalid(
+                _ => {
+                    return Err(self.withheld(
                         &format!("campaign.variables.{k}"),
-                        other,
                         "a string, number or boolean",
                     ))
                 }

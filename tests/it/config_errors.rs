@@ -64,9 +64,31 @@ fn unknown_key_names_the_key_and_the_line() {
 fn wrong_type_names_the_key() {
     let e = err("[campaign]\nsdk_app_id = \"abc\"\nai_agent_id = 15\n");
     assert!(e.contains("line 2") && e.contains("sdk_app_id"), "{e}");
-    assert!(
-        e.contains("invalid type: string \"abc\", expected i64"),
-        "{e}"
+    assert!(e.contains("invalid type: string, expected i64"), "{e}");
+    assert!(!e.contains("abc"), "the value is never echoed: {e}");
+}
+
+#[test]
+fn config_type_errors_and_endpoints_with_user_info_never_echo_the_value() {
+    let secret = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE";
+    for text in [
+        format!("[campaign]\nsdk_app_id = \"{secret}\"\nai_agent_id = 15\n"),
+        format!("[campaign]\nsdk_app_id = 1400000000\nai_agent_id = [\"{secret}\"]\n"),
+        format!("[tencentcloud]\nendpoint = \"https://AKIDx:{secret}@ccc.tencentcloudapi.com\"\n{MINIMAL}"),
+        format!("[tencentcloud]\nendpoint = \"https://ccc.tencentcloudapi.com/?key={secret}\"\n{MINIMAL}"),
+        format!("{MINIMAL}variables = {{ token = [\"{secret}\"] }}\n"),
+        format!("{MINIMAL}max_ring_timeout_second = \"{secret}\"\n"),
+    ] {
+        let e = err(&text);
+        assert!(!e.contains(secret), "{e}");
+        assert!(!e.contains("AKIDx"), "{e}");
+    }
+    let e = err(&format!(
+        "[tencentcloud]\nendpoint = \"https://id:{secret}@host\"\n{MINIMAL}"
+    ));
+    assert_eq!(
+        e,
+        "dialer.toml: tencentcloud.endpoint: expected an http(s)://host[:port] URL without user-info (no `name:password@`): credentials come only from the environment (the value is not shown: it may hold a secret)"
     );
 }
 
@@ -97,7 +119,7 @@ fn out_of_range_values_say_what_was_expected() {
     );
     assert_eq!(
         err(&format!("[tencentcloud]\nendpoint = \"ftp://x\"\n{MINIMAL}")),
-        "dialer.toml: tencentcloud.endpoint = \"ftp://x\": expected an http(s)://host[:port] URL without a path (e.g. \"https://ccc.tencentcloudapi.com\"), or \"builtin\""
+        "dialer.toml: tencentcloud.endpoint: expected an http(s)://host[:port] URL without a path (e.g. \"https://ccc.tencentcloudapi.com\"), or \"builtin\" (the value is not shown: it may hold a secret)"
     );
     assert_eq!(
         err(&format!("{MINIMAL}default_country = \"XX\"\n")),
