@@ -168,12 +168,18 @@ impl Default for RawRetry {
 #[serde(deny_unknown_fields, default)]
 struct RawRun {
     grace_period: String,
+    outage_limit: String,
+    outage_probe_initial: String,
+    outage_probe_max: String,
 }
 
 impl Default for RawRun {
     fn default() -> Self {
         RawRun {
             grace_period: "10s".into(),
+            outage_limit: "10m".into(),
+            outage_probe_initial: "1s".into(),
+            outage_probe_max: "1m".into(),
         }
     }
 }
@@ -268,6 +274,8 @@ pub struct Config {
     pub rate: Rate,
     pub retry: Retry,
     pub grace_period: Duration,
+    /// `[run]`'s outage keys: how the endpoint's breaker probes, and when `run` gives up.
+    pub outage: crate::outage::OutageSettings,
     pub mock: Mock,
     /// `[calling]`: windows, do-not-call lists, per-person pacing, caller rotation.
     pub calling: Calling,
@@ -376,6 +384,7 @@ impl Validator<'_> {
             Duration::from_secs(3600),
             "1h",
         )?;
+        let outage = self.outage(&raw.run)?;
         let faults = raw.mock.faults.map(|p| {
             if p.is_relative() {
                 self.path.parent().unwrap_or(Path::new(".")).join(p)
@@ -390,12 +399,49 @@ impl Validator<'_> {
             rate,
             retry,
             grace_period,
+            outage,
             mock: Mock {
                 latency_ms: raw.mock.latency_ms,
                 rate_limit: raw.mock.rate_limit,
                 faults,
             },
             calling,
+        })
+    }
+
+    fn outage(&self, raw: &RawRun) -> Result<crate::outage::OutageSettings, ConfigError> {
+        const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
+        let positive = |key: &str, value: &str, max: Duration, max_text: &str| {
+            let d = self.delay(key, value, max, max_text)?;
+            if d.is_zero() {
+                return Err(self.invalid(key, format!("{value:?}"), "a positive duration"));
+            }
+            Ok(d)
+        };
+        let limit = positive("run.outage_limit", &raw.outage_limit, MONTH, "30d")?;
+        let probe_initial = positive(
+            "run.outage_probe_initial",
+            &raw.outage_probe_initial,
+            Duration::from_secs(3600),
+            "1h",
+        )?;
+        let probe_max = positive(
+            "run.outage_probe_max",
+            &raw.outage_probe_max,
+            Duration::from_secs(3600),
+            "1h",
+        )?;
+        if probe_max < probe_initial {
+            return Err(self.invalid(
+                "run.outage_probe_max",
+                format!("{:?}", raw.outage_probe_max),
+                "a duration at least run.outage_probe_initial",
+            ));
+        }
+        Ok(crate::outage::OutageSettings {
+            probe_initial,
+            probe_max,
+            limit: Some(limit),
         })
     }
 

@@ -9,7 +9,8 @@
 //! - [`config`], [`credentials`], [`duration`], [`secret`]: settings and secrets.
 //! - [`ccc`]: the CreateAIAgentCall client and its typed errors (not sent / in doubt / API).
 //! - [`store`]: SQLite state store, which is also the queue; [`import`] streams intake into it.
-//! - [`limiter`]: pacing plus a sliding-window guard shared by every request.
+//! - [`limiter`]: pacing plus a sliding-window guard shared by every request; [`outage`]: the
+//!   endpoint's circuit breaker, shared the same way (an unreachable endpoint stops every campaign).
 //! - [`dispatch`]: the engine that ties them together; [`results`] writes the results CSV.
 //! - [`server`]: `serve`, many campaigns in one process behind an HTTP API and an inbox;
 //!   [`metrics`] holds its figures.
@@ -32,6 +33,7 @@ pub mod intake;
 pub mod limiter;
 pub mod metrics;
 pub mod mock;
+pub mod outage;
 pub mod phone;
 pub mod policy;
 pub mod results;

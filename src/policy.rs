@@ -268,6 +268,7 @@ pub fn halt_hint(code: &str) -> &'static str {
         "InvalidParameterValue.InstanceNotExist" => "fix: campaign.sdk_app_id does not exist in this account",
         "InvalidParameterValue.ExperienceAccount" => "fix: trial accounts cannot place AI agent calls; upgrade the account",
         c if c.starts_with("OperationDenied") => "fix: the account is disabled; contact Tencent Cloud",
+        crate::outage::CODE => "fix: check this host's network, DNS, proxy and firewall, and tencentcloud.endpoint",
         c if c.starts_with("UnknownParameter") || c.starts_with("MissingParameter") => "fix: the request's shape is refused for every contact (a field the action does not define, or one it requires is missing): check [campaign] and the campaign's settings, or upgrade ccc-dialer",
         _ => "fix: see the code's meaning in the CCC API documentation",
     }

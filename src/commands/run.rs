@@ -109,8 +109,20 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         }
     });
     let started = Instant::now();
+    // The endpoint's outage, if one comes, is kept in the store for `status`.
+    let recorder = tokio::spawn(crate::outage::record(engine.outage.clone(), store.clone()));
     let outcome =
         dispatch::run_campaign(engine.clone(), campaign.id, defaults, stop_rx, on_final).await;
+    recorder.abort();
+    let gave_up =
+        matches!(&outcome, Ok(RunOutcome::Halted { code, .. }) if code == crate::outage::CODE);
+    let outage = engine.outage.current().map(|mut o| {
+        if gave_up {
+            o.gave_up_at = Some(now_ms());
+        }
+        o
+    });
+    store.set_outage(outage).await.map_err(Failure::other)?;
     // Replies we stopped waiting for are in doubt now, not only at the next start.
     store
         .settle_in_flight(campaign.id, now_ms())
@@ -132,6 +144,13 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         RunOutcome::Interrupted => {
             crate::tell!("interrupted: rerun the same command to continue where it stopped");
             Done::Interrupted
+        }
+        RunOutcome::Halted { code, message } if code == crate::outage::CODE => {
+            crate::tell!(
+                "halted: {message}\n{}\nno contact used an attempt; undialled contacts stay pending: rerun the same command once the endpoint is reachable",
+                crate::policy::halt_hint(&code)
+            );
+            Done::Halted
         }
         RunOutcome::Halted { code, message } => {
             crate::tell!(
@@ -334,7 +353,9 @@ impl Progress {
                 tick.tick().await;
                 ticks += 1;
                 // What the campaign waits for when nothing is due (a calling window, a backoff).
-                if bar2.is_none() || ticks.is_multiple_of(8) {
+                if let Some(o) = engine.outage.current() {
+                    waiting = o.describe();
+                } else if bar2.is_none() || ticks.is_multiple_of(8) {
                     waiting = match engine.store.next_wait(campaign_id).await {
                         Ok(Some((at, gate)))
                             if at - dispatch::now_ms() > 2_000

@@ -8,6 +8,9 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     if let Some(callee) = &args.callee {
         return contact(&store, callee, args.config.as_deref()).await;
     }
+    if let Some(o) = store.outage().await.map_err(Failure::other)? {
+        crate::say!("{}", o.describe());
+    }
     let campaigns = store.campaigns().await.map_err(Failure::other)?;
     if campaigns.is_empty() {
         crate::say!("{}: no campaign yet", args.state.display());

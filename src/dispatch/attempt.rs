@@ -21,6 +21,8 @@ pub(super) struct Turn {
     pub contact: DueContact,
     pub pool_caller: Option<String>,
     pub paced_for: Duration,
+    /// Leave from the endpoint's breaker (a probe while the endpoint is down).
+    pub pass: crate::outage::Pass,
 }
 
 /// `at` (unix ms) plus `d`, saturating: never wraps into the past.
@@ -41,6 +43,7 @@ pub(super) async fn attempt(
         contact,
         pool_caller,
         paced_for,
+        pass,
     } = turn;
     let mut request = super::build_request(defaults, &contact, contact.attempts as usize);
     // The caller pool picked one number: offer only it, so the rotation and rests hold.
@@ -86,7 +89,7 @@ pub(super) async fn attempt(
     let m = &engine.metrics;
     m.limiter_wait.observe(paced_for + slot_wait.elapsed());
 
-    if *stop.borrow() != Stop::Run || lock(&shared.halt).is_some() {
+    if *stop.borrow() != Stop::Run || lock(&shared.halt).is_some() || !pass.may_send() {
         // Written down but not sent: release it untouched.
         let o = AttemptOutcome {
             status: Status::Pending,
@@ -125,6 +128,10 @@ pub(super) async fn attempt(
     c.in_flight.fetch_sub(1, Ordering::Relaxed);
     m.in_flight.fetch_sub(1, Ordering::Relaxed);
     m.latency.observe(sent.elapsed());
+    match &result {
+        Err(CallError::NotSent { reason }) => pass.not_sent(reason),
+        _ => pass.reached(),
+    }
     match &result {
         Ok(_) => m.request("placed", ""),
         Err(CallError::Api { code, .. }) => m.request("error", code),
@@ -178,10 +185,14 @@ pub(super) async fn attempt(
                 finished_at,
             }
         }
+        // It never left: the endpoint is down for everyone, not this contact's failure.
+        Err(CallError::NotSent { reason }) => {
+            tracing::warn!(parent: &span, reason = %reason, "not sent: back to pending, no attempt used");
+            crate::outage::unsent_outcome(&contact, reason, finished_at)
+        }
         Err(err) => {
             let mut o = outcome_of_error(engine, shared, &contact, &err, finished_at, &span);
-            // A request refused before it left (connect failure) was not sent.
-            o.sent_at = (!matches!(err, CallError::NotSent { .. })).then_some(sent_at);
+            o.sent_at = Some(sent_at);
             o
         }
     };

@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::contact::{ResultRow, Status};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
+use crate::outage::{Admit, Breaker};
 use crate::policy::{ClassOverrides, RetrySettings};
 use crate::store::{DueContact, Store, StoreError};
 use rules::{Rules, Verdict};
@@ -87,6 +88,9 @@ pub struct Engine {
     pub weight: u32,
     /// Calling windows, do-not-call lists, per-person pacing, caller rotation.
     pub rules: Arc<Rules>,
+    /// The endpoint's circuit breaker, shared like the limiter: an unreachable endpoint stops
+    /// every campaign, and one probe at a time finds out when it is back.
+    pub outage: Arc<Breaker>,
 }
 
 impl Engine {
@@ -109,6 +113,7 @@ impl Engine {
             metrics: Arc::new(Metrics::default()),
             weight: 1,
             rules: Arc::new(Rules::none(cfg)),
+            outage: Arc::new(Breaker::new(cfg.outage.clone())),
         }
     }
 
@@ -134,6 +139,7 @@ impl Engine {
             metrics: self.metrics.clone(),
             weight: 1,
             rules: self.rules.clone(),
+            outage: self.outage.clone(),
         }
     }
 }
@@ -276,6 +282,17 @@ pub async fn run_campaign(
                 }
             }
         }
+        // The endpoint is unreachable: wait for this campaign's turn to probe (see `outage`).
+        let pass = tokio::select! {
+            a = engine.outage.admit() => match a {
+                Admit::Go(pass) => pass,
+                Admit::GiveUp(o) => break RunOutcome::Halted {
+                    code: crate::outage::CODE.into(),
+                    message: o.describe(),
+                },
+            },
+            Ok(()) = stop.changed() => continue,
+        };
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
@@ -303,7 +320,7 @@ pub async fn run_campaign(
         }
         let paced_for = waited.elapsed();
         // A halt may have arrived while this loop waited for a permit or a token.
-        if lock(&shared.halt).is_some() || lock(&shared.fatal).is_some() {
+        if lock(&shared.halt).is_some() || lock(&shared.fatal).is_some() || !pass.may_send() {
             continue;
         }
         let Some(contact) = buffer.pop_front() else {
@@ -344,6 +361,7 @@ pub async fn run_campaign(
                     contact,
                     pool_caller: caller,
                     paced_for,
+                    pass,
                 },
                 &stop2,
                 &*on_final2,

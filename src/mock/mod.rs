@@ -128,6 +128,15 @@ impl MockServer {
     /// Bind 127.0.0.1 on a free port and serve in the background.
     pub async fn spawn(opts: MockOptions) -> std::io::Result<MockServer> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        MockServer::spawn_on(listener, opts)
+    }
+
+    /// Serve on `listener` in the background (a test that takes the endpoint down and brings it
+    /// back on the same port).
+    pub fn spawn_on(
+        listener: tokio::net::TcpListener,
+        opts: MockOptions,
+    ) -> std::io::Result<MockServer> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             opts,

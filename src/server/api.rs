@@ -257,6 +257,30 @@ pub struct CampaignView {
     /// Seconds until every contact is final at the current rate (`null` when not dialling).
     pub eta_seconds: Option<f64>,
     pub settings: serde_json::Value,
+    /// The endpoint's outage while one holds this (unfinished) campaign back.
+    pub outage: Option<OutageView>,
+}
+
+/// "endpoint unreachable since …, next probe at …", as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct OutageView {
+    pub since: String,
+    pub next_probe_at: String,
+    pub probes_failed: u32,
+    pub last_error: String,
+    pub message: String,
+}
+
+impl From<crate::outage::Outage> for OutageView {
+    fn from(o: crate::outage::Outage) -> Self {
+        OutageView {
+            since: rfc3339(o.since),
+            next_probe_at: rfc3339(o.next_probe_at),
+            probes_failed: o.probes_failed,
+            message: o.describe(),
+            last_error: o.last_error,
+        }
+    }
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -280,6 +304,10 @@ async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {
     for (s, n) in counts {
         all.insert(s.as_str().to_string(), n);
     }
+    let outage = matches!(c.state, CampaignState::Active | CampaignState::Paused)
+        .then(|| svc.campaigns.base().outage.current())
+        .flatten()
+        .map(OutageView::from);
     Ok(CampaignView {
         id: c.id,
         name: c.name,
@@ -296,6 +324,7 @@ async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or(serde_json::Value::Null),
+        outage,
     })
 }
 

@@ -286,6 +286,42 @@ impl Campaigns {
         Ok(())
     }
 
+    /// An endpoint outage: every active campaign (and every one already paused by it) shows
+    /// `paused` with `reason`. Their runners keep waiting on the shared breaker, which lets one
+    /// probe through at a time; nothing else is sent.
+    pub async fn pause_for_outage(&self, reason: &str) -> Result<(), StoreError> {
+        let _steering = self.steering.lock().await;
+        for c in self.base.store.campaigns().await? {
+            let outage_paused = c.state == CampaignState::Paused
+                && super::outage::is_outage_reason(c.reason.as_deref());
+            if c.state == CampaignState::Active || outage_paused {
+                self.base
+                    .store
+                    .set_campaign_state(
+                        c.id,
+                        CampaignState::Paused,
+                        Some(reason.to_string()),
+                        now_ms(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The endpoint answers again: every campaign paused by the outage is resumed.
+    pub async fn resume_after_outage(self: &Arc<Self>) -> Result<(), StoreError> {
+        for c in self.base.store.campaigns().await? {
+            if c.state == CampaignState::Paused
+                && super::outage::is_outage_reason(c.reason.as_deref())
+            {
+                tracing::info!(campaign = %c.name, "endpoint reachable again: campaign resumed");
+                self.resume(c.id).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn resume(self: &Arc<Self>, campaign_id: i64) -> Result<bool, StoreError> {
         let _steering = self.steering.lock().await;
         let changed = self

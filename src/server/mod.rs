@@ -5,7 +5,8 @@
 //! - [`api`]: the HTTP API under `/v1`, `/healthz`, `/readyz`, `/metrics`;
 //! - [`auth`]: the bearer token (constant-time comparison);
 //! - [`inbox`]: CSV files dropped in a folder become campaigns, each imported once;
-//! - [`settings`]: a campaign's own settings over the config's defaults.
+//! - [`settings`]: a campaign's own settings over the config's defaults;
+//! - [`outage`]: campaigns paused while the endpoint is unreachable, resumed after.
 //!
 //! [`Service::run_until_stopped`] takes the listener and the stop signal from the caller, so
 //! tests run it on port 0 and stop it when they like.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod campaigns;
 pub mod inbox;
 pub mod inbox_checks;
+pub mod outage;
 pub mod probes;
 pub mod settings;
 pub mod toml_error;
@@ -360,6 +362,8 @@ impl Service {
                 inbox::watch(svc, dir, stop2).await;
             }));
         }
+        // An endpoint outage pauses the campaigns with the reason and resumes them after it.
+        let outage_task = tokio::spawn(outage::supervise(self.clone(), stop.clone()));
         // Dials too old to hold any number back are dropped hourly (at start too, by the engine's
         // builder): a service that runs for months keeps the table to a few days of calls.
         let housekeeping = {
@@ -394,6 +398,7 @@ impl Service {
         // Stop dialling at once, whatever requests or imports are still open; replies in flight
         // are waited for within the grace period (a second signal stops waiting).
         housekeeping.abort();
+        outage_task.abort();
         self.campaigns.shutdown(stop).await;
         // Open connections and an import under way get a short moment to finish.
         let linger = std::time::Duration::from_secs(2);
@@ -439,6 +444,13 @@ pub fn build(
     max_body_bytes: usize,
 ) -> Arc<Service> {
     let store = engine.store.clone();
+    // A service never gives up on the endpoint: its campaigns wait, paused, for a probe to
+    // get through (`run.outage_limit` is `run`'s).
+    let mut engine = engine;
+    engine.outage = Arc::new(crate::outage::Breaker::new(crate::outage::OutageSettings {
+        limit: None,
+        ..cfg.outage.clone()
+    }));
     let campaigns = Campaigns::new(cfg, Arc::new(engine));
     Arc::new(Service {
         campaigns,

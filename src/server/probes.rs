@@ -1,5 +1,6 @@
 //! What the orchestrator asks: `/healthz` (the process answers), `/readyz` (the store takes a
-//! durable write, the config was valid at start, the host clock agrees with the service's), and
+//! durable write, the config was valid at start, the host clock agrees with the service's; the
+//! endpoint's outage, if any, is reported without failing readiness), and
 //! `/metrics` (Prometheus text: the engine's figures plus contacts by status per campaign).
 
 use std::fmt::Write;
@@ -50,12 +51,22 @@ pub async fn readyz(State(svc): State<Arc<Service>>) -> impl IntoResponse {
     };
     let clock = clock_check(svc.campaigns.base().client.clock_skew(), now_ms());
     let ready = store.0 && clock.0;
+    // Reported, but it does not make the process unready: during an outage the API must stay
+    // reachable (through a Service that routes only to ready pods) to steer the campaigns.
+    let endpoint = match svc.campaigns.base().outage.current() {
+        Some(o) => (false, o.describe()),
+        None => (
+            true,
+            "reachable (no request refused before it left)".to_string(),
+        ),
+    };
     let body = json!({
         "ready": ready,
         "checks": {
             "store": {"ok": store.0, "detail": store.1},
             "config": {"ok": true, "detail": format!("{} validated at start", svc.config().path.display())},
             "clock": {"ok": clock.0, "detail": clock.1},
+            "endpoint": {"ok": endpoint.0, "detail": endpoint.1},
         }
     });
     let status = if ready {

@@ -19,6 +19,7 @@ mod campaigns;
 mod detail;
 mod gates;
 pub mod lock;
+mod outage;
 mod rows;
 mod schema;
 

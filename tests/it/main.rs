@@ -21,6 +21,7 @@ mod one_process;
 mod openapi;
 mod results_cells;
 mod results_target;
+mod outage;
 mod run_campaign;
 mod serve;
 mod serve_auth;
