@@ -178,6 +178,8 @@ pub struct Client {
     /// ([`NO_SKEW_SEEN`] until a reply carried one). Readiness reports a clock far off: every
     /// signature would be refused as expired.
     skew: Arc<AtomicI64>,
+    /// Keeps the pool's connections warm while any clone of this client lives.
+    warm: Option<Arc<crate::connections::KeepWarm>>,
 }
 
 /// [`Client::clock_skew`] before any reply was seen.
@@ -203,6 +205,8 @@ impl Client {
             .timeout(settings.request_timeout)
             .pool_idle_timeout(Duration::from_secs(50))
             .tcp_nodelay(true)
+            // Tells the request that opened a connection when it was ready (crate::connections).
+            .connector_layer(crate::connections::TimingLayer)
             .user_agent(concat!("ccc-dialer/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientBuildError(e.to_string()))?;
@@ -215,6 +219,7 @@ impl Client {
             language: settings.language.clone(),
             clock,
             skew: Arc::new(AtomicI64::new(NO_SKEW_SEEN)),
+            warm: None,
         })
     }
 
@@ -223,6 +228,34 @@ impl Client {
     pub fn clock_skew(&self) -> Option<i64> {
         let s = self.skew.load(Ordering::Relaxed);
         (s != NO_SKEW_SEEN).then_some(s)
+    }
+
+    /// Open the connections `n` requests in flight need before the first of them is sent (one
+    /// over HTTP/2); see [`crate::connections`].
+    pub async fn warm_up(&self, n: usize) -> crate::connections::Warmed {
+        crate::connections::warm_up(&self.http, &self.url, n).await
+    }
+
+    /// Keep the connections warm in the background, re-opening the ones the endpoint closed,
+    /// for as long as this client or a clone of it lives (see [`crate::connections::KeepWarm`]).
+    pub fn keep_warm(&mut self, http2: bool, permits: Arc<tokio::sync::Semaphore>) {
+        let task = crate::connections::KeepWarm::start(
+            self.http.clone(),
+            self.url.clone(),
+            http2,
+            permits,
+        );
+        self.warm = Some(Arc::new(task));
+    }
+
+    /// [`Client::create_ai_agent_call`], with `on_connect` told when a connection this request
+    /// had to open (TLS included) was ready: the moment the request really left.
+    pub async fn create_ai_agent_call_timed(
+        &self,
+        req: &CallRequest,
+        on_connect: crate::connections::OnConnect,
+    ) -> Result<Placed, CallError> {
+        crate::connections::reporting_connects(on_connect, self.create_ai_agent_call(req)).await
     }
 
     /// Place one call. Never retries: what to do next is the policy's decision.

@@ -173,6 +173,10 @@ pub struct MockArgs {
     /// Median reply latency in milliseconds, with a long tail (0 = none).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Hold each new connection's first request this many milliseconds (what a TLS handshake
+    /// to the real endpoint costs; 0 = none). Later requests on the connection are not held.
+    #[arg(long, default_value_t = 0)]
+    pub new_connection_delay_ms: u64,
     /// Fault script (TOML): per callee pattern, the outcomes of its successive requests.
     #[arg(long)]
     pub faults: Option<PathBuf>,

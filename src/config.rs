@@ -190,6 +190,7 @@ struct RawMock {
     latency_ms: u64,
     rate_limit: u32,
     faults: Option<PathBuf>,
+    new_connection_delay_ms: u64,
 }
 
 impl Default for RawMock {
@@ -198,6 +199,7 @@ impl Default for RawMock {
             latency_ms: 0,
             rate_limit: DOCUMENTED_CAP,
             faults: None,
+            new_connection_delay_ms: 0,
         }
     }
 }
@@ -263,6 +265,8 @@ pub struct Mock {
     pub latency_ms: u64,
     pub rate_limit: u32,
     pub faults: Option<PathBuf>,
+    /// Each new connection's first request waits this long (a TLS handshake's cost).
+    pub new_connection_delay_ms: u64,
 }
 
 /// Validated configuration.
@@ -404,6 +408,7 @@ impl Validator<'_> {
                 latency_ms: raw.mock.latency_ms,
                 rate_limit: raw.mock.rate_limit,
                 faults,
+                new_connection_delay_ms: raw.mock.new_connection_delay_ms,
             },
             calling,
         })

@@ -7,7 +7,8 @@
 //! - [`calling`]: calling windows, time zones, do-not-call lists, caller pool, gates (pure);
 //!   `dispatch::rules` applies them in the engine.
 //! - [`config`], [`credentials`], [`duration`], [`secret`]: settings and secrets.
-//! - [`ccc`]: the CreateAIAgentCall client and its typed errors (not sent / in doubt / API).
+//! - [`ccc`]: the CreateAIAgentCall client and its typed errors (not sent / in doubt / API);
+//!   [`connections`] opens its connections ahead of need and times the ones opened late.
 //! - [`store`]: SQLite state store, which is also the queue; [`import`] streams intake into it.
 //! - [`limiter`]: pacing plus a sliding-window guard shared by every request; [`outage`]: the
 //!   endpoint's circuit breaker, shared the same way (an unreachable endpoint stops every campaign).
@@ -22,6 +23,7 @@ pub mod ccc;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod connections;
 pub mod console;
 pub mod contact;
 pub mod credentials;

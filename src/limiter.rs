@@ -200,7 +200,8 @@ impl Limiter {
         slot
     }
 
-    /// Wait for a slot (see [`Limiter::reserve`]). Returns the instant the request may leave.
+    /// Wait for a slot (see [`Limiter::reserve`]). Returns the departure the window recorded
+    /// for this request (pass it to [`Limiter::left_at`] if the request leaves later still).
     ///
     /// A busy host may wake the timer late; past [`STALL`] the window records when the request
     /// really goes (now), not the slot it was given, so request `i + cap` keeps a full window
@@ -211,8 +212,18 @@ impl Limiter {
         let now = Instant::now();
         if now > slot + STALL {
             self.record_late(slot, now);
+            return now;
         }
-        now
+        slot
+    }
+
+    /// The request recorded as leaving at `recorded` really left at `actual` (it had to open a
+    /// connection first: see [`crate::connections`]). Like a late wake-up, past [`STALL`] the
+    /// window moves it, so request `i + cap` keeps a full window from the real departure.
+    pub fn left_at(&self, recorded: Instant, actual: Instant) {
+        if actual > recorded + STALL {
+            self.record_late(recorded, actual);
+        }
     }
 
     /// Move a slot handed out at `slot` to the instant its request really left.
@@ -318,6 +329,28 @@ mod tests {
             twenty_first >= t0 + Duration::from_millis(40) + WINDOW,
             "the 21st must keep a full window from when the 1st really left"
         );
+    }
+
+    #[test]
+    fn a_request_that_had_to_connect_first_counts_from_when_the_connection_was_ready() {
+        let l = Limiter::new(20.0, &[]);
+        let t0 = Instant::now();
+        let first = l.reserve(t0);
+        for i in 1..20 {
+            l.reserve(t0 + Duration::from_millis(i * 50));
+        }
+        // The first request opened a connection: TLS took 40 ms before it could leave.
+        l.left_at(first, first + Duration::from_millis(40));
+        let twenty_first = l.reserve(t0 + Duration::from_millis(1000));
+        assert!(
+            twenty_first >= first + Duration::from_millis(40) + WINDOW,
+            "request 21 must keep a full window from when request 1 really left"
+        );
+        // A connection ready within the stall allowance leaves the window as it was.
+        let l = Limiter::new(20.0, &[]);
+        let first = l.reserve(t0);
+        l.left_at(first, first + STALL);
+        assert_eq!(lock(&l.window).sends[0], first);
     }
 
     #[test]

@@ -175,6 +175,10 @@ pub fn per_person(
     max_per_day: u32,
     day_zone: &TimeZone,
 ) -> Result<(), Gate> {
+    // A call recorded after `now` was written by a clock that ran ahead (and was set back
+    // since): it happened no later than now, so it counts as now, not as a hold the length
+    // of the skew.
+    let recent: Vec<Timestamp> = recent.iter().map(|t| (*t).min(now)).collect();
     let gap_until = match recent.iter().max() {
         Some(last) if !min_gap.is_zero() => Some(day::after(*last, min_gap)),
         _ => None,
@@ -245,6 +249,30 @@ mod tests {
         assert_eq!(names, Gate::NAMES);
         assert!(Gate::Dnc.is_final() && Gate::NotAfter { at: t }.is_final());
         assert!(!Gate::MinGap { until: t }.is_final());
+    }
+
+    #[test]
+    fn a_call_recorded_in_the_future_holds_from_now_not_from_the_skewed_time() {
+        // The wall clock ran 20 s ahead when the call was written down, and NTP set it back.
+        let now: Timestamp = "2026-11-29T23:59:50Z".parse().unwrap();
+        let skewed = day::after(now, Duration::from_secs(20));
+        let gap = Duration::from_secs(60);
+        let held = per_person(&[skewed], now, gap, 0, &TimeZone::UTC).unwrap_err();
+        assert_eq!(
+            held,
+            Gate::MinGap {
+                until: day::after(now, gap)
+            },
+            "held for the gap from now, not for the skew on top"
+        );
+        // The skewed time falls on the next day: it still counts against today's cap.
+        let held = per_person(&[skewed], now, Duration::ZERO, 1, &TimeZone::UTC).unwrap_err();
+        assert_eq!(held.as_str(), "daily_cap");
+        // With no gap and no cap, a future record holds nothing.
+        assert_eq!(
+            per_person(&[skewed], now, Duration::ZERO, 0, &TimeZone::UTC),
+            Ok(())
+        );
     }
 
     #[test]

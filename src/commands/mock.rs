@@ -28,6 +28,7 @@ pub async fn run(args: MockArgs) -> Result<Done, Failure> {
         rate_limit: args.rate_limit,
         latency_ms: args.latency_ms,
         faults,
+        new_connection_delay: std::time::Duration::from_millis(args.new_connection_delay_ms),
         ..Default::default()
     };
     let (listener, addr) = super::bind(args.listen).await?;

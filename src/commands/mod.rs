@@ -34,6 +34,9 @@ pub async fn connect(cfg: &Config) -> Result<(Client, Option<MockServer>), Failu
                 rate_limit: cfg.mock.rate_limit,
                 latency_ms: cfg.mock.latency_ms,
                 faults,
+                new_connection_delay: std::time::Duration::from_millis(
+                    cfg.mock.new_connection_delay_ms,
+                ),
                 ..Default::default()
             };
             let server = MockServer::spawn(opts).await.map_err(|e| {
@@ -90,7 +93,9 @@ pub fn load_rules(cfg: &Config) -> Result<crate::dispatch::rules::Rules, Failure
 }
 
 /// The engine for `run` and `serve`: the limiter's window seeded from the store's latest sends
-/// (a restart hands out no burst), the caller pool from today's uses, and the rules applied.
+/// (a restart hands out no burst), the caller pool from today's uses, the rules applied, and
+/// the connections the pace needs open. The caller settles the previous process's in-flight
+/// attempts first, so their sends are seeded as late as they can have been.
 pub async fn engine(
     cfg: &Config,
     store: crate::store::Store,
@@ -98,9 +103,15 @@ pub async fn engine(
     rules: std::sync::Arc<crate::dispatch::rules::Rules>,
 ) -> Result<crate::dispatch::Engine, Failure> {
     let rate = cfg.rate.requests_per_second;
-    let seed = run::seed_window(&store, rate)
-        .await
-        .map_err(Failure::other)?;
+    let seed = run::seed_window(
+        &store,
+        rate,
+        crate::dispatch::now_ms(),
+        std::time::Instant::now(),
+    )
+    .await
+    .map_err(Failure::other)?;
+    let http2 = warm(cfg, &client).await;
     let limiter = std::sync::Arc::new(crate::limiter::Limiter::new(rate, &seed));
     let now = jiff::Timestamp::now();
     rules.prune(&store, now).await.map_err(Failure::other)?;
@@ -108,7 +119,36 @@ pub async fn engine(
         .seed_callers(&store, now)
         .await
         .map_err(Failure::other)?;
-    Ok(crate::dispatch::Engine::from_config(cfg, store, client, limiter).with_rules(rules))
+    let mut engine = crate::dispatch::Engine::from_config(cfg, store, client, limiter);
+    let permits = engine.permits.clone();
+    engine.client.keep_warm(http2, permits);
+    Ok(engine.with_rules(rules))
+}
+
+/// Open the connections `max_in_flight` requests need before the first is sent
+/// ([`crate::connections`]); says whether the endpoint speaks HTTP/2. A warm-up that fails or
+/// takes too long only means the first requests open their own connections (timed, so the cap
+/// still holds).
+async fn warm(cfg: &Config, client: &Client) -> bool {
+    let n = cfg.rate.max_in_flight;
+    let bound = cfg.tencentcloud.connect_timeout + std::time::Duration::from_secs(2);
+    match tokio::time::timeout(bound, client.warm_up(n)).await {
+        Ok(w) => {
+            tracing::info!(
+                connections = if w.http2 { 1 } else { w.answered },
+                http2 = w.http2,
+                "connections opened before the first request"
+            );
+            w.http2
+        }
+        Err(_) => {
+            tracing::warn!(
+                waited_ms = bound.as_millis() as u64,
+                "opening connections ahead took too long: requests open their own"
+            );
+            false
+        }
+    }
 }
 
 /// Bind `addr` (port 0 picks one) and say which address it got.

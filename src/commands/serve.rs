@@ -25,6 +25,11 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let (client, _mock) = super::connect(&cfg).await?;
     let _lock = super::lock_store(&args.state)?;
     let store = Store::open(&args.state).map_err(Failure::input)?;
+    // Settle, then seed: the limiter's window must see the previous process's in-flight sends
+    // as late as they can have left.
+    server::settle_previous(&store)
+        .await
+        .map_err(Failure::other)?;
     let engine = super::engine(&cfg, store, client, rules).await?;
     let uploads = args
         .state

@@ -85,7 +85,7 @@ pub(super) async fn attempt(
         Err(e) => return Err(e),
     };
     let slot_wait = std::time::Instant::now();
-    engine.limiter.acquire_slot().await;
+    let departure = engine.limiter.acquire_slot().await;
     let m = &engine.metrics;
     m.limiter_wait.observe(paced_for + slot_wait.elapsed());
 
@@ -120,9 +120,13 @@ pub(super) async fn attempt(
     );
     let sent_at = now_ms();
     let sent = std::time::Instant::now();
+    // A request that has to open a connection leaves when it is ready: the window hears of it.
+    let limiter = engine.limiter.clone();
+    let on_connect: crate::connections::OnConnect =
+        std::sync::Arc::new(move |ready| limiter.left_at(departure, ready));
     let result = engine
         .client
-        .create_ai_agent_call(&request)
+        .create_ai_agent_call_timed(&request, on_connect)
         .instrument(span.clone())
         .await;
     c.in_flight.fetch_sub(1, Ordering::Relaxed);

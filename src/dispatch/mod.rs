@@ -203,6 +203,20 @@ pub async fn run_campaign(
     // Held only from one token to the next; given up whenever the loop does anything else.
     let mut turn: Option<(tokio::sync::OwnedMutexGuard<()>, u32)> = None;
 
+    // A store error inside the loop stops sending like a halt does, and the replies in flight
+    // are still waited for (within the grace period) and recorded before it is returned.
+    macro_rules! or_stop {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => {
+                    lock(&shared.fatal).get_or_insert(EngineError::from(e));
+                    break RunOutcome::Interrupted;
+                }
+            }
+        };
+    }
+
     let outcome = loop {
         while let Some(done) = tasks.try_join_next() {
             reap(done, &shared);
@@ -219,10 +233,12 @@ pub async fn run_campaign(
         if buffer.is_empty() {
             turn = None;
             let exclude = lock(&shared.held).clone();
-            let due = engine
-                .store
-                .due_contacts(campaign_id, now_ms(), batch, exclude)
-                .await?;
+            let due = or_stop!(
+                engine
+                    .store
+                    .due_contacts(campaign_id, now_ms(), batch, exclude)
+                    .await
+            );
             {
                 let mut held = lock(&shared.held);
                 held.extend(due.iter().map(|d| d.id));
@@ -231,7 +247,7 @@ pub async fn run_campaign(
         }
         if buffer.is_empty() {
             // Nothing due now: finished, or wait for a reply or the next due time.
-            let next = engine.store.next_due_at(campaign_id).await?;
+            let next = or_stop!(engine.store.next_due_at(campaign_id).await);
             if next.is_none() && tasks.is_empty() {
                 break RunOutcome::Completed;
             }
@@ -242,11 +258,8 @@ pub async fn run_campaign(
             if let (Some(at), true) = (next, wait >= Duration::from_secs(5)) {
                 if announced != Some(at) {
                     announced = Some(at);
-                    let gate = engine
-                        .store
-                        .next_wait(campaign_id)
-                        .await?
-                        .and_then(|(_, g)| g);
+                    let gate =
+                        or_stop!(engine.store.next_wait(campaign_id).await).and_then(|(_, g)| g);
                     let until = chrono::DateTime::from_timestamp_millis(at)
                         .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                         .unwrap_or_default();
@@ -267,7 +280,7 @@ pub async fn run_campaign(
             let Some(contact) = buffer.pop_front() else {
                 continue;
             };
-            match gates(&engine, &contact, &*on_final).await? {
+            match or_stop!(gates(&engine, &contact, &*on_final).await) {
                 Gated::Go => buffer.push_front(contact),
                 Gated::Held => {
                     turn = None;
@@ -293,6 +306,10 @@ pub async fn run_campaign(
             },
             Ok(()) = stop.changed() => continue,
         };
+        if permits.available_permits() == 0 {
+            // Waiting for a reply to free a permit: the other campaigns keep their turns.
+            turn = None;
+        }
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
@@ -332,10 +349,12 @@ pub async fn run_campaign(
                 Ok(c) => c,
                 Err(Verdict::Wait { gate, until }) => {
                     // Every caller rests: the token is spent, the contact waits, no attempt used.
-                    engine
-                        .store
-                        .defer(contact.id, until, gate.as_str(), now_ms())
-                        .await?;
+                    or_stop!(
+                        engine
+                            .store
+                            .defer(contact.id, until, gate.as_str(), now_ms())
+                            .await
+                    );
                     lock(&shared.held).remove(&contact.id);
                     continue;
                 }
@@ -376,6 +395,9 @@ pub async fn run_campaign(
         });
     };
 
+    // Nothing more is sent: the turn at the shared limiter goes to the other campaigns now, not
+    // after the drain (which may last the whole grace period).
+    drop(turn);
     // Stop sending; wait for replies already on the wire, within the grace period.
     let drain = async {
         while let Some(done) = tasks.join_next().await {

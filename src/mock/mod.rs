@@ -9,6 +9,7 @@
 
 mod faults;
 mod params;
+mod slow_start;
 mod stats;
 mod verify;
 
@@ -24,6 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +46,9 @@ pub struct MockOptions {
     pub clock: Clock,
     /// Keep the last accepted body per callee in the figures (tests); off for big benchmarks.
     pub keep_bodies: bool,
+    /// Each new connection's first request is read this long after the connection was
+    /// accepted (the real endpoint's TLS handshake); zero = none.
+    pub new_connection_delay: Duration,
 }
 
 impl Default for MockOptions {
@@ -55,6 +60,7 @@ impl Default for MockOptions {
             faults: Faults::default(),
             clock: Arc::new(|| chrono::Utc::now().timestamp()),
             keep_bodies: true,
+            new_connection_delay: Duration::ZERO,
         }
     }
 }
@@ -75,6 +81,7 @@ impl Shared {
 pub struct MockServer {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
+    accepted: Arc<AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -116,6 +123,11 @@ impl MockServer {
         opts: MockOptions,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let listener = slow_start::SlowStart {
+            listener,
+            delay: opts.new_connection_delay,
+            accepted: Arc::new(AtomicU64::new(0)),
+        };
         let shared = Arc::new(Shared {
             opts,
             recorder: Mutex::new(Recorder::default()),
@@ -138,6 +150,12 @@ impl MockServer {
         opts: MockOptions,
     ) -> std::io::Result<MockServer> {
         let addr = listener.local_addr()?;
+        let accepted = Arc::new(AtomicU64::new(0));
+        let listener = slow_start::SlowStart {
+            listener,
+            delay: opts.new_connection_delay,
+            accepted: accepted.clone(),
+        };
         let shared = Arc::new(Shared {
             opts,
             recorder: Mutex::new(Recorder::default()),
@@ -154,6 +172,7 @@ impl MockServer {
         Ok(MockServer {
             addr,
             shared,
+            accepted,
             stop: Some(stop),
             task: Some(task),
         })
@@ -171,6 +190,11 @@ impl MockServer {
     /// Arrival instants of every request so far, in order.
     pub fn arrivals(&self) -> Vec<std::time::Instant> {
         self.shared.record(|r| r.log.clone())
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Requests seen so far: cheap enough to poll.

@@ -303,13 +303,10 @@ impl Service {
 
     /// After a restart: finish intakes that were cut off, then start every active campaign.
     pub async fn resume(&self) -> Result<usize, CreateError> {
+        // Done before the engine was built (`serve` seeds the limiter after it); again here for
+        // a service built otherwise. Settling twice finds nothing the second time.
+        settle_previous(&self.store).await?;
         for c in self.store.campaigns().await? {
-            // Whatever the previous process left on the wire is in doubt, in every campaign
-            // (not only the ones that start now): reported `unknown`, never redialled.
-            let settled = self.store.settle_in_flight(c.id, now_ms()).await?;
-            if settled > 0 {
-                tracing::warn!(campaign = %c.name, contacts = settled, "replies lost in the last run: reported unknown, not redialled");
-            }
             if c.state == CampaignState::Cancelled {
                 // Rows stored after a cancel that a crash cut short are cancelled too.
                 self.store.cancel_pending(c.id, now_ms()).await?;
@@ -423,6 +420,20 @@ impl Service {
             Err(e) => Err(anyhow!("HTTP server task failed: {e}")),
         }
     }
+}
+
+/// Whatever the previous process left on the wire is in doubt, in every campaign (not only the
+/// ones that start now): reported `unknown`, never redialled. Done before the limiter's window
+/// is seeded from the store, so those sends count from when they were settled (no earlier than
+/// they can have left), not from when they were written down.
+pub async fn settle_previous(store: &Store) -> Result<(), StoreError> {
+    for c in store.campaigns().await? {
+        let settled = store.settle_in_flight(c.id, now_ms()).await?;
+        if settled > 0 {
+            tracing::warn!(campaign = %c.name, contacts = settled, "replies lost in the last run: reported unknown, not redialled");
+        }
+    }
+    Ok(())
 }
 
 /// The campaign name of an inbox file's stem: the stem itself, unless it would look like an

@@ -41,6 +41,13 @@ impl PersonGuard {
             .collect::<Vec<_>>();
         let now = Timestamp::from_millisecond(now_ms)
             .map_err(|e| StoreError::Other(format!("clock: {e}")))?;
+        if let Some(ahead) = recent.iter().filter(|t| **t > now).max() {
+            tracing::warn!(
+                contact = contact_id,
+                ahead_ms = ahead.duration_since(now).as_millis() as i64,
+                "a call to this number is recorded in the future: the wall clock ran ahead when it was written; counting it as now"
+            );
+        }
         gate::per_person(&recent, now, self.min_gap, self.max_per_day, &self.day_zone)
             .map_err(StoreError::Held)
     }

@@ -522,20 +522,23 @@ impl Store {
     }
 
     /// When the latest `n` requests reached the network (unix ms, newest first): the limiter's
-    /// memory across restarts. A request whose reply never came has no recorded send time; the
-    /// moment it was settled as in doubt (at or after the process that sent it stopped) is used
-    /// instead, which is never earlier than the real send. Requests never sent do not count.
-    pub async fn recent_sends(&self, n: usize) -> Result<Vec<i64>, StoreError> {
+    /// memory across restarts. A request whose reply never came has no recorded send time: once
+    /// settled as in doubt, the moment it was settled (at or after the process that sent it
+    /// stopped) stands for it; not yet settled, `now_ms`. Either is never earlier than the real
+    /// send. Requests never sent do not count.
+    pub async fn recent_sends(&self, n: usize, now_ms: i64) -> Result<Vec<i64>, StoreError> {
         self.call(move |c| {
             // Sends happen within seconds of their start, so the last minute of starts (an
             // indexed range) holds every send that can matter to a 1-second window.
             let mut stmt = c.prepare_cached(
-                "SELECT COALESCE(sent_at, finished_at, started_at) AS t FROM attempts
+                "SELECT CASE WHEN outcome IS NULL THEN MAX(?2, started_at)
+                             ELSE COALESCE(sent_at, finished_at, started_at) END AS t
+                 FROM attempts
                  WHERE started_at >= (SELECT COALESCE(MAX(started_at), 0) FROM attempts) - 60000
                    AND outcome IS NOT 'not_sent'
                  ORDER BY t DESC LIMIT ?1",
             )?;
-            let rows = stmt.query_map([n as i64], |r| r.get::<_, i64>(0))?;
+            let rows = stmt.query_map(params![n as i64, now_ms], |r| r.get::<_, i64>(0))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await

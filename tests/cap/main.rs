@@ -18,6 +18,23 @@ use support::*;
 
 static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// What opening a connection to the real endpoint costs (TCP and TLS): every new connection's
+/// first request reaches the stand-in this much later than it was sent.
+const NEW_CONNECTION_DELAY: std::time::Duration = std::time::Duration::from_millis(40);
+
+/// The stand-in the cap is judged by: a strict window, and slow new connections.
+async fn cap_mock(rate_limit: u32, latency_ms: u64, faults: &str) -> ccc_dialer::mock::MockServer {
+    ccc_dialer::mock::MockServer::spawn(ccc_dialer::mock::MockOptions {
+        rate_limit,
+        latency_ms,
+        faults: ccc_dialer::mock::Faults::from_toml_str(faults).expect("fault script parses"),
+        new_connection_delay: NEW_CONNECTION_DELAY,
+        ..mock_options()
+    })
+    .await
+    .expect("stand-in starts")
+}
+
 /// Hold the host alone for a timed test.
 async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
     ALONE.lock().await
@@ -34,7 +51,7 @@ async fn rate_cap_holds_with_slow_replies_and_retries() {
             phone(i)
         ));
     }
-    let mock = mock_with(20, 300, &faults).await;
+    let mock = cap_mock(20, 300, &faults).await;
     let s = Scratch::new(
         &mock.endpoint(),
         "",
@@ -47,8 +64,9 @@ async fn rate_cap_holds_with_slow_replies_and_retries() {
     assert_eq!(stats.requests, 132, "120 first tries and 12 retries");
     assert!(
         stats.max_in_any_window <= 20,
-        "window held {}",
-        stats.max_in_any_window
+        "window held {}; {} connections",
+        stats.max_in_any_window,
+        mock.connections()
     );
     assert_eq!(
         stats.rate_limited, 0,
@@ -63,7 +81,7 @@ async fn killed_runs_resume_without_calling_anyone_twice() {
     // The reduced crash soak (the full one is `cargo bench --bench suite -- soak`).
     let _alone = alone().await;
     let n = 300;
-    let mock = mock_with(20, 200, "").await;
+    let mock = cap_mock(20, 200, "").await;
     let s = Scratch::new(&mock.endpoint(), "", "");
     s.write_contacts(&contacts_csv(n));
     for kill_after in [40u64, 130, 220] {
@@ -83,8 +101,9 @@ async fn killed_runs_resume_without_calling_anyone_twice() {
     );
     assert!(
         stats.max_in_any_window <= 20,
-        "restarts handed out a burst: {}",
-        stats.max_in_any_window
+        "restarts handed out a burst: {}; {} connections",
+        stats.max_in_any_window,
+        mock.connections()
     );
     let rows = s.results();
     assert_eq!(rows.len(), n, "every contact once in the results");
@@ -117,7 +136,7 @@ async fn killed_runs_resume_without_calling_anyone_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_campaigns_share_the_cap_and_the_small_one_is_not_starved() {
     let _alone = alone().await;
-    let mock = mock_with(20, 50, "").await;
+    let mock = cap_mock(20, 50, "").await;
     let s = scratch(&mock, "");
     let srv = Served::start(&s).await;
     let big = srv.create("big", &csv_of(4, 400)).await;
@@ -143,7 +162,12 @@ async fn two_campaigns_share_the_cap_and_the_small_one_is_not_starved() {
     })
     .await;
     let stats = mock.stats();
-    assert!(stats.max_in_any_window <= 20, "{}", stats.max_in_any_window);
+    assert!(
+        stats.max_in_any_window <= 20,
+        "{} in one second; {} connections",
+        stats.max_in_any_window,
+        mock.connections()
+    );
     assert_eq!(stats.rate_limited, 0);
     assert_eq!(stats.accepted, 440);
     assert!(stats.duplicate_callees.is_empty());

@@ -192,8 +192,47 @@ async fn the_limiter_is_seeded_with_real_send_times_or_an_upper_bound_never_an_e
     store.begin_attempt(due[2].id, 1_200, None).await.unwrap();
     drop(store);
     let store = Store::open(&dir.path().join("s.db")).unwrap();
+    // Not settled yet (serve used to seed its window before settling): it may have left at
+    // any moment up to now, so it counts as now, never as its start.
+    assert_eq!(
+        store.recent_sends(10, 8_000).await.unwrap(),
+        vec![8_000, 1_400]
+    );
     store.settle_in_flight(id, 9_000).await.unwrap();
-    assert_eq!(store.recent_sends(10).await.unwrap(), vec![9_000, 1_400]);
+    assert_eq!(
+        store.recent_sends(10, 9_500).await.unwrap(),
+        vec![9_000, 1_400]
+    );
+}
+
+#[tokio::test]
+async fn a_restart_seeds_in_doubt_sends_no_earlier_than_they_can_have_left() {
+    // 20 attempts written down 3 s before a kill -9, their replies never recorded: the next
+    // start must hold its first request for a window, as if all 20 had just left.
+    let rows: Vec<_> = (0..20).map(|i| row(i + 2, &format!("p{i}"))).collect();
+    let (_dir, store, id) = store_with(rows).await;
+    let due = store
+        .due_contacts(id, 0, 20, Default::default())
+        .await
+        .unwrap();
+    let now_wall = 1_000_000;
+    for d in &due {
+        store
+            .begin_attempt(d.id, now_wall - 3_000, None)
+            .await
+            .unwrap();
+    }
+    let now = std::time::Instant::now();
+    let seed = ccc_dialer::commands::run::seed_window(&store, 20.0, now_wall, now)
+        .await
+        .unwrap();
+    assert_eq!(seed.len(), 20);
+    assert!(seed.iter().all(|t| *t >= now), "seeded earlier than now");
+    let limiter = ccc_dialer::limiter::Limiter::new(20.0, &seed);
+    assert!(
+        limiter.reserve(now) >= now + ccc_dialer::limiter::WINDOW,
+        "the first request after the restart was not held for the in-doubt sends"
+    );
 }
 
 #[tokio::test]
@@ -241,4 +280,54 @@ async fn a_store_from_before_the_dials_table_is_upgraded_with_its_calls_counted(
     // And attempts can be written down again.
     store.begin_attempt(due[2].id, 2_000, None).await.unwrap();
     assert_eq!(store.calls_to("c", 0).await.unwrap(), vec![2_000]);
+}
+
+#[tokio::test]
+async fn a_wall_clock_that_ran_ahead_does_not_hold_the_restart_for_the_skew() {
+    // The last run's 20 sends were written by a clock 20 s ahead; NTP set it back before the
+    // rerun. Read as they are, they lie 20 s in the future and the window would hold the first
+    // request for 20 s; counted as now, at most one window.
+    let rows: Vec<_> = (0..20).map(|i| row(i + 2, &format!("p{i}"))).collect();
+    let (_dir, store, id) = store_with(rows).await;
+    let due = store
+        .due_contacts(id, 0, 20, Default::default())
+        .await
+        .unwrap();
+    let now_wall: i64 = 1_000_000;
+    for (i, d) in due.iter().enumerate() {
+        let sent = now_wall + 20_000 - 1_000 + i as i64 * 50;
+        let n = store.begin_attempt(d.id, sent, None).await.unwrap();
+        let placed = ccc_dialer::store::AttemptOutcome {
+            status: Status::Placed,
+            attempts: 1,
+            reschedules: 0,
+            next_at: 0,
+            session_id: Some(format!("s{i}")),
+            request_id: None,
+            error_code: None,
+            error_message: None,
+            outcome: "placed",
+            sent_at: Some(sent),
+            finished_at: sent + 300,
+        };
+        store.finish_attempt(d.id, n, placed).await.unwrap();
+    }
+    let now = std::time::Instant::now();
+    let seed = ccc_dialer::commands::run::seed_window(&store, 20.0, now_wall, now)
+        .await
+        .unwrap();
+    assert!(seed.iter().all(|t| *t <= now), "a seed lies in the future");
+    let (_, ahead) = ccc_dialer::commands::run::seed_instants(&[now_wall + 19_950], now_wall, now);
+    assert_eq!(ahead, Some(19_950), "the skew is reported");
+    let limiter = ccc_dialer::limiter::Limiter::new(20.0, &seed);
+    let first = limiter.reserve(now);
+    assert!(
+        first
+            <= now
+                + ccc_dialer::limiter::WINDOW
+                + ccc_dialer::limiter::WINDOW_MARGIN
+                + ccc_dialer::limiter::WARMUP_MARGIN,
+        "the first request was held {:?} for a clock skew",
+        first - now
+    );
 }

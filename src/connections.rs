@@ -1,0 +1,177 @@
+//! Connections to the endpoint: opened before the requests that need them, kept warm, and timed
+//! when a request has to open one anyway.
+//!
+//! Why: the limiter's window guard takes the moment a request is handed to the HTTP client as
+//! the moment it left. A request that has to open a connection first (TCP, then TLS: about
+//! 40 ms to the real endpoint) leaves later than that, while request `i + cap` leaves at once
+//! on a warm connection, so the service can see `cap + 1` requests in one second. Two
+//! defences:
+//!
+//! 1. [`warm_up`]: before the first request, as many connections as requests may be in flight
+//!    are opened; then [`KeepWarm`] touches the idle ones every [`KEEP_WARM_EVERY`] (so neither
+//!    side closes them as idle; one the service closed is replaced there, ahead of need),
+//!    holding free in-flight permits while it does so that it never takes the connection a
+//!    request needs. Over HTTP/2 (the TLS handshake offers it, and the client takes it when
+//!    the endpoint does) one connection carries every request and the rest is skipped.
+//! 2. [`TimingLayer`]: reqwest's connector wrapped so that the request that opened a connection
+//!    learns when the connection (TLS included) was ready, the moment it really left; the
+//!    dispatcher hands that to the limiter like a late timer wake-up
+//!    ([`crate::limiter::Limiter::left_at`]).
+//!
+//! A warm-up is a `HEAD /` with no action and no signature: the endpoint answers it with an
+//! error (the stand-in with 405) and it is no API call, so it is neither rate-limited nor able
+//! to place a call. Its answer is ignored; only the connection matters.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// How often the pool is topped up and its idle connections touched: well inside the client's
+/// own idle timeout (50 s) and the usual server keep-alive timeouts (60 s and more).
+pub const KEEP_WARM_EVERY: Duration = Duration::from_secs(20);
+/// The most connections kept warm, whatever `max_in_flight` says.
+pub const MAX_WARM: usize = 256;
+
+/// Told when a connection a request had to open became ready.
+pub type OnConnect = Arc<dyn Fn(Instant) + Send + Sync>;
+
+tokio::task_local! {
+    static ON_CONNECT: OnConnect;
+}
+
+/// Run `request` with `on_connect` told when a connection it opens is ready. (hyper opens the
+/// connection inside the request's own task, where this is visible; a connection hyper finishes
+/// in the background after the request took another one is not this request's.)
+pub async fn reporting_connects<F: Future>(on_connect: OnConnect, request: F) -> F::Output {
+    ON_CONNECT.scope(on_connect, request).await
+}
+
+/// A connector layer that reports when each connection is ready (see [`reporting_connects`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimingLayer;
+
+impl<S> tower_layer::Layer<S> for TimingLayer {
+    type Service = Timing<S>;
+
+    fn layer(&self, inner: S) -> Timing<S> {
+        Timing { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Timing<S> {
+    inner: S,
+}
+
+impl<S, R> tower_service::Service<R> for Timing<S>
+where
+    S: tower_service::Service<R>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: R) -> Self::Future {
+        let report = ON_CONNECT.try_with(Arc::clone).ok();
+        let connecting = self.inner.call(dst);
+        Box::pin(async move {
+            let conn = connecting.await;
+            if let (Ok(_), Some(report)) = (&conn, report) {
+                report(Instant::now());
+            }
+            conn
+        })
+    }
+}
+
+/// What a warm-up found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Warmed {
+    /// Warm-up requests answered (any status): connections known to be open.
+    pub answered: usize,
+    /// The endpoint speaks HTTP/2: one connection carries everything.
+    pub http2: bool,
+}
+
+/// Open (or touch) `n` connections to `url`: one request first (it tells HTTP/1 from HTTP/2),
+/// then, over HTTP/1, `n` at once, each on its own connection (the pool hands an idle
+/// connection to one request at a time and opens new ones for the rest).
+pub async fn warm_up(http: &reqwest::Client, url: &str, n: usize) -> Warmed {
+    let n = n.clamp(1, MAX_WARM);
+    let first = http.head(url).send().await;
+    let http2 = matches!(&first, Ok(r) if r.version() == reqwest::Version::HTTP_2);
+    if http2 || n == 1 {
+        let answered = usize::from(first.is_ok());
+        return Warmed { answered, http2 };
+    }
+    let answered = touch(http, url, n).await;
+    Warmed { answered, http2 }
+}
+
+/// `n` warm-up requests at once; returns how many were answered.
+async fn touch(http: &reqwest::Client, url: &str, n: usize) -> usize {
+    let all = (0..n).map(|_| http.head(url).send());
+    futures_util::future::join_all(all)
+        .await
+        .iter()
+        .filter(|r| r.is_ok())
+        .count()
+}
+
+/// Keeps the connections warm in the background until dropped.
+pub struct KeepWarm {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepWarm {
+    /// Every [`KEEP_WARM_EVERY`], touch as many connections as there are free in-flight
+    /// `permits` (at most [`MAX_WARM`]), holding those permits meanwhile: together with the
+    /// requests in flight never more than `max_in_flight` at once, so the pool never has to
+    /// open a connection for a request because warm-ups held the idle ones. Over HTTP/2 one
+    /// touch keeps the one connection.
+    pub fn start(
+        http: reqwest::Client,
+        url: String,
+        http2: bool,
+        permits: Arc<tokio::sync::Semaphore>,
+    ) -> KeepWarm {
+        let task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(KEEP_WARM_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let free = if http2 {
+                    1
+                } else {
+                    permits.available_permits().min(MAX_WARM)
+                };
+                let Ok(held) = permits.clone().try_acquire_many_owned(free as u32) else {
+                    continue;
+                };
+                if free == 0 {
+                    continue;
+                }
+                let answered = touch(&http, &url, free).await;
+                drop(held);
+                tracing::debug!(touched = free, answered, "connections kept warm");
+            }
+        });
+        KeepWarm { task }
+    }
+}
+
+impl Drop for KeepWarm {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,85 @@
+//! New connections that start slowly: the stand-in's version of a TLS handshake.
+//!
+//! The real endpoint costs a new connection a TLS handshake (about 40 ms away from the region)
+//! before its first request can be read; the stand-in speaks plain HTTP on loopback, where a
+//! connection costs nothing. [`SlowStart`] wraps the listener so that each accepted connection
+//! reads nothing until `delay` after it was accepted: its first request arrives late, the
+//! requests after it on the same connection do not. A dialer that sends on fresh connections
+//! sees its requests land later than it sent them; one that keeps connections warm does not.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A listener whose connections read nothing for `delay` after they are accepted.
+pub struct SlowStart {
+    pub listener: TcpListener,
+    pub delay: Duration,
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicU64>,
+}
+
+impl axum::serve::Listener for SlowStart {
+    type Io = SlowStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (SlowStream, std::net::SocketAddr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        // Small requests go out in one segment each: without this the reply to a warm-up and the
+        // next request may wait for each other (Nagle), which is not what is being modelled.
+        let _ = io.set_nodelay(true);
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let start = (!self.delay.is_zero()).then(|| Box::pin(tokio::time::sleep(self.delay)));
+        (SlowStream { io, start }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A connection that holds its first read until its start-up delay is over.
+pub struct SlowStream {
+    io: TcpStream,
+    start: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AsyncRead for SlowStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if let Some(start) = self.start.as_mut() {
+            if start.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.start = None;
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SlowStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
