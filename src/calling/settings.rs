@@ -1,9 +1,11 @@
 //! The `[calling]` table of the configuration: its TOML shape and its validation into
 //! [`Calling`]. [`crate::config`] owns the file and the error type; this module owns the keys.
 //!
-//! Invariants: the table absent means today's behaviour exactly (always open, no lists, no
-//! per-person pacing, no caller cool-down or cap); the table present turns on the documented
-//! defaults (`min_gap = "4h"`, `caller_cooldown = "10m"`). Every bad value is reported as key,
+//! Invariants: the table absent means always open, no lists, no caller cool-down or cap, but
+//! still a gap of [`DEFAULT_MIN_GAP_WITHOUT_TABLE`] between two calls to one number across
+//! campaigns (the same list posted under two names, or dropped twice in the inbox, must not
+//! ring one person twice in a minute); `[calling] min_gap = "0s"` turns it off. The table
+//! present turns on the documented defaults (`min_gap = "4h"`, `caller_cooldown = "10m"`). Every bad value is reported as key,
 //! value and what was expected, like every other key.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +22,8 @@ use super::zones;
 
 /// Defaults when `[calling]` is present.
 pub const DEFAULT_MIN_GAP: &str = "4h";
+/// The gap between two calls to one number when there is no `[calling]` table.
+pub const DEFAULT_MIN_GAP_WITHOUT_TABLE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_CALLER_COOLDOWN: &str = "10m";
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +76,7 @@ pub struct Calling {
 }
 
 impl Calling {
-    /// The table absent: no restrictions; `zone` is still the campaign's zone.
+    /// No restrictions at all, not even a gap; `zone` is still the campaign's zone.
     pub fn unrestricted(zone: TimeZone) -> Calling {
         Calling {
             window: Window::always(zone),
@@ -128,9 +132,10 @@ pub(crate) fn validate(
     base: &Path,
 ) -> Result<Calling, Invalid> {
     let Some(raw) = raw else {
-        return Ok(Calling::unrestricted(
-            country_zone(default_country).unwrap_or(TimeZone::UTC),
-        ));
+        return Ok(Calling {
+            min_gap: DEFAULT_MIN_GAP_WITHOUT_TABLE,
+            ..Calling::unrestricted(country_zone(default_country).unwrap_or(TimeZone::UTC))
+        });
     };
     let zone = match &raw.timezone {
         Some(name) => zones::zone(name).map_err(|_| {

@@ -4,8 +4,9 @@
 //! (do-not-call, campaign ended).
 //!
 //! Invariants:
-//! - With no `[calling]` table nothing is checked ([`Rules::is_active`] is false): the engine's
-//!   hot path is unchanged.
+//! - With no rules at all ([`Rules::none`], or `[calling] min_gap = "0s"` and nothing else)
+//!   nothing is checked ([`Rules::is_active`] is false): the engine's hot path is unchanged.
+//!   Without a `[calling]` table the per-person gap of one hour still applies.
 //! - Only gates that read memory run per contact, except the per-person check (one indexed
 //!   store read, and only when `min_gap` or `max_per_day` is set).
 //! - One caller pool for every campaign: caller numbers belong to the account.
@@ -112,7 +113,7 @@ impl Rules {
         }
     }
 
-    /// No rules at all (tests, and configs without `[calling]`).
+    /// No rules at all, not even the default gap (tests that build an engine by hand).
     pub fn none(cfg: &Config) -> Rules {
         Rules::new(
             Calling::unrestricted(cfg.calling.zone().clone()),

@@ -86,6 +86,9 @@ impl From<CreateError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_contacts", m)
             }
             CreateError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            CreateError::Duplicate(m) => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate_contacts", m)
+            }
             CreateError::Store(e) => e.into(),
             CreateError::Other(m) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
@@ -357,6 +360,9 @@ async fn show_campaign(
 struct UploadQuery {
     name: Option<String>,
     priority: Option<i64>,
+    /// Create the campaign even when another one has the same contacts file.
+    #[serde(default)]
+    allow_duplicate: bool,
 }
 
 async fn create_campaign(
@@ -428,7 +434,7 @@ async fn create_campaign(
     let source = save_upload(&svc, &csv).await?;
     let default_name = format!("upload-{}", &hex_digest(&csv)[..12]);
     let created = svc
-        .create_campaign(&source, settings, default_name, None)
+        .create_campaign_checked(&source, settings, default_name, None, q.allow_duplicate)
         .await?;
     created_response(&svc, created).await
 }

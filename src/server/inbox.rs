@@ -253,16 +253,19 @@ async fn import(
                 .unwrap_or_default()
                 .to_string();
             let inbox = Some((name.to_string(), fingerprint.to_string()));
-            match svc.create_campaign(file, settings, stem, inbox).await {
+            match svc
+                .create_campaign_checked(file, settings, stem, inbox, false)
+                .await
+            {
                 Ok(created) => {
                     if let Some(r) = &created.intake {
                         tracing::info!(file = %name, campaign = %created.campaign.name, accepted = r.accepted, skipped = r.skipped, "inbox: campaign created");
                     }
                     Taken::Imported(created.campaign.id)
                 }
-                Err(CreateError::Input(why)) | Err(CreateError::Conflict(why)) => {
-                    Taken::Rejected(why)
-                }
+                Err(CreateError::Input(why))
+                | Err(CreateError::Conflict(why))
+                | Err(CreateError::Duplicate(why)) => Taken::Rejected(why),
                 Err(e) => {
                     tracing::error!(file = %name, error = %e, "inbox: cannot import; will retry");
                     Taken::Later

@@ -39,6 +39,10 @@ use crate::store::{Campaign, CampaignState, NewCampaign, Store, StoreError};
 pub use campaigns::Campaigns;
 pub use settings::CampaignSettings;
 
+/// A campaign created this recently (or still running) counts as a twin of a new one with the
+/// same contacts file.
+pub const DUPLICATE_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
 /// Skipped rows listed in an intake report (the rest are in the results).
 pub const SKIPPED_SHOWN: usize = 100;
 
@@ -92,6 +96,9 @@ pub enum CreateError {
     /// A campaign of this name exists with other contacts.
     #[error("{0}")]
     Conflict(String),
+    /// Another campaign, active or recent, has the same contacts file under another name.
+    #[error("{0}")]
+    Duplicate(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -124,6 +131,19 @@ impl Service {
         Ok(counts)
     }
 
+    /// A campaign other than `name` (and not an ad-hoc call) with this content that is still
+    /// running or was created recently.
+    async fn twin_of(&self, fingerprint: &str, name: &str) -> Result<Option<Campaign>, StoreError> {
+        let since = now_ms() - DUPLICATE_WINDOW_MS;
+        Ok(self.store.campaigns().await?.into_iter().find(|c| {
+            c.fingerprint == fingerprint
+                && c.name != name
+                && !c.name.starts_with(settings::CALL_PREFIX)
+                && (matches!(c.state, CampaignState::Active | CampaignState::Paused)
+                    || c.created_at >= since)
+        }))
+    }
+
     pub fn config(&self) -> &Arc<Config> {
         self.campaigns.config()
     }
@@ -147,6 +167,22 @@ impl Service {
         settings: CampaignSettings,
         default_name: String,
         inbox: Option<(String, String)>,
+    ) -> Result<Created, CreateError> {
+        self.create_campaign_checked(source, settings, default_name, inbox, true)
+            .await
+    }
+
+    /// [`create_campaign`](Self::create_campaign); unless `allow_duplicate`, a file with the
+    /// same content as a campaign under another name that is still running (or was created in
+    /// the last [`DUPLICATE_WINDOW_MS`]) is refused with [`CreateError::Duplicate`]: the same
+    /// list posted twice under two names would call everyone twice.
+    pub async fn create_campaign_checked(
+        &self,
+        source: &Path,
+        settings: CampaignSettings,
+        default_name: String,
+        inbox: Option<(String, String)>,
+        allow_duplicate: bool,
     ) -> Result<Created, CreateError> {
         settings
             .validate_with(self.config())
@@ -202,6 +238,19 @@ impl Service {
             name = format!("{name}-{}", &fingerprint[..8]);
             if self.store.find_campaign(&name).await?.is_some() {
                 name = format!("{name}-{}", now_ms());
+            }
+        }
+        if !allow_duplicate {
+            if let Some(twin) = self.twin_of(&fingerprint, &name).await? {
+                let hint = if inbox.is_some() {
+                    "post it with POST /v1/campaigns?allow_duplicate=true if that is meant"
+                } else {
+                    "send ?allow_duplicate=true if that is meant"
+                };
+                return Err(CreateError::Duplicate(format!(
+                    "campaign {:?} (id {}, {}) has the same contacts file: its contacts would be called twice; {hint}",
+                    twin.name, twin.id, twin.state
+                )));
             }
         }
         let settings_json = serde_json::to_string(&settings)

@@ -335,7 +335,13 @@ async fn two_campaigns_dialling_at_once_never_call_one_number_twice_within_the_g
     let s = calling_scratch(&mock, "", "min_gap = \"4h\"\n");
     let srv = Served::start(&s).await;
     let a = srv.create("a", &csv_of(18, 30)).await;
-    let b = srv.create("b", &csv_of(18, 30)).await;
+    // The same file under a second name is refused unless asked for (`allow_duplicate`): here
+    // it is, to show the gate holds when both campaigns dial.
+    let (status, body) = srv
+        .post("/v1/campaigns?name=b&allow_duplicate=true", csv_of(18, 30))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let b = body["campaign"]["id"].as_i64().expect("id");
     // Every number is called once, by one campaign or the other; the other one's copy waits.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

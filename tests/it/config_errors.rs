@@ -264,7 +264,7 @@ fn a_rate_too_small_to_pace_is_refused() {
 }
 
 #[test]
-fn no_calling_table_means_no_calling_restrictions() {
+fn no_calling_table_means_no_calling_restrictions_but_an_hour_between_calls_to_one_number() {
     let c = Config::parse(Path::new("dialer.toml"), MINIMAL).unwrap();
     let calling = &c.calling;
     assert!(calling.window.is_unrestricted());
@@ -275,7 +275,9 @@ fn no_calling_table_means_no_calling_restrictions() {
     );
     assert_eq!(calling.not_after, None);
     assert!(calling.dnc_files.is_empty());
-    assert!(calling.min_gap.is_zero() && calling.caller_cooldown.is_zero());
+    // The same person is never rung twice within the hour, across campaigns, by default.
+    assert_eq!(calling.min_gap, std::time::Duration::from_secs(3600));
+    assert!(calling.caller_cooldown.is_zero());
     assert_eq!((calling.max_per_day, calling.caller_daily_cap), (0, 0));
     let us = Config::parse(
         Path::new("dialer.toml"),

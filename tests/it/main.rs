@@ -25,6 +25,7 @@ mod outage;
 mod results_cells;
 mod results_target;
 mod run_campaign;
+mod same_person;
 mod serve;
 mod serve_auth;
 mod served;
