@@ -47,15 +47,34 @@ pub enum CredentialsError {
         path: PathBuf,
         reason: String,
     },
-    #[error("{name} is empty: expected a non-empty value")]
+    #[error("{name} is empty: expected a non-empty value\nhint: unset it, or give it a value")]
     Empty { name: String },
+    #[error("{name}_FILE = {path}: larger than {max} bytes: not a secret file")]
+    TooLarge {
+        name: String,
+        path: PathBuf,
+        max: u64,
+    },
 }
 
-/// Read one secret value from `NAME` or `NAME_FILE`. `Ok(None)` if neither is set.
+/// The largest secret file read (a key is tens of bytes; `/dev/zero` must not fill memory).
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Read one secret value from `NAME` or `NAME_FILE`. `Ok(None)` if neither is set; a variable
+/// set to nothing (or only spaces) is an error, never "not set": `CCC_DIALER_API_TOKEN=""`
+/// must not quietly mean "no token".
 pub fn read_secret(env: &dyn Env, name: &str) -> Result<Option<Secret>, CredentialsError> {
     let file_var = format!("{name}_FILE");
-    let direct = env.var(name).filter(|v| !v.is_empty());
-    let file = env.var(&file_var).filter(|v| !v.is_empty());
+    let set = |var: &str| -> Result<Option<String>, CredentialsError> {
+        match env.var(var) {
+            Some(v) if v.trim().is_empty() => Err(CredentialsError::Empty {
+                name: var.to_string(),
+            }),
+            other => Ok(other),
+        }
+    };
+    let direct = set(name)?;
+    let file = set(&file_var)?;
     let value = match (direct, file) {
         (Some(_), Some(_)) => {
             return Err(CredentialsError::Both {
@@ -65,11 +84,7 @@ pub fn read_secret(env: &dyn Env, name: &str) -> Result<Option<Secret>, Credenti
         (Some(v), None) => v,
         (None, Some(path)) => {
             let path = PathBuf::from(path);
-            std::fs::read_to_string(&path).map_err(|e| CredentialsError::Unreadable {
-                name: name.to_string(),
-                path: path.clone(),
-                reason: e.to_string(),
-            })?
+            read_secret_file(name, &path)?
         }
         (None, None) => return Ok(None),
     };
@@ -84,6 +99,34 @@ pub fn read_secret(env: &dyn Env, name: &str) -> Result<Option<Secret>, Credenti
     Ok(Some(Secret::new(value)))
 }
 
+/// At most [`MAX_SECRET_FILE`] bytes of UTF-8 text from `path`.
+fn read_secret_file(name: &str, path: &std::path::Path) -> Result<String, CredentialsError> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| CredentialsError::Unreadable {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(CredentialsError::TooLarge {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            max: MAX_SECRET_FILE,
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        unreadable(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not UTF-8 text",
+        ))
+    })
+}
+
 /// The credentials for signing, or an error naming the missing variable.
 pub fn from_env(env: &dyn Env) -> Result<Credentials, CredentialsError> {
     let missing = |name: &str| CredentialsError::Missing {
@@ -91,7 +134,11 @@ pub fn from_env(env: &dyn Env) -> Result<Credentials, CredentialsError> {
     };
     let secret_id = read_secret(env, SECRET_ID)?.ok_or_else(|| missing(SECRET_ID))?;
     let secret_key = read_secret(env, SECRET_KEY)?.ok_or_else(|| missing(SECRET_KEY))?;
-    let session_token = read_secret(env, SESSION_TOKEN)?;
+    // The SDKs' convention: an empty session token is no token (long-lived keys need none).
+    let session_token = match read_secret(env, SESSION_TOKEN) {
+        Err(CredentialsError::Empty { name }) if name == SESSION_TOKEN => None,
+        other => other?,
+    };
     Ok(Credentials {
         // The SecretId is an identifier, not a secret: it appears in every Authorization header.
         secret_id: secret_id.expose().to_string(),
@@ -173,6 +220,37 @@ mod tests {
             ),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn an_endless_secret_file_is_refused_without_reading_it_all() {
+        let e = env(&[
+            (SECRET_ID, "AKIDx"),
+            ("TENCENTCLOUD_SECRET_KEY_FILE", "/dev/zero"),
+        ]);
+        assert_eq!(
+            from_env(&e).unwrap_err().to_string(),
+            "TENCENTCLOUD_SECRET_KEY_FILE = /dev/zero: larger than 65536 bytes: not a secret file"
+        );
+    }
+
+    #[test]
+    fn a_variable_set_to_nothing_is_an_error_not_unset() {
+        for (var, value) in [
+            (SECRET_KEY, ""),
+            (SECRET_KEY, "  \n"),
+            ("TENCENTCLOUD_SECRET_KEY_FILE", ""),
+        ] {
+            let e = env(&[(SECRET_ID, "AKIDx"), (var, value)]);
+            assert_eq!(
+                from_env(&e).unwrap_err(),
+                CredentialsError::Empty { name: var.into() },
+                "{var}={value:?}"
+            );
+        }
+        // An empty session token is no token, as the SDKs read it.
+        let e = env(&[(SECRET_ID, "AKIDx"), (SECRET_KEY, "k"), (SESSION_TOKEN, "")]);
+        assert!(from_env(&e).unwrap().session_token.is_none());
     }
 
     #[test]

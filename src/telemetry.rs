@@ -6,12 +6,19 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
+/// The phone-number library logs the raw number it parses at debug and trace ("Number
+/// '13800138000' is a mobile number"): capped at info whatever `--log-level` asks, as the
+/// engine masks numbers everywhere else. Added after the operator's filter, so it wins over
+/// `--log-level trace` and over `rlibphonenumber=trace` alike.
+pub const PHONE_LIBRARY_CAP: &str = "rlibphonenumber=info";
+
 /// Install the global subscriber, writing to stderr. `quiet` lowers the default level to warn
 /// (a progress bar is showing).
 pub fn init(format: LogFormat, level: Option<&str>, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
-    let filter =
-        EnvFilter::try_new(level.unwrap_or(default)).unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = EnvFilter::try_new(level.unwrap_or(default))
+        .unwrap_or_else(|_| EnvFilter::new(default))
+        .add_directive(PHONE_LIBRARY_CAP.parse().unwrap_or_default());
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,

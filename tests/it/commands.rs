@@ -194,3 +194,64 @@ async fn call_13800138000(config: &std::path::Path) -> std::process::Output {
     .await
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_level_trace_never_prints_a_raw_phone_number() {
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    s.write_contacts("callee\n+8613812345678\n13912345678\n");
+    for level in ["trace", "trace,rlibphonenumber=trace"] {
+        let _ = std::fs::remove_file(&s.state);
+        let out = s
+            .run_command()
+            .args(["--log-level", level])
+            .output()
+            .unwrap();
+        assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+        let err = stderr_of(&out);
+        assert!(err.contains("TRACE"), "trace lines are printed: {err}");
+        for digits in ["13812345678", "13912345678"] {
+            assert!(
+                !err.contains(digits),
+                "{level}: {digits} in the log:\n{err}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_api_token_or_an_endless_secret_file_exits_2() {
+    let s = Scratch::new("builtin", "", "");
+    for token in ["", "   "] {
+        // On all interfaces, so that a token taken for "none" fails fast instead of serving.
+        let out = Command::new(bin())
+            .args(["serve", "--listen", "0.0.0.0:0", "--config"])
+            .arg(&s.config)
+            .arg("--state")
+            .arg(&s.state)
+            .env("CCC_DIALER_API_TOKEN", token)
+            .env_remove("CCC_DIALER_API_TOKEN_FILE")
+            .output()
+            .unwrap();
+        assert_eq!(code_of(&out), 2, "{token:?}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains("CCC_DIALER_API_TOKEN is empty"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    let s = Scratch::new("https://ccc.tencentcloudapi.com", "", "");
+    s.write_contacts(&contacts_csv(1));
+    let out = s
+        .run_command()
+        .env_remove("TENCENTCLOUD_SECRET_KEY")
+        .env("TENCENTCLOUD_SECRET_KEY_FILE", "/dev/zero")
+        .output()
+        .unwrap();
+    assert_eq!(code_of(&out), 2, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("larger than 65536 bytes"),
+        "{}",
+        stderr_of(&out)
+    );
+}
