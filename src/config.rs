@@ -146,6 +146,7 @@ struct RawRetry {
     later_delay_daily: String,
     max_reschedules: i64,
     redial_unknown: bool,
+    systematic_after: i64,
     classes: BTreeMap<String, String>,
 }
 
@@ -159,6 +160,7 @@ impl Default for RawRetry {
             later_delay_daily: "24h".into(),
             max_reschedules: 3,
             redial_unknown: false,
+            systematic_after: crate::dispatch::systematic::DEFAULT_AFTER as i64,
             classes: BTreeMap::new(),
         }
     }
@@ -257,6 +259,9 @@ pub struct Retry {
     pub later_delay_daily: Duration,
     pub max_reschedules: u32,
     pub redial_unknown: bool,
+    /// Halt after this many distinct contacts in a row fail with one permanent or unrecognised
+    /// code (0 = never).
+    pub systematic_after: u32,
     pub classes: ClassOverrides,
 }
 
@@ -668,6 +673,16 @@ impl Validator<'_> {
             n if (0..=1000).contains(&n) => n as u32,
             n => return Err(self.invalid("retry.max_reschedules", n, "an integer from 0 to 1000")),
         };
+        let systematic_after = match raw.systematic_after {
+            n if (0..=100_000).contains(&n) => n as u32,
+            n => {
+                return Err(self.invalid(
+                    "retry.systematic_after",
+                    n,
+                    "an integer from 0 (never halt) to 100000",
+                ))
+            }
+        };
         let mut classes = ClassOverrides::default();
         for (code, class) in raw.classes {
             let parsed: Class = class.parse().map_err(|e: String| {
@@ -687,6 +702,7 @@ impl Validator<'_> {
             later_delay_daily,
             max_reschedules,
             redial_unknown: raw.redial_unknown,
+            systematic_after,
             classes,
         })
     }

@@ -152,6 +152,15 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
             );
             Done::Halted
         }
+        RunOutcome::Halted { message, .. }
+            if message.starts_with(dispatch::systematic::MESSAGE_PREFIX) =>
+        {
+            crate::tell!(
+                "halted: {message}\n{}\nundialled contacts stay pending: rerun the same command after the fix to continue",
+                dispatch::systematic::HINT
+            );
+            Done::Halted
+        }
         RunOutcome::Halted { code, message } => {
             crate::tell!(
                 "halted: the service answered {code} ({message})\n{}\nundialled contacts stay pending: rerun the same command after the fix to continue",

@@ -200,11 +200,20 @@ pub(super) async fn attempt(
             o
         }
     };
+    // The same code failing contact after contact is our request's fault (see `systematic`).
+    let (outcome, give_back) = super::systematic::apply(engine, shared, &contact, outcome);
+    let code = outcome.error_code.clone();
     let final_status = outcome.status.is_final();
     engine
         .store
         .finish_attempt(contact.id, attempt_no, outcome)
         .await?;
+    if let (false, Some(code)) = (give_back.is_empty(), code) {
+        engine
+            .store
+            .give_back_failed(give_back, code, now_ms())
+            .await?;
+    }
     if final_status {
         on_final(engine.store.result_of(contact.id).await?);
     }

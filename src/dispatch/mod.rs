@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 mod attempt;
 mod request;
 pub mod rules;
+pub mod systematic;
 
 pub use request::{build_request, mask, RequestDefaults};
 
@@ -91,6 +92,8 @@ pub struct Engine {
     /// The endpoint's circuit breaker, shared like the limiter: an unreachable endpoint stops
     /// every campaign, and one probe at a time finds out when it is back.
     pub outage: Arc<Breaker>,
+    /// This campaign's streak of one permanent code failing contact after contact.
+    pub systematic: Arc<systematic::Systematic>,
 }
 
 impl Engine {
@@ -114,6 +117,7 @@ impl Engine {
             weight: 1,
             rules: Arc::new(Rules::none(cfg)),
             outage: Arc::new(Breaker::new(cfg.outage.clone())),
+            systematic: Arc::new(systematic::Systematic::new(cfg.retry.systematic_after)),
         }
     }
 
@@ -140,6 +144,7 @@ impl Engine {
             weight: 1,
             rules: self.rules.clone(),
             outage: self.outage.clone(),
+            systematic: Arc::new(systematic::Systematic::new(self.systematic.after())),
         }
     }
 }

@@ -209,6 +209,17 @@ impl Campaigns {
                     .await
                     .map(|_| ())
             }
+            Ok(RunOutcome::Halted { code, message })
+                if message.starts_with(dispatch::systematic::MESSAGE_PREFIX) =>
+            {
+                // This campaign's own request is refused (its agent, callers, variables).
+                let reason = format!(
+                    "halted by {code}: {message}; {}",
+                    dispatch::systematic::HINT
+                );
+                tracing::error!(campaign = name, code = %code, "every contact is failing the same way: pausing the campaign");
+                self.pause(id, &reason).await.map(|_| ())
+            }
             Ok(RunOutcome::Halted { code, message }) => {
                 let reason = format!(
                     "halted by {code} ({message}); {}; then resume",

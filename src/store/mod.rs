@@ -20,6 +20,7 @@ mod detail;
 mod gates;
 pub mod lock;
 mod outage;
+mod requeue;
 mod rows;
 mod schema;
 

@@ -31,3 +31,4 @@ mod serve_auth;
 mod served;
 mod signing_vectors;
 mod store_queue;
+mod systematic;
