@@ -18,6 +18,12 @@ pub const ACTION: &str = "CreateAIAgentCall";
 pub const VERSION: &str = "2020-02-10";
 /// Replies larger than this are not a CreateAIAgentCall reply.
 const MAX_REPLY_BYTES: usize = 1 << 20;
+/// The largest request body sent (documented in the README). A body over it is refused
+/// before it leaves with the service's own code for it, `RequestSizeLimitExceeded`.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The code a request over [`MAX_REQUEST_BYTES`] fails with (Tencent Cloud API 3.0's common
+/// error for an oversized request; class permanent).
+pub const TOO_LARGE: &str = "RequestSizeLimitExceeded";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -263,6 +269,18 @@ impl Client {
         let payload = serde_json::to_vec(req).map_err(|e| CallError::NotSent {
             reason: format!("cannot encode the request: {e}"),
         })?;
+        if payload.len() > MAX_REQUEST_BYTES {
+            // Not NotSent: that would read as the endpoint being down. The request is wrong for
+            // this contact, as the service itself would say.
+            return Err(CallError::Api {
+                code: TOO_LARGE.to_string(),
+                message: format!(
+                    "the request body would be {} bytes, more than {MAX_REQUEST_BYTES}: refused before sending (nothing was sent)",
+                    payload.len()
+                ),
+                request_id: String::new(),
+            });
+        }
         let signed = sign::sign(
             &self.creds,
             &SignRequest {
@@ -330,7 +348,7 @@ fn transport_error(e: reqwest::Error) -> CallError {
     // `is_connect` covers DNS resolution, TCP connect (including its timeout) and the TLS
     // handshake: no request byte was written. Everything else happened after the connection was
     // up, so the request may have been read by the service.
-    if e.is_connect() || e.is_builder() {
+    if e.is_connect() || e.is_builder() || body_incomplete(&e) {
         CallError::NotSent {
             reason: describe(&e),
         }
@@ -339,6 +357,26 @@ fn transport_error(e: reqwest::Error) -> CallError {
             reason: describe(&e),
         }
     }
+}
+
+/// hyper's error for a request whose bytes could not all be handed to the connection: over
+/// HTTP/1 a failed write or flush of the request (bytes were left unwritten), over HTTP/2 a
+/// failure before the frame ending the stream was queued. Either way the service never had the
+/// whole request, and a JSON body cut short cannot create a call. Recognised by hyper's own
+/// message (it has no public predicate for this kind); should the message change, the error
+/// falls back to in doubt, the safe side. A reset *read* while the body was being written
+/// (`connection error: Connection reset by peer`) proves nothing and stays in doubt.
+const BODY_WRITE: &str = "error writing a body to connection";
+
+fn body_incomplete(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.to_string() == BODY_WRITE {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// The error and its causes on one line, without the URL (it is not secret, but it is noise).
@@ -364,6 +402,44 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// hyper's body-write error anywhere in the chain means the request never left whole; a
+    /// reset read while writing (what a server closing mid-body usually produces) does not
+    /// prove it and stays in doubt.
+    #[test]
+    fn only_hypers_body_write_error_counts_as_an_incomplete_request() {
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<Box<Layer>>);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Layer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|l| l as _)
+            }
+        }
+        let cut = Layer(
+            "client error (SendRequest)",
+            Some(Box::new(Layer(
+                BODY_WRITE,
+                Some(Box::new(Layer("Broken pipe (os error 32)", None))),
+            ))),
+        );
+        assert!(body_incomplete(&cut));
+        let reset = Layer(
+            "client error (SendRequest)",
+            Some(Box::new(Layer(
+                "connection error",
+                Some(Box::new(Layer(
+                    "Connection reset by peer (os error 104)",
+                    None,
+                ))),
+            ))),
+        );
+        assert!(!body_incomplete(&reset));
+    }
 
     #[test]
     fn body_omits_unset_fields_and_uses_the_api_names() {

@@ -19,6 +19,19 @@ use crate::phone;
 /// Rows handed to the sink at a time.
 pub const BATCH: usize = 2000;
 
+/// Bounds that keep one row's request within [`crate::ccc::MAX_REQUEST_BYTES`] (64 KiB) next
+/// to the campaign's own variables. A row past any of them is skipped with the reason; nothing
+/// of the oversized cell is stored or echoed.
+pub const MAX_CELL_BYTES: usize = 8 * 1024;
+/// A variable's name (`var:NAME`), in bytes.
+pub const MAX_VARIABLE_NAME_BYTES: usize = 128;
+/// Non-empty `var:` cells in one row.
+pub const MAX_VARIABLES: usize = 64;
+/// The row's variables, names and values together, in bytes.
+pub const MAX_VARIABLE_BYTES: usize = 32 * 1024;
+/// The most of a skipped row's callee kept in its result.
+const SKIPPED_CALLEE_CHARS: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct IntakeOptions {
     /// ISO region for national numbers (e.g. `CN`).
@@ -106,8 +119,17 @@ fn row(cols: &[Column], rec: &csv::ByteRecord, line: u64, opts: &IntakeOptions) 
     let mut note = |p: String| {
         problem.get_or_insert(p);
     };
+    let mut variable_bytes = 0usize;
     for (i, col) in cols.iter().enumerate() {
         let bytes = rec.get(i).unwrap_or_default();
+        if bytes.len() > MAX_CELL_BYTES {
+            note(format!(
+                "column {} is {} bytes, more than {MAX_CELL_BYTES} (a request is bounded at 64 KiB)",
+                i + 1,
+                bytes.len()
+            ));
+            continue;
+        }
         let value = match std::str::from_utf8(bytes) {
             Ok(v) => v.trim(),
             Err(_) => {
@@ -138,7 +160,22 @@ fn row(cols: &[Column], rec: &csv::ByteRecord, line: u64, opts: &IntakeOptions) 
                 )),
             },
             Column::Var(name) if !value.is_empty() => {
-                overrides.variables.insert(name.clone(), value.to_string());
+                variable_bytes += name.len() + value.len();
+                if name.len() > MAX_VARIABLE_NAME_BYTES {
+                    note(format!(
+                        "column {}: a variable name of {} bytes, more than {MAX_VARIABLE_NAME_BYTES}",
+                        i + 1,
+                        name.len()
+                    ));
+                } else if overrides.variables.len() == MAX_VARIABLES {
+                    note(format!("more than {MAX_VARIABLES} variables in one row"));
+                } else if variable_bytes > MAX_VARIABLE_BYTES {
+                    note(format!(
+                        "the row's variables are more than {MAX_VARIABLE_BYTES} bytes (a request is bounded at 64 KiB)"
+                    ));
+                } else {
+                    overrides.variables.insert(name.clone(), value.to_string());
+                }
             }
             _ => {}
         }
@@ -154,15 +191,23 @@ fn row(cols: &[Column], rec: &csv::ByteRecord, line: u64, opts: &IntakeOptions) 
                     skip_reason: None,
                 }
             }
-            Err(e) => problem = Some(format!("callee {callee_raw:?}: {e}")),
+            Err(e) => problem = Some(format!("callee {:?}: {e}", shortened(&callee_raw))),
         }
     }
     NewContact {
         line,
-        callee: callee_raw,
+        callee: shortened(&callee_raw),
         ext_id,
         overrides: Overrides::default(),
         skip_reason: problem,
+    }
+}
+
+/// At most [`SKIPPED_CALLEE_CHARS`] characters of `text`, with `…` when cut.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(SKIPPED_CALLEE_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 

@@ -73,6 +73,8 @@ pub const DEFAULT_TABLE: &[(&str, Class)] = &[
     ("RequestLimitExceeded", Class::Throttled),
     ("RequestLimitExceeded.*", Class::Throttled),
     ("InternalError*", Class::Transient),
+    // The request is too large for this contact (also refused locally, before sending).
+    ("RequestSizeLimitExceeded", Class::Permanent),
     ("ResourceUnavailable*", Class::Transient),
     ("ResourceInsufficient*", Class::Transient),
     ("FailedOperation.CallOutFailed", Class::Transient),

@@ -22,6 +22,7 @@ mod mock_stand_in;
 mod one_process;
 mod openapi;
 mod outage;
+mod oversized;
 mod results_cells;
 mod results_target;
 mod run_campaign;
