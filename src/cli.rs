@@ -185,4 +185,19 @@ pub struct MockArgs {
     /// TENCENTCLOUD_SECRET_ID/KEY are always accepted.
     #[arg(long, value_name = "FILE")]
     pub accept_credentials: Option<PathBuf>,
+    /// Calls each AI agent takes at once; past it requests are refused with
+    /// FailedOperation.AcquireQuota (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    pub agent_lines: u32,
+    /// How long a call rings before it is answered: "5s", or "lognormal:MEDIAN[:SIGMA]".
+    #[arg(long, default_value = "0s", value_parser = parse_length)]
+    pub ring: crate::mock::Length,
+    /// How long an answered call talks: "90s", or "lognormal:MEDIAN[:SIGMA]" (sigma 0.5 when
+    /// left out).
+    #[arg(long, default_value = "lognormal:5s", value_parser = parse_length)]
+    pub talk: crate::mock::Length,
+}
+
+fn parse_length(text: &str) -> Result<crate::mock::Length, String> {
+    crate::mock::Length::parse(text)
 }

@@ -15,6 +15,8 @@ use crate::policy::{Class, ClassOverrides};
 
 /// The documented CreateAIAgentCall limit, in requests per second.
 pub const DOCUMENTED_CAP: u32 = 20;
+/// The most lines an agent may be configured with (`campaign.agent_lines`).
+pub const MAX_AGENT_LINES: i64 = 10_000;
 /// The slowest pace accepted, in requests per second.
 pub const MIN_RATE: f64 = 0.02;
 pub const DEFAULT_ENDPOINT: &str = "https://ccc.tencentcloudapi.com";
@@ -109,6 +111,7 @@ struct RawCampaign {
     default_country: String,
     #[serde(default = "default_callee_format")]
     callee_format: String,
+    agent_lines: Option<i64>,
 }
 
 fn default_country() -> String {
@@ -193,6 +196,9 @@ struct RawMock {
     rate_limit: u32,
     faults: Option<PathBuf>,
     new_connection_delay_ms: u64,
+    agent_lines: u32,
+    ring: String,
+    talk: String,
 }
 
 impl Default for RawMock {
@@ -202,6 +208,9 @@ impl Default for RawMock {
             rate_limit: DOCUMENTED_CAP,
             faults: None,
             new_connection_delay_ms: 0,
+            agent_lines: 0,
+            ring: "0s".into(),
+            talk: "lognormal:5s".into(),
         }
     }
 }
@@ -242,6 +251,8 @@ pub struct Campaign {
     pub variables: BTreeMap<String, String>,
     pub default_country: String,
     pub callee_format: CalleeFormat,
+    /// Calls the AI agent takes at once, when the operator knows it (`None`: learned).
+    pub agent_lines: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +283,9 @@ pub struct Mock {
     pub faults: Option<PathBuf>,
     /// Each new connection's first request waits this long (a TLS handshake's cost).
     pub new_connection_delay_ms: u64,
+    /// Calls each AI agent of the stand-in takes at once (0 = no limit).
+    pub agent_lines: u32,
+    pub call_length: crate::mock::CallLength,
 }
 
 /// Validated configuration.
@@ -401,6 +415,16 @@ impl Validator<'_> {
                 p
             }
         });
+        let length = |key: &str, text: &str| {
+            crate::mock::Length::parse(text).map_err(|e| {
+                let expected = e.split_once(": expected ").map_or(e.as_str(), |(_, x)| x);
+                self.invalid(key, format!("{text:?}"), expected)
+            })
+        };
+        let call_length = crate::mock::CallLength {
+            ring: length("mock.ring", &raw.mock.ring)?,
+            talk: length("mock.talk", &raw.mock.talk)?,
+        };
         Ok(Config {
             path: self.path.to_path_buf(),
             tencentcloud,
@@ -414,6 +438,8 @@ impl Validator<'_> {
                 rate_limit: raw.mock.rate_limit,
                 faults,
                 new_connection_delay_ms: raw.mock.new_connection_delay_ms,
+                agent_lines: raw.mock.agent_lines,
+                call_length,
             },
             calling,
         })
@@ -574,6 +600,17 @@ impl Validator<'_> {
                 "an ISO 3166 two-letter region code with a telephone country code (e.g. \"CN\", \"DE\", \"US\")",
             ));
         }
+        let agent_lines = match raw.agent_lines {
+            None => None,
+            Some(n) if (1..=MAX_AGENT_LINES).contains(&n) => Some(n as u32),
+            Some(n) => {
+                return Err(self.invalid(
+                    "campaign.agent_lines",
+                    n,
+                    "an integer from 1 to 10000 (the calls the AI agent takes at once), or leave it out to learn it",
+                ))
+            }
+        };
         let callee_format = match raw.callee_format.as_str() {
             "00" => CalleeFormat::DoubleZero,
             "e164" | "+" => CalleeFormat::E164,
@@ -597,6 +634,7 @@ impl Validator<'_> {
             variables,
             default_country,
             callee_format,
+            agent_lines,
         })
     }
 

@@ -10,7 +10,8 @@
 //! - [`ccc`]: the CreateAIAgentCall client and its typed errors (not sent / in doubt / API);
 //!   [`connections`] opens its connections ahead of need and times the ones opened late.
 //! - [`store`]: SQLite state store, which is also the queue; [`import`] streams intake into it.
-//! - [`limiter`]: pacing plus a sliding-window guard shared by every request; [`outage`]: the
+//! - [`limiter`]: pacing plus a sliding-window guard shared by every request; [`lines`]: the
+//!   second limiter, pacing calls by the lines each AI agent has free; [`outage`]: the
 //!   endpoint's circuit breaker, shared the same way (an unreachable endpoint stops every campaign).
 //! - [`dispatch`]: the engine that ties them together; [`results`] writes the results CSV.
 //! - [`server`]: `serve`, many campaigns in one process behind an HTTP API and an inbox;
@@ -33,6 +34,7 @@ pub mod exit;
 pub mod import;
 pub mod intake;
 pub mod limiter;
+pub mod lines;
 pub mod metrics;
 pub mod mock;
 pub mod outage;

@@ -15,6 +15,9 @@ use crate::ccc::CallError;
 pub enum Class {
     /// `RequestLimitExceeded*`: slow down and resend; no attempt used.
     Throttled,
+    /// Every line of the AI agent is busy: no attempt used, the contact waits at the front of
+    /// the queue until a line is likely free, and the engine paces by the agent's lines.
+    Capacity,
     /// Retry with exponential backoff; each try uses an attempt.
     Transient,
     /// Reschedule after `retry.later_delay` (e.g. outside calling hours).
@@ -35,6 +38,7 @@ impl Class {
     pub fn as_str(self) -> &'static str {
         match self {
             Class::Throttled => "throttled",
+            Class::Capacity => "capacity",
             Class::Transient => "transient",
             Class::Later => "later",
             Class::NextDay => "next_day",
@@ -51,6 +55,7 @@ impl FromStr for Class {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
             "throttled" => Class::Throttled,
+            "capacity" => Class::Capacity,
             "transient" => Class::Transient,
             "later" => Class::Later,
             "next_day" => Class::NextDay,
@@ -60,7 +65,7 @@ impl FromStr for Class {
             "unrecognised" => Class::Unrecognised,
             _ => {
                 return Err(
-                    "one of \"throttled\", \"transient\", \"later\", \"next_day\", \"permanent\", \"halt\", \"in_doubt\", \"unrecognised\""
+                    "one of \"throttled\", \"capacity\", \"transient\", \"later\", \"next_day\", \"permanent\", \"halt\", \"in_doubt\", \"unrecognised\""
                         .into(),
                 )
             }
@@ -78,13 +83,10 @@ pub const DEFAULT_TABLE: &[(&str, Class)] = &[
     ("ResourceUnavailable*", Class::Transient),
     ("ResourceInsufficient*", Class::Transient),
     ("FailedOperation.CallOutFailed", Class::Transient),
-    (
-        "FailedOperation.AIConcurrentOverFrequency",
-        Class::Transient,
-    ),
-    ("FailedOperation.AcquireQuota", Class::Transient),
+    ("FailedOperation.AIConcurrentOverFrequency", Class::Capacity),
+    ("FailedOperation.AcquireQuota", Class::Capacity),
     ("FailedOperation.CallerOverFrequency", Class::Transient),
-    ("LimitExceeded.OutOfQuotaMaxCount", Class::Transient),
+    ("LimitExceeded.OutOfQuotaMaxCount", Class::Capacity),
     ("FailedOperation.CalloutRuleNotWorkTime", Class::Later),
     (
         "FailedOperation.CalloutRuleMaxCallCountCalleeIntervalTime",
@@ -193,6 +195,9 @@ impl From<&crate::config::Retry> for RetrySettings {
 pub enum Decision {
     /// Send again after `after`. `uses_attempt` is false for throttling and halts.
     Retry { after: Duration, uses_attempt: bool },
+    /// Every line busy (capacity class): due again when a line is likely free, at the front of
+    /// the queue; no attempt used, never `failed`.
+    WaitForLine,
     /// Reschedule (later class): counts a reschedule, not an attempt.
     Reschedule { after: Duration },
     /// Final: `failed`.
@@ -221,6 +226,7 @@ pub fn decide(
             after: throttle_backoff,
             uses_attempt: false,
         },
+        Class::Capacity => Decision::WaitForLine,
         Class::Transient if attempts < s.max_attempts => Decision::Retry {
             after: backoff(attempts, s, jitter),
             uses_attempt: true,
@@ -306,13 +312,10 @@ mod tests {
             ("ResourceUnavailable", Class::Transient),
             ("ResourceInsufficient.Foo", Class::Transient),
             ("FailedOperation.CallOutFailed", Class::Transient),
-            (
-                "FailedOperation.AIConcurrentOverFrequency",
-                Class::Transient,
-            ),
-            ("FailedOperation.AcquireQuota", Class::Transient),
+            ("FailedOperation.AIConcurrentOverFrequency", Class::Capacity),
+            ("FailedOperation.AcquireQuota", Class::Capacity),
             ("FailedOperation.CallerOverFrequency", Class::Transient),
-            ("LimitExceeded.OutOfQuotaMaxCount", Class::Transient),
+            ("LimitExceeded.OutOfQuotaMaxCount", Class::Capacity),
             ("FailedOperation.CalloutRuleNotWorkTime", Class::Later),
             (
                 "FailedOperation.CalloutRuleMaxCallCountCalleeIntervalTime",
@@ -422,6 +425,35 @@ mod tests {
                 after: t,
                 uses_attempt: false
             }
+        );
+    }
+
+    #[test]
+    fn capacity_never_uses_an_attempt_and_never_fails_even_past_every_budget() {
+        let s = settings();
+        for code in [
+            "FailedOperation.AcquireQuota",
+            "LimitExceeded.OutOfQuotaMaxCount",
+            "FailedOperation.AIConcurrentOverFrequency",
+        ] {
+            let class = classify_code(code, &ClassOverrides::new());
+            assert_eq!(class, Class::Capacity, "{code}");
+            for (attempts, reschedules) in [(0, 0), (3, 2), (1000, 1000)] {
+                assert_eq!(
+                    decide(class, attempts, reschedules, &s, Duration::ZERO, 0.5),
+                    Decision::WaitForLine
+                );
+            }
+        }
+        // Overridable like any other row.
+        let mut o = ClassOverrides::new();
+        o.insert(
+            "FailedOperation.AcquireQuota".into(),
+            "transient".parse().unwrap(),
+        );
+        assert_eq!(
+            classify_code("FailedOperation.AcquireQuota", &o),
+            Class::Transient
         );
     }
 

@@ -41,11 +41,13 @@ pub enum Gate {
     RateBudget { until: Option<Timestamp> },
     /// The campaign ended at `at` (`not_after`); the contact will not be called.
     NotAfter { at: Timestamp },
+    /// Every line of the AI agent is believed busy; `until` is when one is likely free.
+    AgentLinesBusy { until: Timestamp },
 }
 
 impl Gate {
     /// Every stable name, in declaration order.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "window_closed",
         "dnc",
         "min_gap",
@@ -55,6 +57,7 @@ impl Gate {
         "campaign_paused",
         "rate_budget",
         "not_after",
+        "agent_lines_busy",
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -68,6 +71,7 @@ impl Gate {
             Gate::CampaignPaused => "campaign_paused",
             Gate::RateBudget { .. } => "rate_budget",
             Gate::NotAfter { .. } => "not_after",
+            Gate::AgentLinesBusy { .. } => "agent_lines_busy",
         }
     }
 
@@ -79,7 +83,8 @@ impl Gate {
             Gate::MinGap { until }
             | Gate::DailyCap { until }
             | Gate::CallerCooldown { until }
-            | Gate::RetryBackoff { until } => Some(*until),
+            | Gate::RetryBackoff { until }
+            | Gate::AgentLinesBusy { until } => Some(*until),
             Gate::Dnc | Gate::CampaignPaused | Gate::NotAfter { .. } => None,
         }
     }
@@ -131,6 +136,11 @@ impl fmt::Display for Gate {
             }
             Gate::RateBudget { until: None } => f.write_str("waiting for the rate budget"),
             Gate::NotAfter { at } => write!(f, "campaign ended at {}", utc(at)),
+            Gate::AgentLinesBusy { until } => write!(
+                f,
+                "every line of the AI agent busy, one likely free at {}",
+                utc(until)
+            ),
         }
     }
 }
@@ -244,6 +254,7 @@ mod tests {
             Gate::CampaignPaused,
             Gate::RateBudget { until: None },
             Gate::NotAfter { at: t },
+            Gate::AgentLinesBusy { until: t },
         ];
         let names: Vec<&str> = all.iter().map(Gate::as_str).collect();
         assert_eq!(names, Gate::NAMES);

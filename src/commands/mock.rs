@@ -29,6 +29,11 @@ pub async fn run(args: MockArgs) -> Result<Done, Failure> {
         latency_ms: args.latency_ms,
         faults,
         new_connection_delay: std::time::Duration::from_millis(args.new_connection_delay_ms),
+        agent_lines: args.agent_lines,
+        call_length: crate::mock::CallLength {
+            ring: args.ring,
+            talk: args.talk,
+        },
         ..Default::default()
     };
     let (listener, addr) = super::bind(args.listen).await?;

@@ -37,6 +37,8 @@ pub async fn connect(cfg: &Config) -> Result<(Client, Option<MockServer>), Failu
                 new_connection_delay: std::time::Duration::from_millis(
                     cfg.mock.new_connection_delay_ms,
                 ),
+                agent_lines: cfg.mock.agent_lines,
+                call_length: cfg.mock.call_length,
                 ..Default::default()
             };
             let server = MockServer::spawn(opts).await.map_err(|e| {
@@ -119,7 +121,10 @@ pub async fn engine(
         .seed_callers(&store, now)
         .await
         .map_err(Failure::other)?;
+    let saved = store.agent_lines().await.map_err(Failure::other)?;
     let mut engine = crate::dispatch::Engine::from_config(cfg, store, client, limiter);
+    // The line estimates learned before a restart (see crate::lines).
+    engine.lines.restore(saved);
     let permits = engine.permits.clone();
     engine.client.keep_warm(http2, permits);
     Ok(engine.with_rules(rules))

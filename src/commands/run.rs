@@ -101,7 +101,13 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
 
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
     let total: u64 = counts.values().sum();
-    let progress = Progress::start(&engine, campaign.id, &counts, total, !args.no_progress);
+    let progress = Progress::start(
+        &engine,
+        (campaign.id, cfg.campaign.ai_agent_id),
+        &counts,
+        total,
+        !args.no_progress,
+    );
     let app = appender.clone();
     let on_final: Arc<dyn Fn(ResultRow) + Send + Sync> = Arc::new(move |row: ResultRow| {
         if let Err(e) = app.append(&row) {
@@ -326,7 +332,7 @@ fn print_summary(
     let get = |s| counts.get(&s).copied().unwrap_or(0);
     let c = &engine.counters;
     crate::tell!(
-        "done in {:.1}s: {} placed, {} failed, {} skipped, {} unknown, {} pending; {} requests sent ({} throttled); results in {}",
+        "done in {:.1}s: {} placed, {} failed, {} skipped, {} unknown, {} pending; {} requests sent ({} throttled, {} refused for capacity); results in {}",
         took.as_secs_f64(),
         get(Status::Placed),
         get(Status::Failed),
@@ -335,6 +341,7 @@ fn print_summary(
         get(Status::Pending) + get(Status::InFlight),
         c.sent.load(Ordering::Relaxed),
         c.throttled.load(Ordering::Relaxed),
+        c.capacity_refusals.load(Ordering::Relaxed),
         results.display()
     );
 }
@@ -348,7 +355,7 @@ struct Progress {
 impl Progress {
     fn start(
         engine: &Arc<Engine>,
-        campaign_id: i64,
+        (campaign_id, agent): (i64, u64),
         counts: &std::collections::BTreeMap<Status, u64>,
         total: u64,
         allow_bar: bool,
@@ -403,6 +410,8 @@ impl Progress {
                         _ => String::new(),
                     };
                 }
+                // Every line of the agent believed busy: "10 of ~10 lines busy, next try in 4 s".
+                let lines = engine.lines.describe(agent).unwrap_or_default();
                 let placed = c.placed.load(Ordering::Relaxed);
                 let failed = c.failed.load(Ordering::Relaxed);
                 let unknown = c.unknown.load(Ordering::Relaxed);
@@ -413,7 +422,7 @@ impl Progress {
                     Some(bar) => {
                         bar.set_position(done);
                         bar.set_message(format!(
-                            "placed {placed} failed {failed} retries {} unknown {unknown} {rate:.1} req/s {waiting}",
+                            "placed {placed} failed {failed} retries {} unknown {unknown} {rate:.1} req/s {lines} {waiting}",
                             c.retries.load(Ordering::Relaxed)
                         ));
                     }
@@ -426,6 +435,7 @@ impl Progress {
                         in_flight = c.in_flight.load(Ordering::Relaxed),
                         rate = format!("{rate:.1}"),
                         waiting = %waiting,
+                        lines = %lines,
                         "progress"
                     ),
                 }

@@ -15,6 +15,17 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     if campaigns.is_empty() {
         crate::say!("{}: no campaign yet", args.state.display());
     }
+    let agents = store.agent_lines().await.map_err(Failure::other)?;
+    for a in &agents {
+        let lines = a
+            .learned
+            .map_or("not known yet".to_string(), |l| format!("~{l:.0}"));
+        crate::say!(
+            "agent {}: lines {lines} (learned from capacity refusals), a call holds a line ~{:.1} s",
+            a.agent,
+            a.hold_seconds
+        );
+    }
     for c in campaigns {
         let counts = store.counts(c.id).await.map_err(Failure::other)?;
         let total: u64 = counts.values().sum();

@@ -23,6 +23,8 @@ pub(super) struct Turn {
     pub paced_for: Duration,
     /// Leave from the endpoint's breaker (a probe while the endpoint is down).
     pub pass: crate::outage::Pass,
+    /// The claim on a line of the contact's agent (see [`crate::lines`]).
+    pub line: Option<crate::lines::LineTicket>,
 }
 
 /// `at` (unix ms) plus `d`, saturating: never wraps into the past.
@@ -44,6 +46,7 @@ pub(super) async fn attempt(
         pool_caller,
         paced_for,
         pass,
+        line,
     } = turn;
     let mut request = super::build_request(defaults, &contact, contact.attempts as usize);
     // The caller pool picked one number: offer only it, so the rotation and rests hold.
@@ -132,6 +135,7 @@ pub(super) async fn attempt(
     c.in_flight.fetch_sub(1, Ordering::Relaxed);
     m.in_flight.fetch_sub(1, Ordering::Relaxed);
     m.latency.observe(sent.elapsed());
+    let wait_for_line = super::lines::settle(engine, line, &result).await;
     match &result {
         Err(CallError::NotSent { reason }) => pass.not_sent(reason),
         _ => pass.reached(),
@@ -214,6 +218,11 @@ pub(super) async fn attempt(
             .give_back_failed(give_back, code, now_ms())
             .await?;
     }
+    if let Some(due) = wait_for_line {
+        // Every line busy: at the front of the queue, due when one is likely free.
+        let gate = crate::store::AGENT_LINES_BUSY;
+        engine.store.defer(contact.id, due, gate, now_ms()).await?;
+    }
     if final_status {
         on_final(engine.store.result_of(contact.id).await?);
     }
@@ -233,7 +242,7 @@ fn outcome_of_error(
     // Throttling, halts and reschedules ("not now") leave the attempt budget alone.
     let uses_attempt = !matches!(
         class,
-        Class::Throttled | Class::Halt | Class::Later | Class::NextDay
+        Class::Throttled | Class::Capacity | Class::Halt | Class::Later | Class::NextDay
     );
     let attempts = contact.attempts + u32::from(uses_attempt);
     let throttle_backoff = Duration::from_millis(1000 + rand::random_range(0..1000));
@@ -285,6 +294,10 @@ fn outcome_of_error(
             }
             tracing::warn!(parent: span, code = %code, class = class.as_str(), retry_in_ms = after.as_millis() as u64, "will retry");
             o.next_at = later(finished_at, after);
+        }
+        Decision::WaitForLine => {
+            tracing::warn!(parent: span, code = %code, class = class.as_str(), "every line of the AI agent busy: waiting for one, no attempt used");
+            o.next_at = finished_at;
         }
         Decision::Reschedule { after } => {
             o.reschedules += 1;

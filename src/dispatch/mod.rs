@@ -19,6 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 mod attempt;
+mod lines;
 mod request;
 pub mod rules;
 pub mod systematic;
@@ -29,6 +30,7 @@ use crate::ccc::Client;
 use crate::config::Config;
 use crate::contact::{ResultRow, Status};
 use crate::limiter::Limiter;
+use crate::lines::Lines;
 use crate::metrics::Metrics;
 use crate::outage::{Admit, Breaker};
 use crate::policy::{ClassOverrides, RetrySettings};
@@ -46,6 +48,8 @@ pub struct Counters {
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
     pub in_flight: AtomicU64,
+    /// Requests refused because every line of the agent was busy (no attempt used).
+    pub capacity_refusals: AtomicU64,
 }
 
 /// What the operator asked for: keep going, stop sending and drain, or stop at once.
@@ -94,6 +98,8 @@ pub struct Engine {
     pub outage: Arc<Breaker>,
     /// This campaign's streak of one permanent code failing contact after contact.
     pub systematic: Arc<systematic::Systematic>,
+    /// Each AI agent's lines, shared like the limiter (see [`crate::lines`]).
+    pub lines: Arc<Lines>,
 }
 
 impl Engine {
@@ -103,6 +109,8 @@ impl Engine {
         client: Client,
         limiter: Arc<Limiter>,
     ) -> Engine {
+        let lines = Lines::new();
+        lines.configure(cfg.campaign.ai_agent_id, cfg.campaign.agent_lines);
         Engine {
             store,
             client,
@@ -118,6 +126,7 @@ impl Engine {
             rules: Arc::new(Rules::none(cfg)),
             outage: Arc::new(Breaker::new(cfg.outage.clone())),
             systematic: Arc::new(systematic::Systematic::new(cfg.retry.systematic_after)),
+            lines: Arc::new(lines),
         }
     }
 
@@ -145,6 +154,7 @@ impl Engine {
             rules: self.rules.clone(),
             outage: self.outage.clone(),
             systematic: Arc::new(systematic::Systematic::new(self.systematic.after())),
+            lines: self.lines.clone(),
         }
     }
 }
@@ -300,6 +310,11 @@ pub async fn run_campaign(
                 }
             }
         }
+        // The agent's lines, before a permit or a rate token.
+        let Some(line) = lines::take(&engine, &defaults, &mut buffer, &shared).await? else {
+            turn = None;
+            continue;
+        };
         // The endpoint is unreachable: wait for this campaign's turn to probe (see `outage`).
         let pass = tokio::select! {
             a = engine.outage.admit() => match a {
@@ -386,6 +401,7 @@ pub async fn run_campaign(
                     pool_caller: caller,
                     paced_for,
                     pass,
+                    line: Some(line),
                 },
                 &stop2,
                 &*on_final2,

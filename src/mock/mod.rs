@@ -8,12 +8,14 @@
 //! the callee's scripted outcome.
 
 mod faults;
+mod lines;
 mod params;
 mod slow_start;
 mod stats;
 mod verify;
 
 pub use faults::{Faults, FaultsError, Outcome};
+pub use lines::{CallLength, Length};
 pub use stats::MockStats;
 pub use verify::{verify, Refusal, MAX_SKEW_SECS};
 
@@ -49,6 +51,10 @@ pub struct MockOptions {
     /// Each new connection's first request is read this long after the connection was
     /// accepted (the real endpoint's TLS handshake); zero = none.
     pub new_connection_delay: Duration,
+    /// Calls each AI agent takes at once (`FailedOperation.AcquireQuota` past it); 0 = no limit.
+    pub agent_lines: u32,
+    /// How long a call holds its agent's line (with `agent_lines`).
+    pub call_length: CallLength,
 }
 
 impl Default for MockOptions {
@@ -61,6 +67,8 @@ impl Default for MockOptions {
             clock: Arc::new(|| chrono::Utc::now().timestamp()),
             keep_bodies: true,
             new_connection_delay: Duration::ZERO,
+            agent_lines: 0,
+            call_length: CallLength::default(),
         }
     }
 }
@@ -68,12 +76,35 @@ impl Default for MockOptions {
 struct Shared {
     opts: MockOptions,
     recorder: Mutex<Recorder>,
+    lines: Mutex<lines::AgentLines>,
+}
+
+/// The stand-in's view of its agents' lines, for tests and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct LineFigures {
+    /// Requests refused with `FailedOperation.AcquireQuota`.
+    pub refused: u64,
+    /// The most calls one agent held at once.
+    pub max_active: u32,
+    /// (start, end) of every call placed.
+    pub spans: Vec<(Instant, Instant)>,
 }
 
 impl Shared {
     fn record<T>(&self, f: impl FnOnce(&mut Recorder) -> T) -> T {
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut r)
+    }
+
+    fn agents<T>(&self, f: impl FnOnce(&mut lines::AgentLines) -> T) -> T {
+        let mut a = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut a)
+    }
+
+    /// A line for a call on `agent`, unless every line of it is busy (always, without lines).
+    fn take_line(&self, agent: u64) -> bool {
+        let lines = self.opts.agent_lines;
+        lines == 0 || self.agents(|a| a.take(agent, lines, Instant::now(), &self.opts.call_length))
     }
 }
 
@@ -131,6 +162,7 @@ impl MockServer {
         let shared = Arc::new(Shared {
             opts,
             recorder: Mutex::new(Recorder::default()),
+            lines: Mutex::new(lines::AgentLines::default()),
         });
         axum::serve(listener, router(shared))
             .with_graceful_shutdown(shutdown)
@@ -159,6 +191,7 @@ impl MockServer {
         let shared = Arc::new(Shared {
             opts,
             recorder: Mutex::new(Recorder::default()),
+            lines: Mutex::new(lines::AgentLines::default()),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = router(shared.clone());
@@ -195,6 +228,20 @@ impl MockServer {
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// The agents' lines: refusals for capacity, the most calls at once, every call's span.
+    pub fn lines(&self) -> LineFigures {
+        self.shared.agents(|a| LineFigures {
+            refused: a.refused,
+            max_active: a.max_active,
+            spans: a.spans.clone(),
+        })
+    }
+
+    /// Calls of `agent` holding a line now.
+    pub fn active_calls(&self, agent: u64) -> u32 {
+        self.shared.agents(|a| a.active(agent, Instant::now()))
     }
 
     /// Requests seen so far: cheap enough to poll.
@@ -304,7 +351,21 @@ async fn create_ai_agent_call(
     };
     let n = shared.record(|r| r.callee_request(&callee));
     let delay = latency(opts.latency_ms);
-    match opts.faults.outcome(&callee, n) {
+    let outcome = opts.faults.outcome(&callee, n);
+    let creates = matches!(outcome, Outcome::Ok | Outcome::Hang(_) | Outcome::Drop);
+    let agent = parsed
+        .get("AIAgentId")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    if creates && !shared.take_line(agent) {
+        tokio::time::sleep(delay).await;
+        return api_error(
+            &shared,
+            "FailedOperation.AcquireQuota",
+            "agent concurrency over the limit: every line of this AI agent is busy",
+        );
+    }
+    match outcome {
         Outcome::Ok => {
             shared.record(|r| r.created(&callee, parsed, opts.keep_bodies));
             tokio::time::sleep(delay).await;

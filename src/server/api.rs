@@ -259,6 +259,8 @@ pub struct CampaignView {
     pub rate_per_second: f64,
     /// Seconds until every contact is final at the current rate (`null` when not dialling).
     pub eta_seconds: Option<f64>,
+    /// The campaign's AI agent's lines as this process sees them (`null` before it dialled).
+    pub agent_lines: Option<crate::lines::AgentLines>,
     pub settings: serde_json::Value,
     /// The endpoint's outage while one holds this (unfinished) campaign back.
     pub outage: Option<OutageView>,
@@ -300,6 +302,7 @@ async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {
     let open = counts.get(&Status::Pending).copied().unwrap_or(0)
         + counts.get(&Status::InFlight).copied().unwrap_or(0);
     let eta = (c.state == CampaignState::Active && rate > 0.0).then(|| open as f64 / rate);
+    let agent_lines = svc.campaigns.base().lines.of(agent_of(svc, &c));
     let mut all: BTreeMap<String, u64> = Status::ALL
         .iter()
         .map(|s| (s.as_str().to_string(), 0))
@@ -322,6 +325,7 @@ async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {
         counts: all,
         rate_per_second: rate,
         eta_seconds: eta.map(|e| (e * 10.0).round() / 10.0),
+        agent_lines,
         settings: c
             .settings
             .as_deref()
@@ -623,7 +627,18 @@ async fn contact(
                 None if detail.reschedules > 0 && detail.error_code.is_some() => "rescheduled",
                 None => "retry_backoff",
             },
-            "reason": detail.gate.as_ref().map_or(detail.error_code.clone(), |g| Some(gate_reason(g).to_string())),
+            "reason": match detail.gate.as_deref() {
+                // The live estimate: "2 of 2 lines busy, next try in 4 s".
+                Some(crate::store::AGENT_LINES_BUSY) => Some(
+                    svc.campaigns
+                        .base()
+                        .lines
+                        .describe(agent_of(&svc, &c))
+                        .unwrap_or_else(|| "every line of the AI agent was busy; one is likely free now".into()),
+                ),
+                Some(g) => Some(gate_reason(g).to_string()),
+                None => detail.error_code.clone(),
+            },
             "until": rfc3339(detail.next_at),
         })),
         "pending" => Some(json!({
@@ -640,6 +655,16 @@ async fn contact(
         obj.insert("campaign_state".into(), json!(c.state.as_str()));
     }
     Ok(Json(body))
+}
+
+/// The AI agent a campaign dials (its settings over the config's).
+fn agent_of(svc: &Service, c: &Campaign) -> u64 {
+    c.settings
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<CampaignSettings>(s).ok())
+        .unwrap_or_default()
+        .request_defaults(svc.config())
+        .ai_agent_id
 }
 
 /// What a calling-rule gate means, for people.

@@ -130,8 +130,13 @@ impl Campaigns {
                 }
             }
         }
-        let engine = Arc::new(engine);
         let defaults = Arc::new(settings.request_defaults(&self.cfg));
+        if settings.agent_lines.is_some() {
+            engine
+                .lines
+                .configure(defaults.ai_agent_id, settings.agent_lines);
+        }
+        let engine = Arc::new(engine);
         let mut runners = lock(&self.runners);
         // Checked again under the lock: shutdown sets `closing` and then drains the map, so a
         // start that passed the first check cannot slip a runner in behind it.

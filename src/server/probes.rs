@@ -81,6 +81,7 @@ pub async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoResponse {
     let engine = svc.campaigns.base();
     let mut out = String::new();
     engine.metrics.render(&mut out);
+    engine.lines.render(&mut out);
     header(
         &mut out,
         "ccc_dialer_limiter_rate",

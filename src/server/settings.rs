@@ -57,6 +57,10 @@ pub struct CampaignSettings {
     pub variables: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ring_timeout_second: Option<u32>,
+    /// Calls this campaign's AI agent takes at once (over `campaign.agent_lines`); shared with
+    /// every campaign on the same agent (the latest campaign started wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_lines: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
     /// A duration such as `"2s"`.
@@ -129,6 +133,13 @@ impl CampaignSettings {
             if !(1..=600).contains(&n) {
                 return Err(format!(
                     "max_ring_timeout_second = {n}: expected an integer from 1 to 600 (seconds)"
+                ));
+            }
+        }
+        if let Some(n) = self.agent_lines {
+            if !(1..=crate::config::MAX_AGENT_LINES).contains(&i64::from(n)) {
+                return Err(format!(
+                    "agent_lines = {n}: expected an integer from 1 to 10000 (the calls the AI agent takes at once)"
                 ));
             }
         }
@@ -357,6 +368,19 @@ mod tests {
         );
         let s = CampaignSettings::from_json(br#"{"backoff_max": "30s"}"#).unwrap();
         assert!(s.validate_with(&cfg).is_ok());
+    }
+
+    #[test]
+    fn agent_lines_are_checked_like_the_configs() {
+        let ok = |json: &str| CampaignSettings::from_json(json.as_bytes());
+        assert_eq!(ok(r#"{"agent_lines": 10}"#).unwrap().agent_lines, Some(10));
+        let e = ok(r#"{"agent_lines": 0}"#).unwrap_err();
+        assert!(
+            e.starts_with("agent_lines = 0: expected an integer from 1 to 10000"),
+            "{e}"
+        );
+        let e = CampaignSettings::from_toml("agent_lines = 10001").unwrap_err();
+        assert!(e.starts_with("agent_lines = 10001"), "{e}");
     }
 
     #[test]

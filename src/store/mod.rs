@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 mod campaigns;
 mod detail;
 mod gates;
+mod lines;
 pub mod lock;
 mod outage;
 mod requeue;
@@ -27,6 +28,7 @@ mod schema;
 pub use campaigns::{Campaign, CampaignState, NewCampaign};
 pub use detail::{AttemptRecord, ContactDetail};
 pub use gates::PersonGuard;
+pub use lines::AGENT_LINES_BUSY;
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
 use rows::{due_row, insert_contacts, result_row};

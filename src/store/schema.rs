@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -28,6 +28,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 4 {
         v4(conn)?;
+    }
+    if version < 5 {
+        v5(conn)?;
     }
     Ok(())
 }
@@ -147,6 +150,23 @@ fn v4(conn: &Connection) -> Result<(), StoreError> {
            FROM attempts a JOIN contacts k ON k.id = a.contact_id
            WHERE a.outcome IS NULL OR a.outcome IN ('placed', 'in_doubt');
          PRAGMA user_version = 4;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// `agent_lines`: each AI agent's learned line count and how long a call holds a line, so the
+/// estimate survives a restart (see `crate::lines`).
+fn v5(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS agent_lines (
+           agent_id INTEGER PRIMARY KEY,
+           learned REAL,
+           hold_ms INTEGER NOT NULL,
+           updated_at INTEGER NOT NULL
+         );
+         PRAGMA user_version = 5;
          COMMIT;",
     )?;
     Ok(())

@@ -115,7 +115,7 @@ fn out_of_range_values_say_what_was_expected() {
     );
     assert_eq!(
         err(&format!("{MINIMAL}[retry.classes]\n\"FailedOperation.CallOutFailed\" = \"sometimes\"\n")),
-        "dialer.toml: retry.classes.\"FailedOperation.CallOutFailed\" = \"sometimes\": expected one of \"throttled\", \"transient\", \"later\", \"next_day\", \"permanent\", \"halt\", \"in_doubt\", \"unrecognised\""
+        "dialer.toml: retry.classes.\"FailedOperation.CallOutFailed\" = \"sometimes\": expected one of \"throttled\", \"capacity\", \"transient\", \"later\", \"next_day\", \"permanent\", \"halt\", \"in_doubt\", \"unrecognised\""
     );
     assert_eq!(
         err(&format!("[tencentcloud]\nendpoint = \"ftp://x\"\n{MINIMAL}")),

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod agent_lines;
 mod api_refusals;
 mod calling_engine;
 mod calling_limits;

@@ -1,0 +1,98 @@
+//! The engine's side of pacing by the agent's lines ([`crate::lines`]): take a line before a
+//! contact takes a permit or a rate token, hold the campaign's due contacts (gate
+//! `agent_lines_busy`) while every line is believed busy, and settle the line with the reply.
+
+use std::sync::atomic::Ordering;
+
+use super::{lock, now_ms, Engine, EngineError, RequestDefaults, Shared};
+use crate::ccc::{CallError, Placed};
+use crate::lines::{Busy, LineTicket, Saved};
+use crate::policy::{self, Class};
+use crate::store::{DueContact, AGENT_LINES_BUSY};
+
+/// A line for the contact at the front of `buffer`, or `None` when every line of its agent is
+/// believed busy: then the contact (and, on the campaign's own agent, every due contact of the
+/// campaign) waits in the store until one is likely free, and the buffer lets go of them.
+pub(super) async fn take(
+    engine: &Engine,
+    defaults: &RequestDefaults,
+    buffer: &mut std::collections::VecDeque<DueContact>,
+    shared: &Shared,
+) -> Result<Option<LineTicket>, EngineError> {
+    let Some(contact) = buffer.front() else {
+        return Ok(None);
+    };
+    let own = contact.overrides.ai_agent_id;
+    let agent = own.unwrap_or(defaults.ai_agent_id);
+    let busy = match engine.lines.try_start(agent) {
+        Ok(ticket) => return Ok(Some(ticket)),
+        Err(busy) => busy,
+    };
+    let until = until_ms(&busy);
+    tracing::debug!(
+        campaign = contact.campaign_id,
+        agent,
+        gate = AGENT_LINES_BUSY,
+        "{busy}"
+    );
+    if own.is_none() || own == Some(defaults.ai_agent_id) {
+        let campaign = contact.campaign_id;
+        engine
+            .store
+            .hold_for_lines(campaign, until, now_ms())
+            .await?;
+        let mut held = lock(&shared.held);
+        for c in buffer.drain(..) {
+            held.remove(&c.id);
+        }
+    } else if let Some(c) = buffer.pop_front() {
+        engine
+            .store
+            .defer(c.id, until, AGENT_LINES_BUSY, now_ms())
+            .await?;
+        lock(&shared.held).remove(&c.id);
+    }
+    Ok(None)
+}
+
+fn until_ms(busy: &Busy) -> i64 {
+    now_ms().saturating_add(i64::try_from(busy.wait.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Settle the request's line with its reply. Returns when the contact is due again if the
+/// service refused it because every line was busy (unix ms, just before the other held
+/// contacts: the front of the queue).
+pub(super) async fn settle(
+    engine: &Engine,
+    line: Option<LineTicket>,
+    result: &Result<Placed, CallError>,
+) -> Option<i64> {
+    let line = line?;
+    let (saved, due) = match result {
+        Ok(_) | Err(CallError::InDoubt { .. }) => (line.placed(), None),
+        Err(err @ CallError::Api { .. })
+            if policy::classify(err, &engine.classes) == Class::Capacity =>
+        {
+            engine
+                .counters
+                .capacity_refusals
+                .fetch_add(1, Ordering::Relaxed);
+            let (busy, saved) = line.refused()?;
+            (saved, Some(until_ms(&busy) - 1))
+        }
+        Err(_) => {
+            drop(line);
+            (None, None)
+        }
+    };
+    if let Some(s) = saved {
+        save(engine, s).await;
+    }
+    due
+}
+
+async fn save(engine: &Engine, s: Saved) {
+    if let Err(e) = engine.store.save_agent_lines(s, now_ms()).await {
+        tracing::warn!(error = %e, agent = s.agent, "cannot save the agent's line estimate");
+    }
+}

@@ -1,0 +1,389 @@
+//! Pacing by an AI agent's lines: the second limiter beside the request-rate one.
+//!
+//! An agent takes a fixed number of calls at once; each call holds a line for its ring and talk
+//! time. [`Lines`] keeps one [`estimate::Estimate`] per AI agent id, shared by every campaign and
+//! ad-hoc call of the process (one registry per engine, as the rate limiter), and lets a call
+//! start only when a line is likely free. A [`LineTicket`] is the request's claim on a line: the
+//! attempt settles it with the reply (placed: the call holds the line; refused for capacity: the
+//! estimate learns; anything else: the line was never taken). A ticket dropped unsettled (a
+//! request never sent) gives its claim back.
+//!
+//! The std `Mutex` here is never held across an `.await`.
+
+pub mod estimate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use estimate::{Admitted, Estimate, Full};
+
+/// Every line of an agent believed busy, for people and the engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Busy {
+    pub agent: u64,
+    pub busy: u32,
+    pub lines: u32,
+    pub learned: bool,
+    /// When a line is likely to be free.
+    pub retry_at: Instant,
+    /// How far away that was when this was taken.
+    pub wait: Duration,
+}
+
+impl fmt::Display for Busy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let approx = if self.learned { "~" } else { "" };
+        let secs = self.wait.as_secs_f64();
+        let next = if secs < 10.0 {
+            format!("{secs:.1} s")
+        } else {
+            format!("{secs:.0} s")
+        };
+        write!(
+            f,
+            "{} of {approx}{} lines busy, next try in {next}",
+            self.busy, self.lines
+        )
+    }
+}
+
+/// An agent's figures for `status`, the API and `/metrics`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AgentLines {
+    pub agent: u64,
+    /// The line count in force (`None`: not known yet, nothing refused so far).
+    pub lines: Option<u32>,
+    /// `true` when the count was learned from refusals, not configured.
+    pub learned: bool,
+    /// Calls believed active now (requests awaiting a reply included).
+    pub active: f64,
+    /// Median seconds a call is believed to hold a line.
+    pub hold_seconds: f64,
+    pub capacity_refusals: u64,
+    pub calls_placed: u64,
+}
+
+/// What to keep in the store so the estimate survives a restart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Saved {
+    pub agent: u64,
+    pub learned: Option<f64>,
+    pub hold_seconds: f64,
+}
+
+struct Agent {
+    estimate: Estimate,
+    /// The hold last written to the store (a new value is saved when it moved by 5%).
+    saved_hold: f64,
+    saved_lines: Option<f64>,
+}
+
+pub struct Lines {
+    epoch: Instant,
+    agents: Mutex<HashMap<u64, Agent>>,
+    /// Line counts the operator gave, by agent (the config's and campaigns' `agent_lines`).
+    configured: Mutex<HashMap<u64, u32>>,
+    /// Estimates read from the store, by agent, for agents not seen yet in this process.
+    restored: Mutex<HashMap<u64, (Option<f64>, f64)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Lines::new()
+    }
+}
+
+impl Lines {
+    pub fn new() -> Lines {
+        Lines {
+            epoch: Instant::now(),
+            agents: Mutex::new(HashMap::new()),
+            configured: Mutex::new(HashMap::new()),
+            restored: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn secs(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.epoch).as_secs_f64()
+    }
+
+    fn instant(&self, secs: f64) -> Instant {
+        self.epoch + Duration::from_secs_f64(secs.max(0.0))
+    }
+
+    /// The operator's line count for `agent` (`None`: learn it). The latest call wins.
+    pub fn configure(&self, agent: u64, lines: Option<u32>) {
+        let mut configured = lock(&self.configured);
+        match lines {
+            Some(n) => configured.insert(agent, n),
+            None => configured.remove(&agent),
+        };
+        if let Some(a) = lock(&self.agents).get_mut(&agent) {
+            a.estimate.configure(lines);
+        }
+    }
+
+    /// Estimates saved by an earlier process (see [`crate::store::Store::agent_lines`]).
+    pub fn restore(&self, saved: impl IntoIterator<Item = Saved>) {
+        let mut restored = lock(&self.restored);
+        for s in saved {
+            restored.insert(s.agent, (s.learned, s.hold_seconds));
+        }
+    }
+
+    fn with_agent<T>(&self, agent: u64, f: impl FnOnce(&mut Agent) -> T) -> T {
+        let mut agents = lock(&self.agents);
+        let a = agents.entry(agent).or_insert_with(|| {
+            let configured = lock(&self.configured).get(&agent).copied();
+            let (learned, hold) = lock(&self.restored)
+                .get(&agent)
+                .copied()
+                .unwrap_or((None, estimate::DEFAULT_HOLD));
+            Agent {
+                estimate: Estimate::new(configured, learned, hold),
+                saved_hold: hold,
+                saved_lines: learned,
+            }
+        });
+        f(a)
+    }
+
+    /// A line for a call on `agent` now, or when one is likely free.
+    pub fn try_start(self: &Arc<Self>, agent: u64) -> Result<LineTicket, Busy> {
+        let now = Instant::now();
+        let t = self.secs(now);
+        match self.with_agent(agent, |a| a.estimate.admit(t)) {
+            Ok(how) => Ok(LineTicket {
+                lines: Some(self.clone()),
+                agent,
+                how,
+            }),
+            Err(full) => Err(self.busy(agent, full, now)),
+        }
+    }
+
+    fn busy(&self, agent: u64, full: Full, now: Instant) -> Busy {
+        let retry_at = self.instant(full.retry_at);
+        Busy {
+            agent,
+            busy: full.busy,
+            lines: full.lines,
+            learned: full.learned,
+            retry_at,
+            wait: retry_at.saturating_duration_since(now),
+        }
+    }
+
+    /// What to save when the estimate moved enough to be worth a write.
+    fn to_save(&self, agent: u64, a: &mut Agent) -> Option<Saved> {
+        let (learned, hold) = a.estimate.saved();
+        let moved = (hold - a.saved_hold).abs() > 0.05 * a.saved_hold;
+        if learned != a.saved_lines || moved {
+            a.saved_hold = hold;
+            a.saved_lines = learned;
+            return Some(Saved {
+                agent,
+                learned,
+                hold_seconds: hold,
+            });
+        }
+        None
+    }
+
+    /// A call-end event (outcome tracking, when it exists): the call's line is free at once.
+    pub fn call_ended(&self, agent: u64) {
+        self.with_agent(agent, |a| a.estimate.ended());
+    }
+
+    /// Every agent's figures, by agent id.
+    pub fn snapshot(&self) -> Vec<AgentLines> {
+        let t = self.secs(Instant::now());
+        let agents = lock(&self.agents);
+        let mut out: BTreeMap<u64, AgentLines> = BTreeMap::new();
+        for (id, a) in agents.iter() {
+            let e = &a.estimate;
+            out.insert(
+                *id,
+                AgentLines {
+                    agent: *id,
+                    lines: e.lines(),
+                    learned: e.is_learned(),
+                    active: (e.active(t) * 10.0).round() / 10.0,
+                    hold_seconds: (e.hold() * 10.0).round() / 10.0,
+                    capacity_refusals: e.refusals,
+                    calls_placed: e.accepted,
+                },
+            );
+        }
+        out.into_values().collect()
+    }
+
+    /// One agent's figures, if this process has dialled it.
+    pub fn of(&self, agent: u64) -> Option<AgentLines> {
+        self.snapshot().into_iter().find(|a| a.agent == agent)
+    }
+
+    /// "10 of ~10 lines busy, next try in 4 s" when every line of `agent` is believed busy.
+    pub fn describe(&self, agent: u64) -> Option<String> {
+        let now = Instant::now();
+        let t = self.secs(now);
+        let mut agents = lock(&self.agents);
+        let a = agents.get_mut(&agent)?;
+        // A look, not a claim: admit and give the claim straight back.
+        match a.estimate.admit(t) {
+            Ok(_) => {
+                a.estimate.released();
+                None
+            }
+            Err(full) => Some(self.busy(agent, full, now).to_string()),
+        }
+    }
+
+    /// The `/metrics` lines: lines estimate, calls believed active, capacity refusals.
+    pub fn render(&self, out: &mut String) {
+        use crate::metrics::header;
+        let agents = self.snapshot();
+        header(
+            out,
+            "ccc_dialer_agent_lines",
+            "gauge",
+            "Lines of an AI agent in force (configured, or learned from capacity refusals; absent while unknown).",
+        );
+        for a in &agents {
+            if let Some(n) = a.lines {
+                let _ = writeln!(
+                    out,
+                    "ccc_dialer_agent_lines{{agent=\"{}\",learned=\"{}\"}} {n}",
+                    a.agent, a.learned
+                );
+            }
+        }
+        header(
+            out,
+            "ccc_dialer_agent_active_calls",
+            "gauge",
+            "Calls believed to hold a line of an AI agent now (requests awaiting a reply included).",
+        );
+        for a in &agents {
+            let _ = writeln!(
+                out,
+                "ccc_dialer_agent_active_calls{{agent=\"{}\"}} {}",
+                a.agent, a.active
+            );
+        }
+        header(
+            out,
+            "ccc_dialer_agent_hold_seconds",
+            "gauge",
+            "Median time a call is believed to hold a line of an AI agent.",
+        );
+        for a in &agents {
+            let _ = writeln!(
+                out,
+                "ccc_dialer_agent_hold_seconds{{agent=\"{}\"}} {}",
+                a.agent, a.hold_seconds
+            );
+        }
+        header(
+            out,
+            "ccc_dialer_capacity_refusals_total",
+            "counter",
+            "Requests refused because every line of the AI agent was busy (AcquireQuota and kin).",
+        );
+        for a in &agents {
+            let _ = writeln!(
+                out,
+                "ccc_dialer_capacity_refusals_total{{agent=\"{}\"}} {}",
+                a.agent, a.capacity_refusals
+            );
+        }
+    }
+}
+
+/// A request's claim on one of its agent's lines. Settle it with the reply; dropped unsettled,
+/// the claim is given back.
+pub struct LineTicket {
+    lines: Option<Arc<Lines>>,
+    agent: u64,
+    how: Admitted,
+}
+
+impl fmt::Debug for LineTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LineTicket")
+            .field("agent", &self.agent)
+            .field("how", &self.how)
+            .finish()
+    }
+}
+
+impl LineTicket {
+    pub fn agent(&self) -> u64 {
+        self.agent
+    }
+
+    /// The call was placed (or may have been: a reply lost in doubt holds a line too).
+    pub fn placed(mut self) -> Option<Saved> {
+        let lines = self.lines.take()?;
+        let t = lines.secs(Instant::now());
+        let (agent, how) = (self.agent, self.how);
+        lines.with_agent(agent, |a| {
+            a.estimate.placed(t, how);
+            lines.to_save(agent, a)
+        })
+    }
+
+    /// Refused for capacity: when a line is likely free, and what to save.
+    pub fn refused(mut self) -> Option<(Busy, Option<Saved>)> {
+        let lines = self.lines.take()?;
+        let now = Instant::now();
+        let t = lines.secs(now);
+        let agent = self.agent;
+        let (full, saved) = lines.with_agent(agent, |a| {
+            let full = a.estimate.refused(t);
+            (full, lines.to_save(agent, a))
+        });
+        Some((lines.busy(agent, full, now), saved))
+    }
+}
+
+impl Drop for LineTicket {
+    fn drop(&mut self) {
+        if let Some(lines) = self.lines.take() {
+            lines.with_agent(self.agent, |a| a.estimate.released());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_have_their_own_lines_and_campaigns_on_one_agent_share_them() {
+        let lines = Arc::new(Lines::new());
+        lines.configure(1, Some(2));
+        lines.configure(2, Some(1));
+        let a = lines.try_start(1).expect("line 1 of agent 1");
+        let b = lines.try_start(1).expect("line 2 of agent 1");
+        assert!(lines.try_start(1).is_err(), "agent 1 is full");
+        let c = lines.try_start(2).expect("agent 2 has its own line");
+        assert!(lines.try_start(2).is_err());
+        let busy = lines.try_start(1).unwrap_err();
+        assert!(
+            busy.to_string()
+                .starts_with("2 of 2 lines busy, next try in"),
+            "{busy}"
+        );
+        // A request that never left gives its line back.
+        drop(a);
+        let d = lines.try_start(1).expect("a line given back");
+        let _ = (b.placed(), c.placed(), d.placed());
+    }
+}
