@@ -259,6 +259,14 @@ pub fn backoff(attempts: u32, s: &RetrySettings, jitter: f64) -> Duration {
     d.max(s.backoff_initial).min(s.backoff_max)
 }
 
+/// Whether the service may have created the call before answering with `code`: an internal
+/// error says nothing about how far the request got. Such an attempt keeps its place in the
+/// per-person history (`min_gap`, `max_per_day` hold its retry) as a call that may have rung.
+/// Every other error code is a refusal: nobody's phone rang.
+pub fn may_have_placed(code: &str) -> bool {
+    code.starts_with("InternalError")
+}
+
 /// Whether a halt code concerns the whole account (every campaign stops) rather than one
 /// campaign's own settings: `NoCallOutNumber` depends on the campaign's agent and callers.
 pub fn halt_is_account_wide(code: &str) -> bool {

@@ -67,11 +67,16 @@ pub(super) async fn attempt(
             .await;
     }
     let guard = engine.rules.person_guard(&contact, now);
-    let attempt_no = match engine
+    // From here until the request leaves, a stop that cuts this task short leaves nothing sent.
+    lock(&shared.unsent).insert(contact.id);
+    let begun = engine
         .store
         .begin_attempt_guarded(contact.id, now_ms(), caller, guard)
-        .await
-    {
+        .await;
+    if begun.is_err() {
+        lock(&shared.unsent).remove(&contact.id);
+    }
+    let attempt_no = match begun {
         Ok(n) => n,
         // Cancelled (or otherwise settled) while it waited in the dispatcher's buffer.
         Err(StoreError::NotPending(_)) => return Ok(()),
@@ -107,8 +112,12 @@ pub(super) async fn attempt(
             sent_at: None,
             finished_at: now_ms(),
         };
-        return engine.store.finish_attempt(contact.id, attempt_no, o).await;
+        let released = engine.store.finish_attempt(contact.id, attempt_no, o).await;
+        lock(&shared.unsent).remove(&contact.id);
+        return released;
     }
+    // The request leaves now: from here a stop that cuts this task short leaves it in doubt.
+    lock(&shared.unsent).remove(&contact.id);
 
     let c = &engine.counters;
     c.sent.fetch_add(1, Ordering::Relaxed);

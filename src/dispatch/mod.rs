@@ -185,6 +185,10 @@ pub(crate) struct Shared {
     held: Mutex<HashSet<i64>>,
     halt: Mutex<Option<(String, String)>>,
     fatal: Mutex<Option<EngineError>>,
+    /// Contacts whose attempt is being written down or waits for its window slot: nothing has
+    /// left for them yet. A task stopped there (a second stop signal) leaves its contact in
+    /// flight; the dispatcher puts it back to `pending`, since nothing was sent.
+    unsent: Mutex<HashSet<i64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -208,6 +212,7 @@ pub async fn run_campaign(
         held: Mutex::new(HashSet::new()),
         halt: Mutex::new(None),
         fatal: Mutex::new(None),
+        unsent: Mutex::new(HashSet::new()),
     });
     let permits = engine.permits.clone();
     let batch = (engine.limiter.cap() * 4).clamp(64, 1024);
@@ -436,6 +441,7 @@ pub async fn run_campaign(
         );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
+        release_unsent(&engine.store, &shared).await;
     }
     if let Some(e) = lock(&shared.fatal).take() {
         return Err(e);
@@ -445,6 +451,29 @@ pub async fn run_campaign(
         return Ok(RunOutcome::Halted { code, message });
     }
     Ok(outcome)
+}
+
+/// After the attempt tasks were stopped: contacts whose attempt was written down (or was being
+/// written) but never sent go back to `pending` rather than being reported in doubt.
+async fn release_unsent(store: &Store, shared: &Shared) {
+    let unsent: Vec<i64> = lock(&shared.unsent).drain().collect();
+    let mut released = 0;
+    for id in unsent {
+        match store.release_unsent(id, now_ms()).await {
+            Ok(true) => released += 1,
+            Ok(false) => {}
+            Err(e) => {
+                lock(&shared.fatal).get_or_insert(e.into());
+                return;
+            }
+        }
+    }
+    if released > 0 {
+        tracing::info!(
+            contacts = released,
+            "written down but not sent when the waiting stopped: back to pending"
+        );
+    }
 }
 
 enum Gated {

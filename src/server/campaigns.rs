@@ -32,9 +32,10 @@ struct Runner {
     stop: watch::Sender<Stop>,
     task: JoinHandle<()>,
     engine: Arc<Engine>,
-    /// The stop of the runner this one replaced, if it was still draining when this one was
-    /// started (this one waits for it): a second stop signal must reach it too.
-    draining: Option<watch::Sender<Stop>>,
+    /// The stops of the runners this one replaced (each still draining, or waiting for the one
+    /// before it, when the next was started; this one waits for them all): a second stop signal
+    /// must reach every one of them, the oldest above all, since it is the one still draining.
+    draining: Vec<watch::Sender<Stop>>,
 }
 
 impl Runner {
@@ -144,8 +145,12 @@ impl Campaigns {
             return;
         }
         let (previous, draining) = match runners.remove(&c.id) {
-            Some(r) => (Some(r.task), Some(r.stop)),
-            None => (None, None),
+            Some(r) => {
+                let mut draining = r.draining;
+                draining.push(r.stop);
+                (Some(r.task), draining)
+            }
+            None => (None, Vec::new()),
         };
         let (stop_tx, stop_rx) = watch::channel(Stop::Run);
         let this = self.clone();
@@ -166,6 +171,17 @@ impl Campaigns {
                 draining,
             },
         );
+    }
+
+    /// Start `campaign_id`'s runner from its state in the store now, under the steering lock:
+    /// a pause (or cancel) committed after the caller last read the campaign is honoured, not
+    /// overtaken by a runner started from the older state. Returns whether it runs.
+    pub async fn start_current(self: &Arc<Self>, campaign_id: i64) -> Result<bool, StoreError> {
+        let _steering = self.steering.lock().await;
+        if let Some(c) = self.base.store.campaign(campaign_id).await? {
+            self.start(&c);
+        }
+        Ok(self.is_running(campaign_id))
     }
 
     async fn run_one(
@@ -386,7 +402,7 @@ impl Campaigns {
         let stops: Vec<watch::Sender<Stop>> = stops
             .into_iter()
             .flat_map(
-                |(stop, draining): (watch::Sender<Stop>, Option<watch::Sender<Stop>>)| {
+                |(stop, draining): (watch::Sender<Stop>, Vec<watch::Sender<Stop>>)| {
                     std::iter::once(stop).chain(draining)
                 },
             )

@@ -225,8 +225,8 @@ async fn import(
                         }
                         // Started only if still active: a pause or halt set before the stop
                         // stands.
-                        if let Ok(Some(c)) = svc.store.campaign(campaign_id).await {
-                            svc.campaigns.start(&c);
+                        if let Err(e) = svc.campaigns.start_current(campaign_id).await {
+                            tracing::error!(file = %name, error = %e, "inbox: cannot start the campaign; resume it");
                         }
                     }
                 }

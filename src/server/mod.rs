@@ -276,7 +276,8 @@ impl Service {
             .campaign(campaign.id)
             .await?
             .ok_or_else(|| CreateError::Other("campaign vanished".into()))?;
-        self.campaigns.start(&campaign);
+        // From the state in the store now: a pause that came while the file was read holds.
+        self.campaigns.start_current(campaign.id).await?;
         Ok(Created {
             campaign,
             intake: Some(report),

@@ -244,6 +244,31 @@ impl Store {
         .await
     }
 
+    /// An attempt written down whose request never left (its task was stopped while it waited
+    /// for its commit or its window slot): the contact goes back to `pending`, due at once, and
+    /// the attempt is recorded `not_sent`. Returns whether the contact was in flight.
+    pub async fn release_unsent(&self, contact_id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM dials WHERE attempt_id IN
+                   (SELECT id FROM attempts WHERE contact_id = ?1 AND outcome IS NULL)",
+                [contact_id],
+            )?;
+            c.execute(
+                "UPDATE attempts SET outcome = 'not_sent', finished_at = ?2
+                 WHERE contact_id = ?1 AND outcome IS NULL",
+                params![contact_id, now_ms],
+            )?;
+            let n = c.execute(
+                "UPDATE contacts SET status = 'pending', next_at = 0, updated_at = ?2
+                 WHERE id = ?1 AND status = 'in_flight'",
+                params![contact_id, now_ms],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     /// RISKY, only on the operator's request (`--redial-unknown`): every `unknown` contact goes
     /// back to `pending`, due at once. Someone may be called twice. Returns how many.
     pub async fn requeue_unknown(&self, campaign_id: i64, now_ms: i64) -> Result<u64, StoreError> {
@@ -388,8 +413,14 @@ impl Store {
                 o.request_id,
                 o.sent_at
             ])?;
-            if matches!(o.outcome, "error" | "not_sent") {
-                // The service refused it or it never left: nobody's phone rang.
+            let refused = o.outcome == "error"
+                && !o
+                    .error_code
+                    .as_deref()
+                    .is_some_and(crate::policy::may_have_placed);
+            if refused || o.outcome == "not_sent" {
+                // The service refused it or it never left: nobody's phone rang. (An internal
+                // error may have come after the call was created: its dial stays.)
                 c.prepare_cached(
                     "DELETE FROM dials WHERE attempt_id =
                        (SELECT id FROM attempts WHERE contact_id = ?1 AND n = ?2)",

@@ -18,6 +18,7 @@ mod connections;
 mod container;
 mod drains;
 mod dry_run;
+mod engine_stops;
 mod inbox_safety;
 mod mock_stand_in;
 mod one_process;
