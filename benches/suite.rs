@@ -197,7 +197,7 @@ async fn rate(name: &'static str, n: usize, with_faults: bool) -> Vec<Row> {
     if with_faults {
         for i in (0..n).step_by(10) {
             faults.push_str(&format!(
-                "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:InternalError\", \"ok\"]\n",
+                "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:ResourceUnavailable\", \"ok\"]\n",
                 phone(i)
             ));
             retries += 1;

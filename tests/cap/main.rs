@@ -43,11 +43,12 @@ async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_cap_holds_with_slow_replies_and_retries() {
     let _alone = alone().await;
-    // Every 10th callee fails transiently once; replies take ~300 ms with a long tail.
+    // Every 10th callee fails transiently once (a refusal: an internal error would keep the
+    // retry for the per-person gap); replies take ~300 ms with a long tail.
     let mut faults = String::new();
     for i in (0..120).step_by(10) {
         faults.push_str(&format!(
-            "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:InternalError\", \"ok\"]\n",
+            "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:ResourceUnavailable\", \"ok\"]\n",
             phone(i)
         ));
     }

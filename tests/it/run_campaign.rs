@@ -77,7 +77,7 @@ callee = "{transient_then_ok}"
 outcomes = ["error:FailedOperation.CallOutFailed", "ok"]
 [[rule]]
 callee = "{transient_forever}"
-outcomes = ["error:InternalError", "error:InternalError", "error:InternalError", "error:InternalError"]
+outcomes = ["error:ResourceUnavailable", "error:ResourceUnavailable", "error:ResourceUnavailable", "error:ResourceUnavailable"]
 [[rule]]
 callee = "{permanent}"
 outcomes = ["error:FailedOperation.CalleeIsBlackUser"]
@@ -146,7 +146,7 @@ outcomes = ["error:FailedOperation.CalloutRuleNotWorkTime", "error:FailedOperati
     let r = &rows[&phone(2)];
     assert_eq!(
         (r.status.as_str(), r.attempts, r.error_code.as_str()),
-        ("failed", 3, "InternalError")
+        ("failed", 3, "ResourceUnavailable")
     );
     assert_eq!(requests(2), 3);
     // permanent: once
