@@ -104,18 +104,36 @@ pub struct Warmed {
 
 /// Open (or touch) `n` connections to `url`: one request first (it tells HTTP/1 from HTTP/2),
 /// then, over HTTP/1, `n` at once, each on its own connection (the pool hands an idle
-/// connection to one request at a time and opens new ones for the rest).
+/// connection to one request at a time and opens new ones for the rest). A request that finds
+/// a connection freed by a quicker one opens none, so the round is repeated (a few times at
+/// most) until `n` connections were opened.
 pub async fn warm_up(http: &reqwest::Client, url: &str, n: usize) -> Warmed {
     let n = n.clamp(1, MAX_WARM);
-    let first = http.head(url).send().await;
-    let http2 = matches!(&first, Ok(r) if r.version() == reqwest::Version::HTTP_2);
-    if http2 || n == 1 {
-        let answered = usize::from(first.is_ok());
-        return Warmed { answered, http2 };
-    }
-    let answered = touch(http, url, n).await;
-    Warmed { answered, http2 }
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = opened.clone();
+    let on_connect: OnConnect = Arc::new(move |_| {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    reporting_connects(on_connect, async {
+        let first = http.head(url).send().await;
+        let http2 = matches!(&first, Ok(r) if r.version() == reqwest::Version::HTTP_2);
+        let mut answered = usize::from(first.is_ok());
+        if http2 || n == 1 {
+            return Warmed { answered, http2 };
+        }
+        for _ in 0..WARM_ROUNDS {
+            answered = touch(http, url, n).await;
+            if answered < n || opened.load(std::sync::atomic::Ordering::Relaxed) >= n {
+                break;
+            }
+        }
+        Warmed { answered, http2 }
+    })
+    .await
 }
+
+/// Warm-up rounds at most (see [`warm_up`]).
+const WARM_ROUNDS: usize = 4;
 
 /// `n` warm-up requests at once; returns how many were answered.
 async fn touch(http: &reqwest::Client, url: &str, n: usize) -> usize {
