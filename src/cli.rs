@@ -49,6 +49,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Rewrite the results CSV from a state store.
     Export(ExportArgs),
+    /// Put failed (or expired) contacts back in the queue, e.g. after an outage was fixed.
+    #[command(after_help = REQUEUE_HELP)]
+    Requeue(RequeueArgs),
     /// Place one call and print its SessionId (checks an account's setup).
     Call(CallArgs),
     /// Run the built-in CCC stand-in (for demos, tests and benchmarks).
@@ -137,6 +140,39 @@ pub struct StatusArgs {
     /// Config whose campaign.default_country and callee_format read --callee (default: CN).
     #[arg(long, requires = "callee")]
     pub config: Option<PathBuf>,
+}
+
+pub const REQUEUE_HELP: &str = "\
+A requeued contact is pending again with its attempts reset; it is dialled by the next `run`
+with the same command (or at once by a `serve` started on the store), through every calling
+rule (hours, do-not-call lists, per-person gap and daily cap). Its history records the requeue
+(`status --callee`). Placed contacts are never requeued; unknown ones (the call may have been
+placed) only with --allow-double-call.
+
+Exit codes:
+  0    done (the count says how many contacts were requeued, possibly none)
+  1    the store failed
+  2    bad arguments, no such campaign, or another process holds the store (use serve's API:
+       POST /v1/campaigns/{id}/requeue)";
+
+#[derive(Debug, Args)]
+pub struct RequeueArgs {
+    /// State store (SQLite) written by `run` or `serve`.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Only this campaign (by name; `run`'s campaign is named `run`). Default: every campaign.
+    #[arg(long)]
+    pub campaign: Option<String>,
+    /// Contacts in this status: failed, expired, or unknown (with --allow-double-call).
+    #[arg(long)]
+    pub status: String,
+    /// Only contacts whose last error code is this one (repeatable; default: any code).
+    #[arg(long = "code", value_name = "CODE")]
+    pub codes: Vec<String>,
+    /// RISKY: allow --status unknown. Their call may have been placed; check the call records
+    /// first: someone may be called twice.
+    #[arg(long)]
+    pub allow_double_call: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,8 @@
 //! - [`limiter`]: pacing plus a sliding-window guard shared by every request; [`lines`]: the
 //!   second limiter, pacing calls by the lines each AI agent has free; [`outage`]: the
 //!   endpoint's circuit breaker, shared the same way (an unreachable endpoint stops every campaign).
-//! - [`dispatch`]: the engine that ties them together; [`results`] writes the results CSV.
+//! - [`dispatch`]: the engine that ties them together; [`results`] writes the results CSV;
+//!   [`requeue`] puts finished contacts back in the queue on an operator's request.
 //! - [`server`]: `serve`, many campaigns in one process behind an HTTP API and an inbox;
 //!   [`metrics`] holds its figures.
 //! - [`mock`]: the built-in CCC stand-in (a real HTTP server that verifies signatures).
@@ -40,6 +41,7 @@ pub mod mock;
 pub mod outage;
 pub mod phone;
 pub mod policy;
+pub mod requeue;
 pub mod results;
 pub mod secret;
 pub mod server;

@@ -6,6 +6,7 @@ pub mod dry_run;
 pub mod export;
 pub mod healthcheck;
 pub mod mock;
+pub mod requeue;
 pub mod run;
 pub mod serve;
 pub mod status;

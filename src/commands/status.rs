@@ -121,6 +121,14 @@ async fn contact(
                 crate::say!("  last: {code}: {message}");
             }
             for a in &d.attempts {
+                if a.outcome.as_deref() == Some("requeued") {
+                    crate::say!(
+                        "  {}: {}",
+                        time(a.started_at).unwrap_or_default(),
+                        a.message.as_deref().unwrap_or("requeued")
+                    );
+                    continue;
+                }
                 crate::say!(
                     "  attempt {}: started {} outcome {} {}{}",
                     a.n,

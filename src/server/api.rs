@@ -46,11 +46,11 @@ impl ApiError {
             message: message.into(),
         }
     }
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     /// An extractor's rejection (body too large, a malformed form, …) in the API's terms.
-    fn rejected(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(super) fn rejected(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError::new(status, code_for(status), message)
     }
     fn invalid_settings(message: impl Into<String>) -> ApiError {
@@ -97,7 +97,7 @@ impl From<CreateError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// The error code of a refusal that carries none of its own.
 fn code_for(status: StatusCode) -> &'static str {
@@ -179,6 +179,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/campaigns/{id}/pause"),
     ("POST", "/v1/campaigns/{id}/resume"),
     ("POST", "/v1/campaigns/{id}/cancel"),
+    ("POST", "/v1/campaigns/{id}/requeue"),
     ("GET", "/v1/campaigns/{id}/results"),
     ("GET", "/v1/campaigns/{id}/contacts/{callee}"),
     ("POST", "/v1/calls"),
@@ -196,6 +197,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/campaigns/{id}/pause", post(pause))
         .route("/campaigns/{id}/resume", post(resume))
         .route("/campaigns/{id}/cancel", post(cancel))
+        .route("/campaigns/{id}/requeue", post(super::requeue::requeue))
         .route("/campaigns/{id}/results", get(results))
         .route("/campaigns/{id}/contacts/{callee}", get(contact))
         .route("/calls", post(create_call))
@@ -294,7 +296,7 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {
+pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {
     let counts = svc.counts(&c).await?;
     let total = counts.values().sum();
     let sent = svc.store.sends_since(c.id, now_ms() - 10_000).await?;
@@ -335,7 +337,7 @@ async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {
     })
 }
 
-async fn find(svc: &Service, id: &str) -> ApiResult<Campaign> {
+pub(super) async fn find(svc: &Service, id: &str) -> ApiResult<Campaign> {
     let missing = || ApiError::not_found(format!("no campaign with id {id:?}"));
     let id: i64 = id.parse().map_err(|_| missing())?;
     svc.store.campaign(id).await?.ok_or_else(missing)

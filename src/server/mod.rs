@@ -6,7 +6,8 @@
 //! - [`auth`]: the bearer token (constant-time comparison);
 //! - [`inbox`]: CSV files dropped in a folder become campaigns, each imported once;
 //! - [`settings`]: a campaign's own settings over the config's defaults;
-//! - [`outage`]: campaigns paused while the endpoint is unreachable, resumed after.
+//! - [`outage`]: campaigns paused while the endpoint is unreachable, resumed after;
+//! - [`requeue`]: `POST /v1/campaigns/{id}/requeue`, finished contacts back in the queue.
 //!
 //! [`Service::run_until_stopped`] takes the listener and the stop signal from the caller, so
 //! tests run it on port 0 and stop it when they like.
@@ -18,6 +19,7 @@ pub mod inbox;
 pub mod inbox_checks;
 pub mod outage;
 pub mod probes;
+pub mod requeue;
 pub mod settings;
 pub mod toml_error;
 
@@ -146,6 +148,14 @@ impl Service {
 
     pub fn config(&self) -> &Arc<Config> {
         self.campaigns.config()
+    }
+
+    /// Drop a campaign's cached counts (it was completed, and a requeue reopened it).
+    pub fn forget_counts(&self, campaign_id: i64) {
+        self.finished_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&campaign_id);
     }
 
     pub fn intake_options(&self) -> IntakeOptions {

@@ -233,7 +233,7 @@ impl Store {
                 .prepare_cached(
                     "SELECT COUNT(*) FROM attempts a JOIN contacts k ON k.id = a.contact_id
                      WHERE a.started_at >= ?2 AND k.campaign_id = ?1
-                       AND a.outcome IS NOT 'not_sent'",
+                       AND COALESCE(a.outcome, '') NOT IN ('not_sent', 'requeued')",
                 )?
                 .query_row(params![campaign_id, since_ms], |r| r.get(0))?;
             Ok(n as u64)

@@ -15,7 +15,9 @@ pub struct AttemptRecord {
     pub started_at: i64,
     pub sent_at: Option<i64>,
     pub finished_at: Option<i64>,
-    /// `placed`, `error`, `not_sent`, `in_doubt`, or `None` while the reply is awaited.
+    /// `placed`, `error`, `not_sent`, `in_doubt`, `requeued` (not a request: an operator put
+    /// the contact back in the queue; `message` says what it was), or `None` while the reply is
+    /// awaited.
     pub outcome: Option<String>,
     pub code: Option<String>,
     pub message: Option<String>,

@@ -569,7 +569,7 @@ impl Store {
                              ELSE COALESCE(sent_at, finished_at, started_at) END AS t
                  FROM attempts
                  WHERE started_at >= (SELECT COALESCE(MAX(started_at), 0) FROM attempts) - 60000
-                   AND outcome IS NOT 'not_sent'
+                   AND COALESCE(outcome, '') NOT IN ('not_sent', 'requeued')
                  ORDER BY t DESC LIMIT ?1",
             )?;
             let rows = stmt.query_map(params![n as i64, now_ms], |r| r.get::<_, i64>(0))?;

@@ -25,6 +25,7 @@ mod one_process;
 mod openapi;
 mod outage;
 mod oversized;
+mod requeue;
 mod results_cells;
 mod results_target;
 mod run_campaign;
