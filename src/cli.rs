@@ -9,7 +9,9 @@ Exit codes:
   0    every contact reached a final state (placed, failed, skipped, unknown, expired)
   1    anything else went wrong (store, network setup, a single `call` that failed)
   2    bad configuration, credentials, arguments or contacts file: nothing was sent
-  3    halted by an account-level error (expired licence, auth failure…): fix and rerun
+  3    halted by an account-level error (expired licence, auth failure…), a systematic error
+       (one code failing every contact: retry.systematic_after), or an endpoint unreachable
+       for run.outage_limit: undialled contacts stay pending; fix and rerun
   130  interrupted (SIGINT/SIGTERM): in-flight replies were recorded; rerun to continue
 
 Secrets come only from the environment: TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY,

@@ -206,3 +206,40 @@ async fn serve_pauses_its_campaigns_during_an_outage_and_resumes_them_when_a_pro
     let (_, ready) = served.get("/readyz").await;
     assert_eq!(ready["checks"]["endpoint"]["ok"], true, "{ready}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn campaigns_paused_by_an_outage_resume_after_a_restart_once_the_endpoint_is_back() {
+    use crate::served::{count, csv_of, state, Served};
+    let addr = free_port();
+    let s = Scratch::new(
+        &format!("http://{addr}"),
+        "",
+        "[run]\noutage_probe_initial = \"200ms\"\noutage_probe_max = \"500ms\"\n",
+    );
+    let served = Served::start(&s).await;
+    let id = served.create("restart", &csv_of(8, 5)).await;
+    served
+        .wait_campaign(id, "paused by the outage", |c| {
+            state(c) == "paused"
+                && c["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("endpoint unreachable since"))
+        })
+        .await;
+    served.signal("-TERM");
+    let (code, log) = served.wait_exit().await;
+    assert_eq!(code, 0, "{log}");
+
+    // Back up while the service was down: the restarted service resumes what the outage
+    // paused, without an operator.
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let mock = MockServer::spawn_on(listener, mock_options()).expect("stand-in");
+    let served = Served::start(&s).await;
+    let c = served
+        .wait_campaign(id, "completed after the restart", |c| {
+            state(c) == "completed"
+        })
+        .await;
+    assert_eq!(count(&c, "placed"), 5, "{c}");
+    assert_eq!(mock.stats().calls_per_callee.len(), 5);
+}
