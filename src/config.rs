@@ -71,6 +71,8 @@ struct RawConfig {
     #[serde(default)]
     mock: RawMock,
     calling: Option<RawCalling>,
+    #[serde(default)]
+    server: crate::server::limits::RawServer,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,6 +304,8 @@ pub struct Config {
     pub mock: Mock,
     /// `[calling]`: windows, do-not-call lists, per-person pacing, caller rotation.
     pub calling: Calling,
+    /// `[server]`: what one HTTP client may hold of `serve` (timeouts, connection cap).
+    pub server: crate::server::limits::ServerLimits,
 }
 
 impl Config {
@@ -408,6 +412,8 @@ impl Validator<'_> {
             "1h",
         )?;
         let outage = self.outage(&raw.run)?;
+        let server = crate::server::limits::validate(&raw.server)
+            .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
         let faults = raw.mock.faults.map(|p| {
             if p.is_relative() {
                 self.path.parent().unwrap_or(Path::new(".")).join(p)
@@ -442,6 +448,7 @@ impl Validator<'_> {
                 call_length,
             },
             calling,
+            server,
         })
     }
 

@@ -17,6 +17,8 @@ pub mod auth;
 pub mod campaigns;
 pub mod inbox;
 pub mod inbox_checks;
+pub mod limits;
+pub mod listener;
 pub mod outage;
 pub mod probes;
 pub mod requeue;
@@ -438,14 +440,9 @@ impl Service {
             })
         };
         let app = api::router(self.clone());
-        let mut stop_http = stop.clone();
-        let mut server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_http.wait_for(|s| *s != Stop::Run).await;
-                })
-                .await
-        });
+        let stop_http = stop.clone();
+        let limits = self.config().server.clone();
+        let mut server = tokio::spawn(listener::serve(listener, app, limits, stop_http));
         // Serve until the first stop request (or until the server fails on its own).
         let mut first = stop.clone();
         let failed = tokio::select! {

@@ -34,5 +34,6 @@ mod serve;
 mod serve_auth;
 mod served;
 mod signing_vectors;
+mod slow_clients;
 mod store_queue;
 mod systematic;

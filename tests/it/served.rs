@@ -231,6 +231,15 @@ pub async fn in_process(
     max_body: usize,
     prepare: impl AsyncFnOnce(&ccc_dialer::store::Store),
 ) -> InProcess {
+    in_process_with(max_body, "", prepare).await
+}
+
+/// [`in_process`] with `extra` appended to the config (e.g. a `[server]` table).
+pub async fn in_process_with(
+    max_body: usize,
+    extra: &str,
+    prepare: impl AsyncFnOnce(&ccc_dialer::store::Store),
+) -> InProcess {
     use ccc_dialer::ccc::{system_clock, Client, ClientSettings};
     use ccc_dialer::config::Config;
     use ccc_dialer::dispatch::{Engine, Stop};
@@ -245,7 +254,7 @@ pub async fn in_process(
     let s = Scratch::new(
         &mock.endpoint(),
         "",
-        "[retry]\nlater_delay = \"1h\"\nmax_reschedules = 3\n",
+        &format!("[retry]\nlater_delay = \"1h\"\nmax_reschedules = 3\n{extra}"),
     );
     let cfg = Arc::new(Config::load(&s.config).expect("config"));
     let client = Client::new(
