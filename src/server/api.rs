@@ -441,8 +441,20 @@ async fn create_campaign(
     let default_name = format!("upload-{}", &hex_digest(&csv)[..12]);
     let created = svc
         .create_campaign_checked(&source, settings, default_name, None, q.allow_duplicate)
-        .await?;
+        .await
+        .map_err(|e| without_upload_path(e, &source))?;
     created_response(&svc, created).await
+}
+
+/// An intake error names the file it read; for an upload that is the server's own folder,
+/// which is none of the client's business: the client sent "the contacts".
+fn without_upload_path(e: CreateError, source: &std::path::Path) -> CreateError {
+    match e {
+        CreateError::Input(m) => {
+            CreateError::Input(m.replace(&source.display().to_string(), "contacts"))
+        }
+        other => other,
+    }
 }
 
 async fn created_response(svc: &Service, created: Created) -> ApiResult<Response> {
@@ -707,7 +719,7 @@ async fn reload_dnc(State(svc): State<Arc<Service>>) -> ApiResult<Json<serde_jso
 #[serde(deny_unknown_fields)]
 struct CallBody {
     callee: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::settings::whole::option")]
     ai_agent_id: Option<u64>,
     #[serde(default)]
     callers: Option<Vec<String>>,
@@ -819,7 +831,10 @@ async fn create_call(
     // The callee is already normalised; the campaign's one-row file goes through the same
     // intake as any other (uploads are content-addressed, so calls to one number share it).
     let source = save_upload(&svc, &Bytes::from(format!("callee\n{callee}\n"))).await?;
-    let created = svc.create_campaign(&source, settings, name, None).await?;
+    let created = svc
+        .create_campaign(&source, settings, name, None)
+        .await
+        .map_err(|e| without_upload_path(e, &source))?;
     call_response(&svc, created.campaign, &callee, StatusCode::ACCEPTED).await
 }
 

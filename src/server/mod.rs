@@ -67,6 +67,11 @@ pub struct Service {
     /// Contact counts of completed campaigns, which no longer change: `/metrics` and the
     /// campaign list do not count a million finished rows again at every scrape.
     finished_counts: std::sync::Mutex<HashMap<i64, BTreeMap<Status, u64>>>,
+    /// `/metrics`' contact gauges as last counted, and when (see [`probes::metrics`]). A tokio
+    /// mutex: one scrape counts while the others wait for its figures.
+    pub(crate) gauges: tokio::sync::Mutex<Option<(tokio::time::Instant, String)>>,
+    /// How many times `/metrics` counted contacts in the store.
+    pub(crate) recounts: std::sync::atomic::AtomicU64,
 }
 
 /// A row of the intake report that will not be dialled.
@@ -529,6 +534,8 @@ pub fn build(
         creating: tokio::sync::Mutex::new(()),
         calls: tokio::sync::Mutex::new(()),
         finished_counts: std::sync::Mutex::new(HashMap::new()),
+        gauges: tokio::sync::Mutex::new(None),
+        recounts: std::sync::atomic::AtomicU64::new(0),
     })
 }
 

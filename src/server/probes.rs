@@ -110,8 +110,40 @@ pub async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoResponse {
     )
 }
 
-/// Contacts by status per campaign, and in doubt over all of them.
+/// Contacts by status per campaign, and in doubt over all of them: counted in the store at
+/// most once per `server.metrics_refresh`, whatever the number of scrapers; every other scrape
+/// is answered from memory.
 async fn contact_gauges(svc: &Service, out: &mut String) -> Result<(), crate::store::StoreError> {
+    let refresh = svc.config().server.metrics_refresh;
+    let mut cached = svc.gauges.lock().await;
+    let fresh = cached
+        .as_ref()
+        .is_some_and(|(at, _)| at.elapsed() < refresh);
+    if !fresh {
+        let mut text = String::new();
+        count_contacts(svc, &mut text).await?;
+        svc.recounts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *cached = Some((tokio::time::Instant::now(), text));
+    }
+    if let Some((_, text)) = cached.as_ref() {
+        out.push_str(text);
+    }
+    header(
+        out,
+        "ccc_dialer_contact_recounts_total",
+        "counter",
+        "Times /metrics counted contacts in the store (at most once per server.metrics_refresh).",
+    );
+    let _ = writeln!(
+        out,
+        "ccc_dialer_contact_recounts_total {}",
+        svc.recounts.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+async fn count_contacts(svc: &Service, out: &mut String) -> Result<(), crate::store::StoreError> {
     header(
         out,
         "ccc_dialer_contacts",

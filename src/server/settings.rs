@@ -40,28 +40,83 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Integers as JSON Schema counts them: `5` and `5.0` alike (the OpenAPI document says
+/// `"type": "integer"`, which a client may well send as a whole float); `5.5` is refused.
+pub mod whole {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Unsigned(u64),
+        Signed(i64),
+        Float(f64),
+    }
+
+    fn convert<T: TryFrom<i128>>(n: Number) -> Result<T, String> {
+        let wide: i128 = match n {
+            Number::Unsigned(u) => u.into(),
+            Number::Signed(i) => i.into(),
+            Number::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e30 => f as i128,
+            Number::Float(_) => return Err("invalid type: expected an integer".into()),
+        };
+        T::try_from(wide).map_err(|_| format!("invalid value: integer `{wide}` out of range"))
+    }
+
+    pub fn option<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i128>,
+    {
+        match Option::<Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => convert(n).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Requests in a row at each turn at the shared limiter: p + 1 (0 to 9; more counts as 9).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
     pub priority: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
     pub ai_agent_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callers: Option<Vec<String>>,
     /// Merged over `campaign.variables`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
     pub max_ring_timeout_second: Option<u32>,
     /// Calls this campaign's AI agent takes at once (over `campaign.agent_lines`); shared with
     /// every campaign on the same agent (the latest campaign started wins).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
     pub agent_lines: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
     pub max_attempts: Option<u32>,
     /// A duration such as `"2s"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -326,6 +381,19 @@ mod tests {
             e.starts_with("backoff_max = \"1s\": expected a duration at least"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_fractions_are_not() {
+        let s = CampaignSettings::from_json(br#"{"ai_agent_id": 138641742.0, "priority": 2.0}"#)
+            .unwrap();
+        assert_eq!((s.ai_agent_id, s.priority), (Some(138641742), Some(2)));
+        let e = CampaignSettings::from_json(br#"{"max_attempts": 2.5}"#).unwrap_err();
+        assert!(e.contains("expected an integer"), "{e}");
+        let e = CampaignSettings::from_json(br#"{"max_attempts": -1}"#).unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
+        let s = CampaignSettings::from_toml("max_attempts = 3\n").unwrap();
+        assert_eq!(s.max_attempts, Some(3));
     }
 
     #[test]

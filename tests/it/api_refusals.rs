@@ -564,3 +564,19 @@ async fn a_repost_with_the_same_name_and_contacts_but_other_settings_is_a_confli
     assert_eq!(shown.body["settings"]["max_attempts"], 2, "{}", shown.body);
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_of_an_upload_never_disclose_where_the_server_keeps_it() {
+    let api = start(async |_| {}).await;
+    let uploads = api.uploads.display().to_string();
+    for csv in [
+        "number\n123\n",
+        "callee,callee\n+8613800000041,+8613800000042\n",
+    ] {
+        let a = api.post("/v1/campaigns", csv).await;
+        let m = a.refused(422, "invalid_contacts");
+        assert!(m.starts_with("contacts: line 1: "), "{m}");
+        assert!(!m.contains(&uploads) && !m.contains("uploads/"), "{m}");
+    }
+    api.stop().await;
+}

@@ -20,6 +20,7 @@ mod drains;
 mod dry_run;
 mod engine_stops;
 mod inbox_safety;
+mod metrics_scrapes;
 mod mock_stand_in;
 mod one_process;
 mod openapi;
