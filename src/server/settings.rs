@@ -45,12 +45,34 @@ pub fn check_name(name: &str) -> Result<(), String> {
 pub mod whole {
     use serde::{Deserialize, Deserializer};
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
     enum Number {
         Unsigned(u64),
         Signed(i64),
         Float(f64),
+    }
+
+    struct NumberVisitor;
+
+    impl serde::de::Visitor<'_> for NumberVisitor {
+        type Value = Number;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Number, E> {
+            Ok(Number::Unsigned(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Number, E> {
+            Ok(Number::Signed(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Number, E> {
+            Ok(Number::Float(v))
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Number {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Number, D::Error> {
+            d.deserialize_any(NumberVisitor)
+        }
     }
 
     fn convert<T: TryFrom<i128>>(n: Number) -> Result<T, String> {
