@@ -128,6 +128,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         }
         o
     });
+    let outage_text = outage.as_ref().map(crate::outage::Outage::describe);
     store.set_outage(outage).await.map_err(Failure::other)?;
     // Replies we stopped waiting for are in doubt now, not only at the next start.
     store
@@ -153,7 +154,8 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         }
         RunOutcome::Halted { code, message } if code == crate::outage::CODE => {
             crate::tell!(
-                "halted: {message}\n{}\nno contact used an attempt; undialled contacts stay pending: rerun the same command once the endpoint is reachable",
+                "halted: {}\n{}\nno contact used an attempt; undialled contacts stay pending: rerun the same command once the endpoint is reachable",
+                outage_text.unwrap_or(message),
                 crate::policy::halt_hint(&code)
             );
             Done::Halted

@@ -205,6 +205,7 @@ pub(super) async fn attempt(
         // It never left: the endpoint is down for everyone, not this contact's failure.
         Err(CallError::NotSent { reason }) => {
             tracing::warn!(parent: &span, reason = %reason, "not sent: back to pending, no attempt used");
+            c.sent.fetch_sub(1, Ordering::Relaxed);
             crate::outage::unsent_outcome(&contact, reason, finished_at)
         }
         Err(err) => {

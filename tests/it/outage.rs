@@ -122,8 +122,10 @@ async fn a_run_whose_endpoint_never_comes_back_gives_up_with_every_contact_pendi
     let out = run_async(&s).await;
     let err = stderr_of(&out);
     assert_eq!(code_of(&out), 3, "{err}");
-    assert!(err.contains("endpoint unreachable since"), "{err}");
+    assert!(err.contains("halted: endpoint unreachable since"), "{err}");
+    assert!(err.contains("gave up at"), "{err}");
     assert!(err.contains("tencentcloud.endpoint"), "{err}");
+    assert!(err.contains(" 0 requests sent"), "nothing left: {err}");
     let rows = s.results();
     assert_eq!(rows.len(), 44);
     for r in &rows {
