@@ -67,8 +67,12 @@ pub enum Command {
 
 pub const SERVE_HELP: &str = "\
 The API needs `Authorization: Bearer <token>` with the token from CCC_DIALER_API_TOKEN (or
-CCC_DIALER_API_TOKEN_FILE); without a token it listens on loopback only.
+CCC_DIALER_API_TOKEN_FILE): at least 16 characters, 10 distinct, no template word (REPLACE,
+CHANGE, EXAMPLE, PLACEHOLDER); without a token it listens on loopback only.
 Probes: GET /healthz, GET /readyz, GET /metrics. API: /v1 (document at /v1/openapi.json).
+Slow clients are cut off by the config's [server] header_timeout, body_timeout and
+max_connections. The inbox refuses symbolic links, and a file whose contacts another
+campaign already has under another name (the API: 409 unless ?allow_duplicate=true).
 
 Exit codes:
   0    stopped by SIGINT/SIGTERM after draining replies in flight

@@ -174,7 +174,15 @@ async fn hash(file: &Path) -> Result<String, Option<String>> {
 /// stay. Its new content is recorded with the same campaign, so it is never imported twice.
 async fn reread_if_changed(svc: &Service, file: &Path, name: &str, mut look: Look, id: i64) {
     for _ in 0..3 {
-        let Some(now) = Look::now(file) else { return };
+        let Ok(meta) = std::fs::symlink_metadata(file) else {
+            return;
+        };
+        if let Some(why) = refuse_entry(&meta) {
+            // Swapped for a link (or something else) after it was read: never followed.
+            tracing::warn!(file = ?name, reason = %why, "inbox: the file was replaced while it was read; keeping what was read");
+            return;
+        }
+        let now = Look::of(&meta);
         if now == look {
             return;
         }
