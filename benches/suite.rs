@@ -3,7 +3,7 @@
 //!
 //! Run everything:  cargo bench --bench suite
 //! Run one:         cargo bench --bench suite -- rate      (names: rate faults soak headroom
-//!                                                          memory intake resume)
+//!                                                          memory intake resume lines)
 //! The 1,000,000-contact benchmarks run last: their stand-in's figures are large, and freeing
 //! them must not disturb the timing of the others.
 //! Prints a Markdown table of figures and goals; BENCHMARKS.md keeps the latest one.
@@ -454,6 +454,95 @@ async fn soak(n: usize, kills: usize) -> Vec<Row> {
     }]
 }
 
+/// Pacing by an agent's lines: the stand-in's agent takes 10 calls at once, each holding its
+/// line for a log-normal time (median 5 s, sigma 0.5); `configured` tells the dialer the count.
+async fn lines(n: usize, configured: bool) -> Vec<Row> {
+    use ccc_dialer::mock::{CallLength, Length};
+    const LINES: u32 = 10;
+    let length = CallLength {
+        ring: Length::Fixed(Duration::ZERO),
+        talk: Length::LogNormal {
+            median: Duration::from_secs(5),
+            sigma: 0.5,
+        },
+    };
+    let mock = MockServer::spawn(MockOptions {
+        credentials: vec![(ID.to_string(), Secret::new(KEY))],
+        rate_limit: 20,
+        latency_ms: 50,
+        keep_bodies: false,
+        agent_lines: LINES,
+        call_length: length,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = Scratch::new();
+    write_contacts(&s.path("contacts.csv"), n);
+    s.config(&mock.endpoint(), "requests_per_second = 20", "");
+    if configured {
+        let p = s.path("dialer.toml");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("ai_agent_id = 15\n", "ai_agent_id = 15\nagent_lines = 10\n");
+        std::fs::write(&p, text).unwrap();
+    }
+    let started = Instant::now();
+    let (status, wall, _) = wait_sampling(s.dialer(), started).await;
+    assert!(
+        status.success(),
+        "dialer failed: see {}",
+        s.path("dialer.log").display()
+    );
+    let st = mock.stats();
+    let figures = mock.lines();
+    let rows = s.results();
+    let failed = rows.iter().filter(|r| r.status != "placed").count();
+    let mean = length.mean().as_secs_f64();
+    let ideal = n as f64 * mean / f64::from(LINES);
+    let ratio = wall.as_secs_f64() / ideal;
+    let refused_share = figures.refused as f64 / st.requests.max(1) as f64;
+    // Mean calls holding a line ÷ lines, from the first call's start to the last call's start
+    // (the dialling phase; after the last start nothing is left to send).
+    let first = figures.spans.iter().map(|s| s.0).min();
+    let last = figures.spans.iter().map(|s| s.0).max();
+    let utilisation = match (first, last) {
+        (Some(a), Some(b)) if b > a => {
+            let busy: f64 = figures
+                .spans
+                .iter()
+                .map(|(s, e)| (*e).min(b).saturating_duration_since(*s).as_secs_f64())
+                .sum();
+            busy / (b - a).as_secs_f64() / f64::from(LINES)
+        }
+        _ => 0.0,
+    };
+    let figure = format!(
+        "{n} contacts, {} requests: {failed} not placed; {} refused for capacity ({:.1}% of requests); most calls at once {}; wall {:.1} s vs lines-bound ideal {ideal:.1} s ({ratio:.2} x); line utilisation {:.0}%",
+        st.requests,
+        figures.refused,
+        refused_share * 100.0,
+        figures.max_active,
+        wall.as_secs_f64(),
+        utilisation * 100.0
+    );
+    if configured {
+        vec![Row {
+            name: "lines, configured (agent_lines = 10)",
+            figure,
+            goal: "0 failed; capacity refusals <= 10% of requests; wall <= 1.25 x ideal",
+            met: failed == 0 && refused_share <= 0.10 && ratio <= 1.25,
+        }]
+    } else {
+        vec![Row {
+            name: "lines, learned (no agent_lines, no outcome tracking)",
+            figure,
+            goal: "0 failed; capacity refusals <= 10% of requests; wall <= 1.25 x ideal",
+            met: failed == 0 && refused_share <= 0.10 && ratio <= 1.25,
+        }]
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let wanted: Vec<String> = std::env::args()
@@ -479,6 +568,10 @@ async fn main() {
     }
     if want("intake") {
         rows.extend(intake(1_000_000).await);
+    }
+    if want("lines") {
+        rows.extend(lines(300, false).await);
+        rows.extend(lines(300, true).await);
     }
     if want("resume") {
         rows.extend(resume(1_000_000).await);

@@ -55,6 +55,15 @@ pub(super) async fn take(
     Ok(None)
 }
 
+/// A line was freed by a call-end event: the campaign's contacts held for a line are due now.
+pub(super) async fn release(engine: &Engine, campaign_id: i64) -> Result<(), EngineError> {
+    engine
+        .store
+        .release_line_holds(campaign_id, now_ms())
+        .await?;
+    Ok(())
+}
+
 fn until_ms(busy: &Busy) -> i64 {
     now_ms().saturating_add(i64::try_from(busy.wait.as_millis()).unwrap_or(i64::MAX))
 }

@@ -287,10 +287,11 @@ pub async fn run_campaign(
                 }
             }
             // Wake when an attempt ends (it may have rescheduled its contact), when the next
-            // contact is due, or on a stop request.
+            // contact is due, when a call-end event frees a line, or on a stop request.
             tokio::select! {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done, &shared),
                 _ = tokio::time::sleep(wait) => {}
+                _ = engine.lines.freed() => lines::release(&engine, campaign_id).await?,
                 Ok(()) = stop.changed() => {}
             }
             continue;

@@ -87,6 +87,8 @@ pub struct Lines {
     configured: Mutex<HashMap<u64, u32>>,
     /// Estimates read from the store, by agent, for agents not seen yet in this process.
     restored: Mutex<HashMap<u64, (Option<f64>, f64)>>,
+    /// Woken by a call-end event: campaigns holding contacts for a line look again.
+    freed: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -106,6 +108,7 @@ impl Lines {
             agents: Mutex::new(HashMap::new()),
             configured: Mutex::new(HashMap::new()),
             restored: Mutex::new(HashMap::new()),
+            freed: tokio::sync::Notify::new(),
         }
     }
 
@@ -196,9 +199,16 @@ impl Lines {
         None
     }
 
-    /// A call-end event (outcome tracking, when it exists): the call's line is free at once.
+    /// The hook for a call-end event (outcome tracking, issue 13, when it exists): the call's
+    /// line is free at once, and every campaign waiting for a line looks again now.
     pub fn call_ended(&self, agent: u64) {
         self.with_agent(agent, |a| a.estimate.ended());
+        self.freed.notify_waiters();
+    }
+
+    /// Resolves at the next call-end event.
+    pub async fn freed(&self) {
+        self.freed.notified().await
     }
 
     /// Every agent's figures, by agent id.
@@ -364,6 +374,24 @@ impl Drop for LineTicket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_call_end_event_frees_the_line_and_wakes_the_waiting_campaigns() {
+        let lines = Arc::new(Lines::new());
+        lines.configure(7, Some(1));
+        let _ = lines.try_start(7).expect("the one line").placed();
+        assert!(lines.try_start(7).is_err());
+        let waiter = {
+            let lines = lines.clone();
+            tokio::spawn(async move { lines.freed().await })
+        };
+        tokio::task::yield_now().await;
+        while !waiter.is_finished() {
+            lines.call_ended(7);
+            tokio::task::yield_now().await;
+        }
+        assert!(lines.try_start(7).is_ok(), "the line is free at once");
+    }
 
     #[test]
     fn agents_have_their_own_lines_and_campaigns_on_one_agent_share_them() {

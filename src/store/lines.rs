@@ -47,6 +47,24 @@ impl Store {
         .await
     }
 
+    /// The campaign's contacts held for a line are due now (a call-end event freed one).
+    pub async fn release_line_holds(
+        &self,
+        campaign_id: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE contacts SET next_at = ?2, updated_at = ?2
+                     WHERE campaign_id = ?1 AND status = 'pending' AND gate = ?3 AND next_at > ?2",
+                )?
+                .execute(params![campaign_id, now_ms.max(1), AGENT_LINES_BUSY])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     /// Every due pending contact of the campaign on its default agent (no agent of its own in
     /// the row) waits until `until_ms` with gate [`AGENT_LINES_BUSY`]; no attempt used. Their
     /// order is kept (due contacts are taken by due time, then id). Returns how many.
