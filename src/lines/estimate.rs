@@ -84,6 +84,9 @@ pub struct Estimate {
     slow_start: bool,
     accepted_since_probe: u32,
     trying_one_more: bool,
+    /// Counted refusals so far: a refusal of a request sent before the latest counted one
+    /// says nothing new (it was on its way when the estimate changed) and teaches nothing.
+    episode: u64,
     pub refusals: u64,
     pub accepted: u64,
 }
@@ -137,6 +140,7 @@ impl Estimate {
             slow_start: !restored,
             accepted_since_probe: 0,
             trying_one_more: false,
+            episode: 0,
             refusals: 0,
             accepted: 0,
         }
@@ -163,6 +167,11 @@ impl Estimate {
     /// What survives a restart: the learned line count and the hold.
     pub fn saved(&self) -> (Option<f64>, f64) {
         (self.learned, self.hold)
+    }
+
+    /// The episode a request admitted now belongs to (see [`Estimate::refused`]).
+    pub fn episode(&self) -> u64 {
+        self.episode
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -277,15 +286,24 @@ impl Estimate {
         }
     }
 
-    /// The service answered that every line is busy at `t`. Returns when a line is likely free.
-    pub fn refused(&mut self, t: f64) -> Full {
+    /// The service answered at `t` that every line is busy, to a request admitted in
+    /// `episode`. Returns when a line is likely free. Only the first refusal of an episode
+    /// teaches: the others were already on their way.
+    pub fn refused(&mut self, t: f64, episode: u64) -> Full {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.refusals += 1;
         self.last_event = t;
         self.last_refused = true;
         self.slow_start = false;
-        let believed = self.active(t);
+        // The calls placed and believed going; requests still awaiting a reply are not
+        // confirmed and may be refused too.
+        let believed = self.active(t) - f64::from(self.in_flight);
+        let learns = episode == self.episode;
+        if learns {
+            self.episode += 1;
+        }
         match (self.configured, self.learned) {
+            _ if !learns => {}
             (Some(_), _) => self.hold = (self.hold * STEP_UP.exp()).min(MAX_HOLD),
             (None, None) => self.learned = Some(believed.round().max(1.0)),
             (None, Some(l)) if self.trying_one_more => {
@@ -342,7 +360,7 @@ mod tests {
         }
         assert_eq!(e.lines(), None);
         e.admit(0.5).expect("still no limit known");
-        let full = e.refused(0.51);
+        let full = e.refused(0.51, 0);
         assert_eq!(e.lines(), Some(10));
         assert_eq!((full.lines, full.learned), (10, true));
         assert!(e.admit(0.6).is_err(), "ten calls believed active");
@@ -351,7 +369,7 @@ mod tests {
     #[test]
     fn refusals_lengthen_the_hold_and_accepted_probes_shorten_it() {
         let mut e = Estimate::new(Some(2), None, 20.0);
-        e.refused(0.0);
+        e.refused(0.0, 0);
         assert!(e.hold() > 20.0);
         let mut e = Estimate::new(Some(2), None, DEFAULT_HOLD);
         for _ in 0..2 {
@@ -365,6 +383,23 @@ mod tests {
         assert_eq!(how, Admitted::Probe);
         e.placed(at, how);
         assert!(e.hold() < DEFAULT_HOLD * 0.6, "slow start halves the hold");
+    }
+
+    #[test]
+    fn refusals_of_requests_already_on_their_way_teach_nothing_more() {
+        let mut e = Estimate::new(Some(10), None, 20.0);
+        let episode = e.episode();
+        for _ in 0..5 {
+            e.admit(0.0).unwrap();
+        }
+        e.refused(0.1, episode);
+        let once = e.hold();
+        for _ in 0..4 {
+            e.refused(0.1, episode);
+        }
+        assert_eq!(e.hold(), once, "one lesson per episode");
+        assert_eq!(e.refusals, 5);
+        assert_eq!(e.in_flight(), 0);
     }
 
     #[test]

@@ -161,11 +161,15 @@ impl Lines {
     pub fn try_start(self: &Arc<Self>, agent: u64) -> Result<LineTicket, Busy> {
         let now = Instant::now();
         let t = self.secs(now);
-        match self.with_agent(agent, |a| a.estimate.admit(t)) {
-            Ok(how) => Ok(LineTicket {
+        match self.with_agent(agent, |a| {
+            let episode = a.estimate.episode();
+            a.estimate.admit(t).map(|how| (how, episode))
+        }) {
+            Ok((how, episode)) => Ok(LineTicket {
                 lines: Some(self.clone()),
                 agent,
                 how,
+                episode,
             }),
             Err(full) => Err(self.busy(agent, full, now)),
         }
@@ -322,6 +326,7 @@ pub struct LineTicket {
     lines: Option<Arc<Lines>>,
     agent: u64,
     how: Admitted,
+    episode: u64,
 }
 
 impl fmt::Debug for LineTicket {
@@ -354,9 +359,9 @@ impl LineTicket {
         let lines = self.lines.take()?;
         let now = Instant::now();
         let t = lines.secs(now);
-        let agent = self.agent;
+        let (agent, episode) = (self.agent, self.episode);
         let (full, saved) = lines.with_agent(agent, |a| {
-            let full = a.estimate.refused(t);
+            let full = a.estimate.refused(t, episode);
             (full, lines.to_save(agent, a))
         });
         Some((lines.busy(agent, full, now), saved))
