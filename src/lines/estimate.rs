@@ -246,7 +246,7 @@ impl Estimate {
             self.probe_at(lines)
         } else {
             // A reply is awaited: it changes the picture; look again shortly after.
-            t + (self.hold / f64::from(lines.max(1))).min(1.0)
+            t + (self.hold / f64::from(lines.max(1))).min(0.1)
         };
         let step = (self.hold / f64::from(lines.max(1)) / 20.0).clamp(0.05, 5.0);
         let mut at = t + 0.05;
@@ -294,7 +294,6 @@ impl Estimate {
         self.refusals += 1;
         self.last_event = t;
         self.last_refused = true;
-        self.slow_start = false;
         // The calls placed and believed going; requests still awaiting a reply are not
         // confirmed and may be refused too.
         let believed = self.active(t) - f64::from(self.in_flight);
@@ -304,14 +303,15 @@ impl Estimate {
         }
         match (self.configured, self.learned) {
             _ if !learns => {}
-            (Some(_), _) => self.hold = (self.hold * STEP_UP.exp()).min(MAX_HOLD),
+            (Some(_), _) => self.longer(),
+            // The count, learned: the hold's slow start goes on.
             (None, None) => self.learned = Some(believed.round().max(1.0)),
             (None, Some(l)) if self.trying_one_more => {
                 self.learned = Some((l.floor() - 1.0).max(1.0));
                 self.trying_one_more = false;
                 self.accepted_since_probe = 0;
             }
-            (None, Some(_)) => self.hold = (self.hold * STEP_UP.exp()).min(MAX_HOLD),
+            (None, Some(_)) => self.longer(),
         }
         let lines = self.lines().unwrap_or(1);
         let limit = f64::from(lines) - headroom(lines);
@@ -321,6 +321,12 @@ impl Estimate {
             learned: self.is_learned(),
             retry_at: self.next_free(t, lines, limit),
         }
+    }
+
+    /// A refusal the model did not expect: calls hold their lines longer than it believed.
+    fn longer(&mut self) {
+        self.slow_start = false;
+        self.hold = (self.hold * STEP_UP.exp()).min(MAX_HOLD);
     }
 
     /// The request admitted ended without a call (another error, or never sent).
