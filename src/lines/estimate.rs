@@ -293,20 +293,22 @@ impl Estimate {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.refusals += 1;
         self.last_event = t;
-        self.last_refused = true;
         // The calls placed and believed going; requests still awaiting a reply are not
         // confirmed and may be refused too.
         let believed = self.active(t) - f64::from(self.in_flight);
         let learns = episode == self.episode;
         if learns {
             self.episode += 1;
+            // The next probe waits longer only after a refusal that told something new.
+            self.last_refused = true;
         }
         match (self.configured, self.learned) {
             _ if !learns => {}
             (Some(_), _) => self.longer(),
             // The count, learned: the hold's slow start goes on.
             (None, None) => self.learned = Some(believed.round().max(1.0)),
-            (None, Some(l)) if self.trying_one_more => {
+            // The line tried on top was in use: there is no such line.
+            (None, Some(l)) if self.trying_one_more && believed > l - 1.0 - headroom(l as u32) => {
                 self.learned = Some((l.floor() - 1.0).max(1.0));
                 self.trying_one_more = false;
                 self.accepted_since_probe = 0;
