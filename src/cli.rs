@@ -47,9 +47,10 @@ pub enum Command {
     /// Dial every contact of a CSV file once, at the rate cap; rerun to resume.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(RunArgs),
-    /// Print counts by status and by error code from a state store.
+    /// Print counts by status and by error code from a state store (read-only: works beside a
+    /// live run or serve).
     Status(StatusArgs),
-    /// Rewrite the results CSV from a state store.
+    /// Rewrite the results CSV from a state store (read-only: works beside a live run or serve).
     Export(ExportArgs),
     /// Put failed (or expired) contacts back in the queue, e.g. after an outage was fixed.
     #[command(after_help = REQUEUE_HELP)]
