@@ -35,12 +35,18 @@ fn floor_char_boundary(text: &str, mut at: usize) -> usize {
 }
 
 /// A bare or dotted TOML key of a sensible length: anything else on the left of `=` is not
-/// shown (it may be part of a value).
+/// shown (it may be part of a value). Spaces only around the dots of a dotted key: `name
+/// AKIDsecret = 3` is not a key, and its second word must not be quoted (found by fuzzing,
+/// FUZZING.md).
 fn looks_like_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 64
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '))
+    k.len() <= 64
+        && k.split('.').all(|part| {
+            let part = part.trim_matches(' ');
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        })
 }
 
 /// serde's `invalid type: string "…", expected u64` without the value:
@@ -95,6 +101,12 @@ mod tests {
         // Something that is not a key on the left of `=` is not quoted either.
         let e = err("AKID:secret/x=y\n");
         assert!(!e.contains("AKID") && !e.contains("secret"), "{e}");
+        // Two words left of `=` are not a key: the second may be a pasted secret.
+        let e = err("name AKIDsecret = 3\n");
+        assert!(!e.contains("AKIDsecret"), "{e}");
+        assert!(e.starts_with("line 1, column 6: "), "{e}");
+        let e = err("calling . hours = 3\n");
+        assert!(e.contains("key calling . hours"), "{e}");
         let e = err("名前 = \"秘密\n");
         assert!(!e.contains("秘密"), "{e}");
     }

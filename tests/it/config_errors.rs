@@ -78,6 +78,8 @@ fn config_type_errors_and_endpoints_with_user_info_never_echo_the_value() {
         format!("[tencentcloud]\nendpoint = \"https://ccc.tencentcloudapi.com/?key={secret}\"\n{MINIMAL}"),
         format!("{MINIMAL}variables = {{ token = [\"{secret}\"] }}\n"),
         format!("{MINIMAL}max_ring_timeout_second = \"{secret}\"\n"),
+        // Found by fuzzing: two words left of `=` were quoted as if they were the key.
+        format!("[campaign]\nsdk_app_id {secret} = 1\nai_agent_id = 15\n"),
     ] {
         let e = err(&text);
         assert!(!e.contains(secret), "{e}");
