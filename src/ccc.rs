@@ -209,7 +209,10 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
+            // Idle connections are kept until the endpoint closes them: they were opened ahead
+            // for the pace's worst case (crate::connections), and a keep-warm round replaces
+            // the ones the endpoint closed.
+            .pool_idle_timeout(None)
             .tcp_nodelay(true)
             // Tells the request that opened a connection when it was ready (crate::connections).
             .connector_layer(crate::connections::TimingLayer)

@@ -13,6 +13,8 @@
 //!    holding free in-flight permits while it does so that it never takes the connection a
 //!    request needs. Over HTTP/2 (the TLS handshake offers it, and the client takes it when
 //!    the endpoint does) one connection carries every request and the rest is skipped.
+//!    The client keeps idle connections for as long as the endpoint does (no idle timeout of
+//!    its own): the ones a round leaves alone are not lost to it.
 //! 2. [`TimingLayer`]: reqwest's connector wrapped so that the request that opened a connection
 //!    learns when the connection (TLS included) was ready, the moment it really left; the
 //!    dispatcher hands that to the limiter like a late timer wake-up
@@ -28,11 +30,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// How often the pool is topped up and its idle connections touched: well inside the client's
-/// own idle timeout (50 s) and the usual server keep-alive timeouts (60 s and more).
+/// How often the pool is topped up and its idle connections touched: well inside the
+/// usual server keep-alive timeouts (60 s and more).
 pub const KEEP_WARM_EVERY: Duration = Duration::from_secs(20);
 /// The most connections kept warm, whatever `max_in_flight` says.
 pub const MAX_WARM: usize = 256;
+
+/// Idle connections a keep-warm round leaves alone (see [`KeepWarm::start`]).
+pub const SPARE: usize = 4;
 
 /// Told when a connection a request had to open became ready.
 pub type OnConnect = Arc<dyn Fn(Instant) + Send + Sync>;
@@ -152,10 +157,10 @@ pub struct KeepWarm {
 
 impl KeepWarm {
     /// Every [`KEEP_WARM_EVERY`], touch as many connections as there are free in-flight
-    /// `permits` (at most [`MAX_WARM`]), holding those permits meanwhile: together with the
-    /// requests in flight never more than `max_in_flight` at once, so the pool never has to
-    /// open a connection for a request because warm-ups held the idle ones. Over HTTP/2 one
-    /// touch keeps the one connection.
+    /// `permits` but [`SPARE`] (at most [`MAX_WARM`]), holding those permits meanwhile:
+    /// together with the requests in flight never more than `max_in_flight` at once, and a few
+    /// idle connections left, so the pool never has to open a connection for a request because
+    /// warm-ups held the idle ones. Over HTTP/2 one touch keeps the one connection.
     pub fn start(
         http: reqwest::Client,
         url: String,
@@ -168,10 +173,16 @@ impl KeepWarm {
             every.tick().await;
             loop {
                 every.tick().await;
+                // A few free permits stay free: a request starting during the round, or one
+                // whose predecessor's connection is not back in the pool yet, finds an idle
+                // connection instead of opening one.
                 let free = if http2 {
                     1
                 } else {
-                    permits.available_permits().min(MAX_WARM)
+                    permits
+                        .available_permits()
+                        .saturating_sub(SPARE)
+                        .min(MAX_WARM)
                 };
                 let Ok(held) = permits.clone().try_acquire_many_owned(free as u32) else {
                     continue;
