@@ -3,21 +3,31 @@
 //! `agent_lines_busy`) while every line is believed busy, and settle the line with the reply.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use super::{lock, now_ms, Engine, EngineError, RequestDefaults, Shared};
+use tokio::sync::watch;
+
+use super::{lock, now_ms, Engine, EngineError, RequestDefaults, Shared, Stop};
 use crate::ccc::{CallError, Placed};
 use crate::lines::{Busy, LineTicket, Saved};
 use crate::policy::{self, Class};
 use crate::store::{DueContact, AGENT_LINES_BUSY};
 
+/// The longest the dispatcher rests while every line is busy before it looks again (a stop, a
+/// halt or a call-end event is noticed sooner).
+const REST: Duration = Duration::from_secs(1);
+
 /// A line for the contact at the front of `buffer`, or `None` when every line of its agent is
-/// believed busy: then the contact (and, on the campaign's own agent, every due contact of the
-/// campaign) waits in the store until one is likely free, and the buffer lets go of them.
+/// believed busy: then the buffered contacts of that agent wait in the store (gate
+/// `agent_lines_busy`) until one is likely free, the buffer lets go of them, and, when no other
+/// agent's contact is buffered, the dispatcher rests a moment. Each pass holds at most one
+/// buffer of contacts, so a campaign of a million rows costs one small write a second.
 pub(super) async fn take(
     engine: &Engine,
     defaults: &RequestDefaults,
     buffer: &mut std::collections::VecDeque<DueContact>,
     shared: &Shared,
+    stop: &mut watch::Receiver<Stop>,
 ) -> Result<Option<LineTicket>, EngineError> {
     let Some(contact) = buffer.front() else {
         return Ok(None);
@@ -35,22 +45,27 @@ pub(super) async fn take(
         gate = AGENT_LINES_BUSY,
         "{busy}"
     );
-    if own.is_none() || own == Some(defaults.ai_agent_id) {
-        let campaign = contact.campaign_id;
-        engine
-            .store
-            .hold_for_lines(campaign, until, now_ms())
-            .await?;
+    let agent_of = |c: &DueContact| c.overrides.ai_agent_id.unwrap_or(defaults.ai_agent_id);
+    let (this, others): (Vec<DueContact>, Vec<DueContact>) =
+        buffer.drain(..).partition(|c| agent_of(c) == agent);
+    buffer.extend(others);
+    let ids: Vec<i64> = this.iter().map(|c| c.id).collect();
+    engine
+        .store
+        .hold_for_lines(ids.clone(), until, now_ms())
+        .await?;
+    {
         let mut held = lock(&shared.held);
-        for c in buffer.drain(..) {
-            held.remove(&c.id);
+        for id in &ids {
+            held.remove(id);
         }
-    } else if let Some(c) = buffer.pop_front() {
-        engine
-            .store
-            .defer(c.id, until, AGENT_LINES_BUSY, now_ms())
-            .await?;
-        lock(&shared.held).remove(&c.id);
+    }
+    if buffer.is_empty() {
+        tokio::select! {
+            _ = tokio::time::sleep(busy.wait.min(REST)) => {}
+            _ = engine.lines.freed() => {}
+            Ok(()) = stop.changed() => {}
+        }
     }
     Ok(None)
 }

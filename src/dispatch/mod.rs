@@ -317,7 +317,8 @@ pub async fn run_campaign(
             }
         }
         // The agent's lines, before a permit or a rate token.
-        let Some(line) = lines::take(&engine, &defaults, &mut buffer, &shared).await? else {
+        let Some(line) = lines::take(&engine, &defaults, &mut buffer, &shared, &mut stop).await?
+        else {
             turn = None;
             continue;
         };

@@ -65,28 +65,24 @@ impl Store {
         .await
     }
 
-    /// Every due pending contact of the campaign on its default agent (no agent of its own in
-    /// the row) waits until `until_ms` with gate [`AGENT_LINES_BUSY`]; no attempt used. Their
-    /// order is kept (due contacts are taken by due time, then id). Returns how many.
+    /// The pending contacts `ids` wait until `until_ms` with gate [`AGENT_LINES_BUSY`]; no
+    /// attempt used. Their order is kept (due contacts are taken by due time, then id).
+    /// Returns how many.
     pub async fn hold_for_lines(
         &self,
-        campaign_id: i64,
+        ids: Vec<i64>,
         until_ms: i64,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         self.call(move |c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE contacts SET next_at = ?2, gate = ?4, updated_at = ?3
-                     WHERE campaign_id = ?1 AND status = 'pending' AND next_at <= ?3
-                       AND (overrides IS NULL OR instr(overrides, '\"ai_agent_id\"') = 0)",
-                )?
-                .execute(params![
-                    campaign_id,
-                    until_ms.max(1),
-                    now_ms,
-                    AGENT_LINES_BUSY
-                ])?;
+            let mut stmt = c.prepare_cached(
+                "UPDATE contacts SET next_at = ?2, gate = ?3, updated_at = ?4
+                 WHERE id = ?1 AND status = 'pending'",
+            )?;
+            let mut n = 0;
+            for id in ids {
+                n += stmt.execute(params![id, until_ms.max(1), AGENT_LINES_BUSY, now_ms])?;
+            }
             Ok(n as u64)
         })
         .await
