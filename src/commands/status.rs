@@ -17,11 +17,13 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     }
     let agents = store.agent_lines().await.map_err(Failure::other)?;
     for a in &agents {
-        let lines = a
-            .learned
-            .map_or("not known yet".to_string(), |l| format!("~{l:.0}"));
+        // Configured counts live in the config; the store keeps what was learned.
+        let lines = a.learned.map_or(
+            "no line count learned (configured, or nothing refused yet)".to_string(),
+            |l| format!("~{l:.0} lines learned from capacity refusals"),
+        );
         crate::say!(
-            "agent {}: lines {lines} (learned from capacity refusals), a call holds a line ~{:.1} s",
+            "agent {}: {lines}; a call holds a line ~{:.1} s",
             a.agent,
             a.hold_seconds
         );
