@@ -173,3 +173,32 @@ async fn two_campaigns_share_the_cap_and_the_small_one_is_not_starved() {
     assert_eq!(stats.accepted, 440);
     assert!(stats.duplicate_callees.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_on_a_store_in_use_sends_nothing_and_the_cap_holds() {
+    // Two processes on one store once made the stand-in see 22 (and `serve` + `run`, 40) in
+    // one second: the second now exits 2 before it sends anything.
+    let _alone = alone().await;
+    let mock = cap_mock(20, 100, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    s.write_contacts(&contacts_csv(80));
+    let first = s.spawn();
+    wait_for_requests(&mock, "the first run dials", 5).await;
+    let second = run_async(&s).await;
+    assert_eq!(code_of(&second), 2, "{}", stderr_of(&second));
+    let out = tokio::task::spawn_blocking(move || first.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stats = mock.stats();
+    assert!(
+        stats.max_in_any_window <= 20,
+        "the stand-in saw {} in one second",
+        stats.max_in_any_window
+    );
+    assert_eq!(
+        stats.accepted, 80,
+        "every contact once, by the first run only"
+    );
+    assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
+}

@@ -7,7 +7,7 @@ use crate::served::*;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_second_run_on_a_store_in_use_exits_2_naming_the_holder_and_the_cap_holds() {
+async fn a_second_run_on_a_store_in_use_exits_2_naming_the_holder() {
     let mock = mock_with(20, 0, "").await;
     let s = Scratch::new(&mock.endpoint(), "", "");
     s.write_contacts(&contacts_csv(80));
@@ -48,12 +48,10 @@ async fn a_second_run_on_a_store_in_use_exits_2_naming_the_holder_and_the_cap_ho
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    // The cap across the two processes is judged by arrival times in the `cap` binary
+    // (`a_second_run_on_a_store_in_use_sends_nothing_and_the_cap_holds`), where nothing else
+    // loads the host while they are timed.
     let stats = mock.stats();
-    assert!(
-        stats.max_in_any_window <= 20,
-        "the stand-in saw {} in one second",
-        stats.max_in_any_window
-    );
     assert_eq!(stats.accepted, 80);
     assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
     assert_eq!(s.results().len(), 80);
