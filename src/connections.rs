@@ -38,6 +38,11 @@ pub const MAX_WARM: usize = 256;
 
 /// Idle connections a keep-warm round leaves alone (see [`KeepWarm::start`]).
 pub const SPARE: usize = 4;
+/// The most connections one keep-warm round touches (or opens). A round of 60 warm-ups at
+/// once on a loaded 2-core host delayed requests sent meanwhile by a few milliseconds and the
+/// stand-in then saw 21 arrivals in a second (the `cap` test with two campaigns, and one
+/// `RequestLimitExceeded` in the rate benchmark); eight at a time did not.
+pub const TOUCH_PER_ROUND: usize = 8;
 
 /// Told when a connection a request had to open became ready.
 pub type OnConnect = Arc<dyn Fn(Instant) + Send + Sync>;
@@ -157,7 +162,7 @@ pub struct KeepWarm {
 
 impl KeepWarm {
     /// Every [`KEEP_WARM_EVERY`], touch as many connections as there are free in-flight
-    /// `permits` but [`SPARE`] (at most [`MAX_WARM`]), holding those permits meanwhile:
+    /// `permits` but [`SPARE`] (at most [`TOUCH_PER_ROUND`]), holding those permits meanwhile:
     /// together with the requests in flight never more than `max_in_flight` at once, and a few
     /// idle connections left, so the pool never has to open a connection for a request because
     /// warm-ups held the idle ones. Over HTTP/2 one touch keeps the one connection.
@@ -182,7 +187,7 @@ impl KeepWarm {
                     permits
                         .available_permits()
                         .saturating_sub(SPARE)
-                        .min(MAX_WARM)
+                        .min(TOUCH_PER_ROUND)
                 };
                 let Ok(held) = permits.clone().try_acquire_many_owned(free as u32) else {
                     continue;
