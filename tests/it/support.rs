@@ -104,12 +104,15 @@ impl Scratch {
         self.run_command().output().expect("spawn ccc-dialer")
     }
 
-    pub fn spawn(&self) -> Child {
-        self.run_command()
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ccc-dialer")
+    /// A `run` in the background, killed if the test ends (or fails) before it does.
+    pub fn spawn(&self) -> Spawned {
+        Spawned(Some(
+            self.run_command()
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn ccc-dialer"),
+        ))
     }
 
     pub fn results(&self) -> Vec<ResultRow> {
@@ -168,4 +171,42 @@ pub fn exists(p: &Path) -> bool {
 /// A fault-script rule: `callee`'s first request is answered with `code`, the next succeeds.
 pub fn fails_once(callee: &str, code: &str) -> String {
     format!("[[rule]]\ncallee = \"{callee}\"\noutcomes = [\"error:{code}\", \"ok\"]\n")
+}
+
+/// A child `ccc-dialer` that a failing test does not leave behind: an orphaned `run` probing a
+/// stand-in that is gone would linger for its whole outage limit.
+pub struct Spawned(Option<Child>);
+
+impl Spawned {
+    /// Wait for the child to end and collect its output.
+    pub fn wait_with_output(mut self) -> std::io::Result<Output> {
+        match self.0.take() {
+            Some(child) => child.wait_with_output(),
+            None => Err(std::io::Error::other("child already collected")),
+        }
+    }
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("child present until collected")
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child present until collected")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
 }
