@@ -263,6 +263,19 @@ pub fn backoff(attempts: u32, s: &RetrySettings, jitter: f64) -> Duration {
 /// error says nothing about how far the request got. Such an attempt keeps its place in the
 /// per-person history (`min_gap`, `max_per_day` hold its retry) as a call that may have rung.
 /// Every other error code is a refusal: nobody's phone rang.
+/// Permanent codes about one callee, not the request every contact shares: they never count
+/// towards a systematic-error halt.
+pub fn is_about_the_callee(code: &str) -> bool {
+    matches!(
+        code,
+        "FailedOperation.CalleeIsBlackUser"
+            | "FailedOperation.CalloutRuleBlindArea"
+            | "FailedOperation.CalleeIsLimited"
+            | "InvalidParameter.IllegalPhoneNumber"
+            | "InvalidParameter.InvalidPhoneNumber"
+    )
+}
+
 pub fn may_have_placed(code: &str) -> bool {
     code.starts_with("InternalError")
 }

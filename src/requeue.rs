@@ -4,8 +4,9 @@
 //! reset, goes through every calling rule when it is dialled (windows, do-not-call lists, the
 //! per-person gap and daily cap), and its history records the requeue.
 //!
-//! What would call someone twice is refused: `placed` always; `unknown` (the call may have
-//! been placed) only with an explicit `allow_double_call`.
+//! What would call someone twice is refused: `placed` always; `unknown`, and `failed` contacts
+//! whose last error may have placed the call (`InternalError*`), only with an explicit
+//! `allow_double_call` (without it they are left as they are and not counted).
 
 use crate::contact::Status;
 
@@ -17,6 +18,9 @@ pub struct Requeue {
     pub codes: Vec<String>,
     /// Who asked, for the history ("an operator (CLI)", "an operator (API)").
     pub by: String,
+    /// Also requeue `failed` contacts whose last error may have placed the call
+    /// (`InternalError*`, see [`crate::policy::may_have_placed`]).
+    pub allow_double_call: bool,
 }
 
 /// Check a requeue request: the status must be one that can be dialled again without calling
@@ -72,6 +76,7 @@ pub fn parse(
         status: parsed,
         codes,
         by: by.to_string(),
+        allow_double_call,
     })
 }
 

@@ -28,6 +28,7 @@ pub(super) async fn take(
     buffer: &mut std::collections::VecDeque<DueContact>,
     shared: &Shared,
     stop: &mut watch::Receiver<Stop>,
+    turn: &mut Option<(tokio::sync::OwnedMutexGuard<()>, u32)>,
 ) -> Result<Option<LineTicket>, EngineError> {
     let Some(contact) = buffer.front() else {
         return Ok(None);
@@ -61,6 +62,8 @@ pub(super) async fn take(
         }
     }
     if buffer.is_empty() {
+        // Resting: the other campaigns keep their turns at the shared limiter meanwhile.
+        *turn = None;
         tokio::select! {
             _ = tokio::time::sleep(busy.wait.min(REST)) => {}
             _ = engine.lines.freed() => {}

@@ -291,7 +291,7 @@ pub async fn run_campaign(
             tokio::select! {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done, &shared),
                 _ = tokio::time::sleep(wait) => {}
-                _ = engine.lines.freed() => lines::release(&engine, campaign_id).await?,
+                _ = engine.lines.freed() => or_stop!(lines::release(&engine, campaign_id).await),
                 Ok(()) = stop.changed() => {}
             }
             continue;
@@ -317,12 +317,25 @@ pub async fn run_campaign(
             }
         }
         // The agent's lines, before a permit or a rate token.
-        let Some(line) = lines::take(&engine, &defaults, &mut buffer, &shared, &mut stop).await?
-        else {
+        let Some(line) = or_stop!(
+            lines::take(
+                &engine,
+                &defaults,
+                &mut buffer,
+                &shared,
+                &mut stop,
+                &mut turn
+            )
+            .await
+        ) else {
             turn = None;
             continue;
         };
         // The endpoint is unreachable: wait for this campaign's turn to probe (see `outage`).
+        // Never while holding the limiter's turn: the campaign that wins the probe needs it.
+        if engine.outage.current().is_some() {
+            turn = None;
+        }
         let pass = tokio::select! {
             a = engine.outage.admit() => match a {
                 Admit::Go(pass) => pass,

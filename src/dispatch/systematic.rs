@@ -87,7 +87,10 @@ impl Systematic {
         let Some(code) = outcome.error_code.as_deref() else {
             return Verdict::Keep;
         };
+        // A code about one callee (a blacklisted or restricted number) says nothing about the
+        // request every contact shares: five such numbers in a row are not a systematic error.
         if outcome.status != Status::Failed
+            || policy::is_about_the_callee(code)
             || !matches!(
                 policy::classify_code(code, overrides),
                 Class::Permanent | Class::Unrecognised

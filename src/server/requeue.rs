@@ -59,7 +59,7 @@ pub async fn requeue(
     svc.forget_counts(c.id);
     let c = find(&svc, &id).await?;
     if n > 0 && c.state == CampaignState::Active {
-        svc.campaigns.start(&c);
+        svc.campaigns.start_current(c.id).await?;
     }
     let view = view(&svc, c).await?;
     Ok(Json(json!({ "requeued": n, "campaign": view })))

@@ -54,6 +54,12 @@ impl Store {
                     let (id, code) = row?;
                     let wanted = r.codes.is_empty()
                         || code.as_ref().is_some_and(|code| r.codes.contains(code));
+                    // The service may have created that call before it failed: only on an
+                    // operator's explicit say-so.
+                    let maybe_called = code
+                        .as_deref()
+                        .is_some_and(crate::policy::may_have_placed);
+                    let wanted = wanted && (r.allow_double_call || !maybe_called);
                     if wanted {
                         ids.push((id, code));
                     }

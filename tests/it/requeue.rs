@@ -21,9 +21,11 @@ async fn requeued_failed_contacts_are_dialled_again_through_every_calling_rule()
     // Contacts 0-3 fail once with a transient code and, with one attempt allowed, end failed.
     let mut faults = String::new();
     for i in 0..4 {
-        faults.push_str(&fails_once(&phone(i), "InternalError"));
+        faults.push_str(&fails_once(&phone(i), "ResourceUnavailable"));
     }
     faults.push_str(&fails_once(&phone(5), "FailedOperation.CalleeIsBlackUser"));
+    // Contact 6 fails with an error after which the service may have created the call.
+    faults.push_str(&fails_once(&phone(6), "InternalError"));
     let mock = mock_with(20, 0, &faults).await;
     let s = Scratch::new(
         &mock.endpoint(),
@@ -40,7 +42,17 @@ async fn requeued_failed_contacts_are_dialled_again_through_every_calling_rule()
         .into_iter()
         .filter(|r| r.status == "failed")
         .collect();
-    assert_eq!(failed.len(), 5);
+    assert_eq!(failed.len(), 6);
+
+    // A failure that may have placed the call is not requeued without the double-call flag.
+    let out = requeue(&s, &["--status", "failed", "--code", "InternalError"]);
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr_of(&out)
+    );
+    assert!(said.contains("nothing requeued"), "{said}");
 
     // What could call someone twice is refused, and nothing changes.
     let out = requeue(&s, &["--status", "placed"]);
@@ -60,7 +72,7 @@ async fn requeued_failed_contacts_are_dialled_again_through_every_calling_rule()
             "--status",
             "failed",
             "--code",
-            "InternalError",
+            "ResourceUnavailable",
             "--campaign",
             "run",
         ],
@@ -95,7 +107,9 @@ async fn requeued_failed_contacts_are_dialled_again_through_every_calling_rule()
         .expect("status");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        text.contains("requeued by an operator (ccc-dialer requeue) (was failed: InternalError)"),
+        text.contains(
+            "requeued by an operator (ccc-dialer requeue) (was failed: ResourceUnavailable)"
+        ),
         "{text}"
     );
 }
