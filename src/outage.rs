@@ -25,7 +25,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::contact::Status;
 use crate::store::{AttemptOutcome, DueContact};
 
 /// The code a run halted by an outage reports (not a service code: the service was not reached).
@@ -328,17 +327,9 @@ pub async fn record(breaker: Arc<Breaker>, store: crate::store::Store) {
 /// Where a not-sent request leaves its contact: `pending`, due at once, no attempt used.
 pub fn unsent_outcome(contact: &DueContact, reason: String, finished_at: i64) -> AttemptOutcome {
     AttemptOutcome {
-        status: Status::Pending,
-        attempts: contact.attempts,
-        reschedules: contact.reschedules,
-        next_at: finished_at,
-        session_id: None,
-        request_id: None,
         error_code: Some("NotSent".into()),
         error_message: Some(reason),
-        outcome: "not_sent",
-        sent_at: None,
-        finished_at,
+        ..AttemptOutcome::not_sent(contact, finished_at, finished_at)
     }
 }
 

@@ -99,19 +99,7 @@ pub(super) async fn attempt(
 
     if *stop.borrow() != Stop::Run || lock(&shared.halt).is_some() || !pass.may_send() {
         // Written down but not sent: release it untouched.
-        let o = AttemptOutcome {
-            status: Status::Pending,
-            attempts: contact.attempts,
-            reschedules: contact.reschedules,
-            next_at: 0,
-            session_id: None,
-            request_id: None,
-            error_code: None,
-            error_message: None,
-            outcome: "not_sent",
-            sent_at: None,
-            finished_at: now_ms(),
-        };
+        let o = AttemptOutcome::not_sent(&contact, 0, now_ms());
         let released = engine.store.finish_attempt(contact.id, attempt_no, o).await;
         lock(&shared.unsent).remove(&contact.id);
         return released;

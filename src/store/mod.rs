@@ -108,6 +108,26 @@ pub struct AttemptOutcome {
     pub finished_at: i64,
 }
 
+impl AttemptOutcome {
+    /// A request that never left: its contact goes back to `pending`, due at `next_at`, with
+    /// its counters untouched (no attempt used).
+    pub fn not_sent(contact: &DueContact, next_at: i64, finished_at: i64) -> AttemptOutcome {
+        AttemptOutcome {
+            status: Status::Pending,
+            attempts: contact.attempts,
+            reschedules: contact.reschedules,
+            next_at,
+            session_id: None,
+            request_id: None,
+            error_code: None,
+            error_message: None,
+            outcome: "not_sent",
+            sent_at: None,
+            finished_at,
+        }
+    }
+}
+
 /// What intake did with a batch of rows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IntakeCounts {
