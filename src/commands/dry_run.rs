@@ -13,7 +13,6 @@ use crate::config::Config;
 use crate::contact::{ResultRow, Status};
 use crate::dispatch::now_ms;
 use crate::exit::{Done, Failure};
-use crate::import::import_file_with;
 use crate::intake::{self, IntakeOptions};
 use crate::results;
 use crate::store::Store;
@@ -42,19 +41,8 @@ pub async fn run(args: &RunArgs, cfg: &Config, opts: &IntakeOptions) -> Result<D
         )
         .await
         .map_err(Failure::other)?;
-    let report = import_file_with(
-        &store,
-        campaign.id,
-        &args.contacts,
-        opts,
-        Some(rules.dnc.as_ref()),
-        now_ms(),
-    )
-    .await
-    .map_err(|e| match e {
-        crate::import::ImportError::Intake(e) => Failure::input(e),
-        other => Failure::other(other),
-    })?;
+    let report =
+        super::run::import_contacts(&store, campaign.id, &args.contacts, opts, &rules).await?;
     super::run::print_intake(&args.contacts, &report, &store, campaign.id).await?;
     let listed = list_pending(&store, campaign.id, false).await?;
     crate::say!(

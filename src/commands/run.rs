@@ -50,19 +50,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let store = Store::open(&state).map_err(Failure::input)?;
     let campaign = open_campaign(&store, &args.contacts, &state, &fingerprint).await?;
     if !campaign.intake_done {
-        let report = import_file_with(
-            &store,
-            campaign.id,
-            &args.contacts,
-            &opts,
-            Some(rules.dnc.as_ref()),
-            now_ms(),
-        )
-        .await
-        .map_err(|e| match e {
-            crate::import::ImportError::Intake(e) => Failure::input(e),
-            other => Failure::other(other),
-        })?;
+        let report = import_contacts(&store, campaign.id, &args.contacts, &opts, &rules).await?;
         store
             .mark_intake_done(campaign.id)
             .await
@@ -452,4 +440,28 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Stream the contacts file into the store (do-not-call numbers skipped), the way `run` and
+/// `run --dry-run` both do: a bad file is the user's input (exit 2), anything else is ours.
+pub(super) async fn import_contacts(
+    store: &Store,
+    campaign_id: i64,
+    contacts: &Path,
+    opts: &IntakeOptions,
+    rules: &crate::dispatch::rules::Rules,
+) -> Result<ImportReport, Failure> {
+    import_file_with(
+        store,
+        campaign_id,
+        contacts,
+        opts,
+        Some(rules.dnc.as_ref()),
+        now_ms(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::import::ImportError::Intake(e) => Failure::input(e),
+        other => Failure::other(other),
+    })
 }
