@@ -181,6 +181,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/campaigns/{id}/cancel"),
     ("POST", "/v1/campaigns/{id}/requeue"),
     ("GET", "/v1/campaigns/{id}/results"),
+    ("GET", "/v1/campaigns/{id}/contacts"),
     ("GET", "/v1/campaigns/{id}/contacts/{callee}"),
     ("POST", "/v1/calls"),
     ("POST", "/v1/dnc/reload"),
@@ -199,6 +200,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/campaigns/{id}/cancel", post(cancel))
         .route("/campaigns/{id}/requeue", post(super::requeue::requeue))
         .route("/campaigns/{id}/results", get(results))
+        .route("/campaigns/{id}/contacts", get(super::contacts::list))
         .route("/campaigns/{id}/contacts/{callee}", get(contact))
         .route("/calls", post(create_call))
         .route("/dnc/reload", post(reload_dnc))
@@ -290,7 +292,7 @@ impl From<crate::outage::Outage> for OutageView {
     }
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_default()

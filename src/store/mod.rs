@@ -21,6 +21,7 @@ mod gates;
 mod lines;
 pub mod lock;
 mod outage;
+mod pages;
 mod requeue;
 mod rows;
 mod schema;
@@ -29,6 +30,7 @@ pub use campaigns::{Campaign, CampaignState, NewCampaign};
 pub use detail::{AttemptRecord, ContactDetail};
 pub use gates::PersonGuard;
 pub use lines::AGENT_LINES_BUSY;
+pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
 use rows::{due_row, insert_contacts, result_row};

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -31,6 +31,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 5 {
         v5(conn)?;
+    }
+    if version < 6 {
+        v6(conn)?;
     }
     Ok(())
 }
@@ -167,6 +170,18 @@ fn v5(conn: &Connection) -> Result<(), StoreError> {
            updated_at INTEGER NOT NULL
          );
          PRAGMA user_version = 5;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// The contacts table of the console and `GET /v1/campaigns/{id}/contacts`, filtered by status,
+/// in line order: one index range per page (see `store::pages`).
+fn v6(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         CREATE INDEX IF NOT EXISTS contacts_by_status_line ON contacts (campaign_id, status, line);
+         PRAGMA user_version = 6;
          COMMIT;",
     )?;
     Ok(())

@@ -15,6 +15,7 @@ mod client_errors;
 mod commands;
 mod config_errors;
 mod connections;
+mod contacts_pages;
 mod container;
 mod drains;
 mod dry_run;
