@@ -75,9 +75,7 @@ async fn contacts_page_in_line_order_filter_by_status_and_search_by_number() {
     assert_eq!(first["name"], "Name 0");
 
     // Only the skipped rows, and only they.
-    let skipped: Vec<Value> = all_pages(&http, &base, "status=skipped")
-        .await
-        .concat();
+    let skipped: Vec<Value> = all_pages(&http, &base, "status=skipped").await.concat();
     let ids: BTreeSet<&str> = skipped
         .iter()
         .map(|c| c["ext_id"].as_str().unwrap())
@@ -93,7 +91,10 @@ async fn contacts_page_in_line_order_filter_by_status_and_search_by_number() {
         .await
         .concat();
     assert_eq!(
-        found.iter().map(|c| c["ext_id"].clone()).collect::<Vec<_>>(),
+        found
+            .iter()
+            .map(|c| c["ext_id"].clone())
+            .collect::<Vec<_>>(),
         vec![Value::from("c7")],
         "{found:?}"
     );
