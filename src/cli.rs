@@ -239,8 +239,28 @@ pub struct MockArgs {
     /// left out).
     #[arg(long, default_value = "lognormal:5s", value_parser = parse_length)]
     pub talk: crate::mock::Length,
+    /// A call's record is returned by DescribeTelCdr this long after the call ended (e.g.
+    /// "2s", "0s").
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub cdr_delay: std::time::Duration,
+    /// Share of the calls no fault script names that are answered, 0.0 to 1.0 (the rest are
+    /// not answered, busy, rejected or dead numbers).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_ratio)]
+    pub answer_ratio: f64,
 }
 
 fn parse_length(text: &str) -> Result<crate::mock::Length, String> {
     crate::mock::Length::parse(text)
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse(text)
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| format!("{text:?}: expected a number from 0.0 to 1.0"))
 }

@@ -201,6 +201,8 @@ struct RawMock {
     agent_lines: u32,
     ring: String,
     talk: String,
+    cdr_delay: String,
+    answer_ratio: f64,
 }
 
 impl Default for RawMock {
@@ -213,6 +215,8 @@ impl Default for RawMock {
             agent_lines: 0,
             ring: "0s".into(),
             talk: "lognormal:5s".into(),
+            cdr_delay: "2s".into(),
+            answer_ratio: 1.0,
         }
     }
 }
@@ -288,6 +292,10 @@ pub struct Mock {
     /// Calls each AI agent of the stand-in takes at once (0 = no limit).
     pub agent_lines: u32,
     pub call_length: crate::mock::CallLength,
+    /// A call's record is visible this long after the call ended.
+    pub cdr_delay: Duration,
+    /// Share of unscripted calls that are answered.
+    pub answer_ratio: f64,
 }
 
 /// Validated configuration.
@@ -431,6 +439,20 @@ impl Validator<'_> {
             ring: length("mock.ring", &raw.mock.ring)?,
             talk: length("mock.talk", &raw.mock.talk)?,
         };
+        let cdr_delay = self.delay(
+            "mock.cdr_delay",
+            &raw.mock.cdr_delay,
+            Duration::from_secs(3600),
+            "1h",
+        )?;
+        let answer_ratio = raw.mock.answer_ratio;
+        if !(0.0..=1.0).contains(&answer_ratio) {
+            return Err(self.invalid(
+                "mock.answer_ratio",
+                answer_ratio,
+                "a number from 0.0 to 1.0",
+            ));
+        }
         Ok(Config {
             path: self.path.to_path_buf(),
             tencentcloud,
@@ -446,6 +468,8 @@ impl Validator<'_> {
                 new_connection_delay_ms: raw.mock.new_connection_delay_ms,
                 agent_lines: raw.mock.agent_lines,
                 call_length,
+                cdr_delay,
+                answer_ratio,
             },
             calling,
             server,

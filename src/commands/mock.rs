@@ -34,6 +34,8 @@ pub async fn run(args: MockArgs) -> Result<Done, Failure> {
             ring: args.ring,
             talk: args.talk,
         },
+        cdr_delay: args.cdr_delay,
+        answer_ratio: args.answer_ratio,
         ..Default::default()
     };
     let (listener, addr) = super::bind(args.listen).await?;

@@ -40,6 +40,8 @@ pub async fn connect(cfg: &Config) -> Result<(Client, Option<MockServer>), Failu
                 ),
                 agent_lines: cfg.mock.agent_lines,
                 call_length: cfg.mock.call_length,
+                cdr_delay: cfg.mock.cdr_delay,
+                answer_ratio: cfg.mock.answer_ratio,
                 ..Default::default()
             };
             let server = MockServer::spawn(opts).await.map_err(|e| {

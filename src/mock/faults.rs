@@ -4,16 +4,31 @@
 //! [[rule]]
 //! callee = "008613800000001"      # exact, a prefix with a trailing *, or "*"
 //! outcomes = ["error:FailedOperation.CallOutFailed", "ok"]
+//! calls = ["not_answered", "answered:30s"]
 //! ```
-//! The n-th request for a callee gets the n-th outcome of the first rule that matches it; past
-//! the end of the list, requests succeed. Outcomes: `ok`; `error:CODE` or `error:CODE:message`
-//! (an API error, no call created); `drop` (the call is created, then the connection is cut
-//! before a complete reply); `http:NNN` (an HTTP NNN with an HTML body, no call created);
-//! `hang:DURATION` (the call is created, the reply comes after DURATION).
+//! The first rule that matches a callee scripts it; both lists are optional.
+//!
+//! `outcomes`: the n-th request for the callee gets the n-th reply; past the end of the list,
+//! requests succeed. Replies: `ok`; `error:CODE` or `error:CODE:message` (an API error, no call
+//! created); `drop` (the call is created, then the connection is cut before a complete reply:
+//! the call lives and its record appears, the dialer never learns the SessionId); `http:NNN` (an
+//! HTTP NNN with an HTML body, no call created); `hang:DURATION` (the call is created, the reply
+//! comes after DURATION).
+//!
+//! `calls`: the n-th call created for the callee lives the n-th script; past the end of the
+//! list (and for callees no rule names) a call is answered with the stand-in's answer ratio and
+//! talks for its talk length. Scripts: `answered` (talk from the talk length),
+//! `answered:DURATION` (talks DURATION), `answered:DURATION:CODE` (answered, ends with EndStatus
+//! CODE, e.g. 229); never answered: `not_answered` (202), `rejected` (203), `power_off` (204),
+//! `dead` (205), `busy` (206), `voicemail` (222), `end:CODE` (any code; its EndStatusString from
+//! the service's table, `unknown` outside it) or `end:CODE:STRING`; `no_record` (the call exists
+//! but its record never appears).
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use super::calls::{CallScript, CALL_FORMS};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -28,6 +43,7 @@ pub enum Outcome {
 struct Rule {
     pattern: String,
     outcomes: Vec<Outcome>,
+    calls: Vec<CallScript>,
 }
 
 impl Rule {
@@ -72,7 +88,10 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawRule {
     callee: String,
+    #[serde(default)]
     outcomes: Vec<String>,
+    #[serde(default)]
+    calls: Vec<String>,
 }
 
 const OUTCOME_FORMS: &str =
@@ -152,9 +171,20 @@ impl Faults {
                     expected: OUTCOME_FORMS,
                 })?);
             }
+            let mut calls = Vec::new();
+            for c in &r.calls {
+                calls.push(CallScript::parse(c).ok_or_else(|| FaultsError::Invalid {
+                    path: path.to_path_buf(),
+                    index,
+                    key: "calls",
+                    value: format!("{c:?}"),
+                    expected: CALL_FORMS,
+                })?);
+            }
             rules.push(Rule {
                 pattern: r.callee.trim().to_string(),
                 outcomes,
+                calls,
             });
         }
         Ok(Faults { rules })
@@ -167,6 +197,14 @@ impl Faults {
             .find(|r| r.matches(callee))
             .and_then(|r| r.outcomes.get(n).cloned())
             .unwrap_or(Outcome::Ok)
+    }
+
+    /// The script of the `n`-th (0-based) call created for `callee`, if a rule names one.
+    pub fn call(&self, callee: &str, n: usize) -> Option<CallScript> {
+        self.rules
+            .iter()
+            .find(|r| r.matches(callee))
+            .and_then(|r| r.calls.get(n).cloned())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -201,6 +239,59 @@ mod tests {
         );
         assert_eq!(f.outcome(c, 5), Outcome::Ok);
         assert_eq!(f.outcome("0044", 0), Outcome::Ok);
+    }
+
+    #[test]
+    fn call_scripts_follow_the_calls_created() {
+        let f = Faults::from_toml_str(
+            "[[rule]]\ncallee = \"0086138*\"\ncalls = [\"not_answered\", \"answered:30s\", \"busy\", \"voicemail\", \"dead\", \"end:299\", \"end:299:oddOne\", \"answered:1m:229\", \"no_record\", \"answered\"]\n",
+        )
+        .unwrap();
+        let c = "008613800000001";
+        let un = |code: i64, string: Option<&str>| {
+            Some(CallScript::Unanswered {
+                end_status: code,
+                string: string.map(str::to_string),
+            })
+        };
+        assert_eq!(f.call(c, 0), un(202, None));
+        assert_eq!(
+            f.call(c, 1),
+            Some(CallScript::Answered {
+                talk: Some(Duration::from_secs(30)),
+                end_status: 1
+            })
+        );
+        assert_eq!(f.call(c, 2), un(206, None));
+        assert_eq!(f.call(c, 3), un(222, None));
+        assert_eq!(f.call(c, 4), un(205, None));
+        assert_eq!(f.call(c, 5), un(299, None));
+        assert_eq!(f.call(c, 6), un(299, Some("oddOne")));
+        assert_eq!(
+            f.call(c, 7),
+            Some(CallScript::Answered {
+                talk: Some(Duration::from_secs(60)),
+                end_status: 229
+            })
+        );
+        assert_eq!(f.call(c, 8), Some(CallScript::NoRecord));
+        assert_eq!(
+            f.call(c, 9),
+            Some(CallScript::Answered {
+                talk: None,
+                end_status: 1
+            })
+        );
+        assert_eq!(f.call(c, 10), None);
+        assert_eq!(f.call("0044", 0), None);
+        // A rule with calls only answers every request.
+        assert_eq!(f.outcome(c, 0), Outcome::Ok);
+        let e =
+            Faults::from_toml_str("[[rule]]\ncallee = \"1\"\ncalls = [\"end:x\"]\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("<faults>: rule[0].calls = \"end:x\": expected {CALL_FORMS}")
+        );
     }
 
     #[test]

@@ -53,7 +53,8 @@ impl Length {
         }
     }
 
-    fn draw(&self) -> Duration {
+    /// One length drawn from this one.
+    pub fn draw(&self) -> Duration {
         match *self {
             Length::Fixed(d) => d,
             Length::LogNormal { median, sigma } => {
@@ -103,14 +104,25 @@ pub struct AgentLines {
 
 impl AgentLines {
     /// Take a line of `agent` at `now` for a call of `length`; `false` when all `lines` are busy.
+    #[cfg(test)]
     pub fn take(&mut self, agent: u64, lines: u32, now: Instant, length: &CallLength) -> bool {
+        self.take_until(
+            agent,
+            lines,
+            now,
+            now + length.ring.draw() + length.talk.draw(),
+        )
+    }
+
+    /// Take a line of `agent` at `now` for a call that ends at `end`; `false` when all `lines`
+    /// are busy.
+    pub fn take_until(&mut self, agent: u64, lines: u32, now: Instant, end: Instant) -> bool {
         let ends = self.ends.entry(agent).or_default();
         ends.retain(|e| *e > now);
         if ends.len() >= lines as usize {
             self.refused += 1;
             return false;
         }
-        let end = now + length.ring.draw() + length.talk.draw();
         ends.push(end);
         self.max_active = self.max_active.max(ends.len() as u32);
         self.spans.push((now, end));

@@ -1,23 +1,34 @@
-//! The built-in CCC stand-in: a real HTTP server that answers CreateAIAgentCall like the
-//! service does (signature checks, error envelope, strict 1-second rate window), with simulated
-//! latency and scripted faults, and that keeps its own figures at `/__admin/stats`.
+//! The built-in CCC stand-in: a real HTTP server that answers CreateAIAgentCall and
+//! DescribeTelCdr like the service does (signature checks, error envelope, a strict 1-second
+//! rate window per action), with simulated latency, scripted faults and simulated call lives
+//! (each created call rings, is answered or not, talks, ends and leaves a call record), and
+//! that keeps its own figures at `/__admin/stats`.
 //!
-//! Order of checks for each request: arrival is counted (every request, for the window
-//! figures) → signature → action and version → the strict rate window (only authenticated
-//! requests are admitted into it, as the service limits per account) → body parameters →
-//! the callee's scripted outcome.
+//! Order of checks for each request: arrival is counted (every request, for its action's window
+//! figures) → signature → action and version → the action's strict rate window (only
+//! authenticated requests are admitted into it, as the service limits per account and action)
+//! → body parameters → the callee's scripted outcome (CreateAIAgentCall) or the records
+//! visible now (DescribeTelCdr).
 
+mod calls;
+mod end_status;
 mod faults;
 mod lines;
 mod params;
 mod slow_start;
 mod stats;
+mod tel_cdr;
 mod verify;
 
+pub use calls::{CallScript, SimulatedCall, AGENT_NAME, DEFAULT_CALLER};
 pub use faults::{Faults, FaultsError, Outcome};
 pub use lines::{CallLength, Length};
-pub use stats::MockStats;
+pub use stats::{ActionStats, MockStats};
+pub use tel_cdr::{MAX_LIST, MAX_PAGE_SIZE, MAX_SPAN_SECS};
 pub use verify::{verify, Refusal, MAX_SKEW_SECS};
+
+/// The API actions the stand-in serves.
+pub const ACTIONS: [&str; 2] = [crate::ccc::ACTION, tel_cdr::ACTION];
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -27,15 +38,44 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::secret::Secret;
 use stats::Recorder;
 
-/// Unix seconds; injectable so tests can check signatures made at a fixed time.
+/// Unix seconds; injectable so tests can check signatures made at a fixed time and drive the
+/// simulated calls' lives.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// A clock a test sets and moves by hand (see [`MockOptions::clock`]).
+#[derive(Clone, Default)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    pub fn at(unix_seconds: i64) -> ManualClock {
+        ManualClock(Arc::new(AtomicI64::new(unix_seconds)))
+    }
+
+    pub fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    pub fn set(&self, unix_seconds: i64) {
+        self.0.store(unix_seconds, Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    /// The clock to give the stand-in.
+    pub fn clock(&self) -> Clock {
+        let at = self.0.clone();
+        Arc::new(move || at.load(Ordering::SeqCst))
+    }
+}
 
 pub struct MockOptions {
     /// Accepted (SecretId, SecretKey) pairs.
@@ -53,9 +93,19 @@ pub struct MockOptions {
     pub new_connection_delay: Duration,
     /// Calls each AI agent takes at once (`FailedOperation.AcquireQuota` past it); 0 = no limit.
     pub agent_lines: u32,
-    /// How long a call holds its agent's line (with `agent_lines`).
+    /// How long a call rings and talks: it holds its agent's line (with `agent_lines`) and
+    /// its record says so.
     pub call_length: CallLength,
+    /// A call's record is returned by DescribeTelCdr from this long after the call ended
+    /// (rounded up to whole seconds).
+    pub cdr_delay: Duration,
+    /// Share of the calls no fault script names that are answered (the rest: not answered,
+    /// busy, rejected, dead number); 1.0 = every one.
+    pub answer_ratio: f64,
 }
+
+/// The default `cdr_delay`.
+pub const DEFAULT_CDR_DELAY: Duration = Duration::from_secs(2);
 
 impl Default for MockOptions {
     fn default() -> Self {
@@ -69,6 +119,8 @@ impl Default for MockOptions {
             new_connection_delay: Duration::ZERO,
             agent_lines: 0,
             call_length: CallLength::default(),
+            cdr_delay: DEFAULT_CDR_DELAY,
+            answer_ratio: 1.0,
         }
     }
 }
@@ -77,6 +129,7 @@ struct Shared {
     opts: MockOptions,
     recorder: Mutex<Recorder>,
     lines: Mutex<lines::AgentLines>,
+    calls: Mutex<calls::CallBook>,
 }
 
 /// The stand-in's view of its agents' lines, for tests and benchmarks.
@@ -91,6 +144,20 @@ pub struct LineFigures {
 }
 
 impl Shared {
+    fn new(opts: MockOptions) -> Shared {
+        Shared {
+            opts,
+            recorder: Mutex::new(Recorder::default()),
+            lines: Mutex::new(lines::AgentLines::default()),
+            calls: Mutex::new(calls::CallBook::default()),
+        }
+    }
+
+    fn calls<T>(&self, f: impl FnOnce(&mut calls::CallBook) -> T) -> T {
+        let mut b = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut b)
+    }
+
     fn record<T>(&self, f: impl FnOnce(&mut Recorder) -> T) -> T {
         let mut r = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut r)
@@ -101,10 +168,12 @@ impl Shared {
         f(&mut a)
     }
 
-    /// A line for a call on `agent`, unless every line of it is busy (always, without lines).
-    fn take_line(&self, agent: u64) -> bool {
+    /// A line for a call on `agent` held for `held`, unless every line of it is busy (always,
+    /// without lines).
+    fn take_line(&self, agent: u64, held: Duration) -> bool {
         let lines = self.opts.agent_lines;
-        lines == 0 || self.agents(|a| a.take(agent, lines, Instant::now(), &self.opts.call_length))
+        let now = Instant::now();
+        lines == 0 || self.agents(|a| a.take_until(agent, lines, now, now + held))
     }
 }
 
@@ -119,7 +188,7 @@ pub struct MockServer {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/", post(create_ai_agent_call))
+        .route("/", post(api))
         .route("/__admin/stats", get(admin_stats))
         .route("/__admin/reset", post(admin_reset))
         .layer(axum::middleware::from_fn_with_state(
@@ -159,11 +228,7 @@ impl MockServer {
             delay: opts.new_connection_delay,
             accepted: Arc::new(AtomicU64::new(0)),
         };
-        let shared = Arc::new(Shared {
-            opts,
-            recorder: Mutex::new(Recorder::default()),
-            lines: Mutex::new(lines::AgentLines::default()),
-        });
+        let shared = Arc::new(Shared::new(opts));
         axum::serve(listener, router(shared))
             .with_graceful_shutdown(shutdown)
             .await
@@ -188,11 +253,7 @@ impl MockServer {
             delay: opts.new_connection_delay,
             accepted: accepted.clone(),
         };
-        let shared = Arc::new(Shared {
-            opts,
-            recorder: Mutex::new(Recorder::default()),
-            lines: Mutex::new(lines::AgentLines::default()),
-        });
+        let shared = Arc::new(Shared::new(opts));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = router(shared.clone());
         let task = tokio::spawn(async move {
@@ -220,9 +281,23 @@ impl MockServer {
         self.shared.record(|r| r.stats.clone())
     }
 
-    /// Arrival instants of every request so far, in order.
+    /// Arrival instants of every CreateAIAgentCall request so far, in order.
     pub fn arrivals(&self) -> Vec<std::time::Instant> {
         self.shared.record(|r| r.log.clone())
+    }
+
+    /// Arrival instants of every request naming `action` so far, in order.
+    pub fn action_arrivals(&self, action: &str) -> Vec<std::time::Instant> {
+        if action == stats::CREATE {
+            return self.arrivals();
+        }
+        self.shared.record(|r| {
+            r.action_log
+                .iter()
+                .find(|(a, _)| **a == action)
+                .map(|(_, log)| log.clone())
+                .unwrap_or_default()
+        })
     }
 
     /// Connections accepted so far.
@@ -244,9 +319,27 @@ impl MockServer {
         self.shared.agents(|a| a.active(agent, Instant::now()))
     }
 
-    /// Requests seen so far: cheap enough to poll.
+    /// CreateAIAgentCall requests seen so far: cheap enough to poll.
     pub fn requests(&self) -> u64 {
         self.shared.record(|r| r.stats.requests)
+    }
+
+    /// Requests naming `action` seen so far: cheap enough to poll.
+    pub fn action_requests(&self, action: &str) -> u64 {
+        self.shared
+            .record(|r| r.stats.actions.get(action).map_or(0, |a| a.requests))
+    }
+
+    /// Every call created so far, in creation order, with its simulated life and record
+    /// (visible to DescribeTelCdr or not yet).
+    pub fn calls(&self) -> Vec<SimulatedCall> {
+        self.shared.calls(|b| b.all().to_vec())
+    }
+
+    /// The call created with `session_id`.
+    pub fn call(&self, session_id: &str) -> Option<SimulatedCall> {
+        self.shared
+            .calls(|b| b.index_of(session_id).and_then(|i| b.get(i).cloned()))
     }
 
     pub async fn shutdown(mut self) {
@@ -283,8 +376,8 @@ fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn api_error(shared: &Shared, code: &str, message: &str) -> Response {
-    shared.record(|r| r.error(code));
+fn api_error(shared: &Shared, action: &'static str, code: &str, message: &str) -> Response {
+    shared.record(|r| r.error(action, code));
     envelope(serde_json::json!({
         "Error": { "Code": code, "Message": message },
         "RequestId": request_id(),
@@ -304,15 +397,20 @@ fn latency(median_ms: u64) -> Duration {
     Duration::from_secs_f64(ms / 1000.0)
 }
 
-async fn create_ai_agent_call(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// Every API request: counted, verified, routed to its action, limited by its action's window.
+async fn api(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let arrived = Instant::now();
     let opts = &shared.opts;
+    let named = headers
+        .get("x-tc-action")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let served = ACTIONS.iter().copied().find(|a| *a == named);
+    // A request naming no served action counts with CreateAIAgentCall (the top-level figures).
+    let action = served.unwrap_or(stats::CREATE);
     shared.record(|r| {
         r.arrival(
+            action,
             arrived,
             chrono::Utc::now().timestamp_millis(),
             opts.rate_limit,
@@ -320,34 +418,97 @@ async fn create_ai_agent_call(
     });
 
     if let Err(refusal) = verify::verify(&headers, &body, &opts.credentials, (opts.clock)()) {
-        return api_error(&shared, refusal.code, &refusal.message);
+        return api_error(&shared, action, refusal.code, &refusal.message);
     }
-    let header_is =
-        |name: &str, want: &str| headers.get(name).and_then(|v| v.to_str().ok()) == Some(want);
-    if !header_is("x-tc-action", crate::ccc::ACTION) {
+    if served.is_none() {
         return api_error(
             &shared,
+            action,
             "InvalidAction",
-            "the action is not found (this stand-in serves CreateAIAgentCall)",
+            &format!(
+                "the action is not found (this stand-in serves {})",
+                ACTIONS.join(", ")
+            ),
         );
     }
-    if !header_is("x-tc-version", crate::ccc::VERSION) {
+    let version_ok =
+        headers.get("x-tc-version").and_then(|v| v.to_str().ok()) == Some(crate::ccc::VERSION);
+    if !version_ok {
         return api_error(
             &shared,
+            action,
             "NoSuchVersion",
             "the API version is not found (expected 2020-02-10)",
         );
     }
-    if !shared.record(|r| r.admit(arrived, opts.rate_limit)) {
+    if !shared.record(|r| r.admit(action, arrived, opts.rate_limit)) {
         return api_error(
             &shared,
+            action,
             "RequestLimitExceeded",
             "request rate exceeds the limit of this API",
         );
     }
+    match action {
+        tel_cdr::ACTION => describe_tel_cdr(&shared, &body).await,
+        _ => create_ai_agent_call(&shared, body).await,
+    }
+}
+
+async fn describe_tel_cdr(shared: &Shared, body: &[u8]) -> Response {
+    let now = (shared.opts.clock)();
+    let delay = latency(shared.opts.latency_ms);
+    let answer = tel_cdr::check(body, now).map(|q| shared.calls(|b| tel_cdr::answer(b, &q, now)));
+    tokio::time::sleep(delay).await;
+    match answer {
+        Err(refusal) => api_error(shared, tel_cdr::ACTION, refusal.code, &refusal.message),
+        Ok((total, list)) => envelope(serde_json::json!({
+            "TotalCount": total,
+            "TelCdrList": list,
+            "TelCdrs": list,
+            "RequestId": request_id(),
+        })),
+    }
+}
+
+/// The call a CreateAIAgentCall request creates: its script (the fault script's, else the
+/// default), lived out from the stand-in's clock now.
+fn new_call(shared: &Shared, parsed: &serde_json::Value, callee: &str) -> SimulatedCall {
+    let opts = &shared.opts;
+    let int = |key: &str| parsed.get(key).and_then(|v| v.as_i64()).unwrap_or(0);
+    let caller = parsed
+        .get("Callers")
+        .and_then(|v| v.get(0))
+        .and_then(|v| v.as_str())
+        .unwrap_or(DEFAULT_CALLER)
+        .to_string();
+    let placed = calls::Placed {
+        session_id: uuid::Uuid::new_v4().to_string(),
+        sdk_app_id: int("SdkAppId"),
+        ai_agent_id: int("AIAgentId"),
+        caller,
+        callee: callee.to_string(),
+    };
+    let n = shared.calls(|b| b.created_for(callee));
+    let script = opts
+        .faults
+        .call(callee, n)
+        .unwrap_or_else(|| CallScript::default_for(opts.answer_ratio));
+    SimulatedCall::live(
+        placed,
+        &script,
+        &opts.call_length,
+        (opts.clock)(),
+        opts.cdr_delay,
+    )
+}
+
+async fn create_ai_agent_call(shared: &Shared, body: Bytes) -> Response {
+    let opts = &shared.opts;
+    let action = stats::CREATE;
     let (parsed, callee) = match params::check(&body) {
         Ok(ok) => ok,
-        Err(refusal) => return api_error(&shared, refusal.code, &refusal.message),
+        Err(refusal) => return api_error(shared, action, refusal.code, &refusal.message),
     };
     let n = shared.record(|r| r.callee_request(&callee));
     let delay = latency(opts.latency_ms);
@@ -357,32 +518,39 @@ async fn create_ai_agent_call(
         .get("AIAgentId")
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    if creates && !shared.take_line(agent) {
-        tokio::time::sleep(delay).await;
-        return api_error(
-            &shared,
-            "FailedOperation.AcquireQuota",
-            "agent concurrency over the limit: every line of this AI agent is busy",
-        );
+    let mut session_id = String::new();
+    if creates {
+        let call = new_call(shared, &parsed, &callee);
+        if !shared.take_line(agent, call.held) {
+            tokio::time::sleep(delay).await;
+            return api_error(
+                shared,
+                action,
+                "FailedOperation.AcquireQuota",
+                "agent concurrency over the limit: every line of this AI agent is busy",
+            );
+        }
+        session_id = call.session_id.clone();
+        shared.calls(|b| b.add(call));
     }
     match outcome {
         Outcome::Ok => {
             shared.record(|r| r.created(&callee, parsed, opts.keep_bodies));
             tokio::time::sleep(delay).await;
-            success()
+            success(&session_id)
         }
         Outcome::Hang(d) => {
             shared.record(|r| r.created(&callee, parsed, opts.keep_bodies));
             tokio::time::sleep(d).await;
-            success()
+            success(&session_id)
         }
         Outcome::Error { code, message } => {
             tokio::time::sleep(delay).await;
-            api_error(&shared, &code, &message)
+            api_error(shared, action, &code, &message)
         }
         Outcome::Http(status) => {
             tokio::time::sleep(delay).await;
-            shared.record(|r| r.error(&format!("HTTP {status}")));
+            shared.record(|r| r.error(action, &format!("HTTP {status}")));
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             (
                 status,
@@ -392,8 +560,8 @@ async fn create_ai_agent_call(
                 .into_response()
         }
         Outcome::Drop => {
-            // The call exists; the reply never completes: headers, then the body fails and
-            // the connection is cut.
+            // The call exists (and lives, and leaves its record); the reply never completes:
+            // headers, then the body fails and the connection is cut.
             shared.record(|r| r.created(&callee, parsed, opts.keep_bodies));
             tokio::time::sleep(delay).await;
             let cut = futures_util::stream::once(async {
@@ -411,9 +579,9 @@ async fn create_ai_agent_call(
     }
 }
 
-fn success() -> Response {
+fn success(session_id: &str) -> Response {
     envelope(serde_json::json!({
-        "SessionId": uuid::Uuid::new_v4().to_string(),
+        "SessionId": session_id,
         "RequestId": request_id(),
     }))
 }

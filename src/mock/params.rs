@@ -20,7 +20,7 @@ const KNOWN: [&str; 7] = [
     "PromptVariables",
 ];
 
-fn bad(code: &'static str, message: impl Into<String>) -> Refusal {
+pub(super) fn bad(code: &'static str, message: impl Into<String>) -> Refusal {
     Refusal {
         code,
         message: message.into(),

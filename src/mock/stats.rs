@@ -1,5 +1,10 @@
 //! What the stand-in saw: the judge of every test and benchmark, independent of the dialer's
 //! opinion of itself. One mutex; nothing awaits while holding it.
+//!
+//! Each API action has its own figures and its own strict window (`actions`), as the service
+//! limits per action. The top-level figures are CreateAIAgentCall's (a request naming an action
+//! the stand-in does not serve counts there too), so an outcome query never shows up as a
+//! CreateAIAgentCall window over the limit.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -7,10 +12,29 @@ use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(1);
 
+/// The action whose figures are the top-level ones.
+pub const CREATE: &str = "CreateAIAgentCall";
+
+/// One API action's figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ActionStats {
+    /// Every request naming this action (refused ones included).
+    pub requests: u64,
+    /// Requests refused with `RequestLimitExceeded` by this action's window.
+    pub rate_limited: u64,
+    /// The most requests of this action that arrived within any 1-second sliding window.
+    pub max_in_any_window: u32,
+    /// Requests that arrived when this action's window already held the limit.
+    pub windows_over_limit: u64,
+    pub errors_by_code: BTreeMap<String, u64>,
+    /// Requests by the Unix second of their arrival.
+    pub requests_per_second: BTreeMap<i64, u32>,
+}
+
 /// The stand-in's figures, served at `/__admin/stats`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MockStats {
-    /// Every request that reached the API path.
+    /// Every CreateAIAgentCall request (and every request naming no action the stand-in serves).
     pub requests: u64,
     /// Calls created.
     pub accepted: u64,
@@ -35,15 +59,26 @@ pub struct MockStats {
     pub requests_by_callee: BTreeMap<String, u32>,
     /// The last body that created a call, per callee (to check what arrived).
     pub last_body_by_callee: BTreeMap<String, serde_json::Value>,
+    /// Per action (`CreateAIAgentCall`, `DescribeTelCdr`, …): its own figures.
+    #[serde(default)]
+    pub actions: BTreeMap<String, ActionStats>,
+}
+
+#[derive(Default)]
+struct Window {
+    arrivals: VecDeque<Instant>,
+    admitted: VecDeque<Instant>,
 }
 
 #[derive(Default)]
 pub struct Recorder {
     pub stats: MockStats,
-    arrivals: VecDeque<Instant>,
-    admitted: VecDeque<Instant>,
-    /// Every arrival since the start (for jitter and window analysis in benchmarks).
+    windows: HashMap<&'static str, Window>,
+    /// Every CreateAIAgentCall arrival since the start (for jitter and window analysis in
+    /// benchmarks).
     pub log: Vec<Instant>,
+    /// Every arrival of each other action (few: outcome queries).
+    pub action_log: HashMap<&'static str, Vec<Instant>>,
     fault_counters: HashMap<String, usize>,
 }
 
@@ -57,12 +92,26 @@ fn trim(window: &mut VecDeque<Instant>, now: Instant) {
 }
 
 impl Recorder {
-    /// Note an arrival; returns how many arrived within the last second, this one included.
-    pub fn arrival(&mut self, now: Instant, wall_ms: i64, limit: u32) {
-        trim(&mut self.arrivals, now);
-        self.arrivals.push_back(now);
+    /// Note an arrival for `action` (its figures and its window).
+    pub fn arrival(&mut self, action: &'static str, now: Instant, wall_ms: i64, limit: u32) {
+        let window = self.windows.entry(action).or_default();
+        trim(&mut window.arrivals, now);
+        window.arrivals.push_back(now);
+        let n = window.arrivals.len() as u32;
+        let a = self.stats.actions.entry(action.to_string()).or_default();
+        a.requests += 1;
+        a.max_in_any_window = a.max_in_any_window.max(n);
+        if limit > 0 && n > limit {
+            a.windows_over_limit += 1;
+        }
+        *a.requests_per_second
+            .entry(wall_ms.div_euclid(1000))
+            .or_default() += 1;
+        if action != CREATE {
+            self.action_log.entry(action).or_default().push(now);
+            return;
+        }
         self.log.push(now);
-        let n = self.arrivals.len() as u32;
         self.stats.requests += 1;
         self.stats.max_in_any_window = self.stats.max_in_any_window.max(n);
         if limit > 0 && n > limit {
@@ -77,26 +126,47 @@ impl Recorder {
         self.stats.last_request_unix_ms = Some(wall_ms);
     }
 
-    /// The strict limit: admit unless `limit` requests were already admitted in the last second.
-    pub fn admit(&mut self, now: Instant, limit: u32) -> bool {
+    /// The strict limit of `action`: admit unless `limit` requests of it were already admitted
+    /// in the last second.
+    pub fn admit(&mut self, action: &'static str, now: Instant, limit: u32) -> bool {
         if limit == 0 {
             return true;
         }
-        trim(&mut self.admitted, now);
-        if self.admitted.len() >= limit as usize {
-            self.stats.rate_limited += 1;
+        let window = self.windows.entry(action).or_default();
+        trim(&mut window.admitted, now);
+        if window.admitted.len() >= limit as usize {
+            self.stats
+                .actions
+                .entry(action.to_string())
+                .or_default()
+                .rate_limited += 1;
+            if action == CREATE {
+                self.stats.rate_limited += 1;
+            }
             return false;
         }
-        self.admitted.push_back(now);
+        window.admitted.push_back(now);
         true
     }
 
-    pub fn error(&mut self, code: &str) {
+    /// An error answer to a request of `action`; `AuthFailure*` also count at the top level
+    /// whatever the action.
+    pub fn error(&mut self, action: &'static str, code: &str) {
         *self
             .stats
+            .actions
+            .entry(action.to_string())
+            .or_default()
             .errors_by_code
             .entry(code.to_string())
             .or_default() += 1;
+        if action == CREATE {
+            *self
+                .stats
+                .errors_by_code
+                .entry(code.to_string())
+                .or_default() += 1;
+        }
         if code.starts_with("AuthFailure") {
             self.stats.auth_failures += 1;
         }
@@ -152,8 +222,8 @@ mod tests {
             .iter()
             .map(|ms| {
                 let t = t0 + Duration::from_millis(*ms);
-                r.arrival(t, 0, limit);
-                r.admit(t, limit)
+                r.arrival(CREATE, t, 0, limit);
+                r.admit(CREATE, t, limit)
             })
             .collect()
     }
@@ -176,6 +246,29 @@ mod tests {
         // The figures count arrivals, refused ones included: 10 within [0, 900] ms.
         assert_eq!(r.stats.max_in_any_window, 10);
         assert_eq!(r.stats.windows_over_limit, 7);
+    }
+
+    #[test]
+    fn each_action_has_its_own_window_and_figures() {
+        let mut r = Recorder::default();
+        let t0 = Instant::now();
+        let create = play(&mut r, t0, &[0, 10, 20], 2);
+        let describe: Vec<bool> = [30u64, 40, 50]
+            .iter()
+            .map(|ms| {
+                let t = t0 + Duration::from_millis(*ms);
+                r.arrival("DescribeTelCdr", t, 0, 2);
+                r.admit("DescribeTelCdr", t, 2)
+            })
+            .collect();
+        assert_eq!(create, [true, true, false]);
+        assert_eq!(describe, [true, true, false]);
+        // The top level is CreateAIAgentCall's alone.
+        assert_eq!((r.stats.requests, r.stats.max_in_any_window), (3, 3));
+        assert_eq!(r.stats.rate_limited, 1);
+        let d = &r.stats.actions["DescribeTelCdr"];
+        assert_eq!((d.requests, d.max_in_any_window, d.rate_limited), (3, 3, 1));
+        assert_eq!(r.stats.actions[CREATE].requests, 3);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod dry_run;
 mod engine_stops;
 mod inbox_safety;
 mod metrics_scrapes;
+mod mock_cdr;
 mod mock_stand_in;
 mod one_process;
 mod openapi;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ccc_dialer::contact::ResultRow;
-use ccc_dialer::mock::{Faults, MockOptions, MockServer};
+use ccc_dialer::mock::{CallLength, Faults, Length, MockOptions, MockServer};
 use ccc_dialer::results::{self};
 use ccc_dialer::secret::Secret;
 
@@ -31,6 +31,77 @@ pub fn mock_options() -> MockOptions {
         credentials: vec![(SECRET_ID.to_string(), Secret::new(SECRET_KEY))],
         ..Default::default()
     }
+}
+
+/// Stand-in options for outcome tests: the test key, `faults` (with `calls` scripts), records
+/// visible as soon as a call ends, calls that ring 0 s and talk 0 s unless scripted. Override
+/// fields with `MockOptions { clock: …, cdr_delay: …, ..outcome_options(faults) }`.
+pub fn outcome_options(faults: &str) -> MockOptions {
+    MockOptions {
+        faults: Faults::from_toml_str(faults).expect("test fault script parses"),
+        cdr_delay: Duration::ZERO,
+        call_length: CallLength {
+            ring: Length::Fixed(Duration::ZERO),
+            talk: Length::Fixed(Duration::ZERO),
+        },
+        ..mock_options()
+    }
+}
+
+/// A request for `action` to the stand-in, signed with the test key at `timestamp` (Unix
+/// seconds) over `body`, as the dialer signs.
+pub fn signed_request(
+    mock: &MockServer,
+    action: &str,
+    body: &str,
+    timestamp: i64,
+) -> reqwest::RequestBuilder {
+    let host = mock.addr.to_string();
+    let creds = ccc_dialer::sign::Credentials {
+        secret_id: SECRET_ID.into(),
+        secret_key: Secret::new(SECRET_KEY),
+        session_token: None,
+    };
+    let signed = ccc_dialer::sign::sign(
+        &creds,
+        &ccc_dialer::sign::SignRequest {
+            host: &host,
+            service: "ccc",
+            action,
+            version: "2020-02-10",
+            region: None,
+            language: None,
+            payload: body.as_bytes(),
+            timestamp,
+        },
+    )
+    .expect("sign");
+    let mut req = reqwest::Client::new().post(mock.endpoint());
+    for (k, v) in &signed.headers {
+        req = req.header(*k, v);
+    }
+    req.body(body.to_string())
+}
+
+/// Send a signed `action` request; returns the `Response` object of the reply.
+pub async fn api_call(
+    mock: &MockServer,
+    action: &str,
+    body: &str,
+    timestamp: i64,
+) -> serde_json::Value {
+    let resp = signed_request(mock, action, body, timestamp)
+        .send()
+        .await
+        .expect("stand-in answers");
+    assert_eq!(resp.status().as_u16(), 200, "API replies are HTTP 200");
+    let v: serde_json::Value = resp.json().await.expect("JSON reply");
+    v["Response"].clone()
+}
+
+/// The error code of an API reply (`""` when it is not an error).
+pub fn error_code(response: &serde_json::Value) -> String {
+    response["Error"]["Code"].as_str().unwrap_or("").to_string()
 }
 
 pub async fn mock_with(rate_limit: u32, latency_ms: u64, faults: &str) -> MockServer {
