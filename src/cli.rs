@@ -52,6 +52,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Rewrite the results CSV from a state store (read-only: works beside a live run or serve).
     Export(ExportArgs),
+    /// A campaign's report: totals, requests per contact, rate against the cap, time spent
+    /// waiting and why (read-only: works beside a live run or serve).
+    #[command(after_help = REPORT_HELP)]
+    Report(ReportArgs),
     /// Put failed (or expired) contacts back in the queue, e.g. after an outage was fixed.
     #[command(after_help = REQUEUE_HELP)]
     Requeue(RequeueArgs),
@@ -180,6 +184,35 @@ pub struct RequeueArgs {
     /// first: someone may be called twice.
     #[arg(long)]
     pub allow_double_call: bool,
+}
+
+pub const REPORT_HELP: &str = "\
+Times are shown in UTC and in the campaign's zone (its own calling.timezone, else the config's
+as `run`/`serve` last started with). The same report as JSON: GET /v1/campaigns/{id}/report.
+
+Exit codes:
+  0    printed
+  1    the store failed
+  2    no such state file or campaign, or several campaigns and no --campaign (they are listed)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// State store (SQLite) written by `run` or `serve`.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// The campaign, by name or id (`run`'s campaign is named `run`). Needed when the store
+    /// holds several.
+    #[arg(long, value_name = "NAME|ID")]
+    pub campaign: Option<String>,
+    /// text for people, json for machines.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,8 @@
 //!   endpoint's circuit breaker, shared the same way (an unreachable endpoint stops every campaign).
 //! - [`dispatch`]: the engine that ties them together; [`results`] writes the results CSV;
 //!   [`requeue`] puts finished contacts back in the queue on an operator's request.
+//! - [`report`]: a campaign's report from the store (totals, rate against the cap, time spent
+//!   waiting and why).
 //! - [`server`]: `serve`, many campaigns in one process behind an HTTP API and an inbox;
 //!   [`metrics`] holds its figures.
 //! - [`mock`]: the built-in CCC stand-in (a real HTTP server that verifies signatures).
@@ -41,6 +43,7 @@ pub mod mock;
 pub mod outage;
 pub mod phone;
 pub mod policy;
+pub mod report;
 pub mod requeue;
 pub mod results;
 pub mod secret;

@@ -265,6 +265,11 @@ impl Limiter {
         lock(&self.pace).rate
     }
 
+    /// Whether a throttling reply holds the pace below the configured rate now.
+    pub fn slowed(&self) -> bool {
+        lock(&self.pace).rate < self.target
+    }
+
     pub fn throttle_events(&self) -> u64 {
         lock(&self.pace).throttles
     }

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             Command::Run(a) => commands::run::run(a).await,
             Command::Status(a) => commands::status::run(a).await,
             Command::Export(a) => commands::export::run(a).await,
+            Command::Report(a) => commands::report::run(a).await,
             Command::Requeue(a) => commands::requeue::run(a).await,
             Command::Call(a) => commands::call::run(a).await,
             Command::Mock(a) => commands::mock::run(a).await,

@@ -6,6 +6,7 @@ pub mod dry_run;
 pub mod export;
 pub mod healthcheck;
 pub mod mock;
+pub mod report;
 pub mod requeue;
 pub mod run;
 pub mod serve;
@@ -125,6 +126,18 @@ pub async fn engine(
         .await
         .map_err(Failure::other)?;
     let saved = store.agent_lines().await.map_err(Failure::other)?;
+    // What `report` measures a campaign against, after the fact and without the config.
+    store
+        .set_meta(crate::report::META_RATE, &rate.to_string())
+        .await
+        .map_err(Failure::other)?;
+    store
+        .set_meta(
+            crate::report::META_ZONE,
+            &crate::calling::zones::name(cfg.calling.zone()),
+        )
+        .await
+        .map_err(Failure::other)?;
     let mut engine = crate::dispatch::Engine::from_config(cfg, store, client, limiter);
     // The line estimates learned before a restart (see crate::lines).
     engine.lines.restore(saved);
@@ -190,6 +203,48 @@ pub fn open_existing_store(path: &std::path::Path) -> Result<crate::store::Store
         );
     }
     crate::store::Store::open_read_only(path, writer.is_some()).map_err(Failure::input)
+}
+
+/// The campaign `--campaign NAME|ID` names (a name first, then an id), or the store's only
+/// campaign when none is named. Several and none named: exit 2, listing them.
+pub async fn pick_campaign(
+    store: &crate::store::Store,
+    wanted: Option<&str>,
+) -> Result<crate::store::Campaign, Failure> {
+    let all = store.campaigns().await.map_err(Failure::other)?;
+    let list = |all: &[crate::store::Campaign]| {
+        all.iter()
+            .map(|c| format!("  {} (id {}, {})", c.name, c.id, c.state))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    match wanted {
+        Some(w) => all
+            .iter()
+            .find(|c| c.name == w)
+            .or_else(|| all.iter().find(|c| w.parse() == Ok(c.id)))
+            .cloned()
+            .ok_or_else(|| {
+                Failure::input(anyhow::anyhow!(
+                    "--campaign {w}: no such campaign in {}; it holds:\n{}",
+                    store.path().display(),
+                    list(&all)
+                ))
+            }),
+        None => match all.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(Failure::input(anyhow::anyhow!(
+                "{}: no campaign yet",
+                store.path().display()
+            ))),
+            several => Err(Failure::input(anyhow::anyhow!(
+                "{} holds {} campaigns: choose one with --campaign NAME|ID:\n{}",
+                store.path().display(),
+                several.len(),
+                list(several)
+            ))),
+        },
+    }
 }
 
 /// Take the store's exclusive lock for this process (`run`, `serve`), or exit 2 naming the

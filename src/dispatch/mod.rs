@@ -23,6 +23,7 @@ mod lines;
 mod request;
 pub mod rules;
 pub mod systematic;
+pub mod waits;
 
 pub use request::{build_request, mask, RequestDefaults};
 
@@ -219,6 +220,8 @@ pub async fn run_campaign(
     let mut buffer: VecDeque<DueContact> = VecDeque::new();
     let mut tasks = JoinSet::new();
     let mut announced: Option<i64> = None;
+    // How long this loop waited and why, for `report` (see `waits`).
+    let mut waited_for = waits::Waits::default();
     // This campaign's turn at the shared limiter and the tokens taken in it (see `weight`).
     // Held only from one token to the next; given up whenever the loop does anything else.
     let mut turn: Option<(tokio::sync::OwnedMutexGuard<()>, u32)> = None;
@@ -240,6 +243,9 @@ pub async fn run_campaign(
     let outcome = loop {
         while let Some(done) = tasks.try_join_next() {
             reap(done, &shared);
+        }
+        if waited_for.due() {
+            or_stop!(waited_for.flush(&engine.store, campaign_id).await);
         }
         if *stop.borrow() != Stop::Run {
             break RunOutcome::Interrupted;
@@ -267,10 +273,12 @@ pub async fn run_campaign(
         }
         if buffer.is_empty() {
             // Nothing due now: finished, or wait for a reply or the next due time.
-            let next = or_stop!(engine.store.next_due_at(campaign_id).await);
+            let next_wait = or_stop!(engine.store.next_wait(campaign_id).await);
+            let next = next_wait.as_ref().map(|(at, _)| *at);
             if next.is_none() && tasks.is_empty() {
                 break RunOutcome::Completed;
             }
+            let gate = next_wait.and_then(|(_, g)| g);
             let wait = match next {
                 Some(at) => Duration::from_millis((at - now_ms()).clamp(1, 60_000) as u64),
                 None => Duration::from_secs(60),
@@ -278,14 +286,18 @@ pub async fn run_campaign(
             if let (Some(at), true) = (next, wait >= Duration::from_secs(5)) {
                 if announced != Some(at) {
                     announced = Some(at);
-                    let gate =
-                        or_stop!(engine.store.next_wait(campaign_id).await).and_then(|(_, g)| g);
                     let until = chrono::DateTime::from_timestamp_millis(at)
                         .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                         .unwrap_or_default();
                     tracing::info!(campaign = campaign_id, until = %until, gate = gate.as_deref().unwrap_or("retry_backoff"), "nothing due: waiting");
                 }
             }
+            let reason = match (next, &gate) {
+                (Some(at), Some(g)) if at > now_ms() => g.clone(),
+                (Some(at), None) if at > now_ms() => waits::BACKOFF.to_string(),
+                _ => waits::REPLIES.to_string(),
+            };
+            let idle = std::time::Instant::now();
             // Wake when an attempt ends (it may have rescheduled its contact), when the next
             // contact is due, when a call-end event frees a line, or on a stop request.
             tokio::select! {
@@ -294,6 +306,7 @@ pub async fn run_campaign(
                 _ = engine.lines.freed() => or_stop!(lines::release(&engine, campaign_id).await),
                 Ok(()) = stop.changed() => {}
             }
+            waited_for.add(&reason, idle.elapsed());
             continue;
         }
         // The calling rules, before the contact takes a permit or a rate token.
@@ -317,7 +330,8 @@ pub async fn run_campaign(
             }
         }
         // The agent's lines, before a permit or a rate token.
-        let Some(line) = or_stop!(
+        let at_lines = std::time::Instant::now();
+        let line = or_stop!(
             lines::take(
                 &engine,
                 &defaults,
@@ -327,7 +341,9 @@ pub async fn run_campaign(
                 &mut turn
             )
             .await
-        ) else {
+        );
+        waited_for.add(waits::LINES, at_lines.elapsed());
+        let Some(line) = line else {
             turn = None;
             continue;
         };
@@ -336,6 +352,7 @@ pub async fn run_campaign(
         if engine.outage.current().is_some() {
             turn = None;
         }
+        let at_outage = std::time::Instant::now();
         let pass = tokio::select! {
             a = engine.outage.admit() => match a {
                 Admit::Go(pass) => pass,
@@ -346,6 +363,8 @@ pub async fn run_campaign(
             },
             Ok(()) = stop.changed() => continue,
         };
+        waited_for.add(waits::OUTAGE, at_outage.elapsed());
+        let at_permit = std::time::Instant::now();
         if permits.available_permits() == 0 {
             // Waiting for a reply to free a permit: the other campaigns keep their turns.
             turn = None;
@@ -358,6 +377,7 @@ pub async fn run_campaign(
             Ok(()) = stop.changed() => continue,
         };
         let waited = std::time::Instant::now();
+        waited_for.add(waits::IN_FLIGHT, waited.duration_since(at_permit));
         if turn.is_none() {
             let guard = tokio::select! {
                 g = engine.limiter.take_turn() => g,
@@ -376,6 +396,12 @@ pub async fn run_campaign(
             }
         }
         let paced_for = waited.elapsed();
+        let pacing = if engine.limiter.slowed() {
+            waits::THROTTLED
+        } else {
+            waits::RATE
+        };
+        waited_for.add(pacing, paced_for);
         // A halt may have arrived while this loop waited for a permit or a token.
         if lock(&shared.halt).is_some() || lock(&shared.fatal).is_some() || !pass.may_send() {
             continue;
@@ -439,6 +465,9 @@ pub async fn run_campaign(
     // Nothing more is sent: the turn at the shared limiter goes to the other campaigns now, not
     // after the drain (which may last the whole grace period).
     drop(turn);
+    if let Err(e) = waited_for.flush(&engine.store, campaign_id).await {
+        tracing::warn!(campaign = campaign_id, error = %e, "cannot record the campaign's waiting time");
+    }
     // Stop sending; wait for replies already on the wire, within the grace period.
     let drain = async {
         while let Some(done) = tasks.join_next().await {

@@ -182,6 +182,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/campaigns/{id}/requeue"),
     ("GET", "/v1/campaigns/{id}/results"),
     ("GET", "/v1/campaigns/{id}/contacts"),
+    ("GET", "/v1/campaigns/{id}/report"),
     ("GET", "/v1/campaigns/{id}/contacts/{callee}"),
     ("POST", "/v1/calls"),
     ("POST", "/v1/dnc/reload"),
@@ -201,6 +202,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/campaigns/{id}/requeue", post(super::requeue::requeue))
         .route("/campaigns/{id}/results", get(results))
         .route("/campaigns/{id}/contacts", get(super::contacts::list))
+        .route("/campaigns/{id}/report", get(report))
         .route("/campaigns/{id}/contacts/{callee}", get(contact))
         .route("/calls", post(create_call))
         .route("/dnc/reload", post(reload_dnc))
@@ -359,6 +361,15 @@ async fn show_campaign(
 ) -> ApiResult<Json<CampaignView>> {
     let c = find(&svc, &id).await?;
     Ok(Json(view(&svc, c).await?))
+}
+
+/// The campaign's report ([`crate::report`]), the same as `ccc-dialer report --format json`.
+async fn report(
+    State(svc): State<Arc<Service>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<crate::report::Report>> {
+    let c = find(&svc, &id).await?;
+    Ok(Json(crate::report::build(&svc.store, &c, now_ms()).await?))
 }
 
 /// Query parameters of an upload, plain CSV or multipart alike; with multipart they override the

@@ -65,10 +65,13 @@ pub struct Campaign {
     pub settings: Option<String>,
     pub priority: i64,
     pub created_at: i64,
+    /// When its contacts and attempts were deleted (`purge`, `[store] retain`), if they were.
+    pub purged_at: Option<i64>,
 }
 
 const COLUMNS: &str =
-    "id, name, fingerprint, source, intake_done, state, reason, settings, priority, created_at";
+    "id, name, fingerprint, source, intake_done, state, reason, settings, priority, \
+     created_at, purged_at";
 
 fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
     let state: String = r.get(5)?;
@@ -85,6 +88,7 @@ fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Campaign> {
         settings: r.get(7)?,
         priority: r.get(8)?,
         created_at: r.get(9)?,
+        purged_at: r.get(10)?,
     })
 }
 

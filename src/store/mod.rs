@@ -22,6 +22,7 @@ mod lines;
 pub mod lock;
 mod outage;
 mod pages;
+mod report;
 mod requeue;
 mod rows;
 mod schema;

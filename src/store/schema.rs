@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -34,6 +34,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 6 {
         v6(conn)?;
+    }
+    if version < 7 {
+        v7(conn)?;
     }
     Ok(())
 }
@@ -182,6 +185,25 @@ fn v6(conn: &Connection) -> Result<(), StoreError> {
         "BEGIN;
          CREATE INDEX IF NOT EXISTS contacts_by_status_line ON contacts (campaign_id, status, line);
          PRAGMA user_version = 6;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// `waits`: how long each campaign's dispatcher waited, and why (`window_closed`, `min_gap`,
+/// `outage`, `throttled`, `rate`, …), summed in milliseconds, for `report`. `purged_at`: when a
+/// campaign's contacts and attempts were deleted (`purge`, `[store] retain`).
+fn v7(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS waits (
+           campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
+           reason TEXT NOT NULL,
+           ms INTEGER NOT NULL,
+           PRIMARY KEY (campaign_id, reason)
+         );
+         ALTER TABLE campaigns ADD COLUMN purged_at INTEGER;
+         PRAGMA user_version = 7;
          COMMIT;",
     )?;
     Ok(())

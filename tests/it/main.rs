@@ -28,6 +28,7 @@ mod one_process;
 mod openapi;
 mod outage;
 mod oversized;
+mod report;
 mod requeue;
 mod results_cells;
 mod results_target;

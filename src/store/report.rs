@@ -1,0 +1,120 @@
+//! What `report` reads from the store: waiting time by reason, requests per contact, and the
+//! send times the achieved rate is measured from.
+
+use rusqlite::params;
+
+use super::{Store, StoreError};
+
+/// A campaign's requests that reached the network (never `not_sent`, never a requeue's note).
+const SENT: &str = "COALESCE(a.outcome, '') NOT IN ('not_sent', 'requeued')";
+
+impl Store {
+    /// Add to campaign `campaign_id`'s waiting time, per reason (milliseconds).
+    pub async fn add_waits(
+        &self,
+        campaign_id: i64,
+        add: Vec<(String, i64)>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO waits (campaign_id, reason, ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (campaign_id, reason) DO UPDATE SET ms = ms + excluded.ms",
+            )?;
+            for (reason, ms) in add {
+                stmt.execute(params![campaign_id, reason, ms])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Campaign `campaign_id`'s waiting time by reason (milliseconds), longest first.
+    pub async fn waits(&self, campaign_id: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT reason, ms FROM waits WHERE campaign_id = ?1 ORDER BY ms DESC, reason",
+            )?;
+            let rows = stmt.query_map([campaign_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// How many contacts had 0, 1, 2, … requests sent (requeues keep their history, so this
+    /// counts every request ever sent for the contact).
+    pub async fn requests_per_contact(
+        &self,
+        campaign_id: i64,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT n, COUNT(*) FROM (
+                   SELECT k.id, (SELECT COUNT(*) FROM attempts a
+                                 WHERE a.contact_id = k.id AND {SENT}) AS n
+                   FROM contacts k WHERE k.campaign_id = ?1)
+                 GROUP BY n ORDER BY n"
+            ))?;
+            let rows = stmt.query_map([campaign_id], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Every send time of the campaign (unix ms, oldest first), passed to `each` on the store
+    /// thread (a million sends are never held in a list). Returns `state`.
+    pub async fn for_each_send<S, F>(
+        &self,
+        campaign_id: i64,
+        mut state: S,
+        mut each: F,
+    ) -> Result<S, StoreError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, i64) + Send + 'static,
+    {
+        self.call(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT COALESCE(a.sent_at, a.started_at) AS t FROM attempts a
+                 JOIN contacts k ON k.id = a.contact_id
+                 WHERE k.campaign_id = ?1 AND {SENT} ORDER BY t"
+            ))?;
+            let mut rows = stmt.query([campaign_id])?;
+            while let Some(r) = rows.next()? {
+                each(&mut state, r.get(0)?);
+            }
+            Ok(state)
+        })
+        .await
+    }
+
+    /// A value from the store's `meta` table.
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.call(move |c| {
+            use rusqlite::OptionalExtension;
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    /// Set a value in the store's `meta` table.
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
