@@ -194,7 +194,19 @@ fn v6(conn: &Connection) -> Result<(), StoreError> {
 /// `outage`, `throttled`, `rate`, …), summed in milliseconds, for `report`. `purged_at`: when a
 /// campaign's contacts and attempts were deleted (`purge`, `[store] retain`).
 fn v7(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch(
+    // Idempotent, like the tables' `IF NOT EXISTS`: a store whose version was set back (tests
+    // fake older builds so) already has the column.
+    let has_purged_at: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('campaigns') WHERE name = 'purged_at'",
+        [],
+        |r| r.get(0),
+    )?;
+    let add_purged_at = if has_purged_at {
+        ""
+    } else {
+        "ALTER TABLE campaigns ADD COLUMN purged_at INTEGER;"
+    };
+    conn.execute_batch(&format!(
         "BEGIN;
          CREATE TABLE IF NOT EXISTS waits (
            campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
@@ -202,9 +214,9 @@ fn v7(conn: &Connection) -> Result<(), StoreError> {
            ms INTEGER NOT NULL,
            PRIMARY KEY (campaign_id, reason)
          );
-         ALTER TABLE campaigns ADD COLUMN purged_at INTEGER;
+         {add_purged_at}
          PRAGMA user_version = 7;
-         COMMIT;",
-    )?;
+         COMMIT;"
+    ))?;
     Ok(())
 }
