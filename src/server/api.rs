@@ -213,9 +213,11 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
+        .merge(super::console::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(svc.max_body_bytes))
         .layer(middleware::from_fn(json_refusals))
+        .layer(middleware::from_fn(super::console::security_headers))
         .with_state(svc)
 }
 
@@ -263,6 +265,9 @@ pub struct CampaignView {
     pub counts: BTreeMap<String, u64>,
     /// Requests sent per second over the last 10 seconds.
     pub rate_per_second: f64,
+    /// The account's cap on `CreateAIAgentCall` requests per second (`rate.requests_per_second`),
+    /// shared by every campaign.
+    pub rate_cap_per_second: f64,
     /// Seconds until every contact is final at the current rate (`null` when not dialling).
     pub eta_seconds: Option<f64>,
     /// The campaign's AI agent's lines as this process sees them (`null` before it dialled).
@@ -330,6 +335,7 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
         total,
         counts: all,
         rate_per_second: rate,
+        rate_cap_per_second: svc.config().rate.requests_per_second,
         eta_seconds: eta.map(|e| (e * 10.0).round() / 10.0),
         agent_lines,
         settings: c

@@ -7,6 +7,7 @@
 //! - [`inbox`]: CSV files dropped in a folder become campaigns, each imported once;
 //! - [`settings`]: a campaign's own settings over the config's defaults;
 //! - [`outage`]: campaigns paused while the endpoint is unreachable, resumed after;
+//! - [`console`]: the web console at `/console/`, its files compiled in;
 //! - [`contacts`]: `GET /v1/campaigns/{id}/contacts`, the contacts a page at a time;
 //! - [`requeue`]: `POST /v1/campaigns/{id}/requeue`, finished contacts back in the queue.
 //!
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod auth;
 pub mod campaigns;
+pub mod console;
 pub mod contacts;
 pub mod inbox;
 pub mod inbox_checks;

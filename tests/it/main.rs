@@ -4,6 +4,7 @@
 // Tests may panic on what they set up themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
 mod support;
 
 mod agent_lines;
@@ -15,6 +16,7 @@ mod client_errors;
 mod commands;
 mod config_errors;
 mod connections;
+mod console_ui;
 mod contacts_pages;
 mod container;
 mod drains;

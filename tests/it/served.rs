@@ -47,6 +47,12 @@ pub fn serve_command(s: &Scratch) -> Command {
 impl Served {
     /// Start `serve` and wait for the address it prints.
     pub async fn start(s: &Scratch) -> Served {
+        Served::start_with(s, serve_command(s)).await
+    }
+
+    /// Start `serve` as `cmd` (a [`serve_command`] changed by the test) and wait for its address.
+    pub async fn start_with(s: &Scratch, cmd: Command) -> Served {
+        let mut cmd = cmd;
         let log = s.dir.path().join(format!(
             "serve-{}.log",
             std::time::SystemTime::now()
@@ -54,7 +60,6 @@ impl Served {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         ));
-        let mut cmd = serve_command(s);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")));
         let mut child = cmd.spawn().expect("spawn serve");

@@ -1,0 +1,740 @@
+// ccc-dialer console: a client of the /v1 API, served by `ccc-dialer serve` itself.
+//
+// Rules kept throughout:
+// - every value from the API reaches the page as text (textContent, attributes set one by one),
+//   never as markup: a contact's name or number is user data;
+// - the token lives in this tab's sessionStorage and travels only in the Authorization header;
+// - live views poll at most every 2 s, one request at a time, and stop when the view changes.
+'use strict';
+
+(function () {
+  const TOKEN_KEY = 'ccc-dialer.token';
+  const POLL_MS = 2000;
+  const PAGE_SIZE = 50;
+  const CHART_POINTS = 150; // 5 minutes at one sample per 2 s
+  const STATUSES = ['pending', 'in_flight', 'placed', 'failed', 'skipped', 'unknown', 'cancelled', 'expired'];
+  const FINAL = new Set(['placed', 'failed', 'skipped', 'unknown', 'cancelled', 'expired']);
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+
+  const app = {
+    token: sessionStorage.getItem(TOKEN_KEY),
+    tokenRequired: null,
+    features: { paused: false },
+    view: 0, // bumped on every render: a poll of an older view stops
+    timers: [],
+  };
+
+  // ---------- small DOM helpers (text only) ----------
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'text') el.textContent = String(v);
+      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'class') el.className = v;
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    append(el, children);
+    return el;
+  }
+
+  function append(el, children) {
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+
+  function svg(tag, attrs) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+    return el;
+  }
+
+  function clear(el) {
+    while (el.firstChild) el.removeChild(el.firstChild);
+    return el;
+  }
+
+  const main = () => document.getElementById('main');
+
+  // ---------- formatting ----------
+
+  function num(n) {
+    return Number(n || 0).toLocaleString('en-US');
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return '—';
+    const s = Math.round(seconds);
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min ' + (s % 60) + ' s';
+    const hours = Math.floor(s / 3600);
+    return hours + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+  }
+
+  function when(iso) {
+    if (!iso) return '—';
+    const d = new Date(typeof iso === 'number' ? iso : iso);
+    if (isNaN(d.getTime())) return String(iso);
+    return d.toLocaleString() + ' (' + d.toISOString().replace('.000Z', 'Z') + ')';
+  }
+
+  function finalCount(c) {
+    let n = 0;
+    for (const [s, v] of Object.entries(c.counts || {})) if (FINAL.has(s)) n += v;
+    return n;
+  }
+
+  // ---------- the API ----------
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  async function api(path, opts) {
+    opts = opts || {};
+    const headers = Object.assign({}, opts.headers || {});
+    if (app.token) headers.Authorization = 'Bearer ' + app.token;
+    let r;
+    try {
+      r = await fetch(path, Object.assign({}, opts, { headers, cache: 'no-store', credentials: 'omit' }));
+    } catch (e) {
+      throw new ApiError(0, 'network', 'the service did not answer (' + e.message + ')');
+    }
+    if (r.ok) return r;
+    let code = 'http_' + r.status;
+    let message = r.status + ' ' + r.statusText;
+    try {
+      const body = await r.json();
+      if (body && body.error) {
+        code = body.error.code;
+        message = body.error.message;
+      }
+    } catch (_) { /* not JSON: the status line says it */ }
+    if (r.status === 401 && app.tokenRequired !== false) {
+      signOut('The service refused the token (401 Unauthorized): sign in again.');
+    }
+    throw new ApiError(r.status, code, message);
+  }
+
+  async function apiJson(path, opts) {
+    return (await api(path, opts)).json();
+  }
+
+  // ---------- sign-in ----------
+
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    app.token = null;
+    showSignIn(message);
+  }
+
+  function showSignIn(message) {
+    app.view++;
+    document.getElementById('nav').hidden = true;
+    const error = h('p', { id: 'sign-in-error', class: 'error', role: 'alert' }, message || '');
+    const input = h('input', {
+      id: 'token', type: 'password', autocomplete: 'off', required: true,
+      spellcheck: 'false', 'aria-describedby': 'token-hint',
+    });
+    const form = h('form', { id: 'sign-in', class: 'card narrow', novalidate: true },
+      h('h1', { text: 'Sign in' }),
+      h('label', { for: 'token', text: 'API token' }),
+      input,
+      h('p', { id: 'token-hint', class: 'hint', text: 'The value of CCC_DIALER_API_TOKEN (or of the file CCC_DIALER_API_TOKEN_FILE names) of this service. It is kept in this tab only, until you sign out or close it.' }),
+      error,
+      h('button', { type: 'submit', id: 'sign-in-button', text: 'Sign in' }));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const token = input.value.trim();
+      if (!token) {
+        error.textContent = 'Type the API token.';
+        return;
+      }
+      error.textContent = 'Checking…';
+      let r;
+      try {
+        r = await fetch('/v1/campaigns', {
+          headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit',
+        });
+      } catch (e) {
+        error.textContent = 'The service did not answer: ' + e.message;
+        return;
+      }
+      if (r.status === 401) {
+        error.textContent = 'Wrong token: the service refused it (401 Unauthorized). Check the value and try again.';
+        input.select();
+        return;
+      }
+      if (!r.ok) {
+        error.textContent = 'The service answered ' + r.status + ' ' + r.statusText + '.';
+        return;
+      }
+      app.token = token;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      start();
+    });
+    clear(main()).appendChild(form);
+    input.focus();
+  }
+
+  // ---------- start and routing ----------
+
+  async function boot() {
+    document.getElementById('sign-out').addEventListener('click', () => signOut('Signed out.'));
+    window.addEventListener('hashchange', route);
+    // Does this service want a token? A request without one says (a loopback service may run
+    // without a token; then there is no sign-in).
+    let r;
+    try {
+      r = await fetch('/v1/campaigns', {
+        headers: app.token ? { Authorization: 'Bearer ' + app.token } : {},
+        cache: 'no-store', credentials: 'omit',
+      });
+    } catch (e) {
+      clear(main()).appendChild(h('p', { class: 'error', role: 'alert', text: 'The service did not answer: ' + e.message }));
+      return;
+    }
+    if (r.status === 401) {
+      app.tokenRequired = true;
+      if (app.token) signOut('The service refused the saved token (401 Unauthorized): sign in again.');
+      else showSignIn('');
+      return;
+    }
+    // Answered without a token: this (loopback) service runs without one, and needs no sign-in.
+    app.tokenRequired = !!app.token;
+    start();
+  }
+
+  async function start() {
+    document.getElementById('nav').hidden = false;
+    document.getElementById('sign-out').hidden = !app.token;
+    try {
+      const doc = await (await fetch('/v1/openapi.json', { cache: 'no-store', credentials: 'omit' })).json();
+      const props = ((doc.components || {}).schemas || {}).CampaignSettings;
+      app.features.paused = !!(props && props.properties && props.properties.paused);
+    } catch (_) {
+      app.features.paused = false;
+    }
+    health();
+    route();
+  }
+
+  function stopTimers() {
+    app.view++;
+    for (const t of app.timers) clearTimeout(t);
+    app.timers = [];
+  }
+
+  // Run `fn` now and then every POLL_MS after it finishes, while the view is current.
+  function poll(fn) {
+    const view = app.view;
+    const tick = async () => {
+      if (view !== app.view) return;
+      try { await fn(); } catch (e) { if (view === app.view) showError(e); }
+      if (view === app.view) app.timers.push(setTimeout(tick, POLL_MS));
+    };
+    tick();
+  }
+
+  function route() {
+    if (app.tokenRequired && !app.token) return showSignIn('');
+    stopTimers();
+    const hash = location.hash || '#/';
+    let m;
+    if ((m = hash.match(/^#\/campaign\/(\d+)$/))) return campaignPage(Number(m[1]));
+    if (hash === '#/new') return newCampaignPage();
+    return campaignsPage();
+  }
+
+  function showError(e) {
+    const box = document.getElementById('page-error');
+    if (box) box.textContent = e instanceof ApiError ? e.message : String(e);
+  }
+
+  function pageShell(title, ...rest) {
+    const root = clear(main());
+    append(root, [h('h1', { id: 'page-title', text: title }),
+      h('p', { id: 'page-error', class: 'error', role: 'alert' }), rest]);
+    document.title = title + ' · ccc-dialer';
+    root.focus({ preventScroll: true });
+    return root;
+  }
+
+  // ---------- health banner ----------
+
+  async function health() {
+    if (app.healthStarted) return;
+    app.healthStarted = true;
+    const banner = document.getElementById('banner');
+    const check = async () => {
+      const problems = [];
+      try {
+        const r = await fetch('/readyz', { cache: 'no-store', credentials: 'omit' });
+        const body = await r.json();
+        for (const [name, c] of Object.entries(body.checks || {})) {
+          if (!c.ok) problems.push(name + ': ' + c.detail);
+        }
+      } catch (e) {
+        problems.push('the service did not answer its readiness check (' + e.message + ')');
+      }
+      clear(banner);
+      if (problems.length) {
+        banner.hidden = false;
+        append(banner, [h('strong', { text: 'Attention: ' }), problems.join(' · ')]);
+      } else {
+        banner.hidden = true;
+      }
+      setTimeout(check, 10000);
+    };
+    check();
+  }
+
+  // ---------- campaigns ----------
+
+  function stateBadge(state) {
+    return h('span', { class: 'state state-' + state, text: state });
+  }
+
+  function progress(c) {
+    const done = finalCount(c);
+    const total = c.total || 0;
+    const pct = total ? Math.floor((100 * done) / total) : 0;
+    return h('div', { class: 'progress-cell' },
+      h('progress', { max: total || 1, value: done, 'aria-label': num(done) + ' of ' + num(total) + ' contacts final' }),
+      h('span', { class: 'small', text: num(done) + ' / ' + num(total) + ' (' + pct + '%)' }));
+  }
+
+  function countsList(c) {
+    const items = [];
+    for (const s of STATUSES) {
+      const n = (c.counts || {})[s] || 0;
+      if (n) items.push(h('li', { class: 'count count-' + s, 'data-status': s }, h('span', { text: s.replace('_', ' ') }), ' ', h('b', { text: num(n) })));
+    }
+    for (const [k, v] of Object.entries(c.outcomes || {})) {
+      if (v) items.push(h('li', { class: 'count outcome' }, h('span', { text: k }), ' ', h('b', { text: num(v) })));
+    }
+    return h('ul', { class: 'counts', 'aria-label': 'Contacts by status' }, items);
+  }
+
+  function rate(c) {
+    return h('span', { class: 'rate' }, (c.rate_per_second || 0).toFixed(1) + ' / ' + num(c.rate_cap_per_second) + ' req/s');
+  }
+
+  function campaignsPage() {
+    const updated = h('p', { id: 'updated', class: 'small muted', 'aria-live': 'off' });
+    const body = h('tbody', { id: 'campaign-rows' });
+    const table = h('div', { class: 'scroll' }, h('table', { class: 'campaigns' },
+      h('caption', { class: 'sr-only', text: 'Campaigns, updated every 2 seconds' }),
+      h('thead', {}, h('tr', {}, ['Campaign', 'State', 'Progress', 'Contacts', 'Rate / cap', 'ETA'].map((t) => h('th', { scope: 'col', text: t })))),
+      body));
+    pageShell('Campaigns', h('p', {}, h('a', { href: '#/new', class: 'button', text: 'New campaign' })), updated, table);
+    poll(async () => {
+      const list = (await apiJson('/v1/campaigns')).campaigns;
+      clear(body);
+      if (!list.length) {
+        body.appendChild(h('tr', {}, h('td', { colspan: 6, text: 'No campaigns yet. Upload a contacts file under "New campaign".' })));
+      }
+      for (const c of list.slice().reverse()) {
+        body.appendChild(h('tr', { 'data-id': c.id },
+          h('th', { scope: 'row' }, h('a', { href: '#/campaign/' + c.id, text: c.name }),
+            c.reason ? h('div', { class: 'reason small', text: c.reason }) : null,
+            c.outage ? h('div', { class: 'reason small', text: c.outage.message }) : null),
+          h('td', {}, stateBadge(c.state)),
+          h('td', {}, progress(c)),
+          h('td', {}, countsList(c)),
+          h('td', {}, rate(c)),
+          h('td', { text: duration(c.eta_seconds) })));
+      }
+      updated.textContent = 'Updated ' + new Date().toLocaleTimeString() + ' (every 2 s)';
+    });
+  }
+
+  // ---------- one campaign ----------
+
+  function chart(samples, cap) {
+    const W = 600, H = 180, L = 36, B = 22, T = 8, R = 8;
+    const top = Math.max(cap || 1, ...samples.map((s) => s.rate)) * 1.1;
+    const x = (i) => L + ((W - L - R) * i) / (CHART_POINTS - 1);
+    const y = (v) => T + (H - T - B) * (1 - v / top);
+    const root = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, class: 'chart', role: 'img', 'aria-labelledby': 'chart-title' });
+    const title = svg('title', { id: 'chart-title' });
+    const last = samples.length ? samples[samples.length - 1].rate : 0;
+    title.textContent = 'Requests per second over the last ' + Math.round((samples.length * POLL_MS) / 1000) + ' s: now ' + last.toFixed(1) + ', cap ' + cap;
+    root.appendChild(title);
+    for (const v of [0, cap / 2, cap]) {
+      root.appendChild(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
+      const t = svg('text', { x: L - 4, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' });
+      t.textContent = String(Math.round(v * 10) / 10);
+      root.appendChild(t);
+    }
+    root.appendChild(svg('line', { x1: L, x2: W - R, y1: y(cap), y2: y(cap), class: 'cap' }));
+    const capLabel = svg('text', { x: W - R, y: y(cap) - 4, class: 'axis cap-label', 'text-anchor': 'end' });
+    capLabel.textContent = 'cap ' + cap + '/s';
+    root.appendChild(capLabel);
+    const offset = CHART_POINTS - samples.length;
+    const pts = samples.map((s, i) => x(offset + i).toFixed(1) + ',' + y(s.rate).toFixed(1)).join(' ');
+    if (samples.length > 1) root.appendChild(svg('polyline', { points: pts, class: 'series' }));
+    const foot = svg('text', { x: L, y: H - 6, class: 'axis' });
+    foot.textContent = '← 5 min (10 s average, sampled every 2 s while this page is open)';
+    root.appendChild(foot);
+    return root;
+  }
+
+  function campaignPage(id) {
+    const samples = [];
+    const head = h('div', { id: 'campaign-head' });
+    const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'Campaign actions' });
+    const pauseBtn = h('button', { type: 'button', id: 'pause', text: 'Pause' });
+    const resumeBtn = h('button', { type: 'button', id: 'resume', text: 'Resume' });
+    const cancelBtn = h('button', { type: 'button', id: 'cancel', class: 'danger', text: 'Cancel…' });
+    const downloadBtn = h('button', { type: 'button', id: 'download', text: 'Download results (CSV)' });
+    const actionMsg = h('p', { id: 'action-message', class: 'small', role: 'status' });
+    append(actions, [pauseBtn, resumeBtn, cancelBtn, downloadBtn]);
+    const summary = h('div', { id: 'summary', class: 'summary' });
+    const chartBox = h('figure', { id: 'chart', class: 'card' });
+    const root = pageShell('Campaign ' + id, h('p', {}, h('a', { href: '#/', text: '← All campaigns' })), head, actions, actionMsg, summary, chartBox);
+    const contacts = contactsSection(id);
+    root.appendChild(contacts.section);
+    const dialog = cancelDialog();
+    root.appendChild(dialog.el);
+
+    const act = async (what) => {
+      actionMsg.textContent = what + '…';
+      try {
+        const c = await apiJson('/v1/campaigns/' + id + '/' + what, { method: 'POST' });
+        render(c);
+        actionMsg.textContent = 'Done: the campaign is ' + c.state + '.';
+      } catch (e) {
+        actionMsg.textContent = 'Refused: ' + e.message;
+      }
+    };
+    pauseBtn.addEventListener('click', () => act('pause'));
+    resumeBtn.addEventListener('click', () => act('resume'));
+    cancelBtn.addEventListener('click', async () => {
+      try {
+        const c = await apiJson('/v1/campaigns/' + id);
+        dialog.ask(c, () => act('cancel'));
+      } catch (e) {
+        actionMsg.textContent = e.message;
+      }
+    });
+    downloadBtn.addEventListener('click', async () => {
+      actionMsg.textContent = 'Preparing the results…';
+      try {
+        const blob = await (await api('/v1/campaigns/' + id + '/results')).blob();
+        const url = URL.createObjectURL(blob);
+        const a = h('a', { href: url, download: 'campaign-' + id + '-results.csv' });
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 60000);
+        actionMsg.textContent = 'Results downloaded (campaign-' + id + '-results.csv).';
+      } catch (e) {
+        actionMsg.textContent = 'Cannot download: ' + e.message;
+      }
+    });
+
+    function render(c) {
+      document.getElementById('page-title').textContent = c.name;
+      document.title = c.name + ' · ccc-dialer';
+      clear(head);
+      append(head, [
+        h('p', {}, 'State: ', h('span', { id: 'campaign-state' }, stateBadge(c.state)),
+          ' · priority ', String(c.priority), ' · created ', when(c.created_at)),
+        c.reason ? h('p', { id: 'campaign-reason', class: 'reason' }, h('strong', { text: 'Why: ' }), c.reason) : null,
+        c.outage ? h('p', { class: 'reason' }, h('strong', { text: 'Endpoint: ' }), c.outage.message) : null,
+      ]);
+      const open = c.state === 'active' || c.state === 'paused';
+      pauseBtn.disabled = c.state !== 'active';
+      resumeBtn.disabled = c.state !== 'paused';
+      cancelBtn.disabled = !open;
+      clear(summary);
+      append(summary, [
+        progress(c),
+        h('p', {}, 'Rate: ', rate(c), ' · ETA ', h('span', { id: 'eta', text: duration(c.eta_seconds) })),
+        countsList(c),
+      ]);
+    }
+
+    poll(async () => {
+      const c = await apiJson('/v1/campaigns/' + id);
+      samples.push({ t: Date.now(), rate: c.rate_per_second || 0 });
+      if (samples.length > CHART_POINTS) samples.shift();
+      render(c);
+      clear(chartBox);
+      append(chartBox, [chart(samples, c.rate_cap_per_second || 1),
+        h('figcaption', { class: 'small', text: 'Requests per second (' + (c.rate_per_second || 0).toFixed(1) + ') against the account cap (' + c.rate_cap_per_second + '/s).' })]);
+      if (!contacts.loaded) contacts.load();
+    });
+  }
+
+  function cancelDialog() {
+    const text = h('p', { id: 'cancel-text' });
+    const yes = h('button', { type: 'button', id: 'cancel-confirm', class: 'danger' });
+    const no = h('button', { type: 'button', id: 'cancel-keep', text: 'Keep the campaign' });
+    const el = h('dialog', { id: 'cancel-dialog', 'aria-labelledby': 'cancel-title', 'aria-describedby': 'cancel-text' },
+      h('h2', { id: 'cancel-title', text: 'Cancel this campaign?' }), text, h('div', { class: 'actions' }, yes, no));
+    let onYes = null;
+    yes.addEventListener('click', () => { el.close(); if (onYes) onYes(); });
+    no.addEventListener('click', () => el.close());
+    return {
+      el,
+      ask(c, then) {
+        onYes = then;
+        const pending = (c.counts || {}).pending || 0;
+        const inFlight = (c.counts || {}).in_flight || 0;
+        text.textContent = 'Cancelling "' + c.name + '" cancels ' + num(pending) + ' contacts that have not been called yet: they will never be called. ' +
+          (inFlight ? num(inFlight) + ' calls already on the wire finish and are recorded. ' : '') + 'This cannot be undone.';
+        yes.textContent = 'Cancel ' + num(pending) + ' contacts';
+        el.showModal();
+        no.focus();
+      },
+    };
+  }
+
+  function contactsSection(id) {
+    const state = { cursors: [''], index: 0, status: '', q: '' };
+    const statusSel = h('select', { id: 'filter-status', name: 'status' },
+      h('option', { value: '', text: 'any status' }), STATUSES.map((s) => h('option', { value: s, text: s })));
+    const qInput = h('input', { id: 'filter-q', name: 'q', type: 'search', inputmode: 'tel', autocomplete: 'off', placeholder: 'e.g. 138 0001 6305' });
+    const form = h('form', { id: 'contacts-filter', class: 'filters', role: 'search', 'aria-label': 'Filter contacts' },
+      h('label', { for: 'filter-status', text: 'Status' }), statusSel,
+      h('label', { for: 'filter-q', text: 'Number' }), qInput,
+      h('button', { type: 'submit', text: 'Show' }));
+    const tbody = h('tbody', { id: 'contact-rows' });
+    const table = h('div', { class: 'scroll' }, h('table', { class: 'contacts' },
+      h('caption', { class: 'sr-only', text: 'Contacts of this campaign' }),
+      h('thead', {}, h('tr', {}, ['Line', 'Number', 'Name', 'ID', 'Status', 'Attempts', 'Next try', 'Last error'].map((t) => h('th', { scope: 'col', text: t })))),
+      tbody));
+    const prev = h('button', { type: 'button', id: 'contacts-prev', text: '← Previous' });
+    const next = h('button', { type: 'button', id: 'contacts-next', text: 'Next →' });
+    const info = h('span', { id: 'contacts-page', class: 'small', 'aria-live': 'polite' });
+    const panel = h('section', { id: 'contact-panel', class: 'card', 'aria-live': 'polite', hidden: true });
+    const section = h('section', { class: 'card', 'aria-labelledby': 'contacts-title' },
+      h('h2', { id: 'contacts-title', text: 'Contacts' }), form, table,
+      h('div', { class: 'pager' }, prev, info, next), panel);
+    const self = { section, loaded: false, load };
+
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      state.status = statusSel.value;
+      state.q = qInput.value.trim();
+      state.cursors = [''];
+      state.index = 0;
+      load();
+    });
+    next.addEventListener('click', () => { state.index++; load(); });
+    prev.addEventListener('click', () => { if (state.index > 0) { state.index--; load(); } });
+
+    async function load() {
+      self.loaded = true;
+      const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      if (state.status) params.set('status', state.status);
+      if (state.q) params.set('q', state.q);
+      if (state.cursors[state.index]) params.set('cursor', state.cursors[state.index]);
+      info.textContent = 'Loading…';
+      let page;
+      try {
+        page = await apiJson('/v1/campaigns/' + id + '/contacts?' + params.toString());
+      } catch (e) {
+        info.textContent = e.message;
+        return;
+      }
+      state.cursors.length = state.index + 1;
+      if (page.next_cursor) state.cursors.push(page.next_cursor);
+      clear(tbody);
+      for (const c of page.contacts) {
+        const open = h('button', { type: 'button', class: 'link', 'data-callee': c.callee, 'aria-label': 'Details of ' + c.callee, text: c.callee });
+        open.addEventListener('click', () => showContact(c.callee));
+        tbody.appendChild(h('tr', { 'data-line': c.line },
+          h('td', { text: c.line }), h('td', {}, open), h('td', { class: 'name', text: c.name || '' }),
+          h('td', { text: c.ext_id || '' }), h('td', {}, h('span', { class: 'state state-' + c.status, text: c.status })),
+          h('td', { text: c.attempts }), h('td', { text: c.next_at ? when(c.next_at) : '' }),
+          h('td', { text: c.error_code ? c.error_code + (c.error_message ? ': ' + c.error_message : '') : '' })));
+      }
+      if (!page.contacts.length) {
+        tbody.appendChild(h('tr', {}, h('td', { colspan: 8, text: page.next_cursor ? 'No match in these lines; "Next" searches on.' : 'No contacts match.' })));
+      }
+      prev.disabled = state.index === 0;
+      next.disabled = !page.next_cursor;
+      info.textContent = 'Page ' + (state.index + 1) + (page.contacts.length ? ', lines ' + page.contacts[0].line + '–' + page.contacts[page.contacts.length - 1].line : '') + (page.next_cursor ? '' : ' (last page)');
+    }
+
+    async function showContact(callee) {
+      panel.hidden = false;
+      clear(panel).appendChild(h('p', { text: 'Loading ' + callee + '…' }));
+      let d;
+      try {
+        d = await apiJson('/v1/campaigns/' + id + '/contacts/' + encodeURIComponent(callee));
+      } catch (e) {
+        clear(panel).appendChild(h('p', { class: 'error', text: e.message }));
+        return;
+      }
+      const w = d.waiting;
+      clear(panel);
+      append(panel, [
+        h('h3', { id: 'contact-title', text: 'Contact ' + d.callee }),
+        h('dl', { class: 'facts' },
+          h('dt', { text: 'Status' }), h('dd', { id: 'contact-status', text: d.status }),
+          h('dt', { text: 'Line' }), h('dd', { text: d.line }),
+          h('dt', { text: 'ID' }), h('dd', { text: d.ext_id || '—' }),
+          h('dt', { text: 'Attempts used' }), h('dd', { text: d.attempts_used }),
+          h('dt', { text: 'Session' }), h('dd', { text: d.session_id || '—' }),
+          h('dt', { text: 'Last error' }), h('dd', { text: d.error_code ? d.error_code + (d.error_message ? ': ' + d.error_message : '') : '—' }),
+          h('dt', { text: 'Why not now' }), h('dd', { id: 'why-not-now' }, w
+            ? [h('b', { text: w.gate }), w.reason ? ': ' + w.reason : '', w.until ? ' — until ' + when(w.until) : '']
+            : FINAL.has(d.status) ? 'final: it will not be called again' : 'on the wire now')),
+        h('h4', { text: 'Sessions and attempts' }),
+        d.attempts.length
+          ? h('div', { class: 'scroll' }, h('table', { class: 'attempts' },
+            h('thead', {}, h('tr', {}, ['#', 'Started', 'Sent', 'Finished', 'Outcome', 'Code', 'Message', 'Session', 'Caller'].map((t) => h('th', { scope: 'col', text: t })))),
+            h('tbody', {}, d.attempts.map((a) => h('tr', {},
+              h('td', { text: a.n }), h('td', { text: when(a.started_at) }), h('td', { text: a.sent_at ? when(a.sent_at) : '—' }),
+              h('td', { text: a.finished_at ? when(a.finished_at) : '—' }), h('td', { text: a.outcome || 'awaiting reply' }),
+              h('td', { text: a.code || '' }), h('td', { text: a.message || '' }), h('td', { text: a.session_id || '' }), h('td', { text: a.caller || '' }))))))
+          : h('p', { text: 'No attempt yet.' }),
+        h('button', { type: 'button', id: 'contact-close', text: 'Close' }),
+      ]);
+      panel.querySelector('#contact-close').addEventListener('click', () => { panel.hidden = true; });
+      panel.querySelector('h3').setAttribute('tabindex', '-1');
+      panel.querySelector('h3').focus();
+    }
+
+    return self;
+  }
+
+  // ---------- new campaign ----------
+
+  function newCampaignPage() {
+    let file = null;
+    const fileInput = h('input', { id: 'file', type: 'file', accept: '.csv,text/csv' });
+    const fileName = h('p', { id: 'file-name', class: 'small', 'aria-live': 'polite', text: 'No file chosen.' });
+    const drop = h('div', { id: 'drop', class: 'drop' },
+      h('p', { text: 'Drop the contacts CSV here, or choose it:' }),
+      h('label', { for: 'file', text: 'Contacts file (CSV)' }),
+      fileInput, fileName);
+    const setFile = (f) => {
+      file = f || null;
+      fileName.textContent = file ? file.name + ' (' + num(file.size) + ' bytes)' : 'No file chosen.';
+    };
+    fileInput.addEventListener('change', () => setFile(fileInput.files[0]));
+    drop.addEventListener('dragover', (ev) => { ev.preventDefault(); drop.classList.add('over'); });
+    drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+    drop.addEventListener('drop', (ev) => {
+      ev.preventDefault();
+      drop.classList.remove('over');
+      if (ev.dataTransfer && ev.dataTransfer.files.length) setFile(ev.dataTransfer.files[0]);
+    });
+    const field = (id, label, attrs, hint) => h('div', { class: 'field' },
+      h('label', { for: id, text: label }), h('input', Object.assign({ id, name: id, 'aria-describedby': hint ? id + '-hint' : null }, attrs)),
+      hint ? h('p', { id: id + '-hint', class: 'hint', text: hint }) : null);
+    const report = h('section', { id: 'intake', 'aria-live': 'polite' });
+    const error = h('p', { id: 'new-error', class: 'error', role: 'alert' });
+    const submit = h('button', { type: 'submit', id: 'upload', text: app.features.paused ? 'Upload and check' : 'Upload and start' });
+    const form = h('form', { id: 'new-campaign', class: 'card', novalidate: true },
+      drop,
+      field('name', 'Name', { type: 'text', autocomplete: 'off' }, 'Letters, digits, - _ . ; left empty, one is made from the file.'),
+      field('priority', 'Priority', { type: 'number', min: 0, max: 9, step: 1 }, '0 to 9: a higher one sends more requests at each turn.'),
+      field('ai_agent_id', 'AI agent ID', { type: 'number', min: 1, step: 1 }, 'Left empty: the config\'s campaign.ai_agent_id.'),
+      field('callers', 'Caller numbers', { type: 'text', autocomplete: 'off' }, 'Comma-separated; left empty: the config\'s.'),
+      field('timezone', 'Calling time zone', { type: 'text', autocomplete: 'off', placeholder: 'Asia/Shanghai' }, 'An IANA zone; left empty: the config\'s.'),
+      field('weekday_hours', 'Hours Monday to Friday', { type: 'text', autocomplete: 'off', placeholder: '09:00-12:00, 14:00-20:00' }, 'Comma-separated ranges. Fill this or the weekend to set calling hours: a day left empty is then closed.'),
+      field('weekend_hours', 'Hours Saturday and Sunday', { type: 'text', autocomplete: 'off', placeholder: '10:00-12:00' }),
+      error, submit);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      error.textContent = '';
+      if (!file) {
+        error.textContent = 'Choose or drop a contacts CSV first.';
+        return;
+      }
+      const settings = {};
+      const val = (n) => form.querySelector('#' + n).value.trim();
+      if (val('name')) settings.name = val('name');
+      if (val('priority')) settings.priority = Number(val('priority'));
+      if (val('ai_agent_id')) settings.ai_agent_id = Number(val('ai_agent_id'));
+      if (val('callers')) settings.callers = val('callers').split(',').map((s) => s.trim()).filter(Boolean);
+      const ranges = (s) => s.split(',').map((r) => r.trim()).filter(Boolean);
+      if (val('timezone') || val('weekday_hours') || val('weekend_hours')) {
+        settings.calling = {};
+        if (val('timezone')) settings.calling.timezone = val('timezone');
+        if (val('weekday_hours') || val('weekend_hours')) {
+          const hours = {};
+          for (const d of ['mon', 'tue', 'wed', 'thu', 'fri']) if (val('weekday_hours')) hours[d] = ranges(val('weekday_hours'));
+          for (const d of ['sat', 'sun']) if (val('weekend_hours')) hours[d] = ranges(val('weekend_hours'));
+          settings.calling.hours = hours;
+        }
+      }
+      if (app.features.paused) settings.paused = true;
+      const body = new FormData();
+      body.append('contacts', file, file.name);
+      body.append('settings', JSON.stringify(settings));
+      submit.disabled = true;
+      clear(report).appendChild(h('p', { text: 'Uploading and checking ' + file.name + '…' }));
+      try {
+        const r = await api('/v1/campaigns', { method: 'POST', body });
+        showReport(await r.json());
+      } catch (e) {
+        clear(report);
+        error.textContent = 'Refused: ' + e.message;
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    pageShell('New campaign', form, report);
+
+    function showReport(created) {
+      const c = created.campaign;
+      const i = created.intake;
+      clear(report);
+      append(report, [h('h2', { id: 'intake-title', text: 'Intake report: ' + c.name })]);
+      if (created.existing) {
+        report.appendChild(h('p', { text: 'This campaign was created before with the same contacts and settings; nothing new was imported.' }));
+      }
+      if (i) {
+        report.appendChild(h('dl', { class: 'facts', id: 'intake-facts' },
+          h('dt', { text: 'Rows read' }), h('dd', { id: 'intake-rows', text: num(i.rows) }),
+          h('dt', { text: 'Accepted' }), h('dd', { id: 'intake-accepted', text: num(i.accepted) }),
+          h('dt', { text: 'Skipped' }), h('dd', { id: 'intake-skipped', text: num(i.skipped) }),
+          h('dt', { text: 'Duplicates' }), h('dd', { text: num(i.duplicates) }),
+          i.ignored_columns.length ? [h('dt', { text: 'Ignored columns' }), h('dd', { text: i.ignored_columns.join(', ') })] : null));
+        if (i.skipped_rows.length) {
+          report.appendChild(h('div', { class: 'scroll' }, h('table', { id: 'skipped-rows' },
+            h('caption', { text: 'Skipped rows' + (i.skipped > i.skipped_rows.length ? ' (the first ' + i.skipped_rows.length + '; all are in the results)' : '') }),
+            h('thead', {}, h('tr', {}, ['Line', 'Number', 'Reason'].map((t) => h('th', { scope: 'col', text: t })))),
+            h('tbody', {}, i.skipped_rows.map((s) => h('tr', {}, h('td', { text: s.line }), h('td', { text: s.callee }), h('td', { text: s.reason })))))));
+        }
+      }
+      const open = h('a', { href: '#/campaign/' + c.id, id: 'open-campaign', class: 'button', text: 'Open the campaign' });
+      if (c.state === 'paused') {
+        const startBtn = h('button', { type: 'button', id: 'start-campaign', text: 'Start calling ' + num(i ? i.accepted : c.total) + ' contacts' });
+        const msg = h('p', { class: 'small', role: 'status' });
+        startBtn.addEventListener('click', async () => {
+          startBtn.disabled = true;
+          try {
+            await apiJson('/v1/campaigns/' + c.id + '/resume', { method: 'POST' });
+            location.hash = '#/campaign/' + c.id;
+          } catch (e) {
+            msg.textContent = 'Refused: ' + e.message;
+            startBtn.disabled = false;
+          }
+        });
+        append(report, [h('p', { text: 'Nothing has been dialled yet. Check the report, then start it.' }), h('div', { class: 'actions' }, startBtn, open), msg]);
+      } else {
+        append(report, [h('p', { text: 'The campaign is ' + c.state + ' (this service starts a campaign when its file is uploaded).' }), open]);
+      }
+      report.querySelector('h2').setAttribute('tabindex', '-1');
+      report.querySelector('h2').focus();
+    }
+  }
+
+  document.addEventListener('DOMContentLoaded', boot);
+})();

@@ -1,0 +1,405 @@
+//! The web console in a real browser (headless Chromium through chromedriver) against `serve`
+//! and the built-in stand-in: sign-in, upload with its intake report, a campaign to completion,
+//! pause/resume/cancel, "why not now", the contacts table's pages, and user data shown as text.
+
+use serde_json::Value;
+
+use crate::browser::Browser;
+use crate::served::{count, serve_command, state, Served, TOKEN};
+use crate::support::*;
+
+/// A stand-in that answers every call "outside calling hours": each contact is tried once and
+/// rescheduled an hour on, so the campaign stays active, with every contact pending, however
+/// long a test takes.
+async fn holding_scratch() -> (ccc_dialer::mock::MockServer, Scratch) {
+    let mock = mock_with(
+        20,
+        0,
+        "[[rule]]\ncallee = \"*\"\noutcomes = [\"error:FailedOperation.CalloutRuleNotWorkTime\"]\n",
+    )
+    .await;
+    let s = Scratch::new(
+        &mock.endpoint(),
+        "",
+        "[retry]\nlater_delay = \"1h\"\nmax_reschedules = 3\n",
+    );
+    (mock, s)
+}
+
+/// The file lines of the contacts table's rows, top to bottom.
+async fn lines(b: &Browser) -> Vec<u64> {
+    b.js("return Array.from(document.querySelectorAll('#contact-rows tr')).map(r => Number(r.dataset.line))")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap_or(0))
+        .collect()
+}
+
+/// Signed in with the test token, on the campaigns page.
+async fn signed_in(b: &Browser, served: &Served) {
+    b.goto(&served.url("/console/")).await;
+    b.type_into("#token", TOKEN).await;
+    b.click("#sign-in-button").await;
+    b.wait_text("#page-title", "the campaigns page", |t| t == "Campaigns")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_sign_in_refuses_a_wrong_token_plainly_and_keeps_the_right_one_in_the_tab_only() {
+    let mock = mock_with(20, 0, "").await;
+    let s = crate::served::scratch(&mock, "");
+    let served = Served::start(&s).await;
+
+    // The page: security headers, no inline script.
+    let r = reqwest::get(served.url("/console/")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let csp = header("content-security-policy");
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    let html = r.text().await.unwrap();
+    assert!(
+        html.matches("<script").count() == html.matches("<script src=").count(),
+        "inline script in {html}"
+    );
+
+    let b = Browser::start().await;
+    b.goto(&served.url("/")).await;
+    b.wait_text("h1", "the sign-in form", |t| t == "Sign in")
+        .await;
+    b.type_into("#token", "not-the-token").await;
+    b.click("#sign-in-button").await;
+    let said = b
+        .wait_text("#sign-in-error", "the refusal", |t| {
+            t.contains("Wrong token")
+        })
+        .await;
+    assert!(said.contains("refused"), "{said}");
+    assert_eq!(
+        b.js("return sessionStorage.getItem('ccc-dialer.token')")
+            .await,
+        Value::Null,
+        "a refused token is not kept"
+    );
+
+    b.type_into("#token", TOKEN).await;
+    b.click("#sign-in-button").await;
+    b.wait_text("#page-title", "the campaigns page", |t| t == "Campaigns")
+        .await;
+    assert_eq!(
+        b.js("return sessionStorage.getItem('ccc-dialer.token')")
+            .await,
+        Value::from(TOKEN)
+    );
+    assert_eq!(b.js("return localStorage.length").await, Value::from(0));
+    assert_eq!(b.js("return document.cookie").await, Value::from(""));
+    let url = b.client.current_url().await.unwrap();
+    assert!(!url.as_str().contains(TOKEN), "{url}");
+
+    // A reload in the same tab stays signed in; signing out forgets the token.
+    b.goto(&served.url("/console/#/")).await;
+    b.wait_text("#page-title", "the campaigns page again", |t| {
+        t == "Campaigns"
+    })
+    .await;
+    b.click("#sign-out").await;
+    b.wait_text("h1", "the sign-in form again", |t| t == "Sign in")
+        .await;
+    assert_eq!(
+        b.js("return sessionStorage.getItem('ccc-dialer.token')")
+            .await,
+        Value::Null
+    );
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_without_a_token_on_loopback_opens_without_sign_in() {
+    let mock = mock_with(20, 0, "").await;
+    let s = crate::served::scratch(&mock, "");
+    let mut cmd = serve_command(&s);
+    cmd.env_remove("CCC_DIALER_API_TOKEN");
+    let served = Served::start_with(&s, cmd).await;
+    let b = Browser::start().await;
+    b.goto(&served.url("/console/")).await;
+    b.wait_text("#page-title", "the campaigns page", |t| t == "Campaigns")
+        .await;
+    assert_eq!(b.count("#sign-in").await, 0);
+    assert_eq!(
+        b.js("return document.getElementById('sign-out').hidden")
+            .await,
+        Value::Bool(true)
+    );
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_upload_shows_the_intake_report_and_the_campaign_runs_to_completion() {
+    let mock = mock_with(20, 0, "").await;
+    let s = crate::served::scratch(&mock, "");
+    let served = Served::start(&s).await;
+    // samples/contacts.csv and one row that cannot be dialled.
+    let sample = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/contacts.csv"),
+    )
+    .unwrap();
+    let bad_line = sample.lines().count() + 1;
+    let upload = s.dir.path().join("upload.csv");
+    std::fs::write(
+        &upload,
+        format!("{sample}c999,not-a-number,Bad Row,1.00,\n"),
+    )
+    .unwrap();
+
+    let b = Browser::start().await;
+    signed_in(&b, &served).await;
+    b.click("a[href='#/new']").await;
+    b.wait_text("#page-title", "the new campaign form", |t| {
+        t == "New campaign"
+    })
+    .await;
+    b.type_into("#file", upload.to_str().unwrap()).await;
+    b.type_into("#name", "from-the-console").await;
+    b.click("#upload").await;
+    b.wait_text("#intake-title", "the intake report", |t| {
+        t.contains("from-the-console")
+    })
+    .await;
+    let (_, list) = served.get("/v1/campaigns").await;
+    let c = &list["campaigns"][0];
+    let id = c["id"].as_i64().unwrap();
+    let accepted = c["total"].as_u64().unwrap() - count(c, "skipped");
+    let shown = b.wait_text("#intake-accepted", "accepted", |_| true).await;
+    assert_eq!(shown, accepted.to_string());
+    let skipped_table = b
+        .wait_text("#skipped-rows", "the skipped rows", |t| {
+            t.contains("not-a-number")
+        })
+        .await;
+    assert!(
+        skipped_table.contains(&bad_line.to_string()),
+        "line {bad_line} in {skipped_table}"
+    );
+    // Started by the report's button when the service creates campaigns paused; else opened.
+    if b.count("#start-campaign").await > 0 {
+        b.click("#start-campaign").await;
+    } else {
+        b.click("#open-campaign").await;
+    }
+    b.wait_text("#campaign-state", "completion", |t| t == "completed")
+        .await;
+    let c = served.campaign(id).await;
+    assert_eq!(state(&c), "completed");
+    assert_eq!(count(&c, "placed"), mock.stats().accepted);
+    assert_eq!(count(&c, "placed"), accepted);
+    b.wait_js(
+        &format!(
+            "document.querySelector('#summary progress') && document.querySelector('#summary progress').value == {}",
+            c["total"]
+        ),
+        "a full progress bar",
+    )
+    .await;
+    // The campaigns page shows it completed too.
+    b.click("a[href='#/']").await;
+    b.wait_text(
+        &format!("#campaign-rows tr[data-id='{id}']"),
+        "the list",
+        |t| t.contains("completed"),
+    )
+    .await;
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_pauses_resumes_and_cancels_with_a_confirmation_that_counts_the_contacts() {
+    let (mock, s) = holding_scratch().await;
+    let served = Served::start(&s).await;
+    let id = served
+        .create("steered", &crate::served::csv_of(1, 30))
+        .await;
+    // Every contact tried once and held for an hour: 30 pending, none on the wire.
+    served
+        .wait_campaign(id, "every contact tried and held", |c| {
+            count(c, "pending") == 30 && count(c, "in_flight") == 0
+        })
+        .await;
+    wait_for_requests(&mock, "every contact tried", 30).await;
+
+    let b = Browser::start().await;
+    signed_in(&b, &served).await;
+    b.click(&format!("a[href='#/campaign/{id}']")).await;
+    b.wait_text("#campaign-state", "active", |t| t == "active")
+        .await;
+    if let Ok(path) = std::env::var("CCC_CONSOLE_SCREENSHOT") {
+        b.wait_text("#contacts-page", "the contacts table", |t| {
+            t.contains("Page 1")
+        })
+        .await;
+        b.wait_js(
+            "document.querySelector('#chart polyline')",
+            "two samples in the chart",
+        )
+        .await;
+        b.screenshot(std::path::Path::new(&path)).await;
+    }
+
+    // Why not now: the contact's panel says what holds it and until when.
+    b.click(&format!(
+        "button[data-callee='{}']",
+        crate::served::normalised(1, 3)
+    ))
+    .await;
+    let why = b
+        .wait_text("#why-not-now", "why not now", |t| !t.is_empty())
+        .await;
+    assert!(why.contains("rescheduled"), "{why}");
+    assert!(why.contains("until"), "{why}");
+    let attempts = b.count("#contact-panel table.attempts tbody tr").await;
+    assert_eq!(attempts, 1);
+
+    b.click("#pause").await;
+    b.wait_text("#campaign-state", "paused", |t| t == "paused")
+        .await;
+    assert_eq!(state(&served.campaign(id).await), "paused");
+    b.wait_text("#campaign-reason", "the reason", |t| {
+        t.contains("paused by an operator")
+    })
+    .await;
+    b.click("#resume").await;
+    b.wait_text("#campaign-state", "active again", |t| t == "active")
+        .await;
+    assert_eq!(state(&served.campaign(id).await), "active");
+
+    // Cancel asks first, with the number it cancels; keeping it changes nothing.
+    b.click("#cancel").await;
+    let asked = b
+        .wait_text("#cancel-text", "the confirmation", |t| !t.is_empty())
+        .await;
+    assert!(asked.contains("cancels 30 contacts"), "{asked}");
+    b.click("#cancel-keep").await;
+    b.wait_js(
+        "!document.getElementById('cancel-dialog').open",
+        "the dialog closed",
+    )
+    .await;
+    assert_eq!(state(&served.campaign(id).await), "active");
+    b.click("#cancel").await;
+    let button = b
+        .wait_text("#cancel-confirm", "the confirm button", |t| !t.is_empty())
+        .await;
+    assert_eq!(button, "Cancel 30 contacts");
+    b.click("#cancel-confirm").await;
+    b.wait_text("#campaign-state", "cancelled", |t| t == "cancelled")
+        .await;
+    let c = served.campaign(id).await;
+    assert_eq!(state(&c), "cancelled");
+    assert_eq!(count(&c, "cancelled"), 30, "{c}");
+    assert_eq!(mock.stats().accepted, 0);
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_contacts_table_pages_searches_and_shows_names_as_text() {
+    let (_mock, s) = holding_scratch().await;
+    let served = Served::start(&s).await;
+    let payload = "<img src=x onerror=\"window.__xss=1\">";
+    let id_payload = "<script>window.__xss=2</script>";
+    let mut csv = String::from("callee,id,var:name\n");
+    for i in 0..120 {
+        let (id, name) = match i {
+            3 => (id_payload.to_string(), payload.to_string()),
+            _ => (format!("r{i}"), format!("Person {i}")),
+        };
+        csv.push_str(&format!(
+            "{},\"{}\",\"{}\"\n",
+            crate::served::callee(2, i),
+            id.replace('"', "\"\""),
+            name.replace('"', "\"\"")
+        ));
+    }
+    let id = served.create("paged", &csv).await;
+
+    let b = Browser::start().await;
+    signed_in(&b, &served).await;
+    b.goto(&served.url(&format!("/console/#/campaign/{id}")))
+        .await;
+    b.wait_text("#contacts-page", "page 1", |t| t.starts_with("Page 1"))
+        .await;
+    assert_eq!(lines(&b).await, (2..52).collect::<Vec<_>>());
+
+    // User data is text: the markup shows as typed and never runs.
+    let row = b
+        .wait_text(
+            "#contact-rows tr[data-line='5'] td.name",
+            "the name",
+            |_| true,
+        )
+        .await;
+    assert_eq!(row, payload);
+    let ext = b
+        .wait_text(
+            "#contact-rows tr[data-line='5'] td:nth-child(4)",
+            "the id",
+            |_| true,
+        )
+        .await;
+    assert_eq!(ext, id_payload);
+    assert_eq!(b.count("#contact-rows img").await, 0);
+    assert_eq!(b.count("#contact-rows script").await, 0);
+    assert_eq!(
+        b.js("return window.__xss === undefined").await,
+        Value::Bool(true)
+    );
+
+    b.click("#contacts-next").await;
+    b.wait_text("#contacts-page", "page 2", |t| t.starts_with("Page 2"))
+        .await;
+    assert_eq!(lines(&b).await, (52..102).collect::<Vec<_>>());
+    b.click("#contacts-next").await;
+    b.wait_text("#contacts-page", "page 3", |t| t.contains("last page"))
+        .await;
+    assert_eq!(lines(&b).await, (102..122).collect::<Vec<_>>());
+    assert_eq!(
+        b.js("return document.getElementById('contacts-next').disabled")
+            .await,
+        Value::Bool(true)
+    );
+    b.click("#contacts-prev").await;
+    b.wait_text("#contacts-page", "page 2 again", |t| {
+        t.starts_with("Page 2")
+    })
+    .await;
+    assert_eq!(lines(&b).await, (52..102).collect::<Vec<_>>());
+
+    // Search by number as people type it.
+    b.type_into("#filter-q", "+86 139 02 000077").await;
+    b.click("#contacts-filter button[type=submit]").await;
+    b.wait_text("#contacts-page", "the search", |t| t.contains("lines 79"))
+        .await;
+    assert_eq!(lines(&b).await, vec![79]);
+    assert_eq!(
+        b.js("return window.__xss === undefined").await,
+        Value::Bool(true)
+    );
+    b.quit().await;
+}
