@@ -62,7 +62,7 @@ pub enum Command {
     /// Place one call and print its SessionId (checks an account's setup).
     Call(CallArgs),
     /// Run the built-in CCC stand-in (for demos, tests and benchmarks).
-    Mock(MockArgs),
+    Mock(Box<MockArgs>),
     /// Run as a long-lived service: campaigns over an HTTP API and an inbox folder.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
@@ -280,6 +280,32 @@ pub struct MockArgs {
     /// not answered, busy, rejected or dead numbers).
     #[arg(long, default_value_t = 1.0, value_parser = parse_ratio)]
     pub answer_ratio: f64,
+    /// Push every call record to this receiver, as the service's data push does (POST
+    /// URL?action=cdr&version=1, X-TCCC-PUSH-UUID, three retries). HTTP Basic credentials
+    /// come from CCC_DIALER_PUSH_USER and CCC_DIALER_PUSH_PASSWORD (or the same names with
+    /// _FILE), never from the command line.
+    #[arg(long, value_name = "URL")]
+    pub push_url: Option<reqwest::Url>,
+    /// A push is due this long after its call ended.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub push_delay: std::time::Duration,
+    /// Share of the pushes sent late (by --push-late-by), so they arrive out of order.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    pub push_late_ratio: f64,
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub push_late_by: std::time::Duration,
+    /// Share of the pushes delivered twice with the same X-TCCC-PUSH-UUID.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_ratio)]
+    pub push_duplicate_ratio: f64,
+    /// Wait between a push the receiver did not acknowledge and its retry.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub push_retry_interval: std::time::Duration,
+    /// How long the receiver has to answer one push.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub push_timeout: std::time::Duration,
+    /// Also push EndStatus, AIAgentId and SysHangupReason (not in the documented push fields).
+    #[arg(long)]
+    pub push_extra_fields: bool,
 }
 
 fn parse_length(text: &str) -> Result<crate::mock::Length, String> {

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
             Command::Report(a) => commands::report::run(a).await,
             Command::Requeue(a) => commands::requeue::run(a).await,
             Command::Call(a) => commands::call::run(a).await,
-            Command::Mock(a) => commands::mock::run(a).await,
+            Command::Mock(a) => commands::mock::run(*a).await,
             Command::Serve(a) => commands::serve::run(a).await,
             Command::Healthcheck(a) => commands::healthcheck::run(a).await,
         }

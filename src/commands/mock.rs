@@ -36,15 +36,60 @@ pub async fn run(args: MockArgs) -> Result<Done, Failure> {
         },
         cdr_delay: args.cdr_delay,
         answer_ratio: args.answer_ratio,
+        push: push_options(&args, &ProcessEnv).map_err(Failure::input)?,
         ..Default::default()
     };
     let (listener, addr) = super::bind(args.listen).await?;
     crate::say!("listening on http://{addr}");
     crate::tell!("admin figures: http://{addr}/__admin/stats");
+    if let Some(p) = &opts.push {
+        crate::tell!("pushing call records to {}", p.target());
+    }
     MockServer::serve(listener, opts, super::stop_signal())
         .await
         .map_err(|e| Failure::other(anyhow!("stand-in stopped: {e}")))?;
     Ok(Done::Ok)
+}
+
+/// Names of the push receiver's Basic credentials (each also as `NAME_FILE`).
+pub const PUSH_USER_VAR: &str = "CCC_DIALER_PUSH_USER";
+pub const PUSH_PASSWORD_VAR: &str = "CCC_DIALER_PUSH_PASSWORD";
+
+/// The push settings from the flags and the environment; `None` without `--push-url`.
+fn push_options(
+    args: &MockArgs,
+    env: &dyn credentials::Env,
+) -> anyhow::Result<Option<crate::mock::PushOptions>> {
+    let Some(url) = &args.push_url else {
+        return Ok(None);
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(anyhow!(
+            "--push-url {url}: expected an http:// or https:// URL"
+        ));
+    }
+    let user = credentials::read_secret(env, PUSH_USER_VAR)?;
+    let password = credentials::read_secret(env, PUSH_PASSWORD_VAR)?;
+    let basic_auth = match (user, password) {
+        (Some(u), Some(p)) => Some((u.expose().to_string(), p)),
+        (None, None) => None,
+        _ => {
+            return Err(anyhow!(
+                "set both {PUSH_USER_VAR} and {PUSH_PASSWORD_VAR} (or their _FILE forms) for the push's Basic auth, or neither"
+            ))
+        }
+    };
+    Ok(Some(crate::mock::PushOptions {
+        basic_auth,
+        delay: args.push_delay,
+        late_ratio: args.push_late_ratio,
+        late_by: args.push_late_by,
+        duplicate_ratio: args.push_duplicate_ratio,
+        retry_interval: args.push_retry_interval,
+        timeout: args.push_timeout,
+        extra_fields: args.push_extra_fields,
+        ..crate::mock::PushOptions::to(url.clone())
+    }))
 }
 
 /// `SECRET_ID SECRET_KEY` per line; blank lines and `#` comments ignored. Errors name the file

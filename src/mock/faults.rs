@@ -23,12 +23,17 @@
 //! `dead` (205), `busy` (206), `voicemail` (222), `end:CODE` (any code; its EndStatusString from
 //! the service's table, `unknown` outside it) or `end:CODE:STRING`; `no_record` (the call exists
 //! but its record never appears).
+//!
+//! `push` (with a push URL): the data push of the n-th call created for the callee: `on_time`,
+//! `late:DURATION` (sent DURATION after it was due), `twice` (sent again a second later with the
+//! same `X-TCCC-PUSH-UUID`) or `never`; past the end of the list, the push ratios apply.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::calls::{CallScript, CALL_FORMS};
+use super::push::{PushScript, PUSH_FORMS};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -44,6 +49,7 @@ struct Rule {
     pattern: String,
     outcomes: Vec<Outcome>,
     calls: Vec<CallScript>,
+    push: Vec<PushScript>,
 }
 
 impl Rule {
@@ -92,6 +98,8 @@ struct RawRule {
     outcomes: Vec<String>,
     #[serde(default)]
     calls: Vec<String>,
+    #[serde(default)]
+    push: Vec<String>,
 }
 
 const OUTCOME_FORMS: &str =
@@ -181,10 +189,21 @@ impl Faults {
                     expected: CALL_FORMS,
                 })?);
             }
+            let mut push = Vec::new();
+            for p in &r.push {
+                push.push(PushScript::parse(p).ok_or_else(|| FaultsError::Invalid {
+                    path: path.to_path_buf(),
+                    index,
+                    key: "push",
+                    value: format!("{p:?}"),
+                    expected: PUSH_FORMS,
+                })?);
+            }
             rules.push(Rule {
                 pattern: r.callee.trim().to_string(),
                 outcomes,
                 calls,
+                push,
             });
         }
         Ok(Faults { rules })
@@ -205,6 +224,14 @@ impl Faults {
             .iter()
             .find(|r| r.matches(callee))
             .and_then(|r| r.calls.get(n).cloned())
+    }
+
+    /// The push script of the `n`-th (0-based) call created for `callee`, if a rule names one.
+    pub fn push(&self, callee: &str, n: usize) -> Option<PushScript> {
+        self.rules
+            .iter()
+            .find(|r| r.matches(callee))
+            .and_then(|r| r.push.get(n).cloned())
     }
 
     pub fn is_empty(&self) -> bool {

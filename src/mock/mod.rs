@@ -15,6 +15,7 @@ mod end_status;
 mod faults;
 mod lines;
 mod params;
+mod push;
 mod slow_start;
 mod stats;
 mod tel_cdr;
@@ -23,6 +24,7 @@ mod verify;
 pub use calls::{CallScript, SimulatedCall, AGENT_NAME, DEFAULT_CALLER};
 pub use faults::{Faults, FaultsError, Outcome};
 pub use lines::{CallLength, Length};
+pub use push::{PushOptions, PushScript, PushStats, RETRIES as PUSH_RETRIES, UUID_HEADER};
 pub use stats::{ActionStats, MockStats};
 pub use tel_cdr::{MAX_LIST, MAX_PAGE_SIZE, MAX_SPAN_SECS};
 pub use verify::{verify, Refusal, MAX_SKEW_SECS};
@@ -102,6 +104,8 @@ pub struct MockOptions {
     /// Share of the calls no fault script names that are answered (the rest: not answered,
     /// busy, rejected, dead number); 1.0 = every one.
     pub answer_ratio: f64,
+    /// Push every call record to a receiver (the service's data push); `None`: no push.
+    pub push: Option<PushOptions>,
 }
 
 /// The default `cdr_delay`.
@@ -121,6 +125,7 @@ impl Default for MockOptions {
             call_length: CallLength::default(),
             cdr_delay: DEFAULT_CDR_DELAY,
             answer_ratio: 1.0,
+            push: None,
         }
     }
 }
@@ -130,6 +135,7 @@ struct Shared {
     recorder: Mutex<Recorder>,
     lines: Mutex<lines::AgentLines>,
     calls: Mutex<calls::CallBook>,
+    pushes: Mutex<push::PushQueue>,
 }
 
 /// The stand-in's view of its agents' lines, for tests and benchmarks.
@@ -150,7 +156,13 @@ impl Shared {
             recorder: Mutex::new(Recorder::default()),
             lines: Mutex::new(lines::AgentLines::default()),
             calls: Mutex::new(calls::CallBook::default()),
+            pushes: Mutex::new(push::PushQueue::default()),
         }
+    }
+
+    fn pushes<T>(&self, f: impl FnOnce(&mut push::PushQueue) -> T) -> T {
+        let mut q = self.pushes.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut q)
     }
 
     fn calls<T>(&self, f: impl FnOnce(&mut calls::CallBook) -> T) -> T {
@@ -184,6 +196,7 @@ pub struct MockServer {
     accepted: Arc<AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pusher: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn router(shared: Arc<Shared>) -> Router {
@@ -229,9 +242,12 @@ impl MockServer {
             accepted: Arc::new(AtomicU64::new(0)),
         };
         let shared = Arc::new(Shared::new(opts));
-        axum::serve(listener, router(shared))
+        let pusher = tokio::spawn(push_loop(shared.clone()));
+        let served = axum::serve(listener, router(shared))
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        pusher.abort();
+        served
     }
 
     /// Bind 127.0.0.1 on a free port and serve in the background.
@@ -254,6 +270,7 @@ impl MockServer {
             accepted: accepted.clone(),
         };
         let shared = Arc::new(Shared::new(opts));
+        let pusher = Some(tokio::spawn(push_loop(shared.clone())));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = router(shared.clone());
         let task = tokio::spawn(async move {
@@ -269,6 +286,7 @@ impl MockServer {
             accepted,
             stop: Some(stop),
             task: Some(task),
+            pusher,
         })
     }
 
@@ -343,6 +361,9 @@ impl MockServer {
     }
 
     pub async fn shutdown(mut self) {
+        if let Some(pusher) = self.pusher.take() {
+            pusher.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -354,6 +375,9 @@ impl MockServer {
 
 impl Drop for MockServer {
     fn drop(&mut self) {
+        if let Some(pusher) = self.pusher.take() {
+            pusher.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -531,7 +555,22 @@ async fn create_ai_agent_call(shared: &Shared, body: Bytes) -> Response {
             );
         }
         session_id = call.session_id.clone();
-        shared.calls(|b| b.add(call));
+        let n = shared.calls(|b| b.created_for(&callee));
+        let script = opts.push.as_ref().map(|p| {
+            opts.faults
+                .push(&callee, n)
+                .unwrap_or_else(|| push::PushScript::default_for(p))
+        });
+        let queued = shared.calls(|b| {
+            let index = b.add(call.clone());
+            match (&script, &opts.push) {
+                (Some(script), Some(p)) => {
+                    shared.pushes(|q| q.schedule(index, &call, script, p.delay))
+                }
+                _ => 0,
+            }
+        });
+        shared.record(|r| r.stats.pushes.scheduled += queued);
     }
     match outcome {
         Outcome::Ok => {
@@ -575,6 +614,60 @@ async fn create_ai_agent_call(shared: &Shared, body: Bytes) -> Response {
                 Body::from_stream(cut),
             )
                 .into_response()
+        }
+    }
+}
+
+/// The data push: every 100 ms, send the deliveries due by the stand-in's clock, each with up
+/// to three retries, at most 16 at once. Runs for the server's life (nothing without a URL).
+async fn push_loop(shared: Arc<Shared>) {
+    let Some(opts) = shared.opts.push.clone() else {
+        return;
+    };
+    let client = match reqwest::Client::builder().build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "the stand-in cannot push: no HTTP client");
+            return;
+        }
+    };
+    let opts = Arc::new(opts);
+    let permits = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut deliveries = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        while deliveries.try_join_next().is_some() {}
+        let now = (shared.opts.clock)();
+        for due in shared.pushes(|q| q.take_due(now)) {
+            let body = shared.calls(|b| b.get(due.call).map(|c| push::body(c, opts.extra_fields)));
+            let Some(body) = body else { continue };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let (shared, client, opts) = (shared.clone(), client.clone(), opts.clone());
+            deliveries.spawn(async move {
+                let _permit = permit;
+                for n in 0..=push::RETRIES {
+                    if n > 0 {
+                        tokio::time::sleep(opts.retry_interval).await;
+                    }
+                    let ok = push::attempt(&client, &opts, &due.uuid, &body).await;
+                    shared.record(|r| {
+                        r.stats.pushes.attempts += 1;
+                        if ok {
+                            r.stats.pushes.delivered += 1;
+                        } else {
+                            r.stats.pushes.failed_attempts += 1;
+                        }
+                    });
+                    if ok {
+                        return;
+                    }
+                }
+                shared.record(|r| r.stats.pushes.gave_up += 1);
+            });
         }
     }
 }

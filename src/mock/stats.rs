@@ -62,6 +62,9 @@ pub struct MockStats {
     /// Per action (`CreateAIAgentCall`, `DescribeTelCdr`, …): its own figures.
     #[serde(default)]
     pub actions: BTreeMap<String, ActionStats>,
+    /// The data push's figures (all zero without a push URL).
+    #[serde(default)]
+    pub pushes: super::push::PushStats,
 }
 
 #[derive(Default)]

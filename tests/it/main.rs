@@ -25,6 +25,7 @@ mod engine_stops;
 mod inbox_safety;
 mod metrics_scrapes;
 mod mock_cdr;
+mod mock_push;
 mod mock_stand_in;
 mod one_process;
 mod openapi;
