@@ -186,6 +186,8 @@ pub struct Client {
     skew: Arc<AtomicI64>,
     /// Keeps the pool's connections warm while any clone of this client lives.
     warm: Option<Arc<crate::connections::KeepWarm>>,
+    /// What it was built from ([`Client::separate`]).
+    settings: ClientSettings,
 }
 
 /// [`Client::clock_skew`] before any reply was seen.
@@ -229,7 +231,14 @@ impl Client {
             clock,
             skew: Arc::new(AtomicI64::new(NO_SKEW_SEEN)),
             warm: None,
+            settings: settings.clone(),
         })
+    }
+
+    /// A client for the same endpoint and credentials with its own connection pool: queries
+    /// (DescribeTelCdr) never take a connection the dialling opened ahead for its pace.
+    pub fn separate(&self) -> Result<Client, ClientBuildError> {
+        Client::new(&self.settings, self.creds.clone(), self.clock.clone())
     }
 
     /// The server's clock minus ours in seconds, as of the last reply with a `Date` header;
@@ -284,12 +293,21 @@ impl Client {
                 request_id: String::new(),
             });
         }
+        let (status, body) = self.post(ACTION, payload).await?;
+        parse_reply(status, &body)
+    }
+
+    /// Sign `payload` for `action` (same service and version), POST it, and return the reply's
+    /// HTTP status and body, read whole (at most 1 MiB). Transport failures are split as for
+    /// CreateAIAgentCall: [`CallError::NotSent`] only when no request byte can have reached a
+    /// server. Every action shares this client's connections; each has its own limiter.
+    pub async fn post(&self, action: &str, payload: Vec<u8>) -> Result<(u16, Vec<u8>), CallError> {
         let signed = sign::sign(
             &self.creds,
             &SignRequest {
                 host: &self.host,
                 service: SERVICE,
-                action: ACTION,
+                action,
                 version: VERSION,
                 region: self.region.as_deref(),
                 language: self.language.as_deref(),
@@ -320,7 +338,7 @@ impl Client {
                 .store(server.timestamp() - (self.clock)(), Ordering::Relaxed);
         }
         let body = read_capped(response).await?;
-        parse_reply(status, &body)
+        Ok((status, body))
     }
 }
 

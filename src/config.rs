@@ -73,6 +73,8 @@ struct RawConfig {
     calling: Option<RawCalling>,
     #[serde(default)]
     server: crate::server::limits::RawServer,
+    #[serde(default)]
+    outcomes: crate::outcomes::settings::RawOutcomes,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +153,7 @@ struct RawRetry {
     later_delay_daily: String,
     max_reschedules: i64,
     redial_unknown: bool,
+    redial_not_placed: bool,
     systematic_after: i64,
     classes: BTreeMap<String, String>,
 }
@@ -165,6 +168,7 @@ impl Default for RawRetry {
             later_delay_daily: "24h".into(),
             max_reschedules: 3,
             redial_unknown: false,
+            redial_not_placed: false,
             systematic_after: crate::dispatch::systematic::DEFAULT_AFTER as i64,
             classes: BTreeMap::new(),
         }
@@ -276,6 +280,9 @@ pub struct Retry {
     pub later_delay_daily: Duration,
     pub max_reschedules: u32,
     pub redial_unknown: bool,
+    /// Dial `not_placed` contacts again (the call records showed their request created no
+    /// call). Safe, unlike `redial_unknown`, but off unless asked for.
+    pub redial_not_placed: bool,
     /// Halt after this many distinct contacts in a row fail with one permanent or unrecognised
     /// code (0 = never).
     pub systematic_after: u32,
@@ -314,6 +321,8 @@ pub struct Config {
     pub calling: Calling,
     /// `[server]`: what one HTTP client may hold of `serve` (timeouts, connection cap).
     pub server: crate::server::limits::ServerLimits,
+    /// `[outcomes]`: call outcomes from DescribeTelCdr (off by default).
+    pub outcomes: crate::outcomes::settings::OutcomeSettings,
 }
 
 impl Config {
@@ -422,6 +431,8 @@ impl Validator<'_> {
         let outage = self.outage(&raw.run)?;
         let server = crate::server::limits::validate(&raw.server)
             .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
+        let outcomes = crate::outcomes::settings::validate(raw.outcomes)
+            .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
         let faults = raw.mock.faults.map(|p| {
             if p.is_relative() {
                 self.path.parent().unwrap_or(Path::new(".")).join(p)
@@ -473,6 +484,7 @@ impl Validator<'_> {
             },
             calling,
             server,
+            outcomes,
         })
     }
 
@@ -771,6 +783,7 @@ impl Validator<'_> {
             later_delay_daily,
             max_reschedules,
             redial_unknown: raw.redial_unknown,
+            redial_not_placed: raw.redial_not_placed,
             systematic_after,
             classes,
         })

@@ -21,10 +21,14 @@ pub enum Status {
     Cancelled,
     /// The campaign ended (`calling.not_after`) before this contact could be called.
     Expired,
+    /// Was `unknown`; the service's call records show no call for it by
+    /// `outcomes.reconcile_after`: the request did not create a call. Dialled again only with
+    /// `retry.redial_not_placed` (or `--redial-not-placed`).
+    NotPlaced,
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Pending,
         Status::InFlight,
         Status::Placed,
@@ -33,6 +37,7 @@ impl Status {
         Status::Unknown,
         Status::Cancelled,
         Status::Expired,
+        Status::NotPlaced,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +50,7 @@ impl Status {
             Status::Unknown => "unknown",
             Status::Cancelled => "cancelled",
             Status::Expired => "expired",
+            Status::NotPlaced => "not_placed",
         }
     }
 
@@ -120,4 +126,24 @@ pub struct ResultRow {
     pub line: u64,
     pub id: String,
     pub updated_at: String,
+    /// The outcome class of the contact's latest session (`answered`, `not_answered`, …,
+    /// `no_record`); empty while unknown or when outcome tracking is off.
+    #[serde(default)]
+    pub outcome: String,
+    /// The call record's `EndStatus`, kept raw (also an undocumented code).
+    #[serde(default)]
+    pub end_status: String,
+    #[serde(default)]
+    pub end_status_string: String,
+    /// Talk time in seconds.
+    #[serde(default)]
+    pub duration_s: String,
+    /// UTC, `YYYY-MM-DDTHH:MM:SSZ`; empty when not answered.
+    #[serde(default)]
+    pub answered_at: String,
+    #[serde(default)]
+    pub ended_at: String,
+    /// `user`, `seat` or `system`, as the record says.
+    #[serde(default)]
+    pub hangup_side: String,
 }

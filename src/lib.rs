@@ -15,6 +15,8 @@
 //!   endpoint's circuit breaker, shared the same way (an unreachable endpoint stops every campaign).
 //! - [`dispatch`]: the engine that ties them together; [`results`] writes the results CSV;
 //!   [`requeue`] puts finished contacts back in the queue on an operator's request.
+//! - [`outcomes`]: what became of each placed call (DescribeTelCdr polling, outcome classes)
+//!   and `unknown` contacts resolved from the call records.
 //! - [`report`]: a campaign's report from the store (totals, rate against the cap, time spent
 //!   waiting and why).
 //! - [`server`]: `serve`, many campaigns in one process behind an HTTP API and an inbox;
@@ -41,6 +43,7 @@ pub mod lines;
 pub mod metrics;
 pub mod mock;
 pub mod outage;
+pub mod outcomes;
 pub mod phone;
 pub mod policy;
 pub mod report;

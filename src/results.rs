@@ -12,7 +12,7 @@ use crate::store::{Store, StoreError};
 pub mod cells;
 pub mod target;
 
-pub const COLUMNS: [&str; 10] = [
+pub const COLUMNS: [&str; 17] = [
     "callee",
     "status",
     "session_id",
@@ -23,6 +23,13 @@ pub const COLUMNS: [&str; 10] = [
     "line",
     "id",
     "updated_at",
+    "outcome",
+    "end_status",
+    "end_status_string",
+    "duration_s",
+    "answered_at",
+    "ended_at",
+    "hangup_side",
 ];
 
 #[derive(Debug, thiserror::Error)]

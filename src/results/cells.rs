@@ -46,6 +46,13 @@ pub fn row(r: &ResultRow) -> ResultRow {
         line: r.line,
         id: n(&r.id),
         updated_at: n(&r.updated_at),
+        outcome: n(&r.outcome),
+        end_status: n(&r.end_status),
+        end_status_string: n(&r.end_status_string),
+        duration_s: n(&r.duration_s),
+        answered_at: n(&r.answered_at),
+        ended_at: n(&r.ended_at),
+        hangup_side: n(&r.hangup_side),
     }
 }
 

@@ -4,7 +4,7 @@
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::rows::result_row;
+use super::rows::{result_row, RESULT_COLUMNS, RESULT_FROM};
 use super::{Store, StoreError};
 use crate::contact::{ResultRow, Status};
 
@@ -129,11 +129,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<ResultRow>, StoreError> {
         self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT callee, status, session_id, request_id, error_code, error_message,
-                        attempts, line, ext_id, updated_at
-                 FROM contacts WHERE campaign_id = ?1 AND line > ?2 ORDER BY line LIMIT ?3",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM}
+                 WHERE k.campaign_id = ?1 AND k.line > ?2 ORDER BY k.line LIMIT ?3"
+            ))?;
             let mut rows = stmt.query(params![campaign_id, after_line as i64, limit as i64])?;
             let mut out = Vec::with_capacity(limit);
             while let Some(r) = rows.next()? {

@@ -21,6 +21,7 @@ mod gates;
 mod lines;
 pub mod lock;
 mod outage;
+mod outcomes;
 mod pages;
 mod report;
 mod requeue;
@@ -31,10 +32,11 @@ pub use campaigns::{Campaign, CampaignState, NewCampaign};
 pub use detail::{AttemptRecord, ContactDetail};
 pub use gates::PersonGuard;
 pub use lines::AGENT_LINES_BUSY;
+pub use outcomes::{DueReconcile, DueSession, OutcomeCounts, OutcomeRecord, Reconciled, Written};
 pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
-use rows::{due_row, insert_contacts, result_row};
+use rows::{due_row, insert_contacts, result_row, RESULT_COLUMNS, RESULT_FROM};
 
 /// Jobs taken into one transaction at most (bounds latency of the first job in a batch).
 const MAX_BATCH: usize = 512;
@@ -537,11 +539,9 @@ impl Store {
         F: FnMut(&mut S, ResultRow) -> Result<(), StoreError> + Send + 'static,
     {
         self.call(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT callee, status, session_id, request_id, error_code, error_message,
-                        attempts, line, ext_id, updated_at
-                 FROM contacts WHERE campaign_id = ?1 ORDER BY line",
-            )?;
+            let mut stmt = c.prepare(&format!(
+                "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE k.campaign_id = ?1 ORDER BY k.line"
+            ))?;
             let mut rows = stmt.query([campaign_id])?;
             let mut n = 0;
             while let Some(r) = rows.next()? {
@@ -561,11 +561,9 @@ impl Store {
     /// Result row of one contact by id.
     pub async fn result_of(&self, contact_id: i64) -> Result<ResultRow, StoreError> {
         self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT callee, status, session_id, request_id, error_code, error_message,
-                        attempts, line, ext_id, updated_at
-                 FROM contacts WHERE id = ?1",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE k.id = ?1"
+            ))?;
             let mut rows = stmt.query([contact_id])?;
             match rows.next()? {
                 Some(r) => {

@@ -23,6 +23,21 @@ pub(super) fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueContact> {
     })
 }
 
+/// The columns [`result_row`] reads, from [`RESULT_FROM`] (`k` the contact, `o` the outcome
+/// of its latest session).
+pub(super) const RESULT_COLUMNS: &str = "k.callee, k.status, k.session_id, k.request_id,
+    k.error_code, k.error_message, k.attempts, k.line, k.ext_id, k.updated_at, o.class,
+    o.end_status, o.end_status_string, o.duration_s, o.answered_at, o.ended_at, o.hangup_side";
+pub(super) const RESULT_FROM: &str =
+    "contacts k LEFT JOIN outcomes o ON o.session_id = k.session_id";
+
+fn unix_text(secs: Option<i64>) -> String {
+    secs.filter(|s| *s > 0)
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
 pub(super) fn result_row(r: &rusqlite::Row<'_>, status: Status) -> Result<ResultRow, StoreError> {
     let updated_ms: i64 = r.get(9)?;
     let updated_at = chrono::DateTime::from_timestamp_millis(updated_ms)
@@ -43,6 +58,19 @@ pub(super) fn result_row(r: &rusqlite::Row<'_>, status: Status) -> Result<Result
         line: r.get(7)?,
         id: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
         updated_at,
+        outcome: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
+        end_status: r
+            .get::<_, Option<i64>>(11)?
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        end_status_string: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+        duration_s: r
+            .get::<_, Option<i64>>(13)?
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
+        answered_at: unix_text(r.get(14)?),
+        ended_at: unix_text(r.get(15)?),
+        hangup_side: r.get::<_, Option<String>>(16)?.unwrap_or_default(),
     })
 }
 

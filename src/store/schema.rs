@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -37,6 +37,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 7 {
         v7(conn)?;
+    }
+    if version < 8 {
+        v8(conn)?;
     }
     Ok(())
 }
@@ -218,5 +221,80 @@ fn v7(conn: &Connection) -> Result<(), StoreError> {
          PRAGMA user_version = 7;
          COMMIT;"
     ))?;
+    Ok(())
+}
+
+/// Outcome tracking (see `crate::outcomes`): `outcomes` holds what the call records say about
+/// each session (one row per SessionId, written once); `outcome_checks` is the schedule: one row
+/// per placed session still waiting for its record (`kind = 'outcome'`) and per in-doubt attempt
+/// still waiting to be reconciled from the call records (`kind = 'reconcile'`), removed when it
+/// is answered. Triggers enrol every attempt as it becomes `placed` or `in_doubt`, whatever wrote
+/// it; the ones already in the store are backfilled.
+fn v8(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS outcomes (
+           session_id TEXT PRIMARY KEY,
+           contact_id INTEGER NOT NULL REFERENCES contacts(id),
+           class TEXT NOT NULL,
+           end_status INTEGER,
+           end_status_string TEXT,
+           duration_s INTEGER,
+           ring_at INTEGER,
+           answered_at INTEGER,
+           ended_at INTEGER,
+           hangup_side TEXT,
+           sys_hangup_reason INTEGER,
+           ai_agent_id INTEGER,
+           source TEXT NOT NULL,
+           recorded_at INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS outcomes_by_contact ON outcomes (contact_id);
+         CREATE TABLE IF NOT EXISTS outcome_checks (
+           attempt_id INTEGER PRIMARY KEY REFERENCES attempts(id),
+           contact_id INTEGER NOT NULL REFERENCES contacts(id),
+           kind TEXT NOT NULL,
+           session_id TEXT,
+           sent_at INTEGER NOT NULL,
+           asked INTEGER NOT NULL DEFAULT 0,
+           checks INTEGER NOT NULL DEFAULT 0,
+           next_check_at INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS outcome_checks_due
+           ON outcome_checks (kind, asked, next_check_at);
+         CREATE INDEX IF NOT EXISTS outcome_checks_by_session ON outcome_checks (session_id);
+         CREATE INDEX IF NOT EXISTS outcome_checks_by_contact ON outcome_checks (contact_id);
+         CREATE INDEX IF NOT EXISTS attempts_by_session ON attempts (session_id);
+         CREATE TRIGGER IF NOT EXISTS attempts_placed_enrol AFTER UPDATE OF outcome ON attempts
+           WHEN NEW.outcome = 'placed' AND NEW.session_id IS NOT NULL
+             AND (OLD.outcome IS NULL OR OLD.outcome != 'placed')
+         BEGIN
+           INSERT OR IGNORE INTO outcome_checks
+             (attempt_id, contact_id, kind, session_id, sent_at, next_check_at)
+           VALUES (NEW.id, NEW.contact_id, 'outcome', NEW.session_id,
+                   COALESCE(NEW.sent_at, NEW.started_at), COALESCE(NEW.sent_at, NEW.started_at));
+         END;
+         CREATE TRIGGER IF NOT EXISTS attempts_in_doubt_enrol AFTER UPDATE OF outcome ON attempts
+           WHEN NEW.outcome = 'in_doubt' AND (OLD.outcome IS NULL OR OLD.outcome != 'in_doubt')
+         BEGIN
+           INSERT OR IGNORE INTO outcome_checks
+             (attempt_id, contact_id, kind, session_id, sent_at, next_check_at)
+           VALUES (NEW.id, NEW.contact_id, 'reconcile', NULL,
+                   COALESCE(NEW.sent_at, NEW.started_at), COALESCE(NEW.sent_at, NEW.started_at));
+         END;
+         INSERT OR IGNORE INTO outcome_checks
+           (attempt_id, contact_id, kind, session_id, sent_at, next_check_at)
+           SELECT id, contact_id, 'outcome', session_id, COALESCE(sent_at, started_at),
+                  COALESCE(sent_at, started_at)
+           FROM attempts WHERE outcome = 'placed' AND session_id IS NOT NULL;
+         INSERT OR IGNORE INTO outcome_checks
+           (attempt_id, contact_id, kind, session_id, sent_at, next_check_at)
+           SELECT a.id, a.contact_id, 'reconcile', NULL, COALESCE(a.sent_at, a.started_at),
+                  COALESCE(a.sent_at, a.started_at)
+           FROM attempts a JOIN contacts k ON k.id = a.contact_id
+           WHERE a.outcome = 'in_doubt' AND k.status = 'unknown';
+         PRAGMA user_version = 8;
+         COMMIT;",
+    )?;
     Ok(())
 }

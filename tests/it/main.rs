@@ -30,6 +30,7 @@ mod mock_stand_in;
 mod one_process;
 mod openapi;
 mod outage;
+mod outcomes_store;
 mod oversized;
 mod report;
 mod requeue;

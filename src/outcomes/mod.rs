@@ -1,0 +1,15 @@
+//! Outcome tracking (issue 13): what became of each placed call, from the service's call
+//! records, and `unknown` contacts resolved from them.
+//!
+//! - [`cdr`]: the DescribeTelCdr request and reply (pure).
+//! - [`classes`]: end code → outcome class, the documented table and its overrides (pure).
+//! - [`schedule`]: when a session is asked about next, when to give up (pure).
+//! - [`reconcile`]: which call record, if any, an in-doubt request created (pure).
+//! - [`poller`]: the task that asks, at its own rate, and writes the answers to the store.
+
+pub mod cdr;
+pub mod classes;
+pub mod poller;
+pub mod reconcile;
+pub mod schedule;
+pub mod settings;

@@ -1,0 +1,476 @@
+//! The outcome tracker: a task that asks DescribeTelCdr about placed sessions and in-doubt
+//! requests on the schedule the store keeps, at its own rate, and writes the answers down.
+//!
+//! Invariants:
+//! - Its own [`Limiter`] (`outcomes.requests_per_second`, default 5) and its own connection
+//!   pool: a query never takes a CreateAIAgentCall token or connection, and never slows
+//!   dialling. The two actions' budgets are separate at the service too (per Action).
+//! - A check row leaves the store only in the transaction that writes its answer: a crash
+//!   between a record's arrival and its write loses nothing, the next pass asks again.
+//! - Query errors: `RequestLimitExceeded` slows this limiter only; `InternalError` and
+//!   transport failures back off (1 s doubling to 1 min); an account-level code (the retry
+//!   policy's `halt` class: `AuthFailure*`, …) stops outcome tracking with its reason, and
+//!   nothing else: dialling that is otherwise healthy goes on.
+//! - When a session's end becomes known, [`Lines::call_ended`] frees its agent's line.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::cdr::{self, CallRecord, CdrQuery, Filter};
+use super::classes::{classify, OutcomeClass};
+use super::reconcile::{self, Match};
+use super::schedule::{self, Next};
+use super::settings::OutcomeSettings;
+use crate::ccc::{CallError, Client};
+use crate::limiter::Limiter;
+use crate::lines::Lines;
+use crate::policy::Class;
+use crate::store::{OutcomeRecord, Reconciled, Store, StoreError};
+
+/// Sessions taken from the store per pass (ten requests' worth).
+const SESSIONS_PER_PASS: usize = 10 * cdr::PAGE_SIZE;
+/// In-doubt requests reconciled per pass (one request each, at least).
+const RECONCILES_PER_PASS: usize = 20;
+/// Pages read for one callee's records at most (a number called very often).
+const MAX_PHONE_PAGES: u32 = 20;
+/// How often the tracker looks for due checks when idle.
+pub const IDLE: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Why a pass stopped early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryFailure {
+    /// `RequestLimitExceeded`: this action's limiter slows down.
+    Throttled(String),
+    /// Worth asking again later (server error, transport, a reply we could not read).
+    Backoff(String),
+    /// Account-level: outcome tracking stops.
+    Halt { code: String, message: String },
+}
+
+/// The class of a failed query (from the retry policy's table).
+pub fn judge(e: &CallError) -> QueryFailure {
+    match e {
+        CallError::Api { code, message, .. } => {
+            match crate::policy::classify_code(code, &Default::default()) {
+                Class::Throttled => QueryFailure::Throttled(e.to_string()),
+                Class::Halt => QueryFailure::Halt {
+                    code: code.clone(),
+                    message: message.clone(),
+                },
+                _ => QueryFailure::Backoff(e.to_string()),
+            }
+        }
+        other => QueryFailure::Backoff(other.to_string()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("DescribeTelCdr failed: {0:?}")]
+    Query(QueryFailure),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Live figures.
+#[derive(Debug, Default)]
+pub struct TrackerStats {
+    /// DescribeTelCdr requests sent (every page counts).
+    pub requests: AtomicU64,
+    pub throttled: AtomicU64,
+    pub errors: AtomicU64,
+    /// New outcome records written (a repeat is not counted).
+    pub recorded: AtomicU64,
+    pub gave_up: AtomicU64,
+    pub reconciled: AtomicU64,
+    pub not_placed: AtomicU64,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub sessions_asked: usize,
+    pub recorded: usize,
+    pub reconciles_asked: usize,
+    /// The pass took as many as it could: more may be due now.
+    pub more: bool,
+}
+
+/// Something written: for counters that live elsewhere (`serve`'s /metrics).
+pub type OnRecorded = Arc<dyn Fn(&OutcomeRecord) + Send + Sync>;
+
+pub struct Tracker {
+    store: Store,
+    client: Client,
+    limiter: Limiter,
+    settings: OutcomeSettings,
+    sdk_app_id: u64,
+    /// The AI agent a contact without its own `ai_agent_id` was dialled with.
+    agent: u64,
+    lines: Option<Arc<Lines>>,
+    stopped: Mutex<Option<String>>,
+    warned: Mutex<HashSet<i64>>,
+    pub stats: TrackerStats,
+    /// Woken after every write (waiters re-read the store).
+    changed: Notify,
+    on_recorded: Option<OnRecorded>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+impl Tracker {
+    /// `client` should be [`Client::separate`] from the dialling one.
+    pub fn new(
+        store: Store,
+        client: Client,
+        settings: OutcomeSettings,
+        sdk_app_id: u64,
+        agent: u64,
+    ) -> Tracker {
+        Tracker {
+            store,
+            client,
+            limiter: Limiter::new(settings.requests_per_second, &[]),
+            settings,
+            sdk_app_id,
+            agent,
+            lines: None,
+            stopped: Mutex::new(None),
+            warned: Mutex::new(HashSet::new()),
+            stats: TrackerStats::default(),
+            changed: Notify::new(),
+            on_recorded: None,
+        }
+    }
+
+    /// Free a line of the call's agent whenever a session's end becomes known.
+    pub fn with_lines(mut self, lines: Arc<Lines>) -> Tracker {
+        self.lines = Some(lines);
+        self
+    }
+
+    pub fn on_recorded(mut self, f: OnRecorded) -> Tracker {
+        self.on_recorded = Some(f);
+        self
+    }
+
+    pub fn settings(&self) -> &OutcomeSettings {
+        &self.settings
+    }
+
+    /// Why outcome tracking stopped, if it did (an account-level error on the query).
+    pub fn stopped(&self) -> Option<String> {
+        lock(&self.stopped).clone()
+    }
+
+    /// Resolves after the next write (or stop).
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// The task: pass after pass until `stop` turns true or an account-level error stops it.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if *stop.borrow() || self.stopped().is_some() {
+                return;
+            }
+            let pause = match self.pass(crate::dispatch::now_ms()).await {
+                Ok(r) => {
+                    backoff = Duration::from_secs(1);
+                    if r.more {
+                        continue;
+                    }
+                    IDLE
+                }
+                Err(PassError::Query(QueryFailure::Throttled(why))) => {
+                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    self.limiter.throttled();
+                    tracing::warn!(reason = %why, rate = self.limiter.current_rate(), "DescribeTelCdr throttled: outcome queries slow down (dialling is not affected)");
+                    IDLE
+                }
+                Err(PassError::Query(QueryFailure::Backoff(why))) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(reason = %why, retry_in_s = backoff.as_secs(), "DescribeTelCdr failed: asking again later");
+                    let b = backoff;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    b
+                }
+                Err(PassError::Query(QueryFailure::Halt { code, message })) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    let reason = format!(
+                        "outcome tracking stopped: DescribeTelCdr answered {code} ({message}); dialling goes on\n{}\nplaced calls keep their place in the queue: `ccc-dialer outcomes` fetches their outcomes after the fix",
+                        crate::policy::halt_hint(&code)
+                    );
+                    tracing::error!(code = %code, "{reason}");
+                    *lock(&self.stopped) = Some(reason);
+                    self.changed.notify_waiters();
+                    return;
+                }
+                Err(PassError::Store(e)) => {
+                    tracing::error!(error = %e, "outcome tracking: the store failed; trying again");
+                    let b = backoff;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    b
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// One pass: every session and in-doubt request due at `now_ms` (up to a pass's share).
+    pub async fn pass(&self, now_ms: i64) -> Result<PassReport, PassError> {
+        let mut report = PassReport::default();
+        let first = ms(self.settings.first_check_after);
+        let due = self
+            .store
+            .due_sessions(now_ms, first, SESSIONS_PER_PASS)
+            .await?;
+        report.more = due.len() == SESSIONS_PER_PASS;
+        for batch in schedule::batches(due) {
+            report.sessions_asked += batch.len();
+            report.recorded += self.check_batch(batch, now_ms).await?;
+        }
+        let due = self
+            .store
+            .due_reconciles(now_ms, first, RECONCILES_PER_PASS)
+            .await?;
+        report.more |= due.len() == RECONCILES_PER_PASS;
+        for d in due {
+            report.reconciles_asked += 1;
+            self.reconcile(d, now_ms).await?;
+        }
+        Ok(report)
+    }
+
+    /// Every page of one query, each request through this action's limiter.
+    async fn query(
+        &self,
+        filter: Filter,
+        oldest_sent_secs: i64,
+        now_secs: i64,
+        max_pages: u32,
+    ) -> Result<Vec<CallRecord>, PassError> {
+        let (start, end) = CdrQuery::window(oldest_sent_secs, now_secs);
+        let mut q = CdrQuery {
+            sdk_app_id: self.sdk_app_id,
+            start,
+            end,
+            filter,
+            page: 0,
+        };
+        let mut out = Vec::new();
+        loop {
+            self.limiter.pace().await;
+            self.limiter.acquire_slot().await;
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let page = match self.client.post(cdr::ACTION, q.body()).await {
+                Ok((status, body)) => cdr::parse_reply(status, &body),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| PassError::Query(judge(&e)))?;
+            out.extend(page.records);
+            match q.next_page(page.total) {
+                Some(next) if next.page < max_pages => q = next,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The record as the store keeps it, classed (an unknown end code warned about once).
+    pub fn to_record(&self, r: &CallRecord, source: &str, now_ms: i64) -> OutcomeRecord {
+        let c = classify(r, &self.settings.classes);
+        if c.unknown_code {
+            let code = r.end_status.unwrap_or(-1);
+            if lock(&self.warned).insert(code) {
+                tracing::warn!(
+                    end_status = code,
+                    end_status_string = r.end_status_string.as_deref().unwrap_or(""),
+                    "a call record has an end code the outcome table does not know: kept raw, classed `{}`; to class it, add it to [outcomes.classes]",
+                    c.class
+                );
+            }
+        }
+        let answered = r.accept_timestamp.filter(|t| *t > 0);
+        let ended = r.ended_timestamp.filter(|t| *t > 0);
+        let duration = r.duration.or(match (answered, ended) {
+            (Some(a), Some(e)) if e >= a => Some(e - a),
+            _ => None,
+        });
+        OutcomeRecord {
+            session_id: r.session_id.clone().unwrap_or_default(),
+            contact_id: 0,
+            class: c.class.as_str().to_string(),
+            end_status: r.end_status,
+            end_status_string: r.end_status_string.clone(),
+            duration_s: duration,
+            ring_at: r.ring_timestamp.filter(|t| *t > 0),
+            answered_at: answered,
+            ended_at: ended,
+            hangup_side: r.hung_up_side.clone().filter(|s| !s.is_empty()),
+            sys_hangup_reason: r.sys_hangup_reason,
+            ai_agent_id: r.ai_agent_id,
+            source: source.to_string(),
+            recorded_at: now_ms,
+        }
+    }
+
+    /// Write records; free lines, count, wake waiters for the new ones. Returns how many were new.
+    pub async fn write(&self, records: Vec<OutcomeRecord>) -> Result<usize, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let by_session: HashMap<String, OutcomeRecord> = records
+            .iter()
+            .map(|r| (r.session_id.clone(), r.clone()))
+            .collect();
+        let written = self.store.record_outcomes(records).await?;
+        for s in &written.new {
+            let Some(rec) = by_session.get(s) else {
+                continue;
+            };
+            if rec.class == OutcomeClass::NoRecord.as_str() {
+                self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.call_ended(rec);
+            }
+            self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+            if let Some(f) = &self.on_recorded {
+                f(rec);
+            }
+        }
+        self.changed.notify_waiters();
+        Ok(written.new.len())
+    }
+
+    fn call_ended(&self, rec: &OutcomeRecord) {
+        if let Some(lines) = &self.lines {
+            let agent = rec
+                .ai_agent_id
+                .filter(|a| *a > 0)
+                .map_or(self.agent, |a| a as u64);
+            lines.call_ended(agent);
+        }
+    }
+
+    async fn check_batch(
+        &self,
+        batch: Vec<crate::store::DueSession>,
+        now_ms: i64,
+    ) -> Result<usize, PassError> {
+        let Some(oldest) = batch.first().map(|d| d.sent_at) else {
+            return Ok(0);
+        };
+        let ids: Vec<String> = batch.iter().map(|d| d.session_id.clone()).collect();
+        let pages = (batch.len() / cdr::PAGE_SIZE + 2) as u32;
+        let records = self
+            .query(Filter::Sessions(ids), oldest / 1000, now_ms / 1000, pages)
+            .await?;
+        let found: HashMap<&str, &CallRecord> = records
+            .iter()
+            .filter_map(|r| r.session_id.as_deref().map(|s| (s, r)))
+            .collect();
+        let mut write = Vec::new();
+        let mut again = Vec::new();
+        for d in &batch {
+            match found.get(d.session_id.as_str()) {
+                Some(r) => {
+                    let mut rec = self.to_record(r, "poll", now_ms);
+                    rec.contact_id = d.contact_id;
+                    write.push(rec);
+                }
+                None => match schedule::after_miss(
+                    d.sent_at,
+                    now_ms,
+                    ms(self.settings.check_every),
+                    ms(self.settings.give_up_after),
+                ) {
+                    Next::At(at) => again.push((d.attempt_id, at)),
+                    Next::GiveUp => write.push(OutcomeRecord {
+                        session_id: d.session_id.clone(),
+                        contact_id: d.contact_id,
+                        class: OutcomeClass::NoRecord.as_str().to_string(),
+                        source: "gave_up".into(),
+                        recorded_at: now_ms,
+                        ..Default::default()
+                    }),
+                },
+            }
+        }
+        let n = self.write(write).await?;
+        self.store.reschedule_checks(again).await?;
+        Ok(n)
+    }
+
+    async fn reconcile(&self, d: crate::store::DueReconcile, now_ms: i64) -> Result<(), PassError> {
+        if d.status != crate::contact::Status::Unknown.as_str() {
+            self.store
+                .finish_reconcile(d.attempt_id, Reconciled::Moot, now_ms)
+                .await?;
+            return Ok(());
+        }
+        let sent = d.sent_at / 1000;
+        let records = self
+            .query(
+                Filter::Phones(vec![d.callee.clone()]),
+                sent - reconcile::BEFORE_SECS + cdr::LEAD_SECS,
+                now_ms / 1000,
+                MAX_PHONE_PAGES,
+            )
+            .await?;
+        let ids: Vec<String> = records
+            .iter()
+            .filter_map(|r| r.session_id.clone())
+            .collect();
+        let known = self.store.known_sessions(ids).await?;
+        let agent = d.agent_override.unwrap_or(self.agent);
+        let how = match reconcile::find(&records, &d.callee, agent, sent, |s| known.contains(s)) {
+            Match::One(r) => {
+                let rec = self.to_record(&r, "reconciled", now_ms);
+                tracing::info!(contact = d.contact_id, session = %rec.session_id, outcome = %rec.class, "reconciled: the call records show the lost reply's call; the contact is placed");
+                self.stats.reconciled.fetch_add(1, Ordering::Relaxed);
+                Reconciled::Found(Box::new(rec))
+            }
+            Match::Many(sessions) => {
+                tracing::warn!(contact = d.contact_id, sessions = %sessions.join(","), "two or more call records match a lost reply: left unknown");
+                Reconciled::Ambiguous(format!(
+                    "the reply was lost and {} call records match it (sessions {}): left unknown, check them by hand",
+                    sessions.len(),
+                    sessions.join(", ")
+                ))
+            }
+            Match::None if now_ms - d.sent_at >= ms(self.settings.reconcile_after) => {
+                tracing::info!(contact = d.contact_id, "no call record by outcomes.reconcile_after: the request did not create a call (not_placed)");
+                self.stats.not_placed.fetch_add(1, Ordering::Relaxed);
+                Reconciled::NotPlaced
+            }
+            Match::None => {
+                let at = (now_ms + ms(self.settings.check_every))
+                    .min(d.sent_at + ms(self.settings.reconcile_after));
+                self.store
+                    .reschedule_checks(vec![(d.attempt_id, at)])
+                    .await?;
+                return Ok(());
+            }
+        };
+        self.store
+            .finish_reconcile(d.attempt_id, how, now_ms)
+            .await?;
+        self.changed.notify_waiters();
+        Ok(())
+    }
+}

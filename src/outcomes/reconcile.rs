@@ -1,0 +1,160 @@
+//! Which call record, if any, an in-doubt CreateAIAgentCall created. Pure.
+//!
+//! The reply was lost, so there is no SessionId; CreateAIAgentCall echoes no custom data
+//! either. The dialer asks DescribeTelCdr for the callee as sent (`Phones`) over
+//! [send − 60 s, now] and keeps the records that are outbound (`Direction` 1), of the
+//! campaign's AI agent (when the record names one), and started within [send − 60 s,
+//! send + 120 s], leaving out sessions the store already knows (another attempt's). The
+//! per-person gap keeps two calls to one number further apart than that window, so at most one
+//! record should match; if two do, the contact stays `unknown` and the reason says why.
+
+use super::cdr::CallRecord;
+
+/// The window around the send time in which the call must have started, in seconds.
+pub const BEFORE_SECS: i64 = 60;
+pub const AFTER_SECS: i64 = 120;
+
+/// What the records say about one in-doubt request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    None,
+    One(Box<CallRecord>),
+    Many(Vec<String>),
+}
+
+/// The records that may be the call created by a request to `callee` sent at `sent_secs`.
+/// `known` says whether a SessionId already belongs to an attempt in the store.
+pub fn find(
+    records: &[CallRecord],
+    callee: &str,
+    agent: u64,
+    sent_secs: i64,
+    known: impl Fn(&str) -> bool,
+) -> Match {
+    let digits = |s: &str| -> String { s.chars().filter(char::is_ascii_digit).collect() };
+    let want = digits(callee);
+    let mut hits: Vec<&CallRecord> = records
+        .iter()
+        .filter(|r| {
+            let Some(session) = r.session_id.as_deref().filter(|s| !s.is_empty()) else {
+                return false;
+            };
+            // A protected number leaves Callee empty: the Phones filter matched it already.
+            let callee_ok = r
+                .callee
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .is_none_or(|c| same_number(&digits(c), &want));
+            r.direction.is_none_or(|d| d == 1)
+                && r.ai_agent_id.is_none_or(|a| a == 0 || a as u64 == agent)
+                && r.started().is_some_and(|t| {
+                    (sent_secs - BEFORE_SECS..=sent_secs + AFTER_SECS).contains(&t)
+                })
+                && callee_ok
+                && !known(session)
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    hits.retain(|r| seen.insert(r.session_id.clone()));
+    match hits.len() {
+        0 => Match::None,
+        1 => Match::One(Box::new(hits[0].clone())),
+        _ => Match::Many(hits.iter().filter_map(|r| r.session_id.clone()).collect()),
+    }
+}
+
+/// Two spellings of one number: equal digits, or one ends with the other's national part
+/// (`008613012345678` vs `13012345678`, `+86…` vs `0086…`).
+fn same_number(a: &str, b: &str) -> bool {
+    let strip = |s: &str| s.trim_start_matches('0').to_string();
+    let (a, b) = (strip(a), strip(b));
+    a == b || (a.len() >= 7 && b.ends_with(&a)) || (b.len() >= 7 && a.ends_with(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(session: &str, start: i64) -> CallRecord {
+        CallRecord {
+            session_id: Some(session.into()),
+            callee: Some("008613012345678".into()),
+            direction: Some(1),
+            start_timestamp: Some(start),
+            ai_agent_id: Some(15),
+            ..Default::default()
+        }
+    }
+
+    const SENT: i64 = 1_800_000_000;
+
+    #[test]
+    fn the_one_outbound_record_of_the_agent_near_the_send_time_matches() {
+        let r = rec("s-1", SENT + 3);
+        assert_eq!(
+            find(
+                std::slice::from_ref(&r),
+                "008613012345678",
+                15,
+                SENT,
+                |_| false
+            ),
+            Match::One(Box::new(r))
+        );
+    }
+
+    #[test]
+    fn records_outside_the_window_of_another_agent_inbound_or_known_do_not() {
+        let early = rec("s-early", SENT - 61);
+        let late = rec("s-late", SENT + 121);
+        let other_agent = CallRecord {
+            ai_agent_id: Some(99),
+            ..rec("s-agent", SENT)
+        };
+        let inbound = CallRecord {
+            direction: Some(0),
+            ..rec("s-in", SENT)
+        };
+        let other_number = CallRecord {
+            callee: Some("008613099999999".into()),
+            ..rec("s-num", SENT)
+        };
+        let known = rec("s-known", SENT);
+        let all = [early, late, other_agent, inbound, other_number, known];
+        assert_eq!(
+            find(&all, "008613012345678", 15, SENT, |s| s == "s-known"),
+            Match::None
+        );
+        // The window's edges are inside it; Time stands in for a missing StartTimestamp.
+        let edge = CallRecord {
+            start_timestamp: None,
+            time: Some(SENT + 120),
+            ..rec("s-edge", 0)
+        };
+        assert!(matches!(
+            find(&[edge], "+8613012345678", 15, SENT, |_| false),
+            Match::One(_)
+        ));
+        // A record without an agent id is not refused for it.
+        let no_agent = CallRecord {
+            ai_agent_id: None,
+            ..rec("s-na", SENT - 60)
+        };
+        assert!(matches!(
+            find(&[no_agent], "008613012345678", 15, SENT, |_| false),
+            Match::One(_)
+        ));
+    }
+
+    #[test]
+    fn two_matches_are_named_not_chosen() {
+        let m = find(
+            &[rec("s-1", SENT), rec("s-2", SENT + 30), rec("s-1", SENT)],
+            "008613012345678",
+            15,
+            SENT,
+            |_| false,
+        );
+        assert_eq!(m, Match::Many(vec!["s-1".into(), "s-2".into()]));
+    }
+}

@@ -1,0 +1,475 @@
+//! Outcome records and the schedule of checks (schema v6; see `crate::outcomes`).
+//!
+//! Written like attempts: each function is one transaction on the store thread. A record seen
+//! twice changes nothing (one row per SessionId; only a `no_record` give-up is replaced by a
+//! real record that arrives later). A record that arrived but was not yet written when the
+//! process died is simply asked for again: its check row is removed only in the transaction
+//! that writes the record.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+
+use super::{Store, StoreError};
+
+/// A placed session due for a DescribeTelCdr check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueSession {
+    pub attempt_id: i64,
+    pub contact_id: i64,
+    pub session_id: String,
+    /// Unix ms the request was sent.
+    pub sent_at: i64,
+    /// Checks already made.
+    pub checks: u32,
+}
+
+/// An in-doubt attempt due for reconciliation by callee and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueReconcile {
+    pub attempt_id: i64,
+    pub contact_id: i64,
+    pub campaign_id: i64,
+    /// As sent.
+    pub callee: String,
+    /// The contact's own `ai_agent_id` override, if it has one.
+    pub agent_override: Option<u64>,
+    pub sent_at: i64,
+    pub checks: u32,
+    /// The contact's status now (only `unknown` contacts are reconciled).
+    pub status: String,
+}
+
+/// One session's outcome, ready to be written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutcomeRecord {
+    pub session_id: String,
+    /// Filled by the store from the attempt when 0.
+    pub contact_id: i64,
+    pub class: String,
+    pub end_status: Option<i64>,
+    pub end_status_string: Option<String>,
+    pub duration_s: Option<i64>,
+    /// Unix seconds.
+    pub ring_at: Option<i64>,
+    pub answered_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub hangup_side: Option<String>,
+    pub sys_hangup_reason: Option<i64>,
+    pub ai_agent_id: Option<i64>,
+    /// `poll`, `push`, `reconciled`, or `gave_up`.
+    pub source: String,
+    pub recorded_at: i64,
+}
+
+/// What writing a batch of records did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Sessions whose record was new (counted, and their line freed).
+    pub new: Vec<String>,
+    /// Records already stored (a repeat, or a session no attempt of this store has).
+    pub ignored: usize,
+}
+
+/// How a reconciliation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Exactly one record matched: the call was created with this session.
+    Found(Box<OutcomeRecord>),
+    /// No record by `reconcile_after`: the request did not create a call.
+    NotPlaced,
+    /// More than one record matched: stay `unknown`, with why.
+    Ambiguous(String),
+    /// The contact is no longer `unknown` (requeued by an operator): nothing to do.
+    Moot,
+}
+
+/// Outcome figures of one campaign.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    /// Contacts by their latest session's outcome class.
+    pub by_class: BTreeMap<String, u64>,
+    /// Placed contacts whose latest session has no outcome yet.
+    pub awaiting: u64,
+    /// In-doubt attempts of this campaign still waiting to be reconciled.
+    pub reconciling: u64,
+}
+
+impl OutcomeCounts {
+    /// Contacts whose call ended with a known outcome (every class but `no_record`).
+    pub fn ended(&self) -> u64 {
+        self.by_class
+            .iter()
+            .filter(|(c, _)| c.as_str() != "no_record")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Placed contacts (with an outcome or awaiting one).
+    pub fn placed(&self) -> u64 {
+        self.by_class.values().sum::<u64>() + self.awaiting
+    }
+
+    /// Answered among the calls that ended, as a fraction (None before any ended).
+    pub fn answer_rate(&self) -> Option<f64> {
+        let ended = self.ended();
+        (ended > 0)
+            .then(|| self.by_class.get("answered").copied().unwrap_or(0) as f64 / ended as f64)
+    }
+}
+
+fn due_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueSession> {
+    Ok(DueSession {
+        attempt_id: r.get(0)?,
+        contact_id: r.get(1)?,
+        session_id: r.get(2)?,
+        sent_at: r.get(3)?,
+        checks: r.get(4)?,
+    })
+}
+
+/// Insert one record (or replace a give-up) and remove its session's check; true if new.
+fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<bool, StoreError> {
+    let contact_id = if rec.contact_id > 0 {
+        Some(rec.contact_id)
+    } else {
+        c.prepare_cached("SELECT contact_id FROM attempts WHERE session_id = ?1 LIMIT 1")?
+            .query_row([&rec.session_id], |r| r.get::<_, i64>(0))
+            .optional()?
+    };
+    let Some(contact_id) = contact_id else {
+        return Ok(false);
+    };
+    let n = c
+        .prepare_cached(
+            "INSERT INTO outcomes (session_id, contact_id, class, end_status, end_status_string,
+               duration_s, ring_at, answered_at, ended_at, hangup_side, sys_hangup_reason,
+               ai_agent_id, source, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (session_id) DO UPDATE SET class = excluded.class,
+               end_status = excluded.end_status, end_status_string = excluded.end_status_string,
+               duration_s = excluded.duration_s, ring_at = excluded.ring_at,
+               answered_at = excluded.answered_at, ended_at = excluded.ended_at,
+               hangup_side = excluded.hangup_side,
+               sys_hangup_reason = excluded.sys_hangup_reason,
+               ai_agent_id = excluded.ai_agent_id, source = excluded.source,
+               recorded_at = excluded.recorded_at
+             WHERE outcomes.class = 'no_record' AND excluded.class != 'no_record'",
+        )?
+        .execute(params![
+            rec.session_id,
+            contact_id,
+            rec.class,
+            rec.end_status,
+            rec.end_status_string,
+            rec.duration_s,
+            rec.ring_at,
+            rec.answered_at,
+            rec.ended_at,
+            rec.hangup_side,
+            rec.sys_hangup_reason,
+            rec.ai_agent_id,
+            rec.source,
+            rec.recorded_at
+        ])?;
+    c.prepare_cached("DELETE FROM outcome_checks WHERE session_id = ?1")?
+        .execute([&rec.session_id])?;
+    Ok(n == 1)
+}
+
+impl Store {
+    /// Placed sessions due for a check at `now_ms`: never asked and sent at least `first_ms`
+    /// ago, or asked before and due again; oldest send first, at most `limit`.
+    pub async fn due_sessions(
+        &self,
+        now_ms: i64,
+        first_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DueSession>, StoreError> {
+        self.call(move |c| {
+            let mut out = Vec::new();
+            for (asked, until) in [(0, now_ms - first_ms), (1, now_ms)] {
+                let mut stmt = c.prepare_cached(
+                    "SELECT attempt_id, contact_id, session_id, sent_at, checks
+                     FROM outcome_checks
+                     WHERE kind = 'outcome' AND asked = ?1 AND next_check_at <= ?2
+                     ORDER BY next_check_at LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![asked, until, limit as i64], due_session)?;
+                for r in rows {
+                    out.push(r?);
+                }
+            }
+            out.sort_by_key(|d| (d.sent_at, d.attempt_id));
+            out.truncate(limit);
+            Ok(out)
+        })
+        .await
+    }
+
+    /// In-doubt attempts due for reconciliation (same schedule rule as [`Store::due_sessions`]).
+    pub async fn due_reconciles(
+        &self,
+        now_ms: i64,
+        first_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DueReconcile>, StoreError> {
+        self.call(move |c| {
+            let mut out = Vec::new();
+            for (asked, until) in [(0, now_ms - first_ms), (1, now_ms)] {
+                let mut stmt = c.prepare_cached(
+                    "SELECT o.attempt_id, o.contact_id, k.campaign_id, k.callee, k.overrides,
+                            o.sent_at, o.checks, k.status
+                     FROM outcome_checks o JOIN contacts k ON k.id = o.contact_id
+                     WHERE o.kind = 'reconcile' AND o.asked = ?1 AND o.next_check_at <= ?2
+                     ORDER BY o.next_check_at LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![asked, until, limit as i64], |r| {
+                    let overrides: Option<String> = r.get(4)?;
+                    let agent_override = overrides
+                        .and_then(|j| serde_json::from_str::<crate::contact::Overrides>(&j).ok())
+                        .and_then(|o| o.ai_agent_id);
+                    Ok(DueReconcile {
+                        attempt_id: r.get(0)?,
+                        contact_id: r.get(1)?,
+                        campaign_id: r.get(2)?,
+                        callee: r.get(3)?,
+                        agent_override,
+                        sent_at: r.get(5)?,
+                        checks: r.get(6)?,
+                        status: r.get(7)?,
+                    })
+                })?;
+                for r in rows {
+                    out.push(r?);
+                }
+            }
+            out.sort_by_key(|d| (d.sent_at, d.attempt_id));
+            out.truncate(limit);
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Write the records (one transaction). Idempotent: see the module's doc.
+    pub async fn record_outcomes(
+        &self,
+        records: Vec<OutcomeRecord>,
+    ) -> Result<Written, StoreError> {
+        self.call(move |c| {
+            let mut w = Written::default();
+            for rec in &records {
+                if write_record(c, rec)? {
+                    w.new.push(rec.session_id.clone());
+                } else {
+                    w.ignored += 1;
+                }
+            }
+            Ok(w)
+        })
+        .await
+    }
+
+    /// The checks made without an answer: each is asked again at its `next_check_at` (ms).
+    pub async fn reschedule_checks(&self, next: Vec<(i64, i64)>) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE outcome_checks SET asked = 1, checks = checks + 1, next_check_at = ?2
+                 WHERE attempt_id = ?1",
+            )?;
+            for (attempt, at) in &next {
+                stmt.execute(params![attempt, at])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Close a reconciliation: the contact becomes `placed` (with the record's session and
+    /// outcome), `not_placed`, or stays `unknown` with the reason; the check is removed.
+    pub async fn finish_reconcile(
+        &self,
+        attempt_id: i64,
+        how: Reconciled,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let contact: Option<(i64, String)> = c
+                .query_row(
+                    "SELECT k.id, k.status FROM attempts a JOIN contacts k ON k.id = a.contact_id
+                     WHERE a.id = ?1",
+                    [attempt_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            c.execute(
+                "DELETE FROM outcome_checks WHERE attempt_id = ?1",
+                [attempt_id],
+            )?;
+            let Some((contact_id, status)) = contact else {
+                return Ok(());
+            };
+            if status != "unknown" {
+                return Ok(());
+            }
+            match how {
+                Reconciled::Found(rec) => {
+                    let mut rec = *rec;
+                    c.execute(
+                        "UPDATE attempts SET outcome = 'placed', session_id = ?2,
+                           message = 'reconciled: the call records show this request created the call'
+                         WHERE id = ?1",
+                        params![attempt_id, rec.session_id],
+                    )?;
+                    c.execute(
+                        "UPDATE contacts SET status = 'placed', session_id = ?2,
+                           error_code = 'Reconciled',
+                           error_message = 'reconciled: the reply was lost, the call records show the call was created',
+                           updated_at = ?3
+                         WHERE id = ?1",
+                        params![contact_id, rec.session_id, now_ms],
+                    )?;
+                    rec.contact_id = contact_id;
+                    // Written after the attempt became placed (its trigger enrolled a check):
+                    // the record removes that check again.
+                    write_record(c, &rec)?;
+                }
+                Reconciled::NotPlaced => {
+                    c.execute(
+                        "UPDATE contacts SET status = 'not_placed', error_code = 'NoCallRecord',
+                           error_message = 'no call record: the request did not create a call',
+                           updated_at = ?2
+                         WHERE id = ?1",
+                        params![contact_id, now_ms],
+                    )?;
+                    c.execute(
+                        "DELETE FROM dials WHERE attempt_id = ?1",
+                        [attempt_id],
+                    )?;
+                }
+                Reconciled::Ambiguous(why) => {
+                    c.execute(
+                        "UPDATE contacts SET error_message = ?2, updated_at = ?3 WHERE id = ?1",
+                        params![contact_id, why, now_ms],
+                    )?;
+                }
+                Reconciled::Moot => {}
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Outcome figures of `campaign_id`: contacts by their latest session's class, placed ones
+    /// still awaiting a record, in-doubt ones still being reconciled.
+    pub async fn outcome_counts(&self, campaign_id: i64) -> Result<OutcomeCounts, StoreError> {
+        self.call(move |c| {
+            let mut out = OutcomeCounts::default();
+            let mut stmt = c.prepare_cached(
+                "SELECT o.class, COUNT(*) FROM contacts k
+                   JOIN outcomes o ON o.session_id = k.session_id
+                 WHERE k.campaign_id = ?1 AND k.status = 'placed' GROUP BY o.class",
+            )?;
+            let rows = stmt.query_map([campaign_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            for r in rows {
+                let (class, n) = r?;
+                out.by_class.insert(class, n);
+            }
+            out.awaiting = c.query_row(
+                "SELECT COUNT(*) FROM contacts k
+                 WHERE k.campaign_id = ?1 AND k.status = 'placed' AND k.session_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.session_id = k.session_id)",
+                [campaign_id],
+                |r| r.get::<_, i64>(0),
+            )? as u64;
+            out.reconciling = c.query_row(
+                "SELECT COUNT(*) FROM outcome_checks o JOIN contacts k ON k.id = o.contact_id
+                 WHERE o.kind = 'reconcile' AND k.campaign_id = ?1 AND k.status = 'unknown'",
+                [campaign_id],
+                |r| r.get::<_, i64>(0),
+            )? as u64;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every session of one contact with its outcome (if known), oldest attempt first.
+    pub async fn contact_sessions(
+        &self,
+        contact_id: i64,
+    ) -> Result<Vec<(String, Option<OutcomeRecord>)>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT a.session_id, o.class, o.end_status, o.end_status_string, o.duration_s,
+                        o.ring_at, o.answered_at, o.ended_at, o.hangup_side,
+                        o.sys_hangup_reason, o.ai_agent_id, o.source, o.recorded_at
+                 FROM attempts a LEFT JOIN outcomes o ON o.session_id = a.session_id
+                 WHERE a.contact_id = ?1 AND a.session_id IS NOT NULL ORDER BY a.n",
+            )?;
+            let rows = stmt.query_map([contact_id], |r| {
+                let session: String = r.get(0)?;
+                let class: Option<String> = r.get(1)?;
+                let rec = match class {
+                    None => None,
+                    Some(class) => Some(OutcomeRecord {
+                        session_id: session.clone(),
+                        contact_id,
+                        class,
+                        end_status: r.get(2)?,
+                        end_status_string: r.get(3)?,
+                        duration_s: r.get(4)?,
+                        ring_at: r.get(5)?,
+                        answered_at: r.get(6)?,
+                        ended_at: r.get(7)?,
+                        hangup_side: r.get(8)?,
+                        sys_hangup_reason: r.get(9)?,
+                        ai_agent_id: r.get(10)?,
+                        source: r.get(11)?,
+                        recorded_at: r.get(12)?,
+                    }),
+                };
+                Ok((session, rec))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Which of `sessions` an attempt in this store already has.
+    pub async fn known_sessions(
+        &self,
+        sessions: Vec<String>,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.call(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT 1 FROM attempts WHERE session_id = ?1 LIMIT 1")?;
+            let mut out = std::collections::HashSet::new();
+            for s in sessions {
+                if stmt.exists([&s])? {
+                    out.insert(s);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// `not_placed` contacts back to `pending` (`retry.redial_not_placed`): the call records
+    /// showed their request created no call. Returns how many.
+    pub async fn requeue_not_placed(
+        &self,
+        campaign_id: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE contacts SET status = 'pending', next_at = 0, updated_at = ?2
+                 WHERE campaign_id = ?1 AND status = 'not_placed'",
+                params![campaign_id, now_ms],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}

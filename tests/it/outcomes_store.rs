@@ -1,0 +1,270 @@
+//! Outcome records in the store: a placed attempt is scheduled for a check, a record seen twice
+//! changes nothing, a record is written together with the removal of its check, and an in-doubt
+//! attempt is reconciled to `placed` (with the session) or `not_placed`.
+
+use ccc_dialer::contact::{NewContact, Overrides, Status};
+use ccc_dialer::store::{AttemptOutcome, OutcomeRecord, Reconciled, Store};
+
+fn row(line: u64, callee: &str) -> NewContact {
+    NewContact {
+        line,
+        callee: callee.into(),
+        ext_id: None,
+        overrides: Overrides::default(),
+        skip_reason: None,
+    }
+}
+
+async fn store_with(n: u64) -> (tempfile::TempDir, Store, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    let c = store.create_campaign("t", "fp", "x.csv", 0).await.unwrap();
+    let rows = (0..n)
+        .map(|i| row(i + 2, &format!("00861300000000{i}")))
+        .collect();
+    store.insert_contacts(c.id, rows, 0).await.unwrap();
+    (dir, store, c.id)
+}
+
+/// Dial every pending contact at `sent_at`: `placed` with session `s-<line>`, or in doubt.
+async fn dial(store: &Store, campaign: i64, sent_at: i64, in_doubt: bool) -> Vec<i64> {
+    let due = store
+        .due_contacts(campaign, sent_at, 100, Default::default())
+        .await
+        .unwrap();
+    let mut ids = vec![];
+    for d in due {
+        let n = store.begin_attempt(d.id, sent_at, None).await.unwrap();
+        let o = AttemptOutcome {
+            status: if in_doubt {
+                Status::Unknown
+            } else {
+                Status::Placed
+            },
+            attempts: 1,
+            reschedules: 0,
+            next_at: 0,
+            session_id: (!in_doubt).then(|| format!("s-{}", d.id)),
+            request_id: None,
+            error_code: None,
+            error_message: None,
+            outcome: if in_doubt { "in_doubt" } else { "placed" },
+            sent_at: Some(sent_at),
+            finished_at: sent_at,
+        };
+        store.finish_attempt(d.id, n, o).await.unwrap();
+        ids.push(d.id);
+    }
+    ids
+}
+
+fn answered(session: &str) -> OutcomeRecord {
+    OutcomeRecord {
+        session_id: session.into(),
+        class: "answered".into(),
+        end_status: Some(1),
+        end_status_string: Some("ok".into()),
+        duration_s: Some(30),
+        answered_at: Some(1_800_000_010),
+        ended_at: Some(1_800_000_040),
+        hangup_side: Some("user".into()),
+        source: "poll".into(),
+        recorded_at: 1,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_placed_session_is_due_after_first_check_after_and_leaves_with_its_record() {
+    let (_dir, store, id) = store_with(2).await;
+    let ids = dial(&store, id, 1_000_000, false).await;
+    // Not yet due 29 s after the send with first_check_after = 30 s.
+    assert!(store
+        .due_sessions(1_029_000, 30_000, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store.due_sessions(1_030_000, 30_000, 100).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(due[0].session_id, format!("s-{}", ids[0]));
+    assert_eq!(due[0].sent_at, 1_000_000);
+    // One missed: asked again at the time given, not before.
+    store
+        .reschedule_checks(vec![(due[1].attempt_id, 1_060_000)])
+        .await
+        .unwrap();
+    let w = store
+        .record_outcomes(vec![answered(&due[0].session_id)])
+        .await
+        .unwrap();
+    assert_eq!(w.new, vec![due[0].session_id.clone()]);
+    assert!(store
+        .due_sessions(1_059_999, 30_000, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = store.due_sessions(1_060_000, 30_000, 100).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].checks, 1);
+    let counts = store.outcome_counts(id).await.unwrap();
+    assert_eq!(counts.by_class.get("answered"), Some(&1));
+    assert_eq!(
+        (counts.awaiting, counts.placed(), counts.ended()),
+        (1, 2, 1)
+    );
+    assert_eq!(counts.answer_rate(), Some(1.0));
+    let r = store.result_of(ids[0]).await.unwrap();
+    assert_eq!(
+        (
+            r.outcome.as_str(),
+            r.end_status.as_str(),
+            r.duration_s.as_str()
+        ),
+        ("answered", "1", "30")
+    );
+    assert_eq!(r.answered_at, "2027-01-15T08:00:10Z");
+    assert_eq!(r.hangup_side, "user");
+    assert_eq!(store.result_of(ids[1]).await.unwrap().outcome, "");
+}
+
+#[tokio::test]
+async fn a_record_seen_twice_changes_nothing_and_a_late_record_replaces_a_give_up() {
+    let (_dir, store, id) = store_with(1).await;
+    let ids = dial(&store, id, 1_000_000, false).await;
+    let s = format!("s-{}", ids[0]);
+    let gave_up = OutcomeRecord {
+        session_id: s.clone(),
+        class: "no_record".into(),
+        source: "gave_up".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .record_outcomes(vec![gave_up.clone()])
+            .await
+            .unwrap()
+            .new
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.record_outcomes(vec![gave_up]).await.unwrap().ignored,
+        1
+    );
+    assert_eq!(store.result_of(ids[0]).await.unwrap().outcome, "no_record");
+    // The record came after all: it replaces the give-up, once.
+    assert_eq!(
+        store
+            .record_outcomes(vec![answered(&s)])
+            .await
+            .unwrap()
+            .new
+            .len(),
+        1
+    );
+    let mut busy = answered(&s);
+    busy.class = "busy".into();
+    let w = store.record_outcomes(vec![busy]).await.unwrap();
+    assert_eq!((w.new.len(), w.ignored), (0, 1));
+    assert_eq!(store.result_of(ids[0]).await.unwrap().outcome, "answered");
+    // A session no attempt has is ignored.
+    let w = store
+        .record_outcomes(vec![answered("nobody")])
+        .await
+        .unwrap();
+    assert_eq!(w.ignored, 1);
+    let counts = store.outcome_counts(id).await.unwrap();
+    assert_eq!(counts.by_class.values().sum::<u64>(), 1);
+}
+
+#[tokio::test]
+async fn an_in_doubt_attempt_is_reconciled_to_placed_or_not_placed() {
+    let (_dir, store, id) = store_with(3).await;
+    let ids = dial(&store, id, 2_000_000, true).await;
+    let due = store.due_reconciles(2_030_000, 30_000, 10).await.unwrap();
+    assert_eq!(due.len(), 3);
+    assert_eq!(due[0].status, "unknown");
+    assert_eq!(due[0].callee, "008613000000000");
+    assert_eq!(store.outcome_counts(id).await.unwrap().reconciling, 3);
+    let by_contact = |c: i64| due.iter().find(|d| d.contact_id == c).unwrap().attempt_id;
+    let mut found = answered("s-found");
+    found.source = "reconciled".into();
+    store
+        .finish_reconcile(by_contact(ids[0]), Reconciled::Found(Box::new(found)), 5)
+        .await
+        .unwrap();
+    store
+        .finish_reconcile(by_contact(ids[1]), Reconciled::NotPlaced, 5)
+        .await
+        .unwrap();
+    store
+        .finish_reconcile(
+            by_contact(ids[2]),
+            Reconciled::Ambiguous("two match".into()),
+            5,
+        )
+        .await
+        .unwrap();
+    let r = store.result_of(ids[0]).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.session_id.as_str()),
+        ("placed", "s-found")
+    );
+    assert_eq!(r.outcome, "answered");
+    assert!(
+        r.error_message.contains("reconciled"),
+        "{}",
+        r.error_message
+    );
+    let r = store.result_of(ids[1]).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.error_code.as_str()),
+        ("not_placed", "NoCallRecord")
+    );
+    let r = store.result_of(ids[2]).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.error_message.as_str()),
+        ("unknown", "two match")
+    );
+    // Every check is closed: the reconciled session's own check too.
+    assert!(store
+        .due_reconciles(i64::MAX / 2, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .due_sessions(i64::MAX / 2, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let counts = store.outcome_counts(id).await.unwrap();
+    assert_eq!((counts.reconciling, counts.awaiting), (0, 0));
+    // not_placed goes back to the queue only when asked.
+    assert_eq!(store.requeue_not_placed(id, 6).await.unwrap(), 1);
+    assert_eq!(
+        store.counts(id).await.unwrap().get(&Status::Pending),
+        Some(&1)
+    );
+}
+
+#[tokio::test]
+async fn attempts_settled_in_doubt_after_a_crash_are_scheduled_for_reconciliation() {
+    let (_dir, store, id) = store_with(1).await;
+    let due = store
+        .due_contacts(id, 1, 10, Default::default())
+        .await
+        .unwrap();
+    store.begin_attempt(due[0].id, 1_000, None).await.unwrap();
+    assert!(store
+        .due_reconciles(i64::MAX / 2, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    store.settle_in_flight(id, 2_000).await.unwrap();
+    let r = store.due_reconciles(i64::MAX / 2, 0, 10).await.unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        r[0].sent_at, 1_000,
+        "no send time recorded: the start stands for it"
+    );
+}
