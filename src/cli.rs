@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0    every contact reached a final state (placed, failed, skipped, unknown, expired)
+  0    every contact reached a final state (placed, failed, skipped, unknown, expired,
+       not_placed)
   1    anything else went wrong (store, network setup, a single `call` that failed)
   2    bad configuration, credentials, arguments or contacts file: nothing was sent
   3    halted by an account-level error (expired licence, auth failure…), a systematic error
