@@ -138,6 +138,9 @@ pub struct SimulatedCall {
     /// How long the call holds its agent's line (ring and talk before rounding to seconds).
     #[serde(skip)]
     pub held: Duration,
+    /// Post-call tags (answered calls), for DescribeAICallExtractResult.
+    #[serde(skip)]
+    pub tags: super::extract::Tags,
 }
 
 /// The caller number when the request names none.
@@ -220,6 +223,7 @@ impl SimulatedCall {
             sys_hangup_reason: reason,
             visible_at: (!matches!(script, CallScript::NoRecord)).then_some(ended + delay),
             held,
+            tags: Vec::new(),
         }
     }
 

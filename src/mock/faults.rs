@@ -27,12 +27,18 @@
 //! `push` (with a push URL): the data push of the n-th call created for the callee: `on_time`,
 //! `late:DURATION` (sent DURATION after it was due), `twice` (sent again a second later with the
 //! same `X-TCCC-PUSH-UUID`) or `never`; past the end of the list, the push ratios apply.
+//!
+//! `tags`: the post-call tags of the n-th call created for the callee (when it is answered),
+//! one table per call: `tags = [{ interested = true, score = 7, note = "call back", intent =
+//! ["follow_up"] }]` (boolean, number, text, selector). An answered call no entry names gets
+//! `interested` = true or false at even odds.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::calls::{CallScript, CALL_FORMS};
+use super::extract::{Tags, TAG_FORMS};
 use super::push::{PushScript, PUSH_FORMS};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +56,7 @@ struct Rule {
     outcomes: Vec<Outcome>,
     calls: Vec<CallScript>,
     push: Vec<PushScript>,
+    tags: Vec<Tags>,
 }
 
 impl Rule {
@@ -100,6 +107,8 @@ struct RawRule {
     calls: Vec<String>,
     #[serde(default)]
     push: Vec<String>,
+    #[serde(default)]
+    tags: Vec<toml::Table>,
 }
 
 const OUTCOME_FORMS: &str =
@@ -199,11 +208,24 @@ impl Faults {
                     expected: PUSH_FORMS,
                 })?);
             }
+            let mut tags = Vec::new();
+            for t in &r.tags {
+                tags.push(
+                    super::extract::parse_tags(t).ok_or_else(|| FaultsError::Invalid {
+                        path: path.to_path_buf(),
+                        index,
+                        key: "tags",
+                        value: t.to_string().trim().replace('\n', ", "),
+                        expected: TAG_FORMS,
+                    })?,
+                );
+            }
             rules.push(Rule {
                 pattern: r.callee.trim().to_string(),
                 outcomes,
                 calls,
                 push,
+                tags,
             });
         }
         Ok(Faults { rules })
@@ -232,6 +254,15 @@ impl Faults {
             .iter()
             .find(|r| r.matches(callee))
             .and_then(|r| r.push.get(n).cloned())
+    }
+
+    /// The post-call tags of the `n`-th (0-based) call created for `callee`, if a rule names
+    /// them.
+    pub fn tags(&self, callee: &str, n: usize) -> Option<Tags> {
+        self.rules
+            .iter()
+            .find(|r| r.matches(callee))
+            .and_then(|r| r.tags.get(n).cloned())
     }
 
     pub fn is_empty(&self) -> bool {

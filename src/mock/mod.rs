@@ -12,6 +12,7 @@
 
 mod calls;
 mod end_status;
+mod extract;
 mod faults;
 mod lines;
 mod params;
@@ -30,7 +31,7 @@ pub use tel_cdr::{MAX_LIST, MAX_PAGE_SIZE, MAX_SPAN_SECS};
 pub use verify::{verify, Refusal, MAX_SKEW_SECS};
 
 /// The API actions the stand-in serves.
-pub const ACTIONS: [&str; 2] = [crate::ccc::ACTION, tel_cdr::ACTION];
+pub const ACTIONS: [&str; 3] = [crate::ccc::ACTION, tel_cdr::ACTION, extract::ACTION];
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -475,6 +476,7 @@ async fn api(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
     }
     match action {
         tel_cdr::ACTION => describe_tel_cdr(&shared, &body).await,
+        extract::ACTION => describe_extract_result(&shared, &body).await,
         _ => create_ai_agent_call(&shared, body).await,
     }
 }
@@ -490,6 +492,25 @@ async fn describe_tel_cdr(shared: &Shared, body: &[u8]) -> Response {
             "TotalCount": total,
             "TelCdrList": list,
             "TelCdrs": list,
+            "RequestId": request_id(),
+        })),
+    }
+}
+
+async fn describe_extract_result(shared: &Shared, body: &[u8]) -> Response {
+    let now = (shared.opts.clock)();
+    let delay = latency(shared.opts.latency_ms);
+    let answer = extract::check(body, now).map(|q| {
+        shared.calls(|b| {
+            let call = b.index_of(&q.session_id).and_then(|i| b.get(i));
+            extract::answer(call, &q, now)
+        })
+    });
+    tokio::time::sleep(delay).await;
+    match answer {
+        Err(refusal) => api_error(shared, extract::ACTION, refusal.code, &refusal.message),
+        Ok(list) => envelope(serde_json::json!({
+            "ResultList": list,
             "RequestId": request_id(),
         })),
     }
@@ -518,13 +539,20 @@ fn new_call(shared: &Shared, parsed: &serde_json::Value, callee: &str) -> Simula
         .faults
         .call(callee, n)
         .unwrap_or_else(|| CallScript::default_for(opts.answer_ratio));
-    SimulatedCall::live(
+    let mut call = SimulatedCall::live(
         placed,
         &script,
         &opts.call_length,
         (opts.clock)(),
         opts.cdr_delay,
-    )
+    );
+    if call.accept > 0 {
+        call.tags = opts
+            .faults
+            .tags(callee, n)
+            .unwrap_or_else(extract::default_tags);
+    }
+    call
 }
 
 async fn create_ai_agent_call(shared: &Shared, body: Bytes) -> Response {

@@ -477,3 +477,64 @@ async fn unscripted_calls_follow_the_answer_ratio() {
         );
     }
 }
+
+#[tokio::test]
+async fn post_call_tags_come_with_the_record_of_an_answered_call() {
+    let clock = ManualClock::at(T0);
+    let faults = r#"
+[[rule]]
+callee = "008613800000001"
+calls = ["answered:10s"]
+tags = [{ interested = true, intent = ["follow_up"], note = "call back friday" }]
+[[rule]]
+callee = "008613800000002"
+calls = ["busy"]
+tags = [{ interested = true }]
+"#;
+    let mock = spawn(faults, &clock, |_| {}).await;
+    let answered = create(&mock, &clock, "008613800000001").await;
+    let busy = create(&mock, &clock, "008613800000002").await;
+    let ask = |session: &str, start: i64| {
+        json!({"SdkAppId": APP, "SessionId": session, "StartTime": start, "EndTime": clock.now()})
+            .to_string()
+    };
+    let action = "DescribeAICallExtractResult";
+    // Before the call ended: nothing yet.
+    let r = api_call(&mock, action, &ask(&answered, T0 - 60), clock.now()).await;
+    assert_eq!(r["ResultList"], json!([]), "{r}");
+    clock.set(T0 + 10);
+    let r = api_call(&mock, action, &ask(&answered, T0 - 60), clock.now()).await;
+    let list = r["ResultList"].as_array().unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(list.len(), 3, "{r}");
+    let by = |name: &str| list.iter().find(|e| e["InfoName"] == name).unwrap().clone();
+    assert_eq!(
+        (
+            &by("interested")["InfoType"],
+            &by("interested")["Result"]["Boolean"]
+        ),
+        (&json!("Boolean"), &json!(true))
+    );
+    assert_eq!(by("intent")["Result"]["Chosen"], json!(["follow_up"]));
+    assert_eq!(by("note")["Result"]["Text"], "call back friday");
+    // An unanswered call, an unknown session, a window that misses the call: no tags.
+    for (session, start) in [
+        (busy.as_str(), T0 - 60),
+        ("no-such-session", T0 - 60),
+        (answered.as_str(), T0 + 1),
+    ] {
+        let r = api_call(&mock, action, &ask(session, start), clock.now()).await;
+        assert_eq!(r["ResultList"], json!([]), "{session}: {r}");
+    }
+    let r = api_call(
+        &mock,
+        action,
+        &json!({"SdkAppId": APP, "SessionId": answered}).to_string(),
+        clock.now(),
+    )
+    .await;
+    assert_eq!(error_code(&r), "MissingParameter");
+    let stats = mock.stats();
+    assert_eq!(stats.actions[action].requests, 6);
+    assert_eq!(stats.actions[action].errors_by_code["MissingParameter"], 1);
+    assert!(!stats.actions.contains_key("DescribeTelCdr"));
+}
