@@ -52,6 +52,7 @@ pub enum Command {
     /// live run or serve).
     Status(StatusArgs),
     /// Rewrite the results CSV from a state store (read-only: works beside a live run or serve).
+    #[command(after_help = EXPORT_HELP)]
     Export(ExportArgs),
     /// A campaign's report: totals, requests per contact, rate against the cap, time spent
     /// waiting and why (read-only: works beside a live run or serve).
@@ -61,6 +62,7 @@ pub enum Command {
     #[command(after_help = REQUEUE_HELP)]
     Requeue(RequeueArgs),
     /// Place one call and print its SessionId (checks an account's setup).
+    #[command(after_help = CALL_HELP)]
     Call(CallArgs),
     /// Run the built-in CCC stand-in (for demos, tests and benchmarks).
     Mock(Box<MockArgs>),
@@ -149,10 +151,33 @@ pub struct StatusArgs {
     /// Show one contact instead: its status, what holds it and until when, every attempt.
     #[arg(long, value_name = "NUMBER")]
     pub callee: Option<String>,
-    /// Config whose campaign.default_country and callee_format read --callee (default: CN).
-    #[arg(long, requires = "callee")]
+    /// Config whose campaign.default_country and callee_format read --callee (default: CN),
+    /// and whose calling.timezone shows times locally as well as in UTC.
+    #[arg(long)]
     pub config: Option<PathBuf>,
 }
+
+pub const EXPORT_HELP: &str = "\
+A store written by `serve` holds several campaigns: name the one to export with --campaign
+(its name or id; `run`'s campaign is named `run`). Without it, a store of several campaigns is
+refused with their list.
+
+Exit codes:
+  0    the results file was written
+  1    the store failed, or the file could not be written
+  2    bad arguments, no such campaign, several campaigns and no --campaign, or a results path
+       that would overwrite the store or the contacts file";
+
+pub const CALL_HELP: &str = "\
+The call honours the config's calling window (calling.hours, blackout_dates, not_before,
+not_after) in the callee's time zone, like a campaign: outside it nothing is sent and the
+command says when the window opens. --ignore-window places the call anyway.
+
+Exit codes:
+  0    placed (the SessionId is printed)
+  1    the call was not placed, or its reply was lost (it MAY have been placed: do not retry)
+  2    bad config, credentials or arguments, a number on a do-not-call list, or outside the
+       calling window: nothing was sent";
 
 pub const REQUEUE_HELP: &str = "\
 A requeued contact is pending again with its attempts reset; it is dialled by the next `run`
@@ -218,12 +243,15 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// State store (SQLite) written by `run`.
+    /// State store (SQLite) written by `run` or `serve`.
     #[arg(long)]
     pub state: PathBuf,
     /// Where to write the results CSV (never the store's own files or the campaign's contacts).
     #[arg(long)]
     pub results: PathBuf,
+    /// The campaign to export, by name or id (needed when the store holds several).
+    #[arg(long, value_name = "NAME|ID")]
+    pub campaign: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +265,9 @@ pub struct CallArgs {
     /// A Variable for this call, as KEY=VALUE (repeatable; over the config's defaults).
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
+    /// Call even outside the config's calling window (an operator who means it).
+    #[arg(long)]
+    pub ignore_window: bool,
 }
 
 #[derive(Debug, Args)]

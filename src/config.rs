@@ -116,6 +116,7 @@ struct RawCampaign {
     #[serde(default = "default_callee_format")]
     callee_format: String,
     agent_lines: Option<i64>,
+    max_rate: Option<f64>,
 }
 
 fn default_country() -> String {
@@ -263,6 +264,21 @@ pub struct Campaign {
     pub callee_format: CalleeFormat,
     /// Calls the AI agent takes at once, when the operator knows it (`None`: learned).
     pub agent_lines: Option<u32>,
+    /// The campaign's own rate cap, requests per second (`None`: only the account's).
+    pub max_rate: Option<f64>,
+}
+
+/// A campaign's rate cap (`campaign.max_rate`, or `max_rate` in a `serve` campaign's
+/// settings) against the account's `rate.requests_per_second`: `Err` is what was expected.
+/// The one check both use.
+pub fn check_max_rate(value: f64, account: f64) -> Result<(), String> {
+    if value.is_finite() && value >= MIN_RATE && value <= account {
+        Ok(())
+    } else {
+        Err(format!(
+            "a number of requests per second from {MIN_RATE} up to the account's rate.requests_per_second ({account})"
+        ))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -421,6 +437,10 @@ impl Validator<'_> {
         )
         .map_err(|e| self.invalid(&e.key, e.value, &e.expected))?;
         let rate = self.rate(&raw.rate)?;
+        if let Some(r) = campaign.max_rate {
+            check_max_rate(r, rate.requests_per_second)
+                .map_err(|e| self.invalid("campaign.max_rate", r, &e))?;
+        }
         let retry = self.retry(raw.retry)?;
         let grace_period = self.delay(
             "run.grace_period",
@@ -678,6 +698,7 @@ impl Validator<'_> {
             default_country,
             callee_format,
             agent_lines,
+            max_rate: raw.max_rate,
         })
     }
 

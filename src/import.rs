@@ -45,6 +45,21 @@ pub async fn import_file_with(
     dnc: Option<&DncLists>,
     now_ms: i64,
 ) -> Result<ImportReport, ImportError> {
+    import_file_after(store, campaign_id, path, opts, dnc, 0, now_ms).await
+}
+
+/// [`import_file_with`] for contacts added to a campaign that has some: the file's line `n` is
+/// stored as line `first_line + n`, after the campaign's own (line numbers are the contacts'
+/// identity within a campaign). A callee already in the campaign is a `skipped` duplicate.
+pub async fn import_file_after(
+    store: &Store,
+    campaign_id: i64,
+    path: &Path,
+    opts: &IntakeOptions,
+    dnc: Option<&DncLists>,
+    first_line: u64,
+    now_ms: i64,
+) -> Result<ImportReport, ImportError> {
     let suppressed = dnc.filter(|d| !d.is_empty()).map(DncLists::snapshot);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<crate::contact::NewContact>>(4);
     let path_buf: PathBuf = path.to_path_buf();
@@ -58,6 +73,11 @@ pub async fn import_file_with(
     let mut counts = IntakeCounts::default();
     let mut store_error = None;
     while let Some(mut batch) = rx.recv().await {
+        if first_line > 0 {
+            for row in batch.iter_mut() {
+                row.line += first_line;
+            }
+        }
         if let Some(set) = &suppressed {
             for row in batch.iter_mut() {
                 if row.skip_reason.is_none() && set.contains(&row.callee) {

@@ -43,11 +43,50 @@ pub enum Gate {
     NotAfter { at: Timestamp },
     /// Every line of the AI agent is believed busy; `until` is when one is likely free.
     AgentLinesBusy { until: Timestamp },
+    /// The campaign starts at `until` (`not_before`): nothing is sent before.
+    NotBefore { until: Timestamp },
 }
 
 impl Gate {
+    /// [`Display`](fmt::Display), with every instant in `zone` as well as UTC (the campaign's
+    /// zone: an operator in Shanghai reads "03:00 CST", not only "19:00 UTC").
+    pub fn describe_in(&self, zone: &TimeZone) -> String {
+        let at = |t: &Timestamp| local_and_utc(*t, zone);
+        match self {
+            Gate::WindowClosed {
+                zone: z,
+                until: Some(u),
+            } => format!("waiting for window until {}", local_and_utc(*u, z)),
+            Gate::MinGap { until } => format!(
+                "waiting for the minimum gap between calls to this number until {}",
+                at(until)
+            ),
+            Gate::DailyCap { until } => format!(
+                "calls to this number for the day used up, waiting until {}",
+                at(until)
+            ),
+            Gate::CallerCooldown { until } => {
+                format!("every caller number resting until {}", at(until))
+            }
+            Gate::RetryBackoff { until } => format!("retry backoff until {}", at(until)),
+            Gate::RateBudget { until: Some(u) } => {
+                format!("waiting for the rate budget until {}", at(u))
+            }
+            Gate::NotAfter { at: end } => format!("campaign ended at {}", at(end)),
+            Gate::AgentLinesBusy { until } => format!(
+                "every line of the AI agent busy, one likely free at {}",
+                at(until)
+            ),
+            Gate::NotBefore { until } => format!(
+                "waiting for the campaign's start (not_before) at {}",
+                at(until)
+            ),
+            other => other.to_string(),
+        }
+    }
+
     /// Every stable name, in declaration order.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "window_closed",
         "dnc",
         "min_gap",
@@ -58,6 +97,7 @@ impl Gate {
         "rate_budget",
         "not_after",
         "agent_lines_busy",
+        "not_before",
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -72,6 +112,7 @@ impl Gate {
             Gate::RateBudget { .. } => "rate_budget",
             Gate::NotAfter { .. } => "not_after",
             Gate::AgentLinesBusy { .. } => "agent_lines_busy",
+            Gate::NotBefore { .. } => "not_before",
         }
     }
 
@@ -84,7 +125,8 @@ impl Gate {
             | Gate::DailyCap { until }
             | Gate::CallerCooldown { until }
             | Gate::RetryBackoff { until }
-            | Gate::AgentLinesBusy { until } => Some(*until),
+            | Gate::AgentLinesBusy { until }
+            | Gate::NotBefore { until } => Some(*until),
             Gate::Dnc | Gate::CampaignPaused | Gate::NotAfter { .. } => None,
         }
     }
@@ -99,6 +141,29 @@ impl Gate {
 fn local(at: Timestamp, zone: &TimeZone) -> String {
     at.to_zoned_datetime(zone.clone())
         .strftime("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
+
+/// An instant for people, in UTC and in `zone`: `2026-11-30 19:00:00 UTC (2026-12-01 03:00:00
+/// CST Asia/Shanghai)`; UTC alone when the zone is UTC.
+pub fn local_and_utc(at: Timestamp, zone: &TimeZone) -> String {
+    let utc = at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let name = zones::name(zone);
+    if name == "UTC" || name == "Etc/UTC" {
+        return utc;
+    }
+    let here = at
+        .to_zoned_datetime(zone.clone())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string();
+    format!("{utc} ({here} {name})")
+}
+
+/// An instant as RFC 3339 with the offset of `zone` (`2026-12-01T03:00:00+08:00`), for JSON
+/// beside the UTC field.
+pub fn rfc3339_in(at: Timestamp, zone: &TimeZone) -> String {
+    at.to_zoned_datetime(zone.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
         .to_string()
 }
 
@@ -141,6 +206,11 @@ impl fmt::Display for Gate {
                 "every line of the AI agent busy, one likely free at {}",
                 utc(until)
             ),
+            Gate::NotBefore { until } => write!(
+                f,
+                "waiting for the campaign's start (not_before) at {}",
+                utc(until)
+            ),
         }
     }
 }
@@ -161,6 +231,14 @@ pub fn window(window: &Window, at: Timestamp, zones: &[TimeZone]) -> Result<(), 
         zone: binding.clone(),
         until,
     })
+}
+
+/// The campaign-start check: `Err(NotBefore)` until `not_before`.
+pub fn campaign_start(not_before: Option<Timestamp>, at: Timestamp) -> Result<(), Gate> {
+    match not_before {
+        Some(start) if at < start => Err(Gate::NotBefore { until: start }),
+        _ => Ok(()),
+    }
 }
 
 /// The campaign-end check: `Err(NotAfter)` from `not_after` on.
@@ -255,6 +333,7 @@ mod tests {
             Gate::RateBudget { until: None },
             Gate::NotAfter { at: t },
             Gate::AgentLinesBusy { until: t },
+            Gate::NotBefore { until: t },
         ];
         let names: Vec<&str> = all.iter().map(Gate::as_str).collect();
         assert_eq!(names, Gate::NAMES);
@@ -284,6 +363,35 @@ mod tests {
             per_person(&[skewed], now, Duration::ZERO, 0, &TimeZone::UTC),
             Ok(())
         );
+    }
+
+    #[test]
+    fn times_show_in_the_campaigns_zone_and_in_utc() {
+        let at: Timestamp = "2026-11-30T19:00:00Z".parse().unwrap();
+        let shanghai = zones::zone("Asia/Shanghai").unwrap();
+        assert_eq!(
+            local_and_utc(at, &shanghai),
+            "2026-11-30 19:00:00 UTC (2026-12-01 03:00:00 CST Asia/Shanghai)"
+        );
+        assert_eq!(local_and_utc(at, &TimeZone::UTC), "2026-11-30 19:00:00 UTC");
+        assert_eq!(rfc3339_in(at, &shanghai), "2026-12-01T03:00:00+08:00");
+        let g = Gate::NotBefore { until: at };
+        assert_eq!(
+            g.describe_in(&shanghai),
+            "waiting for the campaign's start (not_before) at 2026-11-30 19:00:00 UTC (2026-12-01 03:00:00 CST Asia/Shanghai)"
+        );
+    }
+
+    #[test]
+    fn campaign_start_holds_until_not_before() {
+        let start: Timestamp = "2026-12-01T01:00:00Z".parse().unwrap();
+        let before: Timestamp = "2026-12-01T00:59:59Z".parse().unwrap();
+        let g = campaign_start(Some(start), before).unwrap_err();
+        assert_eq!(g, Gate::NotBefore { until: start });
+        assert_eq!(g.until(), Some(start));
+        assert!(!g.is_final());
+        assert_eq!(campaign_start(Some(start), start), Ok(()));
+        assert_eq!(campaign_start(None, before), Ok(()));
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub(crate) struct RawCalling {
     hours: Option<RawHours>,
     #[serde(default)]
     blackout_dates: Vec<toml::Value>,
+    not_before: Option<toml::Value>,
     not_after: Option<toml::Value>,
     #[serde(default)]
     dnc_files: Vec<PathBuf>,
@@ -60,6 +61,8 @@ struct RawHours {
 pub struct Calling {
     /// Hours, blackout dates and the campaign's zone ([`Window::zone`]).
     pub window: Window,
+    /// The campaign starts here: nothing is sent before.
+    pub not_before: Option<Timestamp>,
     /// The campaign ends here: nothing is sent from then on.
     pub not_after: Option<Timestamp>,
     /// Do-not-call lists, resolved against the config file's directory.
@@ -80,6 +83,7 @@ impl Calling {
     pub fn unrestricted(zone: TimeZone) -> Calling {
         Calling {
             window: Window::always(zone),
+            not_before: None,
             not_after: None,
             dnc_files: Vec::new(),
             min_gap: Duration::ZERO,
@@ -168,16 +172,27 @@ pub(crate) fn validate(
         })?;
         blackout.push(d);
     }
-    let not_after = match &raw.not_after {
-        None => None,
-        Some(v) => Some(toml_text(v).parse::<Timestamp>().map_err(|_| {
+    let instant = |key: &str, v: &Option<toml::Value>| match v {
+        None => Ok(None),
+        Some(v) => toml_text(v).parse::<Timestamp>().map(Some).map_err(|_| {
             invalid(
-                "calling.not_after",
+                format!("calling.{key}"),
                 v,
                 "an RFC 3339 date and time with its offset (e.g. \"2026-12-31T18:00:00+08:00\")",
             )
-        })?),
+        }),
     };
+    let not_before = instant("not_before", &raw.not_before)?;
+    let not_after = instant("not_after", &raw.not_after)?;
+    if let (Some(start), Some(end), Some(v)) = (not_before, not_after, &raw.not_after) {
+        if end <= start {
+            return Err(invalid(
+                "calling.not_after",
+                v,
+                format!("a time after calling.not_before ({start})"),
+            ));
+        }
+    }
     let duration = |key: &str, value: &Option<String>, default: &str| {
         let text = value.as_deref().unwrap_or(default);
         crate::duration::parse(text)
@@ -214,6 +229,7 @@ pub(crate) fn validate(
         .collect();
     Ok(Calling {
         window: Window::new(zone, hours, blackout),
+        not_before,
         not_after,
         dnc_files,
         min_gap,
@@ -259,7 +275,7 @@ fn hours(raw: RawHours) -> Result<[Vec<TimeRange>; 7], Invalid> {
     Ok(out)
 }
 
-/// A campaign's own calling window (`serve`): any of the zone, hours, blackout dates and end,
+/// A campaign's own calling window (`serve`): any of the zone, hours, blackout dates, start and end,
 /// over the config's `[calling]`. Per-person pacing, lists and callers stay account-wide.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,6 +287,8 @@ pub struct CampaignWindow {
     pub hours: Option<std::collections::BTreeMap<String, Vec<String>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blackout_dates: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<String>,
 }
@@ -322,6 +340,7 @@ impl CampaignWindow {
             ),
             hours,
             blackout_dates: strings(&self.blackout_dates).unwrap_or_default(),
+            not_before: self.not_before.clone().map(toml::Value::String),
             not_after: self.not_after.clone().map(toml::Value::String),
             dnc_files: Vec::new(),
             min_gap: None,
@@ -345,8 +364,18 @@ impl CampaignWindow {
             base.window.blackout_dates()
         };
         out.window = Window::new(own.window.zone().clone(), hours, blackout);
+        if self.not_before.is_some() {
+            out.not_before = own.not_before;
+        }
         if self.not_after.is_some() {
             out.not_after = own.not_after;
+        }
+        if let (Some(start), Some(end)) = (out.not_before, out.not_after) {
+            if end <= start {
+                return Err(format!(
+                    "calling.not_after = {end}: expected a time after calling.not_before ({start})"
+                ));
+            }
         }
         Ok(out)
     }

@@ -16,7 +16,7 @@ use crate::exit::{Done, Failure};
 use crate::import::{import_file_with, ImportReport};
 use crate::intake::{self, IntakeOptions};
 use crate::results::{self, Appender};
-use crate::store::{Campaign, Store};
+use crate::store::{Campaign, CampaignState, Store};
 
 /// Skipped rows listed individually in the intake report (the rest are in the results).
 const SKIPPED_SHOWN: usize = 20;
@@ -60,6 +60,11 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         tracing::info!(campaign = %campaign.name, "resuming: contacts already in the state store");
     }
 
+    // Dialled again (a rerun after an interruption or a halt): active until it ends.
+    store
+        .set_campaign_state(campaign.id, CampaignState::Active, None, now_ms())
+        .await
+        .map_err(Failure::other)?;
     let settled = store
         .settle_in_flight(campaign.id, now_ms())
         .await
@@ -131,6 +136,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         .await
         .map_err(Failure::other)?;
     let outcome = outcome.map_err(Failure::other)?;
+    record_state(&store, campaign.id, &outcome).await?;
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
     print_summary(&counts, started.elapsed(), &engine, &results_path);
 
@@ -165,6 +171,34 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
             Done::Halted
         }
     })
+}
+
+/// What `status` shows for the campaign once this run ended: `completed`, or `paused` with
+/// why and how to continue (a rerun of the same command).
+async fn record_state(store: &Store, id: i64, outcome: &RunOutcome) -> Result<(), Failure> {
+    let (state, reason) = match outcome {
+        RunOutcome::Completed => (CampaignState::Completed, None),
+        RunOutcome::Interrupted => (
+            CampaignState::Paused,
+            Some("interrupted: rerun the same command to continue".to_string()),
+        ),
+        RunOutcome::Halted { code, message } => (
+            CampaignState::Paused,
+            Some(format!(
+                "halted by {code} ({message}); {}; then rerun the same command",
+                crate::policy::halt_hint(code)
+            )),
+        ),
+    };
+    if state == CampaignState::Completed {
+        store.complete_if_done(id, now_ms()).await.map(|_| ())
+    } else {
+        store
+            .set_campaign_state(id, state, reason, now_ms())
+            .await
+            .map(|_| ())
+    }
+    .map_err(Failure::other)
 }
 
 /// The campaign this state file holds for these contacts, created on the first run.

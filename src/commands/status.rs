@@ -1,12 +1,22 @@
-//! `ccc-dialer status`: counts by status and by error code, from the store alone.
+//! `ccc-dialer status`: every campaign with its state and why, counts by status and by error
+//! code, from the store alone; times in the campaign's zone as well as UTC.
+
+use jiff::tz::TimeZone;
 
 use crate::cli::StatusArgs;
+use crate::config::Config;
 use crate::exit::{Done, Failure};
+use crate::server::CampaignSettings;
+use crate::store::Campaign;
 
 pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     let store = super::open_existing_store(&args.state)?;
+    let cfg = match &args.config {
+        Some(path) => Some(crate::config::Config::load(path).map_err(Failure::input)?),
+        None => None,
+    };
     if let Some(callee) = &args.callee {
-        return contact(&store, callee, args.config.as_deref()).await;
+        return contact(&store, callee, cfg.as_ref()).await;
     }
     if let Some(o) = store.outage().await.map_err(Failure::other)? {
         crate::say!("{}", o.describe());
@@ -31,7 +41,22 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     for c in campaigns {
         let counts = store.counts(c.id).await.map_err(Failure::other)?;
         let total: u64 = counts.values().sum();
-        crate::say!("campaign {} ({} contacts)", c.name, total);
+        let zone = zone_of(&c, cfg.as_ref());
+        crate::say!(
+            "campaign {} (id {}, {} contacts): {}{}",
+            c.name,
+            c.id,
+            total,
+            c.state,
+            c.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+        crate::say!(
+            "  created {}",
+            time_in(c.created_at, &zone).unwrap_or_default()
+        );
         for (status, n) in &counts {
             crate::say!("  {:<10} {n}", status.as_str());
         }
@@ -42,9 +67,7 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
                 crate::say!("    {:<16} {n}", gate.as_deref().unwrap_or("due"));
             }
             if let Some((at, Some(gate))) = store.next_wait(c.id).await.map_err(Failure::other)? {
-                let until = chrono::DateTime::from_timestamp_millis(at)
-                    .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                    .unwrap_or_default();
+                let until = time_in(at, &zone).unwrap_or_default();
                 crate::say!("  next: {gate} until {until}");
             }
         }
@@ -59,21 +82,41 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     Ok(Done::Ok)
 }
 
+/// A campaign's zone: its own window's, else the config's (with `--config`), else UTC.
+fn zone_of(c: &Campaign, cfg: Option<&Config>) -> TimeZone {
+    let settings: CampaignSettings = c
+        .settings
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let own = settings
+        .calling
+        .as_ref()
+        .and_then(|w| w.timezone.as_deref())
+        .and_then(|z| crate::calling::zones::zone(z).ok());
+    own.or_else(|| cfg.map(|cfg| cfg.calling.zone().clone()))
+        .unwrap_or(TimeZone::UTC)
+}
+
+/// `ms` in `zone` and in UTC.
+fn time_in(ms: i64, zone: &TimeZone) -> Option<String> {
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .map(|t| crate::calling::gate::local_and_utc(t, zone))
+}
+
 /// `--callee`: the contact in every campaign of the store, and why it waits if it does.
 async fn contact(
     store: &crate::store::Store,
     raw: &str,
-    config: Option<&std::path::Path>,
+    config: Option<&Config>,
 ) -> Result<Done, Failure> {
     use crate::config::CalleeFormat;
     let (country, formats) = match config {
-        Some(path) => {
-            let cfg = crate::config::Config::load(path).map_err(Failure::input)?;
-            (
-                cfg.campaign.default_country,
-                vec![cfg.campaign.callee_format],
-            )
-        }
+        Some(cfg) => (
+            cfg.campaign.default_country.clone(),
+            vec![cfg.campaign.callee_format],
+        ),
         None => (
             "CN".to_string(),
             vec![CalleeFormat::DoubleZero, CalleeFormat::E164],
@@ -87,6 +130,8 @@ async fn contact(
     }
     let mut found = false;
     for c in store.campaigns().await.map_err(Failure::other)? {
+        let zone = zone_of(&c, config);
+        let time = |ms: i64| time_in(ms, &zone);
         for callee in &spellings {
             let Some(d) = store
                 .contact_detail(c.id, callee)
@@ -115,6 +160,8 @@ async fn contact(
                     _ if c.state != crate::store::CampaignState::Active => {
                         format!("campaign_{}", c.state)
                     }
+                    // What the active campaign itself waits for (its start time).
+                    _ if c.reason.is_some() => c.reason.clone().unwrap_or_default(),
                     _ => "due: waiting for its turn within the rate".to_string(),
                 };
                 crate::say!("  waiting: {why}");
@@ -153,9 +200,4 @@ async fn contact(
         )));
     }
     Ok(Done::Ok)
-}
-
-fn time(ms: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
 }

@@ -93,7 +93,22 @@ pub(super) async fn attempt(
         Err(e) => return Err(e),
     };
     let slot_wait = std::time::Instant::now();
+    // The campaign's own cap (`max_rate`) first: its window may hold the request a little
+    // (the dispatcher took its token when the window had room, but sends bunch). Then the
+    // account's slot, reserved at the real time, so the account's window is never moved back.
+    let own_slot = match &engine.own_rate {
+        Some(own) => {
+            let slot = own.reserve(std::time::Instant::now());
+            tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
+            Some(slot)
+        }
+        None => None,
+    };
     let departure = engine.limiter.acquire_slot().await;
+    if let (Some(own), Some(slot)) = (&engine.own_rate, own_slot) {
+        // The campaign's window counts it from when it really leaves.
+        own.left_at(slot, departure);
+    }
     let m = &engine.metrics;
     m.limiter_wait.observe(paced_for + slot_wait.elapsed());
 
@@ -122,8 +137,13 @@ pub(super) async fn attempt(
     let sent = std::time::Instant::now();
     // A request that has to open a connection leaves when it is ready: the window hears of it.
     let limiter = engine.limiter.clone();
-    let on_connect: crate::connections::OnConnect =
-        std::sync::Arc::new(move |ready| limiter.left_at(departure, ready));
+    let own = engine.own_rate.clone();
+    let on_connect: crate::connections::OnConnect = std::sync::Arc::new(move |ready| {
+        limiter.left_at(departure, ready);
+        if let (Some(own), Some(_)) = (&own, own_slot) {
+            own.left_at(departure, ready);
+        }
+    });
     let result = engine
         .client
         .create_ai_agent_call_timed(&request, on_connect)

@@ -19,6 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 mod attempt;
+pub mod campaign_rate;
 mod lines;
 mod request;
 pub mod rules;
@@ -101,6 +102,11 @@ pub struct Engine {
     pub systematic: Arc<systematic::Systematic>,
     /// Each AI agent's lines, shared like the limiter (see [`crate::lines`]).
     pub lines: Arc<Lines>,
+    /// This campaign's own rate cap (`max_rate`), below the account's; `None`: only the
+    /// account's.
+    pub own_rate: Option<Arc<campaign_rate::CampaignRate>>,
+    /// Contacts were added to the campaign: the dispatcher looks again at once.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -128,6 +134,11 @@ impl Engine {
             outage: Arc::new(Breaker::new(cfg.outage.clone())),
             systematic: Arc::new(systematic::Systematic::new(cfg.retry.systematic_after)),
             lines: Arc::new(lines),
+            own_rate: cfg
+                .campaign
+                .max_rate
+                .map(|r| Arc::new(campaign_rate::CampaignRate::new(r))),
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -156,6 +167,12 @@ impl Engine {
             outage: self.outage.clone(),
             systematic: Arc::new(systematic::Systematic::new(self.systematic.after())),
             lines: self.lines.clone(),
+            // A cap of its own, not a share of another campaign's.
+            own_rate: self
+                .own_rate
+                .as_ref()
+                .map(|r| Arc::new(campaign_rate::CampaignRate::new(r.rate()))),
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -240,7 +257,8 @@ pub async fn run_campaign(
         };
     }
 
-    let outcome = loop {
+    let mut waited_for_start = false;
+    let outcome = 'dial: loop {
         while let Some(done) = tasks.try_join_next() {
             reap(done, &shared);
         }
@@ -255,6 +273,40 @@ pub async fn run_campaign(
         }
         if lock(&shared.fatal).is_some() {
             break RunOutcome::Interrupted;
+        }
+        // Before its start time (`not_before`) the campaign takes nothing from the store.
+        if let Err(gate) = crate::calling::gate::campaign_start(
+            engine.rules.calling.not_before,
+            jiff::Timestamp::now(),
+        ) {
+            turn = None;
+            let reason = gate.describe_in(engine.rules.calling.zone());
+            if !waited_for_start {
+                tracing::info!(campaign = campaign_id, gate = gate.as_str(), "{reason}");
+            }
+            waited_for_start = true;
+            or_stop!(
+                engine
+                    .store
+                    .set_active_reason(campaign_id, Some(reason))
+                    .await
+            );
+            let left = gate
+                .until()
+                .map(|u| u.as_millisecond() - now_ms())
+                .unwrap_or(60_000);
+            let wait = Duration::from_millis(left.clamp(1, 60_000) as u64);
+            tokio::select! {
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done, &shared),
+                _ = tokio::time::sleep(wait) => {}
+                Ok(()) = stop.changed() => {}
+            }
+            continue;
+        }
+        if waited_for_start {
+            waited_for_start = false;
+            or_stop!(engine.store.set_active_reason(campaign_id, None).await);
+            tracing::info!(campaign = campaign_id, "start time reached: dialling");
         }
         if buffer.is_empty() {
             turn = None;
@@ -304,6 +356,7 @@ pub async fn run_campaign(
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done, &shared),
                 _ = tokio::time::sleep(wait) => {}
                 _ = engine.lines.freed() => or_stop!(lines::release(&engine, campaign_id).await),
+                _ = engine.wake.notified() => {}
                 Ok(()) = stop.changed() => {}
             }
             waited_for.add(&reason, idle.elapsed());
@@ -364,6 +417,20 @@ pub async fn run_campaign(
             Ok(()) = stop.changed() => continue,
         };
         waited_for.add(waits::OUTAGE, at_outage.elapsed());
+        // The campaign's own cap, before its turn at the shared limiter: waiting for it gives
+        // the turn up, so the others take the account's rate meanwhile (weighted turns hold a
+        // turn only while they can send).
+        if let Some(own) = &engine.own_rate {
+            let at_cap = std::time::Instant::now();
+            while let Err(at) = own.try_take(std::time::Instant::now()) {
+                turn = None;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+                    Ok(()) = stop.changed() => continue 'dial,
+                }
+            }
+            waited_for.add(waits::RATE, at_cap.elapsed());
+        }
         let at_permit = std::time::Instant::now();
         if permits.available_permits() == 0 {
             // Waiting for a reply to free a permit: the other campaigns keep their turns.

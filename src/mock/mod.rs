@@ -319,6 +319,11 @@ impl MockServer {
         })
     }
 
+    /// Arrival instants of every request that named a callee, with the callee, in order.
+    pub fn arrivals_by_callee(&self) -> Vec<(std::time::Instant, String)> {
+        self.shared.record(|r| r.callee_log.clone())
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
@@ -477,7 +482,7 @@ async fn api(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
     match action {
         tel_cdr::ACTION => describe_tel_cdr(&shared, &body).await,
         extract::ACTION => describe_extract_result(&shared, &body).await,
-        _ => create_ai_agent_call(&shared, body).await,
+        _ => create_ai_agent_call(&shared, body, arrived).await,
     }
 }
 
@@ -555,14 +560,14 @@ fn new_call(shared: &Shared, parsed: &serde_json::Value, callee: &str) -> Simula
     call
 }
 
-async fn create_ai_agent_call(shared: &Shared, body: Bytes) -> Response {
+async fn create_ai_agent_call(shared: &Shared, body: Bytes, arrived: Instant) -> Response {
     let opts = &shared.opts;
     let action = stats::CREATE;
     let (parsed, callee) = match params::check(&body) {
         Ok(ok) => ok,
         Err(refusal) => return api_error(shared, action, refusal.code, &refusal.message),
     };
-    let n = shared.record(|r| r.callee_request(&callee));
+    let n = shared.record(|r| r.callee_request(&callee, arrived));
     let delay = latency(opts.latency_ms);
     let outcome = opts.faults.outcome(&callee, n);
     let creates = matches!(outcome, Outcome::Ok | Outcome::Hang(_) | Outcome::Drop);

@@ -82,6 +82,9 @@ pub struct Recorder {
     pub log: Vec<Instant>,
     /// Every arrival of each other action (few: outcome queries).
     pub action_log: HashMap<&'static str, Vec<Instant>>,
+    /// The arrival of every request that named a callee, with it (per-campaign windows: the
+    /// campaigns of a test call numbers of their own prefix).
+    pub callee_log: Vec<(Instant, String)>,
     fault_counters: HashMap<String, usize>,
 }
 
@@ -178,8 +181,10 @@ impl Recorder {
         }
     }
 
-    /// Count a request for `callee`; returns its 0-based number (for the fault script).
-    pub fn callee_request(&mut self, callee: &str) -> usize {
+    /// Count a request for `callee` that arrived at `arrived`; returns its 0-based number (for
+    /// the fault script).
+    pub fn callee_request(&mut self, callee: &str, arrived: Instant) -> usize {
+        self.callee_log.push((arrived, callee.to_string()));
         *self
             .stats
             .requests_by_callee

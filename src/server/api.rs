@@ -183,6 +183,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/campaigns/{id}/results"),
     ("GET", "/v1/campaigns/{id}/contacts"),
     ("GET", "/v1/campaigns/{id}/report"),
+    ("POST", "/v1/campaigns/{id}/contacts"),
     ("GET", "/v1/campaigns/{id}/contacts/{callee}"),
     ("POST", "/v1/calls"),
     ("POST", "/v1/dnc/reload"),
@@ -201,7 +202,10 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/campaigns/{id}/cancel", post(cancel))
         .route("/campaigns/{id}/requeue", post(super::requeue::requeue))
         .route("/campaigns/{id}/results", get(results))
-        .route("/campaigns/{id}/contacts", get(super::contacts::list))
+        .route(
+            "/campaigns/{id}/contacts",
+            get(super::contacts::list).post(add_contacts),
+        )
         .route("/campaigns/{id}/report", get(report))
         .route("/campaigns/{id}/contacts/{callee}", get(contact))
         .route("/calls", post(create_call))
@@ -261,6 +265,9 @@ pub struct CampaignView {
     pub reason: Option<String>,
     pub priority: i64,
     pub created_at: String,
+    /// The campaign's zone (IANA name); the `_local` fields are in it.
+    pub timezone: String,
+    pub created_at_local: String,
     pub total: u64,
     pub counts: BTreeMap<String, u64>,
     /// Requests sent per second over the last 10 seconds.
@@ -299,6 +306,32 @@ impl From<crate::outage::Outage> for OutageView {
     }
 }
 
+/// `ms` in `zone`, RFC 3339 with its offset.
+fn local_rfc3339(ms: i64, zone: &jiff::tz::TimeZone) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| crate::calling::gate::rfc3339_in(t, zone))
+        .unwrap_or_default()
+}
+
+/// A campaign's calling rules: its own window over the config's `[calling]`.
+fn calling_of(svc: &Service, c: &Campaign) -> crate::calling::settings::Calling {
+    settings_of(c)
+        .calling_rules(svc.config())
+        .unwrap_or_else(|_| svc.config().calling.clone())
+}
+
+/// A campaign's zone (its window's, else the config's).
+fn zone_of(svc: &Service, c: &Campaign) -> jiff::tz::TimeZone {
+    calling_of(svc, c).zone().clone()
+}
+
+fn settings_of(c: &Campaign) -> CampaignSettings {
+    c.settings
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<CampaignSettings>(s).ok())
+        .unwrap_or_default()
+}
+
 pub(super) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
@@ -325,6 +358,7 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
         .then(|| svc.campaigns.base().outage.current())
         .flatten()
         .map(OutageView::from);
+    let zone = zone_of(svc, &c);
     Ok(CampaignView {
         id: c.id,
         name: c.name,
@@ -332,6 +366,8 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
         reason: c.reason,
         priority: c.priority,
         created_at: rfc3339(c.created_at),
+        timezone: crate::calling::zones::name(&zone),
+        created_at_local: local_rfc3339(c.created_at, &zone),
         total,
         counts: all,
         rate_per_second: rate,
@@ -388,6 +424,8 @@ struct UploadQuery {
     /// Create the campaign even when another one has the same contacts file.
     #[serde(default)]
     allow_duplicate: bool,
+    /// Create it paused: nothing is dialled until it is resumed.
+    paused: Option<bool>,
 }
 
 async fn create_campaign(
@@ -452,6 +490,9 @@ async fn create_campaign(
     if q.priority.is_some() {
         settings.priority = q.priority;
     }
+    if q.paused.is_some() {
+        settings.paused = q.paused;
+    }
     settings
         .validate_with(svc.config())
         .and_then(|()| settings.refuse_reserved_name())
@@ -474,6 +515,34 @@ fn without_upload_path(e: CreateError, source: &std::path::Path) -> CreateError 
         }
         other => other,
     }
+}
+
+/// `POST /v1/campaigns/{id}/contacts`: more contacts for an existing campaign (a CSV body),
+/// through the same intake and report as a new campaign's.
+async fn add_contacts(
+    State(svc): State<Arc<Service>>,
+    Path(id): Path<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let c = find(&svc, &id).await?;
+    let csv = body.map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
+    if csv.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_contacts",
+            "the body is empty: expected the contacts CSV (a header row with a `callee` column, then one row per contact)",
+        ));
+    }
+    let source = save_upload(&svc, &csv).await?;
+    let intake = svc
+        .add_contacts(&c, &source)
+        .await
+        .map_err(|e| without_upload_path(e, &source))?;
+    let c = find(&svc, &id).await?;
+    Ok(Json(json!({
+        "campaign": view(&svc, c).await?,
+        "intake": intake,
+    })))
 }
 
 async fn created_response(svc: &Service, created: Created) -> ApiResult<Response> {
@@ -648,11 +717,22 @@ async fn contact(
             ApiError::not_found(format!("campaign {} has no contact {callee:?}", c.id))
         })?;
     let now = now_ms();
-    let waiting = match detail.status.as_str() {
+    let calling = calling_of(&svc, &c);
+    let zone = calling.zone().clone();
+    let starts = calling
+        .not_before
+        .map(|t| t.as_millisecond())
+        .filter(|start| *start > now);
+    let mut waiting = match detail.status.as_str() {
         "pending" if c.state == CampaignState::Paused => Some(json!({
             "gate": "campaign_paused",
             "reason": c.reason,
             "until": null,
+        })),
+        "pending" if starts.is_some() => Some(json!({
+            "gate": "not_before",
+            "reason": "the campaign's start time (calling.not_before) has not come",
+            "until": starts.map(rfc3339),
         })),
         "pending" if detail.next_at > now => Some(json!({
             "gate": match &detail.gate {
@@ -681,6 +761,14 @@ async fn contact(
         })),
         _ => None,
     };
+    if let Some(w) = waiting.as_mut().and_then(|w| w.as_object_mut()) {
+        let local = w
+            .get("until")
+            .and_then(|u| u.as_str())
+            .and_then(|u| u.parse::<jiff::Timestamp>().ok())
+            .map(|t| crate::calling::gate::rfc3339_in(t, &zone));
+        w.insert("until_local".into(), json!(local));
+    }
     let mut body = serde_json::to_value(&detail)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     if let Some(obj) = body.as_object_mut() {
@@ -692,12 +780,7 @@ async fn contact(
 
 /// The AI agent a campaign dials (its settings over the config's).
 fn agent_of(svc: &Service, c: &Campaign) -> u64 {
-    c.settings
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<CampaignSettings>(s).ok())
-        .unwrap_or_default()
-        .request_defaults(svc.config())
-        .ai_agent_id
+    settings_of(c).request_defaults(svc.config()).ai_agent_id
 }
 
 /// What a calling-rule gate means, for people.

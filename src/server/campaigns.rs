@@ -17,6 +17,7 @@
 //! The std `Mutex` around the runners is never held across an `.await`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -36,11 +37,16 @@ struct Runner {
     /// before it, when the next was started; this one waits for them all): a second stop signal
     /// must reach every one of them, the oldest above all, since it is the one still draining.
     draining: Vec<watch::Sender<Stop>>,
+    /// Set (under the steering lock) once the runner recorded its campaign `completed`: from
+    /// then on it dials nothing more, even before its task has returned.
+    ended: Arc<AtomicBool>,
 }
 
 impl Runner {
     fn is_live(&self) -> bool {
-        !self.task.is_finished() && *self.stop.borrow() == Stop::Run
+        !self.task.is_finished()
+            && !self.ended.load(Ordering::SeqCst)
+            && *self.stop.borrow() == Stop::Run
     }
 }
 
@@ -121,6 +127,9 @@ impl Campaigns {
         let mut engine = self.base.for_campaign(settings.retry(&self.cfg));
         // Priority p: p + 1 tokens in a row at each turn (at most 10), plain turns at 0.
         engine.weight = 1 + c.priority.clamp(0, 9) as u32;
+        engine.own_rate = settings
+            .max_rate(&self.cfg)
+            .map(|r| Arc::new(dispatch::campaign_rate::CampaignRate::new(r)));
         if settings.calling.is_some() {
             match settings.calling_rules(&self.cfg) {
                 Ok(calling) => engine.rules = Arc::new(self.base.rules.for_campaign(calling)),
@@ -156,11 +165,14 @@ impl Campaigns {
         let this = self.clone();
         let (id, name) = (c.id, c.name.clone());
         let engine2 = engine.clone();
+        let ended = Arc::new(AtomicBool::new(false));
+        let ended2 = ended.clone();
         let task = tokio::spawn(async move {
             if let Some(p) = previous {
                 let _ = p.await;
             }
-            this.run_one(id, &name, engine2, defaults, stop_rx).await;
+            this.run_one(id, &name, engine2, defaults, stop_rx, &ended2)
+                .await;
         });
         runners.insert(
             c.id,
@@ -169,6 +181,7 @@ impl Campaigns {
                 task,
                 engine,
                 draining,
+                ended,
             },
         );
     }
@@ -184,6 +197,23 @@ impl Campaigns {
         Ok(self.is_running(campaign_id))
     }
 
+    /// Contacts were added to `campaign_id`: a completed campaign becomes active again and is
+    /// started; a live runner looks at once (it may be waiting for a later due time).
+    pub async fn dial_added(self: &Arc<Self>, campaign_id: i64) -> Result<(), StoreError> {
+        // Under the steering lock, like a runner's completion: either the runner completed the
+        // campaign before (it is reopened and a new runner starts) or it sees the new contacts
+        // when it tries to complete it (and dials on).
+        let _steering = self.steering.lock().await;
+        self.base.store.reopen(campaign_id, now_ms()).await?;
+        if let Some(c) = self.base.store.campaign(campaign_id).await? {
+            self.start(&c);
+        }
+        if let Some(r) = lock(&self.runners).get(&campaign_id) {
+            r.engine.wake.notify_one();
+        }
+        Ok(())
+    }
+
     async fn run_one(
         self: &Arc<Self>,
         id: i64,
@@ -191,6 +221,7 @@ impl Campaigns {
         engine: Arc<Engine>,
         defaults: Arc<dispatch::RequestDefaults>,
         stop: watch::Receiver<Stop>,
+        ended: &AtomicBool,
     ) {
         let store = &engine.store;
         // Whatever an earlier runner or process left in flight is in doubt now.
@@ -211,7 +242,37 @@ impl Campaigns {
         }
         tracing::info!(campaign = name, "campaign started");
         let on_final: Arc<dyn Fn(ResultRow) + Send + Sync> = Arc::new(|_| {});
-        let outcome = dispatch::run_campaign(engine.clone(), id, defaults, stop, on_final).await;
+        let outcome = loop {
+            let outcome = dispatch::run_campaign(
+                engine.clone(),
+                id,
+                defaults.clone(),
+                stop.clone(),
+                on_final.clone(),
+            )
+            .await;
+            if matches!(outcome, Ok(RunOutcome::Completed)) {
+                let _steering = self.steering.lock().await;
+                match store.complete_if_done(id, now_ms()).await {
+                    Ok(true) => {
+                        ended.store(true, Ordering::SeqCst);
+                        tracing::info!(campaign = name, "campaign completed");
+                    }
+                    // Contacts added since the dispatcher last looked: dial on, unless it was
+                    // paused or cancelled meanwhile.
+                    Ok(false) => {
+                        let state = store.campaign(id).await.ok().flatten().map(|c| c.state);
+                        if state == Some(CampaignState::Active) && *stop.borrow() == Stop::Run {
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(campaign = name, error = %e, "cannot record the campaign's state")
+                    }
+                }
+            }
+            break outcome;
+        };
         if let Err(e) = store.settle_in_flight(id, now_ms()).await {
             tracing::error!(campaign = name, error = %e, "cannot settle contacts in flight");
         }
@@ -223,13 +284,8 @@ impl Campaigns {
             return;
         }
         let result = match outcome {
-            Ok(RunOutcome::Completed) => {
-                tracing::info!(campaign = name, "campaign completed");
-                store
-                    .set_campaign_state(id, CampaignState::Completed, None, now_ms())
-                    .await
-                    .map(|_| ())
-            }
+            // Recorded above, under the steering lock.
+            Ok(RunOutcome::Completed) => Ok(()),
             Ok(RunOutcome::Halted { code, message })
                 if message.starts_with(dispatch::systematic::MESSAGE_PREFIX) =>
             {

@@ -54,6 +54,9 @@ pub const DUPLICATE_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// Skipped rows listed in an intake report (the rest are in the results).
 pub const SKIPPED_SHOWN: usize = 100;
 
+/// The reason of a campaign created paused.
+pub const CREATED_PAUSED: &str = "created paused: resume it to start dialling";
+
 /// Everything the handlers and the inbox share.
 pub struct Service {
     pub campaigns: Arc<Campaigns>,
@@ -286,6 +289,7 @@ impl Service {
                     settings: Some(settings_json),
                     priority: settings.priority.unwrap_or(0),
                     inbox,
+                    paused: (settings.paused == Some(true)).then(|| CREATED_PAUSED.to_string()),
                 },
                 now_ms(),
             )
@@ -341,17 +345,28 @@ impl Service {
                 self.store.cancel_pending(campaign.id, now_ms()).await?;
             }
         }
+        self.report(campaign.id, report, 0).await
+    }
+
+    /// The intake report of the file stored after line `first_line` (0: the campaign's own);
+    /// skipped rows are listed by their line in that file.
+    async fn report(
+        &self,
+        campaign_id: i64,
+        report: crate::import::ImportReport,
+        first_line: u64,
+    ) -> Result<IntakeReport, CreateError> {
         let mut skipped_rows = Vec::new();
         if report.counts.skipped > 0 {
-            let mut after = 0;
+            let mut after = first_line;
             'pages: loop {
-                let page = self.store.results_page(campaign.id, after, 1000).await?;
+                let page = self.store.results_page(campaign_id, after, 1000).await?;
                 let Some(last) = page.last() else { break };
                 after = last.line;
                 for row in page {
                     if row.status == "skipped" {
                         skipped_rows.push(SkippedRow {
-                            line: row.line,
+                            line: row.line - first_line,
                             callee: row.callee,
                             reason: row.error_message,
                         });
@@ -370,6 +385,69 @@ impl Service {
             skipped_rows,
             ignored_columns: report.summary.ignored_columns,
         })
+    }
+
+    /// Add the contacts of `source` to an existing campaign, through the same intake (the same
+    /// checks, do-not-call lists and report); a number already in the campaign is a `skipped`
+    /// duplicate, so repeating an interrupted request adds each contact once. A completed
+    /// campaign becomes active again and is started; a paused one stays paused. A file that
+    /// turns out unusable part-way leaves the rows it stored `cancelled`, and the campaign as
+    /// it was.
+    pub async fn add_contacts(
+        &self,
+        campaign: &Campaign,
+        source: &Path,
+    ) -> Result<IntakeReport, CreateError> {
+        if campaign.state == CampaignState::Cancelled {
+            return Err(CreateError::Conflict(format!(
+                "campaign {} is cancelled: contacts cannot be added to it",
+                campaign.id
+            )));
+        }
+        if !campaign.intake_done {
+            return Err(CreateError::Conflict(format!(
+                "campaign {} is still importing its contacts: add more once its intake has finished",
+                campaign.id
+            )));
+        }
+        let path = source.to_path_buf();
+        tokio::task::spawn_blocking(move || intake::check_header(&path))
+            .await
+            .map_err(|e| CreateError::Other(e.to_string()))?
+            .map_err(|e| CreateError::Input(e.to_string()))?;
+        // One addition at a time: two would number their rows from the same line.
+        let one_at_a_time = self.creating.lock().await;
+        let first_line = self.store.last_line(campaign.id).await?;
+        let opts = self.intake_options();
+        let dnc = Some(self.campaigns.base().rules.dnc.as_ref());
+        let imported = crate::import::import_file_after(
+            &self.store,
+            campaign.id,
+            source,
+            &opts,
+            dnc,
+            first_line,
+            now_ms(),
+        )
+        .await;
+        drop(one_at_a_time);
+        let report = match imported {
+            Ok(r) => r,
+            Err(ImportError::Intake(e)) => {
+                let why = format!("added contacts file unusable: {e}");
+                self.store
+                    .cancel_pending_after(campaign.id, first_line, why, now_ms())
+                    .await?;
+                return Err(CreateError::Input(e.to_string()));
+            }
+            Err(ImportError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(CreateError::Other(e.to_string())),
+        };
+        self.forget_counts(campaign.id);
+        if report.counts.accepted > 0 {
+            self.campaigns.dial_added(campaign.id).await?;
+        }
+        self.report(campaign.id, report, first_line).await
     }
 
     /// After a restart: finish intakes that were cut off, then start every active campaign.

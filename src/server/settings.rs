@@ -97,7 +97,7 @@ pub mod whole {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,9 +146,16 @@ pub struct CampaignSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_max: Option<String>,
     /// The campaign's own calling window: `timezone`, `hours` (`mon` … `sun`),
-    /// `blackout_dates`, `not_after`, over the config's `[calling]`.
+    /// `blackout_dates`, `not_before`, `not_after`, over the config's `[calling]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calling: Option<CampaignWindow>,
+    /// This campaign's own rate cap, requests per second (over `campaign.max_rate`); at most
+    /// the account's `rate.requests_per_second`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<f64>,
+    /// Create the campaign paused: it dials nothing until resumed (only read at creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
 }
 
 impl CampaignSettings {
@@ -257,6 +264,10 @@ impl CampaignSettings {
     pub fn validate_with(&self, cfg: &Config) -> Result<(), String> {
         self.validate()?;
         self.calling_rules(cfg)?;
+        if let Some(r) = self.max_rate {
+            crate::config::check_max_rate(r, cfg.rate.requests_per_second)
+                .map_err(|e| format!("max_rate = {r}: expected {e}"))?;
+        }
         let r = self.retry(cfg);
         if r.backoff_max < r.backoff_initial {
             return Err(format!(
@@ -301,6 +312,12 @@ impl CampaignSettings {
             d.max_ring_timeout_second = Some(t);
         }
         d
+    }
+
+    /// This campaign's rate cap: its own over the config's `campaign.max_rate` (`None`: only
+    /// the account's).
+    pub fn max_rate(&self, cfg: &Config) -> Option<f64> {
+        self.max_rate.or(cfg.campaign.max_rate)
     }
 
     /// The retry settings for this campaign: its limits over the config's `[retry]`.

@@ -103,6 +103,8 @@ pub struct NewCampaign {
     /// The inbox file (name, fingerprint) it comes from: recorded in the same transaction, so a
     /// file is never imported into two campaigns, whenever the process dies.
     pub inbox: Option<(String, String)>,
+    /// Created `paused` with this reason (`?paused=true`, a sidecar's `paused = true`).
+    pub paused: Option<String>,
 }
 
 fn query_one(
@@ -154,10 +156,24 @@ impl Store {
         now_ms: i64,
     ) -> Result<Campaign, StoreError> {
         self.call(move |c| {
+            let state = match new.paused {
+                Some(_) => CampaignState::Paused,
+                None => CampaignState::Active,
+            };
             c.execute(
-                "INSERT INTO campaigns (name, fingerprint, source, created_at, settings, priority, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4)",
-                params![new.name, new.fingerprint, new.source, now_ms, new.settings, new.priority],
+                "INSERT INTO campaigns (name, fingerprint, source, created_at, settings, priority, updated_at,
+                                        state, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4, ?7, ?8)",
+                params![
+                    new.name,
+                    new.fingerprint,
+                    new.source,
+                    now_ms,
+                    new.settings,
+                    new.priority,
+                    state.as_str(),
+                    new.paused
+                ],
             )?;
             let id = c.last_insert_rowid();
             if let Some((name, fingerprint)) = &new.inbox {
@@ -210,6 +226,94 @@ impl Store {
                 params![campaign_id, state.as_str(), reason, now_ms],
             )?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    /// The reason shown beside an `active` campaign (what it waits for, e.g. its start time),
+    /// or none. Leaves a campaign in any other state untouched: a pause that came meanwhile
+    /// keeps its own reason.
+    pub async fn set_active_reason(
+        &self,
+        campaign_id: i64,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE campaigns SET reason = ?2 WHERE id = ?1 AND state = 'active'
+                   AND reason IS NOT ?2",
+                params![campaign_id, reason],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Mark an active campaign `completed`, unless a contact is still open (added since the
+    /// dispatcher last looked): returns whether it was completed.
+    pub async fn complete_if_done(
+        &self,
+        campaign_id: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE campaigns SET state = 'completed', reason = NULL, updated_at = ?2
+                 WHERE id = ?1 AND state NOT IN ('cancelled', 'completed')
+                   AND NOT EXISTS (SELECT 1 FROM contacts
+                                   WHERE campaign_id = ?1 AND status IN ('pending', 'in_flight'))",
+                params![campaign_id, now_ms],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// A completed campaign becomes `active` again (contacts were added to it). Returns
+    /// whether it was completed.
+    pub async fn reopen(&self, campaign_id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE campaigns SET state = 'active', reason = NULL, updated_at = ?2
+                 WHERE id = ?1 AND state = 'completed'",
+                params![campaign_id, now_ms],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// The highest line number stored for the campaign (0 when it has none): contacts added
+    /// later are numbered after it.
+    pub async fn last_line(&self, campaign_id: i64) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let n: Option<i64> = c.query_row(
+                "SELECT MAX(line) FROM contacts WHERE campaign_id = ?1",
+                [campaign_id],
+                |r| r.get(0),
+            )?;
+            Ok(n.unwrap_or(0).max(0) as u64)
+        })
+        .await
+    }
+
+    /// Contacts stored from line `after_line` on that are still `pending` become `cancelled`
+    /// with `why` (an added file that turned out unusable part-way).
+    pub async fn cancel_pending_after(
+        &self,
+        campaign_id: i64,
+        after_line: u64,
+        why: String,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE contacts SET status = 'cancelled', error_code = 'Cancelled',
+                   error_message = ?3, updated_at = ?4
+                 WHERE campaign_id = ?1 AND line > ?2 AND status = 'pending'",
+                params![campaign_id, after_line as i64, why, now_ms],
+            )?;
+            Ok(n as u64)
         })
         .await
     }

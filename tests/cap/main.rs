@@ -202,3 +202,104 @@ async fn a_second_run_on_a_store_in_use_sends_nothing_and_the_cap_holds() {
     );
     assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
 }
+
+/// The most of `arrivals` (any order) within any 1-second sliding window.
+fn max_in_window(arrivals: &[std::time::Instant]) -> usize {
+    let mut t = arrivals.to_vec();
+    t.sort();
+    let second = std::time::Duration::from_secs(1);
+    (0..t.len())
+        .map(|i| t[i..].iter().take_while(|x| **x < t[i] + second).count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The stand-in's arrivals of the callees `0086139<prefix>…` (one campaign's numbers).
+fn arrivals_of(mock: &ccc_dialer::mock::MockServer, prefix: u32) -> Vec<std::time::Instant> {
+    let mine = format!("0086139{prefix:02}");
+    mock.arrivals_by_callee()
+        .into_iter()
+        .filter(|(_, c)| c.starts_with(&mine))
+        .map(|(t, _)| t)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_held_to_two_a_second_beside_a_full_rate_one_neither_exceeds_its_cap() {
+    let _alone = alone().await;
+    let mock = cap_mock(20, 20, "").await;
+    let s = scratch(&mock, "");
+    let srv = Served::start(&s).await;
+    // The small campaign has priority 5 (six requests in a row at its turn) but a cap of 2/s:
+    // waiting for its own cap it must give its turn up, or the big one would stall meanwhile.
+    let b = "cap-boundary-51a2";
+    let settings = r#"{"name": "small", "priority": 5, "max_rate": 2}"#;
+    let body = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"contacts\"\r\nContent-Type: text/csv\r\n\r\n{}\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"settings\"\r\nContent-Type: application/json\r\n\r\n{settings}\r\n\
+         --{b}--\r\n",
+        csv_of(61, 12)
+    );
+    let r = srv
+        .http
+        .post(srv.url("/v1/campaigns"))
+        .bearer_auth(TOKEN)
+        .header("content-type", format!("multipart/form-data; boundary={b}"))
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status().as_u16();
+    let created: serde_json::Value = r.json().await.expect("JSON answer");
+    assert_eq!(status, 201, "{created}");
+    let small = created["campaign"]["id"].as_i64().expect("small campaign");
+    let big = srv.create("big", &csv_of(62, 200)).await;
+    for id in [small, big] {
+        srv.wait_campaign(id, "both campaigns to complete", |c| {
+            state(c) == "completed"
+        })
+        .await;
+    }
+    let (small_t, big_t) = (arrivals_of(&mock, 61), arrivals_of(&mock, 62));
+    assert_eq!((small_t.len(), big_t.len()), (12, 200));
+    assert!(
+        max_in_window(&small_t) <= 2,
+        "the 2/s campaign sent {} in one second",
+        max_in_window(&small_t)
+    );
+    let stats = mock.stats();
+    assert!(
+        stats.max_in_any_window <= 20,
+        "{} in one second for the account; {} connections",
+        stats.max_in_any_window,
+        mock.connections()
+    );
+    assert_eq!(stats.rate_limited, 0);
+    assert!(stats.duplicate_callees.is_empty());
+    // The big campaign took the rest of the account's rate while the small one dialled: at 2/s
+    // beside ~18/s it sends about nine requests for each of the small one's.
+    let (first, last) = (small_t[0], small_t[small_t.len() - 1]);
+    let big_meanwhile = big_t.iter().filter(|t| **t >= first && **t <= last).count();
+    assert!(
+        big_meanwhile >= 4 * (small_t.len() - 1),
+        "the full-rate campaign got only {big_meanwhile} requests while the capped one sent {}",
+        small_t.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_a_campaign_cap_sends_no_more_than_it_in_any_second() {
+    let _alone = alone().await;
+    let mock = cap_mock(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "max_rate = 2", "");
+    s.write_contacts(&contacts_csv(7));
+    let out = run_async(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 7);
+    assert!(
+        max_in_window(&arrivals) <= 2,
+        "{} in one second",
+        max_in_window(&arrivals)
+    );
+}

@@ -416,6 +416,7 @@ async fn a_campaign_whose_intake_was_cut_off_and_whose_file_is_gone_is_not_resum
                     settings: Some("{}".into()),
                     priority: 0,
                     inbox: None,
+                    paused: None,
                 },
                 now_ms(),
             )

@@ -12,6 +12,7 @@ mod api_refusals;
 mod calling_engine;
 mod calling_limits;
 mod calling_windows;
+mod campaign_controls;
 mod client_errors;
 mod commands;
 mod config_errors;
