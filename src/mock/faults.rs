@@ -6,7 +6,15 @@
 //! outcomes = ["error:FailedOperation.CallOutFailed", "ok"]
 //! calls = ["not_answered", "answered:30s"]
 //! ```
-//! The first rule that matches a callee scripts it; both lists are optional.
+//! The first rule that matches a callee scripts it; every list is optional.
+//!
+//! Other actions are scripted as a whole (not per callee): the n-th request of the action that
+//! passed the signature and window checks gets the n-th reply, then the action answers as usual:
+//! ```toml
+//! [[action]]
+//! name = "DescribeTelCdr"             # or "DescribeAICallExtractResult"
+//! outcomes = ["error:InternalError", "error:AuthFailure.UnauthorizedOperation", "ok"]
+//! ```
 //!
 //! `outcomes`: the n-th request for the callee gets the n-th reply; past the end of the list,
 //! requests succeed. Replies: `ok`; `error:CODE` or `error:CODE:message` (an API error, no call
@@ -72,6 +80,8 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     rules: Vec<Rule>,
+    /// Per action other than CreateAIAgentCall: the replies to its successive requests.
+    actions: Vec<(String, Vec<Outcome>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +90,18 @@ pub enum FaultsError {
     Read { path: PathBuf, reason: String },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("{path}: action[{index}].name = {value}: expected DescribeTelCdr or DescribeAICallExtractResult")]
+    InvalidAction {
+        path: PathBuf,
+        index: usize,
+        value: String,
+    },
+    #[error("{path}: action[{index}].outcomes = {value}: expected {OUTCOME_FORMS}")]
+    ActionOutcome {
+        path: PathBuf,
+        index: usize,
+        value: String,
+    },
     #[error("{path}: rule[{index}].{key} = {value}: expected {expected}")]
     Invalid {
         path: PathBuf,
@@ -95,6 +117,15 @@ pub enum FaultsError {
 struct RawFile {
     #[serde(default)]
     rule: Vec<RawRule>,
+    #[serde(default)]
+    action: Vec<RawAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    name: String,
+    outcomes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -228,7 +259,35 @@ impl Faults {
                 tags,
             });
         }
-        Ok(Faults { rules })
+        let mut actions = Vec::new();
+        for (index, a) in raw.action.into_iter().enumerate() {
+            if !super::ACTIONS[1..].contains(&a.name.as_str()) {
+                return Err(FaultsError::InvalidAction {
+                    path: path.to_path_buf(),
+                    index,
+                    value: format!("{:?}", a.name),
+                });
+            }
+            let mut outcomes = Vec::new();
+            for o in &a.outcomes {
+                outcomes.push(parse_outcome(o).ok_or_else(|| FaultsError::ActionOutcome {
+                    path: path.to_path_buf(),
+                    index,
+                    value: format!("{o:?}"),
+                })?);
+            }
+            actions.push((a.name, outcomes));
+        }
+        Ok(Faults { rules, actions })
+    }
+
+    /// The scripted reply to the `n`-th (0-based) admitted request of `action` (not
+    /// CreateAIAgentCall), if an `[[action]]` table names one.
+    pub fn action_outcome(&self, action: &str, n: usize) -> Option<Outcome> {
+        self.actions
+            .iter()
+            .find(|(name, _)| name == action)
+            .and_then(|(_, o)| o.get(n).cloned())
     }
 
     /// The outcome of the `n`-th (0-based) request for `callee`.
@@ -350,6 +409,36 @@ mod tests {
             e.to_string(),
             format!("<faults>: rule[0].calls = \"end:x\": expected {CALL_FORMS}")
         );
+    }
+
+    #[test]
+    fn action_scripts_play_per_action() {
+        let f = Faults::from_toml_str(
+            "[[action]]\nname = \"DescribeTelCdr\"\noutcomes = [\"error:InternalError\", \"ok\", \"http:502\"]\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            f.action_outcome("DescribeTelCdr", 0),
+            Some(Outcome::Error { ref code, .. }) if code == "InternalError"
+        ));
+        assert_eq!(f.action_outcome("DescribeTelCdr", 1), Some(Outcome::Ok));
+        assert_eq!(
+            f.action_outcome("DescribeTelCdr", 2),
+            Some(Outcome::Http(502))
+        );
+        assert_eq!(f.action_outcome("DescribeTelCdr", 3), None);
+        assert_eq!(f.action_outcome("DescribeAICallExtractResult", 0), None);
+        let e = Faults::from_toml_str("[[action]]\nname = \"CreateAIAgentCall\"\noutcomes = []\n")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("action[0].name = \"CreateAIAgentCall\""),
+            "{e}"
+        );
+        let e =
+            Faults::from_toml_str("[[action]]\nname = \"DescribeTelCdr\"\noutcomes = [\"x\"]\n")
+                .unwrap_err();
+        assert!(e.to_string().contains("action[0].outcomes = \"x\""), "{e}");
     }
 
     #[test]

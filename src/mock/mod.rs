@@ -479,11 +479,54 @@ async fn api(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
             "request rate exceeds the limit of this API",
         );
     }
+    if action != stats::CREATE {
+        let n = shared.record(|r| r.action_request(action));
+        match opts.faults.action_outcome(action, n) {
+            None | Some(Outcome::Ok) => {}
+            Some(Outcome::Hang(d)) => tokio::time::sleep(d).await,
+            Some(other) => return scripted_failure(&shared, action, other).await,
+        }
+    }
     match action {
         tel_cdr::ACTION => describe_tel_cdr(&shared, &body).await,
         extract::ACTION => describe_extract_result(&shared, &body).await,
         _ => create_ai_agent_call(&shared, body, arrived).await,
     }
+}
+
+/// A scripted reply that is not the action's own answer: an API error, an HTML gateway error, or
+/// a reply cut off after its headers.
+async fn scripted_failure(shared: &Shared, action: &'static str, outcome: Outcome) -> Response {
+    tokio::time::sleep(latency(shared.opts.latency_ms)).await;
+    match outcome {
+        Outcome::Error { code, message } => api_error(shared, action, &code, &message),
+        Outcome::Http(status) => gateway_error(shared, action, status),
+        _ => cut_reply(),
+    }
+}
+
+fn gateway_error(shared: &Shared, action: &'static str, status: u16) -> Response {
+    shared.record(|r| r.error(action, &format!("HTTP {status}")));
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html")],
+        format!("<html><body><h1>{status}</h1>gateway error</body></html>"),
+    )
+        .into_response()
+}
+
+/// Headers, then the body fails and the connection is cut.
+fn cut_reply() -> Response {
+    let cut = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("connection dropped by fault script"))
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(cut),
+    )
+        .into_response()
 }
 
 async fn describe_tel_cdr(shared: &Shared, body: &[u8]) -> Response {
@@ -622,31 +665,14 @@ async fn create_ai_agent_call(shared: &Shared, body: Bytes, arrived: Instant) ->
         }
         Outcome::Http(status) => {
             tokio::time::sleep(delay).await;
-            shared.record(|r| r.error(action, &format!("HTTP {status}")));
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            (
-                status,
-                [(header::CONTENT_TYPE, "text/html")],
-                format!("<html><body><h1>{status}</h1>gateway error</body></html>"),
-            )
-                .into_response()
+            gateway_error(shared, action, status)
         }
         Outcome::Drop => {
             // The call exists (and lives, and leaves its record); the reply never completes:
             // headers, then the body fails and the connection is cut.
             shared.record(|r| r.created(&callee, parsed, opts.keep_bodies));
             tokio::time::sleep(delay).await;
-            let cut = futures_util::stream::once(async {
-                Err::<Bytes, std::io::Error>(std::io::Error::other(
-                    "connection dropped by fault script",
-                ))
-            });
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                Body::from_stream(cut),
-            )
-                .into_response()
+            cut_reply()
         }
     }
 }

@@ -86,6 +86,8 @@ pub struct Recorder {
     /// campaigns of a test call numbers of their own prefix).
     pub callee_log: Vec<(Instant, String)>,
     fault_counters: HashMap<String, usize>,
+    /// Admitted requests per action other than CreateAIAgentCall (for `[[action]]` scripts).
+    action_counters: HashMap<&'static str, usize>,
 }
 
 fn trim(window: &mut VecDeque<Instant>, now: Instant) {
@@ -191,6 +193,14 @@ impl Recorder {
             .entry(callee.to_string())
             .or_default() += 1;
         let n = self.fault_counters.entry(callee.to_string()).or_default();
+        let this = *n;
+        *n += 1;
+        this
+    }
+
+    /// Count an admitted request of `action`; returns its 0-based number.
+    pub fn action_request(&mut self, action: &'static str) -> usize {
+        let n = self.action_counters.entry(action).or_default();
         let this = *n;
         *n += 1;
         this

@@ -538,3 +538,43 @@ tags = [{ interested = true }]
     assert_eq!(stats.actions[action].errors_by_code["MissingParameter"], 1);
     assert!(!stats.actions.contains_key("DescribeTelCdr"));
 }
+
+#[tokio::test]
+async fn describe_tel_cdr_can_be_scripted_to_fail_while_calls_go_through() {
+    let clock = ManualClock::at(T0);
+    let faults = r#"
+[[action]]
+name = "DescribeTelCdr"
+outcomes = ["error:AuthFailure.UnauthorizedOperation", "error:RequestLimitExceeded", "http:502", "ok", "error:InternalError"]
+"#;
+    let mock = spawn(faults, &clock, |_| {}).await;
+    let body = json!({"SdkAppId": APP, "StartTimeStamp": T0 - 60, "EndTimeStamp": T0, "PageSize": 100, "PageNumber": 0}).to_string();
+    let mut replies = Vec::new();
+    for i in 0..6 {
+        // A call between every query: CreateAIAgentCall is never scripted by the action's list.
+        create(&mock, &clock, &format!("0086138{:08}", i)).await;
+        let resp = crate::support::signed_request(&mock, "DescribeTelCdr", &body, T0)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        replies.push((
+            status,
+            error_code(&v["Response"]),
+            v["Response"]["TotalCount"].as_u64(),
+        ));
+    }
+    assert_eq!(
+        replies,
+        [
+            (200, "AuthFailure.UnauthorizedOperation".to_string(), None),
+            (200, "RequestLimitExceeded".to_string(), None),
+            (502, String::new(), None),
+            (200, String::new(), Some(4)),
+            (200, "InternalError".to_string(), None),
+            (200, String::new(), Some(6)),
+        ]
+    );
+    assert_eq!(mock.stats().accepted, 6);
+}
