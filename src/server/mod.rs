@@ -368,7 +368,7 @@ impl Service {
                         skipped_rows.push(SkippedRow {
                             line: row.line - first_line,
                             callee: row.callee,
-                            reason: row.error_message,
+                            reason: renumbered(row.error_message, first_line),
                         });
                         if skipped_rows.len() >= SKIPPED_SHOWN {
                             break 'pages;
@@ -580,6 +580,21 @@ pub async fn settle_previous(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A skipped row's reason in an added body's terms: the store numbers the body's lines after
+/// the campaign's (`first_line`), so "duplicate of line 7" of a body added after line 4 is
+/// "duplicate of line 3 of this body", and one of line 2 is "of line 2 of the campaign".
+fn renumbered(reason: String, first_line: u64) -> String {
+    const DUP: &str = "duplicate of line ";
+    if first_line == 0 {
+        return reason;
+    }
+    match reason.strip_prefix(DUP).and_then(|n| n.parse::<u64>().ok()) {
+        Some(n) if n > first_line => format!("{DUP}{} of this body", n - first_line),
+        Some(n) => format!("{DUP}{n} of the campaign (already in it)"),
+        None => reason,
+    }
+}
+
 /// The campaign name of an inbox file's stem: the stem itself, unless it would look like an
 /// ad-hoc call's.
 fn inbox_name(stem: String) -> String {
@@ -624,6 +639,21 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicates_in_an_added_body_name_lines_of_the_body_or_the_campaign() {
+        let r = |s: &str, first| renumbered(s.to_string(), first);
+        assert_eq!(
+            r("duplicate of line 7", 4),
+            "duplicate of line 3 of this body"
+        );
+        assert_eq!(
+            r("duplicate of line 2", 4),
+            "duplicate of line 2 of the campaign (already in it)"
+        );
+        assert_eq!(r("duplicate of line 7", 0), "duplicate of line 7");
+        assert_eq!(r("invalid number", 4), "invalid number");
+    }
 
     #[test]
     fn an_inbox_file_named_like_an_ad_hoc_call_gets_another_name() {

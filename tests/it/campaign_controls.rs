@@ -298,6 +298,10 @@ async fn contacts_added_to_a_campaign_are_dialled_once_and_repeats_are_duplicate
         .map(|rows| rows.iter().filter_map(|r| r["line"].as_u64()).collect())
         .unwrap_or_default();
     assert_eq!(lines, vec![3, 5], "lines of the added body: {body}");
+    assert_eq!(
+        intake["skipped_rows"][0]["reason"], "duplicate of line 2 of the campaign (already in it)",
+        "{body}"
+    );
     let c = srv
         .wait_campaign(id, "the added contacts", |c| {
             state(c) == "completed" && count(c, "placed") == 5
