@@ -10,6 +10,7 @@
 //! → body parameters → the callee's scripted outcome (CreateAIAgentCall) or the records
 //! visible now (DescribeTelCdr).
 
+mod arrival;
 mod calls;
 mod end_status;
 mod extract;
@@ -244,7 +245,8 @@ impl MockServer {
         };
         let shared = Arc::new(Shared::new(opts));
         let pusher = tokio::spawn(push_loop(shared.clone()));
-        let served = axum::serve(listener, router(shared))
+        let app = router(shared).into_make_service_with_connect_info::<arrival::Arrivals>();
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         pusher.abort();
@@ -273,7 +275,7 @@ impl MockServer {
         let shared = Arc::new(Shared::new(opts));
         let pusher = Some(tokio::spawn(push_loop(shared.clone())));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = router(shared.clone());
+        let app = router(shared.clone()).into_make_service_with_connect_info::<arrival::Arrivals>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -300,28 +302,36 @@ impl MockServer {
         self.shared.record(|r| r.stats.clone())
     }
 
-    /// Arrival instants of every CreateAIAgentCall request so far, in order.
+    /// Arrival instants of every CreateAIAgentCall request so far, in the order they arrived
+    /// (handlers may record them a little out of order: see `arrival`).
     pub fn arrivals(&self) -> Vec<std::time::Instant> {
-        self.shared.record(|r| r.log.clone())
+        let mut log = self.shared.record(|r| r.log.clone());
+        log.sort();
+        log
     }
 
-    /// Arrival instants of every request naming `action` so far, in order.
+    /// Arrival instants of every request naming `action` so far, in the order they arrived.
     pub fn action_arrivals(&self, action: &str) -> Vec<std::time::Instant> {
         if action == stats::CREATE {
             return self.arrivals();
         }
-        self.shared.record(|r| {
+        let mut log = self.shared.record(|r| {
             r.action_log
                 .iter()
                 .find(|(a, _)| **a == action)
                 .map(|(_, log)| log.clone())
                 .unwrap_or_default()
-        })
+        });
+        log.sort();
+        log
     }
 
-    /// Arrival instants of every request that named a callee, with the callee, in order.
+    /// Arrival instants of every request that named a callee, with the callee, in the order
+    /// they arrived.
     pub fn arrivals_by_callee(&self) -> Vec<(std::time::Instant, String)> {
-        self.shared.record(|r| r.callee_log.clone())
+        let mut log = self.shared.record(|r| r.callee_log.clone());
+        log.sort_by_key(|(at, _)| *at);
+        log
     }
 
     /// Connections accepted so far.
@@ -428,8 +438,17 @@ fn latency(median_ms: u64) -> Duration {
 }
 
 /// Every API request: counted, verified, routed to its action, limited by its action's window.
-async fn api(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    let arrived = Instant::now();
+async fn api(
+    State(shared): State<Arc<Shared>>,
+    extensions: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // When the request reached the host (see `arrival`), not when this handler ran.
+    let arrived = extensions
+        .get::<axum::extract::ConnectInfo<arrival::Arrivals>>()
+        .and_then(|c| c.0.take())
+        .unwrap_or_else(Instant::now);
     let opts = &shared.opts;
     let named = headers
         .get("x-tc-action")
@@ -439,12 +458,7 @@ async fn api(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes)
     // A request naming no served action counts with CreateAIAgentCall (the top-level figures).
     let action = served.unwrap_or(stats::CREATE);
     shared.record(|r| {
-        r.arrival(
-            action,
-            arrived,
-            chrono::Utc::now().timestamp_millis(),
-            opts.rate_limit,
-        )
+        r.arrival(action, arrived, arrival::wall_ms(arrived), opts.rate_limit)
     });
 
     if let Err(refusal) = verify::verify(&headers, &body, &opts.credentials, (opts.clock)()) {

@@ -6,6 +6,9 @@
 //! reads nothing until `delay` after it was accepted: its first request arrives late, the
 //! requests after it on the same connection do not. A dialer that sends on fresh connections
 //! sees its requests land later than it sent them; one that keeps connections warm does not.
+//!
+//! Each connection also stamps the arrival of the request it is reading (see
+//! [`super::arrival`]): the handler takes it through [`Arrivals`] as connect info.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +19,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::arrival::{self, Arrivals};
 
 /// A listener whose connections read nothing for `delay` after they are accepted.
 pub struct SlowStart {
@@ -34,9 +39,16 @@ impl axum::serve::Listener for SlowStart {
         // Small requests go out in one segment each: without this the reply to a warm-up and the
         // next request may wait for each other (Nagle), which is not what is being modelled.
         let _ = io.set_nodelay(true);
+        arrival::enable(&io);
         self.accepted.fetch_add(1, Ordering::Relaxed);
         let start = (!self.delay.is_zero()).then(|| Box::pin(tokio::time::sleep(self.delay)));
-        (SlowStream { io, start }, addr)
+        let stream = SlowStream {
+            io,
+            start,
+            delay: self.delay,
+            arrivals: Arrivals::default(),
+        };
+        (stream, addr)
     }
 
     fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -44,10 +56,22 @@ impl axum::serve::Listener for SlowStart {
     }
 }
 
-/// A connection that holds its first read until its start-up delay is over.
+/// A connection that holds its first read until its start-up delay is over, and stamps when
+/// each request's first bytes arrived.
 pub struct SlowStream {
     io: TcpStream,
     start: Option<Pin<Box<tokio::time::Sleep>>>,
+    delay: Duration,
+    arrivals: Arrivals,
+}
+
+/// The handler learns its request's arrival through axum's connect info.
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, SlowStart>>
+    for Arrivals
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, SlowStart>) -> Arrivals {
+        stream.io().arrivals.clone()
+    }
 }
 
 impl AsyncRead for SlowStream {
@@ -62,7 +86,16 @@ impl AsyncRead for SlowStream {
             }
             self.start = None;
         }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        match arrival::poll_read_stamped(&self.io, cx, buf) {
+            Poll::Ready(Ok(at)) => {
+                if let Some(at) = at {
+                    self.arrivals.received(at, self.delay);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -72,6 +105,7 @@ impl AsyncWrite for SlowStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        self.arrivals.replied();
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 

@@ -90,22 +90,51 @@ pub struct Recorder {
     action_counters: HashMap<&'static str, usize>,
 }
 
-fn trim(window: &mut VecDeque<Instant>, now: Instant) {
-    while window
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= WINDOW)
-    {
-        window.pop_front();
+/// Arrivals are stamped when their bytes reached the host (see `super::arrival`) but recorded
+/// when their handler runs, so two requests a few milliseconds apart may be recorded out of
+/// order. Kept sorted, and kept for two windows behind the latest: enough for any window that
+/// can still gain an arrival.
+fn insert(window: &mut VecDeque<Instant>, at: Instant) {
+    let pos = window.partition_point(|t| *t <= at);
+    window.insert(pos, at);
+    if let Some(latest) = window.back().copied() {
+        while window
+            .front()
+            .is_some_and(|t| latest.duration_since(*t) >= 2 * WINDOW)
+        {
+            window.pop_front();
+        }
     }
+}
+
+/// The most of `window` (sorted) within any 1-second window `[s, s + 1 s)` that contains
+/// `at`, `at` itself counted once more (it is not in `window`). The fullest such window starts
+/// at `at` or at an instant of `window` less than a second before it.
+fn fullest_with(window: &VecDeque<Instant>, at: Instant) -> usize {
+    let in_window_from = |s: Instant| {
+        window
+            .iter()
+            .filter(|t| **t >= s && t.duration_since(s) < WINDOW)
+            .count()
+    };
+    let starts = window
+        .iter()
+        .copied()
+        .filter(|s| *s < at && at.duration_since(*s) < WINDOW);
+    starts
+        .chain(std::iter::once(at))
+        .map(in_window_from)
+        .max()
+        .unwrap_or(0)
+        + 1
 }
 
 impl Recorder {
     /// Note an arrival for `action` (its figures and its window).
     pub fn arrival(&mut self, action: &'static str, now: Instant, wall_ms: i64, limit: u32) {
         let window = self.windows.entry(action).or_default();
-        trim(&mut window.arrivals, now);
-        window.arrivals.push_back(now);
-        let n = window.arrivals.len() as u32;
+        let n = fullest_with(&window.arrivals, now) as u32;
+        insert(&mut window.arrivals, now);
         let a = self.stats.actions.entry(action.to_string()).or_default();
         a.requests += 1;
         a.max_in_any_window = a.max_in_any_window.max(n);
@@ -134,15 +163,14 @@ impl Recorder {
         self.stats.last_request_unix_ms = Some(wall_ms);
     }
 
-    /// The strict limit of `action`: admit unless `limit` requests of it were already admitted
-    /// in the last second.
+    /// The strict limit of `action`: admit unless admitting would put more than `limit` admitted
+    /// requests of it in some 1-second window.
     pub fn admit(&mut self, action: &'static str, now: Instant, limit: u32) -> bool {
         if limit == 0 {
             return true;
         }
         let window = self.windows.entry(action).or_default();
-        trim(&mut window.admitted, now);
-        if window.admitted.len() >= limit as usize {
+        if fullest_with(&window.admitted, now) > limit as usize {
             self.stats
                 .actions
                 .entry(action.to_string())
@@ -153,7 +181,7 @@ impl Recorder {
             }
             return false;
         }
-        window.admitted.push_back(now);
+        insert(&mut window.admitted, now);
         true
     }
 
@@ -297,5 +325,29 @@ mod tests {
         assert_eq!(r.stats.rate_limited, 0);
         assert_eq!(r.stats.windows_over_limit, 0);
         assert_eq!(r.stats.max_in_any_window, 8);
+    }
+
+    #[test]
+    fn arrivals_recorded_out_of_order_are_judged_by_their_stamps() {
+        let t0 = Instant::now();
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        // 20 arrivals 50 ms apart from 20 ms on, then one stamped at 0 ms whose handler ran
+        // last: 21 within [0, 1000) ms.
+        let mut r = Recorder::default();
+        for i in 0..20 {
+            r.arrival(CREATE, ms(20 + i * 50), 0, 20);
+            assert!(r.admit(CREATE, ms(20 + i * 50), 20));
+        }
+        r.arrival(CREATE, ms(0), 0, 20);
+        assert_eq!(r.stats.max_in_any_window, 21);
+        assert!(!r.admit(CREATE, ms(0), 20), "the window [0, 1000) ms is full");
+        // The same arrivals with the late one stamped more than a second before the last: 20.
+        let mut r = Recorder::default();
+        for i in 0..20 {
+            r.arrival(CREATE, ms(1000 + i * 50), 0, 20);
+            assert!(r.admit(CREATE, ms(1000 + i * 50), 20));
+        }
+        r.arrival(CREATE, ms(901), 0, 20);
+        assert_eq!(r.stats.max_in_any_window, 20);
     }
 }
