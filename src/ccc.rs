@@ -216,7 +216,7 @@ impl Client {
             // the ones the endpoint closed.
             .pool_idle_timeout(None)
             .tcp_nodelay(true)
-            // Tells the request that opened a connection when it was ready (crate::connections).
+            // Counts the connections a warm-up opened (crate::connections).
             .connector_layer(crate::connections::TimingLayer)
             .user_agent(concat!("ccc-dialer/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -266,18 +266,27 @@ impl Client {
         self.warm = Some(Arc::new(task));
     }
 
-    /// [`Client::create_ai_agent_call`], with `on_connect` told when a connection this request
-    /// had to open (TLS included) was ready: the moment the request really left.
+    /// [`Client::create_ai_agent_call`], with `on_leave` told the moment the request was handed
+    /// to its connection (after any connection set-up, TLS included): when it really left. Not
+    /// told when it never reached a connection.
     pub async fn create_ai_agent_call_timed(
         &self,
         req: &CallRequest,
-        on_connect: crate::connections::OnConnect,
+        on_leave: crate::connections::OnLeave,
     ) -> Result<Placed, CallError> {
-        crate::connections::reporting_connects(on_connect, self.create_ai_agent_call(req)).await
+        self.send(req, Some(on_leave)).await
     }
 
     /// Place one call. Never retries: what to do next is the policy's decision.
     pub async fn create_ai_agent_call(&self, req: &CallRequest) -> Result<Placed, CallError> {
+        self.send(req, None).await
+    }
+
+    async fn send(
+        &self,
+        req: &CallRequest,
+        on_leave: Option<crate::connections::OnLeave>,
+    ) -> Result<Placed, CallError> {
         let payload = serde_json::to_vec(req).map_err(|e| CallError::NotSent {
             reason: format!("cannot encode the request: {e}"),
         })?;
@@ -322,8 +331,11 @@ impl Client {
         for (name, value) in &signed.headers {
             builder = builder.header(*name, value);
         }
+        let length = payload.len();
+        let body = crate::connections::Departing::new(payload, on_leave);
         let response = builder
-            .body(payload)
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(reqwest::Body::wrap(body))
             .send()
             .await
             .map_err(transport_error)?;

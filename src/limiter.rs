@@ -218,8 +218,9 @@ impl Limiter {
     }
 
     /// The request recorded as leaving at `recorded` really left at `actual` (it had to open a
-    /// connection first: see [`crate::connections`]). Like a late wake-up, past [`STALL`] the
-    /// window moves it, so request `i + cap` keeps a full window from the real departure.
+    /// connection first, or the host ran its connection late: see
+    /// [`crate::connections::Departing`]). Like a late wake-up, past [`STALL`] the window moves
+    /// it, so request `i + cap` keeps a full window from the real departure.
     pub fn left_at(&self, recorded: Instant, actual: Instant) {
         if actual > recorded + STALL {
             self.record_late(recorded, actual);

@@ -1,6 +1,7 @@
 //! One attempt: written down, sent once the limiter allows, recorded, and decided by the policy.
 
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -133,22 +134,27 @@ pub(super) async fn attempt(
         callee = %mask(&contact.callee),
         n = attempt_no
     );
-    let sent_at = now_ms();
     let sent = std::time::Instant::now();
-    // A request that has to open a connection leaves when it is ready: the window hears of it.
+    // The request leaves when its connection takes it: after opening a connection, or late on a
+    // busy host. The window hears of it (see crate::connections), and so does the store.
+    let left = std::sync::Arc::new(Mutex::new(None));
     let limiter = engine.limiter.clone();
     let own = engine.own_rate.clone();
-    let on_connect: crate::connections::OnConnect = std::sync::Arc::new(move |ready| {
-        limiter.left_at(departure, ready);
+    let left2 = left.clone();
+    let on_leave: crate::connections::OnLeave = Box::new(move |at| {
+        limiter.left_at(departure, at);
         if let (Some(own), Some(_)) = (&own, own_slot) {
-            own.left_at(departure, ready);
+            own.left_at(departure, at);
         }
+        *lock(&left2) = Some(at);
     });
     let result = engine
         .client
-        .create_ai_agent_call_timed(&request, on_connect)
+        .create_ai_agent_call_timed(&request, on_leave)
         .instrument(span.clone())
         .await;
+    let left_at = lock(&left).take().unwrap_or(departure).max(departure);
+    let sent_at = now_ms() - i64::try_from(left_at.elapsed().as_millis()).unwrap_or(0);
     c.in_flight.fetch_sub(1, Ordering::Relaxed);
     m.in_flight.fetch_sub(1, Ordering::Relaxed);
     m.latency.observe(sent.elapsed());
