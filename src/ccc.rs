@@ -162,7 +162,12 @@ pub struct ClientSettings {
     pub language: Option<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// An idle pooled connection is closed after this (see [`crate::connections`]).
+    pub idle_timeout: Duration,
 }
+
+/// `tencentcloud.idle_timeout`'s default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// Unix seconds; injectable so tests can sign at a fixed time.
 pub type UnixClock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -211,10 +216,15 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
-            // Idle connections are kept until the endpoint closes them: they were opened ahead
-            // for the pace's worst case (crate::connections), and a keep-warm round replaces
-            // the ones the endpoint closed.
-            .pool_idle_timeout(None)
+            // An idle connection is closed before anything on the way may have dropped it
+            // silently (a NAT, a firewall, the endpoint's own keep-alive limit), and TCP
+            // keep-alive probes keep those on the way from forgetting the ones kept, and find a
+            // peer that vanished: a request never leaves on a connection already dead, where
+            // it would end in doubt (crate::connections).
+            .pool_idle_timeout(settings.idle_timeout)
+            .tcp_keepalive(crate::connections::KEEPALIVE_IDLE)
+            .tcp_keepalive_interval(crate::connections::KEEPALIVE_INTERVAL)
+            .tcp_keepalive_retries(crate::connections::KEEPALIVE_RETRIES)
             .tcp_nodelay(true)
             // Counts the connections a warm-up opened (crate::connections).
             .connector_layer(crate::connections::TimingLayer)
@@ -302,7 +312,7 @@ impl Client {
                 request_id: String::new(),
             });
         }
-        let (status, body) = self.post(ACTION, payload).await?;
+        let (status, body) = self.post_timed(ACTION, payload, on_leave).await?;
         parse_reply(status, &body)
     }
 
@@ -311,6 +321,17 @@ impl Client {
     /// CreateAIAgentCall: [`CallError::NotSent`] only when no request byte can have reached a
     /// server. Every action shares this client's connections; each has its own limiter.
     pub async fn post(&self, action: &str, payload: Vec<u8>) -> Result<(u16, Vec<u8>), CallError> {
+        self.post_timed(action, payload, None).await
+    }
+
+    /// [`Client::post`], with `on_leave` told the moment the request was handed to its
+    /// connection (see [`Client::create_ai_agent_call_timed`]).
+    pub async fn post_timed(
+        &self,
+        action: &str,
+        payload: Vec<u8>,
+        on_leave: Option<crate::connections::OnLeave>,
+    ) -> Result<(u16, Vec<u8>), CallError> {
         let signed = sign::sign(
             &self.creds,
             &SignRequest {

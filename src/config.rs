@@ -85,6 +85,7 @@ struct RawTencentCloud {
     language: String,
     connect_timeout: String,
     request_timeout: String,
+    idle_timeout: String,
 }
 
 impl Default for RawTencentCloud {
@@ -95,6 +96,7 @@ impl Default for RawTencentCloud {
             language: "zh-CN".into(),
             connect_timeout: "5s".into(),
             request_timeout: "30s".into(),
+            idle_timeout: "50s".into(),
         }
     }
 }
@@ -242,6 +244,8 @@ pub struct TencentCloud {
     pub language: Option<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// An idle connection is closed after this (see [`crate::connections`]).
+    pub idle_timeout: Duration,
 }
 
 /// How callees are written in requests.
@@ -593,6 +597,14 @@ impl Validator<'_> {
                 "a duration at least as long as tencentcloud.connect_timeout",
             ));
         }
+        let idle_timeout = self.duration("tencentcloud.idle_timeout", &raw.idle_timeout)?;
+        if idle_timeout.is_zero() {
+            return Err(self.invalid(
+                "tencentcloud.idle_timeout",
+                format!("{:?}", raw.idle_timeout),
+                "a positive duration",
+            ));
+        }
         let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
         Ok(TencentCloud {
             endpoint,
@@ -600,6 +612,7 @@ impl Validator<'_> {
             language: non_empty(&raw.language),
             connect_timeout,
             request_timeout,
+            idle_timeout,
         })
     }
 

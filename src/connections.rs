@@ -14,17 +14,27 @@
 //!    holding free in-flight permits while it does so that it never takes the connection a
 //!    request needs. Over HTTP/2 (the TLS handshake offers it, and the client takes it when
 //!    the endpoint does) one connection carries every request and the rest is skipped.
-//!    The client keeps idle connections for as long as the endpoint does (no idle timeout of
-//!    its own): the ones a round leaves alone are not lost to it.
+//!    Idle connections are closed after `tencentcloud.idle_timeout` (50 s by default), before
+//!    a NAT, a firewall or the endpoint's keep-alive limit may have dropped them without a
+//!    word: a request sent on a connection dropped that way gets no reply and ends in doubt.
+//!    TCP keep-alive probes ([`KEEPALIVE_IDLE`]) keep the connections in use known to
+//!    everything on the way and close one whose peer vanished. Rounds touch only a few idle
+//!    connections (the pool hands out the most recently used first), so the pool settles at
+//!    what the campaign uses plus a few; a request that finds none idle opens one, and
+//!    [`Departing`] counts its set-up.
 //! 2. [`Departing`]: the request body notes the moment the connection takes it, which is after
 //!    any connection set-up (TLS included) and when the connection's task really runs; the
 //!    dispatcher hands that to the limiter like a late timer wake-up
 //!    ([`crate::limiter::Limiter::left_at`]). [`TimingLayer`], reqwest's connector wrapped,
 //!    tells [`warm_up`] how many connections it opened.
 //!
-//! A warm-up is a `HEAD /` with no action and no signature: the endpoint answers it with an
-//! error (the stand-in with 405) and it is no API call, so it is neither rate-limited nor able
-//! to place a call. Its answer is ignored; only the connection matters.
+//! A warm-up is a `GET /` with no action and no signature: the endpoint answers it with an
+//! error and it is no API call, so it is neither rate-limited nor able to place a call. Its
+//! answer is read to the end and ignored: only the connection matters. Read to the end, not a
+//! `HEAD`: hyper puts a connection back in the pool before it delivers the end of a reply's
+//! body, but after a reply without one it does so later, in a task of its own; the first
+//! requests after a warm-up of `HEAD`s found the warmed connections not back yet on a loaded
+//! host and opened new ones (the stand-in saw one such request arrive 40 ms after it left).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +45,13 @@ use std::time::{Duration, Instant};
 /// How often the pool is topped up and its idle connections touched: well inside the
 /// usual server keep-alive timeouts (60 s and more).
 pub const KEEP_WARM_EVERY: Duration = Duration::from_secs(20);
+/// TCP keep-alive: the first probe after this long without traffic…
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+/// …then one every this long…
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// …and the connection is closed after this many unanswered.
+pub const KEEPALIVE_RETRIES: u32 = 3;
+
 /// The most connections kept warm, whatever `max_in_flight` says.
 pub const MAX_WARM: usize = 256;
 
@@ -180,9 +197,9 @@ pub async fn warm_up(http: &reqwest::Client, url: &str, n: usize) -> Warmed {
         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     });
     reporting_connects(on_connect, async {
-        let first = http.head(url).send().await;
+        let first = http.get(url).send().await;
         let http2 = matches!(&first, Ok(r) if r.version() == reqwest::Version::HTTP_2);
-        let mut answered = usize::from(first.is_ok());
+        let mut answered = usize::from(read_out(first).await);
         if http2 || n == 1 {
             return Warmed { answered, http2 };
         }
@@ -200,15 +217,35 @@ pub async fn warm_up(http: &reqwest::Client, url: &str, n: usize) -> Warmed {
 /// Warm-up rounds at most (see [`warm_up`]).
 const WARM_ROUNDS: usize = 4;
 
-/// `n` warm-up requests at once; returns how many were answered.
+/// `n` warm-up requests at once; returns how many were answered. Each answer is read to its
+/// end, so its connection is back in the pool when this returns (see the module doc).
 async fn touch(http: &reqwest::Client, url: &str, n: usize) -> usize {
-    let all = (0..n).map(|_| http.head(url).send());
+    let all = (0..n).map(|_| async { read_out(http.get(url).send().await).await });
     futures_util::future::join_all(all)
         .await
-        .iter()
-        .filter(|r| r.is_ok())
+        .into_iter()
+        .filter(|answered| *answered)
         .count()
 }
+
+/// Whether a warm-up was answered, once its reply was read to the end (at most
+/// [`WARM_REPLY_MAX`] bytes of it: past that the connection is given up, not read on).
+async fn read_out(reply: Result<reqwest::Response, reqwest::Error>) -> bool {
+    let Ok(mut r) = reply else {
+        return false;
+    };
+    let mut read = 0;
+    while let Ok(Some(chunk)) = r.chunk().await {
+        read += chunk.len();
+        if read > WARM_REPLY_MAX {
+            break;
+        }
+    }
+    true
+}
+
+/// The most of a warm-up's reply read (the service's is a short error in JSON).
+const WARM_REPLY_MAX: usize = 64 * 1024;
 
 /// Keeps the connections warm in the background until dropped.
 pub struct KeepWarm {

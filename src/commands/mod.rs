@@ -58,6 +58,7 @@ pub async fn connect(cfg: &Config) -> Result<(Client, Option<MockServer>), Failu
         language: cfg.tencentcloud.language.clone(),
         connect_timeout: cfg.tencentcloud.connect_timeout,
         request_timeout: cfg.tencentcloud.request_timeout,
+        idle_timeout: cfg.tencentcloud.idle_timeout,
     };
     let client = Client::new(&settings, creds, system_clock()).map_err(Failure::other)?;
     Ok((client, mock))

@@ -95,6 +95,9 @@ pub struct MockOptions {
     /// Each new connection's first request is read this long after the connection was
     /// accepted (the real endpoint's TLS handshake); zero = none.
     pub new_connection_delay: Duration,
+    /// A connection idle for longer than this is dropped without a word, as a NAT or a firewall
+    /// drops one: nothing on it is read again and nothing is answered (tests); `None` = never.
+    pub drop_idle_after: Option<Duration>,
     /// Calls each AI agent takes at once (`FailedOperation.AcquireQuota` past it); 0 = no limit.
     pub agent_lines: u32,
     /// How long a call rings and talks: it holds its agent's line (with `agent_lines`) and
@@ -123,6 +126,7 @@ impl Default for MockOptions {
             clock: Arc::new(|| chrono::Utc::now().timestamp()),
             keep_bodies: true,
             new_connection_delay: Duration::ZERO,
+            drop_idle_after: None,
             agent_lines: 0,
             call_length: CallLength::default(),
             cdr_delay: DEFAULT_CDR_DELAY,
@@ -203,7 +207,7 @@ pub struct MockServer {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/", post(api))
+        .route("/", post(api).get(no_action))
         .route("/__admin/stats", get(admin_stats))
         .route("/__admin/reset", post(admin_reset))
         .layer(axum::middleware::from_fn_with_state(
@@ -241,6 +245,7 @@ impl MockServer {
         let listener = slow_start::SlowStart {
             listener,
             delay: opts.new_connection_delay,
+            drop_idle_after: opts.drop_idle_after,
             accepted: Arc::new(AtomicU64::new(0)),
         };
         let shared = Arc::new(Shared::new(opts));
@@ -270,6 +275,7 @@ impl MockServer {
         let listener = slow_start::SlowStart {
             listener,
             delay: opts.new_connection_delay,
+            drop_idle_after: opts.drop_idle_after,
             accepted: accepted.clone(),
         };
         let shared = Arc::new(Shared::new(opts));
@@ -457,9 +463,7 @@ async fn api(
     let served = ACTIONS.iter().copied().find(|a| *a == named);
     // A request naming no served action counts with CreateAIAgentCall (the top-level figures).
     let action = served.unwrap_or(stats::CREATE);
-    shared.record(|r| {
-        r.arrival(action, arrived, arrival::wall_ms(arrived), opts.rate_limit)
-    });
+    shared.record(|r| r.arrival(action, arrived, arrival::wall_ms(arrived), opts.rate_limit));
 
     if let Err(refusal) = verify::verify(&headers, &body, &opts.credentials, (opts.clock)()) {
         return api_error(&shared, action, refusal.code, &refusal.message);
@@ -743,6 +747,18 @@ async fn push_loop(shared: Arc<Shared>) {
             });
         }
     }
+}
+
+/// `GET /` without an action (the dialer's connection warm-ups): the service's error envelope,
+/// with a body as the service's has; no API call, so not counted.
+async fn no_action() -> Response {
+    envelope(serde_json::json!({
+        "Error": {
+            "Code": "MissingParameter",
+            "Message": "the request is missing the required parameter `Action`",
+        },
+        "RequestId": request_id(),
+    }))
 }
 
 fn success(session_id: &str) -> Response {

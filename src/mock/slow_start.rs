@@ -26,6 +26,8 @@ use super::arrival::{self, Arrivals};
 pub struct SlowStart {
     pub listener: TcpListener,
     pub delay: Duration,
+    /// See [`super::MockOptions::drop_idle_after`].
+    pub drop_idle_after: Option<Duration>,
     /// Connections accepted so far.
     pub accepted: Arc<AtomicU64>,
 }
@@ -47,6 +49,8 @@ impl axum::serve::Listener for SlowStart {
             start,
             delay: self.delay,
             arrivals: Arrivals::default(),
+            drop_idle_after: self.drop_idle_after,
+            last_active: tokio::time::Instant::now(),
         };
         (stream, addr)
     }
@@ -63,6 +67,17 @@ pub struct SlowStream {
     start: Option<Pin<Box<tokio::time::Sleep>>>,
     delay: Duration,
     arrivals: Arrivals,
+    drop_idle_after: Option<Duration>,
+    /// The last read or write; past `drop_idle_after`, the connection is dropped silently.
+    last_active: tokio::time::Instant,
+}
+
+impl SlowStream {
+    /// Idle for too long: the connection is gone for this side, though its peer cannot tell.
+    fn dropped(&self) -> bool {
+        self.drop_idle_after
+            .is_some_and(|after| self.last_active.elapsed() > after)
+    }
 }
 
 /// The handler learns its request's arrival through axum's connect info.
@@ -86,10 +101,15 @@ impl AsyncRead for SlowStream {
             }
             self.start = None;
         }
+        if self.dropped() {
+            // Never woken again: what arrives on it is never read, never answered.
+            return Poll::Pending;
+        }
         match arrival::poll_read_stamped(&self.io, cx, buf) {
             Poll::Ready(Ok(at)) => {
                 if let Some(at) = at {
                     self.arrivals.received(at, self.delay);
+                    self.last_active = tokio::time::Instant::now();
                 }
                 Poll::Ready(Ok(()))
             }
@@ -106,6 +126,7 @@ impl AsyncWrite for SlowStream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         self.arrivals.replied();
+        self.last_active = tokio::time::Instant::now();
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 

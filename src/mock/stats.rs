@@ -340,7 +340,10 @@ mod tests {
         }
         r.arrival(CREATE, ms(0), 0, 20);
         assert_eq!(r.stats.max_in_any_window, 21);
-        assert!(!r.admit(CREATE, ms(0), 20), "the window [0, 1000) ms is full");
+        assert!(
+            !r.admit(CREATE, ms(0), 20),
+            "the window [0, 1000) ms is full"
+        );
         // The same arrivals with the late one stamped more than a second before the last: 20.
         let mut r = Recorder::default();
         for i in 0..20 {

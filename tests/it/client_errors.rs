@@ -18,6 +18,7 @@ fn client(endpoint: &str, request_timeout: Duration) -> Client {
             language: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout,
+            idle_timeout: ccc_dialer::ccc::DEFAULT_IDLE_TIMEOUT,
         },
         Credentials {
             secret_id: "AKIDx".into(),

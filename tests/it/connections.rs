@@ -40,6 +40,7 @@ fn client(endpoint: &str) -> ccc_dialer::ccc::Client {
             language: None,
             connect_timeout: std::time::Duration::from_secs(5),
             request_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: ccc_dialer::ccc::DEFAULT_IDLE_TIMEOUT,
         },
         ccc_dialer::sign::Credentials {
             secret_id: SECRET_ID.into(),
@@ -118,4 +119,38 @@ fn the_window_counts_a_request_from_when_its_connection_took_it() {
             "the second request used the first's connection"
         );
     });
+}
+
+/// A connection that sat idle past what the way to the endpoint tolerates (a NAT, a firewall)
+/// is dropped there without a word; a request sent on it would get no reply and its contact
+/// would end in doubt (`unknown`). The dialer closes idle connections first
+/// (`tencentcloud.idle_timeout`): every contact is placed, none in doubt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_dropped_silently_while_idle_leave_no_contact_in_doubt() {
+    let mock = ccc_dialer::mock::MockServer::spawn(ccc_dialer::mock::MockOptions {
+        drop_idle_after: Some(std::time::Duration::from_secs(1)),
+        ..mock_options()
+    })
+    .await
+    .expect("stand-in starts");
+    // One request every two seconds: each finds the connections idle for longer than the
+    // stand-in keeps them.
+    let s = Scratch::new(
+        &mock.endpoint(),
+        "",
+        "[rate]\nrequests_per_second = 0.5\nmax_in_flight = 2\n",
+    );
+    let config = std::fs::read_to_string(&s.config).expect("config");
+    let config = config.replace(
+        "request_timeout = \"10s\"",
+        "request_timeout = \"5s\"\nidle_timeout = \"300ms\"",
+    );
+    std::fs::write(&s.config, config).expect("config");
+    s.write_contacts(&contacts_csv(4));
+    let out = run_async(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let rows = s.results();
+    let in_doubt: Vec<_> = rows.iter().filter(|r| r.status != "placed").collect();
+    assert!(in_doubt.is_empty(), "not placed: {in_doubt:?}");
+    assert_eq!(mock.stats().accepted, 4);
 }

@@ -28,6 +28,7 @@ async fn engine(
             language: None,
             connect_timeout: cfg.tencentcloud.connect_timeout,
             request_timeout: cfg.tencentcloud.request_timeout,
+            idle_timeout: cfg.tencentcloud.idle_timeout,
         },
         ccc_dialer::sign::Credentials {
             secret_id: SECRET_ID.into(),

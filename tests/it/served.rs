@@ -269,6 +269,7 @@ pub async fn in_process_with(
             language: cfg.tencentcloud.language.clone(),
             connect_timeout: cfg.tencentcloud.connect_timeout,
             request_timeout: cfg.tencentcloud.request_timeout,
+            idle_timeout: cfg.tencentcloud.idle_timeout,
         },
         ccc_dialer::sign::Credentials {
             secret_id: SECRET_ID.into(),
