@@ -15,6 +15,10 @@ Exit codes:
        for run.outage_limit: undialled contacts stay pending; fix and rerun
   130  interrupted (SIGINT/SIGTERM): in-flight replies were recorded; rerun to continue
 
+With [outcomes] enabled, `run` then waits for the outcome of every placed call (\"calls ended:
+n / placed\") until each is known or outcomes.give_up_after passed; exit 3 also when outcome
+tracking stopped on an account-level error (dialling itself finished).
+
 Secrets come only from the environment: TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY,
 TENCENTCLOUD_SESSION_TOKEN (optional), or the same names with _FILE pointing at a file.";
 
@@ -58,6 +62,10 @@ pub enum Command {
     /// waiting and why (read-only: works beside a live run or serve).
     #[command(after_help = REPORT_HELP)]
     Report(ReportArgs),
+    /// Fetch call outcomes (answered, busy, talk time…) for placed calls from the service's call
+    /// records, and resolve `unknown` contacts; cron-friendly.
+    #[command(after_help = OUTCOMES_HELP)]
+    Outcomes(OutcomesArgs),
     /// Put failed (or expired) contacts back in the queue, e.g. after an outage was fixed.
     #[command(after_help = REQUEUE_HELP)]
     Requeue(RequeueArgs),
@@ -138,9 +146,46 @@ pub struct RunArgs {
     /// Someone may be called twice. Same as retry.redial_unknown = true.
     #[arg(long)]
     pub redial_unknown: bool,
+    /// Dial `not_placed` contacts again for this run (their reply was lost and the call records
+    /// showed no call). Same as retry.redial_not_placed = true.
+    #[arg(long)]
+    pub redial_not_placed: bool,
     /// Show no progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+pub const OUTCOMES_HELP: &str = "\
+Asks the service's call records (DescribeTelCdr, at outcomes.requests_per_second) about every
+placed call of the store whose outcome is not known yet and whose first check is due, and about
+every `unknown` contact (a lost reply), then prints the counts by outcome. Works whether or not
+[outcomes] enabled is set; another process must not hold the store (a live `run` or `serve`
+tracks outcomes itself when enabled).
+
+Exit codes:
+  0    every placed call has an outcome and no lost reply is left to resolve
+  1    anything else went wrong (store, network setup)
+  2    bad configuration, credentials or arguments, or another process holds the store
+  3    outcome tracking stopped on an account-level error (AuthFailure…): fix and run again
+  4    some outcomes are not known yet (calls still going on, records not out yet): run again
+       later (cron), or pass --wait
+  130  interrupted (SIGINT/SIGTERM): what was fetched is kept";
+
+#[derive(Debug, Args)]
+pub struct OutcomesArgs {
+    /// Configuration file (TOML): the endpoint, campaign.sdk_app_id and [outcomes].
+    #[arg(long)]
+    pub config: PathBuf,
+    /// State store (SQLite) written by `run` or `serve`.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Keep asking (every outcomes.check_every) until every outcome is known or given up on
+    /// (outcomes.give_up_after, outcomes.reconcile_after).
+    #[arg(long)]
+    pub wait: bool,
+    /// Rewrite this results CSV afterwards (the campaign named `run`), with the outcome columns.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

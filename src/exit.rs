@@ -7,6 +7,8 @@ pub const FAILURE: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
 pub const HALTED: u8 = 3;
 pub const INTERRUPTED: u8 = 130;
+/// `outcomes`: some placed calls have no outcome yet (ask again later).
+pub const PENDING: u8 = 4;
 
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +16,8 @@ pub enum Done {
     Ok,
     Halted,
     Interrupted,
+    /// Done for now, but not everything is known yet (`outcomes`: exit 4).
+    Pending,
 }
 
 /// A failure, with the class that picks the exit code.
@@ -40,6 +44,7 @@ pub fn finish(result: Result<Done, Failure>) -> ExitCode {
         Ok(Done::Ok) => OK,
         Ok(Done::Halted) => HALTED,
         Ok(Done::Interrupted) => INTERRUPTED,
+        Ok(Done::Pending) => PENDING,
         Err(Failure::Input(e)) => {
             crate::tell!("error: {}", chain(&e));
             BAD_INPUT

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             Command::Export(a) => commands::export::run(a).await,
             Command::Report(a) => commands::report::run(a).await,
             Command::Requeue(a) => commands::requeue::run(a).await,
+            Command::Outcomes(a) => commands::outcomes::run(a).await,
             Command::Call(a) => commands::call::run(a).await,
             Command::Mock(a) => commands::mock::run(*a).await,
             Command::Serve(a) => commands::serve::run(a).await,

@@ -6,6 +6,7 @@ pub mod dry_run;
 pub mod export;
 pub mod healthcheck;
 pub mod mock;
+pub mod outcomes;
 pub mod report;
 pub mod requeue;
 pub mod run;

@@ -26,6 +26,9 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     if args.redial_unknown {
         cfg.retry.redial_unknown = true;
     }
+    if args.redial_not_placed {
+        cfg.retry.redial_not_placed = true;
+    }
     let opts = IntakeOptions {
         default_country: cfg.campaign.default_country.clone(),
         callee_format: cfg.campaign.callee_format,
@@ -82,6 +85,15 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
             .map_err(Failure::other)?;
         tracing::warn!(contacts = n, "redialling contacts whose reply was lost (retry.redial_unknown): some may be called twice");
     }
+    if cfg.retry.redial_not_placed {
+        let n = store
+            .requeue_not_placed(campaign.id, now_ms())
+            .await
+            .map_err(Failure::other)?;
+        if n > 0 {
+            tracing::info!(contacts = n, "dialling again the contacts the call records showed were not placed (retry.redial_not_placed)");
+        }
+    }
     results::rewrite(&store, campaign.id, &results_path, true)
         .await
         .map_err(Failure::other)?;
@@ -91,6 +103,21 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let defaults = Arc::new(RequestDefaults::from(&cfg.campaign));
 
     let stop_rx = signals.into_stop(cfg.grace_period);
+    // Outcome tracking runs beside the dialling from the start (its own limiter and pool), and
+    // `run` waits for it after the last call was placed.
+    let tracking = match cfg.outcomes.enabled {
+        true => {
+            let t = Arc::new(
+                super::outcomes::tracker(&cfg, store.clone(), &engine.client)?
+                    .with_lines(engine.lines.clone()),
+            );
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(t.clone().run(rx));
+            Some((t, tx, task))
+        }
+        false => None,
+    };
+    let waiting_stop = stop_bool(stop_rx.clone());
 
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
     let total: u64 = counts.values().sum();
@@ -129,6 +156,22 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         .await
         .map_err(Failure::other)?;
     progress.finish();
+    let waited = match (&tracking, &outcome) {
+        (Some((tracker, _, _)), Ok(RunOutcome::Completed)) => {
+            let mut stop = waiting_stop;
+            let every = if args.no_progress || !std::io::stderr().is_terminal() {
+                Duration::from_secs(10)
+            } else {
+                Duration::from_secs(2)
+            };
+            Some(super::outcomes::wait(tracker, &store, &[campaign.id], &mut stop, every).await?)
+        }
+        _ => None,
+    };
+    if let Some((_, tx, task)) = tracking {
+        let _ = tx.send(true);
+        task.abort();
+    }
     drop(appender);
 
     // Whatever happened, the results file ends with every contact exactly once.
@@ -139,9 +182,26 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     record_state(&store, campaign.id, &outcome).await?;
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
     print_summary(&counts, started.elapsed(), &engine, &results_path);
+    if cfg.outcomes.enabled {
+        let c = store
+            .outcome_counts(campaign.id)
+            .await
+            .map_err(Failure::other)?;
+        crate::tell!("{}", super::outcomes::describe(&c));
+    }
 
     Ok(match outcome {
-        RunOutcome::Completed => Done::Ok,
+        RunOutcome::Completed => match waited {
+            Some(super::outcomes::WaitEnd::Stopped(reason)) => {
+                crate::tell!("{reason}");
+                Done::Halted
+            }
+            Some(super::outcomes::WaitEnd::Interrupted) => {
+                crate::tell!("interrupted while waiting for call outcomes: rerun the same command to continue waiting (or `ccc-dialer outcomes` later)");
+                Done::Interrupted
+            }
+            _ => Done::Ok,
+        },
         RunOutcome::Interrupted => {
             crate::tell!("interrupted: rerun the same command to continue where it stopped");
             Done::Interrupted
@@ -199,6 +259,22 @@ async fn record_state(store: &Store, id: i64, outcome: &RunOutcome) -> Result<()
             .map(|_| ())
     }
     .map_err(Failure::other)
+}
+
+/// True once a stop is requested (the first signal), for the wait after dialling.
+fn stop_bool(
+    mut stop: tokio::sync::watch::Receiver<crate::dispatch::Stop>,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(*stop.borrow() != crate::dispatch::Stop::Run);
+    tokio::spawn(async move {
+        while stop.changed().await.is_ok() {
+            if *stop.borrow() != crate::dispatch::Stop::Run {
+                let _ = tx.send(true);
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// The campaign this state file holds for these contacts, created on the first run.

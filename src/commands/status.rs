@@ -60,6 +60,30 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
         for (status, n) in &counts {
             crate::say!("  {:<10} {n}", status.as_str());
         }
+        let outcomes = store.outcome_counts(c.id).await.map_err(Failure::other)?;
+        if outcomes.placed() > 0 && (!outcomes.by_class.is_empty() || outcomes.reconciling > 0) {
+            crate::say!("  placed calls, by outcome:");
+            for (class, n) in &outcomes.by_class {
+                crate::say!("    {class:<16} {n}");
+            }
+            if outcomes.awaiting > 0 {
+                crate::say!("    {:<16} {}", "(not known yet)", outcomes.awaiting);
+            }
+            if let Some(rate) = outcomes.answer_rate() {
+                crate::say!(
+                    "  answer rate: {:.1}% ({} answered of {} calls ended)",
+                    rate * 100.0,
+                    outcomes.by_class.get("answered").copied().unwrap_or(0),
+                    outcomes.ended()
+                );
+            }
+        }
+        if outcomes.reconciling > 0 {
+            crate::say!(
+                "  lost replies being looked up in the call records: {}",
+                outcomes.reconciling
+            );
+        }
         let waiting = store.waiting_by_gate(c.id).await.map_err(Failure::other)?;
         if waiting.iter().any(|(g, _)| g.is_some()) {
             crate::say!("  pending, by what holds them:");
@@ -169,6 +193,30 @@ async fn contact(
             if let (Some(code), Some(message)) = (&d.error_code, &d.error_message) {
                 crate::say!("  last: {code}: {message}");
             }
+            let sessions = store.contact_sessions(d.id).await.map_err(Failure::other)?;
+            let outcome_of = |s: &str| {
+                sessions
+                    .iter()
+                    .find(|(id, _)| id == s)
+                    .and_then(|(_, o)| o.as_ref())
+                    .map(|o| {
+                        let mut t = format!(" outcome {}", o.class);
+                        if let Some(code) = o.end_status {
+                            t.push_str(&format!(
+                                " (EndStatus {code} {})",
+                                o.end_status_string.as_deref().unwrap_or("")
+                            ));
+                        }
+                        if let Some(d) = o.duration_s.filter(|d| *d > 0) {
+                            t.push_str(&format!(" talked {d} s"));
+                        }
+                        if o.source == "reconciled" {
+                            t.push_str(" [reconciled from the call records]");
+                        }
+                        t
+                    })
+                    .unwrap_or_default()
+            };
             for a in &d.attempts {
                 if a.outcome.as_deref() == Some("requeued") {
                     crate::say!(
@@ -186,7 +234,7 @@ async fn contact(
                     a.code.as_deref().unwrap_or(""),
                     a.session_id
                         .as_deref()
-                        .map(|s| format!(" session {s}"))
+                        .map(|s| format!(" session {s}{}", outcome_of(s)))
                         .unwrap_or_default()
                 );
             }

@@ -165,6 +165,11 @@ impl Tracker {
         self
     }
 
+    /// `check_every` in milliseconds.
+    pub fn check_every_ms(&self) -> i64 {
+        ms(self.settings.check_every)
+    }
+
     pub fn settings(&self) -> &OutcomeSettings {
         &self.settings
     }
@@ -234,11 +239,23 @@ impl Tracker {
 
     /// One pass: every session and in-doubt request due at `now_ms` (up to a pass's share).
     pub async fn pass(&self, now_ms: i64) -> Result<PassReport, PassError> {
+        self.pass_until(now_ms, now_ms).await
+    }
+
+    /// [`Tracker::pass`], also asking again about those asked before whose next check is due by
+    /// `asked_until_ms` (`outcomes` asks about everything once, whatever the schedule says;
+    /// since a check moves its next one to `now + check_every`, a round that passes
+    /// `start + check_every - 1` ends).
+    pub async fn pass_until(
+        &self,
+        now_ms: i64,
+        asked_until_ms: i64,
+    ) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         let first = ms(self.settings.first_check_after);
         let due = self
             .store
-            .due_sessions(now_ms, first, SESSIONS_PER_PASS)
+            .due_sessions_until(now_ms, first, asked_until_ms, SESSIONS_PER_PASS)
             .await?;
         report.more = due.len() == SESSIONS_PER_PASS;
         for batch in schedule::batches(due) {
@@ -247,7 +264,7 @@ impl Tracker {
         }
         let due = self
             .store
-            .due_reconciles(now_ms, first, RECONCILES_PER_PASS)
+            .due_reconciles_until(now_ms, first, asked_until_ms, RECONCILES_PER_PASS)
             .await?;
         report.more |= due.len() == RECONCILES_PER_PASS;
         for d in due {

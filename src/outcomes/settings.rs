@@ -114,9 +114,9 @@ pub(crate) fn validate(raw: RawOutcomes) -> Result<OutcomeSettings, Invalid> {
     let give_up_after = duration(
         "outcomes.give_up_after",
         &raw.give_up_after,
-        Duration::from_secs(60),
+        Duration::from_secs(10),
         80 * DAY,
-        "a duration from 1m to 80d",
+        "a duration from 10s to 80d",
     )?;
     if give_up_after < first_check_after {
         return Err(invalid(
@@ -128,9 +128,9 @@ pub(crate) fn validate(raw: RawOutcomes) -> Result<OutcomeSettings, Invalid> {
     let reconcile_after = duration(
         "outcomes.reconcile_after",
         &raw.reconcile_after,
-        Duration::from_secs(60),
+        Duration::from_secs(10),
         80 * DAY,
-        "a duration from 1m to 80d (ring time + the longest talk + the record's delay)",
+        "a duration from 10s to 80d (ring time + the longest talk + the record's delay)",
     )?;
     let mut classes = OutcomeOverrides::new();
     for (code, class) in raw.classes {
@@ -195,7 +195,7 @@ mod tests {
             (e.0.as_str(), e.1.as_str()),
             ("outcomes.check_every", "\"0s\"")
         );
-        let e = parse("give_up_after = \"10s\"").unwrap_err();
+        let e = parse("give_up_after = \"9s\"").unwrap_err();
         assert_eq!(e.0, "outcomes.give_up_after");
         let e = parse("reconcile_after = \"soon\"").unwrap_err();
         assert_eq!(e.0, "outcomes.reconcile_after");

@@ -185,9 +185,21 @@ impl Store {
         first_ms: i64,
         limit: usize,
     ) -> Result<Vec<DueSession>, StoreError> {
+        self.due_sessions_until(now_ms, first_ms, now_ms, limit)
+            .await
+    }
+
+    /// [`Store::due_sessions`], taking the ones asked before that are due by `asked_until_ms`.
+    pub async fn due_sessions_until(
+        &self,
+        now_ms: i64,
+        first_ms: i64,
+        asked_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DueSession>, StoreError> {
         self.call(move |c| {
             let mut out = Vec::new();
-            for (asked, until) in [(0, now_ms - first_ms), (1, now_ms)] {
+            for (asked, until) in [(0, now_ms - first_ms), (1, asked_until_ms)] {
                 let mut stmt = c.prepare_cached(
                     "SELECT attempt_id, contact_id, session_id, sent_at, checks
                      FROM outcome_checks
@@ -213,9 +225,21 @@ impl Store {
         first_ms: i64,
         limit: usize,
     ) -> Result<Vec<DueReconcile>, StoreError> {
+        self.due_reconciles_until(now_ms, first_ms, now_ms, limit)
+            .await
+    }
+
+    /// [`Store::due_reconciles`], taking the ones asked before that are due by `asked_until_ms`.
+    pub async fn due_reconciles_until(
+        &self,
+        now_ms: i64,
+        first_ms: i64,
+        asked_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DueReconcile>, StoreError> {
         self.call(move |c| {
             let mut out = Vec::new();
-            for (asked, until) in [(0, now_ms - first_ms), (1, now_ms)] {
+            for (asked, until) in [(0, now_ms - first_ms), (1, asked_until_ms)] {
                 let mut stmt = c.prepare_cached(
                     "SELECT o.attempt_id, o.contact_id, k.campaign_id, k.callee, k.overrides,
                             o.sent_at, o.checks, k.status

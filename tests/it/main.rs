@@ -31,6 +31,7 @@ mod mock_stand_in;
 mod one_process;
 mod openapi;
 mod outage;
+mod outcomes;
 mod outcomes_store;
 mod oversized;
 mod report;

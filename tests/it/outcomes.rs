@@ -1,0 +1,298 @@
+//! Call outcomes through the stand-in: `run` with `[outcomes]` enabled waits for every placed
+//! call's record, classes it by the documented table (an unknown end code kept raw), resolves a
+//! lost reply from the call records (`placed` with the right SessionId, or `not_placed`), and a
+//! `run` killed with SIGKILL while records arrive loses none of them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use ccc_dialer::contact::ResultRow;
+use ccc_dialer::mock::{ManualClock, MockOptions, MockServer};
+use ccc_dialer::store::Store;
+
+use crate::support::{code_of, outcome_options, stderr_of, Scratch};
+
+/// `[outcomes]` for tests: ask at once, again every second.
+const FAST: &str = "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\n";
+
+fn callee(i: usize) -> String {
+    format!("0086138{:08}", i)
+}
+
+fn by_callee(rows: Vec<ResultRow>) -> HashMap<String, ResultRow> {
+    rows.into_iter().map(|r| (r.callee.clone(), r)).collect()
+}
+
+async fn mock(faults: &str) -> MockServer {
+    MockServer::spawn(MockOptions {
+        ..outcome_options(faults)
+    })
+    .await
+    .expect("stand-in starts")
+}
+
+fn scratch(mock: &MockServer, contacts: usize, extra: &str) -> Scratch {
+    let s = Scratch::new(&mock.endpoint(), "", &format!("{FAST}\n{extra}"));
+    let mut csv = String::from("callee\n");
+    for i in 0..contacts {
+        csv.push_str(&format!("+86138{:08}\n", i));
+    }
+    s.write_contacts(&csv);
+    s
+}
+
+async fn run(s: &Scratch, extra_args: &[&str]) -> std::process::Output {
+    let mut cmd = s.run_command();
+    cmd.args(extra_args);
+    tokio::task::spawn_blocking(move || cmd.output().expect("spawn ccc-dialer"))
+        .await
+        .expect("join")
+}
+
+#[tokio::test]
+async fn every_scripted_outcome_ends_in_its_documented_class_and_unknown_codes_stay_raw() {
+    // (script, class, EndStatus)
+    let scripts: &[(&str, &str, &str)] = &[
+        ("answered:2s", "answered", "1"),
+        ("answered:1s:229", "answered", "229"),
+        ("not_answered", "not_answered", "202"),
+        ("rejected", "rejected", "203"),
+        ("power_off", "unreachable", "204"),
+        ("dead", "invalid_number", "205"),
+        ("busy", "busy", "206"),
+        ("voicemail", "voicemail", "222"),
+        ("end:212", "blocked", "212"),
+        ("end:109", "throttled", "109"),
+        ("end:220", "not_answered", "220"),
+        ("end:234:mysteryCode", "other", "234"),
+    ];
+    let mut faults = String::new();
+    for (i, (script, _, _)) in scripts.iter().enumerate() {
+        faults.push_str(&format!(
+            "[[rule]]\ncallee = \"{}\"\ncalls = [\"{script}\"]\n",
+            callee(i)
+        ));
+    }
+    let mock = mock(&faults).await;
+    let s = scratch(&mock, scripts.len(), "");
+    let out = run(&s, &[]).await;
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 0, "{err}");
+    let rows = by_callee(s.results());
+    for (i, (script, class, code)) in scripts.iter().enumerate() {
+        let r = &rows[&callee(i)];
+        assert_eq!(r.status, "placed", "{script}");
+        assert_eq!(
+            (r.outcome.as_str(), r.end_status.as_str()),
+            (*class, *code),
+            "{script}: {r:?}"
+        );
+        // The session is the stand-in's.
+        let call = mock.call(&r.session_id).expect("the stand-in created it");
+        assert_eq!(call.end_status.to_string(), *code);
+    }
+    let answered = &rows[&callee(0)];
+    assert_eq!(answered.duration_s, "2");
+    assert!(!answered.answered_at.is_empty() && !answered.ended_at.is_empty());
+    assert_eq!(rows[&callee(11)].end_status_string, "mysteryCode");
+    assert!(rows[&callee(2)].answered_at.is_empty());
+    // One warning names the unknown code.
+    let warned = err
+        .lines()
+        .filter(|l| l.contains("end code the outcome table does not know"))
+        .collect::<Vec<_>>();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(warned[0].contains("234"), "{}", warned[0]);
+    // Neither action's window went over 20; the queries asked in batches.
+    let stats = mock.stats();
+    assert_eq!(stats.windows_over_limit, 0);
+    let cdr = &stats.actions["DescribeTelCdr"];
+    assert_eq!(cdr.windows_over_limit, 0);
+    assert!(cdr.requests >= 1);
+    // `status` counts by outcome with the answer rate (2 of 12 ended calls answered).
+    let status = std::process::Command::new(crate::support::bin())
+        .args(["status", "--state"])
+        .arg(&s.state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("placed calls, by outcome:"), "{text}");
+    assert!(
+        text.contains("answer rate: 16.7% (2 answered of 12 calls ended)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_reply_becomes_placed_with_its_session_or_not_placed_when_no_call_exists() {
+    // Callee 0: the call is created and answered, the reply is lost. Callee 1: the reply is an
+    // HTML 502 (in doubt) and no call was created. Callee 2: an ordinary call.
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"drop\"]\ncalls = [\"answered:1s\"]\n\
+         [[rule]]\ncallee = \"{}\"\noutcomes = [\"http:502\"]\n",
+        callee(0),
+        callee(1)
+    );
+    let mock = mock(&faults).await;
+    let s = scratch(&mock, 3, "");
+    let out = run(&s, &[]).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let rows = by_callee(s.results());
+    let created: Vec<_> = mock
+        .calls()
+        .into_iter()
+        .filter(|c| c.callee == callee(0))
+        .collect();
+    assert_eq!(created.len(), 1);
+    let r = &rows[&callee(0)];
+    assert_eq!(r.status, "placed", "{r:?}");
+    assert_eq!(r.session_id, created[0].session_id, "the right SessionId");
+    assert_eq!(r.outcome, "answered");
+    assert!(r.error_message.contains("reconciled"), "{r:?}");
+    let r = &rows[&callee(1)];
+    assert_eq!(
+        (r.status.as_str(), r.error_code.as_str()),
+        ("not_placed", "NoCallRecord"),
+        "{r:?}"
+    );
+    assert!(mock.calls().iter().all(|c| c.callee != callee(1)));
+    assert_eq!(rows[&callee(2)].outcome, "answered");
+    // A rerun leaves not_placed alone…
+    let out = run(&s, &[]).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(by_callee(s.results())[&callee(1)].status, "not_placed");
+    assert!(mock.calls().iter().all(|c| c.callee != callee(1)));
+    // …and dials it again when asked.
+    let out = run(&s, &["--redial-not-placed"]).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let r = &by_callee(s.results())[&callee(1)];
+    assert_eq!(
+        (r.status.as_str(), r.outcome.as_str()),
+        ("placed", "answered"),
+        "{r:?}"
+    );
+    assert_eq!(
+        mock.calls()
+            .iter()
+            .filter(|c| c.callee == callee(0))
+            .count(),
+        1,
+        "callee 0 not called again"
+    );
+}
+
+#[tokio::test]
+async fn a_run_killed_while_records_arrive_loses_none_and_counts_none_twice() {
+    let mock = mock("").await;
+    let s = scratch(&mock, 40, "");
+    let mut child = s.spawn();
+    // Kill the run the moment its first DescribeTelCdr request reached the stand-in: its reply
+    // (records of the calls already ended) is arriving or being written.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mock.action_requests("DescribeTelCdr") == 0 {
+        assert!(Instant::now() < deadline, "no DescribeTelCdr request");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let out = run(&s, &[]).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let rows = s.results();
+    assert_eq!(rows.len(), 40);
+    let mut sessions = BTreeMap::new();
+    for r in &rows {
+        assert_eq!(
+            (r.status.as_str(), r.outcome.as_str()),
+            ("placed", "answered"),
+            "{r:?}"
+        );
+        *sessions.entry(r.session_id.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(sessions.len(), 40);
+    // One outcome row per session in the store, and no check left.
+    let store = Store::open(&s.state).unwrap();
+    let campaign = store.find_campaign("run").await.unwrap().unwrap();
+    let c = store.outcome_counts(campaign.id).await.unwrap();
+    assert_eq!(c.by_class.get("answered"), Some(&40));
+    assert_eq!((c.awaiting, c.reconciling), (0, 0));
+    assert!(store
+        .due_sessions(i64::MAX / 2, 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_call_with_no_record_is_given_up_after_give_up_after() {
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\ncalls = [\"no_record\"]\n",
+        callee(0)
+    );
+    let mock = mock(&faults).await;
+    let s = scratch(&mock, 2, "");
+    let out = run(&s, &[]).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let rows = by_callee(s.results());
+    assert_eq!(rows[&callee(0)].outcome, "no_record");
+    assert_eq!(rows[&callee(0)].status, "placed");
+    assert_eq!(rows[&callee(1)].outcome, "answered");
+}
+
+#[tokio::test]
+async fn the_outcomes_command_fetches_later_and_says_by_its_exit_code_whether_all_are_known() {
+    // Records appear 60 s after each call ends, on the stand-in's clock (driven by hand: it
+    // stays within the 300 s a signature may be off).
+    let clock = ManualClock::at(chrono::Utc::now().timestamp());
+    let mock = MockServer::spawn(MockOptions {
+        cdr_delay: Duration::from_secs(60),
+        clock: clock.clock(),
+        ..outcome_options("")
+    })
+    .await
+    .unwrap();
+    let s = Scratch::new(
+        &mock.endpoint(),
+        "",
+        "[outcomes]\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\n",
+    );
+    s.write_contacts("callee\n+8613800000000\n+8613800000001\n");
+    let out = run(&s, &[]).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(
+        mock.action_requests("DescribeTelCdr"),
+        0,
+        "[outcomes] is off: run does not ask"
+    );
+    assert!(s.results().iter().all(|r| r.outcome.is_empty()));
+    let outcomes = || {
+        let mut cmd = std::process::Command::new(crate::support::bin());
+        cmd.args(["outcomes", "--config"])
+            .arg(&s.config)
+            .arg("--state")
+            .arg(&s.state)
+            .arg("--results")
+            .arg(&s.results)
+            .env("TENCENTCLOUD_SECRET_ID", crate::support::SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", crate::support::SECRET_KEY);
+        cmd
+    };
+    let mut cmd = outcomes();
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code_of(&out), 4, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("2 calls have no outcome yet"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(mock.action_requests("DescribeTelCdr") >= 1);
+    // The records become visible (the stand-in's clock moves on): now everything is known.
+    clock.advance(61);
+    let mut cmd = outcomes();
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert!(s.results().iter().all(|r| r.outcome == "answered"));
+}
