@@ -481,12 +481,20 @@ impl Store {
         .await
     }
 
-    /// Counts of contacts by status.
+    /// Counts of contacts by status: a few rows of `contact_counts` (schema 9), or, in a store
+    /// of an older build read beside the process that owns it, counted from the contacts.
     pub async fn counts(&self, campaign_id: i64) -> Result<BTreeMap<Status, u64>, StoreError> {
         self.call(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT status, COUNT(*) FROM contacts WHERE campaign_id = ?1 GROUP BY status",
-            )?;
+            let kept = c
+                .prepare_cached(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'contact_counts'",
+                )?
+                .exists([])?;
+            let mut stmt = c.prepare_cached(if kept {
+                "SELECT status, n FROM contact_counts WHERE campaign_id = ?1 AND n != 0"
+            } else {
+                "SELECT status, COUNT(*) FROM contacts WHERE campaign_id = ?1 GROUP BY status"
+            })?;
             let mut out = BTreeMap::new();
             let rows = stmt.query_map([campaign_id], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))

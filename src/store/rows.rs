@@ -147,5 +147,18 @@ pub(super) fn insert_contacts(
         counts.duplicates += 1;
         counts.skipped += 1;
     }
+    // The batch's rows in `contact_counts` (status changes keep it by trigger; see schema v9).
+    let mut add = c.prepare_cached(
+        "INSERT INTO contact_counts (campaign_id, status, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT (campaign_id, status) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for (status, n) in [
+        (Status::Pending, counts.accepted),
+        (Status::Skipped, counts.skipped),
+    ] {
+        if n > 0 {
+            add.execute(params![campaign_id, status.as_str(), n as i64])?;
+        }
+    }
     Ok(counts)
 }

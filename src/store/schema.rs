@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -40,6 +40,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 8 {
         v8(conn)?;
+    }
+    if version < 9 {
+        v9(conn)?;
     }
     Ok(())
 }
@@ -294,6 +297,42 @@ fn v8(conn: &Connection) -> Result<(), StoreError> {
            FROM attempts a JOIN contacts k ON k.id = a.contact_id
            WHERE a.outcome = 'in_doubt' AND k.status = 'unknown';
          PRAGMA user_version = 8;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// `contact_counts`: each campaign's contacts by status, kept as they change, so the console's
+/// and the API's live figures read a handful of rows instead of counting a million every 2 s.
+/// A status change (every path: the engine, cancel, requeue, settle) and a delete keep it by
+/// trigger; intake adds each batch's rows itself (a per-row insert trigger made intake 4 times
+/// slower). Built from the contacts already stored.
+fn v9(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS contact_counts (
+           campaign_id INTEGER NOT NULL,
+           status TEXT NOT NULL,
+           n INTEGER NOT NULL,
+           PRIMARY KEY (campaign_id, status)
+         ) WITHOUT ROWID;
+         DELETE FROM contact_counts;
+         INSERT INTO contact_counts (campaign_id, status, n)
+           SELECT campaign_id, status, COUNT(*) FROM contacts GROUP BY campaign_id, status;
+         CREATE TRIGGER IF NOT EXISTS contact_counts_moved
+           AFTER UPDATE OF status ON contacts WHEN OLD.status IS NOT NEW.status
+         BEGIN
+           UPDATE contact_counts SET n = n - 1
+             WHERE campaign_id = OLD.campaign_id AND status = OLD.status;
+           INSERT INTO contact_counts (campaign_id, status, n) VALUES (NEW.campaign_id, NEW.status, 1)
+             ON CONFLICT (campaign_id, status) DO UPDATE SET n = n + 1;
+         END;
+         CREATE TRIGGER IF NOT EXISTS contact_counts_deleted AFTER DELETE ON contacts
+         BEGIN
+           UPDATE contact_counts SET n = n - 1
+             WHERE campaign_id = OLD.campaign_id AND status = OLD.status;
+         END;
+         PRAGMA user_version = 9;
          COMMIT;",
     )?;
     Ok(())

@@ -104,6 +104,10 @@ impl Browser {
                     "--window-size=1280,900",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
+                "prefs": {
+                    "download.default_directory": profile.path().join("downloads"),
+                    "download.prompt_for_download": false,
+                },
             }),
         );
         // chromedriver is plain HTTP on loopback: no TLS stack.
@@ -202,6 +206,64 @@ impl Browser {
         .await
         .as_u64()
         .unwrap_or(0)
+    }
+
+    /// Where this browser's downloads land.
+    pub fn downloads(&self) -> PathBuf {
+        self.profile.path().join("downloads")
+    }
+
+    /// The file `name` once it is completely downloaded (polled until the deadline).
+    pub async fn downloaded(&self, name: &str) -> Vec<u8> {
+        let path = self.downloads().join(name);
+        let partial = self.downloads().join(format!("{name}.crdownload"));
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if path.is_file() && !partial.exists() {
+                return std::fs::read(&path).expect("read the download");
+            }
+            assert!(Instant::now() < deadline, "{name} was never downloaded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// axe-core's accessibility check of the page as it is: fails on any serious or critical
+    /// violation, naming the rule and the elements.
+    pub async fn check_accessibility(&self, page: &str) {
+        let axe = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/axe-core-4.14.1/axe.min.js"),
+        )
+        .expect("tests/data/axe-core-4.14.1/axe.min.js");
+        // Injected through WebDriver (not a page <script>): the page's CSP does not apply.
+        self.client
+            .execute(&axe, vec![])
+            .await
+            .expect("load axe-core");
+        let result = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] })
+                   .then(r => done(r.violations.map(v => ({
+                       id: v.id, impact: v.impact, help: v.help,
+                       nodes: v.nodes.map(n => n.target.join(' '))
+                   }))))
+                   .catch(e => done([{ id: 'axe-error', impact: 'critical', help: String(e), nodes: [] }]));",
+                vec![],
+            )
+            .await
+            .expect("run axe-core");
+        let serious: Vec<&Value> = result
+            .as_array()
+            .expect("violations")
+            .iter()
+            .filter(|v| v["impact"] == "serious" || v["impact"] == "critical")
+            .collect();
+        assert!(
+            serious.is_empty(),
+            "accessibility violations on {page}: {}",
+            serde_json::to_string_pretty(&serious).unwrap_or_default()
+        );
     }
 
     pub async fn screenshot(&self, path: &Path) {

@@ -94,6 +94,7 @@ async fn console_sign_in_refuses_a_wrong_token_plainly_and_keeps_the_right_one_i
         })
         .await;
     assert!(said.contains("refused"), "{said}");
+    b.check_accessibility("the sign-in form").await;
     assert_eq!(
         b.js("return sessionStorage.getItem('ccc-dialer.token')")
             .await,
@@ -111,6 +112,7 @@ async fn console_sign_in_refuses_a_wrong_token_plainly_and_keeps_the_right_one_i
         Value::from(TOKEN)
     );
     assert_eq!(b.js("return localStorage.length").await, Value::from(0));
+    b.check_accessibility("the campaigns page").await;
     assert_eq!(b.js("return document.cookie").await, Value::from(""));
     let url = b.client.current_url().await.unwrap();
     assert!(!url.as_str().contains(TOKEN), "{url}");
@@ -145,10 +147,27 @@ async fn console_without_a_token_on_loopback_opens_without_sign_in() {
         .await;
     assert_eq!(b.count("#sign-in").await, 0);
     assert_eq!(
-        b.js("return document.getElementById('sign-out').hidden")
+        b.js("return getComputedStyle(document.getElementById('sign-out')).display")
             .await,
-        Value::Bool(true)
+        Value::from("none"),
+        "no sign-out without a token"
     );
+    // Readable 360 px wide: a campaign's card fits, nothing scrolls sideways.
+    served.create("narrow", &crate::served::csv_of(4, 3)).await;
+    b.client.set_window_size(360, 800).await.unwrap();
+    b.wait_text("#campaign-rows", "the campaign listed", |t| {
+        t.contains("narrow")
+    })
+    .await;
+    let (page, view) = (
+        b.js("return document.documentElement.scrollWidth").await,
+        b.js("return window.innerWidth").await,
+    );
+    assert!(
+        page.as_u64() <= view.as_u64(),
+        "page {page} px wide in a {view} px window"
+    );
+    b.check_accessibility("the campaigns page at 360 px").await;
     b.quit().await;
 }
 
@@ -177,6 +196,7 @@ async fn console_upload_shows_the_intake_report_and_the_campaign_runs_to_complet
         t == "New campaign"
     })
     .await;
+    b.check_accessibility("the new campaign form").await;
     b.type_into("#file", upload.to_str().unwrap()).await;
     b.type_into("#name", "from-the-console").await;
     b.click("#upload").await;
@@ -199,6 +219,7 @@ async fn console_upload_shows_the_intake_report_and_the_campaign_runs_to_complet
         skipped_table.contains(&bad_line.to_string()),
         "line {bad_line} in {skipped_table}"
     );
+    b.check_accessibility("the intake report").await;
     // Started by the report's button when the service creates campaigns paused; else opened.
     if b.count("#start-campaign").await > 0 {
         b.click("#start-campaign").await;
@@ -219,6 +240,27 @@ async fn console_upload_shows_the_intake_report_and_the_campaign_runs_to_complet
         "a full progress bar",
     )
     .await;
+    b.check_accessibility("a completed campaign's page").await;
+
+    // The results downloaded are the API's results.
+    b.click("#download").await;
+    let file = b.downloaded(&format!("campaign-{id}-results.csv")).await;
+    let api = served
+        .http
+        .get(served.url(&format!("/v1/campaigns/{id}/results")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&file),
+        String::from_utf8_lossy(&api)
+    );
+    assert!(file.len() > 100, "{}", String::from_utf8_lossy(&file));
+
     // The campaigns page shows it completed too.
     b.click("a[href='#/']").await;
     b.wait_text(
@@ -276,6 +318,8 @@ async fn console_pauses_resumes_and_cancels_with_a_confirmation_that_counts_the_
     assert!(why.contains("until"), "{why}");
     let attempts = b.count("#contact-panel table.attempts tbody tr").await;
     assert_eq!(attempts, 1);
+    b.check_accessibility("a campaign's page with a contact's panel")
+        .await;
 
     b.click("#pause").await;
     b.wait_text("#campaign-state", "paused", |t| t == "paused")
@@ -296,6 +340,7 @@ async fn console_pauses_resumes_and_cancels_with_a_confirmation_that_counts_the_
         .wait_text("#cancel-text", "the confirmation", |t| !t.is_empty())
         .await;
     assert!(asked.contains("cancels 30 contacts"), "{asked}");
+    b.check_accessibility("the cancel confirmation").await;
     b.click("#cancel-keep").await;
     b.wait_js(
         "!document.getElementById('cancel-dialog').open",
@@ -397,9 +442,62 @@ async fn console_contacts_table_pages_searches_and_shows_names_as_text() {
     b.wait_text("#contacts-page", "the search", |t| t.contains("lines 79"))
         .await;
     assert_eq!(lines(&b).await, vec![79]);
+    b.check_accessibility("the contacts table").await;
     assert_eq!(
         b.js("return window.__xss === undefined").await,
         Value::Bool(true)
     );
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_shows_the_rate_fall_to_zero_on_pause_and_come_back_on_resume() {
+    // Calls that take 300 ms and 1500 contacts: about 75 s of dialling at the cap.
+    let mock = mock_with(20, 300, "").await;
+    let s = crate::served::scratch(&mock, "");
+    let served = Served::start(&s).await;
+    let id = served
+        .create("paced", &crate::served::csv_of(3, 1500))
+        .await;
+    let b = Browser::start().await;
+    signed_in(&b, &served).await;
+    b.goto(&served.url(&format!("/console/#/campaign/{id}")))
+        .await;
+    let rate = |t: &str| -> f64 {
+        t.split(" / ")
+            .next()
+            .and_then(|r| r.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    b.wait_text("#summary .rate", "requests flowing", |t| rate(t) >= 1.0)
+        .await;
+    b.click("#pause").await;
+    b.wait_text("#campaign-state", "paused", |t| t == "paused")
+        .await;
+    // The rate is the last 10 s: it reaches 0 once nothing was sent for 10 s.
+    b.wait_text("#summary .rate", "the rate at 0", |t| rate(t) == 0.0)
+        .await;
+    let held = served.campaign(id).await;
+    assert_eq!(held["rate_per_second"], 0.0, "{held}");
+    let sent = mock.stats().requests;
+    b.click("#resume").await;
+    b.wait_text("#summary .rate", "requests flowing again", |t| {
+        rate(t) >= 1.0
+    })
+    .await;
+    assert!(mock.stats().requests > sent);
+    // The chart drew the dip: samples above 0, then at 0 (the bottom, y = 158), then above.
+    let dip = b
+        .js("const p = document.querySelector('#chart polyline');
+             const ys = p ? p.getAttribute('points').split(' ').map(xy => Number(xy.split(',')[1])) : [];
+             const up = ys.findIndex(y => y < 158);
+             const zero = up < 0 ? -1 : ys.indexOf(158, up);
+             return zero > up && ys.slice(zero).some(y => y < 158);")
+        .await;
+    assert_eq!(dip, Value::Bool(true), "the chart shows no dip to 0");
+    b.click("#cancel").await;
+    b.click("#cancel-confirm").await;
+    b.wait_text("#campaign-state", "cancelled", |t| t == "cancelled")
+        .await;
     b.quit().await;
 }

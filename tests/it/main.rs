@@ -24,6 +24,7 @@ mod drains;
 mod dry_run;
 mod engine_stops;
 mod inbox_safety;
+mod live_counts;
 mod metrics_scrapes;
 mod mock_cdr;
 mod mock_push;

@@ -331,7 +331,7 @@
   function campaignsPage() {
     const updated = h('p', { id: 'updated', class: 'small muted', 'aria-live': 'off' });
     const body = h('tbody', { id: 'campaign-rows' });
-    const table = h('div', { class: 'scroll' }, h('table', { class: 'campaigns' },
+    const table = h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': 'Campaigns table' }, h('table', { class: 'campaigns' },
       h('caption', { class: 'sr-only', text: 'Campaigns, updated every 2 seconds' }),
       h('thead', {}, h('tr', {}, ['Campaign', 'State', 'Progress', 'Contacts', 'Rate / cap', 'ETA'].map((t) => h('th', { scope: 'col', text: t })))),
       body));
@@ -347,11 +347,11 @@
           h('th', { scope: 'row' }, h('a', { href: '#/campaign/' + c.id, text: c.name }),
             c.reason ? h('div', { class: 'reason small', text: c.reason }) : null,
             c.outage ? h('div', { class: 'reason small', text: c.outage.message }) : null),
-          h('td', {}, stateBadge(c.state)),
-          h('td', {}, progress(c)),
-          h('td', {}, countsList(c)),
-          h('td', {}, rate(c)),
-          h('td', { text: duration(c.eta_seconds) })));
+          h('td', { 'data-label': 'State' }, stateBadge(c.state)),
+          h('td', { 'data-label': 'Progress' }, progress(c)),
+          h('td', { 'data-label': 'Contacts' }, countsList(c)),
+          h('td', { 'data-label': 'Rate / cap' }, rate(c)),
+          h('td', { 'data-label': 'ETA', text: duration(c.eta_seconds) })));
       }
       updated.textContent = 'Updated ' + new Date().toLocaleTimeString() + ' (every 2 s)';
     });
@@ -510,7 +510,7 @@
       h('label', { for: 'filter-q', text: 'Number' }), qInput,
       h('button', { type: 'submit', text: 'Show' }));
     const tbody = h('tbody', { id: 'contact-rows' });
-    const table = h('div', { class: 'scroll' }, h('table', { class: 'contacts' },
+    const table = h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': 'Contacts table' }, h('table', { class: 'contacts' },
       h('caption', { class: 'sr-only', text: 'Contacts of this campaign' }),
       h('thead', {}, h('tr', {}, ['Line', 'Number', 'Name', 'ID', 'Status', 'Attempts', 'Next try', 'Last error'].map((t) => h('th', { scope: 'col', text: t })))),
       tbody));
@@ -594,7 +594,7 @@
             : FINAL.has(d.status) ? 'final: it will not be called again' : 'on the wire now')),
         h('h4', { text: 'Sessions and attempts' }),
         d.attempts.length
-          ? h('div', { class: 'scroll' }, h('table', { class: 'attempts' },
+          ? h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': 'Attempts of this contact' }, h('table', { class: 'attempts' },
             h('thead', {}, h('tr', {}, ['#', 'Started', 'Sent', 'Finished', 'Outcome', 'Code', 'Message', 'Session', 'Caller'].map((t) => h('th', { scope: 'col', text: t })))),
             h('tbody', {}, d.attempts.map((a) => h('tr', {},
               h('td', { text: a.n }), h('td', { text: when(a.started_at) }), h('td', { text: a.sent_at ? when(a.sent_at) : '—' }),
@@ -707,7 +707,7 @@
           h('dt', { text: 'Duplicates' }), h('dd', { text: num(i.duplicates) }),
           i.ignored_columns.length ? [h('dt', { text: 'Ignored columns' }), h('dd', { text: i.ignored_columns.join(', ') })] : null));
         if (i.skipped_rows.length) {
-          report.appendChild(h('div', { class: 'scroll' }, h('table', { id: 'skipped-rows' },
+          report.appendChild(h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': 'Skipped rows' }, h('table', { id: 'skipped-rows' },
             h('caption', { text: 'Skipped rows' + (i.skipped > i.skipped_rows.length ? ' (the first ' + i.skipped_rows.length + '; all are in the results)' : '') }),
             h('thead', {}, h('tr', {}, ['Line', 'Number', 'Reason'].map((t) => h('th', { scope: 'col', text: t })))),
             h('tbody', {}, i.skipped_rows.map((s) => h('tr', {}, h('td', { text: s.line }), h('td', { text: s.callee }), h('td', { text: s.reason })))))));
