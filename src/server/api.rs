@@ -272,8 +272,9 @@ pub struct CampaignView {
     pub counts: BTreeMap<String, u64>,
     /// Requests sent per second over the last 10 seconds.
     pub rate_per_second: f64,
-    /// The account's cap on `CreateAIAgentCall` requests per second (`rate.requests_per_second`),
-    /// shared by every campaign.
+    /// The most this campaign may send per second: its `max_rate` (or the config's
+    /// `campaign.max_rate`) when set, else the account's cap (`rate.requests_per_second`, shared
+    /// by every campaign).
     pub rate_cap_per_second: f64,
     /// Seconds until every contact is final at the current rate (`null` when not dialling).
     pub eta_seconds: Option<f64>,
@@ -371,7 +372,7 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
         total,
         counts: all,
         rate_per_second: rate,
-        rate_cap_per_second: svc.config().rate.requests_per_second,
+        rate_cap_per_second: rate_cap(svc, &c),
         eta_seconds: eta.map(|e| (e * 10.0).round() / 10.0),
         agent_lines,
         settings: c
@@ -776,6 +777,17 @@ async fn contact(
         obj.insert("campaign_state".into(), json!(c.state.as_str()));
     }
     Ok(Json(body))
+}
+
+/// The most a campaign may send per second: its own cap within the account's.
+fn rate_cap(svc: &Service, c: &Campaign) -> f64 {
+    let account = svc.config().rate.requests_per_second;
+    c.settings
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<CampaignSettings>(s).ok())
+        .unwrap_or_default()
+        .max_rate(svc.config())
+        .map_or(account, |own| own.min(account))
 }
 
 /// The AI agent a campaign dials (its settings over the config's).

@@ -12,8 +12,8 @@
   const POLL_MS = 2000;
   const PAGE_SIZE = 50;
   const CHART_POINTS = 150; // 5 minutes at one sample per 2 s
-  const STATUSES = ['pending', 'in_flight', 'placed', 'failed', 'skipped', 'unknown', 'cancelled', 'expired'];
-  const FINAL = new Set(['placed', 'failed', 'skipped', 'unknown', 'cancelled', 'expired']);
+  const STATUSES = ['pending', 'in_flight', 'placed', 'failed', 'not_placed', 'skipped', 'unknown', 'cancelled', 'expired'];
+  const FINAL = new Set(['placed', 'failed', 'not_placed', 'skipped', 'unknown', 'cancelled', 'expired']);
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
   const app = {
@@ -471,7 +471,7 @@
       render(c);
       clear(chartBox);
       append(chartBox, [chart(samples, c.rate_cap_per_second || 1),
-        h('figcaption', { class: 'small', text: 'Requests per second (' + (c.rate_per_second || 0).toFixed(1) + ') against the account cap (' + c.rate_cap_per_second + '/s).' })]);
+        h('figcaption', { class: 'small', text: 'Requests per second (' + (c.rate_per_second || 0).toFixed(1) + ') against its cap (' + c.rate_cap_per_second + '/s).' })]);
       if (!contacts.loaded) contacts.load();
     });
   }
