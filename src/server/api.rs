@@ -348,6 +348,7 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
         + counts.get(&Status::InFlight).copied().unwrap_or(0);
     let eta = (c.state == CampaignState::Active && rate > 0.0).then(|| open as f64 / rate);
     let agent_lines = svc.campaigns.base().lines.of(agent_of(svc, &c));
+    let cap = rate_cap(svc, &c);
     let mut all: BTreeMap<String, u64> = Status::ALL
         .iter()
         .map(|s| (s.as_str().to_string(), 0))
@@ -372,7 +373,7 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
         total,
         counts: all,
         rate_per_second: rate,
-        rate_cap_per_second: rate_cap(svc, &c),
+        rate_cap_per_second: cap,
         eta_seconds: eta.map(|e| (e * 10.0).round() / 10.0),
         agent_lines,
         settings: c
