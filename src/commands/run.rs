@@ -233,30 +233,32 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     })
 }
 
-/// What `status` shows for the campaign once this run ended: `completed`, or `paused` with
-/// why and how to continue (a rerun of the same command).
+/// What `status` shows for the campaign once this run ended: `completed`; `paused` with the
+/// halt and its fix; or, interrupted, still `active` (a `serve` started on the store carries
+/// on with it) with the reason saying how to continue.
 async fn record_state(store: &Store, id: i64, outcome: &RunOutcome) -> Result<(), Failure> {
-    let (state, reason) = match outcome {
-        RunOutcome::Completed => (CampaignState::Completed, None),
-        RunOutcome::Interrupted => (
-            CampaignState::Paused,
-            Some("interrupted: rerun the same command to continue".to_string()),
-        ),
-        RunOutcome::Halted { code, message } => (
-            CampaignState::Paused,
-            Some(format!(
-                "halted by {code} ({message}); {}; then rerun the same command",
-                crate::policy::halt_hint(code)
-            )),
-        ),
-    };
-    if state == CampaignState::Completed {
-        store.complete_if_done(id, now_ms()).await.map(|_| ())
-    } else {
-        store
-            .set_campaign_state(id, state, reason, now_ms())
+    match outcome {
+        RunOutcome::Completed => store.complete_if_done(id, now_ms()).await.map(|_| ()),
+        RunOutcome::Interrupted => {
+            store
+                .set_active_reason(
+                    id,
+                    Some("interrupted: rerun the same command to continue".into()),
+                )
+                .await
+        }
+        RunOutcome::Halted { code, message } => store
+            .set_campaign_state(
+                id,
+                CampaignState::Paused,
+                Some(format!(
+                    "halted by {code} ({message}); {}; then rerun the same command",
+                    crate::policy::halt_hint(code)
+                )),
+                now_ms(),
+            )
             .await
-            .map(|_| ())
+            .map(|_| ()),
     }
     .map_err(Failure::other)
 }

@@ -189,8 +189,26 @@ async fn run_waits_for_its_start_time_and_dials_once_it_has_passed() {
         "local time shown: {text}"
     );
     assert_eq!(mock.requests(), 0, "nothing may be sent before the start");
-    let _ = child.kill();
-    drop(child);
+    // SIGTERM while it waits: interrupted, and `status` says how to continue.
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("run output");
+    assert_eq!(code_of(&out), 130, "{}", stderr_of(&out));
+    let text = stdout_of(&status_of(&s, &[]));
+    assert!(
+        text.contains(
+            "campaign run (id 1, 3 contacts): active: interrupted: rerun the same command"
+        ),
+        "{text}"
+    );
+    assert_eq!(mock.requests(), 0);
 
     // The same campaign with its start in the past: it dials and completes.
     let past = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)).to_string();
@@ -464,4 +482,45 @@ async fn call_outside_the_window_sends_nothing_unless_the_operator_insists() {
     let out = call(&s.config, &["--ignore-window"]).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     assert_eq!(mock.requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_added_to_a_campaign_still_running_are_dialled_while_it_waits() {
+    // The first contact fails once and then waits ten minutes for its retry: the campaign
+    // stays active, its dispatcher idle until then.
+    let mock = mock_with(
+        20,
+        0,
+        &fails_once(&normalised(53, 0), "ResourceUnavailable"),
+    )
+    .await;
+    let s = scratch(&mock, "");
+    let srv = Served::start(&s).await;
+    let (status, body) = create_with(
+        &srv,
+        &csv_of(53, 1),
+        json!({"name": "waiting", "backoff_initial": "10m", "backoff_max": "10m"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["campaign"]["id"].as_i64().expect("id");
+    wait_for_requests(&mock, "the first attempt", 1).await;
+    let (status, body) = srv
+        .post(
+            &format!("/v1/campaigns/{id}/contacts"),
+            format!("callee\n{}\n{}\n", callee(53, 1), callee(53, 2)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["intake"]["accepted"], 2, "{body}");
+    let c = srv
+        .wait_campaign(id, "the added contacts placed", |c| count(c, "placed") == 2)
+        .await;
+    assert_eq!(
+        state(&c),
+        "active",
+        "the first still waits for its retry: {c}"
+    );
+    assert_eq!(count(&c, "pending"), 1, "{c}");
+    assert_eq!(mock.requests(), 3);
 }
