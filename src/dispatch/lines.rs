@@ -96,7 +96,8 @@ pub(super) async fn settle(
 ) -> Option<i64> {
     let line = line?;
     let (saved, due) = match result {
-        Ok(_) | Err(CallError::InDoubt { .. }) => (line.placed(), None),
+        Ok(placed) => (line.placed(Some(&placed.session_id)), None),
+        Err(CallError::InDoubt { .. }) => (line.placed(None), None),
         Err(err @ CallError::Api { .. })
             if policy::classify(err, &engine.classes) == Class::Capacity =>
         {

@@ -17,7 +17,7 @@ use std::fmt::{self, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use estimate::{Admitted, Estimate, Full};
+pub use estimate::{Admitted, Claim, Estimate, Full};
 
 /// Every line of an agent believed busy, for people and the engine.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,6 +75,9 @@ pub struct Saved {
 
 struct Agent {
     estimate: Estimate,
+    /// Contacts were held back for a line since the last answer: the next answer wakes them
+    /// (it may say a line is free sooner than they were told).
+    held: bool,
     /// The hold last written to the store (a new value is saved when it moved by 5%).
     saved_hold: f64,
     saved_lines: Option<f64>,
@@ -87,7 +90,8 @@ pub struct Lines {
     configured: Mutex<HashMap<u64, u32>>,
     /// Estimates read from the store, by agent, for agents not seen yet in this process.
     restored: Mutex<HashMap<u64, (Option<f64>, f64)>>,
-    /// Woken by a call-end event: campaigns holding contacts for a line look again.
+    /// Woken by a call-end event, or an answer while contacts are held for a line: campaigns
+    /// holding contacts for a line look again.
     freed: tokio::sync::Notify,
 }
 
@@ -150,6 +154,7 @@ impl Lines {
                 .unwrap_or((None, estimate::DEFAULT_HOLD));
             Agent {
                 estimate: Estimate::new(configured, learned, hold),
+                held: false,
                 saved_hold: hold,
                 saved_lines: learned,
             }
@@ -162,14 +167,15 @@ impl Lines {
         let now = Instant::now();
         let t = self.secs(now);
         match self.with_agent(agent, |a| {
-            let episode = a.estimate.episode();
-            a.estimate.admit(t).map(|how| (how, episode))
+            let admitted = a.estimate.admit(t);
+            a.held |= admitted.is_err();
+            admitted
         }) {
-            Ok((how, episode)) => Ok(LineTicket {
+            Ok((claim, how)) => Ok(LineTicket {
                 lines: Some(self.clone()),
                 agent,
                 how,
-                episode,
+                claim,
             }),
             Err(full) => Err(self.busy(agent, full, now)),
         }
@@ -203,14 +209,27 @@ impl Lines {
         None
     }
 
-    /// The hook for a call-end event (outcome tracking, issue 13, when it exists): the call's
-    /// line is free at once, and every campaign waiting for a line looks again now.
-    pub fn call_ended(&self, agent: u64) {
-        self.with_agent(agent, |a| a.estimate.ended());
-        self.freed.notify_waiters();
+    /// The hook for a call-end event (outcome tracking: a call record or a push): the call
+    /// `session` (the SessionId `CreateAIAgentCall` returned) ended at `ended_unix_ms`. Its line
+    /// is free at once, its length teaches the hold, and every campaign waiting for a line looks
+    /// again now. A session this process did not place (or already heard end) is ignored.
+    /// Cheap and never blocks on I/O.
+    pub fn call_ended(&self, session: &str, ended_unix_ms: i64) {
+        let now = Instant::now();
+        let ago_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(ended_unix_ms);
+        let t = self.secs(now) - (ago_ms.max(0) as f64) / 1000.0;
+        let mut freed = false;
+        for a in lock(&self.agents).values_mut() {
+            freed |= a.estimate.ended(t, session);
+        }
+        if freed {
+            self.freed.notify_waiters();
+        }
     }
 
-    /// Resolves at the next call-end event.
+    /// Resolves at the next call-end event (or answer that may free a line sooner).
     pub async fn freed(&self) {
         self.freed.notified().await
     }
@@ -251,8 +270,8 @@ impl Lines {
         let a = agents.get_mut(&agent)?;
         // A look, not a claim: admit and give the claim straight back.
         match a.estimate.admit(t) {
-            Ok(_) => {
-                a.estimate.released();
+            Ok((claim, _)) => {
+                a.estimate.released(claim);
                 None
             }
             Err(full) => Some(self.busy(agent, full, now).to_string()),
@@ -326,7 +345,7 @@ pub struct LineTicket {
     lines: Option<Arc<Lines>>,
     agent: u64,
     how: Admitted,
-    episode: u64,
+    claim: Claim,
 }
 
 impl fmt::Debug for LineTicket {
@@ -343,15 +362,20 @@ impl LineTicket {
         self.agent
     }
 
-    /// The call was placed (or may have been: a reply lost in doubt holds a line too).
-    pub fn placed(mut self) -> Option<Saved> {
+    /// The call was placed (or may have been: a reply lost in doubt holds a line too);
+    /// `session` names it for a call-end event ([`Lines::call_ended`]).
+    pub fn placed(mut self, session: Option<&str>) -> Option<Saved> {
         let lines = self.lines.take()?;
         let t = lines.secs(Instant::now());
-        let (agent, how) = (self.agent, self.how);
-        lines.with_agent(agent, |a| {
-            a.estimate.placed(t, how);
-            lines.to_save(agent, a)
-        })
+        let (agent, claim) = (self.agent, self.claim);
+        let (saved, wake) = lines.with_agent(agent, |a| {
+            a.estimate.placed(t, claim, session);
+            (lines.to_save(agent, a), std::mem::take(&mut a.held))
+        });
+        if wake {
+            lines.freed.notify_waiters();
+        }
+        saved
     }
 
     /// Refused for capacity: when a line is likely free, and what to save.
@@ -359,19 +383,28 @@ impl LineTicket {
         let lines = self.lines.take()?;
         let now = Instant::now();
         let t = lines.secs(now);
-        let (agent, episode) = (self.agent, self.episode);
-        let (full, saved) = lines.with_agent(agent, |a| {
-            let full = a.estimate.refused(t, episode);
-            (full, lines.to_save(agent, a))
+        let (agent, claim) = (self.agent, self.claim);
+        let (full, saved, wake) = lines.with_agent(agent, |a| {
+            let full = a.estimate.refused(t, claim);
+            (full, lines.to_save(agent, a), std::mem::take(&mut a.held))
         });
+        if wake {
+            lines.freed.notify_waiters();
+        }
         Some((lines.busy(agent, full, now), saved))
+    }
+
+    /// Why this call was let through (a probe goes at even odds).
+    pub fn how(&self) -> Admitted {
+        self.how
     }
 }
 
 impl Drop for LineTicket {
     fn drop(&mut self) {
         if let Some(lines) = self.lines.take() {
-            lines.with_agent(self.agent, |a| a.estimate.released());
+            let claim = self.claim;
+            lines.with_agent(self.agent, |a| a.estimate.released(claim));
         }
     }
 }
@@ -384,15 +417,22 @@ mod tests {
     async fn a_call_end_event_frees_the_line_and_wakes_the_waiting_campaigns() {
         let lines = Arc::new(Lines::new());
         lines.configure(7, Some(1));
-        let _ = lines.try_start(7).expect("the one line").placed();
+        let _ = lines
+            .try_start(7)
+            .expect("the one line")
+            .placed(Some("s-7"));
         assert!(lines.try_start(7).is_err());
         let waiter = {
             let lines = lines.clone();
             tokio::spawn(async move { lines.freed().await })
         };
         tokio::task::yield_now().await;
+        let now = chrono::Utc::now().timestamp_millis();
+        // Another agent's session, or one this process never placed: nothing freed.
+        lines.call_ended("s-unknown", now);
+        assert!(lines.try_start(7).is_err());
         while !waiter.is_finished() {
-            lines.call_ended(7);
+            lines.call_ended("s-7", now);
             tokio::task::yield_now().await;
         }
         assert!(lines.try_start(7).is_ok(), "the line is free at once");
@@ -417,6 +457,6 @@ mod tests {
         // A request that never left gives its line back.
         drop(a);
         let d = lines.try_start(1).expect("a line given back");
-        let _ = (b.placed(), c.placed(), d.placed());
+        let _ = (b.placed(None), c.placed(None), d.placed(None));
     }
 }

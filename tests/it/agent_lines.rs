@@ -90,23 +90,53 @@ async fn every_capacity_code_uses_no_attempt_and_fails_no_contact() {
     }
 }
 
+/// When the status says the contacts waiting for a line are due ("next: agent_lines_busy until
+/// 2026-11-29 13:40:00 UTC"), in seconds from now.
+fn next_try_in(status: &str) -> Option<i64> {
+    let key = "next: agent_lines_busy until ";
+    let at = status.find(key)? + key.len();
+    let until = chrono::NaiveDateTime::parse_from_str(
+        status[at..].lines().next()?.trim_end_matches(" UTC"),
+        "%Y-%m-%d %H:%M:%S",
+    )
+    .ok()?;
+    Some((until.and_utc() - chrono::Utc::now()).num_seconds())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn configured_lines_are_never_overrun_while_their_calls_last() {
+    // Calls of an hour, and an estimate saved by an earlier run that learned calls of about an
+    // hour: the three calls fill the three lines and nothing more may leave while they last.
     let mock = agent_with_lines(3).await;
     let s = Scratch::new(&mock.endpoint(), "agent_lines = 3", "");
+    {
+        let store = ccc_dialer::store::Store::open(&s.state).expect("store");
+        let saved = ccc_dialer::lines::Saved {
+            agent: 15,
+            learned: None,
+            hold_seconds: 3600.0,
+        };
+        store.save_agent_lines(saved, 1).await.expect("save");
+    }
     s.write_contacts(&contacts_csv(10));
     let mut child = s.spawn();
-    // Three calls placed, the seven others waiting for a line, visibly.
+    // Three calls placed, the seven others waiting for a line, visibly, and (once the three
+    // answers are in) told to wait until the estimate believes a line free: for the rest of
+    // the calls' likely life (over half an hour: the old probe went after hold ÷ lines, 20
+    // minutes here, while every line was believed busy).
     let mut last = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let text = loop {
         let text = status_of(&s);
-        if mock.stats().accepted == 3 && text.contains("agent_lines_busy 7") {
+        if mock.stats().accepted == 3
+            && text.contains("agent_lines_busy 7")
+            && next_try_in(&text).is_some_and(|secs| secs > 30 * 60)
+        {
             break text;
         }
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for 3 calls and 7 contacts waiting for a line: {:?}\n{last}",
+            "timed out waiting for 3 calls and 7 contacts waiting a long while for a line: {:?}\n{last}",
             mock.stats()
         );
         last = text;
@@ -130,6 +160,41 @@ async fn configured_lines_are_never_overrun_while_their_calls_last() {
     assert_eq!(rows.iter().filter(|r| r.status == "placed").count(), 3);
     assert_eq!(rows.iter().filter(|r| r.status == "pending").count(), 7);
     assert!(rows.iter().all(|r| r.status != "failed"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_lines_pace_a_whole_campaign_without_failing_or_overrunning() {
+    // Calls of about a second on three lines, nothing known about their length beforehand.
+    let mock = MockServer::spawn(MockOptions {
+        agent_lines: 3,
+        call_length: CallLength {
+            ring: Length::Fixed(Duration::ZERO),
+            talk: Length::LogNormal {
+                median: Duration::from_secs(1),
+                sigma: 0.5,
+            },
+        },
+        ..mock_options()
+    })
+    .await
+    .expect("stand-in starts");
+    let s = Scratch::new(&mock.endpoint(), "agent_lines = 3", "");
+    s.write_contacts(&contacts_csv(12));
+    let out = run_async(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let rows = s.results();
+    assert_eq!(rows.len(), 12);
+    for r in &rows {
+        assert_eq!((r.status.as_str(), r.attempts), ("placed", 1), "{r:?}");
+    }
+    let lines = mock.lines();
+    assert_eq!(lines.max_active, 3);
+    let stats = mock.stats();
+    assert_eq!(stats.accepted, 12);
+    assert_eq!(stats.requests, 12 + lines.refused);
+    // Each refusal was a request the estimate believed had a free line; they teach it the
+    // hold and stay few (a dialer probing blindly would be refused over and over).
+    assert!(lines.refused <= 12, "{} refused", lines.refused);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -220,7 +285,7 @@ async fn the_learned_estimate_survives_a_restart_and_a_v4_store_is_upgraded() {
         .map(|_| lines.try_start(15).expect("a line"))
         .collect();
     for t in tickets {
-        let _ = t.placed();
+        let _ = t.placed(None);
     }
     let busy = lines
         .try_start(15)
