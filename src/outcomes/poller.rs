@@ -374,13 +374,10 @@ impl Tracker {
         Ok(written.new.len())
     }
 
+    /// The line of a call whose end is known (`ended_at`, Unix seconds) is free at once.
     fn call_ended(&self, rec: &OutcomeRecord) {
-        if let Some(lines) = &self.lines {
-            let agent = rec
-                .ai_agent_id
-                .filter(|a| *a > 0)
-                .map_or(self.agent, |a| a as u64);
-            lines.call_ended(agent);
+        if let (Some(lines), Some(ended)) = (&self.lines, rec.ended_at.filter(|e| *e > 0)) {
+            lines.call_ended(&rec.session_id, ended.saturating_mul(1000));
         }
     }
 
