@@ -62,6 +62,50 @@ impl Histogram {
     }
 }
 
+/// Upper bounds of the talk-time histogram, in seconds.
+const TALK_BUCKETS: [u64; 10] = [5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600];
+
+/// Talk time of answered calls (outcome records), in whole seconds.
+#[derive(Debug, Default)]
+pub struct TalkTime {
+    counts: [AtomicU64; TALK_BUCKETS.len()],
+    count: AtomicU64,
+    sum_s: AtomicU64,
+}
+
+impl TalkTime {
+    pub fn observe(&self, secs: u64) {
+        for (i, bound) in TALK_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_s.fetch_add(secs, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let name = "ccc_dialer_talk_time_seconds";
+        header(
+            out,
+            name,
+            "histogram",
+            "Talk time of answered calls, from their call records (outcome tracking).",
+        );
+        for (i, bound) in TALK_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                self.counts[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_s.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// (outcome, code) → requests. Outcome: placed, error, not_sent, in_doubt.
@@ -70,12 +114,28 @@ pub struct Metrics {
     pub limiter_wait: Histogram,
     pub throttle_events: AtomicU64,
     pub in_flight: AtomicU64,
+    /// Outcome class → call records written by this process.
+    outcomes: Mutex<BTreeMap<String, u64>>,
+    pub talk_time: TalkTime,
 }
 
 impl Metrics {
     pub fn request(&self, outcome: &'static str, code: &str) {
         let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry((outcome, code.to_string())).or_insert(0) += 1;
+    }
+
+    /// A call's outcome became known (with its talk time when it was answered).
+    pub fn outcome(&self, class: &str, talk_seconds: Option<i64>) {
+        {
+            let mut m = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+            *m.entry(class.to_string()).or_insert(0) += 1;
+        }
+        if class == "answered" {
+            if let Some(t) = talk_seconds.filter(|t| *t >= 0) {
+                self.talk_time.observe(t as u64);
+            }
+        }
     }
 
     /// Total requests recorded with this outcome.
@@ -137,6 +197,23 @@ impl Metrics {
             "ccc_dialer_in_flight {}",
             self.in_flight.load(Ordering::Relaxed)
         );
+        header(
+            out,
+            "ccc_dialer_call_outcomes_total",
+            "counter",
+            "Call outcomes learned by this process, by class (answered, not_answered, busy, …, no_record).",
+        );
+        {
+            let m = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+            for (class, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "ccc_dialer_call_outcomes_total{{outcome=\"{}\"}} {n}",
+                    label(class)
+                );
+            }
+        }
+        self.talk_time.render(out);
     }
 }
 
@@ -174,6 +251,22 @@ mod tests {
             "ccc_dialer_requests_total{outcome=\"error\",code=\"FailedOperation.CallOutFailed\"} 2"
         ));
         assert_eq!(m.requests_with("error"), 2);
+    }
+
+    #[test]
+    fn outcomes_count_by_class_and_answered_talk_time_fills_the_histogram() {
+        let m = Metrics::default();
+        m.outcome("answered", Some(42));
+        m.outcome("answered", Some(3));
+        m.outcome("busy", Some(0));
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("ccc_dialer_call_outcomes_total{outcome=\"answered\"} 2"));
+        assert!(out.contains("ccc_dialer_call_outcomes_total{outcome=\"busy\"} 1"));
+        assert!(out.contains("ccc_dialer_talk_time_seconds_bucket{le=\"5\"} 1"));
+        assert!(out.contains("ccc_dialer_talk_time_seconds_bucket{le=\"60\"} 2"));
+        assert!(out.contains("ccc_dialer_talk_time_seconds_sum 45"));
+        assert!(out.contains("ccc_dialer_talk_time_seconds_count 2"));
     }
 
     #[test]

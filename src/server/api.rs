@@ -283,6 +283,39 @@ pub struct CampaignView {
     pub settings: serde_json::Value,
     /// The endpoint's outage while one holds this (unfinished) campaign back.
     pub outage: Option<OutageView>,
+    /// Placed calls by outcome (`null` unless `[outcomes]` is enabled).
+    pub outcomes: Option<OutcomesView>,
+}
+
+/// A campaign's placed calls by outcome.
+#[derive(Debug, Serialize)]
+pub struct OutcomesView {
+    /// Every class, 0 when none: contacts by their latest call's outcome.
+    pub by_outcome: BTreeMap<String, u64>,
+    /// Placed calls whose outcome is not known yet.
+    pub awaiting: u64,
+    /// Lost replies still being looked up in the call records.
+    pub reconciling: u64,
+    /// Answered among the calls that ended (`null` before any ended).
+    pub answer_rate: Option<f64>,
+}
+
+impl From<crate::store::OutcomeCounts> for OutcomesView {
+    fn from(c: crate::store::OutcomeCounts) -> Self {
+        let mut by_outcome: BTreeMap<String, u64> = crate::outcomes::classes::OutcomeClass::ALL
+            .iter()
+            .map(|k| (k.as_str().to_string(), 0))
+            .collect();
+        for (k, n) in &c.by_class {
+            by_outcome.insert(k.clone(), *n);
+        }
+        OutcomesView {
+            answer_rate: c.answer_rate().map(|r| (r * 10_000.0).round() / 10_000.0),
+            by_outcome,
+            awaiting: c.awaiting,
+            reconciling: c.reconciling,
+        }
+    }
 }
 
 /// "endpoint unreachable since …, next probe at …", as the API shows it.
@@ -361,6 +394,10 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
         .flatten()
         .map(OutageView::from);
     let zone = zone_of(svc, &c);
+    let outcomes = match svc.outcomes {
+        Some(_) => Some(OutcomesView::from(svc.store.outcome_counts(c.id).await?)),
+        None => None,
+    };
     Ok(CampaignView {
         id: c.id,
         name: c.name,
@@ -382,6 +419,7 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or(serde_json::Value::Null),
         outage,
+        outcomes,
     })
 }
 
@@ -773,9 +811,31 @@ async fn contact(
     }
     let mut body = serde_json::to_value(&detail)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let sessions: Vec<serde_json::Value> = svc
+        .store
+        .contact_sessions(detail.id)
+        .await?
+        .into_iter()
+        .map(|(session_id, o)| {
+            json!({
+                "session_id": session_id,
+                "outcome": o.map(|o| json!({
+                    "outcome": o.class,
+                    "end_status": o.end_status,
+                    "end_status_string": o.end_status_string,
+                    "duration_s": o.duration_s,
+                    "answered_at": o.answered_at.map(|t| rfc3339(t * 1000)),
+                    "ended_at": o.ended_at.map(|t| rfc3339(t * 1000)),
+                    "hangup_side": o.hangup_side,
+                    "source": o.source,
+                })),
+            })
+        })
+        .collect();
     if let Some(obj) = body.as_object_mut() {
         obj.insert("waiting".into(), waiting.unwrap_or(serde_json::Value::Null));
         obj.insert("campaign_state".into(), json!(c.state.as_str()));
+        obj.insert("sessions".into(), json!(sessions));
     }
     Ok(Json(body))
 }

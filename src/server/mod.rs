@@ -79,6 +79,9 @@ pub struct Service {
     pub(crate) gauges: tokio::sync::Mutex<Option<(tokio::time::Instant, String)>>,
     /// How many times `/metrics` counted contacts in the store.
     pub(crate) recounts: std::sync::atomic::AtomicU64,
+    /// Outcome tracking (`[outcomes] enabled`): the tracker polling DescribeTelCdr for every
+    /// campaign's placed calls and lost replies, for the life of the service.
+    pub outcomes: Option<Arc<crate::outcomes::poller::Tracker>>,
 }
 
 /// A row of the intake report that will not be dialled.
@@ -510,6 +513,12 @@ impl Service {
         }
         // An endpoint outage pauses the campaigns with the reason and resumes them after it.
         let outage_task = tokio::spawn(outage::supervise(self.clone(), stop.clone()));
+        // Outcomes are tracked until the service stops (its own limiter: dialling never waits).
+        let (outcomes_stop, outcomes_rx) = watch::channel(false);
+        let outcomes_task = self
+            .outcomes
+            .clone()
+            .map(|t| tokio::spawn(t.run(outcomes_rx)));
         // Dials too old to hold any number back are dropped hourly (at start too, by the engine's
         // builder): a service that runs for months keeps the table to a few days of calls.
         let housekeeping = {
@@ -540,6 +549,10 @@ impl Service {
         // are waited for within the grace period (a second signal stops waiting).
         housekeeping.abort();
         outage_task.abort();
+        let _ = outcomes_stop.send(true);
+        if let Some(t) = outcomes_task {
+            t.abort();
+        }
         self.campaigns.shutdown(stop).await;
         // Open connections and an import under way get a short moment to finish.
         let linger = std::time::Duration::from_secs(2);
@@ -621,6 +634,11 @@ pub fn build(
         limit: None,
         ..cfg.outage.clone()
     }));
+    let outcomes = cfg
+        .outcomes
+        .enabled
+        .then(|| outcome_tracker(&cfg, &engine))
+        .flatten();
     let campaigns = Campaigns::new(cfg, Arc::new(engine));
     Arc::new(Service {
         campaigns,
@@ -633,7 +651,33 @@ pub fn build(
         finished_counts: std::sync::Mutex::new(HashMap::new()),
         gauges: tokio::sync::Mutex::new(None),
         recounts: std::sync::atomic::AtomicU64::new(0),
+        outcomes,
     })
+}
+
+/// The service's outcome tracker: its own client pool and limiter, the engine's lines (a call
+/// known to have ended frees its line), outcomes counted in `/metrics`.
+fn outcome_tracker(cfg: &Config, engine: &Engine) -> Option<Arc<crate::outcomes::poller::Tracker>> {
+    let client = match engine.client.separate() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "outcome tracking is off: cannot build its HTTP client");
+            return None;
+        }
+    };
+    let metrics = engine.metrics.clone();
+    let tracker = crate::outcomes::poller::Tracker::new(
+        engine.store.clone(),
+        client,
+        cfg.outcomes.clone(),
+        cfg.campaign.sdk_app_id,
+        cfg.campaign.ai_agent_id,
+    )
+    .with_lines(engine.lines.clone())
+    .on_recorded(Arc::new(move |r: &crate::store::OutcomeRecord| {
+        metrics.outcome(&r.class, r.duration_s)
+    }));
+    Some(Arc::new(tracker))
 }
 
 #[cfg(test)]

@@ -31,7 +31,8 @@ pub struct DueReconcile {
     pub campaign_id: i64,
     /// As sent.
     pub callee: String,
-    /// The contact's own `ai_agent_id` override, if it has one.
+    /// The contact's own `ai_agent_id` override, else its campaign's (`serve` settings), if
+    /// either has one.
     pub agent_override: Option<u64>,
     pub sent_at: i64,
     pub checks: u32,
@@ -242,16 +243,24 @@ impl Store {
             for (asked, until) in [(0, now_ms - first_ms), (1, asked_until_ms)] {
                 let mut stmt = c.prepare_cached(
                     "SELECT o.attempt_id, o.contact_id, k.campaign_id, k.callee, k.overrides,
-                            o.sent_at, o.checks, k.status
+                            o.sent_at, o.checks, k.status, c.settings
                      FROM outcome_checks o JOIN contacts k ON k.id = o.contact_id
+                       JOIN campaigns c ON c.id = k.campaign_id
                      WHERE o.kind = 'reconcile' AND o.asked = ?1 AND o.next_check_at <= ?2
                      ORDER BY o.next_check_at LIMIT ?3",
                 )?;
                 let rows = stmt.query_map(params![asked, until, limit as i64], |r| {
                     let overrides: Option<String> = r.get(4)?;
+                    // The contact's own agent, else its campaign's (serve's settings).
+                    let settings: Option<String> = r.get(8)?;
                     let agent_override = overrides
                         .and_then(|j| serde_json::from_str::<crate::contact::Overrides>(&j).ok())
-                        .and_then(|o| o.ai_agent_id);
+                        .and_then(|o| o.ai_agent_id)
+                        .or_else(|| {
+                            settings
+                                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+                                .and_then(|v| v.get("ai_agent_id").and_then(|a| a.as_u64()))
+                        });
                     Ok(DueReconcile {
                         attempt_id: r.get(0)?,
                         contact_id: r.get(1)?,

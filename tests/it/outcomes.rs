@@ -296,3 +296,111 @@ async fn the_outcomes_command_fetches_later_and_says_by_its_exit_code_whether_al
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     assert!(s.results().iter().all(|r| r.outcome == "answered"));
 }
+
+#[tokio::test]
+async fn an_auth_failure_on_the_query_stops_outcome_tracking_but_not_dialling() {
+    let faults = "[[action]]\nname = \"DescribeTelCdr\"\noutcomes = [\"error:AuthFailure.UnauthorizedOperation\"]\n";
+    let mock = mock(faults).await;
+    let s = scratch(&mock, 30, "");
+    let out = run(&s, &[]).await;
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 3, "{err}");
+    assert!(
+        err.contains(
+            "outcome tracking stopped: DescribeTelCdr answered AuthFailure.UnauthorizedOperation"
+        ),
+        "{err}"
+    );
+    // Every contact was dialled and placed all the same.
+    let rows = s.results();
+    assert_eq!(rows.len(), 30);
+    assert!(rows.iter().all(|r| r.status == "placed"), "{rows:?}");
+    assert_eq!(mock.calls().len(), 30);
+    // Tracking stopped at the first refusal: no query after it.
+    assert_eq!(mock.action_requests("DescribeTelCdr"), 1);
+    // After the fix, `outcomes` fetches them.
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = std::process::Command::new(crate::support::bin());
+        cmd.args(["outcomes", "--config"])
+            .arg(&s.config)
+            .arg("--state")
+            .arg(&s.state)
+            .env("TENCENTCLOUD_SECRET_ID", crate::support::SECRET_ID)
+            .env("TENCENTCLOUD_SECRET_KEY", crate::support::SECRET_KEY);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+}
+
+#[tokio::test]
+async fn throttled_and_failing_queries_are_asked_again_and_every_outcome_arrives() {
+    let faults = "[[action]]\nname = \"DescribeTelCdr\"\noutcomes = [\"error:RequestLimitExceeded\", \"error:InternalError\", \"http:502\"]\n";
+    let mock = mock(faults).await;
+    let s = scratch(&mock, 10, "");
+    let out = run(&s, &[]).await;
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 0, "{err}");
+    assert!(s.results().iter().all(|r| r.outcome == "answered"));
+    assert!(err.contains("DescribeTelCdr throttled"), "{err}");
+    assert!(mock.action_requests("DescribeTelCdr") >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_tracks_outcomes_per_campaign_per_contact_and_in_metrics() {
+    use crate::served::{csv_of, normalised, Served};
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\ncalls = [\"busy\"]\n[[rule]]\ncallee = \"{}\"\ncalls = [\"answered:1s\"]\n",
+        normalised(5, 0),
+        normalised(5, 1)
+    );
+    let mock = mock(&faults).await;
+    let s = crate::served::scratch(&mock, FAST);
+    let srv = Served::start(&s).await;
+    let id = srv.create("outcomes", &csv_of(5, 6)).await;
+    let c = srv
+        .wait_campaign(id, "every outcome known", |c| {
+            c["state"] == "completed"
+                && c["outcomes"]["awaiting"] == 0
+                && c["counts"]["placed"] == 6
+        })
+        .await;
+    let by = &c["outcomes"]["by_outcome"];
+    assert_eq!(
+        (by["answered"].as_u64(), by["busy"].as_u64()),
+        (Some(5), Some(1)),
+        "{c}"
+    );
+    assert_eq!(by["no_record"], 0);
+    assert_eq!(c["outcomes"]["answer_rate"].as_f64(), Some(0.8333));
+    // The contact lists its session with the outcome.
+    let (status, contact) = srv
+        .get(&format!("/v1/campaigns/{id}/contacts/{}", normalised(5, 1)))
+        .await;
+    assert_eq!(status, 200, "{contact}");
+    let session = &contact["sessions"][0];
+    assert_eq!(session["session_id"], contact["session_id"]);
+    assert_eq!(session["outcome"]["outcome"], "answered");
+    assert_eq!(session["outcome"]["duration_s"], 1);
+    assert_eq!(session["outcome"]["source"], "poll");
+    // /metrics counts outcomes by class and the talk time of answered calls.
+    let text = reqwest::get(srv.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("ccc_dialer_call_outcomes_total{outcome=\"answered\"} 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ccc_dialer_call_outcomes_total{outcome=\"busy\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ccc_dialer_talk_time_seconds_count 5"),
+        "{text}"
+    );
+}
