@@ -20,7 +20,8 @@ n / placed\") until each is known or outcomes.give_up_after passed; exit 3 also 
 tracking stopped on an account-level error (dialling itself finished).
 
 Secrets come only from the environment: TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY,
-TENCENTCLOUD_SESSION_TOKEN (optional), or the same names with _FILE pointing at a file.";
+TENCENTCLOUD_SESSION_TOKEN (optional), or the same names with _FILE pointing at a file; the
+webhook's shared secret ([notify] url) from CCC_DIALER_NOTIFY_SECRET or its _FILE.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +70,10 @@ pub enum Command {
     /// Put failed (or expired) contacts back in the queue, e.g. after an outage was fixed.
     #[command(after_help = REQUEUE_HELP)]
     Requeue(RequeueArgs),
+    /// Delete a finished campaign's contacts, attempts and uploaded file now (personal data
+    /// retention; `[store] retain` does it by itself after a while).
+    #[command(after_help = PURGE_HELP)]
+    Purge(PurgeArgs),
     /// Place one call and print its SessionId (checks an account's setup).
     #[command(after_help = CALL_HELP)]
     Call(CallArgs),
@@ -265,6 +270,38 @@ Exit codes:
   0    printed
   1    the store failed
   2    no such state file or campaign, or several campaigns and no --campaign (they are listed)";
+
+pub const PURGE_HELP: &str = "\
+Deletes the campaign's contacts (numbers, ids, variables), its attempts, its per-person dial
+history, its inbox records and the copy of its contacts file `serve` kept in uploads/, then
+empties the store's WAL; deleted rows are overwritten in the file (SQLite secure_delete). The
+campaign's name, state, counts of waiting time and the time of the purge stay (status, report).
+Your own files (run's --contacts, the inbox's done/ folder, results CSVs) are yours to delete.
+
+Only a finished campaign is purged: completed, cancelled, or with no contact pending or awaiting
+a reply. While its calls are still in the dial history that calling.min_gap and max_per_day read
+across campaigns (2 days, or min_gap if longer), purge refuses unless --forget-dial-history.
+
+Exit codes:
+  0    purged (or purged before: nothing to do)
+  1    the store failed
+  2    bad arguments, no such campaign, a campaign not finished (cancel it first), its calls
+       still in the dial history, or another process holds the store (use serve's API:
+       POST /v1/campaigns/{id}/purge)";
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// State store (SQLite) written by `run` or `serve`.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// The campaign, by name or id (`run`'s campaign is named `run`).
+    #[arg(long, value_name = "NAME|ID")]
+    pub campaign: String,
+    /// Purge even while the campaign's calls are in the per-person dial history: another
+    /// campaign may then call these people sooner than calling.min_gap / max_per_day allow.
+    #[arg(long)]
+    pub forget_dial_history: bool,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {

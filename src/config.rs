@@ -75,6 +75,10 @@ struct RawConfig {
     server: crate::server::limits::RawServer,
     #[serde(default)]
     outcomes: crate::outcomes::settings::RawOutcomes,
+    #[serde(default)]
+    store: crate::purge::RawStore,
+    #[serde(default)]
+    notify: crate::notify::RawNotify,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +347,10 @@ pub struct Config {
     pub server: crate::server::limits::ServerLimits,
     /// `[outcomes]`: call outcomes from DescribeTelCdr (off by default).
     pub outcomes: crate::outcomes::settings::OutcomeSettings,
+    /// `[store] retain`: finished campaigns' contacts are deleted this long after (`None`: kept).
+    pub retain: Option<Duration>,
+    /// `[notify]`: the webhook told when a campaign completes, halts or is paused by the engine.
+    pub notify: Option<crate::notify::NotifySettings>,
 }
 
 impl Config {
@@ -457,6 +465,14 @@ impl Validator<'_> {
             .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
         let outcomes = crate::outcomes::settings::validate(raw.outcomes)
             .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
+        let retain = crate::purge::validate(&raw.store)
+            .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
+        let notify = crate::notify::validate(&raw.notify).map_err(|e| match e {
+            crate::notify::Invalid::Shown(key, value, expected) => {
+                self.invalid(&key, value, &expected)
+            }
+            crate::notify::Invalid::Withheld(key, expected) => self.withheld(&key, &expected),
+        })?;
         let faults = raw.mock.faults.map(|p| {
             if p.is_relative() {
                 self.path.parent().unwrap_or(Path::new(".")).join(p)
@@ -509,6 +525,8 @@ impl Validator<'_> {
             calling,
             server,
             outcomes,
+            retain,
+            notify,
         })
     }
 

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             Command::Status(a) => commands::status::run(a).await,
             Command::Export(a) => commands::export::run(a).await,
             Command::Report(a) => commands::report::run(a).await,
+            Command::Purge(a) => commands::purge::run(a).await,
             Command::Requeue(a) => commands::requeue::run(a).await,
             Command::Outcomes(a) => commands::outcomes::run(a).await,
             Command::Call(a) => commands::call::run(a).await,

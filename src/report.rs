@@ -15,6 +15,8 @@ use crate::store::{Campaign, Store, StoreError};
 /// calling zone (a campaign's own settings win over both).
 pub const META_RATE: &str = "rate.requests_per_second";
 pub const META_ZONE: &str = "calling.timezone";
+/// The config's `campaign.max_rate` (empty: none), every campaign's cap unless its own is set.
+pub const META_CAMPAIGN_RATE: &str = "campaign.max_rate";
 
 /// A gap between two sends longer than this (or than three paced intervals, if longer) is a
 /// pause, not sending: the rate while sending leaves it out.
@@ -82,7 +84,8 @@ pub struct RatePart {
     pub sending_per_second: Option<f64>,
     /// The most requests sent in any 1-second window.
     pub busiest_second: u64,
-    /// The cap they are measured against: the campaign's `max_rate`, else the account's
+    /// The cap they are measured against: the campaign's `max_rate` (its settings', else the
+    /// config's `campaign.max_rate`), else the account's
     /// `rate.requests_per_second` as `run`/`serve` last started with (`null`: not recorded).
     pub cap_per_second: Option<f64>,
 }
@@ -152,7 +155,13 @@ async fn zone_and_cap(store: &Store, c: &Campaign) -> Result<(TimeZone, Option<f
         .meta(META_RATE)
         .await?
         .and_then(|r| r.parse::<f64>().ok());
-    let own_cap = settings.get("max_rate").and_then(|r| r.as_f64());
+    let own_cap = match settings.get("max_rate").and_then(|r| r.as_f64()) {
+        Some(r) => Some(r),
+        None => store
+            .meta(META_CAMPAIGN_RATE)
+            .await?
+            .and_then(|r| r.parse::<f64>().ok()),
+    };
     let cap = match (own_cap, account) {
         (Some(o), Some(a)) => Some(o.min(a)),
         (o, a) => o.or(a),

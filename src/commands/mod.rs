@@ -7,6 +7,7 @@ pub mod export;
 pub mod healthcheck;
 pub mod mock;
 pub mod outcomes;
+pub mod purge;
 pub mod report;
 pub mod requeue;
 pub mod run;
@@ -123,6 +124,17 @@ pub async fn engine(
     let limiter = std::sync::Arc::new(crate::limiter::Limiter::new(rate, &seed));
     let now = jiff::Timestamp::now();
     rules.prune(&store, now).await.map_err(Failure::other)?;
+    // After the prune: a campaign whose calls left the dial history can go now.
+    if let Some(retain) = cfg.retain {
+        crate::purge::apply_retention(
+            &store,
+            retain,
+            &uploads_of(store.path()),
+            now.as_millisecond(),
+        )
+        .await
+        .map_err(Failure::other)?;
+    }
     rules
         .seed_callers(&store, now)
         .await
@@ -131,6 +143,14 @@ pub async fn engine(
     // What `report` measures a campaign against, after the fact and without the config.
     store
         .set_meta(crate::report::META_RATE, &rate.to_string())
+        .await
+        .map_err(Failure::other)?;
+    let own_rate = cfg.campaign.max_rate.map(|r| r.to_string());
+    store
+        .set_meta(
+            crate::report::META_CAMPAIGN_RATE,
+            own_rate.as_deref().unwrap_or(""),
+        )
         .await
         .map_err(Failure::other)?;
     store
@@ -146,6 +166,33 @@ pub async fn engine(
     let permits = engine.permits.clone();
     engine.client.keep_warm(http2, permits);
     Ok(engine.with_rules(rules))
+}
+
+/// The webhook of `[notify]`, started (its secret read: missing or short, exit 2 before
+/// anything is sent), or a notifier that ignores every event when none is configured.
+pub fn notifier(
+    cfg: &Config,
+) -> Result<(crate::notify::Notifier, Option<crate::notify::Delivery>), Failure> {
+    match &cfg.notify {
+        None => Ok((crate::notify::Notifier::disabled(), None)),
+        Some(settings) => {
+            let secret = crate::notify::secret(&ProcessEnv).map_err(Failure::input)?;
+            tracing::info!(
+                to = %crate::notify::origin(&settings.url),
+                "webhook: campaigns that complete, halt or are paused by the engine are notified"
+            );
+            let (n, d) = crate::notify::Notifier::start(settings.clone(), secret);
+            Ok((n, Some(d)))
+        }
+    }
+}
+
+/// Where `serve` keeps the uploaded contact files of the store at `state`: `uploads/` beside it.
+pub fn uploads_of(state: &std::path::Path) -> std::path::PathBuf {
+    state
+        .parent()
+        .map(|p| p.join("uploads"))
+        .unwrap_or_else(|| "uploads".into())
 }
 
 /// Open the connections `max_in_flight` requests need before the first is sent

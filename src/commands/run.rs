@@ -15,6 +15,7 @@ use crate::dispatch::{self, now_ms, Engine, RequestDefaults, RunOutcome};
 use crate::exit::{Done, Failure};
 use crate::import::{import_file_with, ImportReport};
 use crate::intake::{self, IntakeOptions};
+use crate::notify;
 use crate::results::{self, Appender};
 use crate::store::{Campaign, CampaignState, Store};
 
@@ -48,6 +49,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     check_results_target(&results_path, &state, &args.contacts)?;
     let rules = Arc::new(super::load_rules(&cfg)?);
     let (client, _mock) = super::connect(&cfg).await?;
+    let (notifier, delivery) = super::notifier(&cfg)?;
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
     let _lock = super::lock_store(&state)?;
     let store = Store::open(&state).map_err(Failure::input)?;
@@ -188,6 +190,27 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
             .await
             .map_err(Failure::other)?;
         crate::tell!("{}", super::outcomes::describe(&c));
+    }
+    let event = match &outcome {
+        RunOutcome::Completed => Some((notify::Kind::Completed, None)),
+        RunOutcome::Halted { code, message } => {
+            Some((notify::Kind::Halted, Some(format!("{code}: {message}"))))
+        }
+        RunOutcome::Interrupted => None,
+    };
+    if let Some((kind, reason)) = event {
+        notifier.notify(notify::Event::new(
+            kind,
+            campaign.id,
+            &campaign.name,
+            reason,
+            &counts,
+        ));
+    }
+    drop(notifier);
+    if let (Some(d), Some(n)) = (delivery, &cfg.notify) {
+        // Dialling is over: wait a little for the notification, never long.
+        d.finish(n.timeout).await;
     }
 
     Ok(match outcome {

@@ -23,6 +23,8 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     }
     let rules = std::sync::Arc::new(super::load_rules(&cfg)?);
     let (client, _mock) = super::connect(&cfg).await?;
+    // Deliveries still pending at shutdown are dropped with the process.
+    let (notifier, _delivery) = super::notifier(&cfg)?;
     let _lock = super::lock_store(&args.state)?;
     let store = Store::open(&args.state).map_err(Failure::input)?;
     // Settle, then seed: the limiter's window must see the previous process's in-flight sends
@@ -31,11 +33,7 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
         .await
         .map_err(Failure::other)?;
     let engine = super::engine(&cfg, store, client, rules).await?;
-    let uploads = args
-        .state
-        .parent()
-        .map(|p| p.join("uploads"))
-        .unwrap_or_else(|| "uploads".into());
+    let uploads = super::uploads_of(&args.state);
     let (listener, addr) = super::bind(args.listen).await?;
     let svc = server::build(
         cfg.clone(),
@@ -44,6 +42,7 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
         uploads,
         args.max_body_mib.saturating_mul(1 << 20),
     );
+    svc.campaigns.set_notifier(notifier);
 
     let stop_rx = signals.into_stop(cfg.grace_period);
     crate::say!("listening on http://{addr}");

@@ -296,11 +296,13 @@ pub async fn run_campaign(
                 .map(|u| u.as_millisecond() - now_ms())
                 .unwrap_or(60_000);
             let wait = Duration::from_millis(left.clamp(1, 60_000) as u64);
+            let idle = std::time::Instant::now();
             tokio::select! {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done, &shared),
                 _ = tokio::time::sleep(wait) => {}
                 Ok(()) = stop.changed() => {}
             }
+            waited_for.add(gate.as_str(), idle.elapsed());
             continue;
         }
         if waited_for_start {

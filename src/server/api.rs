@@ -184,6 +184,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/campaigns/{id}/contacts"),
     ("GET", "/v1/campaigns/{id}/report"),
     ("POST", "/v1/campaigns/{id}/contacts"),
+    ("POST", "/v1/campaigns/{id}/purge"),
     ("GET", "/v1/campaigns/{id}/contacts/{callee}"),
     ("POST", "/v1/calls"),
     ("POST", "/v1/dnc/reload"),
@@ -207,6 +208,7 @@ pub fn router(svc: Arc<Service>) -> Router {
             get(super::contacts::list).post(add_contacts),
         )
         .route("/campaigns/{id}/report", get(report))
+        .route("/campaigns/{id}/purge", post(purge))
         .route("/campaigns/{id}/contacts/{callee}", get(contact))
         .route("/calls", post(create_call))
         .route("/dnc/reload", post(reload_dnc))
@@ -452,6 +454,56 @@ async fn report(
 ) -> ApiResult<Json<crate::report::Report>> {
     let c = find(&svc, &id).await?;
     Ok(Json(crate::report::build(&svc.store, &c, now_ms()).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeQuery {
+    #[serde(default)]
+    forget_dial_history: bool,
+}
+
+/// Delete a finished campaign's contacts, attempts, dial history and upload ([`crate::purge`]).
+async fn purge(
+    State(svc): State<Arc<Service>>,
+    Path(id): Path<String>,
+    query: Result<Query<PurgeQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let c = find(&svc, &id).await?;
+    if svc.campaigns.is_running(c.id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "campaign {} is {} and dialling: only a finished or cancelled campaign is purged (cancel it first)",
+                c.id, c.state
+            ),
+        ));
+    }
+    let (outcome, purged) = crate::purge::purge(
+        &svc.store,
+        &c,
+        &svc.uploads,
+        q.forget_dial_history,
+        now_ms(),
+    )
+    .await?;
+    if let Some(why) = crate::purge::refusal(&c, &outcome) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", why));
+    }
+    let counts = purged.map(|p| p.counts).unwrap_or_default();
+    let c = find(&svc, &id).await?;
+    Ok(Json(json!({
+        "purged": {
+            "contacts": counts.contacts,
+            "attempts": counts.attempts,
+            "dials": counts.dials,
+            "inbox_files": counts.inbox_files,
+        },
+        "purged_at": c.purged_at.map(rfc3339),
+        "campaign": view(&svc, c).await?,
+    })))
 }
 
 /// Query parameters of an upload, plain CSV or multipart alike; with multipart they override the

@@ -61,6 +61,8 @@ pub struct Campaigns {
     /// halt's pause), so a pause and a resume at once cannot leave the store saying `active`
     /// with no runner, or `paused` with one.
     steering: tokio::sync::Mutex<()>,
+    /// The `[notify]` webhook, set once by `serve` (tests build services without one).
+    notifier: std::sync::OnceLock<crate::notify::Notifier>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,7 +77,31 @@ impl Campaigns {
             runners: Mutex::new(HashMap::new()),
             closing: watch::channel(false).0,
             steering: tokio::sync::Mutex::new(()),
+            notifier: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Notify the webhook of what the engine did to campaigns from now on.
+    pub fn set_notifier(&self, n: crate::notify::Notifier) {
+        let _ = self.notifier.set(n);
+    }
+
+    /// Queue a webhook notification for campaign `id` (never waits for its delivery).
+    async fn tell(&self, id: i64, kind: crate::notify::Kind, reason: Option<String>) {
+        let Some(n) = self.notifier.get().filter(|n| n.is_enabled()) else {
+            return;
+        };
+        let store = &self.base.store;
+        let (Ok(Some(c)), Ok(counts)) = (store.campaign(id).await, store.counts(id).await) else {
+            tracing::warn!(
+                campaign = id,
+                "webhook: cannot read the campaign; not notified"
+            );
+            return;
+        };
+        n.notify(crate::notify::Event::new(
+            kind, id, &c.name, reason, &counts,
+        ));
     }
 
     pub fn base(&self) -> &Arc<Engine> {
@@ -257,6 +283,7 @@ impl Campaigns {
                     Ok(true) => {
                         ended.store(true, Ordering::SeqCst);
                         tracing::info!(campaign = name, "campaign completed");
+                        self.tell(id, crate::notify::Kind::Completed, None).await;
                     }
                     // Contacts added since the dispatcher last looked: dial on, unless it was
                     // paused or cancelled meanwhile.
@@ -295,7 +322,7 @@ impl Campaigns {
                     dispatch::systematic::HINT
                 );
                 tracing::error!(campaign = name, code = %code, "every contact is failing the same way: pausing the campaign");
-                self.pause(id, &reason).await.map(|_| ())
+                self.pause_halted(id, &reason).await
             }
             Ok(RunOutcome::Halted { code, message }) => {
                 let reason = format!(
@@ -307,21 +334,21 @@ impl Campaigns {
                     self.pause_all(&reason).await
                 } else {
                     tracing::error!(campaign = name, code = %code, "this campaign's settings are refused: pausing it");
-                    self.pause(id, &reason).await.map(|_| ())
+                    self.pause_halted(id, &reason).await
                 }
             }
             Ok(RunOutcome::Interrupted) => Ok(()),
             Err(e) => {
                 tracing::error!(campaign = name, error = %e, "campaign stopped by an engine error");
-                store
-                    .set_campaign_state(
-                        id,
-                        CampaignState::Paused,
-                        Some(format!("stopped by an engine error: {e}; resume to retry")),
-                        now_ms(),
-                    )
-                    .await
-                    .map(|_| ())
+                let reason = format!("stopped by an engine error: {e}; resume to retry");
+                let paused = store
+                    .set_campaign_state(id, CampaignState::Paused, Some(reason.clone()), now_ms())
+                    .await;
+                if let Ok(true) = paused {
+                    self.tell(id, crate::notify::Kind::Paused, Some(reason))
+                        .await;
+                }
+                paused.map(|_| ())
             }
         };
         if let Err(e) = result {
@@ -363,12 +390,24 @@ impl Campaigns {
         Ok(changed)
     }
 
-    /// Every active campaign paused with `reason` (a halt code concerns the whole account).
+    /// One campaign paused by a halt code: the webhook is told.
+    async fn pause_halted(&self, campaign_id: i64, reason: &str) -> Result<(), StoreError> {
+        if self.pause(campaign_id, reason).await? {
+            let why = Some(reason.to_string());
+            self.tell(campaign_id, crate::notify::Kind::Halted, why)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Every active campaign paused with `reason` (a halt code concerns the whole account);
+    /// the webhook is told of each.
     pub async fn pause_all(&self, reason: &str) -> Result<(), StoreError> {
         let _steering = self.steering.lock().await;
         for c in self.base.store.campaigns().await? {
-            if c.state == CampaignState::Active {
-                self.pause_steered(c.id, reason).await?;
+            if c.state == CampaignState::Active && self.pause_steered(c.id, reason).await? {
+                self.tell(c.id, crate::notify::Kind::Halted, Some(reason.to_string()))
+                    .await;
             }
         }
         Ok(())
@@ -392,6 +431,11 @@ impl Campaigns {
                         now_ms(),
                     )
                     .await?;
+                // Told once, when the outage pauses it (not at every new probe time).
+                if c.state == CampaignState::Active {
+                    self.tell(c.id, crate::notify::Kind::Paused, Some(reason.to_string()))
+                        .await;
+                }
             }
         }
         Ok(())

@@ -532,6 +532,18 @@ impl Service {
                     if let Err(e) = rules.prune(&svc.store, jiff::Timestamp::now()).await {
                         tracing::warn!(error = %e, "cannot prune old dials");
                     }
+                    if let Some(retain) = svc.config().retain {
+                        let purged = crate::purge::apply_retention(
+                            &svc.store,
+                            retain,
+                            &svc.uploads,
+                            crate::dispatch::now_ms(),
+                        )
+                        .await;
+                        if let Err(e) = purged {
+                            tracing::warn!(error = %e, "store.retain: cannot purge finished campaigns");
+                        }
+                    }
                 }
             })
         };

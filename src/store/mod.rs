@@ -23,6 +23,7 @@ pub mod lock;
 mod outage;
 mod outcomes;
 mod pages;
+mod purge;
 mod report;
 mod requeue;
 mod rows;
@@ -34,6 +35,7 @@ pub use gates::PersonGuard;
 pub use lines::AGENT_LINES_BUSY;
 pub use outcomes::{DueReconcile, DueSession, OutcomeCounts, OutcomeRecord, Reconciled, Written};
 pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
+pub use purge::{PurgeCounts, PurgeOutcome};
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
 use rows::{due_row, insert_contacts, result_row, RESULT_COLUMNS, RESULT_FROM};
@@ -155,6 +157,7 @@ impl Store {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
+             PRAGMA secure_delete = ON;
              PRAGMA busy_timeout = 5000;",
         )
         .map_err(open_err)?;
