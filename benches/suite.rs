@@ -419,6 +419,7 @@ async fn console(n: usize) -> Vec<Row> {
         ContactFilter {
             status: Some(ccc_dialer::contact::Status::Failed),
             digits: None,
+            ..Default::default()
         },
     )
     .await;
@@ -427,6 +428,7 @@ async fn console(n: usize) -> Vec<Row> {
         ContactFilter {
             status: None,
             digits: Some("99999999999".into()),
+            ..Default::default()
         },
     )
     .await;

@@ -1,5 +1,5 @@
 //! `GET /v1/campaigns/{id}/contacts`: a campaign's contacts a page at a time, filtered by status
-//! and searched by number (see [`crate::store::pages`] for what a page costs the store).
+//! or by the outcome of their latest call, and searched by number (see [`crate::store::pages`] for what a page costs the store).
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use serde_json::json;
 use super::api::{find, rfc3339, ApiError, ApiResult};
 use super::Service;
 use crate::contact::Status;
+use crate::outcomes::classes::OutcomeClass;
 use crate::store::ContactFilter;
 
 /// Contacts in a page unless `limit` says otherwise, and the most it may say.
@@ -75,6 +76,7 @@ pub async fn list(
                 "next_at": (r.status == "pending" && r.next_at > 0).then(|| rfc3339(r.next_at)),
                 "gate": r.gate,
                 "session_id": r.session_id,
+                "outcome": r.outcome,
                 "error_code": r.error_code,
                 "error_message": r.error_message,
                 "updated_at": rfc3339(r.updated_at),
@@ -88,12 +90,20 @@ pub async fn list(
 }
 
 fn filter_of(q: &PageQuery) -> ApiResult<ContactFilter> {
-    if q.outcome.as_deref().is_some_and(|o| !o.is_empty()) {
-        // Refused rather than ignored: a filtered list that silently is not filtered misleads.
-        return Err(ApiError::bad_request(
-            "outcome: this build does not track call outcomes yet; filter by status instead",
-        ));
-    }
+    let outcome = match q.outcome.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            s.parse::<OutcomeClass>()
+                .map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "outcome {s:?}: expected one of {}",
+                        OutcomeClass::ALL.map(OutcomeClass::as_str).join(", ")
+                    ))
+                })?
+                .as_str()
+                .to_string(),
+        ),
+    };
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(s.parse::<Status>().map_err(|_| {
@@ -118,5 +128,9 @@ fn filter_of(q: &PageQuery) -> ApiResult<ContactFilter> {
             Some(digits)
         }
     };
-    Ok(ContactFilter { status, digits })
+    Ok(ContactFilter {
+        status,
+        digits,
+        outcome,
+    })
 }

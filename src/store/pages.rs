@@ -3,8 +3,9 @@
 //! Keyset pagination on the file line: a page is an index range, never an `OFFSET`, so page
 //! 20 000 of a million-row campaign costs what page 1 does. A status filter reads the
 //! `(campaign_id, status, line)` index. A search by number cannot use an index (it matches
-//! anywhere in the number), so each page examines at most [`SEARCH_WINDOW`] lines and says where
-//! to go on: the store thread never scans a million rows for one request.
+//! anywhere in the number), nor can a filter by call outcome (it lives with the session), so
+//! such a page examines at most [`SEARCH_WINDOW`] lines and says where to go on: the store
+//! thread never scans a million rows for one request.
 
 use rusqlite::params;
 use serde::Serialize;
@@ -21,6 +22,8 @@ pub struct ContactFilter {
     pub status: Option<Status>,
     /// Digits that must appear in the (normalised) number.
     pub digits: Option<String>,
+    /// The outcome class of the contact's latest session (`answered`, `busy`, …).
+    pub outcome: Option<String>,
 }
 
 /// One contact as a row of the contacts table (times are unix ms).
@@ -36,6 +39,8 @@ pub struct ContactRow {
     pub next_at: i64,
     pub gate: Option<String>,
     pub session_id: Option<String>,
+    /// The outcome class of that session, once its call record is known.
+    pub outcome: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub updated_at: i64,
@@ -59,27 +64,37 @@ impl Store {
     ) -> Result<ContactsPage, StoreError> {
         self.call(move |c| {
             let mut sql = String::from(
-                "SELECT line, callee, ext_id, overrides, status, attempts, next_at, gate,
-                        session_id, error_code, error_message, updated_at
-                 FROM contacts WHERE campaign_id = ?1 AND line > ?2",
+                "SELECT k.line, k.callee, k.ext_id, k.overrides, k.status, k.attempts, k.next_at,
+                        k.gate, k.session_id, k.error_code, k.error_message, k.updated_at, o.class
+                 FROM contacts k LEFT JOIN outcomes o ON o.session_id = k.session_id
+                 WHERE k.campaign_id = ?1 AND k.line > ?2",
             );
-            // ?3 status (or NULL), ?4 digits (or NULL), ?5 last line of the window, ?6 limit.
-            if filter.status.is_some() {
-                sql.push_str(" AND status = ?3");
+            // ?3 status, ?4 digits, ?7 outcome (each NULL when not filtered), ?5 the window's
+            // last line, ?6 limit.
+            sql.push_str(if filter.status.is_some() {
+                " AND k.status = ?3"
             } else {
-                sql.push_str(" AND ?3 IS NULL");
-            }
-            let window_end = match &filter.digits {
-                Some(_) => {
-                    sql.push_str(" AND line <= ?5 AND instr(callee, ?4) > 0");
-                    after.saturating_add(SEARCH_WINDOW)
-                }
-                None => {
-                    sql.push_str(" AND ?4 IS NULL AND ?5 IS NOT NULL");
-                    u64::MAX
-                }
+                " AND ?3 IS NULL"
+            });
+            sql.push_str(if filter.digits.is_some() {
+                " AND instr(k.callee, ?4) > 0"
+            } else {
+                " AND ?4 IS NULL"
+            });
+            sql.push_str(if filter.outcome.is_some() {
+                " AND o.class = ?7"
+            } else {
+                " AND ?7 IS NULL"
+            });
+            let windowed = filter.digits.is_some() || filter.outcome.is_some();
+            let window_end = if windowed {
+                sql.push_str(" AND k.line <= ?5");
+                after.saturating_add(SEARCH_WINDOW)
+            } else {
+                sql.push_str(" AND ?5 IS NOT NULL");
+                u64::MAX
             };
-            sql.push_str(" ORDER BY line LIMIT ?6");
+            sql.push_str(" ORDER BY k.line LIMIT ?6");
             let mut stmt = c.prepare_cached(&sql)?;
             let mut rows = stmt.query(params![
                 campaign_id,
@@ -88,6 +103,7 @@ impl Store {
                 filter.digits,
                 window_end.min(i64::MAX as u64) as i64,
                 (limit + 1) as i64,
+                filter.outcome,
             ])?;
             let mut contacts = Vec::with_capacity(limit + 1);
             while let Some(r) = rows.next()? {
@@ -105,6 +121,7 @@ impl Store {
                     next_at: r.get(6)?,
                     gate: r.get(7)?,
                     session_id: r.get(8)?,
+                    outcome: r.get(12)?,
                     error_code: r.get(9)?,
                     error_message: r.get(10)?,
                     updated_at: r.get(11)?,
@@ -113,7 +130,7 @@ impl Store {
             let next_after = if contacts.len() > limit {
                 contacts.truncate(limit);
                 contacts.last().map(|r| r.line)
-            } else if filter.digits.is_some() {
+            } else if windowed {
                 // The window ended: go on from its end while lines remain past it.
                 let last: Option<i64> = c
                     .prepare_cached("SELECT MAX(line) FROM contacts WHERE campaign_id = ?1")?

@@ -442,6 +442,13 @@ async fn console_contacts_table_pages_searches_and_shows_names_as_text() {
     b.wait_text("#contacts-page", "the search", |t| t.contains("lines 79"))
         .await;
     assert_eq!(lines(&b).await, vec![79]);
+    // An outcome filter: no call here has a record, so nobody matches.
+    b.type_into("#filter-q", "").await;
+    b.js("document.getElementById('filter-outcome').value = 'answered'; return null")
+        .await;
+    b.click("#contacts-filter button[type=submit]").await;
+    b.wait_text("#contact-rows", "no match", |t| t == "No contacts match.")
+        .await;
     b.check_accessibility("the contacts table").await;
     assert_eq!(
         b.js("return window.__xss === undefined").await,

@@ -82,6 +82,11 @@ async fn contacts_page_in_line_order_filter_by_status_and_search_by_number() {
         .collect();
     assert_eq!(ids, BTreeSet::from(["bad", "dup"]), "{skipped:?}");
     assert!(skipped.iter().all(|c| c["status"] == "skipped"));
+    // No call has an outcome here: an outcome filter finds nobody (and says where it stopped).
+    let (status, answered) = get(&http, format!("{base}?outcome=answered")).await;
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(answered["contacts"], Value::Array(vec![]), "{answered}");
+    assert!(pages[0].iter().all(|c| c["outcome"].is_null()));
     let (_, none) = get(&http, format!("{base}?status=placed")).await;
     assert_eq!(none["contacts"], Value::Array(vec![]), "{none}");
     assert!(none["next_cursor"].is_null());
@@ -107,7 +112,7 @@ async fn contacts_page_in_line_order_filter_by_status_and_search_by_number() {
     // Refusals say what was wrong.
     for (query, words) in [
         ("status=done", "expected one of pending, in_flight"),
-        ("outcome=answered", "does not track call outcomes"),
+        ("outcome=hung_up", "expected one of answered, not_answered"),
         ("q=abc", "part of a phone number"),
         ("cursor=x", "next_cursor"),
         ("limit=0", "from 1 to 500"),
@@ -152,6 +157,7 @@ async fn a_search_by_number_reads_a_window_per_page_and_goes_on_to_the_end() {
     let filter = ContactFilter {
         status: None,
         digits: Some(wanted.clone()),
+        ..Default::default()
     };
     let mut after = 0;
     let mut pages = Vec::new();
@@ -182,6 +188,7 @@ async fn a_search_by_number_reads_a_window_per_page_and_goes_on_to_the_end() {
             ContactFilter {
                 status: Some(Status::Pending),
                 digits: None,
+                ..Default::default()
             },
             3,
         )
@@ -192,4 +199,68 @@ async fn a_search_by_number_reads_a_window_per_page_and_goes_on_to_the_end() {
         vec![2, 3, 4]
     );
     assert_eq!(pending.next_after, Some(4));
+}
+
+#[tokio::test]
+async fn an_outcome_filter_finds_the_contacts_whose_latest_call_had_that_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    let c = store.create_campaign("t", "fp", "x.csv", 0).await.unwrap();
+    let rows = (0..30)
+        .map(|i| row(i + 2, format!("0086139{i:08}")))
+        .collect();
+    store.insert_contacts(c.id, rows, 0).await.unwrap();
+    // Calls on lines 5, 10 and 25 with their records: answered, busy, answered.
+    let id = c.id;
+    store
+        .call(move |db| {
+            for (line, class) in [(5, "answered"), (10, "busy"), (25, "answered")] {
+                db.execute(
+                    "UPDATE contacts SET status = 'placed', session_id = 's' || ?2
+                     WHERE campaign_id = ?1 AND line = ?2",
+                    rusqlite::params![id, line],
+                )?;
+                db.execute(
+                    "INSERT INTO outcomes (session_id, contact_id, class, source, recorded_at)
+                     SELECT session_id, id, ?3, 'test', 0 FROM contacts
+                     WHERE campaign_id = ?1 AND line = ?2",
+                    rusqlite::params![id, line, class],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let answered = store
+        .contacts_page(
+            c.id,
+            0,
+            ContactFilter {
+                outcome: Some("answered".into()),
+                ..Default::default()
+            },
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        answered
+            .contacts
+            .iter()
+            .map(|r| (r.line, r.outcome.clone()))
+            .collect::<Vec<_>>(),
+        vec![(5, Some("answered".into())), (25, Some("answered".into()))]
+    );
+    assert_eq!(answered.next_after, None, "30 lines fit in one window");
+    let all = store
+        .contacts_page(c.id, 0, ContactFilter::default(), 50)
+        .await
+        .unwrap();
+    let busy: Vec<u64> = all
+        .contacts
+        .iter()
+        .filter(|r| r.outcome.as_deref() == Some("busy"))
+        .map(|r| r.line)
+        .collect();
+    assert_eq!(busy, vec![10], "every row carries its outcome");
 }

@@ -13,6 +13,7 @@
   const PAGE_SIZE = 50;
   const CHART_POINTS = 150; // 5 minutes at one sample per 2 s
   const STATUSES = ['pending', 'in_flight', 'placed', 'failed', 'not_placed', 'skipped', 'unknown', 'cancelled', 'expired'];
+  const OUTCOMES = ['answered', 'not_answered', 'busy', 'rejected', 'unreachable', 'invalid_number', 'voicemail', 'blocked', 'throttled', 'other', 'no_record'];
   const FINAL = new Set(['placed', 'failed', 'not_placed', 'skipped', 'unknown', 'cancelled', 'expired']);
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -318,10 +319,17 @@
       const n = (c.counts || {})[s] || 0;
       if (n) items.push(h('li', { class: 'count count-' + s, 'data-status': s }, h('span', { text: s.replace('_', ' ') }), ' ', h('b', { text: num(n) })));
     }
-    for (const [k, v] of Object.entries(c.outcomes || {})) {
-      if (v) items.push(h('li', { class: 'count outcome' }, h('span', { text: k }), ' ', h('b', { text: num(v) })));
+    const o = c.outcomes; // present when the service tracks call outcomes
+    if (o && o.by_outcome) {
+      for (const [k, v] of Object.entries(o.by_outcome)) {
+        if (v) items.push(h('li', { class: 'count outcome', 'data-outcome': k }, h('span', { text: k.replace('_', ' ') }), ' ', h('b', { text: num(v) })));
+      }
+      if (o.awaiting) items.push(h('li', { class: 'count outcome' }, h('span', { text: 'outcome awaited' }), ' ', h('b', { text: num(o.awaiting) })));
+      if (o.answer_rate !== null && o.answer_rate !== undefined) {
+        items.push(h('li', { class: 'count outcome', id: 'answer-rate' }, h('span', { text: 'answer rate' }), ' ', h('b', { text: (100 * o.answer_rate).toFixed(1) + '%' })));
+      }
     }
-    return h('ul', { class: 'counts', 'aria-label': 'Contacts by status' }, items);
+    return h('ul', { class: 'counts', 'aria-label': 'Contacts by status and call outcome' }, items);
   }
 
   function rate(c) {
@@ -501,18 +509,21 @@
   }
 
   function contactsSection(id) {
-    const state = { cursors: [''], index: 0, status: '', q: '' };
+    const state = { cursors: [''], index: 0, status: '', outcome: '', q: '' };
     const statusSel = h('select', { id: 'filter-status', name: 'status' },
       h('option', { value: '', text: 'any status' }), STATUSES.map((s) => h('option', { value: s, text: s })));
+    const outcomeSel = h('select', { id: 'filter-outcome', name: 'outcome' },
+      h('option', { value: '', text: 'any outcome' }), OUTCOMES.map((s) => h('option', { value: s, text: s.replace('_', ' ') })));
     const qInput = h('input', { id: 'filter-q', name: 'q', type: 'search', inputmode: 'tel', autocomplete: 'off', placeholder: 'e.g. 138 0001 6305' });
     const form = h('form', { id: 'contacts-filter', class: 'filters', role: 'search', 'aria-label': 'Filter contacts' },
       h('label', { for: 'filter-status', text: 'Status' }), statusSel,
+      h('label', { for: 'filter-outcome', text: 'Outcome' }), outcomeSel,
       h('label', { for: 'filter-q', text: 'Number' }), qInput,
       h('button', { type: 'submit', text: 'Show' }));
     const tbody = h('tbody', { id: 'contact-rows' });
     const table = h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': 'Contacts table' }, h('table', { class: 'contacts' },
       h('caption', { class: 'sr-only', text: 'Contacts of this campaign' }),
-      h('thead', {}, h('tr', {}, ['Line', 'Number', 'Name', 'ID', 'Status', 'Attempts', 'Next try', 'Last error'].map((t) => h('th', { scope: 'col', text: t })))),
+      h('thead', {}, h('tr', {}, ['Line', 'Number', 'Name', 'ID', 'Status', 'Outcome', 'Attempts', 'Next try', 'Last error'].map((t) => h('th', { scope: 'col', text: t })))),
       tbody));
     const prev = h('button', { type: 'button', id: 'contacts-prev', text: '← Previous' });
     const next = h('button', { type: 'button', id: 'contacts-next', text: 'Next →' });
@@ -526,6 +537,7 @@
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       state.status = statusSel.value;
+      state.outcome = outcomeSel.value;
       state.q = qInput.value.trim();
       state.cursors = [''];
       state.index = 0;
@@ -538,6 +550,7 @@
       self.loaded = true;
       const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
       if (state.status) params.set('status', state.status);
+      if (state.outcome) params.set('outcome', state.outcome);
       if (state.q) params.set('q', state.q);
       if (state.cursors[state.index]) params.set('cursor', state.cursors[state.index]);
       info.textContent = 'Loading…';
@@ -557,11 +570,12 @@
         tbody.appendChild(h('tr', { 'data-line': c.line },
           h('td', { text: c.line }), h('td', {}, open), h('td', { class: 'name', text: c.name || '' }),
           h('td', { text: c.ext_id || '' }), h('td', {}, h('span', { class: 'state state-' + c.status, text: c.status })),
+          h('td', { class: 'outcome', text: c.outcome ? c.outcome.replace('_', ' ') : '' }),
           h('td', { text: c.attempts }), h('td', { text: c.next_at ? when(c.next_at) : '' }),
           h('td', { text: c.error_code ? c.error_code + (c.error_message ? ': ' + c.error_message : '') : '' })));
       }
       if (!page.contacts.length) {
-        tbody.appendChild(h('tr', {}, h('td', { colspan: 8, text: page.next_cursor ? 'No match in these lines; "Next" searches on.' : 'No contacts match.' })));
+        tbody.appendChild(h('tr', {}, h('td', { colspan: 9, text: page.next_cursor ? 'No match in these lines; "Next" searches on.' : 'No contacts match.' })));
       }
       prev.disabled = state.index === 0;
       next.disabled = !page.next_cursor;
@@ -592,7 +606,19 @@
           h('dt', { text: 'Why not now' }), h('dd', { id: 'why-not-now' }, w
             ? [h('b', { text: w.gate }), w.reason ? ': ' + w.reason : '', w.until ? ' — until ' + when(w.until) : '']
             : FINAL.has(d.status) ? 'final: it will not be called again' : 'on the wire now')),
-        h('h4', { text: 'Sessions and attempts' }),
+        d.sessions && d.sessions.length ? [
+          h('h4', { text: 'Calls and their outcomes' }),
+          h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': 'Calls of this contact' }, h('table', { class: 'sessions' },
+            h('thead', {}, h('tr', {}, ['Session', 'Outcome', 'Talk time', 'Answered', 'Ended', 'Hung up by'].map((t) => h('th', { scope: 'col', text: t })))),
+            h('tbody', {}, d.sessions.map((x) => {
+              const oc = x.outcome || {};
+              return h('tr', {}, h('td', { text: x.session_id }), h('td', { text: oc.outcome || 'awaiting the call record' }),
+                h('td', { text: oc.duration_s !== undefined && oc.duration_s !== null ? duration(oc.duration_s) : '' }),
+                h('td', { text: oc.answered_at ? when(oc.answered_at) : '' }), h('td', { text: oc.ended_at ? when(oc.ended_at) : '' }),
+                h('td', { text: oc.hangup_side || '' }));
+            })))),
+        ] : null,
+        h('h4', { text: 'Attempts' }),
         d.attempts.length
           ? h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': 'Attempts of this contact' }, h('table', { class: 'attempts' },
             h('thead', {}, h('tr', {}, ['#', 'Started', 'Sent', 'Finished', 'Outcome', 'Code', 'Message', 'Session', 'Caller'].map((t) => h('th', { scope: 'col', text: t })))),
