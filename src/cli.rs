@@ -202,7 +202,8 @@ pub struct StatusArgs {
     #[arg(long, value_name = "NUMBER")]
     pub callee: Option<String>,
     /// Config whose campaign.default_country and callee_format read --callee (default: CN),
-    /// and whose calling.timezone shows times locally as well as in UTC.
+    /// and whose calling.timezone shows times locally as well as in UTC (default: the zone
+    /// the last run or serve on the store was configured with).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }

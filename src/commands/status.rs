@@ -15,8 +15,14 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
         Some(path) => Some(crate::config::Config::load(path).map_err(Failure::input)?),
         None => None,
     };
+    // The zone the last `run` or `serve` on this store was configured with.
+    let stored = store
+        .meta(crate::report::META_ZONE)
+        .await
+        .map_err(Failure::other)?
+        .and_then(|z| crate::calling::zones::zone(&z).ok());
     if let Some(callee) = &args.callee {
-        return contact(&store, callee, cfg.as_ref()).await;
+        return contact(&store, callee, cfg.as_ref(), stored.as_ref()).await;
     }
     if let Some(o) = store.outage().await.map_err(Failure::other)? {
         crate::say!("{}", o.describe());
@@ -41,7 +47,7 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     for c in campaigns {
         let counts = store.counts(c.id).await.map_err(Failure::other)?;
         let total: u64 = counts.values().sum();
-        let zone = zone_of(&c, cfg.as_ref());
+        let zone = zone_of(&c, cfg.as_ref(), stored.as_ref());
         crate::say!(
             "campaign {} (id {}, {} contacts): {}{}",
             c.name,
@@ -106,8 +112,9 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     Ok(Done::Ok)
 }
 
-/// A campaign's zone: its own window's, else the config's (with `--config`), else UTC.
-fn zone_of(c: &Campaign, cfg: Option<&Config>) -> TimeZone {
+/// A campaign's zone: its own window's, else the config's (with `--config`), else the one the
+/// last `run` or `serve` on the store was configured with, else UTC.
+fn zone_of(c: &Campaign, cfg: Option<&Config>, stored: Option<&TimeZone>) -> TimeZone {
     let settings: CampaignSettings = c
         .settings
         .as_deref()
@@ -119,6 +126,7 @@ fn zone_of(c: &Campaign, cfg: Option<&Config>) -> TimeZone {
         .and_then(|w| w.timezone.as_deref())
         .and_then(|z| crate::calling::zones::zone(z).ok());
     own.or_else(|| cfg.map(|cfg| cfg.calling.zone().clone()))
+        .or_else(|| stored.cloned())
         .unwrap_or(TimeZone::UTC)
 }
 
@@ -134,6 +142,7 @@ async fn contact(
     store: &crate::store::Store,
     raw: &str,
     config: Option<&Config>,
+    stored: Option<&TimeZone>,
 ) -> Result<Done, Failure> {
     use crate::config::CalleeFormat;
     let (country, formats) = match config {
@@ -154,7 +163,7 @@ async fn contact(
     }
     let mut found = false;
     for c in store.campaigns().await.map_err(Failure::other)? {
-        let zone = zone_of(&c, config);
+        let zone = zone_of(&c, config, stored);
         let time = |ms: i64| time_in(ms, &zone);
         for callee in &spellings {
             let Some(d) = store

@@ -222,6 +222,10 @@ async fn run_waits_for_its_start_time_and_dials_once_it_has_passed() {
         text.contains("campaign run (id 1, 3 contacts): completed"),
         "a finished run reads completed, not active: {text}"
     );
+    assert!(
+        text.contains("CST Asia/Shanghai"),
+        "the zone the run was configured with, without --config: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
