@@ -3,7 +3,8 @@
 //!
 //! Run everything:  cargo bench --bench suite
 //! Run one:         cargo bench --bench suite -- rate      (names: rate faults soak headroom
-//!                                                          memory intake resume lines console)
+//!                                                          memory intake resume lines console
+//!                                                          outcomes)
 //! The 1,000,000-contact benchmarks run last: their stand-in's figures are large, and freeing
 //! them must not disturb the timing of the others.
 //! Prints a Markdown table of figures and goals; BENCHMARKS.md keeps the latest one.
@@ -238,6 +239,107 @@ async fn rate(name: &'static str, n: usize, with_faults: bool) -> Vec<Row> {
             met: inner >= 19.8 && st.max_in_any_window <= 20 && st.rate_limited == 0 && over <= 2.0 && all_final,
         },
     ]
+}
+
+/// Outcome tracking beside dialling (issue 13): `n` contacts at 20/s, every call answered and
+/// talking ~5 s (lognormal), its record visible 2 s after it ends; `[outcomes]` at the issue's
+/// figures (first_check_after = check_every = 30 s).
+async fn outcomes(n: usize) -> Vec<Row> {
+    const CDR_DELAY_S: i64 = 2;
+    const EVERY_MS: i64 = 30_000;
+    let mock = MockServer::spawn(MockOptions {
+        credentials: vec![(ID.to_string(), Secret::new(KEY))],
+        rate_limit: 20,
+        latency_ms: 300,
+        keep_bodies: false,
+        new_connection_delay: NEW_CONNECTION_DELAY,
+        cdr_delay: Duration::from_secs(CDR_DELAY_S as u64),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = Scratch::new();
+    write_contacts(&s.path("contacts.csv"), n);
+    let cfg = s.config(
+        &mock.endpoint(),
+        "requests_per_second = 20",
+        "backoff_initial = \"500ms\"\nbackoff_max = \"5s\"",
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "[outcomes]\nenabled = true\nfirst_check_after = \"30s\"\ncheck_every = \"30s\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let started = Instant::now();
+    let (status, wall, peak_kib) = wait_sampling(s.dialer(), started).await;
+    assert!(
+        status.success(),
+        "dialer failed: see {}",
+        s.path("dialer.log").display()
+    );
+    let st = mock.stats();
+    let cdr = st
+        .actions
+        .get("DescribeTelCdr")
+        .cloned()
+        .unwrap_or_default();
+    let dial_rate = interior_rate(&st, 5);
+    // From the store: each session's send, its record's end, when its outcome was written.
+    let db = rusqlite::Connection::open(s.path("state.db")).unwrap();
+    let mut stmt = db
+        .prepare(
+            "SELECT COALESCE(a.sent_at, a.started_at), o.ended_at, o.recorded_at
+             FROM outcomes o JOIN attempts a ON a.session_id = o.session_id
+             WHERE o.class != 'no_record'",
+        )
+        .unwrap();
+    let rows: Vec<(i64, i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut latency: Vec<i64> = Vec::new();
+    let mut polls_max = 1;
+    for (sent, ended, recorded) in &rows {
+        let visible = (ended + CDR_DELAY_S) * 1000;
+        latency.push(recorded - visible);
+        // Checks on the grid from the first one (first tick at or after sent + 30 s) to the
+        // first tick at or after the record became visible.
+        let first = (sent + EVERY_MS + EVERY_MS - 1) / EVERY_MS;
+        let seen = (visible + EVERY_MS - 1) / EVERY_MS;
+        polls_max = polls_max.max(seen - first + 1);
+    }
+    latency.sort_unstable();
+    let p95 = latency
+        .get(latency.len().saturating_sub(1) * 95 / 100)
+        .copied()
+        .unwrap_or(i64::MAX);
+    let bound = (n as i64 + 99) / 100 * polls_max;
+    let results = s.results();
+    let all_known = results.len() == n && results.iter().all(|r| r.outcome == "answered");
+    vec![Row {
+        name: "outcomes beside dialling",
+        figure: format!(
+            "{n} contacts, {} CreateAIAgentCall requests at {dial_rate:.2} req/s (leaving out the first and last 5 s), max {} in any 1-s window; {} DescribeTelCdr requests (bound {n}/100 x {polls_max} polls = {bound}), max {} in any 1-s window, {} refused; record visible -> written p95 {:.1} s (check_every 30 s), max {:.1} s; all {} outcomes known: {all_known}; wall {:.1} s; peak RSS {} MiB",
+            st.requests,
+            st.max_in_any_window,
+            cdr.requests,
+            cdr.max_in_any_window,
+            cdr.rate_limited,
+            p95 as f64 / 1000.0,
+            latency.last().copied().unwrap_or(0) as f64 / 1000.0,
+            rows.len(),
+            wall.as_secs_f64(),
+            peak_kib / 1024
+        ),
+        goal: "DescribeTelCdr requests <= n/100 x polls; 0 windows over 20 for either action; dialling >= 19.8 req/s; visible -> results p95 <= check_every + 1 s",
+        met: (cdr.requests as i64) <= bound
+            && st.max_in_any_window <= 20
+            && cdr.max_in_any_window <= 20
+            && dial_rate >= 19.8
+            && p95 <= EVERY_MS + 1000
+            && all_known,
+    }]
 }
 
 async fn headroom(n: usize) -> Vec<Row> {
@@ -674,6 +776,9 @@ async fn main() {
     }
     if want("faults") {
         rows.extend(rate("fidelity under faults", 2000, true).await);
+    }
+    if want("outcomes") {
+        rows.extend(outcomes(2000).await);
     }
     if want("soak") {
         rows.extend(soak(2000, 20).await);

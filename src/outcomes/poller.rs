@@ -125,6 +125,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The last multiple of `every_ms` at or before `now_ms`.
+fn grid(now_ms: i64, every_ms: i64) -> i64 {
+    now_ms - now_ms.rem_euclid(every_ms.max(1))
+}
+
 fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
@@ -237,9 +242,15 @@ impl Tracker {
         }
     }
 
-    /// One pass: every session and in-doubt request due at `now_ms` (up to a pass's share).
+    /// One pass: every session and in-doubt request due by the last tick of the `check_every`
+    /// grid at or before `now_ms` (up to a pass's share). Checks fall on the grid so that every
+    /// session due in one tick is asked about in the same requests (up to 100 a request),
+    /// rather than a few at a time as their calls end: the query count stays near
+    /// sessions / 100 per round, and a record visible at `t` is asked for by the first tick
+    /// after `t` (at most `check_every` later).
     pub async fn pass(&self, now_ms: i64) -> Result<PassReport, PassError> {
-        self.pass_until(now_ms, now_ms).await
+        let tick = grid(now_ms, ms(self.settings.check_every));
+        self.pass_inner(now_ms, tick, tick).await
     }
 
     /// [`Tracker::pass`], also asking again about those asked before whose next check is due by
@@ -251,25 +262,37 @@ impl Tracker {
         now_ms: i64,
         asked_until_ms: i64,
     ) -> Result<PassReport, PassError> {
+        self.pass_inner(now_ms, now_ms, asked_until_ms).await
+    }
+
+    /// A pass that takes sessions due by `due_ms` (never asked: sent by `due_ms -
+    /// first_check_after`; asked: next check by `asked_until_ms`) and schedules the next
+    /// checks from `due_ms`.
+    async fn pass_inner(
+        &self,
+        now_ms: i64,
+        due_ms: i64,
+        asked_until_ms: i64,
+    ) -> Result<PassReport, PassError> {
         let mut report = PassReport::default();
         let first = ms(self.settings.first_check_after);
         let due = self
             .store
-            .due_sessions_until(now_ms, first, asked_until_ms, SESSIONS_PER_PASS)
+            .due_sessions_until(due_ms, first, asked_until_ms, SESSIONS_PER_PASS)
             .await?;
         report.more = due.len() == SESSIONS_PER_PASS;
         for batch in schedule::batches(due) {
             report.sessions_asked += batch.len();
-            report.recorded += self.check_batch(batch, now_ms).await?;
+            report.recorded += self.check_batch(batch, now_ms, due_ms).await?;
         }
         let due = self
             .store
-            .due_reconciles_until(now_ms, first, asked_until_ms, RECONCILES_PER_PASS)
+            .due_reconciles_until(due_ms, first, asked_until_ms, RECONCILES_PER_PASS)
             .await?;
         report.more |= due.len() == RECONCILES_PER_PASS;
         for d in due {
             report.reconciles_asked += 1;
-            self.reconcile(d, now_ms).await?;
+            self.reconcile(d, now_ms, due_ms).await?;
         }
         Ok(report)
     }
@@ -385,6 +408,7 @@ impl Tracker {
         &self,
         batch: Vec<crate::store::DueSession>,
         now_ms: i64,
+        due_ms: i64,
     ) -> Result<usize, PassError> {
         let Some(oldest) = batch.first().map(|d| d.sent_at) else {
             return Ok(0);
@@ -398,6 +422,7 @@ impl Tracker {
             .iter()
             .filter_map(|r| r.session_id.as_deref().map(|s| (s, r)))
             .collect();
+        let every = ms(self.settings.check_every);
         let mut write = Vec::new();
         let mut again = Vec::new();
         for d in &batch {
@@ -410,10 +435,10 @@ impl Tracker {
                 None => match schedule::after_miss(
                     d.sent_at,
                     now_ms,
-                    ms(self.settings.check_every),
+                    every,
                     ms(self.settings.give_up_after),
                 ) {
-                    Next::At(at) => again.push((d.attempt_id, at)),
+                    Next::At(at) => again.push((d.attempt_id, at.min(due_ms + every))),
                     Next::GiveUp => write.push(OutcomeRecord {
                         session_id: d.session_id.clone(),
                         contact_id: d.contact_id,
@@ -430,7 +455,12 @@ impl Tracker {
         Ok(n)
     }
 
-    async fn reconcile(&self, d: crate::store::DueReconcile, now_ms: i64) -> Result<(), PassError> {
+    async fn reconcile(
+        &self,
+        d: crate::store::DueReconcile,
+        now_ms: i64,
+        due_ms: i64,
+    ) -> Result<(), PassError> {
         if d.status != crate::contact::Status::Unknown.as_str() {
             self.store
                 .finish_reconcile(d.attempt_id, Reconciled::Moot, now_ms)
@@ -473,7 +503,7 @@ impl Tracker {
                 Reconciled::NotPlaced
             }
             Match::None => {
-                let at = (now_ms + ms(self.settings.check_every))
+                let at = (due_ms + ms(self.settings.check_every))
                     .min(d.sent_at + ms(self.settings.reconcile_after));
                 self.store
                     .reschedule_checks(vec![(d.attempt_id, at)])
@@ -486,5 +516,43 @@ impl Tracker {
             .await?;
         self.changed.notify_waiters();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_fall_on_the_check_every_grid() {
+        assert_eq!(grid(61_500, 30_000), 60_000);
+        assert_eq!(grid(60_000, 30_000), 60_000);
+        assert_eq!(grid(59_999, 30_000), 30_000);
+        assert_eq!(grid(5, 0), 5);
+    }
+
+    #[test]
+    fn query_errors_are_judged_by_the_retry_policys_classes() {
+        let api = |code: &str| CallError::Api {
+            code: code.into(),
+            message: "m".into(),
+            request_id: "r".into(),
+        };
+        assert!(matches!(
+            judge(&api("RequestLimitExceeded")),
+            QueryFailure::Throttled(_)
+        ));
+        assert!(matches!(
+            judge(&api("AuthFailure.SignatureFailure")),
+            QueryFailure::Halt { .. }
+        ));
+        assert!(matches!(
+            judge(&api("InternalError.DBError")),
+            QueryFailure::Backoff(_)
+        ));
+        assert!(matches!(
+            judge(&CallError::InDoubt { reason: "x".into() }),
+            QueryFailure::Backoff(_)
+        ));
     }
 }
