@@ -106,9 +106,77 @@ pub struct WaitReason {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OutcomesPart {
-    /// Whether this build records what became of placed calls (answered, talk time).
+    /// Whether any call record of this campaign's placed calls was recorded (`[outcomes]`
+    /// enabled and records arrived).
     pub tracked: bool,
     pub note: String,
+    /// Placed contacts by their latest call's outcome class (`answered`, `not_answered`, …).
+    pub by_class: BTreeMap<String, u64>,
+    /// Placed contacts whose latest call has no record yet.
+    pub awaiting: u64,
+    /// Answered among the calls that ended with a record (`null` before any).
+    pub answer_rate: Option<f64>,
+    pub by_dial: Vec<DialPart>,
+}
+
+/// One dial: every contact's first placed call is dial 1, its second dial 2, …
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DialPart {
+    pub dial: u64,
+    /// Placed calls at this dial.
+    pub calls: u64,
+    /// Of them, calls whose record says how they ended.
+    pub ended: u64,
+    pub answered: u64,
+    /// `answered / ended` (`null` when none ended).
+    pub answer_rate: Option<f64>,
+    /// Contacts answered by this dial or an earlier one, over the contacts placed at least
+    /// once (`null` when none was).
+    pub reach: Option<f64>,
+}
+
+fn ratio(n: u64, of: u64) -> Option<f64> {
+    (of > 0).then(|| (n as f64 / of as f64 * 1000.0).round() / 1000.0)
+}
+
+async fn outcomes(store: &Store, campaign_id: i64) -> Result<OutcomesPart, StoreError> {
+    let counts = store.outcome_counts(campaign_id).await?;
+    let (dials, first_answers) = store.outcomes_by_dial(campaign_id).await?;
+    let placed_once = dials.first().map_or(0, |d| d.1);
+    let by_dial = dials
+        .iter()
+        .map(|&(dial, calls, ended, answered)| DialPart {
+            dial,
+            calls,
+            ended,
+            answered,
+            answer_rate: ratio(answered, ended),
+            reach: ratio(
+                first_answers.iter().filter(|&&d| d <= dial).count() as u64,
+                placed_once,
+            ),
+        })
+        .collect();
+    let tracked = !counts.by_class.is_empty();
+    let note = if tracked {
+        format!(
+            "outcomes: {} of {} placed contacts have a call record",
+            counts.by_class.values().sum::<u64>(),
+            counts.placed()
+        )
+    } else {
+        "outcomes: not tracked (no call record of this campaign in the store: [outcomes] \
+         enabled = true asks the service for them)"
+            .into()
+    };
+    Ok(OutcomesPart {
+        tracked,
+        note,
+        answer_rate: counts.answer_rate().map(|r| (r * 1000.0).round() / 1000.0),
+        by_class: counts.by_class,
+        awaiting: counts.awaiting,
+        by_dial,
+    })
 }
 
 fn seconds(ms: u64) -> f64 {
@@ -288,12 +356,7 @@ pub async fn build(store: &Store, c: &Campaign, now_ms: i64) -> Result<Report, S
         requests_per_contact,
         rate,
         waiting,
-        outcomes: OutcomesPart {
-            tracked: false,
-            note: "outcomes: not tracked (this build does not record whether placed calls were \
-                   answered; reach and answer rate by dial appear here once it does)"
-                .into(),
-        },
+        outcomes: outcomes(store, c.id).await?,
     })
 }
 
@@ -370,7 +433,34 @@ pub fn render_text(r: &Report) -> String {
             w.reason, w.seconds, w.description
         );
     }
-    let _ = writeln!(o, "{}", r.outcomes.note);
+    let out = &r.outcomes;
+    let _ = writeln!(o, "{}", out.note);
+    if out.tracked {
+        for (class, n) in &out.by_class {
+            let _ = writeln!(o, "  {class:<16} {n}");
+        }
+        if out.awaiting > 0 {
+            let _ = writeln!(o, "  {:<16} {}", "(no record yet)", out.awaiting);
+        }
+        let pct = |x: Option<f64>| {
+            x.map(|v| format!("{:.1}%", v * 100.0))
+                .unwrap_or_else(|| "-".into())
+        };
+        let _ = writeln!(o, "  answer rate {}", pct(out.answer_rate));
+        let _ = writeln!(o, "  by dial:  calls  ended  answered  answer rate  reach");
+        for d in &out.by_dial {
+            let _ = writeln!(
+                o,
+                "  {:>6}  {:>6} {:>6} {:>9} {:>12} {:>6}",
+                d.dial,
+                d.calls,
+                d.ended,
+                d.answered,
+                pct(d.answer_rate),
+                pct(d.reach)
+            );
+        }
+    }
     o
 }
 

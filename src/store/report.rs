@@ -91,6 +91,45 @@ impl Store {
         .await
     }
 
+    /// Campaign `campaign_id`'s placed calls by dial (1 = a contact's first placed call, 2 its
+    /// second, …): `(dial, calls, calls with a record, answered)`, and for each contact answered
+    /// at least once, the dial of its first answer.
+    pub async fn outcomes_by_dial(
+        &self,
+        campaign_id: i64,
+    ) -> Result<(Vec<(u64, u64, u64, u64)>, Vec<u64>), StoreError> {
+        self.call(move |c| {
+            const DIALS: &str = "SELECT a.contact_id, a.session_id,
+                   ROW_NUMBER() OVER (PARTITION BY a.contact_id ORDER BY a.n) AS d
+                 FROM attempts a JOIN contacts k ON k.id = a.contact_id
+                 WHERE k.campaign_id = ?1 AND a.outcome = 'placed' AND a.session_id IS NOT NULL";
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT s.d, COUNT(*),
+                        COALESCE(SUM(o.class IS NOT NULL AND o.class != 'no_record'), 0),
+                        COALESCE(SUM(o.class = 'answered'), 0)
+                 FROM ({DIALS}) s LEFT JOIN outcomes o ON o.session_id = s.session_id
+                 GROUP BY s.d ORDER BY s.d"
+            ))?;
+            let rows = stmt.query_map([campaign_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, i64>(3)? as u64,
+                ))
+            })?;
+            let by_dial = rows.collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT MIN(s.d) FROM ({DIALS}) s JOIN outcomes o ON o.session_id = s.session_id
+                 WHERE o.class = 'answered' GROUP BY s.contact_id"
+            ))?;
+            let rows = stmt.query_map([campaign_id], |r| Ok(r.get::<_, i64>(0)? as u64))?;
+            let first_answers = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok((by_dial, first_answers))
+        })
+        .await
+    }
+
     /// A value from the store's `meta` table.
     pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();

@@ -420,7 +420,25 @@ async fn the_running_service_answers_every_operation_as_documented() {
             assert!(!p.contains('{'), "{what}: a path parameter is not declared");
             p
         };
-        let filled = fill(id);
+        // Boolean query switches given an example are sent with it (purge's
+        // forget_dial_history: a requeued contact may have been placed, its call is then in the
+        // dial history).
+        let query: Vec<String> = params
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .filter_map(|p| {
+                Some(format!(
+                    "{}={}",
+                    p["name"].as_str()?,
+                    p.get("example")?.as_bool()?
+                ))
+            })
+            .collect();
+        let filled = if query.is_empty() {
+            fill(id)
+        } else {
+            format!("{}?{}", fill(id), query.join("&"))
+        };
         let headers: Vec<(String, String)> = params
             .iter()
             .filter(|p| p["in"] == "header")

@@ -178,3 +178,43 @@ async fn the_api_report_is_the_cli_report() {
     assert_eq!(cli["by_status"], r["by_status"]);
     assert_eq!(cli["rate"]["requests_sent"], r["rate"]["requests_sent"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_outcomes_tracked_the_report_gives_reach_and_answer_rate_by_dial() {
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\ncalls = [\"answered:1s\"]\n\
+         [[rule]]\ncallee = \"{}\"\ncalls = [\"not_answered\"]\n\
+         [[rule]]\ncallee = \"{}\"\ncalls = [\"busy\"]\n",
+        phone(0),
+        phone(1),
+        phone(2)
+    );
+    let mock = ccc_dialer::mock::MockServer::spawn(outcome_options(&faults))
+        .await
+        .unwrap();
+    let s = Scratch::new(
+        &mock.endpoint(),
+        "",
+        "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\n",
+    );
+    s.write_contacts(&contacts_csv(4));
+    let out = run_async(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let r = json_report(&s.state, &[]);
+    let o = &r["outcomes"];
+    assert_eq!(o["tracked"], true, "{r:#}");
+    assert_eq!(
+        o["by_class"]["answered"], 2,
+        "contact 3 answers by default: {o:#}"
+    );
+    assert_eq!(o["by_class"]["not_answered"], 1, "{o:#}");
+    assert_eq!(o["by_class"]["busy"], 1, "{o:#}");
+    assert_eq!(o["answer_rate"], 0.5, "{o:#}");
+    assert_eq!(
+        o["by_dial"],
+        serde_json::json!([{"dial": 1, "calls": 4, "ended": 4, "answered": 2, "answer_rate": 0.5, "reach": 0.5}])
+    );
+    let text = String::from_utf8_lossy(&report(&s.state, &[]).stdout).into_owned();
+    assert!(text.contains("answer rate 50.0%"), "{text}");
+    assert!(!text.contains("not tracked"), "{text}");
+}
