@@ -17,10 +17,10 @@
 //!    Idle connections are closed after `tencentcloud.idle_timeout` (50 s by default), before
 //!    a NAT, a firewall or the endpoint's keep-alive limit may have dropped them without a
 //!    word: a request sent on a connection dropped that way gets no reply and ends in doubt.
-//!    TCP keep-alive probes ([`KEEPALIVE_IDLE`]) keep the connections in use known to
-//!    everything on the way and close one whose peer vanished. Rounds touch only a few idle
-//!    connections (the pool hands out the most recently used first), so the pool settles at
-//!    what the campaign uses plus a few; a request that finds none idle opens one, and
+//!    TCP keep-alive probes ([`KEEPALIVE_IDLE`]) keep the connections known to everything on
+//!    the way and close one whose peer vanished. Each round touches every idle connection, so
+//!    none reaches the idle timeout while the client lives and the pool keeps what the pace's
+//!    worst case needs; a request that finds none idle all the same opens one, and
 //!    [`Departing`] counts its set-up.
 //! 2. [`Departing`]: the request body notes the moment the connection takes it, which is after
 //!    any connection set-up (TLS included) and when the connection's task really runs; the
@@ -54,14 +54,6 @@ pub const KEEPALIVE_RETRIES: u32 = 3;
 
 /// The most connections kept warm, whatever `max_in_flight` says.
 pub const MAX_WARM: usize = 256;
-
-/// Idle connections a keep-warm round leaves alone (see [`KeepWarm::start`]).
-pub const SPARE: usize = 4;
-/// The most connections one keep-warm round touches (or opens). A round of 60 warm-ups at
-/// once on a loaded 2-core host delayed requests sent meanwhile by a few milliseconds and the
-/// stand-in then saw 21 arrivals in a second (the `cap` test with two campaigns, and one
-/// `RequestLimitExceeded` in the rate benchmark); eight at a time did not.
-pub const TOUCH_PER_ROUND: usize = 8;
 
 /// Told when a connection a request had to open became ready.
 pub type OnConnect = Arc<dyn Fn(Instant) + Send + Sync>;
@@ -254,10 +246,12 @@ pub struct KeepWarm {
 
 impl KeepWarm {
     /// Every [`KEEP_WARM_EVERY`], touch as many connections as there are free in-flight
-    /// `permits` but [`SPARE`] (at most [`TOUCH_PER_ROUND`]), holding those permits meanwhile:
-    /// together with the requests in flight never more than `max_in_flight` at once, and a few
-    /// idle connections left, so the pool never has to open a connection for a request because
-    /// warm-ups held the idle ones. Over HTTP/2 one touch keeps the one connection.
+    /// `permits`, holding all of them meanwhile: every idle connection is touched (the pool
+    /// hands out the most recently used first, so a round of fewer would touch the same few
+    /// each time and leave the others to the idle timeout), none is opened for a request
+    /// because the round held the idle ones (a request waits for a permit until the round is
+    /// over, one round trip), and together with the requests in flight never more than
+    /// `max_in_flight` at once. Over HTTP/2 one touch keeps the one connection.
     pub fn start(
         http: reqwest::Client,
         url: String,
@@ -270,23 +264,17 @@ impl KeepWarm {
             every.tick().await;
             loop {
                 every.tick().await;
-                // A few free permits stay free: a request starting during the round, or one
-                // whose predecessor's connection is not back in the pool yet, finds an idle
-                // connection instead of opening one.
                 let free = if http2 {
                     1
                 } else {
-                    permits
-                        .available_permits()
-                        .saturating_sub(SPARE)
-                        .min(TOUCH_PER_ROUND)
-                };
-                let Ok(held) = permits.clone().try_acquire_many_owned(free as u32) else {
-                    continue;
+                    permits.available_permits().min(MAX_WARM)
                 };
                 if free == 0 {
                     continue;
                 }
+                let Ok(held) = permits.clone().try_acquire_many_owned(free as u32) else {
+                    continue;
+                };
                 let answered = touch(&http, &url, free).await;
                 drop(held);
                 tracing::debug!(touched = free, answered, "connections kept warm");
