@@ -407,6 +407,12 @@ impl Service {
                 campaign.id
             )));
         }
+        if campaign.purged_at.is_some() {
+            return Err(CreateError::Conflict(format!(
+                "campaign {} was purged (its contacts and history are deleted): create a new campaign for more contacts",
+                campaign.id
+            )));
+        }
         if !campaign.intake_done {
             return Err(CreateError::Conflict(format!(
                 "campaign {} is still importing its contacts: add more once its intake has finished",

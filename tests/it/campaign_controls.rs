@@ -363,6 +363,24 @@ async fn contacts_added_to_a_campaign_are_dialled_once_and_repeats_are_duplicate
         .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(mock.stats().requests, 5, "nothing more was dialled");
+    // A purged campaign takes no more contacts: its history is gone.
+    let (status, body) = srv
+        .post(
+            &format!("/v1/campaigns/{id}/purge?forget_dial_history=true"),
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = srv
+        .post(&format!("/v1/campaigns/{id}/contacts"), csv_of(47, 20))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("purged")),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
