@@ -501,6 +501,14 @@ async fn console(n: usize) -> Vec<Row> {
         }
     })
     .await;
+    // What `[outcomes]` adds to a refresh (contacts by their latest call's outcome).
+    let outcomes = timed(runs, || {
+        let store = store.clone();
+        async move {
+            store.outcome_counts(id).await.unwrap();
+        }
+    })
+    .await;
     let page = |after: u64, filter: ContactFilter| {
         let store = store.clone();
         async move {
@@ -542,15 +550,16 @@ async fn console(n: usize) -> Vec<Row> {
     vec![Row {
         name: "console refresh at 1M contacts",
         figure: format!(
-            "{n} contacts, median of {runs}: campaign refresh (row, counts by status, rate) {}; contacts page: first {}, at line {} {}, status `failed` (1 in 1000) {}, a search window of 20000 lines with no match {}",
+            "{n} contacts, median of {runs}: campaign refresh (row, counts by status, rate) {}; with `[outcomes]` the outcome counts add {}; contacts page: first {}, at line {} {}, status `failed` (1 in 1000) {}, a search window of 20000 lines with no match {}",
             f(refresh),
+            f(outcomes),
             f(first),
             n - 1000,
             f(deep),
             f(rare),
             f(search)
         ),
-        goal: "every median <= 5 ms of store time",
+        goal: "every median <= 5 ms of store time (outcome counts: reported, not judged here)",
         met: worst <= 5.0,
     }]
 }

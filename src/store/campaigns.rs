@@ -335,11 +335,14 @@ impl Store {
     }
 
     /// Requests of this campaign that reached the network since `since_ms` (for its rate).
+    /// `CROSS JOIN` keeps SQLite starting from the recent attempts (an index range of a few
+    /// seconds' requests): left to choose, it walked every contact of the campaign and probed
+    /// its attempts, 126 ms at 1,000,000 contacts on every campaign view.
     pub async fn sends_since(&self, campaign_id: i64, since_ms: i64) -> Result<u64, StoreError> {
         self.call(move |c| {
             let n: i64 = c
                 .prepare_cached(
-                    "SELECT COUNT(*) FROM attempts a JOIN contacts k ON k.id = a.contact_id
+                    "SELECT COUNT(*) FROM attempts a CROSS JOIN contacts k ON k.id = a.contact_id
                      WHERE a.started_at >= ?2 AND k.campaign_id = ?1
                        AND COALESCE(a.outcome, '') NOT IN ('not_sent', 'requeued')",
                 )?
