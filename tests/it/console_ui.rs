@@ -508,3 +508,68 @@ async fn console_shows_the_rate_fall_to_zero_on_pause_and_come_back_on_resume() 
         .await;
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_shows_call_outcomes_the_answer_rate_and_filters_by_outcome() {
+    use crate::served::normalised;
+    // The first contact's call is busy, the others are answered and last 1 s.
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\ncalls = [\"busy\"]\n[[rule]]\ncallee = \"*\"\ncalls = [\"answered:1s\"]\n",
+        normalised(6, 0)
+    );
+    let mock = mock_with(20, 0, &faults).await;
+    let s = crate::served::scratch(
+        &mock,
+        "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\n",
+    );
+    let served = Served::start(&s).await;
+    let id = served
+        .create("outcomes", &crate::served::csv_of(6, 6))
+        .await;
+    let c = served
+        .wait_campaign(id, "every outcome known", |c| {
+            c["state"] == "completed" && c["outcomes"]["awaiting"] == 0
+        })
+        .await;
+    assert_eq!(c["outcomes"]["by_outcome"]["busy"], 1, "{c}");
+
+    let b = Browser::start().await;
+    signed_in(&b, &served).await;
+    b.goto(&served.url(&format!("/console/#/campaign/{id}")))
+        .await;
+    let rate = b
+        .wait_text("#answer-rate", "the answer rate", |t| t.contains('%'))
+        .await;
+    assert!(rate.contains("83.3%"), "{rate}");
+    let busy = b
+        .wait_text("#summary li[data-outcome='busy']", "the busy count", |_| {
+            true
+        })
+        .await;
+    assert_eq!(busy, "busy 1");
+    // Filtered by outcome: the busy contact alone, with its outcome.
+    b.js("document.getElementById('filter-outcome').value = 'busy'; return null")
+        .await;
+    b.click("#contacts-filter button[type=submit]").await;
+    b.wait_text("#contacts-page", "the filtered page", |t| {
+        t.contains("lines 2–2")
+    })
+    .await;
+    assert_eq!(lines(&b).await, vec![2]);
+    let shown = b
+        .wait_text("#contact-rows td.outcome", "the outcome", |_| true)
+        .await;
+    assert_eq!(shown, "busy");
+    // Its panel lists the call with its outcome.
+    b.click(&format!("button[data-callee='{}']", normalised(6, 0)))
+        .await;
+    b.wait_text(
+        "#contact-panel table.sessions",
+        "the call and its outcome",
+        |t| t.contains("busy"),
+    )
+    .await;
+    b.check_accessibility("a campaign's page with outcomes")
+        .await;
+    b.quit().await;
+}
