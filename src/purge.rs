@@ -128,35 +128,35 @@ async fn delete_upload(
 }
 
 /// `[store] retain`: purge every campaign finished more than `retain` ago whose calls have left
-/// the dial history. Returns how many were purged.
+/// the dial history. Returns the ids of those purged.
 pub async fn apply_retention(
     store: &Store,
     retain: Duration,
     uploads: &Path,
     now_ms: i64,
-) -> Result<u64, StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     let before = now_ms.saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
-    let mut n = 0;
+    let mut purged = Vec::new();
     for id in store.finished_before(before).await? {
         let Some(c) = store.campaign(id).await? else {
             continue;
         };
         match purge(store, &c, uploads, false, now_ms).await? {
-            (PurgeOutcome::Purged(_), _) => n += 1,
+            (PurgeOutcome::Purged(_), _) => purged.push(id),
             (PurgeOutcome::DialsNeeded { .. }, _) => {
                 tracing::debug!(campaign = %c.name, "retain: its calls are still in the dial history; purged once they age out")
             }
             _ => {}
         }
     }
-    if n > 0 {
+    if !purged.is_empty() {
         tracing::info!(
-            campaigns = n,
+            campaigns = purged.len(),
             retain_days = retain.as_secs() / 86_400,
             "store.retain: finished campaigns' contacts deleted"
         );
     }
-    Ok(n)
+    Ok(purged)
 }
 
 #[cfg(test)]

@@ -63,6 +63,12 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
             "  created {}",
             time_in(c.created_at, &zone).unwrap_or_default()
         );
+        if let Some(at) = c.purged_at {
+            crate::say!(
+                "  contacts purged {} (purge or store.retain)",
+                time_in(at, &zone).unwrap_or_default()
+            );
+        }
         for (status, n) in &counts {
             crate::say!("  {:<10} {n}", status.as_str());
         }

@@ -287,6 +287,8 @@ pub struct CampaignView {
     pub outage: Option<OutageView>,
     /// Placed calls by outcome (`null` unless `[outcomes]` is enabled).
     pub outcomes: Option<OutcomesView>,
+    /// When its contacts and attempts were deleted (`purge`, `[store] retain`), if they were.
+    pub purged_at: Option<String>,
 }
 
 /// A campaign's placed calls by outcome.
@@ -422,6 +424,7 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
             .unwrap_or(serde_json::Value::Null),
         outage,
         outcomes,
+        purged_at: c.purged_at.map(rfc3339),
     })
 }
 
@@ -492,6 +495,7 @@ async fn purge(
     if let Some(why) = crate::purge::refusal(&c, &outcome) {
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", why));
     }
+    svc.forget_counts(c.id);
     let counts = purged.map(|p| p.counts).unwrap_or_default();
     let c = find(&svc, &id).await?;
     Ok(Json(json!({

@@ -546,8 +546,11 @@ impl Service {
                             crate::dispatch::now_ms(),
                         )
                         .await;
-                        if let Err(e) = purged {
-                            tracing::warn!(error = %e, "store.retain: cannot purge finished campaigns");
+                        match purged {
+                            Ok(ids) => ids.into_iter().for_each(|id| svc.forget_counts(id)),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "store.retain: cannot purge finished campaigns")
+                            }
                         }
                     }
                 }

@@ -85,6 +85,8 @@ async fn an_api_purge_leaves_no_number_of_that_campaign_in_the_store_file() {
     assert_eq!(body["purged"]["attempts"], 5, "{body}");
     assert_eq!(body["purged"]["dials"], 5, "{body}");
     assert!(body["purged_at"].is_string(), "{body}");
+    assert_eq!(body["campaign"]["purged_at"], body["purged_at"], "{body}");
+    assert_eq!(body["campaign"]["total"], 0, "{body}");
 
     // Read while serve still holds the store: the purge itself emptied the WAL.
     let after = store_bytes(&s.state);
@@ -212,6 +214,14 @@ async fn cli_purge_of_a_run_deletes_its_numbers_and_documents_its_refusals() {
     }
     // The user's own contacts file is theirs: never deleted.
     assert!(s.contacts.exists());
+    let status = Command::new(bin())
+        .args(["status", "--state"])
+        .arg(&s.state)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(said.contains("(id 1, 0 contacts)"), "{said}");
+    assert!(said.contains("  contacts purged "), "{said}");
     let out = purge_cmd(&s.state, &["--campaign", "1"]);
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("purged before"));
