@@ -221,13 +221,14 @@ async fn warm(cfg: &Config, client: &Client) -> bool {
     }
 }
 
-/// Bind `addr` (port 0 picks one) and say which address it got.
+/// Bind `addr` (port 0 picks one) and say which address it got. A failure to bind (the port in
+/// use, no permission) is exit 1, as `serve --help` says: the address was well formed.
 pub async fn bind(
     addr: std::net::SocketAddr,
 ) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), Failure> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| Failure::input(anyhow::anyhow!("--listen {addr}: cannot bind: {e}")))?;
+        .map_err(|e| Failure::other(anyhow::anyhow!("--listen {addr}: cannot bind: {e}")))?;
     let bound = listener
         .local_addr()
         .map_err(|e| Failure::other(anyhow::anyhow!("cannot read the bound address: {e}")))?;

@@ -255,3 +255,36 @@ async fn an_empty_api_token_or_an_endless_secret_file_exits_2() {
         stderr_of(&out)
     );
 }
+
+/// `serve --help`: bind failures are exit 1 (it said 2 for a port in use).
+#[tokio::test]
+async fn serve_on_a_port_in_use_exits_1_naming_the_address() {
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&s.config)
+        .arg("--state")
+        .arg(&s.state)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+        .env("CCC_DIALER_API_TOKEN", crate::served::TOKEN)
+        .env_remove("TENCENTCLOUD_SESSION_TOKEN")
+        .env_remove("CCC_DIALER_LOG")
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run serve"))
+        .await
+        .expect("join");
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 1, "{err}");
+    assert!(
+        err.contains(&format!("--listen {addr}: cannot bind")),
+        "{err}"
+    );
+    drop(taken);
+}
