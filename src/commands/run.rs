@@ -354,12 +354,13 @@ pub(super) async fn print_intake(
 ) -> Result<(), Failure> {
     let c = &report.counts;
     crate::tell!(
-        "{}: {} rows: {} to dial, {} skipped ({} duplicates)",
+        "{}: {} rows: {} to dial, {} skipped ({} duplicate{})",
         contacts.display(),
         report.summary.rows,
         c.accepted,
         c.skipped,
-        c.duplicates
+        c.duplicates,
+        if c.duplicates == 1 { "" } else { "s" }
     );
     if !report.summary.ignored_columns.is_empty() {
         crate::tell!(

@@ -288,3 +288,20 @@ async fn serve_on_a_port_in_use_exits_1_naming_the_address() {
     );
     drop(taken);
 }
+
+/// The intake line counts duplicates in English: "(1 duplicate)", "(2 duplicates)".
+#[tokio::test]
+async fn the_intake_line_says_1_duplicate_and_2_duplicates() {
+    let mock = mock_with(20, 0, "").await;
+    for (copies, said) in [(1, "(1 duplicate)"), (2, "(2 duplicates)")] {
+        let s = Scratch::new(&mock.endpoint(), "", "");
+        let mut csv = contacts_csv(2);
+        for k in 0..copies {
+            csv.push_str(&format!("+86138{:08},d{k}\n", 0));
+        }
+        s.write_contacts(&csv);
+        let out = run_async(&s).await;
+        assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+        assert!(stderr_of(&out).contains(said), "{}", stderr_of(&out));
+    }
+}
