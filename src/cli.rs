@@ -91,6 +91,8 @@ The API needs `Authorization: Bearer <token>` with the token from CCC_DIALER_API
 CCC_DIALER_API_TOKEN_FILE): at least 16 characters, 10 distinct, no template word (REPLACE,
 CHANGE, EXAMPLE, PLACEHOLDER); without a token it listens on loopback only.
 Probes: GET /healthz, GET /readyz, GET /metrics. API: /v1 (document at /v1/openapi.json).
+The CDR push receiver POST /v1/ccc/cdr is on when CCC_DIALER_PUSH_USER and
+CCC_DIALER_PUSH_PASSWORD (or _FILE) are set: HTTP Basic, as set in the TCCC console.
 Slow clients are cut off by the config's [server] header_timeout, body_timeout and
 max_connections. The inbox refuses symbolic links, and a file whose contacts another
 campaign already has under another name (the API: 409 unless ?allow_duplicate=true).

@@ -16,7 +16,8 @@
 //! - [`dispatch`]: the engine that ties them together; [`results`] writes the results CSV;
 //!   [`requeue`] puts finished contacts back in the queue on an operator's request.
 //! - [`outcomes`]: what became of each placed call (DescribeTelCdr polling, outcome classes)
-//!   and `unknown` contacts resolved from the call records.
+//!   and `unknown` contacts resolved from the call records; [`end_status`]: the service's end
+//!   codes and their strings.
 //! - [`report`]: a campaign's report from the store (totals, rate against the cap, time spent
 //!   waiting and why).
 //! - [`server`]: `serve`, many campaigns in one process behind an HTTP API and an inbox;
@@ -35,6 +36,7 @@ pub mod contact;
 pub mod credentials;
 pub mod dispatch;
 pub mod duration;
+pub mod end_status;
 pub mod exit;
 pub mod import;
 pub mod intake;

@@ -32,6 +32,7 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     server::settle_previous(&store)
         .await
         .map_err(Failure::other)?;
+    let push_credentials = server::cdr_push::credentials(&ProcessEnv).map_err(Failure::input)?;
     let engine = super::engine(&cfg, store, client, rules).await?;
     let uploads = super::uploads_of(&args.state);
     let (listener, addr) = super::bind(args.listen).await?;
@@ -43,6 +44,11 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
         args.max_body_mib.saturating_mul(1 << 20),
     );
     svc.campaigns.set_notifier(notifier);
+    if let Some((user, password)) = push_credentials {
+        svc.enable_cdr_push(user, password)
+            .map_err(Failure::other)?;
+        tracing::info!("CDR push receiver on: POST /v1/ccc/cdr (HTTP Basic)");
+    }
 
     let stop_rx = signals.into_stop(cfg.grace_period);
     crate::say!("listening on http://{addr}");

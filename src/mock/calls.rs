@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::end_status;
 use super::lines::CallLength;
+use crate::end_status;
 
 /// What happens to one created call (a fault script's `calls` entry, or the default).
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@
 
 mod arrival;
 mod calls;
-mod end_status;
+
 mod extract;
 mod faults;
 mod lines;

@@ -188,6 +188,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/campaigns/{id}/contacts/{callee}"),
     ("POST", "/v1/calls"),
     ("POST", "/v1/dnc/reload"),
+    ("POST", "/v1/ccc/cdr"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -213,6 +214,8 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/calls", post(create_call))
         .route("/dnc/reload", post(reload_dnc))
         .route_layer(middleware::from_fn_with_state(svc.clone(), require_token))
+        // The service's data push authenticates with HTTP Basic, not the bearer token.
+        .route("/ccc/cdr", post(super::cdr_push::receive))
         .route("/openapi.json", get(openapi));
     Router::new()
         .nest("/v1", v1)

@@ -9,7 +9,8 @@
 //! - [`outage`]: campaigns paused while the endpoint is unreachable, resumed after;
 //! - [`console`]: the web console at `/console/`, its files compiled in;
 //! - [`contacts`]: `GET /v1/campaigns/{id}/contacts`, the contacts a page at a time;
-//! - [`requeue`]: `POST /v1/campaigns/{id}/requeue`, finished contacts back in the queue.
+//! - [`requeue`]: `POST /v1/campaigns/{id}/requeue`, finished contacts back in the queue;
+//! - [`cdr_push`]: `POST /v1/ccc/cdr`, the receiver of the service's CDR data push.
 //!
 //! [`Service::run_until_stopped`] takes the listener and the stop signal from the caller, so
 //! tests run it on port 0 and stop it when they like.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod auth;
 pub mod campaigns;
+pub mod cdr_push;
 pub mod console;
 pub mod contacts;
 pub mod inbox;
@@ -82,6 +84,8 @@ pub struct Service {
     /// Outcome tracking (`[outcomes] enabled`): the tracker polling DescribeTelCdr for every
     /// campaign's placed calls and lost replies, for the life of the service.
     pub outcomes: Option<Arc<crate::outcomes::poller::Tracker>>,
+    /// The CDR push receiver, once set up (off until then: `POST /v1/ccc/cdr` answers 404).
+    pub cdr_push: std::sync::OnceLock<Arc<cdr_push::PushReceiver>>,
 }
 
 /// A row of the intake report that will not be dialled.
@@ -673,7 +677,27 @@ pub fn build(
         gauges: tokio::sync::Mutex::new(None),
         recounts: std::sync::atomic::AtomicU64::new(0),
         outcomes,
+        cdr_push: std::sync::OnceLock::new(),
     })
+}
+
+impl Service {
+    /// Turn the CDR push receiver on with these Basic credentials. Pushed records are written
+    /// by the service's outcome tracker, or, with `[outcomes]` off, by a tracker of their own
+    /// (built the same way; its polling task is not started): the same classes, store write,
+    /// lines and `/metrics` as polling.
+    pub fn enable_cdr_push(&self, user: String, password: Secret) -> anyhow::Result<()> {
+        let tracker = match &self.outcomes {
+            Some(t) => t.clone(),
+            None => outcome_tracker(self.config(), self.campaigns.base())
+                .ok_or_else(|| anyhow!("the CDR push receiver cannot start: no HTTP client"))?,
+        };
+        let sdk_app_id = self.config().campaign.sdk_app_id as i64;
+        let receiver = cdr_push::PushReceiver::new(user, password, sdk_app_id, tracker);
+        self.cdr_push
+            .set(Arc::new(receiver))
+            .map_err(|_| anyhow!("the CDR push receiver is on already"))
+    }
 }
 
 /// The service's outcome tracker: its own client pool and limiter, the engine's lines (a call

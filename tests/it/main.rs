@@ -13,6 +13,7 @@ mod calling_engine;
 mod calling_limits;
 mod calling_windows;
 mod campaign_controls;
+mod cdr_push;
 mod client_errors;
 mod commands;
 mod config_errors;

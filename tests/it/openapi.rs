@@ -17,7 +17,7 @@ use ccc_dialer::dispatch::Stop;
 use ccc_dialer::mock::MockServer;
 use ccc_dialer::server::{api::OPENAPI, api::ROUTES};
 
-use crate::served::{in_process, TOKEN};
+use crate::served::{in_process, PUSH_PASSWORD, PUSH_USER, TOKEN};
 use crate::support::*;
 
 const METHODS: [&str; 8] = [
@@ -251,6 +251,8 @@ struct Call {
     /// (content type, bytes)
     body: Option<(String, Vec<u8>)>,
     token: bool,
+    /// With `token`: the CDR push's HTTP Basic credentials instead of the bearer token.
+    basic: bool,
 }
 
 struct Answer {
@@ -265,7 +267,9 @@ async fn send(http: &reqwest::Client, base: &str, c: &Call) -> Answer {
     for (k, v) in &c.headers {
         req = req.header(k, v);
     }
-    if c.token {
+    if c.token && c.basic {
+        req = req.basic_auth(PUSH_USER, Some(PUSH_PASSWORD));
+    } else if c.token {
         req = req.bearer_auth(TOKEN);
     }
     if let Some((ct, bytes)) = &c.body {
@@ -386,6 +390,7 @@ async fn the_running_service_answers_every_operation_as_documented() {
         headers: vec![],
         body: Some(example_body("text/csv", csv, "POST /v1/campaigns")),
         token: true,
+        basic: false,
     };
     let a = send(&http, base, &first).await;
     assert_eq!(a.status, 201, "{}", a.text);
@@ -446,6 +451,9 @@ async fn the_running_service_answers_every_operation_as_documented() {
             .collect();
         let security = op.get("security").unwrap_or(&doc["security"]);
         let secured = security.as_array().is_some_and(|s| !s.is_empty());
+        let basic = security
+            .as_array()
+            .is_some_and(|s| s.iter().any(|scheme| scheme.get("pushBasic").is_some()));
         let bodies: Vec<Option<(String, Vec<u8>)>> = match op.get("requestBody") {
             Some(rb) => resolve(&doc, rb)["content"]
                 .as_object()
@@ -461,6 +469,7 @@ async fn the_running_service_answers_every_operation_as_documented() {
             headers: headers.clone(),
             body,
             token,
+            basic,
         };
 
         if secured {
@@ -512,6 +521,7 @@ async fn the_running_service_answers_every_operation_as_documented() {
                 headers: vec![],
                 body: None,
                 token: true,
+                basic: false,
             };
             let a = send(&http, base, &c).await;
             assert_eq!(

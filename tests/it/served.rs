@@ -11,6 +11,9 @@ use serde_json::Value;
 use crate::support::*;
 
 pub const TOKEN: &str = "test-api-token-0123456789";
+/// The CDR push receiver's Basic credentials in the in-process service.
+pub const PUSH_USER: &str = "tccc-push";
+pub const PUSH_PASSWORD: &str = "push-password-never-printed";
 
 /// A running `serve` child.
 pub struct Served {
@@ -298,6 +301,8 @@ pub async fn in_process_with(
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
+    svc.enable_cdr_push(PUSH_USER.into(), Secret::new(PUSH_PASSWORD))
+        .expect("push receiver on");
     let (stop, stop_rx) = tokio::sync::watch::channel(Stop::Run);
     let task = tokio::spawn(svc.clone().run_until_stopped(listener, None, stop_rx));
     InProcess {

@@ -1,7 +1,8 @@
-//! The service's call end statuses as the stand-in writes them into its call records: the
-//! `EndStatus` ↔ `EndStatusString` pairs of shared/CCC-OUTCOMES.md §1.4 (the SDK's field comment
-//! and the status-code page). A code outside the table gets the string `"unknown"` unless a
-//! fault script names one.
+//! The service's call end statuses: the `EndStatus` ↔ `EndStatusString` pairs of
+//! shared/CCC-OUTCOMES.md §1.4 (the SDK's field comment and the status-code page). The stand-in
+//! writes its records with them (a code outside the table gets `"unknown"`), and the push
+//! receiver reads a push's `EndStatusString` back into a code (the documented push fields carry
+//! no numeric `EndStatus`).
 
 /// (EndStatus, EndStatusString).
 const TABLE: &[(i64, &str)] = &[
@@ -60,6 +61,12 @@ pub fn string_of(code: i64) -> &'static str {
         .map_or("unknown", |(_, s)| s)
 }
 
+/// The `EndStatus` of `string`, if the table has it (`"unknown"` and strings outside the table:
+/// `None`, kept raw by the caller).
+pub fn code_of(string: &str) -> Option<i64> {
+    TABLE.iter().find(|(_, s)| *s == string).map(|(c, _)| *c)
+}
+
 /// Whether a call that ended with `code` without being answered rang first (its record has a
 /// `RingTimestamp`): not answered, rejected, cancelled while ringing, voicemail.
 pub fn rang(code: i64) -> bool {
@@ -76,6 +83,9 @@ mod tests {
         assert_eq!(string_of(202), "notAnswer");
         assert_eq!(string_of(222), "voiceMailReached");
         assert_eq!(string_of(299), "unknown");
+        assert_eq!(code_of("busy"), Some(206));
+        assert_eq!(code_of("unknown"), None);
+        assert_eq!(code_of("unconnected"), None);
         // One string per code.
         for (i, (c, s)) in TABLE.iter().enumerate() {
             assert!(TABLE[i + 1..].iter().all(|(c2, s2)| c2 != c && s2 != s));

@@ -1,0 +1,360 @@
+//! `serve`'s CDR push receiver, end to end: the stand-in dials through a real `serve` (in
+//! process), then pushes its call records to `POST /v1/ccc/cdr` with Basic auth, as the service
+//! does; the outcomes land in the store and the results. A repeated push counts once; a push
+//! without credentials, another action, an unknown session and a malformed body get the
+//! documented answers. The stand-in's clock is driven by hand (within the signature's 300 s).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ccc_dialer::mock::{ManualClock, MockOptions, MockServer, PushOptions};
+use ccc_dialer::secret::Secret;
+use serde_json::{json, Value};
+
+use crate::served::{PUSH_PASSWORD, PUSH_USER, TOKEN};
+use crate::support::{outcome_options, Scratch, SECRET_ID, SECRET_KEY};
+
+struct Served {
+    base: String,
+    svc: Arc<ccc_dialer::server::Service>,
+    mock: MockServer,
+    clock: ManualClock,
+    stop: tokio::sync::watch::Sender<ccc_dialer::dispatch::Stop>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _scratch: Scratch,
+}
+
+/// `serve` in process, dialling through a stand-in that pushes to it.
+async fn served(faults: &str) -> Served {
+    use ccc_dialer::ccc::{system_clock, Client, ClientSettings};
+    use ccc_dialer::config::Config;
+    use ccc_dialer::dispatch::{Engine, Stop};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let clock = ManualClock::at(chrono::Utc::now().timestamp());
+    let push = PushOptions {
+        basic_auth: Some((PUSH_USER.into(), Secret::new(PUSH_PASSWORD))),
+        retry_interval: Duration::from_millis(50),
+        ..PushOptions::to(reqwest::Url::parse(&format!("{base}/v1/ccc/cdr")).unwrap())
+    };
+    let mock = MockServer::spawn(MockOptions {
+        clock: clock.clock(),
+        push: Some(push),
+        ..outcome_options(faults)
+    })
+    .await
+    .unwrap();
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    let cfg = Arc::new(Config::load(&s.config).unwrap());
+    let client = Client::new(
+        &ClientSettings {
+            endpoint: mock.endpoint(),
+            region: cfg.tencentcloud.region.clone(),
+            language: cfg.tencentcloud.language.clone(),
+            connect_timeout: cfg.tencentcloud.connect_timeout,
+            request_timeout: cfg.tencentcloud.request_timeout,
+            idle_timeout: cfg.tencentcloud.idle_timeout,
+        },
+        ccc_dialer::sign::Credentials {
+            secret_id: SECRET_ID.into(),
+            secret_key: Secret::new(SECRET_KEY),
+            session_token: None,
+        },
+        system_clock(),
+    )
+    .unwrap();
+    let store = ccc_dialer::store::Store::open(&s.state).unwrap();
+    let limiter = Arc::new(ccc_dialer::limiter::Limiter::new(
+        cfg.rate.requests_per_second,
+        &[],
+    ));
+    let engine = Engine::from_config(&cfg, store, client, limiter);
+    let svc = ccc_dialer::server::build(
+        cfg,
+        engine,
+        Some(Secret::new(TOKEN)),
+        s.dir.path().join("uploads"),
+        1 << 20,
+    );
+    svc.enable_cdr_push(PUSH_USER.into(), Secret::new(PUSH_PASSWORD))
+        .expect("push receiver on");
+    let (stop, stop_rx) = tokio::sync::watch::channel(Stop::Run);
+    let task = tokio::spawn(svc.clone().run_until_stopped(listener, None, stop_rx));
+    Served {
+        base,
+        svc,
+        mock,
+        clock,
+        stop,
+        task,
+        _scratch: s,
+    }
+}
+
+/// Wait (bounded) until `done` holds: dialling and pushing run in their own tasks, and what
+/// they did is only observable in the stand-in's figures.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The results CSV, as a map callee → column → value.
+async fn results(
+    base: &str,
+    id: i64,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/v1/campaigns/{id}/results"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|row| {
+            let row = row.unwrap();
+            let cols: std::collections::BTreeMap<String, String> = headers
+                .iter()
+                .zip(row.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect();
+            (cols["callee"].clone(), cols)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushed_records_become_outcomes_once_each() {
+    let faults = r#"
+[[rule]]
+callee = "008613800000001"
+calls = ["answered:20s"]
+[[rule]]
+callee = "008613800000002"
+calls = ["busy"]
+[[rule]]
+callee = "008613800000003"
+calls = ["answered:5s"]
+push = ["twice"]
+[[rule]]
+callee = "008613800000004"
+push = ["never"]
+"#;
+    let s = served(faults).await;
+    let csv = "callee\n+8613800000001\n+8613800000002\n+8613800000003\n+8613800000004\n";
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/v1/campaigns?name=pushed", s.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["campaign"]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{created}"));
+    until("four calls placed", || s.mock.stats().accepted == 4).await;
+    // Every call has ended 30 s later on the stand-in's clock: its pushes are due.
+    s.clock.advance(30);
+    // 1, 2 once each, 3 twice (same UUID), 4 never.
+    until("four deliveries acknowledged", || {
+        s.mock.stats().pushes.delivered == 4
+    })
+    .await;
+    let receiver = s.svc.cdr_push.get().unwrap();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(receiver.figures.recorded.load(Relaxed), 3);
+    // The repeat is acknowledged from the UUID memory, or (when both copies arrive at once, as
+    // the clock's jump makes them here) found already in the store: either way not kept twice.
+    assert_eq!(
+        receiver.figures.duplicates.load(Relaxed) + receiver.figures.ignored.load(Relaxed),
+        1
+    );
+    assert_eq!(s.mock.stats().pushes.failed_attempts, 0);
+
+    let r = results(&s.base, id).await;
+    let col = |callee: &str, c: &str| r[callee][c].clone();
+    assert_eq!(col("008613800000001", "outcome"), "answered");
+    assert_eq!(
+        col("008613800000001", "end_status"),
+        "1",
+        "read back from \"ok\""
+    );
+    assert_eq!(col("008613800000001", "duration_s"), "20");
+    assert_eq!(col("008613800000001", "hangup_side"), "user");
+    assert_eq!(col("008613800000002", "outcome"), "busy");
+    assert_eq!(col("008613800000002", "end_status"), "206");
+    assert_eq!(col("008613800000002", "end_status_string"), "busy");
+    assert_eq!(col("008613800000003", "outcome"), "answered");
+    assert_eq!(col("008613800000003", "duration_s"), "5");
+    // Never pushed, and no poller in this service: no outcome yet.
+    assert_eq!(col("008613800000004", "outcome"), "");
+
+    // The same record pushed again under a new UUID (as a poll would find it) changes nothing.
+    let call = s
+        .mock
+        .calls()
+        .into_iter()
+        .find(|c| c.callee == "008613800000002")
+        .unwrap();
+    let body = json!({"SdkAppId": 1400000000, "SessionId": call.session_id, "Direction": 1, "EndStatusString": "notAnswer", "AcceptTimestamp": 0});
+    let a = push(
+        &s.base,
+        Some((PUSH_USER, PUSH_PASSWORD)),
+        "action=cdr&version=1",
+        &body,
+    )
+    .await;
+    assert_eq!(a, (200, json!({"ErrCode": 0, "ErrMsg": ""})));
+    assert_eq!(
+        results(&s.base, id).await["008613800000002"]["outcome"],
+        "busy"
+    );
+    assert_eq!(receiver.figures.recorded.load(Relaxed), 3);
+
+    s.stop.send_replace(ccc_dialer::dispatch::Stop::Drain);
+    // A guard against a hang, not a timing assertion.
+    let served = tokio::time::timeout(Duration::from_secs(60), s.task)
+        .await
+        .unwrap()
+        .unwrap();
+    served.unwrap();
+}
+
+/// POST a push; returns (status, JSON body).
+async fn push(base: &str, auth: Option<(&str, &str)>, query: &str, body: &Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/v1/ccc/cdr?{query}"))
+        .header("content-type", "application/json;charset=utf8")
+        .header("X-TCCC-PUSH-UUID", uuid::Uuid::new_v4().to_string())
+        .body(body.to_string());
+    if let Some((u, p)) = auth {
+        req = req.basic_auth(u, Some(p));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_receiver_refuses_bad_credentials_and_bodies_and_acknowledges_what_it_does_not_keep() {
+    let s = served("").await;
+    let body = json!({"SdkAppId": 1400000000, "SessionId": "never-placed", "Direction": 1, "EndStatusString": "ok"});
+    let q = "action=cdr&version=1";
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
+    // No credentials, a wrong password, the API's bearer token: 401 with a Basic challenge.
+    for auth in [None, Some((PUSH_USER, "wrong-password"))] {
+        let (status, v) = push(&s.base, auth, q, &body).await;
+        assert_eq!((status, code(&v)), (401, "unauthorized".into()), "{v}");
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/ccc/cdr?{q}", s.base))
+        .bearer_auth(TOKEN)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic "));
+    let ok = Some((PUSH_USER, PUSH_PASSWORD));
+    // Not a CDR push body.
+    let (status, v) = push(&s.base, ok, q, &json!({"EndStatusString": "ok"})).await;
+    assert_eq!((status, code(&v)), (400, "bad_request".into()), "{v}");
+    // A session this store never placed, another action, another application: acknowledged,
+    // not kept (the service would otherwise push them again and again).
+    for (query, b) in [
+        (q, body.clone()),
+        ("action=record&version=1", body.clone()),
+        (
+            q,
+            json!({"SdkAppId": 1400000999, "SessionId": "x", "Direction": 1}),
+        ),
+    ] {
+        let (status, v) = push(&s.base, ok, query, &b).await;
+        assert_eq!(
+            (status, &v["ErrCode"]),
+            (200, &json!(0)),
+            "{query} {b}: {v}"
+        );
+    }
+    let f = &s.svc.cdr_push.get().unwrap().figures;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(
+        (
+            f.unauthorized.load(Relaxed),
+            f.recorded.load(Relaxed),
+            f.ignored.load(Relaxed)
+        ),
+        (3, 0, 3)
+    );
+    // Nothing reached the stand-in: the receiver never dials.
+    assert_eq!(s.mock.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_turns_the_receiver_on_with_both_push_credentials_only() {
+    use crate::served::{serve_command, Served as Child};
+    use crate::support::{code_of, mock_with, stderr_of};
+    let mock = mock_with(20, 0, "").await;
+    let scratch = Scratch::new(&mock.endpoint(), "", "");
+    let body = json!({"SdkAppId": 1400000000, "SessionId": "never-placed", "Direction": 1});
+    let q = "action=cdr&version=1";
+
+    // Half the credentials: refused before anything listens, naming the missing one.
+    let mut cmd = serve_command(&scratch);
+    cmd.env("CCC_DIALER_PUSH_USER", PUSH_USER)
+        .env_remove("CCC_DIALER_PUSH_PASSWORD")
+        .env_remove("CCC_DIALER_PUSH_PASSWORD_FILE");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code_of(&out), 2, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("CCC_DIALER_PUSH_PASSWORD"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // Neither: the receiver is off.
+    let mut cmd = serve_command(&scratch);
+    cmd.env_remove("CCC_DIALER_PUSH_USER")
+        .env_remove("CCC_DIALER_PUSH_PASSWORD");
+    let mut off = Child::start_with(&scratch, cmd).await;
+    let (status, v) = push(&off.base, Some((PUSH_USER, PUSH_PASSWORD)), q, &body).await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (404, &json!("push_receiver_off")),
+        "{v}"
+    );
+    let _ = off.child.kill();
+    let _ = off.child.wait();
+
+    // Both (the password from a file): on.
+    let password = scratch.dir.path().join("push-password");
+    std::fs::write(&password, format!("{PUSH_PASSWORD}\n")).unwrap();
+    let mut cmd = serve_command(&scratch);
+    cmd.env("CCC_DIALER_PUSH_USER", PUSH_USER)
+        .env_remove("CCC_DIALER_PUSH_PASSWORD")
+        .env("CCC_DIALER_PUSH_PASSWORD_FILE", &password);
+    let mut on = Child::start_with(&scratch, cmd).await;
+    let (status, v) = push(&on.base, Some((PUSH_USER, PUSH_PASSWORD)), q, &body).await;
+    assert_eq!((status, &v["ErrCode"]), (200, &json!(0)), "{v}");
+    let (status, _) = push(&on.base, Some((PUSH_USER, "wrong")), q, &body).await;
+    assert_eq!(status, 401);
+    let _ = on.child.kill();
+    let _ = on.child.wait();
+}
