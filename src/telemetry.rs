@@ -27,6 +27,8 @@ pub fn init(format: LogFormat, level: Option<&str>, quiet: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: into a pipe or a file they are escape codes.
+        .with_ansi(std::io::stderr().is_terminal())
         // On a write error tracing-subscriber would report it with `eprintln!`, which panics
         // when stderr is a closed pipe: a log line is not worth a campaign.
         .log_internal_errors(false)

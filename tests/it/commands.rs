@@ -305,3 +305,36 @@ async fn the_intake_line_says_1_duplicate_and_2_duplicates() {
         assert!(stderr_of(&out).contains(said), "{}", stderr_of(&out));
     }
 }
+
+/// `--log-format text` into a pipe (a file, a log collector) writes plain text: no ANSI colour
+/// codes, which only a terminal renders.
+#[tokio::test]
+async fn text_logs_into_a_pipe_carry_no_colour_codes() {
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    s.write_contacts(&contacts_csv(2));
+    let mut cmd = Command::new(bin());
+    cmd.arg("--log-format")
+        .arg("text")
+        .arg("run")
+        .arg("--config")
+        .arg(&s.config)
+        .arg("--contacts")
+        .arg(&s.contacts)
+        .arg("--results")
+        .arg(&s.results)
+        .arg("--state")
+        .arg(&s.state)
+        .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+        .env_remove("TENCENTCLOUD_SESSION_TOKEN")
+        .env_remove("CCC_DIALER_LOG")
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run"))
+        .await
+        .expect("join");
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 0, "{err}");
+    assert!(err.contains("INFO"), "text log lines expected: {err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in a pipe: {err:?}");
+}
