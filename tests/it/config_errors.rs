@@ -46,6 +46,11 @@ fn the_commented_sample_and_the_demo_config_are_valid() {
     assert_eq!(sample.campaign.max_ring_timeout_second, Some(40));
     let demo = Config::load(&root.join("config/demo.toml")).unwrap();
     assert_eq!(demo.tencentcloud.endpoint, Endpoint::Builtin);
+    // The demo shows outcomes: tracked, and asked for soon after the short simulated calls.
+    assert!(demo.outcomes.enabled);
+    assert!(
+        demo.outcomes.first_check_after + demo.mock.cdr_delay < std::time::Duration::from_secs(60)
+    );
 }
 
 #[test]
