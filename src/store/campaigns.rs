@@ -11,6 +11,17 @@ use std::str::FromStr;
 
 use super::{Store, StoreError};
 
+/// [`Store::sends_since`]'s query (`?1` campaign, `?2` since, in ms; public so a test can read
+/// its plan). The attempts since the moment come first, through their time index, and each
+/// finds its contact by id: a few hundred rows for a 10 s window. Left to itself the planner
+/// walked every contact of the campaign instead (0.3 s at 1M contacts, on the store's one
+/// thread, every 2 s a console is open); `CROSS JOIN` fixes the order, `INDEXED BY` the index.
+pub const SENDS_SINCE_SQL: &str =
+    "SELECT COUNT(*) FROM attempts AS a INDEXED BY attempts_started
+       CROSS JOIN contacts AS k ON k.id = a.contact_id
+     WHERE a.started_at >= ?2 AND k.campaign_id = ?1
+       AND COALESCE(a.outcome, '') NOT IN ('not_sent', 'requeued')";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CampaignState {
     Active,
@@ -334,18 +345,12 @@ impl Store {
         .await
     }
 
-    /// Requests of this campaign that reached the network since `since_ms` (for its rate).
-    /// `CROSS JOIN` keeps SQLite starting from the recent attempts (an index range of a few
-    /// seconds' requests): left to choose, it walked every contact of the campaign and probed
-    /// its attempts, 126 ms at 1,000,000 contacts on every campaign view.
+    /// Requests of this campaign that reached the network since `since_ms` (for its rate), by
+    /// [`SENDS_SINCE_SQL`].
     pub async fn sends_since(&self, campaign_id: i64, since_ms: i64) -> Result<u64, StoreError> {
         self.call(move |c| {
             let n: i64 = c
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM attempts a CROSS JOIN contacts k ON k.id = a.contact_id
-                     WHERE a.started_at >= ?2 AND k.campaign_id = ?1
-                       AND COALESCE(a.outcome, '') NOT IN ('not_sent', 'requeued')",
-                )?
+                .prepare_cached(SENDS_SINCE_SQL)?
                 .query_row(params![campaign_id, since_ms], |r| r.get(0))?;
             Ok(n as u64)
         })

@@ -29,7 +29,7 @@ mod requeue;
 mod rows;
 mod schema;
 
-pub use campaigns::{Campaign, CampaignState, NewCampaign};
+pub use campaigns::{Campaign, CampaignState, NewCampaign, SENDS_SINCE_SQL};
 pub use detail::{AttemptRecord, ContactDetail};
 pub use gates::PersonGuard;
 pub use lines::AGENT_LINES_BUSY;
