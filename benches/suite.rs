@@ -487,6 +487,13 @@ async fn console(n: usize) -> Vec<Row> {
                 "UPDATE contacts SET status = 'failed' WHERE campaign_id = ?1 AND line % 1000 = 1",
                 [id],
             )?;
+            // Their attempts, 50 ms apart (20/s): the rate reads the last 10 s of them.
+            db.execute(
+                "INSERT INTO attempts (contact_id, n, started_at, sent_at, finished_at, outcome)
+                 SELECT id, 1, line * 50, line * 50, line * 50 + 300, 'placed' FROM contacts
+                 WHERE campaign_id = ?1 AND status != 'pending'",
+                [id],
+            )?;
             Ok(())
         })
         .await
@@ -497,7 +504,7 @@ async fn console(n: usize) -> Vec<Row> {
         async move {
             store.campaign(id).await.unwrap().unwrap();
             store.counts(id).await.unwrap();
-            store.sends_since(id, 0).await.unwrap();
+            store.sends_since(id, n as i64 * 50 - 10_000).await.unwrap();
         }
     })
     .await;
