@@ -16,8 +16,7 @@ use super::{Store, StoreError};
 /// finds its contact by id: a few hundred rows for a 10 s window. Left to itself the planner
 /// walked every contact of the campaign instead (0.3 s at 1M contacts, on the store's one
 /// thread, every 2 s a console is open); `CROSS JOIN` fixes the order, `INDEXED BY` the index.
-pub const SENDS_SINCE_SQL: &str =
-    "SELECT COUNT(*) FROM attempts AS a INDEXED BY attempts_started
+pub const SENDS_SINCE_SQL: &str = "SELECT COUNT(*) FROM attempts AS a INDEXED BY attempts_started
        CROSS JOIN contacts AS k ON k.id = a.contact_id
      WHERE a.started_at >= ?2 AND k.campaign_id = ?1
        AND COALESCE(a.outcome, '') NOT IN ('not_sent', 'requeued')";
