@@ -195,7 +195,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
 ];
 
-pub fn router(svc: Arc<Service>) -> Router {
+/// The service's routes; `listen` is where it listens (what [`super::origin`] accepts).
+pub fn router(svc: Arc<Service>, listen: std::net::SocketAddr) -> Router {
     let v1 = Router::new()
         .route("/campaigns", get(list_campaigns).post(create_campaign))
         .route("/campaigns/{id}", get(show_campaign))
@@ -217,7 +218,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         // The service's data push authenticates with HTTP Basic, not the bearer token.
         .route("/ccc/cdr", post(super::cdr_push::receive))
         .route("/openapi.json", get(openapi));
-    Router::new()
+    let app = Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
@@ -225,7 +226,8 @@ pub fn router(svc: Arc<Service>) -> Router {
         .merge(super::console::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(svc.max_body_bytes))
-        .layer(middleware::from_fn(json_refusals))
+        .layer(middleware::from_fn(json_refusals));
+    super::origin::guarded(app, listen)
         .layer(middleware::from_fn(super::console::security_headers))
         .with_state(svc)
 }

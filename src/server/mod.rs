@@ -25,6 +25,7 @@ pub mod inbox;
 pub mod inbox_checks;
 pub mod limits;
 pub mod listener;
+pub mod origin;
 pub mod outage;
 pub mod probes;
 pub mod requeue;
@@ -560,7 +561,10 @@ impl Service {
                 }
             })
         };
-        let app = api::router(self.clone());
+        let listen = listener
+            .local_addr()
+            .map_err(|e| anyhow!("cannot read the listen address: {e}"))?;
+        let app = api::router(self.clone(), listen);
         let stop_http = stop.clone();
         let limits = self.config().server.clone();
         let mut server = tokio::spawn(listener::serve(listener, app, limits, stop_http));

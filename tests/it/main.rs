@@ -21,6 +21,7 @@ mod connections;
 mod console_ui;
 mod contacts_pages;
 mod container;
+mod cross_site;
 mod drains;
 mod dry_run;
 mod engine_stops;

@@ -589,7 +589,7 @@ async fn sigterm_stops_dialling_even_while_a_client_holds_a_request_open() {
         .await
         .expect("connect");
     stalled
-        .write_all(b"GET /v1/campaigns HTTP/1.1\r\nHost: x\r\n")
+        .write_all(b"GET /v1/campaigns HTTP/1.1\r\nHost: localhost\r\n")
         .await
         .expect("write");
     srv.signal("-TERM");

@@ -50,7 +50,7 @@ async fn connections_that_trickle_are_closed_and_a_real_request_is_still_served(
     let mut stalled = Vec::new();
     for _ in 0..8 {
         let mut s = TcpStream::connect(&addr).await.unwrap();
-        s.write_all(b"GET /v1/campaigns HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        s.write_all(b"GET /v1/campaigns HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
             .await
             .unwrap();
         stalled.push(s);
@@ -80,7 +80,7 @@ async fn a_body_that_trickles_in_is_refused_and_its_connection_closed() {
     let addr = p.base.trim_start_matches("http://").to_string();
     let mut s = TcpStream::connect(&addr).await.unwrap();
     let head = format!(
-        "POST /v1/campaigns?name=slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "POST /v1/campaigns?name=slow HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: text/csv\r\nContent-Length: 1000\r\n\r\ncallee\n"
     );
     s.write_all(head.as_bytes()).await.unwrap();
