@@ -238,3 +238,129 @@ async fn the_rate_reads_the_recent_attempts_by_their_time_index_and_counts_only_
     assert_eq!(store.sends_since(b.id, 1000).await.unwrap(), 1);
     assert_eq!(store.sends_since(a.id, 2001).await.unwrap(), 0);
 }
+
+/// The counts `GET /v1/campaigns/{id}` shows are the ones a count of the contacts gives, after a
+/// campaign through `serve` with failures, a retry, duplicates and invalid rows, contacts added,
+/// a cancelled campaign and a requeue (every figure compared, zeros included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apis_counts_equal_a_count_of_the_contacts_through_a_served_campaign() {
+    use crate::served::{callee, count, csv_of, state, Served};
+    use crate::support::{mock_with, Scratch};
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CalleeIsBlackUser\"]\n\
+         [[rule]]\ncallee = \"{}\"\noutcomes = [\"error:FailedOperation.CallOutFailed\", \"ok\"]\n\
+         [[rule]]\ncallee = \"{}\"\noutcomes = [\"error:ResourceUnavailable\", \"error:ResourceUnavailable\"]\n",
+        crate::served::normalised(81, 1),
+        crate::served::normalised(81, 2),
+        crate::served::normalised(81, 3),
+    );
+    let mock = mock_with(20, 0, &faults).await;
+    let s = Scratch::new(
+        &mock.endpoint(),
+        "",
+        "[retry]\nmax_attempts = 2\nbackoff_initial = \"100ms\"\nbackoff_max = \"200ms\"\n",
+    );
+    let srv = Served::start(&s).await;
+    let state_db = s.state.clone();
+    let same = |c: serde_json::Value, step: &'static str| {
+        let state_db = state_db.clone();
+        async move {
+            let id = c["id"].as_i64().expect("id");
+            let counted = tokio::task::spawn_blocking(move || {
+                let db = rusqlite::Connection::open_with_flags(
+                    &state_db,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .expect("open the store read-only");
+                let mut stmt = db
+                    .prepare(
+                        "SELECT status, COUNT(*) FROM contacts WHERE campaign_id = ?1
+                         GROUP BY status",
+                    )
+                    .expect("prepare");
+                stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .expect("query")
+                    .collect::<Result<BTreeMap<_, _>, _>>()
+                    .expect("rows")
+            })
+            .await
+            .expect("join");
+            let shown = c["counts"].as_object().expect("counts");
+            for (status, n) in shown {
+                let want = counted.get(status).copied().unwrap_or(0);
+                assert_eq!(n.as_i64(), Some(want), "{status} after {step}: {c}");
+            }
+            for status in counted.keys() {
+                assert!(
+                    shown.contains_key(status),
+                    "{status} shown after {step}: {c}"
+                );
+            }
+            assert_eq!(
+                c["total"].as_i64(),
+                Some(counted.values().sum::<i64>()),
+                "total after {step}: {c}"
+            );
+        }
+    };
+
+    // Twelve numbers, one of them twice, and a row that is no number.
+    let csv = format!("{}{}\nnot-a-number\n", csv_of(81, 12), callee(81, 5));
+    let a = srv.create("a", &csv).await;
+    let c = srv
+        .wait_campaign(a, "a done", |c| state(c) == "completed")
+        .await;
+    assert_eq!(count(&c, "failed"), 2, "{c}");
+    assert_eq!(count(&c, "skipped"), 2, "{c}");
+    assert_eq!(count(&c, "placed"), 10, "{c}");
+    same(
+        c,
+        "a campaign with failures, a retry, a duplicate and a bad row",
+    )
+    .await;
+
+    // Contacts added to the finished campaign are dialled; one is already in it.
+    let (status, body) = srv
+        .post(
+            &format!("/v1/campaigns/{a}/contacts"),
+            format!("callee\n{}\n{}\n", callee(81, 20), callee(81, 4)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let c = srv
+        .wait_campaign(a, "the added one placed", |c| {
+            state(c) == "completed" && count(c, "placed") == 11
+        })
+        .await;
+    same(c, "contacts added").await;
+
+    // The one that failed for want of resources requeued (and placed); the other stays failed.
+    let (status, body) = srv
+        .post(
+            &format!("/v1/campaigns/{a}/requeue"),
+            r#"{"status": "failed", "codes": ["ResourceUnavailable"]}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["requeued"], 1, "{body}");
+    let c = srv
+        .wait_campaign(a, "the requeued one placed", |c| {
+            state(c) == "completed" && count(c, "placed") == 12
+        })
+        .await;
+    same(c, "requeue").await;
+
+    // A campaign created paused, then cancelled.
+    let (status, body) = srv
+        .post("/v1/campaigns?name=b&paused=true", csv_of(82, 5))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let b = body["campaign"]["id"].as_i64().expect("id");
+    same(srv.campaign(b).await, "created paused").await;
+    let (status, body) = srv.post(&format!("/v1/campaigns/{b}/cancel"), "").await;
+    assert_eq!(status, 200, "{body}");
+    let c = srv.campaign(b).await;
+    assert_eq!(count(&c, "cancelled"), 5, "{c}");
+    same(c, "cancel").await;
+    same(srv.campaign(a).await, "the other campaign, untouched").await;
+}
