@@ -458,12 +458,15 @@ fn print_summary(
     let get = |s| counts.get(&s).copied().unwrap_or(0);
     let c = &engine.counters;
     crate::tell!(
-        "done in {:.1}s: {} placed, {} failed, {} skipped, {} unknown, {} pending; {} requests sent ({} throttled, {} refused for capacity); results in {}",
+        "done in {:.1}s: {} placed, {} failed, {} skipped, {} expired, {} cancelled, {} unknown, {} not placed, {} pending; {} requests sent ({} throttled, {} refused for capacity); results in {}",
         took.as_secs_f64(),
         get(Status::Placed),
         get(Status::Failed),
         get(Status::Skipped),
+        get(Status::Expired),
+        get(Status::Cancelled),
         get(Status::Unknown),
+        get(Status::NotPlaced),
         get(Status::Pending) + get(Status::InFlight),
         c.sent.load(Ordering::Relaxed),
         c.throttled.load(Ordering::Relaxed),

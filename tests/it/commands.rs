@@ -338,3 +338,24 @@ async fn text_logs_into_a_pipe_carry_no_colour_codes() {
     assert!(err.contains("INFO"), "text log lines expected: {err}");
     assert!(!err.contains('\u{1b}'), "colour codes in a pipe: {err:?}");
 }
+
+/// The closing line of `run` counts every final status: contacts the campaign's end expired
+/// are in it (it named placed, failed, skipped and unknown only).
+#[tokio::test]
+async fn the_run_summary_counts_expired_contacts() {
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(
+        &mock.endpoint(),
+        "",
+        "[calling]\nnot_after = \"2020-01-01T00:00:00+08:00\"\n",
+    );
+    s.write_contacts(&contacts_csv(3));
+    let out = run_async(&s).await;
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 0, "{err}");
+    assert!(
+        err.contains("0 placed, 0 failed, 0 skipped, 3 expired, 0 cancelled, 0 unknown"),
+        "{err}"
+    );
+    assert_eq!(mock.stats().requests, 0);
+}
