@@ -399,8 +399,8 @@ impl Service {
     /// checks, do-not-call lists and report); a number already in the campaign is a `skipped`
     /// duplicate, so repeating an interrupted request adds each contact once. A completed
     /// campaign becomes active again and is started; a paused one stays paused. A file that
-    /// turns out unusable part-way leaves the rows it stored `cancelled`, and the campaign as
-    /// it was.
+    /// turns out unusable part-way has the rows it stored and nobody dialled deleted, and the
+    /// campaign as it was.
     pub async fn add_contacts(
         &self,
         campaign: &Campaign,
@@ -448,9 +448,9 @@ impl Service {
         let report = match imported {
             Ok(r) => r,
             Err(ImportError::Intake(e)) => {
-                let why = format!("added contacts file unusable: {e}");
+                // Never dialled: deleted, so a corrected upload's numbers are not duplicates.
                 self.store
-                    .cancel_pending_after(campaign.id, first_line, why, now_ms())
+                    .forget_unattempted_after(campaign.id, first_line)
                     .await?;
                 return Err(CreateError::Input(e.to_string()));
             }

@@ -307,23 +307,37 @@ impl Store {
         .await
     }
 
-    /// Contacts stored from line `after_line` on that are still `pending` become `cancelled`
-    /// with `why` (an added file that turned out unusable part-way).
-    pub async fn cancel_pending_after(
+    /// The rows an added file that turned out unusable part-way stored after line
+    /// `after_line` and that were never attempted (`pending` or `skipped`, no attempt) are
+    /// deleted: they were never dialled, and kept they would make the same numbers in a
+    /// corrected upload duplicates. Rows a runner already dialled stay. Returns how many.
+    pub async fn forget_unattempted_after(
         &self,
         campaign_id: i64,
         after_line: u64,
-        why: String,
-        now_ms: i64,
     ) -> Result<u64, StoreError> {
         self.call(move |c| {
             let n = c.execute(
-                "UPDATE contacts SET status = 'cancelled', error_code = 'Cancelled',
-                   error_message = ?3, updated_at = ?4
-                 WHERE campaign_id = ?1 AND line > ?2 AND status = 'pending'",
-                params![campaign_id, after_line as i64, why, now_ms],
+                "DELETE FROM contacts
+                 WHERE campaign_id = ?1 AND line > ?2 AND status IN ('pending', 'skipped')
+                   AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.contact_id = contacts.id)
+                   AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.contact_id = contacts.id)
+                   AND NOT EXISTS (SELECT 1 FROM outcome_checks o WHERE o.contact_id = contacts.id)",
+                params![campaign_id, after_line as i64],
             )?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    /// Whether the campaign has contacts still to dial or in flight.
+    pub async fn has_open_contacts(&self, campaign_id: i64) -> Result<bool, StoreError> {
+        self.call(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT 1 FROM contacts WHERE campaign_id = ?1 AND status IN ('pending', 'in_flight')
+                 LIMIT 1",
+            )?
+            .exists([campaign_id])?)
         })
         .await
     }

@@ -546,3 +546,59 @@ async fn contacts_added_to_a_campaign_still_running_are_dialled_while_it_waits()
     assert_eq!(count(&c, "pending"), 1, "{c}");
     assert_eq!(mock.requests(), 3);
 }
+
+#[tokio::test]
+async fn the_rows_of_a_failed_addition_do_not_make_a_corrected_upload_duplicates() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = ccc_dialer::store::Store::open(&dir.path().join("state.db")).expect("store");
+    let c = store
+        .create_campaign("grow", "f", "contacts.csv", 0)
+        .await
+        .expect("campaign");
+    let first = dir.path().join("first.csv");
+    std::fs::write(&first, csv_of(52, 2)).expect("write");
+    let opts = ccc_dialer::intake::IntakeOptions {
+        default_country: "CN".into(),
+        callee_format: ccc_dialer::config::CalleeFormat::DoubleZero,
+    };
+    let now = ccc_dialer::dispatch::now_ms();
+    let r = ccc_dialer::import::import_file_after(&store, c.id, &first, &opts, None, 0, now)
+        .await
+        .expect("import");
+    assert_eq!(r.counts.accepted, 2);
+    let last = store.last_line(c.id).await.expect("last line");
+    // An addition that stored three rows (one a duplicate) and then failed: its rows go.
+    let failed = dir.path().join("failed.csv");
+    std::fs::write(
+        &failed,
+        format!(
+            "callee\n{}\n{}\n{}\n",
+            callee(52, 5),
+            callee(52, 6),
+            callee(52, 0)
+        ),
+    )
+    .expect("write");
+    let r = ccc_dialer::import::import_file_after(&store, c.id, &failed, &opts, None, last, now)
+        .await
+        .expect("import");
+    assert_eq!((r.counts.accepted, r.counts.duplicates), (2, 1));
+    assert_eq!(
+        store
+            .forget_unattempted_after(c.id, last)
+            .await
+            .expect("forget"),
+        3
+    );
+    // The corrected upload: its new numbers are accepted, not duplicates of the failed rows.
+    let r = ccc_dialer::import::import_file_after(&store, c.id, &failed, &opts, None, last, now)
+        .await
+        .expect("import");
+    assert_eq!((r.counts.accepted, r.counts.duplicates), (2, 1));
+    let counts = store.counts(c.id).await.expect("counts");
+    assert_eq!(
+        counts.get(&ccc_dialer::contact::Status::Pending).copied(),
+        Some(4),
+        "{counts:?}"
+    );
+}
