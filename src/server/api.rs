@@ -635,9 +635,12 @@ async fn add_contacts(
         ));
     }
     let source = save_upload(&svc, &csv).await?;
-    let intake = svc
-        .add_contacts(&c, &source)
+    // Detached from this request: a client that goes away part-way does not cut the import
+    // short (the campaign's state and runner are settled after it, whoever waits).
+    let (svc2, source2) = (svc.clone(), source.clone());
+    let intake = tokio::spawn(async move { svc2.add_contacts(&c, &source2).await })
         .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(|e| without_upload_path(e, &source))?;
     let c = find(&svc, &id).await?;
     Ok(Json(json!({

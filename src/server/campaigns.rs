@@ -223,19 +223,56 @@ impl Campaigns {
         Ok(self.is_running(campaign_id))
     }
 
-    /// Contacts were added to `campaign_id`: a completed campaign becomes active again and is
-    /// started; a live runner looks at once (it may be waiting for a later due time).
-    pub async fn dial_added(self: &Arc<Self>, campaign_id: i64) -> Result<(), StoreError> {
-        // Under the steering lock, like a runner's completion: either the runner completed the
-        // campaign before (it is reopened and a new runner starts) or it sees the new contacts
-        // when it tries to complete it (and dials on).
+    /// Contacts are about to be added to `campaign_id`: a completed campaign becomes active
+    /// again before the first row is stored (under the steering lock), so a stop part-way
+    /// (kill -9, a crash) leaves an active campaign that the next start dials, never pending
+    /// contacts in a completed one. Returns the campaign's state now and whether it reopened.
+    pub async fn open_for_add(
+        &self,
+        campaign_id: i64,
+    ) -> Result<Option<(CampaignState, bool)>, StoreError> {
         let _steering = self.steering.lock().await;
-        self.base.store.reopen(campaign_id, now_ms()).await?;
-        if let Some(c) = self.base.store.campaign(campaign_id).await? {
-            self.start(&c);
+        let reopened = self.base.store.reopen(campaign_id, now_ms()).await?;
+        Ok(self
+            .base
+            .store
+            .campaign(campaign_id)
+            .await?
+            .map(|c| (c.state, reopened)))
+    }
+
+    /// An addition to `campaign_id` ended (all stored, or failed part-way): under the steering
+    /// lock, like a runner's completion and a cancel:
+    /// - cancelled meanwhile: whatever the addition stored after the cancel is cancelled too;
+    /// - contacts open: a completed campaign (a runner may have completed it before the first
+    ///   rows were in) becomes active again and is started; a live runner looks at once (it
+    ///   may be waiting for a later due time); a paused one stays paused;
+    /// - nothing open and reopened for this addition (`reopened`) with no runner: completed
+    ///   again, as it was.
+    pub async fn added(
+        self: &Arc<Self>,
+        campaign_id: i64,
+        reopened: bool,
+    ) -> Result<(), StoreError> {
+        let _steering = self.steering.lock().await;
+        let store = &self.base.store;
+        let Some(c) = store.campaign(campaign_id).await? else {
+            return Ok(());
+        };
+        if c.state == CampaignState::Cancelled {
+            store.cancel_pending(campaign_id, now_ms()).await?;
+            return Ok(());
         }
-        if let Some(r) = lock(&self.runners).get(&campaign_id) {
-            r.engine.wake.notify_one();
+        if store.has_open_contacts(campaign_id).await? {
+            store.reopen(campaign_id, now_ms()).await?;
+            if let Some(c) = store.campaign(campaign_id).await? {
+                self.start(&c);
+            }
+            if let Some(r) = lock(&self.runners).get(&campaign_id) {
+                r.engine.wake.notify_one();
+            }
+        } else if reopened && c.state == CampaignState::Active && !self.is_running(campaign_id) {
+            store.complete_if_done(campaign_id, now_ms()).await?;
         }
         Ok(())
     }

@@ -398,19 +398,18 @@ impl Service {
     /// Add the contacts of `source` to an existing campaign, through the same intake (the same
     /// checks, do-not-call lists and report); a number already in the campaign is a `skipped`
     /// duplicate, so repeating an interrupted request adds each contact once. A completed
-    /// campaign becomes active again and is started; a paused one stays paused. A file that
-    /// turns out unusable part-way has the rows it stored and nobody dialled deleted, and the
-    /// campaign as it was.
+    /// campaign becomes active again before the first row is stored (a stop part-way leaves
+    /// it active, and the next start dials what was stored); a paused one stays paused. A
+    /// cancel while the file is read cancels what it stored. A file that turns out unusable
+    /// part-way has the rows it stored deleted (none was dialled unless a runner already took
+    /// it), and the campaign as it was.
     pub async fn add_contacts(
         &self,
         campaign: &Campaign,
         source: &Path,
     ) -> Result<IntakeReport, CreateError> {
         if campaign.state == CampaignState::Cancelled {
-            return Err(CreateError::Conflict(format!(
-                "campaign {} is cancelled: contacts cannot be added to it",
-                campaign.id
-            )));
+            return Err(cancelled(campaign.id));
         }
         if campaign.purged_at.is_some() {
             return Err(CreateError::Conflict(format!(
@@ -431,6 +430,12 @@ impl Service {
             .map_err(|e| CreateError::Input(e.to_string()))?;
         // One addition at a time: two would number their rows from the same line.
         let one_at_a_time = self.creating.lock().await;
+        let reopened = match self.campaigns.open_for_add(campaign.id).await? {
+            None => return Err(CreateError::Other("campaign vanished".into())),
+            Some((CampaignState::Cancelled, _)) => return Err(cancelled(campaign.id)),
+            Some((_, reopened)) => reopened,
+        };
+        self.forget_counts(campaign.id);
         let first_line = self.store.last_line(campaign.id).await?;
         let opts = self.intake_options();
         let dnc = Some(self.campaigns.base().rules.dnc.as_ref());
@@ -445,22 +450,22 @@ impl Service {
         )
         .await;
         drop(one_at_a_time);
+        if let Err(ImportError::Intake(_)) = &imported {
+            self.store
+                .forget_unattempted_after(campaign.id, first_line)
+                .await?;
+        }
+        // Whatever happened to the import: a cancel meanwhile cancels what it stored, open
+        // contacts are dialled, a campaign reopened for nothing is completed again.
+        self.forget_counts(campaign.id);
+        self.campaigns.added(campaign.id, reopened).await?;
+        self.forget_counts(campaign.id);
         let report = match imported {
             Ok(r) => r,
-            Err(ImportError::Intake(e)) => {
-                // Never dialled: deleted, so a corrected upload's numbers are not duplicates.
-                self.store
-                    .forget_unattempted_after(campaign.id, first_line)
-                    .await?;
-                return Err(CreateError::Input(e.to_string()));
-            }
+            Err(ImportError::Intake(e)) => return Err(CreateError::Input(e.to_string())),
             Err(ImportError::Store(e)) => return Err(e.into()),
             Err(e) => return Err(CreateError::Other(e.to_string())),
         };
-        self.forget_counts(campaign.id);
-        if report.counts.accepted > 0 {
-            self.campaigns.dial_added(campaign.id).await?;
-        }
         self.report(campaign.id, report, first_line).await
     }
 
@@ -470,6 +475,12 @@ impl Service {
         // a service built otherwise. Settling twice finds nothing the second time.
         settle_previous(&self.store).await?;
         for c in self.store.campaigns().await? {
+            if c.state == CampaignState::Completed && self.store.has_open_contacts(c.id).await? {
+                // Contacts stored into a completed campaign by an addition a stop cut short
+                // (or by an older build): it is active, and is started below.
+                tracing::warn!(campaign = %c.name, "completed campaign with contacts still to dial: resumed");
+                self.store.reopen(c.id, now_ms()).await?;
+            }
             if c.state == CampaignState::Cancelled {
                 // Rows stored after a cancel that a crash cut short are cancelled too.
                 self.store.cancel_pending(c.id, now_ms()).await?;
@@ -727,6 +738,12 @@ fn outcome_tracker(cfg: &Config, engine: &Engine) -> Option<Arc<crate::outcomes:
         metrics.outcome(&r.class, r.duration_s)
     }));
     Some(Arc::new(tracker))
+}
+
+fn cancelled(campaign_id: i64) -> CreateError {
+    CreateError::Conflict(format!(
+        "campaign {campaign_id} is cancelled: contacts cannot be added to it"
+    ))
 }
 
 #[cfg(test)]

@@ -547,6 +547,170 @@ async fn contacts_added_to_a_campaign_still_running_are_dialled_while_it_waits()
     assert_eq!(mock.requests(), 3);
 }
 
+/// Rows for `callee(prefix, i)`, `i` in `range`, stored from line `first_line + 1` on: what an
+/// addition cut short leaves in the store.
+fn pending_rows(
+    prefix: u32,
+    range: std::ops::Range<usize>,
+    first_line: u64,
+) -> Vec<ccc_dialer::contact::NewContact> {
+    range
+        .enumerate()
+        .map(|(k, i)| ccc_dialer::contact::NewContact {
+            line: first_line + 1 + k as u64,
+            callee: normalised(prefix, i),
+            ext_id: None,
+            overrides: Default::default(),
+            skip_reason: None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_an_interrupted_add_left_in_a_completed_campaign_are_dialled() {
+    let mock = mock_with(20, 0, "").await;
+    let s = scratch(&mock, "");
+    let srv = Served::start(&s).await;
+    let id = srv.create("cut-short", &csv_of(50, 2)).await;
+    srv.wait_campaign(id, "the first contacts", |c| {
+        state(c) == "completed" && count(c, "placed") == 2
+    })
+    .await;
+    // An addition cut short (the client went away, kill -9) after storing rows: pending
+    // contacts in a campaign the store says is completed.
+    let store = ccc_dialer::store::Store::open(&s.state).expect("store");
+    let last = store.last_line(id).await.expect("last line");
+    store
+        .insert_contacts(
+            id,
+            pending_rows(50, 10..13, last),
+            ccc_dialer::dispatch::now_ms(),
+        )
+        .await
+        .expect("insert");
+    drop(store);
+    // Repeating the request: every number is in the campaign already (accepted 0), and the
+    // ones left pending are dialled all the same.
+    let (status, body) = srv
+        .post(
+            &format!("/v1/campaigns/{id}/contacts"),
+            format!(
+                "callee\n{}\n{}\n{}\n",
+                callee(50, 10),
+                callee(50, 11),
+                callee(50, 12)
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["intake"]["accepted"], 0, "{body}");
+    assert_eq!(body["intake"]["duplicates"], 3, "{body}");
+    srv.wait_campaign(id, "the contacts left pending, after the repeat", |c| {
+        state(c) == "completed" && count(c, "placed") == 5 && count(c, "pending") == 0
+    })
+    .await;
+    // The same left by a process that died: the next start dials them.
+    srv.signal("-TERM");
+    let (code, log) = srv.wait_exit().await;
+    assert_eq!(code, 0, "{log}");
+    let store = ccc_dialer::store::Store::open(&s.state).expect("store");
+    let last = store.last_line(id).await.expect("last line");
+    store
+        .insert_contacts(
+            id,
+            pending_rows(50, 20..22, last),
+            ccc_dialer::dispatch::now_ms(),
+        )
+        .await
+        .expect("insert");
+    drop(store);
+    let srv = Served::start(&s).await;
+    let c = srv
+        .wait_campaign(id, "the contacts left pending, after a restart", |c| {
+            state(c) == "completed" && count(c, "placed") == 7 && count(c, "pending") == 0
+        })
+        .await;
+    // 7 contacts and the repeat's 3 duplicates.
+    assert_eq!(c["total"], 10, "{c}");
+    let stats = mock.stats();
+    assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
+    assert_eq!(stats.requests, 7, "each contact dialled once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_while_contacts_are_added_leaves_none_of_them_pending() {
+    let p = in_process(1 << 20, async |_| {}).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let r = http
+        .post(format!("{}/v1/campaigns?name=adding&paused=true", p.base))
+        .bearer_auth(TOKEN)
+        .body(csv_of(51, 1))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 201);
+    let body: Value = r.json().await.expect("json");
+    let id = body["campaign"]["id"].as_i64().expect("id");
+    // A large addition, cancelled once its first rows are in the store.
+    let big = p.scratch.dir.path().join("more.csv");
+    let mut text = String::from("callee\n");
+    for i in 0..150_000u32 {
+        text.push_str(&format!("+86137{i:08}\n"));
+    }
+    std::fs::write(&big, text).expect("write");
+    let campaign = p
+        .svc
+        .store
+        .campaign(id)
+        .await
+        .expect("read")
+        .expect("campaign");
+    let svc = p.svc.clone();
+    let adding = tokio::spawn(async move { svc.add_contacts(&campaign, &big).await });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = p.svc.store.counts(id).await.expect("counts");
+        if counts.values().sum::<u64>() > 1 {
+            break;
+        }
+        assert!(
+            !adding.is_finished(),
+            "the addition ended before a row was seen"
+        );
+        assert!(Instant::now() < deadline, "no added row seen");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        !adding.is_finished(),
+        "the addition ended before the cancel: nothing to judge (make the file larger)"
+    );
+    p.svc.campaigns.cancel(id).await.expect("cancel");
+    let _ = adding.await.expect("join");
+    let c = p
+        .svc
+        .store
+        .campaign(id)
+        .await
+        .expect("read")
+        .expect("campaign");
+    assert_eq!(c.state, ccc_dialer::store::CampaignState::Cancelled);
+    let counts = p.svc.store.counts(id).await.expect("counts");
+    assert_eq!(
+        counts
+            .get(&ccc_dialer::contact::Status::Pending)
+            .copied()
+            .unwrap_or(0),
+        0,
+        "{counts:?}"
+    );
+    assert_eq!(p.mock.stats().requests, 0, "nothing dialled");
+    let _ = p.stop.send(ccc_dialer::dispatch::Stop::Now);
+    let _ = p.task.await;
+}
+
 #[tokio::test]
 async fn the_rows_of_a_failed_addition_do_not_make_a_corrected_upload_duplicates() {
     let dir = tempfile::tempdir().expect("dir");
