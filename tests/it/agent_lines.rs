@@ -91,12 +91,13 @@ async fn every_capacity_code_uses_no_attempt_and_fails_no_contact() {
 }
 
 /// When the status says the contacts waiting for a line are due ("next: agent_lines_busy until
-/// 2026-11-29 13:40:00 UTC"), in seconds from now.
+/// 2026-11-29 13:40:00 UTC (…local time…)"), in seconds from now.
 fn next_try_in(status: &str) -> Option<i64> {
     let key = "next: agent_lines_busy until ";
     let at = status.find(key)? + key.len();
+    // "2026-11-29 13:40:00 UTC", then perhaps the local time in brackets.
     let until = chrono::NaiveDateTime::parse_from_str(
-        status[at..].lines().next()?.trim_end_matches(" UTC"),
+        status[at..].split(" UTC").next()?,
         "%Y-%m-%d %H:%M:%S",
     )
     .ok()?;
