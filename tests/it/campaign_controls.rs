@@ -209,6 +209,25 @@ async fn run_waits_for_its_start_time_and_dials_once_it_has_passed() {
         "{text}"
     );
     assert_eq!(mock.requests(), 0);
+    // The time it waited for its start is in the report's waiting totals.
+    let out = Command::new(bin())
+        .args(["report", "--format", "json", "--state"])
+        .arg(&s.state)
+        .env_remove("CCC_DIALER_LOG")
+        .output()
+        .expect("report");
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let by_reason = r["waiting"]["by_reason"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        by_reason
+            .iter()
+            .any(|w| w["reason"] == "not_before" && w["seconds"].as_f64().is_some()),
+        "{r:#}"
+    );
 
     // The same campaign with its start in the past: it dials and completes.
     let past = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)).to_string();
