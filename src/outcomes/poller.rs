@@ -125,9 +125,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The last multiple of `every_ms` at or before `now_ms`.
-fn grid(now_ms: i64, every_ms: i64) -> i64 {
-    now_ms - now_ms.rem_euclid(every_ms.max(1))
+/// How far ahead of its due time a session may be asked about, to fill a request that goes out
+/// anyway: a sixth of `check_every`, at most 5 s (at 20 calls a second, 5 s of sends fill a
+/// request of 100 SessionIds). Asking early only ever moves a check forward, never back.
+fn lookahead(every_ms: i64) -> i64 {
+    (every_ms / 6).clamp(0, 5_000)
 }
 
 fn ms(d: Duration) -> i64 {
@@ -242,15 +244,29 @@ impl Tracker {
         }
     }
 
-    /// One pass: every session and in-doubt request due by the last tick of the `check_every`
-    /// grid at or before `now_ms` (up to a pass's share). Checks fall on the grid so that every
-    /// session due in one tick is asked about in the same requests (up to 100 a request),
-    /// rather than a few at a time as their calls end: the query count stays near
-    /// sessions / 100 per round, and a record visible at `t` is asked for by the first tick
-    /// after `t` (at most `check_every` later).
+    /// One pass. When a session or in-doubt request is due at `now_ms`, every one due within
+    /// the [`lookahead`] is asked about with it (up to a pass's share), so that a request
+    /// carries up to 100 SessionIds rather than the few whose calls ended in the last second:
+    /// the query count stays near sessions / 100 per round. No check is ever put off: a record
+    /// visible at `t` is asked for by the first check due after `t` (at most `check_every`
+    /// later). When nothing is due, the pass asks nothing.
     pub async fn pass(&self, now_ms: i64) -> Result<PassReport, PassError> {
-        let tick = grid(now_ms, ms(self.settings.check_every));
-        self.pass_inner(now_ms, tick, tick).await
+        let first = ms(self.settings.first_check_after);
+        let due_now = !self
+            .store
+            .due_sessions_until(now_ms, first, now_ms, 1)
+            .await?
+            .is_empty()
+            || !self
+                .store
+                .due_reconciles_until(now_ms, first, now_ms, 1)
+                .await?
+                .is_empty();
+        if !due_now {
+            return Ok(PassReport::default());
+        }
+        let until = now_ms.saturating_add(lookahead(ms(self.settings.check_every)));
+        self.pass_inner(now_ms, until, until).await
     }
 
     /// [`Tracker::pass`], also asking again about those asked before whose next check is due by
@@ -524,11 +540,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checks_fall_on_the_check_every_grid() {
-        assert_eq!(grid(61_500, 30_000), 60_000);
-        assert_eq!(grid(60_000, 30_000), 60_000);
-        assert_eq!(grid(59_999, 30_000), 30_000);
-        assert_eq!(grid(5, 0), 5);
+    fn a_check_is_moved_forward_at_most_a_sixth_of_check_every_and_5_s() {
+        assert_eq!(lookahead(30_000), 5_000);
+        assert_eq!(lookahead(60_000), 5_000);
+        assert_eq!(lookahead(6_000), 1_000);
+        assert_eq!(lookahead(0), 0);
     }
 
     #[test]

@@ -268,3 +268,78 @@ async fn attempts_settled_in_doubt_after_a_crash_are_scheduled_for_reconciliatio
         "no send time recorded: the start stands for it"
     );
 }
+
+/// The poller asks nothing while no check is due, and when one is due it takes along, in the
+/// same request, a session due a few seconds later (so requests carry up to 100 SessionIds
+/// without putting any check off).
+#[tokio::test]
+async fn a_due_check_takes_along_sessions_due_within_seconds_and_nothing_is_asked_early_alone() {
+    use ccc_dialer::ccc::{system_clock, Client, ClientSettings};
+    use ccc_dialer::mock::MockServer;
+    use ccc_dialer::outcomes::poller::Tracker;
+    use std::time::Duration;
+
+    let mock = MockServer::spawn(crate::support::outcome_options(""))
+        .await
+        .unwrap();
+    let (_dir, store, campaign) = store_with(1).await;
+    let t0 = chrono::Utc::now().timestamp_millis();
+    dial(&store, campaign, t0, false).await;
+    store
+        .insert_contacts(campaign, vec![row(9, "008613000000009")], t0)
+        .await
+        .unwrap();
+    dial(&store, campaign, t0 + 3_000, false).await;
+
+    let client = Client::new(
+        &ClientSettings {
+            endpoint: mock.endpoint(),
+            region: None,
+            language: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(50),
+        },
+        ccc_dialer::sign::Credentials {
+            secret_id: crate::support::SECRET_ID.into(),
+            secret_key: ccc_dialer::secret::Secret::new(crate::support::SECRET_KEY),
+            session_token: None,
+        },
+        system_clock(),
+    )
+    .unwrap();
+    let settings = ccc_dialer::outcomes::settings::OutcomeSettings {
+        enabled: true,
+        first_check_after: Duration::from_secs(30),
+        check_every: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let tracker = Tracker::new(store.clone(), client, settings, 1_400_000_000, 15);
+    let asked = |m: &MockServer| {
+        m.stats()
+            .actions
+            .get("DescribeTelCdr")
+            .map_or(0, |a| a.requests)
+    };
+
+    // A second before the first session's check: nothing is due, nothing is asked.
+    tracker.pass(t0 + 29_000).await.unwrap();
+    assert_eq!(asked(&mock), 0, "asked before any check was due");
+
+    // The first session is due; the second, due 3 s later, goes in the same request.
+    let r = tracker.pass(t0 + 30_000).await.unwrap();
+    assert_eq!(r.sessions_asked, 2, "{r:?}");
+    assert_eq!(
+        asked(&mock),
+        1,
+        "two sessions due 3 s apart took one request"
+    );
+
+    // Neither is due again until check_every after that request.
+    tracker.pass(t0 + 34_000).await.unwrap();
+    assert_eq!(
+        asked(&mock),
+        1,
+        "a session was asked about again before check_every"
+    );
+}
