@@ -216,7 +216,16 @@ pub fn router(svc: Arc<Service>, listen: std::net::SocketAddr) -> Router {
         .route("/dnc/reload", post(reload_dnc))
         .route_layer(middleware::from_fn_with_state(svc.clone(), require_token))
         // The service's data push authenticates with HTTP Basic, not the bearer token.
-        .route("/ccc/cdr", post(super::cdr_push::receive))
+        // Off or unauthenticated is answered before the body is read; then 64 KiB at most.
+        .route(
+            "/ccc/cdr",
+            post(super::cdr_push::receive)
+                .layer(DefaultBodyLimit::max(super::cdr_push::MAX_BODY_BYTES))
+                .route_layer(middleware::from_fn_with_state(
+                    svc.clone(),
+                    super::cdr_push::gate,
+                )),
+        )
         .route("/openapi.json", get(openapi));
     let app = Router::new()
         .nest("/v1", v1)

@@ -2,6 +2,8 @@
 //!
 //! - Off unless `CCC_DIALER_PUSH_USER` and `CCC_DIALER_PUSH_PASSWORD` (or their `_FILE` forms)
 //!   are set: an unauthenticated receiver would let anyone write outcomes. Off, it answers 404.
+//! - Both checked from the headers, before the body is read ([`gate`]); the body is read up to
+//!   [`MAX_BODY_BYTES`] (64 KiB, 413 `too_large` beyond), not `--max-body-mib`.
 //! - HTTP Basic, compared in constant time; the bearer token of the rest of the API is not
 //!   asked for (the service cannot send it).
 //! - `?action=cdr` (or no action) is recorded; another action (recording, voicemail pushes) is
@@ -24,8 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
@@ -45,6 +48,9 @@ pub const PASSWORD_VAR: &str = "CCC_DIALER_PUSH_PASSWORD";
 pub const UUID_HEADER: &str = "x-tccc-push-uuid";
 /// Acknowledged push UUIDs remembered.
 pub const RECENT: usize = 100_000;
+/// The largest push body read (a CDR push is a few hundred bytes of JSON): larger is 413
+/// `too_large`, whatever `--max-body-mib` allows the rest of the API.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PushSetupError {
@@ -205,24 +211,30 @@ impl PushReceiver {
         ack(why)
     }
 
-    /// Handle one push (after the route found the receiver on).
-    pub async fn receive(&self, query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Response {
+    /// `Err(401)` unless the request carries exactly one `Authorization` header with the
+    /// receiver's Basic credentials.
+    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
         let mut auth = headers.get_all(header::AUTHORIZATION).iter();
         let given = auth.next().map(|v| v.as_bytes());
-        if auth.next().is_some() || !basic_matches(given, &self.user, self.password.expose()) {
-            self.figures.unauthorized.fetch_add(1, Ordering::Relaxed);
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the CDR push needs HTTP Basic credentials (CCC_DIALER_PUSH_USER / CCC_DIALER_PUSH_PASSWORD)",
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"ccc-dialer CDR push\""),
-            );
-            return r;
+        if auth.next().is_none() && basic_matches(given, &self.user, self.password.expose()) {
+            return Ok(());
         }
+        self.figures.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the CDR push needs HTTP Basic credentials (CCC_DIALER_PUSH_USER / CCC_DIALER_PUSH_PASSWORD)",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"ccc-dialer CDR push\""),
+        );
+        Err(r)
+    }
+
+    /// Handle one push (after [`gate`] found the receiver on and the credentials right).
+    pub async fn receive(&self, query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Response {
         self.figures.received.fetch_add(1, Ordering::Relaxed);
         // No action at all is read as a CDR (the body says what it is); another one is not kept.
         let action = url_param(query.unwrap_or(""), "action");
@@ -286,7 +298,29 @@ fn url_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-/// The route's handler.
+fn receiver_off() -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "push_receiver_off",
+        "the CDR push receiver is off: set CCC_DIALER_PUSH_USER and CCC_DIALER_PUSH_PASSWORD (or their _FILE forms)",
+    )
+    .into_response()
+}
+
+/// The route's middleware, run before the body is read: a push to a receiver that is off (404)
+/// or without the credentials (401) is answered from its headers, so no one without them can
+/// make the service read a body. The route's own body limit is [`MAX_BODY_BYTES`].
+pub async fn gate(State(svc): State<Arc<Service>>, req: Request, next: Next) -> Response {
+    match svc.cdr_push.get() {
+        None => receiver_off(),
+        Some(r) => match r.authorize(req.headers()) {
+            Ok(()) => next.run(req).await,
+            Err(refused) => refused,
+        },
+    }
+}
+
+/// The route's handler (behind [`gate`]).
 pub async fn receive(
     State(svc): State<Arc<Service>>,
     RawQuery(query): RawQuery,
@@ -295,12 +329,7 @@ pub async fn receive(
 ) -> Response {
     match svc.cdr_push.get() {
         Some(r) => r.receive(query.as_deref(), &headers, &body).await,
-        None => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "push_receiver_off",
-            "the CDR push receiver is off: set CCC_DIALER_PUSH_USER and CCC_DIALER_PUSH_PASSWORD (or their _FILE forms)",
-        )
-        .into_response(),
+        None => receiver_off(),
     }
 }
 

@@ -358,3 +358,102 @@ async fn serve_turns_the_receiver_on_with_both_push_credentials_only() {
     let _ = on.child.kill();
     let _ = on.child.wait();
 }
+
+/// Send a request's head announcing `announced` body bytes, then `sent` bytes of it (not all of
+/// it), and read the answer's status and JSON body. A server that read the whole body before
+/// answering would wait for the rest forever (the guard turns that into a failure).
+async fn raw_post(
+    base: &str,
+    auth: Option<(&str, &str)>,
+    announced: usize,
+    sent: usize,
+) -> (u16, Value) {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "POST /v1/ccc/cdr?action=cdr&version=1 HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/json\r\nContent-Length: {announced}\r\nConnection: close\r\n"
+    );
+    if let Some((u, p)) = auth {
+        let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        head.push_str(&format!("Authorization: Basic {b}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // A JSON string of `sent` bytes' worth: the body starts as a push would.
+    if sent > 0 {
+        let mut body = b"{\"SessionId\":\"".to_vec();
+        body.resize(sent, b'x');
+        conn.write_all(&body).await.unwrap();
+    }
+    // A guard against a hang, not a timing assertion.
+    let answer = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut got = Vec::new();
+        let _ = conn.read_to_end(&mut got).await;
+        got
+    })
+    .await
+    .expect("answered without the rest of the body");
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_push_body_is_never_read_without_credentials_and_is_refused_over_64_kib() {
+    let s = served("").await;
+    let mib = 1 << 20;
+    // 1 MiB announced, none of it sent: without credentials (or with wrong ones) the answer
+    // comes from the headers alone.
+    for auth in [None, Some((PUSH_USER, "wrong-password"))] {
+        let (status, v) = raw_post(&s.base, auth, mib, 0).await;
+        assert_eq!(
+            (status, &v["error"]["code"]),
+            (401, &json!("unauthorized")),
+            "{v}"
+        );
+    }
+    // With them, a 1 MiB body is refused once 64 KiB of it have been read (the tests' serve
+    // takes 1 MiB elsewhere: this route's own limit applies), without waiting for the rest.
+    let (status, v) = raw_post(
+        &s.base,
+        Some((PUSH_USER, PUSH_PASSWORD)),
+        mib,
+        64 * 1024 + 1,
+    )
+    .await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (413, &json!("too_large")),
+        "{v}"
+    );
+    let f = &s.svc.cdr_push.get().unwrap().figures;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(
+        (f.unauthorized.load(Relaxed), f.received.load(Relaxed)),
+        (2, 0)
+    );
+    // A push of ordinary size is still received and acknowledged.
+    let body = json!({"SdkAppId": 1400000000, "SessionId": "never-placed", "Direction": 1, "EndStatusString": "ok"});
+    let (status, v) = push(
+        &s.base,
+        Some((PUSH_USER, PUSH_PASSWORD)),
+        "action=cdr&version=1",
+        &body,
+    )
+    .await;
+    assert_eq!((status, &v["ErrCode"]), (200, &json!(0)), "{v}");
+    assert_eq!(f.received.load(Relaxed), 1);
+    s.stop.send_replace(ccc_dialer::dispatch::Stop::Now);
+    let _ = s.task.await;
+}
