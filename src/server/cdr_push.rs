@@ -211,13 +211,13 @@ impl PushReceiver {
         ack(why)
     }
 
-    /// `Err(401)` unless the request carries exactly one `Authorization` header with the
-    /// receiver's Basic credentials.
-    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
+    /// The 401 to answer, unless the request carries exactly one `Authorization` header with
+    /// the receiver's Basic credentials (then `None`).
+    pub fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
         let mut auth = headers.get_all(header::AUTHORIZATION).iter();
         let given = auth.next().map(|v| v.as_bytes());
         if auth.next().is_none() && basic_matches(given, &self.user, self.password.expose()) {
-            return Ok(());
+            return None;
         }
         self.figures.unauthorized.fetch_add(1, Ordering::Relaxed);
         let mut r = ApiError::new(
@@ -230,7 +230,7 @@ impl PushReceiver {
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Basic realm=\"ccc-dialer CDR push\""),
         );
-        Err(r)
+        Some(r)
     }
 
     /// Handle one push (after [`gate`] found the receiver on and the credentials right).
@@ -313,9 +313,9 @@ fn receiver_off() -> Response {
 pub async fn gate(State(svc): State<Arc<Service>>, req: Request, next: Next) -> Response {
     match svc.cdr_push.get() {
         None => receiver_off(),
-        Some(r) => match r.authorize(req.headers()) {
-            Ok(()) => next.run(req).await,
-            Err(refused) => refused,
+        Some(r) => match r.refusal(req.headers()) {
+            None => next.run(req).await,
+            Some(refused) => refused,
         },
     }
 }
