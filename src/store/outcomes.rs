@@ -374,10 +374,9 @@ impl Store {
                          WHERE id = ?1",
                         params![contact_id, now_ms],
                     )?;
-                    c.execute(
-                        "DELETE FROM dials WHERE attempt_id = ?1",
-                        [attempt_id],
-                    )?;
+                    // The dial row stays: "no record" is not proof no phone rang (a record
+                    // only exists after the call ended), so a `--redial-not-placed` redial
+                    // still waits for min_gap and max_per_day.
                 }
                 Reconciled::Ambiguous(why) => {
                     c.execute(

@@ -134,7 +134,9 @@ async fn a_lost_reply_becomes_placed_with_its_session_or_not_placed_when_no_call
         callee(1)
     );
     let mock = mock(&faults).await;
-    let s = scratch(&mock, 3, "");
+    // No per-person gap: a not_placed contact's dial still counts for min_gap (the default
+    // 1 h would hold the redial below; outcomes_store checks that hold).
+    let s = scratch(&mock, 3, "[calling]\nmin_gap = \"0s\"\n");
     let out = run(&s, &[]).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     let rows = by_callee(s.results());

@@ -343,3 +343,46 @@ async fn a_due_check_takes_along_sessions_due_within_seconds_and_nothing_is_aske
         "a session was asked about again before check_every"
     );
 }
+
+#[tokio::test]
+async fn a_not_placed_contact_stays_in_its_numbers_call_history_so_a_redial_waits_for_the_gap() {
+    // "No call record yet" is not proof that no phone rang (a record exists only after the
+    // call ended): the dial stays counted, so `--redial-not-placed` still waits for min_gap
+    // and max_per_day.
+    let (_dir, store, id) = store_with(1).await;
+    let sent = 2_000_000;
+    let ids = dial(&store, id, sent, true).await;
+    let due = store.due_reconciles(sent + 30_000, 30_000, 10).await.unwrap();
+    store
+        .finish_reconcile(due[0].attempt_id, Reconciled::NotPlaced, sent + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(store.result_of(ids[0]).await.unwrap().status, "not_placed");
+    assert_eq!(
+        store.calls_to("008613000000000", 0).await.unwrap(),
+        vec![sent]
+    );
+    assert_eq!(store.requeue_not_placed(id, sent + 40_000).await.unwrap(), 1);
+    let guard = ccc_dialer::store::PersonGuard {
+        min_gap: std::time::Duration::from_secs(3600),
+        max_per_day: 0,
+        day_zone: jiff::tz::TimeZone::UTC,
+        since_ms: 0,
+    };
+    let held = store
+        .person_held(ids[0], guard.clone(), sent + 40_000)
+        .await
+        .unwrap();
+    assert!(
+        matches!(held, Some(ccc_dialer::calling::gate::Gate::MinGap { .. })),
+        "{held:?}"
+    );
+    // The gap passes as usual.
+    assert_eq!(
+        store
+            .person_held(ids[0], guard, sent + 3_600_000)
+            .await
+            .unwrap(),
+        None
+    );
+}
