@@ -352,7 +352,10 @@ async fn a_not_placed_contact_stays_in_its_numbers_call_history_so_a_redial_wait
     let (_dir, store, id) = store_with(1).await;
     let sent = 2_000_000;
     let ids = dial(&store, id, sent, true).await;
-    let due = store.due_reconciles(sent + 30_000, 30_000, 10).await.unwrap();
+    let due = store
+        .due_reconciles(sent + 30_000, 30_000, 10)
+        .await
+        .unwrap();
     store
         .finish_reconcile(due[0].attempt_id, Reconciled::NotPlaced, sent + 30_000)
         .await
@@ -362,7 +365,10 @@ async fn a_not_placed_contact_stays_in_its_numbers_call_history_so_a_redial_wait
         store.calls_to("008613000000000", 0).await.unwrap(),
         vec![sent]
     );
-    assert_eq!(store.requeue_not_placed(id, sent + 40_000).await.unwrap(), 1);
+    assert_eq!(
+        store.requeue_not_placed(id, sent + 40_000).await.unwrap(),
+        1
+    );
     let guard = ccc_dialer::store::PersonGuard {
         min_gap: std::time::Duration::from_secs(3600),
         max_per_day: 0,
