@@ -9,7 +9,8 @@ Exit codes:
   0    every contact reached a final state (placed, failed, skipped, unknown, expired,
        not_placed)
   1    anything else went wrong (store, network setup, a single `call` that failed)
-  2    bad configuration, credentials, arguments or contacts file: nothing was sent
+  2    bad configuration, credentials, arguments or contacts file, or `run` of a campaign
+       whose contacts were purged (purge, [store] retain): nothing was sent
   3    halted by an account-level error (expired licence, auth failure…), a systematic error
        (one code failing every contact: retry.systematic_after), or an endpoint unreachable
        for run.outage_limit: undialled contacts stay pending; fix and rerun

@@ -53,7 +53,8 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
     let _lock = super::lock_store(&state)?;
     let store = Store::open(&state).map_err(Failure::input)?;
-    let campaign = open_campaign(&store, &args.contacts, &state, &fingerprint).await?;
+    let campaign =
+        open_campaign(&store, &args.contacts, &state, &results_path, &fingerprint).await?;
     if !campaign.intake_done {
         let report = import_contacts(&store, campaign.id, &args.contacts, &opts, &rules).await?;
         store
@@ -176,10 +177,27 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     }
     drop(appender);
 
-    // Whatever happened, the results file ends with every contact exactly once.
-    results::rewrite(&store, campaign.id, &results_path, false)
+    // Whatever happened, the results file ends with every contact exactly once; unless
+    // `[store] retain` purged this campaign at this run's start (it had finished long ago):
+    // the store has nothing left to write, and the file is the operator's only copy.
+    let purged = store
+        .campaign(campaign.id)
         .await
-        .map_err(Failure::other)?;
+        .map_err(Failure::other)?
+        .and_then(|c| c.purged_at);
+    match purged {
+        None => {
+            results::rewrite(&store, campaign.id, &results_path, false)
+                .await
+                .map_err(Failure::other)?;
+        }
+        Some(at) => crate::tell!(
+            "campaign {} was purged at {} ([store] retain): its contacts and results are gone from the store; {} was left as it was",
+            campaign.name,
+            utc(at),
+            results_path.display()
+        ),
+    }
     let outcome = outcome.map_err(Failure::other)?;
     record_state(&store, campaign.id, &outcome).await?;
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
@@ -307,10 +325,24 @@ async fn open_campaign(
     store: &Store,
     contacts: &Path,
     state: &Path,
+    results: &Path,
     fingerprint: &str,
 ) -> Result<Campaign, Failure> {
     let name = "run";
     match store.find_campaign(name).await.map_err(Failure::other)? {
+        // Its contacts and results are gone: resuming would dial nothing and rewrite the results
+        // file from an empty store (the operator's only copy of the outcomes).
+        Some(c) if c.fingerprint == fingerprint && c.purged_at.is_some() => {
+            Err(Failure::input(anyhow!(
+                "{}: campaign {} was purged at {}: its contacts and results are gone from the store; \
+                 nothing was dialled and {} was left as it is\n\
+                 hint: to dial these contacts again, pass a new --state file",
+                state.display(),
+                c.name,
+                c.purged_at.map(utc).unwrap_or_default(),
+                results.display()
+            )))
+        }
         Some(c) if c.fingerprint == fingerprint => Ok(c),
         Some(_) => Err(Failure::input(anyhow!(
             "{}: this state file belongs to a campaign with a different contacts file; {} differs from it\n\
@@ -323,6 +355,12 @@ async fn open_campaign(
             .await
             .map_err(Failure::other),
     }
+}
+
+fn utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
 }
 
 /// `--results` must not name the store's files or the contacts file (exit 2, nothing written).

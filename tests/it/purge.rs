@@ -300,6 +300,45 @@ async fn store_retain_purges_a_campaign_finished_longer_ago_once_its_dials_aged_
         .unwrap();
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(r["campaign"]["purged_at"]["utc"].is_string(), "{r}");
+    // The run whose start purged it left its results file as it was (the store had nothing
+    // left to write into it), and the next rerun is refused.
+    assert_eq!(s.results().len(), 3);
+    let out = run_async(&s).await;
+    assert_eq!(code_of(&out), 2, "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("was purged at"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(s.results().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_of_a_purged_campaign_is_refused_and_leaves_its_results_file_alone() {
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    s.write_contacts(&contacts_csv(4));
+    let out = run_async(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(s.results().len(), 4);
+    let before = std::fs::read(&s.results).unwrap();
+    let out = purge_cmd(&s.state, &["--campaign", "run", "--forget-dial-history"]);
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let sent = mock.requests();
+
+    let out = run_async(&s).await;
+    let said = stderr_of(&out);
+    assert_eq!(code_of(&out), 2, "{said}");
+    assert!(
+        said.contains("campaign run was purged at ")
+            && said.contains("its contacts and results are gone from the store")
+            && said.contains("new --state"),
+        "{said}"
+    );
+    // Nothing dialled, and the results file is byte for byte what the first run wrote.
+    assert_eq!(mock.requests(), sent);
+    assert_eq!(std::fs::read(&s.results).unwrap(), before);
+    assert_eq!(s.results().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
