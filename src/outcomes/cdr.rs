@@ -132,6 +132,10 @@ pub struct Page {
     pub total: u64,
     pub records: Vec<CallRecord>,
     pub request_id: String,
+    /// The reply had a record list field (`TelCdrList` or `TelCdrs`) and a `TotalCount` (or
+    /// fewer records than a page): only then is "no record" in it an answer, not a reply we
+    /// could not read fully.
+    pub complete: bool,
 }
 
 #[derive(Deserialize)]
@@ -178,11 +182,15 @@ pub fn parse_reply(status: u16, body: &[u8]) -> Result<Page, CallError> {
     if !(200..300).contains(&status) {
         return Err(bad("no error code".into()));
     }
+    let listed = r.tel_cdr_list.is_some() || r.tel_cdrs.is_some();
     let records = r.tel_cdr_list.or(r.tel_cdrs).unwrap_or_default();
+    // Without TotalCount only a short page shows there is no next one.
+    let complete = listed && (r.total_count.is_some() || records.len() < PAGE_SIZE);
     Ok(Page {
         total: r.total_count.unwrap_or(records.len() as u64),
         records,
         request_id: r.request_id,
+        complete,
     })
 }
 
@@ -267,7 +275,22 @@ mod tests {
             Some("s-9")
         );
         let empty = br#"{"Response":{"TotalCount":0,"TelCdrList":[],"RequestId":"r"}}"#;
-        assert!(parse_reply(200, empty).unwrap().records.is_empty());
+        let page = parse_reply(200, empty).unwrap();
+        assert!(page.records.is_empty());
+        assert!(page.complete, "an empty list with its count is an answer");
+        // No list field at all: zero records read, but not an answer to conclude from.
+        let no_list = br#"{"Response":{"TotalCount":0,"RequestId":"r"}}"#;
+        let page = parse_reply(200, no_list).unwrap();
+        assert!(page.records.is_empty() && !page.complete);
+        // A full page without TotalCount may have more after it.
+        let rec = r#"{"SessionId":"s"}"#;
+        let full = format!(
+            r#"{{"Response":{{"TelCdrList":[{}],"RequestId":"r"}}}}"#,
+            vec![rec; PAGE_SIZE].join(",")
+        );
+        assert!(!parse_reply(200, full.as_bytes()).unwrap().complete);
+        let short = br#"{"Response":{"TelCdrList":[{"SessionId":"s"}],"RequestId":"r"}}"#;
+        assert!(parse_reply(200, short).unwrap().complete);
         let err = br#"{"Response":{"Error":{"Code":"AuthFailure.SignatureFailure","Message":"no"},"RequestId":"r-2"}}"#;
         assert_eq!(
             parse_reply(401, err).unwrap_err().code(),

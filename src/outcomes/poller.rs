@@ -31,6 +31,14 @@ use crate::lines::Lines;
 use crate::policy::Class;
 use crate::store::{OutcomeRecord, Reconciled, Store, StoreError};
 
+/// One query's records; `complete` when every page was read and each was a readable list;
+/// `end` the window's end (Unix seconds).
+struct Answer {
+    records: Vec<CallRecord>,
+    complete: bool,
+    end: i64,
+}
+
 /// Sessions taken from the store per pass (ten requests' worth).
 const SESSIONS_PER_PASS: usize = 10 * cdr::PAGE_SIZE;
 /// In-doubt requests reconciled per pass (one request each, at least).
@@ -321,6 +329,20 @@ impl Tracker {
         now_secs: i64,
         max_pages: u32,
     ) -> Result<Vec<CallRecord>, PassError> {
+        self.query_answer(filter, oldest_sent_secs, now_secs, max_pages)
+            .await
+            .map(|a| a.records)
+    }
+
+    /// [`Self::query`], saying whether the answer is whole (every page read, each a readable
+    /// list) and where its window ended.
+    async fn query_answer(
+        &self,
+        filter: Filter,
+        oldest_sent_secs: i64,
+        now_secs: i64,
+        max_pages: u32,
+    ) -> Result<Answer, PassError> {
         let (start, end) = CdrQuery::window(oldest_sent_secs, now_secs);
         let mut q = CdrQuery {
             sdk_app_id: self.sdk_app_id,
@@ -329,7 +351,11 @@ impl Tracker {
             filter,
             page: 0,
         };
-        let mut out = Vec::new();
+        let mut out = Answer {
+            records: Vec::new(),
+            complete: true,
+            end,
+        };
         loop {
             self.limiter.pace().await;
             self.limiter.acquire_slot().await;
@@ -339,10 +365,16 @@ impl Tracker {
                 Err(e) => Err(e),
             }
             .map_err(|e| PassError::Query(judge(&e)))?;
-            out.extend(page.records);
+            out.records.extend(page.records);
+            out.complete &= page.complete;
             match q.next_page(page.total) {
                 Some(next) if next.page < max_pages => q = next,
-                _ => return Ok(out),
+                Some(_) => {
+                    // Cut at max_pages: records may be missing.
+                    out.complete = false;
+                    return Ok(out);
+                }
+                None => return Ok(out),
             }
         }
     }
@@ -484,14 +516,16 @@ impl Tracker {
             return Ok(());
         }
         let sent = d.sent_at / 1000;
-        let records = self
-            .query(
+        let answer = self
+            .query_answer(
                 Filter::Phones(vec![d.callee.clone()]),
                 sent - reconcile::BEFORE_SECS + cdr::LEAD_SECS,
                 now_ms / 1000,
                 MAX_PHONE_PAGES,
             )
             .await?;
+        let conclusive = reconcile::conclusive(answer.complete, answer.end, sent);
+        let records = answer.records;
         let ids: Vec<String> = records
             .iter()
             .filter_map(|r| r.session_id.clone())
@@ -513,14 +547,40 @@ impl Tracker {
                     sessions.join(", ")
                 ))
             }
-            Match::None if now_ms - d.sent_at >= ms(self.settings.reconcile_after) => {
+            Match::OtherAgent(sessions) => {
+                tracing::warn!(contact = d.contact_id, sessions = %sessions.join(","), agent, "a call record matching a lost reply names another AI agent: left unknown");
+                Reconciled::Ambiguous(format!(
+                    "the reply was lost and call records of another AI agent match it (sessions {}; the campaign's agent is {agent}): left unknown, check them by hand",
+                    sessions.join(", ")
+                ))
+            }
+            Match::None
+                if conclusive && now_ms - d.sent_at >= ms(self.settings.reconcile_after) =>
+            {
                 tracing::info!(contact = d.contact_id, "no call record by outcomes.reconcile_after: the request did not create a call (not_placed)");
                 self.stats.not_placed.fetch_add(1, Ordering::Relaxed);
                 Reconciled::NotPlaced
             }
+            Match::None
+                if !answer.complete
+                    && answer.end >= sent + reconcile::AFTER_SECS
+                    && now_ms - d.sent_at >= ms(self.settings.reconcile_after) =>
+            {
+                tracing::warn!(contact = d.contact_id, "no call record matches a lost reply, but the call records could not be read in full: left unknown");
+                Reconciled::Ambiguous(
+                    "the reply was lost and the call records could not be read in full (pages left unread or a reply without a record list): left unknown, check by hand"
+                        .into(),
+                )
+            }
             Match::None => {
-                let at = (due_ms + ms(self.settings.check_every))
-                    .min(d.sent_at + ms(self.settings.reconcile_after));
+                // Not yet time, or the answer proves nothing (pages unread, no record list,
+                // a window ending before the call could have started): ask again.
+                let mut at = due_ms + ms(self.settings.check_every);
+                if conclusive {
+                    at = at.min(d.sent_at + ms(self.settings.reconcile_after));
+                } else {
+                    tracing::info!(contact = d.contact_id, complete = answer.complete, window_end = answer.end, "no call record matches a lost reply, but the answer is incomplete: left unknown, asking again");
+                }
                 self.store
                     .reschedule_checks(vec![(d.attempt_id, at)])
                     .await?;

@@ -6,7 +6,9 @@
 //! campaign's AI agent (when the record names one), and started within [send − 60 s,
 //! send + 120 s], leaving out sessions the store already knows (another attempt's). The
 //! per-person gap keeps two calls to one number further apart than that window, so at most one
-//! record should match; if two do, the contact stays `unknown` and the reason says why.
+//! record should match; if two do, the contact stays `unknown` and the reason says why. A
+//! record matching in all but naming another agent is [`Match::OtherAgent`] (unknown, never
+//! "no call"), and "none" proves nothing unless the answer was whole ([`conclusive`]).
 
 use super::cdr::CallRecord;
 
@@ -20,6 +22,16 @@ pub enum Match {
     None,
     One(Box<CallRecord>),
     Many(Vec<String>),
+    /// No record of the agent, but these sessions match in everything else and name another
+    /// AI agent (the config's agent may have changed since): not proof that no call was made.
+    OtherAgent(Vec<String>),
+}
+
+/// Whether "no matching record" in an answer may be taken as proof the request created no
+/// call: every page was read (`complete`) and the query's window reached the last moment the
+/// call could have started (`sent_secs` + [`AFTER_SECS`]).
+pub fn conclusive(complete: bool, window_end_secs: i64, sent_secs: i64) -> bool {
+    complete && window_end_secs >= sent_secs + AFTER_SECS
 }
 
 /// The records that may be the call created by a request to `callee` sent at `sent_secs`.
@@ -33,31 +45,46 @@ pub fn find(
 ) -> Match {
     let digits = |s: &str| -> String { s.chars().filter(char::is_ascii_digit).collect() };
     let want = digits(callee);
-    let mut hits: Vec<&CallRecord> = records
-        .iter()
-        .filter(|r| {
-            let Some(session) = r.session_id.as_deref().filter(|s| !s.is_empty()) else {
-                return false;
-            };
-            // A protected number leaves Callee empty: the Phones filter matched it already.
-            let callee_ok = r
-                .callee
-                .as_deref()
-                .filter(|c| !c.is_empty())
-                .is_none_or(|c| same_number(&digits(c), &want));
-            r.direction.is_none_or(|d| d == 1)
-                && r.ai_agent_id.is_none_or(|a| a == 0 || a as u64 == agent)
-                && r.started().is_some_and(|t| {
-                    (sent_secs - BEFORE_SECS..=sent_secs + AFTER_SECS).contains(&t)
-                })
-                && callee_ok
-                && !known(session)
-        })
-        .collect();
+    let candidates = |any_agent: bool| -> Vec<&CallRecord> {
+        records
+            .iter()
+            .filter(|r| {
+                let Some(session) = r.session_id.as_deref().filter(|s| !s.is_empty()) else {
+                    return false;
+                };
+                // A protected number leaves Callee empty: the Phones filter matched it already.
+                let callee_ok = r
+                    .callee
+                    .as_deref()
+                    .filter(|c| !c.is_empty())
+                    .is_none_or(|c| same_number(&digits(c), &want));
+                r.direction.is_none_or(|d| d == 1)
+                    && (any_agent || r.ai_agent_id.is_none_or(|a| a == 0 || a as u64 == agent))
+                    && r.started().is_some_and(|t| {
+                        (sent_secs - BEFORE_SECS..=sent_secs + AFTER_SECS).contains(&t)
+                    })
+                    && callee_ok
+                    && !known(session)
+            })
+            .collect()
+    };
+    let mut hits = candidates(false);
     let mut seen = std::collections::HashSet::new();
     hits.retain(|r| seen.insert(r.session_id.clone()));
     match hits.len() {
-        0 => Match::None,
+        0 => {
+            let mut seen = std::collections::HashSet::new();
+            let others: Vec<String> = candidates(true)
+                .into_iter()
+                .filter_map(|r| r.session_id.clone())
+                .filter(|s| seen.insert(s.clone()))
+                .collect();
+            if others.is_empty() {
+                Match::None
+            } else {
+                Match::OtherAgent(others)
+            }
+        }
         1 => Match::One(Box::new(hits[0].clone())),
         _ => Match::Many(hits.iter().filter_map(|r| r.session_id.clone()).collect()),
     }
@@ -120,10 +147,29 @@ mod tests {
             ..rec("s-num", SENT)
         };
         let known = rec("s-known", SENT);
-        let all = [early, late, other_agent, inbound, other_number, known];
+        let all = [early, late, inbound, other_number, known];
         assert_eq!(
             find(&all, "008613012345678", 15, SENT, |s| s == "s-known"),
             Match::None
+        );
+        // A record of another agent is no match, and no proof of "no call" either.
+        assert_eq!(
+            find(&[other_agent.clone()], "008613012345678", 15, SENT, |_| {
+                false
+            }),
+            Match::OtherAgent(vec!["s-agent".into()])
+        );
+        // A record of the agent wins over one of another agent.
+        let mine = rec("s-mine", SENT + 5);
+        assert_eq!(
+            find(
+                &[other_agent, mine.clone()],
+                "008613012345678",
+                15,
+                SENT,
+                |_| false
+            ),
+            Match::One(Box::new(mine))
         );
         // The window's edges are inside it; Time stands in for a missing StartTimestamp.
         let edge = CallRecord {
@@ -156,5 +202,15 @@ mod tests {
             |_| false,
         );
         assert_eq!(m, Match::Many(vec!["s-1".into(), "s-2".into()]));
+    }
+
+    #[test]
+    fn no_record_proves_nothing_unless_every_page_was_read_up_to_the_windows_end() {
+        assert!(conclusive(true, SENT + AFTER_SECS, SENT));
+        assert!(conclusive(true, SENT + 3600, SENT));
+        // The call may still start (or its record appear) after the window's end.
+        assert!(!conclusive(true, SENT + AFTER_SECS - 1, SENT));
+        // Pages left unread, or a reply without a record list.
+        assert!(!conclusive(false, SENT + 3600, SENT));
     }
 }
