@@ -154,9 +154,13 @@ mod tests {
         );
         // A record of another agent is no match, and no proof of "no call" either.
         assert_eq!(
-            find(&[other_agent.clone()], "008613012345678", 15, SENT, |_| {
-                false
-            }),
+            find(
+                std::slice::from_ref(&other_agent),
+                "008613012345678",
+                15,
+                SENT,
+                |_| { false }
+            ),
             Match::OtherAgent(vec!["s-agent".into()])
         );
         // A record of the agent wins over one of another agent.
