@@ -260,18 +260,9 @@ impl Tracker {
     /// later). When nothing is due, the pass asks nothing.
     pub async fn pass(&self, now_ms: i64) -> Result<PassReport, PassError> {
         let first = ms(self.settings.first_check_after);
-        let due_now = !self
-            .store
-            .due_sessions_until(now_ms, first, now_ms, 1)
-            .await?
-            .is_empty()
-            || !self
-                .store
-                .due_reconciles_until(now_ms, first, now_ms, 1)
-                .await?
-                .is_empty();
-        if !due_now {
-            return Ok(PassReport::default());
+        match self.store.next_check_due(first).await? {
+            Some(at) if at <= now_ms => {}
+            _ => return Ok(PassReport::default()),
         }
         let until = now_ms.saturating_add(lookahead(ms(self.settings.check_every)));
         self.pass_inner(now_ms, until, until).await

@@ -177,6 +177,51 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<bool, StoreError>
     Ok(n == 1)
 }
 
+/// The rows of one due query, in two lookups on `outcome_checks_due`: never asked and sent by
+/// `first_until` (`?2` there), then asked before and due by `asked_until`. `sql` takes `asked`,
+/// the bound and `limit` as ?1..?3.
+fn due_rows<T>(
+    c: &Connection,
+    sql: &str,
+    (first_until, asked_until): (i64, i64),
+    limit: usize,
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    let mut stmt = c.prepare_cached(sql)?;
+    for (asked, until) in [(0, first_until), (1, asked_until)] {
+        for r in stmt.query_map(params![asked, until, limit as i64], &row)? {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+/// A reconcile row of [`Store::due_reconciles_until`]'s query.
+fn due_reconcile(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueReconcile> {
+    let overrides: Option<String> = r.get(4)?;
+    // The contact's own agent, else its campaign's (serve's settings).
+    let settings: Option<String> = r.get(8)?;
+    let agent_override = overrides
+        .and_then(|j| serde_json::from_str::<crate::contact::Overrides>(&j).ok())
+        .and_then(|o| o.ai_agent_id)
+        .or_else(|| {
+            settings
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+                .and_then(|v| v.get("ai_agent_id").and_then(|a| a.as_u64()))
+        });
+    Ok(DueReconcile {
+        attempt_id: r.get(0)?,
+        contact_id: r.get(1)?,
+        campaign_id: r.get(2)?,
+        callee: r.get(3)?,
+        agent_override,
+        sent_at: r.get(5)?,
+        checks: r.get(6)?,
+        status: r.get(7)?,
+    })
+}
+
 impl Store {
     /// Placed sessions due for a check at `now_ms`: never asked and sent at least `first_ms`
     /// ago, or asked before and due again; oldest send first, at most `limit`.
@@ -199,19 +244,16 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<DueSession>, StoreError> {
         self.call(move |c| {
-            let mut out = Vec::new();
-            for (asked, until) in [(0, now_ms - first_ms), (1, asked_until_ms)] {
-                let mut stmt = c.prepare_cached(
-                    "SELECT attempt_id, contact_id, session_id, sent_at, checks
-                     FROM outcome_checks
-                     WHERE kind = 'outcome' AND asked = ?1 AND next_check_at <= ?2
-                     ORDER BY next_check_at LIMIT ?3",
-                )?;
-                let rows = stmt.query_map(params![asked, until, limit as i64], due_session)?;
-                for r in rows {
-                    out.push(r?);
-                }
-            }
+            let mut out = due_rows(
+                c,
+                "SELECT attempt_id, contact_id, session_id, sent_at, checks
+                 FROM outcome_checks
+                 WHERE kind = 'outcome' AND asked = ?1 AND next_check_at <= ?2
+                 ORDER BY next_check_at LIMIT ?3",
+                (now_ms - first_ms, asked_until_ms),
+                limit,
+                due_session,
+            )?;
             out.sort_by_key(|d| (d.sent_at, d.attempt_id));
             out.truncate(limit);
             Ok(out)
@@ -239,46 +281,47 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<DueReconcile>, StoreError> {
         self.call(move |c| {
-            let mut out = Vec::new();
-            for (asked, until) in [(0, now_ms - first_ms), (1, asked_until_ms)] {
-                let mut stmt = c.prepare_cached(
-                    "SELECT o.attempt_id, o.contact_id, k.campaign_id, k.callee, k.overrides,
-                            o.sent_at, o.checks, k.status, c.settings
-                     FROM outcome_checks o JOIN contacts k ON k.id = o.contact_id
-                       JOIN campaigns c ON c.id = k.campaign_id
-                     WHERE o.kind = 'reconcile' AND o.asked = ?1 AND o.next_check_at <= ?2
-                     ORDER BY o.next_check_at LIMIT ?3",
-                )?;
-                let rows = stmt.query_map(params![asked, until, limit as i64], |r| {
-                    let overrides: Option<String> = r.get(4)?;
-                    // The contact's own agent, else its campaign's (serve's settings).
-                    let settings: Option<String> = r.get(8)?;
-                    let agent_override = overrides
-                        .and_then(|j| serde_json::from_str::<crate::contact::Overrides>(&j).ok())
-                        .and_then(|o| o.ai_agent_id)
-                        .or_else(|| {
-                            settings
-                                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
-                                .and_then(|v| v.get("ai_agent_id").and_then(|a| a.as_u64()))
-                        });
-                    Ok(DueReconcile {
-                        attempt_id: r.get(0)?,
-                        contact_id: r.get(1)?,
-                        campaign_id: r.get(2)?,
-                        callee: r.get(3)?,
-                        agent_override,
-                        sent_at: r.get(5)?,
-                        checks: r.get(6)?,
-                        status: r.get(7)?,
-                    })
-                })?;
-                for r in rows {
-                    out.push(r?);
-                }
-            }
+            let mut out = due_rows(
+                c,
+                "SELECT o.attempt_id, o.contact_id, k.campaign_id, k.callee, k.overrides,
+                        o.sent_at, o.checks, k.status, c.settings
+                 FROM outcome_checks o JOIN contacts k ON k.id = o.contact_id
+                   JOIN campaigns c ON c.id = k.campaign_id
+                 WHERE o.kind = 'reconcile' AND o.asked = ?1 AND o.next_check_at <= ?2
+                 ORDER BY o.next_check_at LIMIT ?3",
+                (now_ms - first_ms, asked_until_ms),
+                limit,
+                due_reconcile,
+            )?;
             out.sort_by_key(|d| (d.sent_at, d.attempt_id));
             out.truncate(limit);
             Ok(out)
+        })
+        .await
+    }
+
+    /// The earliest moment any check (outcome or reconcile) falls due: a never-asked row is due
+    /// `first_ms` after its send, an asked one at its `next_check_at`. Two index lookups
+    /// (`outcome_checks_due`), so the poller can learn cheaply that nothing is due.
+    pub async fn next_check_due(&self, first_ms: i64) -> Result<Option<i64>, StoreError> {
+        self.call(move |c| {
+            let mut next: Option<i64> = None;
+            for kind in ["outcome", "reconcile"] {
+                for asked in [0, 1] {
+                    let at: Option<i64> = c
+                        .prepare_cached(
+                            "SELECT MIN(next_check_at) FROM outcome_checks
+                             WHERE kind = ?1 AND asked = ?2",
+                        )?
+                        .query_row(params![kind, asked], |r| r.get(0))?;
+                    let at = at.map(|t| if asked == 0 { t + first_ms } else { t });
+                    next = match (next, at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
+            Ok(next)
         })
         .await
     }
