@@ -14,11 +14,11 @@
 //! strings `Selector`); an answered call no script names gets one `Boolean` tag, `interested`,
 //! true or false at even odds.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::calls::SimulatedCall;
 use super::params::bad;
-use super::tel_cdr::{FUTURE_SLACK_SECS, MAX_SPAN_SECS};
+use super::tel_cdr::{int64, object, FUTURE_SLACK_SECS, MAX_SPAN_SECS};
 use super::verify::Refusal;
 
 pub const ACTION: &str = "DescribeAICallExtractResult";
@@ -109,37 +109,8 @@ pub struct Query {
 
 const KNOWN: [&str; 4] = ["SdkAppId", "SessionId", "StartTime", "EndTime"];
 
-fn int64(obj: &Map<String, Value>, key: &str) -> Result<i64, Refusal> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Err(bad(
-            "MissingParameter",
-            format!("the parameter `{key}` is missing"),
-        )),
-        Some(v) => v
-            .as_i64()
-            .ok_or_else(|| bad("InvalidParameter", format!("`{key}` must be an integer"))),
-    }
-}
-
 pub fn check(body: &[u8], now: i64) -> Result<Query, Refusal> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        bad(
-            "InvalidParameter",
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
-    let Some(obj) = value.as_object() else {
-        return Err(bad(
-            "InvalidParameter",
-            "the request body must be a JSON object",
-        ));
-    };
-    if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(bad(
-            "UnknownParameter",
-            format!("the parameter `{unknown}` is not recognized"),
-        ));
-    }
+    let obj = &object(body, &KNOWN)?;
     let sdk_app_id = int64(obj, "SdkAppId")?;
     let session_id = match obj.get("SessionId") {
         None | Some(Value::Null) => {

@@ -58,7 +58,8 @@ pub struct Query {
     pub session_ids: Vec<String>,
 }
 
-fn int64(obj: &Map<String, Value>, key: &str) -> Result<i64, Refusal> {
+/// A required integer parameter (shared with the stand-in's other query actions).
+pub(super) fn int64(obj: &Map<String, Value>, key: &str) -> Result<i64, Refusal> {
     match obj.get(key) {
         None | Some(Value::Null) => Err(bad(
             "MissingParameter",
@@ -94,26 +95,33 @@ fn value_error(message: String) -> Refusal {
     bad("InvalidParameterValue", message)
 }
 
-/// Check a DescribeTelCdr body against the rules above; `now` is the stand-in's clock.
-pub fn check(body: &[u8], now: i64) -> Result<Query, Refusal> {
+/// A query body as the service reads it: a JSON object naming only `known` parameters (shared
+/// with the stand-in's other query actions).
+pub(super) fn object(body: &[u8], known: &[&str]) -> Result<Map<String, Value>, Refusal> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         bad(
             "InvalidParameter",
             format!("the request body is not valid JSON: {e}"),
         )
     })?;
-    let Some(obj) = value.as_object() else {
+    let Value::Object(obj) = value else {
         return Err(bad(
             "InvalidParameter",
             "the request body must be a JSON object",
         ));
     };
-    if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+    if let Some(unknown) = obj.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(bad(
             "UnknownParameter",
             format!("the parameter `{unknown}` is not recognized"),
         ));
     }
+    Ok(obj)
+}
+
+/// Check a DescribeTelCdr body against the rules above; `now` is the stand-in's clock.
+pub fn check(body: &[u8], now: i64) -> Result<Query, Refusal> {
+    let obj = &object(body, &KNOWN)?;
     let sdk_app_id = int64(obj, "SdkAppId")?;
     let start = int64(obj, "StartTimeStamp")?;
     let end = int64(obj, "EndTimeStamp")?;
