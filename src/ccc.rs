@@ -173,7 +173,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 pub type UnixClock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 pub fn system_clock() -> UnixClock {
-    Arc::new(|| chrono::Utc::now().timestamp())
+    Arc::new(crate::times::now_secs)
 }
 
 #[derive(Clone)]
@@ -365,10 +365,9 @@ impl Client {
             .headers()
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .and_then(crate::times::parse_http_date)
         {
-            self.skew
-                .store(server.timestamp() - (self.clock)(), Ordering::Relaxed);
+            self.skew.store(server - (self.clock)(), Ordering::Relaxed);
         }
         let body = read_capped(response).await?;
         Ok((status, body))

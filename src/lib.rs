@@ -58,3 +58,4 @@ pub mod server;
 pub mod sign;
 pub mod store;
 pub mod telemetry;
+pub mod times;

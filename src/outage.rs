@@ -72,9 +72,7 @@ pub struct Outage {
 }
 
 fn utc(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_default()
+    crate::times::utc_text(ms)
 }
 
 impl Outage {

@@ -4,7 +4,6 @@
 //! environment or the network. The stand-in's verifier reuses [`derive_signing_key`],
 //! [`string_to_sign`] and [`hex_sha256`] so client and server cannot drift apart.
 
-use chrono::DateTime;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -88,9 +87,9 @@ pub enum SignError {
 
 /// The timestamp's UTC date as `YYYY-MM-DD`, the date used in the credential scope.
 pub fn utc_date(timestamp: i64) -> Result<String, SignError> {
-    DateTime::from_timestamp(timestamp, 0)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .ok_or(SignError::BadTimestamp(timestamp))
+    jiff::Timestamp::from_second(timestamp)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .map_err(|_| SignError::BadTimestamp(timestamp))
 }
 
 pub fn hex_sha256(data: &[u8]) -> String {

@@ -358,9 +358,7 @@ async fn open_campaign(
 }
 
 fn utc(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_default()
+    crate::times::utc_text(ms)
 }
 
 /// `--results` must not name the store's files or the contacts file (exit 2, nothing written).
@@ -566,9 +564,7 @@ impl Progress {
                             if at - dispatch::now_ms() > 2_000
                                 && c.in_flight.load(Ordering::Relaxed) == 0 =>
                         {
-                            let until = chrono::DateTime::from_timestamp_millis(at)
-                                .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                                .unwrap_or_default();
+                            let until = crate::times::utc_text(at);
                             format!(
                                 "waiting for {} until {until}",
                                 gate.as_deref().unwrap_or("retry_backoff")

@@ -214,7 +214,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::times::now_ms()
 }
 
 /// Dial campaign `campaign_id` until every contact is final, a halt code arrives, or `stop`
@@ -340,9 +340,7 @@ pub async fn run_campaign(
             if let (Some(at), true) = (next, wait >= Duration::from_secs(5)) {
                 if announced != Some(at) {
                     announced = Some(at);
-                    let until = chrono::DateTime::from_timestamp_millis(at)
-                        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                        .unwrap_or_default();
+                    let until = crate::times::rfc3339_seconds(at);
                     tracing::info!(campaign = campaign_id, until = %until, gate = gate.as_deref().unwrap_or("retry_backoff"), "nothing due: waiting");
                 }
             }

@@ -216,9 +216,7 @@ impl Lines {
     /// Cheap and never blocks on I/O.
     pub fn call_ended(&self, session: &str, ended_unix_ms: i64) {
         let now = Instant::now();
-        let ago_ms = chrono::Utc::now()
-            .timestamp_millis()
-            .saturating_sub(ended_unix_ms);
+        let ago_ms = crate::times::now_ms().saturating_sub(ended_unix_ms);
         let t = self.secs(now) - (ago_ms.max(0) as f64) / 1000.0;
         let mut freed = false;
         for a in lock(&self.agents).values_mut() {
@@ -427,7 +425,7 @@ mod tests {
             tokio::spawn(async move { lines.freed().await })
         };
         tokio::task::yield_now().await;
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::times::now_ms();
         // Another agent's session, or one this process never placed: nothing freed.
         lines.call_ended("s-unknown", now);
         assert!(lines.try_start(7).is_err());

@@ -61,7 +61,7 @@ impl Arrivals {
 /// The wall-clock milliseconds of `at` (an arrival in the recent past).
 pub fn wall_ms(at: Instant) -> i64 {
     let ago = Instant::now().saturating_duration_since(at);
-    chrono::Utc::now().timestamp_millis() - i64::try_from(ago.as_millis()).unwrap_or(0)
+    crate::times::now_ms() - i64::try_from(ago.as_millis()).unwrap_or(0)
 }
 
 /// An `Instant` for a wall-clock stamp taken by the kernel a moment ago.

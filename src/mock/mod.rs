@@ -123,7 +123,7 @@ impl Default for MockOptions {
             rate_limit: crate::config::DOCUMENTED_CAP,
             latency_ms: 0,
             faults: Faults::default(),
-            clock: Arc::new(|| chrono::Utc::now().timestamp()),
+            clock: Arc::new(crate::times::now_secs),
             keep_bodies: true,
             new_connection_delay: Duration::ZERO,
             drop_idle_after: None,
@@ -226,8 +226,7 @@ async fn date_from_clock(
 ) -> Response {
     let mut response = next.run(req).await;
     let now = (shared.opts.clock)();
-    if let Some(date) = chrono::DateTime::from_timestamp(now, 0) {
-        let text = date.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    if let Some(text) = crate::times::http_date(now) {
         if let Ok(v) = header::HeaderValue::from_str(&text) {
             response.headers_mut().insert(header::DATE, v);
         }

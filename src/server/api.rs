@@ -385,9 +385,7 @@ fn settings_of(c: &Campaign) -> CampaignSettings {
 }
 
 pub(super) fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default()
+    crate::times::rfc3339_millis(ms)
 }
 
 pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {

@@ -33,16 +33,14 @@ pub(super) const RESULT_FROM: &str =
 
 fn unix_text(secs: Option<i64>) -> String {
     secs.filter(|s| *s > 0)
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .and_then(|s| s.checked_mul(1000))
+        .map(crate::times::rfc3339_seconds)
         .unwrap_or_default()
 }
 
 pub(super) fn result_row(r: &rusqlite::Row<'_>, status: Status) -> Result<ResultRow, StoreError> {
     let updated_ms: i64 = r.get(9)?;
-    let updated_at = chrono::DateTime::from_timestamp_millis(updated_ms)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default();
+    let updated_at = crate::times::rfc3339_millis(updated_ms);
     Ok(ResultRow {
         callee: r.get(0)?,
         // The results file knows five states: an attempt still on the wire is not final yet.

@@ -96,12 +96,13 @@ fn next_try_in(status: &str) -> Option<i64> {
     let key = "next: agent_lines_busy until ";
     let at = status.find(key)? + key.len();
     // "2026-11-29 13:40:00 UTC", then perhaps the local time in brackets.
-    let until = chrono::NaiveDateTime::parse_from_str(
-        status[at..].split(" UTC").next()?,
-        "%Y-%m-%d %H:%M:%S",
-    )
-    .ok()?;
-    Some((until.and_utc() - chrono::Utc::now()).num_seconds())
+    let until =
+        jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", status[at..].split(" UTC").next()?)
+            .ok()?
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .ok()?
+            .timestamp();
+    Some(until.as_second() - jiff::Timestamp::now().as_second())
 }
 
 #[tokio::test(flavor = "multi_thread")]

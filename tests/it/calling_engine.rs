@@ -26,10 +26,10 @@ fn calling_scratch(
 
 /// `[calling.hours]` lines open every day from two hours before `now`'s hour (UTC) to three
 /// after (clamped to the day), and the opening hour.
-fn hours_around(now: chrono::DateTime<chrono::Utc>) -> (u32, String) {
-    use chrono::Timelike;
-    let start = now.hour().saturating_sub(2);
-    let end = (now.hour() + 3).min(24);
+fn hours_around(now: jiff::Timestamp) -> (i8, String) {
+    let hour = now.to_zoned_datetime(jiff::tz::TimeZone::UTC).hour();
+    let start = (hour - 2).max(0);
+    let end = (hour + 3).min(24);
     let range = format!("\"{start:02}:00-{end:02}:00\"");
     let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         .iter()
@@ -98,10 +98,7 @@ async fn outside_the_window_nothing_is_sent_and_the_contact_says_until_when() {
         .expect("status");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    let until = chrono::DateTime::from_timestamp_millis(opening.as_millisecond())
-        .unwrap()
-        .format("%Y-%m-%d %H:%M:%S UTC")
-        .to_string();
+    let until = ccc_dialer::times::utc_text(opening.as_millisecond());
     assert!(
         text.contains(&format!("waiting: window_closed until {until}")),
         "{text}"
@@ -298,16 +295,20 @@ async fn run_skips_listed_numbers_and_expires_what_the_campaign_end_leaves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_work_time_from_the_service_moves_the_contact_to_its_next_opening() {
-    use chrono::{Duration as Days, Utc};
     // Our window is open now (UTC, a few hours around the current hour, every day); the
     // service says "not work time": the contact moves to tomorrow's opening, not a fixed delay.
-    let now = Utc::now();
+    let now = jiff::Timestamp::now();
     let (start, days) = hours_around(now);
-    let expected = (now.date_naive() + Days::days(1))
-        .and_hms_opt(start, 0, 0)
+    let expected = now
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .tomorrow()
         .unwrap()
-        .and_utc()
-        .timestamp_millis();
+        .at(start, 0, 0, 0)
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .unwrap()
+        .timestamp()
+        .as_millisecond();
     let faults = fails_once(&normalised(17, 0), "FailedOperation.CalloutRuleNotWorkTime");
     let mock = mock_with(20, 0, &faults).await;
     let s = calling_scratch(
@@ -373,10 +374,9 @@ async fn two_campaigns_dialling_at_once_never_call_one_number_twice_within_the_g
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_whose_window_opens_after_the_end_expires_alone() {
-    use chrono::Utc;
-    let now = Utc::now();
+    let now = jiff::Timestamp::now();
     let (_, days) = hours_around(now);
-    let not_after = (now + chrono::Duration::hours(1)).to_rfc3339();
+    let not_after = (now + jiff::SignedDuration::from_hours(1)).to_string();
     let mock = mock_with(20, 0, "").await;
     let s = calling_scratch(
         &mock,

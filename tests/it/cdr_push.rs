@@ -32,7 +32,7 @@ async fn served(faults: &str) -> Served {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let clock = ManualClock::at(chrono::Utc::now().timestamp());
+    let clock = ManualClock::at(ccc_dialer::times::now_secs());
     let push = PushOptions {
         basic_auth: Some((PUSH_USER.into(), Secret::new(PUSH_PASSWORD))),
         retry_interval: Duration::from_millis(50),

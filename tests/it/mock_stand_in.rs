@@ -22,7 +22,7 @@ fn creds(key: &str) -> Credentials {
 }
 
 fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+    ccc_dialer::times::now_secs()
 }
 
 /// A POST to the stand-in carrying headers signed with `c` over `signed_body` at `timestamp`

@@ -244,7 +244,7 @@ async fn a_call_with_no_record_is_given_up_after_give_up_after() {
 async fn the_outcomes_command_fetches_later_and_says_by_its_exit_code_whether_all_are_known() {
     // Records appear 60 s after each call ends, on the stand-in's clock (driven by hand: it
     // stays within the 300 s a signature may be off).
-    let clock = ManualClock::at(chrono::Utc::now().timestamp());
+    let clock = ManualClock::at(ccc_dialer::times::now_secs());
     let mock = MockServer::spawn(MockOptions {
         cdr_delay: Duration::from_secs(60),
         clock: clock.clock(),

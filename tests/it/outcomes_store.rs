@@ -283,7 +283,7 @@ async fn a_due_check_takes_along_sessions_due_within_seconds_and_nothing_is_aske
         .await
         .unwrap();
     let (_dir, store, campaign) = store_with(1).await;
-    let t0 = chrono::Utc::now().timestamp_millis();
+    let t0 = ccc_dialer::times::now_ms();
     dial(&store, campaign, t0, false).await;
     store
         .insert_contacts(campaign, vec![row(9, "008613000000009")], t0)

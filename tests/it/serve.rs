@@ -510,7 +510,7 @@ async fn readyz_fails_when_the_host_clock_is_far_from_the_services() {
     // The service's clock (the stand-in's) runs 10 minutes ahead of ours: it refuses every
     // signature as expired, and readiness must say why.
     let opts = ccc_dialer::mock::MockOptions {
-        clock: std::sync::Arc::new(|| chrono::Utc::now().timestamp() + 600),
+        clock: std::sync::Arc::new(|| ccc_dialer::times::now_secs() + 600),
         ..mock_options()
     };
     let mock = ccc_dialer::mock::MockServer::spawn(opts)
