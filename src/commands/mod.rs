@@ -300,7 +300,11 @@ pub async fn pick_campaign(
 /// Take the store's exclusive lock for this process (`run`, `serve`), or exit 2 naming the
 /// process that holds it. Keep the returned lock alive until the process ends.
 pub fn lock_store(path: &std::path::Path) -> Result<crate::store::lock::StoreLock, Failure> {
-    let command: Vec<String> = std::env::args().skip(1).collect();
+    // `args_os`: a path that is not UTF-8 is a valid argument (`args` would panic on it).
+    let command: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     crate::store::lock::StoreLock::acquire(path, &command.join(" ")).map_err(Failure::input)
 }
 

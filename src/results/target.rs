@@ -37,7 +37,10 @@ pub fn store_files(state: &Path) -> Vec<(String, PathBuf)> {
             "the state store's shared-memory file".to_string(),
             with("-shm"),
         ),
-        ("the state store's lock file".to_string(), with(".lock")),
+        (
+            "the state store's lock file".to_string(),
+            crate::store::lock::lock_path(state),
+        ),
     ]
 }
 

@@ -30,11 +30,29 @@ pub enum LockError {
     Io { path: PathBuf, reason: String },
 }
 
-/// The lock file of the store at `state`: `STATE.lock` beside it.
+/// The lock file of the store at `state`: `STATE.lock` beside the real file. The path is
+/// resolved first (symlinks, `..`, a relative spelling), so two processes that name one store
+/// differently (`--state s.db` and `--state link-to-s.db`) meet at the same lock.
 pub fn lock_path(state: &Path) -> PathBuf {
-    let mut name = state.as_os_str().to_os_string();
+    let mut name = resolved(state).into_os_string();
     name.push(".lock");
     PathBuf::from(name)
+}
+
+/// `state` with symlinks and `..` resolved: the file itself when it exists, else its folder
+/// resolved and its name kept (a store not created yet); as given when neither resolves.
+fn resolved(state: &Path) -> PathBuf {
+    if let Ok(real) = state.canonicalize() {
+        return real;
+    }
+    let parent = match state.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (parent.canonicalize(), state.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => state.to_path_buf(),
+    }
 }
 
 /// The exclusive lock of one store, released when dropped or when the process ends.
@@ -142,7 +160,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("s.db");
         let first = StoreLock::acquire(&state, "run --state s.db").unwrap();
-        assert_eq!(first.path(), dir.path().join("s.db.lock"));
+        assert_eq!(
+            first.path(),
+            dir.path().canonicalize().unwrap().join("s.db.lock")
+        );
         let e = StoreLock::acquire(&state, "serve").unwrap_err().to_string();
         assert!(e.contains("in use by another ccc-dialer process"), "{e}");
         assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
@@ -153,6 +174,22 @@ mod tests {
         assert_eq!(live_writer(&state), None);
         let again = StoreLock::acquire(&state, "serve").unwrap();
         drop(again);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn one_store_named_through_a_symlink_or_dot_dot_meets_the_same_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("s.db");
+        std::fs::write(&state, b"").unwrap();
+        std::os::unix::fs::symlink(&state, dir.path().join("link.db")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let _first = StoreLock::acquire(&state, "run").unwrap();
+        for other in [dir.path().join("link.db"), dir.path().join("sub/../s.db")] {
+            let e = StoreLock::acquire(&other, "serve").unwrap_err().to_string();
+            assert!(e.contains("in use by another ccc-dialer process"), "{e}");
+            assert!(live_writer(&other).is_some(), "{}", other.display());
+        }
     }
 
     #[test]

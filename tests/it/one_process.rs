@@ -88,3 +88,63 @@ async fn a_killed_writer_leaves_no_lock_behind() {
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     assert_eq!(s.results().len(), 60);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_serve_or_a_run_naming_the_store_another_way_exits_2_and_sends_nothing() {
+    let mock = mock_with(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "", "");
+    s.write_contacts(&contacts_csv(3));
+    let served = Served::start(&s).await;
+    let holder = format!("pid {}", served.child.id());
+    // The same store under three names: as given, through a symlink, and through `..`.
+    let link = s.dir.path().join("link.db");
+    std::os::unix::fs::symlink(&s.state, &link).unwrap();
+    let sub = s.dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let dotted = sub.join("../state.db");
+
+    let mut second_serve = serve_command(&s);
+    second_serve.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let linked_run = with_state(&s.run_command(), &link);
+    let mut linked_serve = with_state(&serve_command(&s), &dotted);
+    linked_serve.stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (what, cmd) in [
+        ("a second serve", second_serve),
+        ("run through a symlink", linked_run),
+        ("serve through ..", linked_serve),
+    ] {
+        let mut cmd = cmd;
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(code_of(&out), 2, "{what}: {err}");
+        assert!(
+            err.contains("in use by another ccc-dialer process") && err.contains(&holder),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(mock.stats().requests, 0, "nothing was sent");
+    assert!(!s.results.exists(), "nothing written");
+}
+
+/// `cmd` (program, arguments, environment) with its `--state` value replaced by `state`.
+fn with_state(cmd: &std::process::Command, state: &std::path::Path) -> std::process::Command {
+    let mut out = std::process::Command::new(cmd.get_program());
+    let mut args = cmd.get_args();
+    while let Some(a) = args.next() {
+        out.arg(a);
+        if a == "--state" {
+            args.next();
+            out.arg(state);
+        }
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => out.env(k, v),
+            None => out.env_remove(k),
+        };
+    }
+    out.stdin(Stdio::null());
+    out
+}
