@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::calling::settings::{self as calling, Calling, RawCalling};
 use crate::duration;
 use crate::policy::{Class, ClassOverrides};
+use crate::setting_rules as rules;
 
 /// The documented CreateAIAgentCall limit, in requests per second.
 pub const DOCUMENTED_CAP: u32 = 20;
@@ -531,7 +532,7 @@ impl Validator<'_> {
     }
 
     fn outage(&self, raw: &RawRun) -> Result<crate::outage::OutageSettings, ConfigError> {
-        const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
+        const MONTH: Duration = rules::LONGEST_DELAY;
         let positive = |key: &str, value: &str, max: Duration, max_text: &str| {
             let d = self.delay(key, value, max, max_text)?;
             if d.is_zero() {
@@ -644,12 +645,12 @@ impl Validator<'_> {
         let sdk_app_id = positive("campaign.sdk_app_id", raw.sdk_app_id)?;
         let ai_agent_id = positive("campaign.ai_agent_id", raw.ai_agent_id)?;
         let max_ring_timeout_second = match raw.max_ring_timeout_second {
-            Some(v) if (1..=600).contains(&v) => Some(v as u32),
+            Some(v) if rules::RING_TIMEOUT_SECONDS.contains(&v) => Some(v as u32),
             Some(v) => {
                 return Err(self.invalid(
                     "campaign.max_ring_timeout_second",
                     v,
-                    "an integer from 1 to 600 (seconds)",
+                    rules::RING_TIMEOUT_EXPECTED,
                 ))
             }
             None => None,
@@ -662,11 +663,11 @@ impl Validator<'_> {
             });
         }
         for (i, c) in raw.callers.iter().enumerate() {
-            if c.trim().is_empty() || !c.trim().chars().all(|ch| ch.is_ascii_digit() || ch == '+') {
+            if !rules::caller_ok(c.trim()) {
                 return Err(self.invalid(
                     &format!("campaign.callers[{i}]"),
                     format!("{c:?}"),
-                    "a caller number of digits, optionally starting with + (e.g. \"008601012345678\")",
+                    rules::CALLER_EXPECTED,
                 ));
             }
         }
@@ -685,6 +686,14 @@ impl Validator<'_> {
                 }
             };
             variables.insert(k, value);
+        }
+        if let Err(e) = rules::variables_ok(variables.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            let key = match &e.name {
+                Some(name) => format!("campaign.variables.{name:?}"),
+                None => "campaign.variables".to_string(),
+            };
+            return Err(self.withheld(&key, &e.expected));
         }
         let default_country = raw.default_country.trim().to_ascii_uppercase();
         if crate::phone::country_code_for_region(&default_country).is_none() {
@@ -781,10 +790,10 @@ impl Validator<'_> {
 
     fn retry(&self, raw: RawRetry) -> Result<Retry, ConfigError> {
         let max_attempts = match raw.max_attempts {
-            n if (1..=100).contains(&n) => n as u32,
-            n => return Err(self.invalid("retry.max_attempts", n, "an integer from 1 to 100")),
+            n if rules::MAX_ATTEMPTS.contains(&n) => n as u32,
+            n => return Err(self.invalid("retry.max_attempts", n, rules::MAX_ATTEMPTS_EXPECTED)),
         };
-        const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
+        const MONTH: Duration = rules::LONGEST_DELAY;
         let backoff_initial =
             self.delay("retry.backoff_initial", &raw.backoff_initial, MONTH, "30d")?;
         let backoff_max = self.delay("retry.backoff_max", &raw.backoff_max, MONTH, "30d")?;

@@ -22,13 +22,13 @@ pub const BATCH: usize = 2000;
 /// Bounds that keep one row's request within [`crate::ccc::MAX_REQUEST_BYTES`] (64 KiB) next
 /// to the campaign's own variables. A row past any of them is skipped with the reason; nothing
 /// of the oversized cell is stored or echoed.
-pub const MAX_CELL_BYTES: usize = 8 * 1024;
+pub const MAX_CELL_BYTES: usize = crate::setting_rules::MAX_VALUE_BYTES;
 /// A variable's name (`var:NAME`), in bytes.
-pub const MAX_VARIABLE_NAME_BYTES: usize = 128;
+pub const MAX_VARIABLE_NAME_BYTES: usize = crate::setting_rules::MAX_NAME_BYTES;
 /// Non-empty `var:` cells in one row.
-pub const MAX_VARIABLES: usize = 64;
+pub const MAX_VARIABLES: usize = crate::setting_rules::MAX_VARIABLES;
 /// The row's variables, names and values together, in bytes.
-pub const MAX_VARIABLE_BYTES: usize = 32 * 1024;
+pub const MAX_VARIABLE_BYTES: usize = crate::setting_rules::MAX_TOTAL_BYTES;
 /// The most of a skipped row's callee kept in its result.
 const SKIPPED_CALLEE_CHARS: usize = 64;
 
@@ -142,7 +142,7 @@ fn row(cols: &[Column], rec: &csv::ByteRecord, line: u64, opts: &IntakeOptions) 
             Column::Id if !value.is_empty() => ext_id = Some(value.to_string()),
             Column::Callers if !value.is_empty() => {
                 for c in value.split(';').map(str::trim).filter(|c| !c.is_empty()) {
-                    if c.chars().all(|ch| ch.is_ascii_digit() || ch == '+') {
+                    if crate::setting_rules::caller_ok(c) {
                         overrides.callers.push(c.to_string());
                     } else {
                         note(format!("callers: {c:?} is not a caller number (digits, optionally starting with +)"));
@@ -150,8 +150,11 @@ fn row(cols: &[Column], rec: &csv::ByteRecord, line: u64, opts: &IntakeOptions) 
                 }
             }
             Column::AgentId if !value.is_empty() => match value.parse::<u64>() {
-                Ok(n) if n > 0 => overrides.ai_agent_id = Some(n),
-                _ => note(format!("ai_agent_id: {value:?} is not a positive integer")),
+                Ok(n) if crate::setting_rules::ai_agent_id_ok(n) => overrides.ai_agent_id = Some(n),
+                _ => note(format!(
+                    "ai_agent_id: {value:?} is not {}",
+                    crate::setting_rules::ai_agent_id_expected()
+                )),
             },
             Column::Timezone if !value.is_empty() => match zones::zone(value) {
                 Ok(tz) => overrides.timezone = Some(zones::name(&tz)),
@@ -527,7 +530,35 @@ mod tests {
         assert_eq!(rows[1].line, 3);
         assert_eq!(
             rows[1].skip_reason.as_deref(),
-            Some("ai_agent_id: \"zero\" is not a positive integer")
+            Some("ai_agent_id: \"zero\" is not a positive integer up to 9223372036854775807")
+        );
+        assert_eq!(rows[2].skip_reason, None);
+    }
+
+    #[test]
+    fn a_rows_agent_and_callers_take_the_configs_and_the_apis_rules() {
+        // The service's AIAgentId is an Int64; a caller is digits after at most one leading +.
+        let text = "callee,ai_agent_id,callers
+\
+                    +8613800138000,18446744073709551615,\n\
+                    +8613800138001,,1+2\n\
+                    +8613800138002,9223372036854775807,+8601012345678\n";
+        let (_, rows) = parse_all(text, &opts()).unwrap();
+        assert!(
+            rows[0]
+                .skip_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("ai_agent_id: \"18446744073709551615\" is not")),
+            "{:?}",
+            rows[0]
+        );
+        assert!(
+            rows[1]
+                .skip_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("callers: \"1+2\" is not a caller number")),
+            "{:?}",
+            rows[1]
         );
         assert_eq!(rows[2].skip_reason, None);
     }

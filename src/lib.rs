@@ -55,6 +55,7 @@ pub mod requeue;
 pub mod results;
 pub mod secret;
 pub mod server;
+pub mod setting_rules;
 pub mod sign;
 pub mod store;
 pub mod telemetry;

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::dispatch::RequestDefaults;
 use crate::duration;
 use crate::policy::RetrySettings;
+use crate::setting_rules as rules;
 
 /// Names of ad-hoc call campaigns: `POST /v1/calls` creates `call-<Idempotency-Key>` (or
 /// `call-<uuid>`), and looks a retried key up by that name. Nothing else may take such a name,
@@ -25,7 +26,7 @@ pub const NAME_MAX_CHARS: usize = 200;
 pub const PRIORITY_MAX: i64 = 9;
 /// The longest backoff, as the config's `retry.backoff_initial`/`backoff_max` (a typo such as
 /// `"99999999d"` must not park contacts for ever).
-pub const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+pub const BACKOFF_MAX: std::time::Duration = crate::setting_rules::LONGEST_DELAY;
 
 /// A campaign name, from settings, a query or an inbox file's name: `Err` says what is wrong.
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -188,35 +189,36 @@ impl CampaignSettings {
                 ));
             }
         }
+        // The config's checks (crate::setting_rules), in this API's `key = value` form.
         if let Some(a) = self.ai_agent_id {
-            // The config's range: a positive i64 (the service's field is an Int64).
-            if a == 0 || i64::try_from(a).is_err() {
+            if !rules::ai_agent_id_ok(a) {
                 return Err(format!(
-                    "ai_agent_id = {a}: expected a positive integer up to {}",
-                    i64::MAX
+                    "ai_agent_id = {a}: expected {}",
+                    rules::ai_agent_id_expected()
                 ));
             }
         }
-        if let Some(k) = self.variables.keys().find(|k| k.trim().is_empty()) {
-            return Err(format!(
-                "variables: {k:?}: expected a variable name, not an empty one"
-            ));
+        if let Err(e) =
+            rules::variables_ok(self.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            return Err(match e.name {
+                Some(name) => format!("variables: {name:?}: expected {}", e.expected),
+                None => format!("variables: expected {}", e.expected),
+            });
         }
         if let Some(callers) = &self.callers {
-            let bad = callers.iter().find(|c| {
-                let digits = c.strip_prefix('+').unwrap_or(c);
-                digits.is_empty() || !digits.chars().all(|ch| ch.is_ascii_digit())
-            });
-            if let Some(c) = bad {
+            if let Some(c) = callers.iter().find(|c| !rules::caller_ok(c)) {
                 return Err(format!(
-                    "callers = {c:?}: expected caller numbers of digits, optionally starting with + (e.g. \"008601012345678\")"
+                    "callers = {c:?}: expected {}",
+                    rules::CALLER_EXPECTED
                 ));
             }
         }
         if let Some(n) = self.max_ring_timeout_second {
-            if !(1..=600).contains(&n) {
+            if !rules::RING_TIMEOUT_SECONDS.contains(&i64::from(n)) {
                 return Err(format!(
-                    "max_ring_timeout_second = {n}: expected an integer from 1 to 600 (seconds)"
+                    "max_ring_timeout_second = {n}: expected {}",
+                    rules::RING_TIMEOUT_EXPECTED
                 ));
             }
         }
@@ -228,9 +230,10 @@ impl CampaignSettings {
             }
         }
         if let Some(n) = self.max_attempts {
-            if !(1..=100).contains(&n) {
+            if !rules::MAX_ATTEMPTS.contains(&i64::from(n)) {
                 return Err(format!(
-                    "max_attempts = {n}: expected an integer from 1 to 100"
+                    "max_attempts = {n}: expected {}",
+                    rules::MAX_ATTEMPTS_EXPECTED
                 ));
             }
         }

@@ -454,3 +454,44 @@ fn a_delay_too_long_to_schedule_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn the_config_holds_callers_and_variables_to_the_apis_rules() {
+    // One set of checks for the config, a campaign's settings and a contacts row: what the
+    // API refuses, the config refuses too (it took `1+2` as a caller and any variable).
+    let e = err(&format!("{MINIMAL}callers = [\"1+2\"]\n"));
+    assert!(
+        e.starts_with("dialer.toml: campaign.callers[0] = \"1+2\": expected a caller number"),
+        "{e}"
+    );
+    let e = err(&format!("{MINIMAL}variables = {{ \"\" = \"x\" }}\n"));
+    assert!(
+        e.starts_with(
+            "dialer.toml: campaign.variables.\"\": expected a variable name, not an empty one"
+        ),
+        "{e}"
+    );
+    let secret = "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE";
+    let e = err(&format!(
+        "{MINIMAL}variables = {{ script = \"{secret}{}\" }}\n",
+        "v".repeat(9000)
+    ));
+    assert!(
+        e.starts_with(
+            "dialer.toml: campaign.variables.\"script\": expected a value of at most 8192 bytes"
+        ),
+        "{e}"
+    );
+    assert!(!e.contains(secret), "never the value: {e}");
+    let many: String = (0..65).map(|i| format!("k{i} = \"x\"\n")).collect();
+    let e = err(&format!("{MINIMAL}[campaign.variables]\n{many}"));
+    assert!(e.contains("expected at most 64 variables"), "{e}");
+    // And the API's settings and the config agree on the same values.
+    for callers in ["[\"+8613800138000\"]", "[\"008601012345678\"]"] {
+        Config::parse(
+            Path::new("dialer.toml"),
+            &format!("{MINIMAL}callers = {callers}\n"),
+        )
+        .expect("a valid caller");
+    }
+}

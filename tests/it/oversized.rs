@@ -60,13 +60,23 @@ async fn rows_with_huge_variables_are_skipped_with_a_reason_and_the_rest_dialled
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_over_64_kib_is_refused_before_it_is_sent() {
     let mock = mock_with(20, 0, "").await;
-    let big = "x".repeat(70 * 1024);
+    // Each within its own bounds (62 variables of 518 bytes: under 64 variables and 32 KiB,
+    // in the config and in the row alike), together more than 64 KiB of request body.
+    let value = "x".repeat(515);
+    let config_vars: Vec<String> = (0..62).map(|i| format!("c{i:02} = \"{value}\"")).collect();
     let s = Scratch::new(
         &mock.endpoint(),
-        &format!("variables = {{ script = \"{big}\" }}"),
+        &format!("variables = {{ {} }}", config_vars.join(", ")),
         "",
     );
-    s.write_contacts(&contacts_csv(1));
+    let header: Vec<String> = (0..62).map(|i| format!("var:r{i:02}")).collect();
+    let cells = vec![value.as_str(); 62];
+    s.write_contacts(&format!(
+        "callee,{}\n{},{}\n",
+        header.join(","),
+        phone(0),
+        cells.join(",")
+    ));
     let out = run_async(&s).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     let rows = s.results();
