@@ -58,11 +58,14 @@ pub fn parse(
             ))
         }
     }
-    let codes: Vec<String> = codes
-        .into_iter()
-        .map(|c| c.trim().to_string())
-        .filter(|c| !c.is_empty())
-        .collect();
+    let codes: Vec<String> = codes.into_iter().map(|c| c.trim().to_string()).collect();
+    // An empty code is a mistake, not "any code": `codes: [""]` would requeue every failure.
+    if codes.iter().any(String::is_empty) {
+        return Err(
+            "an empty code: expected an error code such as NotSent or InvalidParameterValue.AIAgentId (leave codes out for every code)"
+                .to_string(),
+        );
+    }
     if let Some(bad) = codes
         .iter()
         .find(|c| c.len() > 200 || c.chars().any(|ch| ch.is_control()))
@@ -96,7 +99,10 @@ mod tests {
         assert!(parse("skipped", vec![], true, "x").is_err());
         assert!(parse("pending", vec![], true, "x").is_err());
         assert!(parse("nonsense", vec![], true, "x").is_err());
-        let r = parse("failed", vec![" NotSent ".into(), "".into()], false, "x").unwrap();
+        let r = parse("failed", vec![" NotSent ".into()], false, "x").unwrap();
         assert_eq!(r.codes, ["NotSent"]);
+        // An empty code would widen the requeue to every failure: refused.
+        let e = parse("failed", vec!["NotSent".into(), " ".into()], false, "x").unwrap_err();
+        assert!(e.starts_with("an empty code"), "{e}");
     }
 }

@@ -220,17 +220,7 @@ impl PushReceiver {
             return None;
         }
         self.figures.unauthorized.fetch_add(1, Ordering::Relaxed);
-        let mut r = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the CDR push needs HTTP Basic credentials (CCC_DIALER_PUSH_USER / CCC_DIALER_PUSH_PASSWORD)",
-        )
-        .into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"ccc-dialer CDR push\""),
-        );
-        Some(r)
+        Some(no_credentials())
     }
 
     /// Handle one push (after [`gate`] found the receiver on and the credentials right).
@@ -298,6 +288,21 @@ fn url_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The 401 of a push without any `Authorization` header.
+fn no_credentials() -> Response {
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the CDR push needs HTTP Basic credentials (CCC_DIALER_PUSH_USER / CCC_DIALER_PUSH_PASSWORD)",
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"ccc-dialer CDR push\""),
+    );
+    r
+}
+
 fn receiver_off() -> Response {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -312,6 +317,8 @@ fn receiver_off() -> Response {
 /// make the service read a body. The route's own body limit is [`MAX_BODY_BYTES`].
 pub async fn gate(State(svc): State<Arc<Service>>, req: Request, next: Next) -> Response {
     match svc.cdr_push.get() {
+        // Without credentials a push is unauthorized whether or not the receiver is on.
+        None if !req.headers().contains_key(header::AUTHORIZATION) => no_credentials(),
         None => receiver_off(),
         Some(r) => match r.refusal(req.headers()) {
             None => next.run(req).await,

@@ -340,6 +340,13 @@ async fn serve_turns_the_receiver_on_with_both_push_credentials_only() {
         (404, &json!("push_receiver_off")),
         "{v}"
     );
+    // Without any credentials: unauthorized first, as the document says (schemathesis ST203).
+    let (status, v) = push(&off.base, None, q, &body).await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (401, &json!("unauthorized")),
+        "{v}"
+    );
     let _ = off.child.kill();
     let _ = off.child.wait();
 

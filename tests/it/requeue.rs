@@ -141,6 +141,11 @@ async fn the_api_requeues_a_completed_campaigns_failed_contacts_and_dials_them()
     assert_eq!(status, 422, "{body}");
     let (status, body) = served.post(&path, "not json").await;
     assert_eq!(status, 400, "{body}");
+    // An empty code is refused, not read as "every code" (schemathesis ST201).
+    let (status, body) = served
+        .post(&path, r#"{"status": "failed", "codes": [""]}"#)
+        .await;
+    assert_eq!(status, 422, "{body}");
 
     let (status, body) = served
         .post(
