@@ -82,6 +82,9 @@ async fn an_endpoint_down_mid_campaign_then_back_places_every_contact_with_no_at
     // The breaker opened, and `status` says so from the store.
     let text = wait_for_status(&s, "endpoint unreachable since").await;
     assert!(text.contains("next probe at"), "{text}");
+    // Down long enough for several probes to fail (more than the 3 attempts a contact has):
+    // none of them may use an attempt or fail a contact.
+    wait_for_status(&s, "(4 failed probes;").await;
 
     // The endpoint comes back on the same port; the next probe gets through.
     let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
@@ -175,6 +178,14 @@ async fn serve_pauses_its_campaigns_during_an_outage_and_resumes_them_when_a_pro
         .await;
     let reason = c["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("next probe at"), "{c}");
+    // Several probes fail (more than a contact's 3 attempts) before the endpoint is back.
+    let c = served
+        .wait_campaign(id, "four failed probes", |c| {
+            c["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("(4 failed probes;"))
+        })
+        .await;
     assert!(c["outage"]["since"].is_string(), "{c}");
     assert!(c["outage"]["next_probe_at"].is_string(), "{c}");
     assert_eq!(count(&c, "failed"), 0, "{c}");

@@ -120,3 +120,26 @@ async fn a_body_that_trickles_in_is_refused_and_its_connection_closed() {
     p.stop.send_replace(Stop::Now);
     let _ = p.task.await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_and_an_idle_kept_alive_one_are_closed() {
+    let p = in_process_with(64 * 1024, LIMITS, async |_| {}).await;
+    let addr = p.base.trim_start_matches("http://").to_string();
+    // Connected, never a byte sent.
+    let silent = TcpStream::connect(&addr).await.unwrap();
+    // One request answered on a kept-alive connection, then nothing more.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(
+        format!(
+            "GET /v1/campaigns HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(closed_by_server(silent).await, "", "nothing answered");
+    let sent = closed_by_server(idle).await;
+    assert!(sent.starts_with("HTTP/1.1 200"), "{sent}");
+    p.stop.send_replace(Stop::Now);
+    let _ = p.task.await;
+}
