@@ -226,6 +226,14 @@ impl Client {
             .tcp_keepalive_interval(crate::connections::KEEPALIVE_INTERVAL)
             .tcp_keepalive_retries(crate::connections::KEEPALIVE_RETRIES)
             .tcp_nodelay(true)
+            // HTTP/1.1 only, though the endpoint offers HTTP/2: the limiter's window counts a
+            // request from the moment its connection takes it (crate::connections::Departing),
+            // and only over HTTP/1 is that the moment it is written to the socket (hyper writes
+            // it in the same poll). Over HTTP/2 the body is queued on a stream and the shared
+            // connection's own task writes it later, by as much as a busy host delays that
+            // task: unseen by the window, as a connection's set-up once was. The pool of
+            // `max_in_flight` connections, opened and kept warm ahead, is the price.
+            .http1_only()
             // Counts the connections a warm-up opened (crate::connections).
             .connector_layer(crate::connections::TimingLayer)
             .user_agent(concat!("ccc-dialer/", env!("CARGO_PKG_VERSION")))
@@ -258,21 +266,16 @@ impl Client {
         (s != NO_SKEW_SEEN).then_some(s)
     }
 
-    /// Open the connections `n` requests in flight need before the first of them is sent (one
-    /// over HTTP/2); see [`crate::connections`].
+    /// Open the connections `n` requests in flight need before the first of them is sent; see
+    /// [`crate::connections`].
     pub async fn warm_up(&self, n: usize) -> crate::connections::Warmed {
         crate::connections::warm_up(&self.http, &self.url, n).await
     }
 
     /// Keep the connections warm in the background, re-opening the ones the endpoint closed,
     /// for as long as this client or a clone of it lives (see [`crate::connections::KeepWarm`]).
-    pub fn keep_warm(&mut self, http2: bool, permits: Arc<tokio::sync::Semaphore>) {
-        let task = crate::connections::KeepWarm::start(
-            self.http.clone(),
-            self.url.clone(),
-            http2,
-            permits,
-        );
+    pub fn keep_warm(&mut self, permits: Arc<tokio::sync::Semaphore>) {
+        let task = crate::connections::KeepWarm::start(self.http.clone(), self.url.clone(), permits);
         self.warm = Some(Arc::new(task));
     }
 

@@ -12,9 +12,8 @@
 //!    are opened; then [`KeepWarm`] touches the idle ones every [`KEEP_WARM_EVERY`] (so neither
 //!    side closes them as idle; one the service closed is replaced there, ahead of need),
 //!    holding free in-flight permits while it does so that it never takes the connection a
-//!    request needs. Over HTTP/2 (the TLS handshake offers it, and the client takes it when
-//!    the endpoint does) one connection carries every request and the rest is skipped.
-//!    Idle connections are closed after `tencentcloud.idle_timeout` (50 s by default), before
+//!    request needs. The client speaks HTTP/1.1 only (see 2. for why), so every request in
+//!    flight needs a connection of its own. Idle connections are closed after `tencentcloud.idle_timeout` (50 s by default), before
 //!    a NAT, a firewall or the endpoint's keep-alive limit may have dropped them without a
 //!    word: a request sent on a connection dropped that way gets no reply and ends in doubt.
 //!    TCP keep-alive probes ([`KEEPALIVE_IDLE`]) keep the connections known to everything on
@@ -25,8 +24,13 @@
 //! 2. [`Departing`]: the request body notes the moment the connection takes it, which is after
 //!    any connection set-up (TLS included) and when the connection's task really runs; the
 //!    dispatcher hands that to the limiter like a late timer wake-up
-//!    ([`crate::limiter::Limiter::left_at`]). [`TimingLayer`], reqwest's connector wrapped,
-//!    tells [`warm_up`] how many connections it opened.
+//!    ([`crate::limiter::Departure`]). [`TimingLayer`], reqwest's connector wrapped, tells
+//!    [`warm_up`] how many connections it opened. This holds over HTTP/1.1 only: there hyper
+//!    writes the request to the socket in the very poll that takes the body. Over HTTP/2 the
+//!    body becomes DATA frames queued on a stream, written later by the connection's own task
+//!    (shared by every stream), so the moment noted would be earlier than the write by however
+//!    late a busy host runs that task, the gap this module closes. Hence
+//!    [`crate::ccc::Client`] is built `http1_only` although the endpoint offers HTTP/2.
 //!
 //! A warm-up is a `GET /` with no action and no signature: the endpoint answers it with an
 //! error and it is no API call, so it is neither rate-limited nor able to place a call. Its
@@ -172,15 +176,12 @@ where
 pub struct Warmed {
     /// Warm-up requests answered (any status): connections known to be open.
     pub answered: usize,
-    /// The endpoint speaks HTTP/2: one connection carries everything.
-    pub http2: bool,
 }
 
-/// Open (or touch) `n` connections to `url`: one request first (it tells HTTP/1 from HTTP/2),
-/// then, over HTTP/1, `n` at once, each on its own connection (the pool hands an idle
-/// connection to one request at a time and opens new ones for the rest). A request that finds
-/// a connection freed by a quicker one opens none, so the round is repeated (a few times at
-/// most) until `n` connections were opened.
+/// Open (or touch) `n` connections to `url`: one request first, then `n` at once, each on its
+/// own connection (the pool hands an idle connection to one request at a time and opens new
+/// ones for the rest). A request that finds a connection freed by a quicker one opens none, so
+/// the round is repeated (a few times at most) until `n` connections were opened.
 pub async fn warm_up(http: &reqwest::Client, url: &str, n: usize) -> Warmed {
     let n = n.clamp(1, MAX_WARM);
     let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -189,11 +190,9 @@ pub async fn warm_up(http: &reqwest::Client, url: &str, n: usize) -> Warmed {
         count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     });
     reporting_connects(on_connect, async {
-        let first = http.get(url).send().await;
-        let http2 = matches!(&first, Ok(r) if r.version() == reqwest::Version::HTTP_2);
-        let mut answered = usize::from(read_out(first).await);
-        if http2 || n == 1 {
-            return Warmed { answered, http2 };
+        let mut answered = usize::from(read_out(http.get(url).send().await).await);
+        if n == 1 {
+            return Warmed { answered };
         }
         for _ in 0..WARM_ROUNDS {
             answered = touch(http, url, n).await;
@@ -201,7 +200,7 @@ pub async fn warm_up(http: &reqwest::Client, url: &str, n: usize) -> Warmed {
                 break;
             }
         }
-        Warmed { answered, http2 }
+        Warmed { answered }
     })
     .await
 }
@@ -251,11 +250,10 @@ impl KeepWarm {
     /// each time and leave the others to the idle timeout), none is opened for a request
     /// because the round held the idle ones (a request waits for a permit until the round is
     /// over, one round trip), and together with the requests in flight never more than
-    /// `max_in_flight` at once. Over HTTP/2 one touch keeps the one connection.
+    /// `max_in_flight` at once.
     pub fn start(
         http: reqwest::Client,
         url: String,
-        http2: bool,
         permits: Arc<tokio::sync::Semaphore>,
     ) -> KeepWarm {
         let task = tokio::spawn(async move {
@@ -264,11 +262,7 @@ impl KeepWarm {
             every.tick().await;
             loop {
                 every.tick().await;
-                let free = if http2 {
-                    1
-                } else {
-                    permits.available_permits().min(MAX_WARM)
-                };
+                let free = permits.available_permits().min(MAX_WARM);
                 if free == 0 {
                     continue;
                 }

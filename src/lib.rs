@@ -54,6 +54,7 @@ pub mod report;
 pub mod requeue;
 pub mod results;
 pub mod secret;
+pub mod seed;
 pub mod server;
 pub mod setting_rules;
 pub mod sign;

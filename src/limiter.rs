@@ -68,13 +68,23 @@ pub struct Limiter {
     target: f64,
     cap: usize,
     pace: Mutex<Pace>,
-    /// Send instants of the latest `cap` requests, oldest first, and how many of the first
-    /// reservations after start still get [`WARMUP_MARGIN`].
-    window: Mutex<Window>,
+    /// The sends of the latest `cap` requests (see [`SendWindow`]).
+    window: Arc<SendWindow>,
+}
+
+/// The sliding window at the moment of sending: the send instants of the latest `cap`
+/// requests, oldest first, and a slot for the next that keeps every second within the cap.
+/// The account's limiter and a campaign's own cap
+/// ([`crate::dispatch::campaign_rate::CampaignRate`]) each keep one; a request's
+/// [`Departure`] moves its entry in every window it passed to the moment it really left.
+pub struct SendWindow {
+    cap: usize,
+    inner: Mutex<Window>,
 }
 
 struct Window {
     sends: VecDeque<Instant>,
+    /// How many of the first reservations still get [`WARMUP_MARGIN`].
     warmup_left: usize,
 }
 
@@ -85,6 +95,133 @@ impl Window {
         } else {
             WINDOW_MARGIN
         }
+    }
+}
+
+impl SendWindow {
+    /// A window of `cap` sends a second, seeded with `recent` (any order; the latest `cap`
+    /// are kept), whose first `warmup` reservations keep [`WARMUP_MARGIN`] more.
+    pub fn new(cap: usize, recent: &[Instant], warmup: usize) -> SendWindow {
+        let cap = cap.max(1);
+        let mut sends: VecDeque<Instant> = recent.to_vec().into();
+        sends.make_contiguous().sort();
+        while sends.len() > cap {
+            sends.pop_front();
+        }
+        SendWindow {
+            cap,
+            inner: Mutex::new(Window {
+                sends,
+                warmup_left: warmup,
+            }),
+        }
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The earliest instant a send would be admitted, without reserving it.
+    pub fn earliest(&self, now: Instant) -> Instant {
+        let w = lock(&self.inner);
+        earliest_in(&w.sends, self.cap, now, w.margin())
+    }
+
+    /// Reserve the next send slot that keeps every window within the cap: `now` or later.
+    pub fn reserve(&self, now: Instant) -> Instant {
+        // One lock for reading and taking the slot: two reservations must not see the same window.
+        let mut guard = lock(&self.inner);
+        let margin = guard.margin();
+        guard.warmup_left = guard.warmup_left.saturating_sub(1);
+        let w = &mut guard.sends;
+        let slot = earliest_in(w, self.cap, now, margin);
+        // Slots are handed out in increasing order, so the deque stays sorted.
+        let slot = w.back().map_or(slot, |last| slot.max(*last));
+        w.push_back(slot);
+        while w.len() > self.cap {
+            w.pop_front();
+        }
+        slot
+    }
+
+    /// The request recorded as leaving at `recorded` really left at `actual`. Past [`STALL`]
+    /// the window moves it, so request `i + cap` keeps a full window from the real departure;
+    /// ordinary timer lateness below it is left to the margin (recording every millisecond
+    /// would drag the pace down by the sum of them).
+    pub fn left_at(&self, recorded: Instant, actual: Instant) {
+        if actual > recorded + STALL {
+            self.relocate(recorded, actual);
+        }
+    }
+
+    /// Move the send recorded at `recorded` to `actual`, keeping the window sorted.
+    fn relocate(&self, recorded: Instant, actual: Instant) {
+        let w = &mut lock(&self.inner).sends;
+        if let Some(pos) = w.iter().rposition(|t| *t == recorded) {
+            w.remove(pos);
+            let at = w.partition_point(|t| *t <= actual);
+            w.insert(at, actual);
+        }
+    }
+
+    #[cfg(test)]
+    fn oldest(&self) -> Option<Instant> {
+        lock(&self.inner).sends.front().copied()
+    }
+}
+
+/// A request on its way: the slot its windows gave it, and the moment its connection took it
+/// (see [`crate::connections::Departing`]). The same for every action: the dialler's
+/// CreateAIAgentCall and the outcome tracker's DescribeTelCdr both send through one.
+pub struct Departure {
+    slot: Instant,
+    windows: Vec<Arc<SendWindow>>,
+    left: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Departure {
+    /// The instant the windows recorded for it so far.
+    pub fn slot(&self) -> Instant {
+        self.slot
+    }
+
+    /// Count it in `window` too, where it was given `slot` (no later than this departure's):
+    /// that window moves it to this departure now, and to the real one when it is known.
+    pub fn also(mut self, window: Arc<SendWindow>, slot: Instant) -> Departure {
+        if slot != self.slot {
+            // Exactly, not past STALL only: its real departure finds it by this slot.
+            window.relocate(slot, self.slot);
+        }
+        self.windows.push(window);
+        self
+    }
+
+    /// What the request's body calls when its connection takes it: every window moves the
+    /// request to that moment (past [`STALL`]), and [`Departure::left`] reads it.
+    pub fn on_leave(&self) -> crate::connections::OnLeave {
+        let (slot, windows, left) = (self.slot, self.windows.clone(), self.left.clone());
+        Box::new(move |at| {
+            for w in &windows {
+                w.left_at(slot, at);
+            }
+            *lock(&left) = Some(at);
+        })
+    }
+
+    /// When the request really left: the moment its connection took it, or its slot when it
+    /// never reached a connection (or before it did).
+    pub fn left(&self) -> Instant {
+        lock(&self.left).map_or(self.slot, |at| at.max(self.slot))
+    }
+
+    /// Whether its connection took it (some of it may have reached the service).
+    pub fn reached_a_connection(&self) -> bool {
+        lock(&self.left).is_some()
+    }
+
+    /// [`Departure::left`] on the wall clock (unix ms), `now_ms` read now.
+    pub fn left_ms(&self, now_ms: i64) -> i64 {
+        now_ms - i64::try_from(self.left().elapsed().as_millis()).unwrap_or(0)
     }
 }
 
@@ -117,11 +254,6 @@ impl Limiter {
     /// `recent` are the send instants of the latest requests before this process started.
     pub fn new(rate: f64, recent: &[Instant]) -> Limiter {
         let cap = (rate.ceil() as usize).max(1);
-        let mut window: VecDeque<Instant> = recent.to_vec().into();
-        window.make_contiguous().sort();
-        while window.len() > cap {
-            window.pop_front();
-        }
         Limiter {
             turn: Arc::new(tokio::sync::Mutex::new(())),
             target: rate,
@@ -132,10 +264,7 @@ impl Limiter {
                 last_change: Instant::now(),
                 throttles: 0,
             }),
-            window: Mutex::new(Window {
-                sends: window,
-                warmup_left: 2 * cap,
-            }),
+            window: Arc::new(SendWindow::new(cap, recent, 2 * cap)),
         }
     }
 
@@ -178,26 +307,13 @@ impl Limiter {
 
     /// The earliest instant a send would be admitted by the window, without reserving it.
     fn earliest(&self, now: Instant) -> Instant {
-        let w = lock(&self.window);
-        earliest_in(&w.sends, self.cap, now, w.margin())
+        self.window.earliest(now)
     }
 
     /// Reserve the next send slot that keeps every window within the cap. Returns the instant
     /// to send at (now or later); the slot is taken.
     pub fn reserve(&self, now: Instant) -> Instant {
-        // One lock for reading and taking the slot: two reservations must not see the same window.
-        let mut guard = lock(&self.window);
-        let margin = guard.margin();
-        guard.warmup_left = guard.warmup_left.saturating_sub(1);
-        let w = &mut guard.sends;
-        let slot = earliest_in(w, self.cap, now, margin);
-        // Slots are handed out in increasing order, so the deque stays sorted.
-        let slot = w.back().map_or(slot, |last| slot.max(*last));
-        w.push_back(slot);
-        while w.len() > self.cap {
-            w.pop_front();
-        }
-        slot
+        self.window.reserve(now)
     }
 
     /// Wait for a slot (see [`Limiter::reserve`]). Returns the departure the window recorded
@@ -211,10 +327,21 @@ impl Limiter {
         tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
         let now = Instant::now();
         if now > slot + STALL {
-            self.record_late(slot, now);
+            self.window.left_at(slot, now);
             return now;
         }
         slot
+    }
+
+    /// [`Limiter::acquire_slot`], as a [`Departure`]: hand its [`Departure::on_leave`] to the
+    /// request's body so the window counts the request from when its connection took it.
+    pub async fn depart(&self) -> Departure {
+        let slot = self.acquire_slot().await;
+        Departure {
+            slot,
+            windows: vec![self.window.clone()],
+            left: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// The request recorded as leaving at `recorded` really left at `actual` (it had to open a
@@ -222,19 +349,7 @@ impl Limiter {
     /// [`crate::connections::Departing`]). Like a late wake-up, past [`STALL`] the window moves
     /// it, so request `i + cap` keeps a full window from the real departure.
     pub fn left_at(&self, recorded: Instant, actual: Instant) {
-        if actual > recorded + STALL {
-            self.record_late(recorded, actual);
-        }
-    }
-
-    /// Move a slot handed out at `slot` to the instant its request really left.
-    fn record_late(&self, slot: Instant, actual: Instant) {
-        let w = &mut lock(&self.window).sends;
-        if let Some(pos) = w.iter().rposition(|t| *t == slot) {
-            w.remove(pos);
-            let at = w.partition_point(|t| *t <= actual);
-            w.insert(at, actual);
-        }
+        self.window.left_at(recorded, actual);
     }
 
     /// A throttling reply: slow down.
@@ -277,6 +392,12 @@ impl Limiter {
 
     pub fn cap(&self) -> usize {
         self.cap
+    }
+
+    /// How many sends the window of a limiter at `rate` should be seeded with after a restart:
+    /// at least the documented cap's, whatever the rate, so a lifted cap gets no burst either.
+    pub fn seed_len(rate: f64) -> usize {
+        (rate.ceil() as usize).max(crate::config::DOCUMENTED_CAP as usize) * 2
     }
 }
 
@@ -329,7 +450,7 @@ mod tests {
             l.reserve(t0 + Duration::from_millis(i * 50));
         }
         // The first request was due at t0 but the host woke it 40 ms late.
-        l.record_late(first, t0 + Duration::from_millis(40));
+        l.left_at(first, t0 + Duration::from_millis(40));
         let twenty_first = l.reserve(t0 + Duration::from_millis(1000));
         assert!(
             twenty_first >= t0 + Duration::from_millis(40) + WINDOW,
@@ -356,7 +477,7 @@ mod tests {
         let l = Limiter::new(20.0, &[]);
         let first = l.reserve(t0);
         l.left_at(first, first + STALL);
-        assert_eq!(lock(&l.window).sends[0], first);
+        assert_eq!(l.window.oldest(), Some(first));
     }
 
     #[test]
@@ -388,7 +509,7 @@ mod tests {
         }
         // The 41st reservation is past the warm-up: one window after the send 20 before it,
         // with the usual margin.
-        let twenty_earlier = lock(&l.window).sends[0];
+        let twenty_earlier = l.window.oldest().expect("a full window");
         let next = l.reserve(t0);
         assert_eq!(next, twenty_earlier + WINDOW + WINDOW_MARGIN);
         assert!(next >= last);

@@ -112,15 +112,16 @@ pub async fn engine(
     rules: std::sync::Arc<crate::dispatch::rules::Rules>,
 ) -> Result<crate::dispatch::Engine, Failure> {
     let rate = cfg.rate.requests_per_second;
-    let seed = run::seed_window(
+    let seed = crate::seed::seed_window(
         &store,
+        crate::ccc::ACTION,
         rate,
         crate::dispatch::now_ms(),
         std::time::Instant::now(),
     )
     .await
     .map_err(Failure::other)?;
-    let http2 = warm(cfg, &client).await;
+    warm(cfg, &client).await;
     let limiter = std::sync::Arc::new(crate::limiter::Limiter::new(rate, &seed));
     let now = jiff::Timestamp::now();
     rules.prune(&store, now).await.map_err(Failure::other)?;
@@ -164,7 +165,7 @@ pub async fn engine(
     // The line estimates learned before a restart (see crate::lines).
     engine.lines.restore(saved);
     let permits = engine.permits.clone();
-    engine.client.keep_warm(http2, permits);
+    engine.client.keep_warm(permits);
     Ok(engine.with_rules(rules))
 }
 
@@ -196,27 +197,23 @@ pub fn uploads_of(state: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Open the connections `max_in_flight` requests need before the first is sent
-/// ([`crate::connections`]); says whether the endpoint speaks HTTP/2. A warm-up that fails or
-/// takes too long only means the first requests open their own connections (timed, so the cap
-/// still holds).
-async fn warm(cfg: &Config, client: &Client) -> bool {
+/// ([`crate::connections`]). A warm-up that fails or takes too long only means the first
+/// requests open their own connections (timed, so the cap still holds).
+async fn warm(cfg: &Config, client: &Client) {
     let n = cfg.rate.max_in_flight;
     let bound = cfg.tencentcloud.connect_timeout + std::time::Duration::from_secs(2);
     match tokio::time::timeout(bound, client.warm_up(n)).await {
         Ok(w) => {
             tracing::info!(
-                connections = if w.http2 { 1 } else { w.answered },
-                http2 = w.http2,
+                connections = w.answered,
                 "connections opened before the first request"
             );
-            w.http2
         }
         Err(_) => {
             tracing::warn!(
                 waited_ms = bound.as_millis() as u64,
                 "opening connections ahead took too long: requests open their own"
             );
-            false
         }
     }
 }

@@ -438,53 +438,6 @@ pub(super) async fn print_intake(
     Ok(())
 }
 
-/// The send instants of the latest requests before this process, as `Instant`s, with the wall
-/// clock read as `now_wall` (unix ms) at the monotonic instant `now`.
-///
-/// `rate` is the configured requests per second: the window remembers that many sends (at
-/// least), whatever the rate, so a lifted cap does not get a burst after a restart.
-pub async fn seed_window(
-    store: &Store,
-    rate: f64,
-    now_wall: i64,
-    now: Instant,
-) -> Result<Vec<Instant>, crate::store::StoreError> {
-    let sends = store
-        .recent_sends(
-            (rate.ceil() as usize).max(crate::config::DOCUMENTED_CAP as usize) * 2,
-            now_wall,
-        )
-        .await?;
-    let (seed, ahead) = seed_instants(&sends, now_wall, now);
-    if let Some(ahead) = ahead {
-        tracing::warn!(
-            ahead_ms = ahead,
-            "stored send times are up to {ahead} ms in the future: the wall clock ran ahead when they were written (and was set back since); counting them as sent now"
-        );
-    }
-    Ok(seed)
-}
-
-/// Unix-ms send times as instants on the monotonic clock. A time after `now_wall` (written by a
-/// clock that ran ahead) counts as `now`: as late as a send can really have been, and never a
-/// wait of the skew's length. Returns the instants and, if any was in the future, by how much
-/// the furthest was.
-pub fn seed_instants(sends: &[i64], now_wall: i64, now: Instant) -> (Vec<Instant>, Option<i64>) {
-    let ahead = sends
-        .iter()
-        .map(|ms| ms - now_wall)
-        .filter(|d| *d > 0)
-        .max();
-    let seed = sends
-        .iter()
-        .filter_map(|ms| {
-            let age = (now_wall - ms).max(0);
-            now.checked_sub(Duration::from_millis(age as u64))
-        })
-        .collect();
-    (seed, ahead)
-}
-
 fn print_summary(
     counts: &std::collections::BTreeMap<Status, u64>,
     took: Duration,

@@ -1,7 +1,6 @@
 //! One attempt: written down, sent once the limiter allows, recorded, and decided by the policy.
 
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -105,11 +104,13 @@ pub(super) async fn attempt(
         }
         None => None,
     };
-    let departure = engine.limiter.acquire_slot().await;
-    if let (Some(own), Some(slot)) = (&engine.own_rate, own_slot) {
-        // The campaign's window counts it from when it really leaves.
-        own.left_at(slot, departure);
-    }
+    let departure = engine.limiter.depart().await;
+    // The campaign's window counts it from the account's slot, and both from when it really
+    // leaves.
+    let departure = match (&engine.own_rate, own_slot) {
+        (Some(own), Some(slot)) => departure.also(own.window(), slot),
+        _ => departure,
+    };
     let m = &engine.metrics;
     m.limiter_wait.observe(paced_for + slot_wait.elapsed());
 
@@ -136,25 +137,13 @@ pub(super) async fn attempt(
     );
     let sent = std::time::Instant::now();
     // The request leaves when its connection takes it: after opening a connection, or late on a
-    // busy host. The window hears of it (see crate::connections), and so does the store.
-    let left = std::sync::Arc::new(Mutex::new(None));
-    let limiter = engine.limiter.clone();
-    let own = engine.own_rate.clone();
-    let left2 = left.clone();
-    let on_leave: crate::connections::OnLeave = Box::new(move |at| {
-        limiter.left_at(departure, at);
-        if let (Some(own), Some(_)) = (&own, own_slot) {
-            own.left_at(departure, at);
-        }
-        *lock(&left2) = Some(at);
-    });
+    // busy host. The windows hear of it (see crate::connections), and so does the store.
     let result = engine
         .client
-        .create_ai_agent_call_timed(&request, on_leave)
+        .create_ai_agent_call_timed(&request, departure.on_leave())
         .instrument(span.clone())
         .await;
-    let left_at = lock(&left).take().unwrap_or(departure).max(departure);
-    let sent_at = now_ms() - i64::try_from(left_at.elapsed().as_millis()).unwrap_or(0);
+    let sent_at = departure.left_ms(now_ms());
     c.in_flight.fetch_sub(1, Ordering::Relaxed);
     m.in_flight.fetch_sub(1, Ordering::Relaxed);
     m.latency.observe(sent.elapsed());

@@ -14,12 +14,11 @@
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
-use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::limiter::{WINDOW, WINDOW_MARGIN};
+use crate::limiter::SendWindow;
 
 type Gcra = RateLimiter<
     governor::state::NotKeyed,
@@ -30,11 +29,11 @@ type Gcra = RateLimiter<
 
 pub struct CampaignRate {
     rate: f64,
-    cap: usize,
     gcra: Gcra,
     clock: DefaultClock,
-    /// Departures of the campaign's latest `cap` requests, oldest first.
-    sends: Mutex<VecDeque<Instant>>,
+    /// Departures of the campaign's latest `ceil(rate)` requests: the account's kind of window,
+    /// with its margin, and no start-up margin (the account's window has it).
+    window: Arc<SendWindow>,
 }
 
 impl std::fmt::Debug for CampaignRate {
@@ -55,10 +54,9 @@ impl CampaignRate {
             .allow_burst(NonZeroU32::MIN);
         CampaignRate {
             rate,
-            cap: (rate.ceil() as usize).max(1),
             gcra: RateLimiter::direct_with_clock(quota, clock.clone()),
             clock,
-            sends: Mutex::new(VecDeque::new()),
+            window: Arc::new(SendWindow::new((rate.ceil() as usize).max(1), &[], 0)),
         }
     }
 
@@ -69,7 +67,7 @@ impl CampaignRate {
     /// Take the campaign's next token if its cap allows a request now; otherwise the instant
     /// to look again (no token taken).
     pub fn try_take(&self, now: Instant) -> Result<(), Instant> {
-        let earliest = self.earliest(now);
+        let earliest = self.window.earliest(now);
         if earliest > now {
             return Err(earliest);
         }
@@ -78,56 +76,24 @@ impl CampaignRate {
             .map_err(|not_until| now + not_until.wait_time_from(self.clock.now()))
     }
 
-    fn earliest(&self, now: Instant) -> Instant {
-        let w = lock(&self.sends);
-        earliest_in(&w, self.cap, now)
-    }
-
     /// Reserve the send slot of a request that could leave at `departure`: `departure` itself,
     /// or the later instant at which the campaign's window admits it. The caller waits until
-    /// then before sending.
+    /// then before sending, then counts the request here too with
+    /// [`crate::limiter::Departure::also`] (its real departure moves it in both windows).
     pub fn reserve(&self, departure: Instant) -> Instant {
-        let mut w = lock(&self.sends);
-        let slot = earliest_in(&w, self.cap, departure);
-        let slot = w.back().map_or(slot, |last| slot.max(*last));
-        w.push_back(slot);
-        while w.len() > self.cap {
-            w.pop_front();
-        }
-        slot
+        self.window.reserve(departure)
     }
 
-    /// The request recorded as leaving at `recorded` really left at `actual` (it opened a
-    /// connection first): the window counts it from then.
-    pub fn left_at(&self, recorded: Instant, actual: Instant) {
-        if actual <= recorded {
-            return;
-        }
-        let mut w = lock(&self.sends);
-        if let Some(pos) = w.iter().rposition(|t| *t == recorded) {
-            w.remove(pos);
-            let at = w.partition_point(|t| *t <= actual);
-            w.insert(at, actual);
-        }
+    /// The campaign's window.
+    pub fn window(&self) -> Arc<SendWindow> {
+        self.window.clone()
     }
-}
-
-/// `cap` sends after the `cap`-th latest one, plus the account guard's margin.
-fn earliest_in(w: &VecDeque<Instant>, cap: usize, now: Instant) -> Instant {
-    if w.len() >= cap {
-        now.max(w[w.len() - cap] + WINDOW + WINDOW_MARGIN)
-    } else {
-        now
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limiter::WINDOW;
 
     fn max_in_window(slots: &[Instant]) -> usize {
         let mut best = 0;
@@ -157,7 +123,7 @@ mod tests {
         let r = CampaignRate::new(1.0);
         let t0 = Instant::now();
         let first = r.reserve(t0);
-        r.left_at(first, t0 + Duration::from_millis(300));
+        r.window().left_at(first, t0 + Duration::from_millis(300));
         let second = r.reserve(t0 + Duration::from_millis(1000));
         assert!(second >= t0 + Duration::from_millis(300) + WINDOW);
     }

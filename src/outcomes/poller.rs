@@ -4,7 +4,11 @@
 //! Invariants:
 //! - Its own [`Limiter`] (`outcomes.requests_per_second`, default 5) and its own connection
 //!   pool: a query never takes a CreateAIAgentCall token or connection, and never slows
-//!   dialling. The two actions' budgets are separate at the service too (per Action).
+//!   dialling. The two actions' budgets are separate at the service too (per Action). The
+//!   limiter keeps CreateAIAgentCall's rules: its window is seeded from the query sends the
+//!   store recorded before a restart ([`crate::seed`]; each query is written down before it
+//!   leaves and its departure after), and a query counts from when its connection took it
+//!   ([`crate::limiter::Departure`]).
 //! - A check row leaves the store only in the transaction that writes its answer: a crash
 //!   between a record's arrival and its write loses nothing, the next pass asks again.
 //! - Query errors: `RequestLimitExceeded` slows this limiter only; `InternalError` and
@@ -115,7 +119,8 @@ pub type OnRecorded = Arc<dyn Fn(&OutcomeRecord) + Send + Sync>;
 pub struct Tracker {
     store: Store,
     client: Client,
-    limiter: Limiter,
+    /// Seeded from the store at the first query (see the module doc).
+    limiter: tokio::sync::OnceCell<Limiter>,
     settings: OutcomeSettings,
     sdk_app_id: u64,
     /// The AI agent a contact without its own `ai_agent_id` was dialled with.
@@ -156,7 +161,7 @@ impl Tracker {
         Tracker {
             store,
             client,
-            limiter: Limiter::new(settings.requests_per_second, &[]),
+            limiter: tokio::sync::OnceCell::new(),
             settings,
             sdk_app_id,
             agent,
@@ -216,8 +221,11 @@ impl Tracker {
                 }
                 Err(PassError::Query(QueryFailure::Throttled(why))) => {
                     self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                    self.limiter.throttled();
-                    tracing::warn!(reason = %why, rate = self.limiter.current_rate(), "DescribeTelCdr throttled: outcome queries slow down (dialling is not affected)");
+                    let rate = self.limiter.get().map(|l| {
+                        l.throttled();
+                        l.current_rate()
+                    });
+                    tracing::warn!(reason = %why, rate, "DescribeTelCdr throttled: outcome queries slow down (dialling is not affected)");
                     IDLE
                 }
                 Err(PassError::Query(QueryFailure::Backoff(why))) => {
@@ -312,6 +320,19 @@ impl Tracker {
         Ok(report)
     }
 
+    /// This action's limiter, seeded from the store the first time it is needed.
+    async fn limiter(&self) -> Result<&Limiter, StoreError> {
+        self.limiter
+            .get_or_try_init(|| {
+                crate::seed::seeded_limiter(
+                    &self.store,
+                    cdr::ACTION,
+                    self.settings.requests_per_second,
+                )
+            })
+            .await
+    }
+
     /// Every page of one query, each request through this action's limiter.
     async fn query(
         &self,
@@ -347,11 +368,22 @@ impl Tracker {
             complete: true,
             end,
         };
+        let limiter = self.limiter().await?;
         loop {
-            self.limiter.pace().await;
-            self.limiter.acquire_slot().await;
+            limiter.pace().await;
+            // Written down before it leaves, its departure after (see the module doc).
+            let row = self.store.sending(cdr::ACTION, crate::dispatch::now_ms()).await?;
+            let departure = limiter.depart().await;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let page = match self.client.post(cdr::ACTION, q.body()).await {
+            let reply = self
+                .client
+                .post_timed(cdr::ACTION, q.body(), Some(departure.on_leave()))
+                .await;
+            let left = departure
+                .reached_a_connection()
+                .then(|| departure.left_ms(crate::dispatch::now_ms()));
+            self.store.sent(row, left).await?;
+            let page = match reply {
                 Ok((status, body)) => cdr::parse_reply(status, &body),
                 Err(e) => Err(e),
             }

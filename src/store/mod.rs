@@ -28,6 +28,7 @@ mod report;
 mod requeue;
 mod rows;
 mod schema;
+mod sends;
 
 pub use campaigns::{Campaign, CampaignState, NewCampaign, SENDS_SINCE_SQL};
 pub use detail::{AttemptRecord, ContactDetail};

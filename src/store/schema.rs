@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -43,6 +43,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 9 {
         v9(conn)?;
+    }
+    if version < 10 {
+        v10(conn)?;
     }
     Ok(())
 }
@@ -333,6 +336,25 @@ fn v9(conn: &Connection) -> Result<(), StoreError> {
              WHERE campaign_id = OLD.campaign_id AND status = OLD.status;
          END;
          PRAGMA user_version = 9;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// `sends`: when the requests of the actions other than CreateAIAgentCall left (the attempts
+/// keep the dialler's), so each action's limiter seeds its window after a restart (see
+/// `store/sends.rs`).
+fn v10(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS sends (
+           id INTEGER PRIMARY KEY,
+           action TEXT NOT NULL,
+           started_at INTEGER NOT NULL,
+           sent_at INTEGER
+         );
+         CREATE INDEX IF NOT EXISTS sends_by_action ON sends (action, started_at);
+         PRAGMA user_version = 10;
          COMMIT;",
     )?;
     Ok(())

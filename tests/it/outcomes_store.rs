@@ -392,3 +392,100 @@ async fn a_not_placed_contact_stays_in_its_numbers_call_history_so_a_redial_wait
         None
     );
 }
+
+/// DescribeTelCdr's limiter keeps CreateAIAgentCall's rules: every query is written down
+/// before it leaves and its departure (when its connection took it) after, and a new tracker
+/// on the store (as a restart builds one) seeds its window from them: the recorded departures
+/// of both hold 5 a second in every second. Judged by the departures the trackers recorded,
+/// the instants their windows counted, not by arrival times. A query
+/// written down and never told its departure (a kill between the two) counts as now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcome_queries_are_recorded_as_they_leave_and_seed_the_next_trackers_window() {
+    use ccc_dialer::ccc::{system_clock, Client, ClientSettings};
+    use ccc_dialer::mock::MockServer;
+    use ccc_dialer::outcomes::poller::Tracker;
+    use std::time::Duration;
+    const ACTION: &str = "DescribeTelCdr";
+
+    let mock = MockServer::spawn(crate::support::outcome_options(""))
+        .await
+        .unwrap();
+    let tracker = |store: &Store| {
+        let client = Client::new(
+            &ClientSettings {
+                endpoint: mock.endpoint(),
+                region: None,
+                language: None,
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(50),
+            },
+            ccc_dialer::sign::Credentials {
+                secret_id: crate::support::SECRET_ID.into(),
+                secret_key: ccc_dialer::secret::Secret::new(crate::support::SECRET_KEY),
+                session_token: None,
+            },
+            system_clock(),
+        )
+        .unwrap();
+        let settings = ccc_dialer::outcomes::settings::OutcomeSettings {
+            enabled: true,
+            requests_per_second: 5.0,
+            first_check_after: Duration::from_secs(1),
+            check_every: Duration::from_secs(30),
+            ..Default::default()
+        };
+        Tracker::new(store.clone(), client, settings, 1_400_000_000, 15)
+    };
+    let asked = |m: &MockServer| m.stats().actions.get(ACTION).map_or(0, |a| a.requests);
+    let now = || chrono::Utc::now().timestamp_millis();
+
+    // Six lost replies: one reconciling query each.
+    let (_dir, store, campaign) = store_with(6).await;
+    dial(&store, campaign, now() - 10_000, true).await;
+    let before = now();
+    let first = tracker(&store);
+    let r = first.pass(now()).await.unwrap();
+    assert_eq!(r.reconciles_asked, 6);
+    assert_eq!(asked(&mock), 6);
+    let mut earlier = store.recent_action_sends(ACTION, 100, now()).await.unwrap();
+    earlier.sort();
+    assert_eq!(earlier.len(), 6, "every query recorded once: {earlier:?}");
+    assert!(
+        earlier.iter().all(|t| *t >= before && *t <= now()),
+        "recorded departures outside the pass: {earlier:?} (pass began at {before})"
+    );
+    drop(first);
+
+    // Six more; a new tracker asks about them at once.
+    let rows = (0..6)
+        .map(|i| row(20 + i, &format!("00861310000000{i}")))
+        .collect();
+    store.insert_contacts(campaign, rows, now()).await.unwrap();
+    dial(&store, campaign, now() - 10_000, true).await;
+    let second = tracker(&store);
+    let r = second.pass(now()).await.unwrap();
+    assert_eq!(r.reconciles_asked, 6);
+    assert_eq!(asked(&mock), 12);
+    let mut all = store.recent_action_sends(ACTION, 100, now()).await.unwrap();
+    all.sort();
+    assert_eq!(all.len(), 12);
+    // Both trackers' recorded departures: at most 5 in any second. Unseeded, the second
+    // tracker's first queries leave at once (two back to back), within a second of the first
+    // tracker's last ones.
+    let most = (0..all.len())
+        .map(|i| all[i..].iter().take_while(|t| **t < all[i] + 1_000).count())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most <= 5,
+        "{most} queries in one second across the restart: the new tracker's window was not \
+         seeded from the last one's queries ({all:?})"
+    );
+
+    // Written down, never told its departure: as late as it can have left.
+    store.sending(ACTION, now() - 5_000).await.unwrap();
+    let at = now();
+    let seeded = store.recent_action_sends(ACTION, 1, at).await.unwrap();
+    assert_eq!(seeded, vec![at]);
+}

@@ -223,7 +223,7 @@ async fn a_restart_seeds_in_doubt_sends_no_earlier_than_they_can_have_left() {
             .unwrap();
     }
     let now = std::time::Instant::now();
-    let seed = ccc_dialer::commands::run::seed_window(&store, 20.0, now_wall, now)
+    let seed = ccc_dialer::seed::seed_window(&store, ccc_dialer::ccc::ACTION, 20.0, now_wall, now)
         .await
         .unwrap();
     assert_eq!(seed.len(), 20);
@@ -313,11 +313,11 @@ async fn a_wall_clock_that_ran_ahead_does_not_hold_the_restart_for_the_skew() {
         store.finish_attempt(d.id, n, placed).await.unwrap();
     }
     let now = std::time::Instant::now();
-    let seed = ccc_dialer::commands::run::seed_window(&store, 20.0, now_wall, now)
+    let seed = ccc_dialer::seed::seed_window(&store, ccc_dialer::ccc::ACTION, 20.0, now_wall, now)
         .await
         .unwrap();
     assert!(seed.iter().all(|t| *t <= now), "a seed lies in the future");
-    let (_, ahead) = ccc_dialer::commands::run::seed_instants(&[now_wall + 19_950], now_wall, now);
+    let (_, ahead) = ccc_dialer::seed::seed_instants(&[now_wall + 19_950], now_wall, now);
     assert_eq!(ahead, Some(19_950), "the skew is reported");
     let limiter = ccc_dialer::limiter::Limiter::new(20.0, &seed);
     let first = limiter.reserve(now);
