@@ -275,7 +275,8 @@ impl Client {
     /// Keep the connections warm in the background, re-opening the ones the endpoint closed,
     /// for as long as this client or a clone of it lives (see [`crate::connections::KeepWarm`]).
     pub fn keep_warm(&mut self, permits: Arc<tokio::sync::Semaphore>) {
-        let task = crate::connections::KeepWarm::start(self.http.clone(), self.url.clone(), permits);
+        let task =
+            crate::connections::KeepWarm::start(self.http.clone(), self.url.clone(), permits);
         self.warm = Some(Arc::new(task));
     }
 

@@ -372,7 +372,10 @@ impl Tracker {
         loop {
             limiter.pace().await;
             // Written down before it leaves, its departure after (see the module doc).
-            let row = self.store.sending(cdr::ACTION, crate::dispatch::now_ms()).await?;
+            let row = self
+                .store
+                .sending(cdr::ACTION, crate::dispatch::now_ms())
+                .await?;
             let departure = limiter.depart().await;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let reply = self
