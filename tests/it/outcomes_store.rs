@@ -438,7 +438,7 @@ async fn outcome_queries_are_recorded_as_they_leave_and_seed_the_next_trackers_w
         Tracker::new(store.clone(), client, settings, 1_400_000_000, 15)
     };
     let asked = |m: &MockServer| m.stats().actions.get(ACTION).map_or(0, |a| a.requests);
-    let now = || chrono::Utc::now().timestamp_millis();
+    let now = ccc_dialer::times::now_ms;
 
     // Six lost replies: one reconciling query each.
     let (_dir, store, campaign) = store_with(6).await;
