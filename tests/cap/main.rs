@@ -281,8 +281,12 @@ async fn a_campaign_held_to_two_a_second_beside_a_full_rate_one_neither_exceeds_
         big_meanwhile as f64 / span,
         stats.max_in_any_window
     );
+    // How much of the rest the other campaign takes is a throughput figure, judged by
+    // `cargo bench --bench suite -- campaign-cap`. What must hold on any host: waiting for its
+    // own cap, the capped campaign gave its turn up, so the other sent more than it meanwhile
+    // (held for the capped one's turns of six, it would send about one for every six).
     assert!(
-        big_meanwhile >= 4 * (small_t.len() - 1),
+        big_meanwhile > small_t.len(),
         "the full-rate campaign got only {big_meanwhile} requests while the capped one sent {}",
         small_t.len()
     );
