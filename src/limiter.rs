@@ -170,6 +170,9 @@ impl SendWindow {
     }
 }
 
+/// Rounds of [`Departure::on_leave`]'s bookkeeping at most.
+const LEAVE_ROUNDS: usize = 3;
+
 /// A request on its way: the slot its windows gave it, and the moment its connection took it
 /// (see [`crate::connections::Departing`]). The same for every action: the dialler's
 /// CreateAIAgentCall and the outcome tracker's DescribeTelCdr both send through one.
@@ -198,13 +201,31 @@ impl Departure {
 
     /// What the request's body calls when its connection takes it: every window moves the
     /// request to that moment (past [`STALL`]), and [`Departure::left`] reads it.
+    ///
+    /// The bookkeeping takes the windows' locks, which another task may hold: a holder the host
+    /// descheduled keeps this one waiting, between the stamp and the write, for as long. So the
+    /// moment is read again once the windows were told, and if it moved past [`STALL`] they
+    /// are told that one (a few rounds at most): what the windows keep is never earlier than
+    /// the moment this returned to the connection, which then writes the request.
     pub fn on_leave(&self) -> crate::connections::OnLeave {
         let (slot, windows, left) = (self.slot, self.windows.clone(), self.left.clone());
         Box::new(move |at| {
-            for w in &windows {
-                w.left_at(slot, at);
+            let mut recorded = slot;
+            let mut at = at;
+            for _ in 0..LEAVE_ROUNDS {
+                if at > recorded + STALL {
+                    for w in &windows {
+                        w.relocate(recorded, at);
+                    }
+                    recorded = at;
+                }
+                let again = Instant::now();
+                if again <= at + STALL {
+                    break;
+                }
+                at = again;
             }
-            *lock(&left) = Some(at);
+            *lock(&left) = Some(recorded.max(at));
         })
     }
 

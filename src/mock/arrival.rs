@@ -60,19 +60,54 @@ impl Arrivals {
 
 /// The wall-clock milliseconds of `at` (an arrival in the recent past).
 pub fn wall_ms(at: Instant) -> i64 {
-    let ago = Instant::now().saturating_duration_since(at);
-    crate::times::now_ms() - i64::try_from(ago.as_millis()).unwrap_or(0)
+    let (now, wall) = clock_pair();
+    let ago = now.saturating_duration_since(at);
+    let wall_ms = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    wall_ms - i64::try_from(ago.as_millis()).unwrap_or(0)
 }
 
 /// An `Instant` for a wall-clock stamp taken by the kernel a moment ago.
+///
+/// The conversion reads both clocks; a pair read across a preemption (the thread descheduled
+/// between the two reads, for milliseconds on a loaded host or a vCPU the hypervisor paused)
+/// would put the arrival that much too early, and an arrival stamped early by more than the
+/// dialer's margin makes the judge count `cap + 1` in a second that held `cap`. So the wall
+/// clock is read between two monotonic reads, and the pair is read again (a few times at
+/// most, keeping the tightest) when the two were further apart than [`PAIR_SPREAD`].
 #[cfg(target_os = "linux")]
 fn instant_of(at: std::time::SystemTime) -> Instant {
-    let now = Instant::now();
-    let ago = std::time::SystemTime::now()
-        .duration_since(at)
-        .unwrap_or_default();
+    let (now, wall) = clock_pair();
+    let ago = wall.duration_since(at).unwrap_or_default();
     now.checked_sub(ago).unwrap_or(now)
 }
+
+/// A monotonic and a wall-clock reading of the same moment (see [`instant_of`]).
+pub fn clock_pair() -> (Instant, std::time::SystemTime) {
+    let mut best: Option<(std::time::Duration, Instant, std::time::SystemTime)> = None;
+    for _ in 0..PAIR_TRIES {
+        let before = Instant::now();
+        let wall = std::time::SystemTime::now();
+        let after = Instant::now();
+        let spread = after.duration_since(before);
+        if best.is_none_or(|(b, ..)| spread < b) {
+            best = Some((spread, before + spread / 2, wall));
+        }
+        if spread <= PAIR_SPREAD {
+            break;
+        }
+    }
+    match best {
+        Some((_, now, wall)) => (now, wall),
+        None => (Instant::now(), std::time::SystemTime::now()),
+    }
+}
+
+/// Two clock reads back to back take well under a microsecond; further apart, the thread was
+/// descheduled between them.
+const PAIR_SPREAD: std::time::Duration = std::time::Duration::from_micros(50);
+const PAIR_TRIES: usize = 8;
 
 /// Ask the kernel to stamp every received segment (`SO_TIMESTAMPNS`). Without it (an error),
 /// reads are stamped when they happen.
