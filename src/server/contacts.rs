@@ -14,6 +14,9 @@ use crate::contact::Status;
 use crate::outcomes::classes::OutcomeClass;
 use crate::store::ContactFilter;
 
+/// The longest `q` (the OpenAPI document's maxLength), in characters.
+const Q_MAX_CHARS: usize = 64;
+
 /// Contacts in a page unless `limit` says otherwise, and the most it may say.
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 500;
@@ -113,6 +116,13 @@ fn filter_of(q: &PageQuery) -> ApiResult<ContactFilter> {
             ))
         })?),
     };
+    // The document's maxLength, on the value as sent (65 spaces are not an empty search).
+    if let Some(raw) = q.q.as_deref().filter(|s| s.chars().count() > Q_MAX_CHARS) {
+        return Err(ApiError::bad_request(format!(
+            "q of {} characters: expected at most {Q_MAX_CHARS}",
+            raw.chars().count()
+        )));
+    }
     let digits = match q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => {

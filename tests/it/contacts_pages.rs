@@ -114,6 +114,9 @@ async fn contacts_page_in_line_order_filter_by_status_and_search_by_number() {
         ("status=done", "expected one of pending, in_flight"),
         ("outcome=hung_up", "expected one of answered, not_answered"),
         ("q=abc", "part of a phone number"),
+        // 65 spaces ('+' in a query): over the documented maxLength, not an empty search.
+        (&format!("q={}", "+".repeat(65)), "expected at most 64"),
+        ("q=%2B", "part of a phone number"),
         ("cursor=x", "next_cursor"),
         ("limit=0", "from 1 to 500"),
         ("limit=501", "from 1 to 500"),

@@ -119,12 +119,20 @@ async fn a_run_whose_endpoint_never_comes_back_gives_up_with_every_contact_pendi
     let s = Scratch::new(
         &format!("http://{}", free_port()),
         "",
-        "[run]\noutage_limit = \"1s\"\noutage_probe_initial = \"100ms\"\noutage_probe_max = \"200ms\"\n",
+        // Past the progress line's 10 s period, so that one is written during the outage.
+        "[run]\noutage_limit = \"11s\"\noutage_probe_initial = \"100ms\"\noutage_probe_max = \"200ms\"\n",
     );
     s.write_contacts(&contacts_csv(44));
     let out = run_async(&s).await;
     let err = stderr_of(&out);
     assert_eq!(code_of(&out), 3, "{err}");
+    // The progress line says why nothing moves.
+    assert!(
+        err.lines().any(|l| l.contains("\"message\":\"progress\"")
+            && l.contains("endpoint unreachable since")
+            && l.contains("next probe at")),
+        "{err}"
+    );
     assert!(err.contains("halted: endpoint unreachable since"), "{err}");
     assert!(err.contains("gave up at"), "{err}");
     assert!(err.contains("tencentcloud.endpoint"), "{err}");
