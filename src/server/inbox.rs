@@ -248,8 +248,18 @@ async fn import(
             // Errors name the file, line, column and key, never the file's text.
             let side_name = file_name(sidecar);
             let settings = match read_sidecar(sidecar) {
-                Ok(Some(text)) => match CampaignSettings::from_toml(&text) {
-                    Ok(s) => s,
+                Ok(Some(text)) => match CampaignSettings::parse_toml(&text) {
+                    // Values that parsed but are refused: by line and key, never the value.
+                    Ok(s) => match s
+                        .validate_with(svc.config())
+                        .and_then(|()| s.refuse_reserved_name())
+                    {
+                        Ok(()) => s,
+                        Err(e) => {
+                            let why = super::toml_error::withhold(&text, &e);
+                            return Taken::Rejected(format!("{side_name}: {why}"));
+                        }
+                    },
                     Err(e) => return Taken::Rejected(format!("{side_name}: {e}")),
                 },
                 Ok(None) => CampaignSettings::default(),

@@ -170,10 +170,14 @@ impl CampaignSettings {
     /// Parse an inbox sidecar. A parse error names line, column and key, never the text: the
     /// file may hold anything (see [`super::toml_error`]).
     pub fn from_toml(text: &str) -> Result<CampaignSettings, String> {
-        let s: CampaignSettings =
-            toml::from_str(text).map_err(|e| super::toml_error::describe(text, &e))?;
+        let s = CampaignSettings::parse_toml(text)?;
         s.validate()?;
         Ok(s)
+    }
+
+    /// Parse an inbox sidecar without checking its values (see [`from_toml`](Self::from_toml)).
+    pub fn parse_toml(text: &str) -> Result<CampaignSettings, String> {
+        toml::from_str(text).map_err(|e| super::toml_error::describe(text, &e))
     }
 
     /// Every value checked before a campaign is created: `key = value: expected …`. The ranges

@@ -27,6 +27,97 @@ pub fn describe(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// A refusal of values that parsed (`key = value: expected …`, from the settings' checks) said
+/// as `line L, key K: expected …` without the value: the key is the message's first word, its
+/// line the first line of `text` that sets it, and any quoted text that is part of one of the
+/// file's string values is taken out of the rest.
+pub fn withhold(text: &str, message: &str) -> String {
+    let (head, expected) = match message.split_once(": expected ") {
+        Some((h, x)) => (h, Some(x)),
+        None => (message, None),
+    };
+    let key = head
+        .split([' ', ':'])
+        .next()
+        .filter(|k| looks_like_key(&k.replace('/', ".")))
+        .unwrap_or("");
+    let what = match expected {
+        Some(x) => format!("expected {}", unquote_values(text, x)),
+        None => "refused".to_string(),
+    };
+    let place = match (line_of(text, key), key.is_empty()) {
+        (_, true) => String::new(),
+        (Some(line), false) => format!("line {line}, key {key}: "),
+        (None, false) => format!("key {key}: "),
+    };
+    format!("{place}{what} (the value is not shown)")
+}
+
+/// The first line that sets `key` (its last dotted part, or the first of `a/b`), if any.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let first = key.split('/').next()?;
+    let last = first.rsplit('.').next()?.trim();
+    if last.is_empty() {
+        return None;
+    }
+    text.lines()
+        .position(|l| {
+            l.split_once('=')
+                .is_some_and(|(k, _)| k.trim().trim_matches('"') == last)
+        })
+        .map(|i| i + 1)
+}
+
+/// `message` with every quoted string that is part of one of `text`'s string values replaced by
+/// `"…"`.
+fn unquote_values(text: &str, message: &str) -> String {
+    let mut values = Vec::new();
+    if let Ok(table) = text.parse::<toml::Table>() {
+        collect_strings(&toml::Value::Table(table), &mut values);
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        // The closing quote, skipping escaped ones (`{:?}` escapes).
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(end) = end else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let quoted = &after[..end];
+        let unescaped = quoted.replace("\\\"", "\"").replace("\\\\", "\\");
+        let secret = !unescaped.is_empty() && values.iter().any(|v| v.contains(unescaped.as_str()));
+        out.push('"');
+        out.push_str(if secret { "…" } else { quoted });
+        out.push('"');
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn collect_strings(v: &toml::Value, out: &mut Vec<String>) {
+    match v {
+        toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        toml::Value::Table(t) => t.values().for_each(|i| collect_strings(i, out)),
+        other => out.push(other.to_string()),
+    }
+}
+
 fn floor_char_boundary(text: &str, mut at: usize) -> usize {
     while at > 0 && !text.is_char_boundary(at) {
         at -= 1;
@@ -80,6 +171,51 @@ mod tests {
             name: Option<String>,
         }
         describe(text, &toml::from_str::<S>(text).unwrap_err())
+    }
+
+    #[test]
+    fn refused_values_are_named_by_line_and_key_and_never_shown() {
+        let text = "priority = 1\nbackoff_max = \"AKIDsecret parsecs\"\n";
+        let e = withhold(
+            text,
+            "backoff_max = \"AKIDsecret parsecs\": unknown unit \" parsecs\" in duration \"AKIDsecret parsecs\": expected one of ms, s, m, h, d",
+        );
+        assert_eq!(
+            e,
+            "line 2, key backoff_max: expected one of ms, s, m, h, d (the value is not shown)"
+        );
+        let text = "callers = [\"AKIDsecret\"]\n";
+        let e = withhold(
+            text,
+            "callers = \"AKIDsecret\": expected a caller number of digits, optionally starting with + (e.g. \"008601012345678\")",
+        );
+        assert!(
+            e.starts_with("line 1, key callers: expected a caller number"),
+            "{e}"
+        );
+        assert!(e.contains("\"008601012345678\""), "the example stays: {e}");
+        let e = withhold(
+            "a = \"x\"\n",
+            "backoff_initial/backoff_max: the campaign would back off from 2s up to only 1s: expected backoff_max at least backoff_initial",
+        );
+        assert_eq!(
+            e,
+            "key backoff_initial/backoff_max: expected backoff_max at least backoff_initial (the value is not shown)"
+        );
+        let text = "[calling]\nnot_after = \"AKIDsecret\"\n";
+        let e = withhold(
+            text,
+            "calling.not_after = \"AKIDsecret\": expected \"AKIDsecret\" to be a date",
+        );
+        assert_eq!(
+            e,
+            "line 2, key calling.not_after: expected \"…\" to be a date (the value is not shown)"
+        );
+        let e = withhold(
+            "name = \"call-x\"\n",
+            "name = \"call-x\": names starting with \"call-\" are reserved",
+        );
+        assert_eq!(e, "line 1, key name: refused (the value is not shown)");
     }
 
     #[test]

@@ -147,6 +147,52 @@ async fn a_settings_file_that_does_not_parse_is_reported_by_line_and_key_never_b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_parse_but_are_refused_are_reported_by_line_and_key_never_by_value() {
+    let mut f = Folder::new().await;
+    let cases = [
+        (
+            "dur",
+            format!("priority = 1\nbackoff_max = \"{SECRET}\"\n"),
+            "line 2, key backoff_max: expected",
+        ),
+        (
+            "callers",
+            format!("callers = [\"{SECRET}\"]\n"),
+            "line 1, key callers: expected a caller number",
+        ),
+        (
+            "window",
+            format!("[calling]\nnot_after = \"{SECRET}\"\n"),
+            "line 2, key calling.not_after: expected",
+        ),
+        (
+            "named",
+            format!("name = \"x/{SECRET}\"\n"),
+            "line 1, key name: expected",
+        ),
+    ];
+    for (stem, toml, _) in &cases {
+        std::fs::write(f.dir.join(format!("{stem}.csv")), CSV).unwrap();
+        std::fs::write(f.dir.join(format!("{stem}.toml")), toml).unwrap();
+    }
+    f.settle().await;
+    for (stem, _, start) in &cases {
+        let csv = format!("{stem}.csv");
+        let report = f.error_report(&csv);
+        assert!(
+            report.starts_with(&format!("{stem}.toml: {start}")),
+            "{report}"
+        );
+        assert!(!report.contains("AKID"), "{report}");
+        assert!(!report.contains("secretvalue"), "{report}");
+        let detail = f.detail(&csv).expect("the rejection is recorded");
+        assert_eq!(detail.trim(), report.trim());
+    }
+    assert!(f.campaign_names().await.is_empty());
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn symbolic_links_in_the_inbox_are_refused_with_a_reason_and_never_followed() {
     let mut f = Folder::new().await;
     // A credential file the service can read, outside the inbox.
