@@ -112,7 +112,8 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         true => {
             let t = Arc::new(
                 super::outcomes::tracker(&cfg, store.clone(), &engine.client)?
-                    .with_lines(engine.lines.clone()),
+                    .with_lines(engine.lines.clone())
+                    .with_retry_checks(engine.record_checks.clone()),
             );
             let (tx, rx) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(t.clone().run(rx));

@@ -14,6 +14,8 @@ use crate::store::{AttemptOutcome, DueContact, StoreError};
 
 const CALLER_OVER_FREQUENCY: &str = "FailedOperation.CallerOverFrequency";
 const NOT_WORK_TIME: &str = "FailedOperation.CalloutRuleNotWorkTime";
+/// The gate of a contact whose retry waits for the call records (see `begin_attempt_checked`).
+pub const AWAITING_RECORDS: &str = "call_record_check";
 
 /// A contact whose turn came: the caller number the pool picked for it (if the pool picks) and
 /// how long it waited for the pacer (for the limiter-wait metric).
@@ -69,9 +71,10 @@ pub(super) async fn attempt(
     let guard = engine.rules.person_guard(&contact, now);
     // From here until the request leaves, a stop that cuts this task short leaves nothing sent.
     lock(&shared.unsent).insert(contact.id);
+    let await_records = engine.record_checks.is_on();
     let begun = engine
         .store
-        .begin_attempt_guarded(contact.id, now_ms(), caller, guard)
+        .begin_attempt_checked(contact.id, now_ms(), caller, guard, await_records)
         .await;
     if begun.is_err() {
         lock(&shared.unsent).remove(&contact.id);
@@ -81,6 +84,15 @@ pub(super) async fn attempt(
         // Cancelled (or otherwise settled) while it waited in the dispatcher's buffer.
         Err(StoreError::NotPending(_)) => return Ok(()),
         // Another campaign called this number meanwhile: wait, no attempt used.
+        // Its last try failed with InternalError*: the call records have not yet ruled out a
+        // call (the outcome tracker looks; it places the contact if it finds one).
+        Err(StoreError::AwaitingRecords(sent)) => {
+            let until = engine.record_checks.held_until(sent, now_ms());
+            return engine
+                .store
+                .defer(contact.id, until, AWAITING_RECORDS, now_ms())
+                .await;
+        }
         Err(StoreError::Held(gate)) => {
             let until = gate
                 .until()

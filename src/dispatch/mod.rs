@@ -26,6 +26,7 @@ pub mod rules;
 pub mod systematic;
 pub mod waits;
 
+pub use attempt::AWAITING_RECORDS;
 pub use request::{build_request, mask, RequestDefaults};
 
 use crate::ccc::Client;
@@ -107,6 +108,10 @@ pub struct Engine {
     pub own_rate: Option<Arc<campaign_rate::CampaignRate>>,
     /// Contacts were added to the campaign: the dispatcher looks again at once.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Outcome tracking is on (and has not stopped): a retry after `InternalError*` waits until
+    /// the call records ruled out the call the failed try may have created. Shared with the
+    /// outcome tracker, which turns it off if it stops.
+    pub record_checks: Arc<crate::outcomes::retry_check::RetryChecks>,
 }
 
 impl Engine {
@@ -139,6 +144,10 @@ impl Engine {
                 .max_rate
                 .map(|r| Arc::new(campaign_rate::CampaignRate::new(r))),
             wake: Arc::new(tokio::sync::Notify::new()),
+            record_checks: Arc::new(crate::outcomes::retry_check::RetryChecks::new(
+                cfg.outcomes.enabled,
+                cfg.outcomes.reconcile_after,
+            )),
         }
     }
 
@@ -173,6 +182,7 @@ impl Engine {
                 .as_ref()
                 .map(|r| Arc::new(campaign_rate::CampaignRate::new(r.rate()))),
             wake: Arc::new(tokio::sync::Notify::new()),
+            record_checks: self.record_checks.clone(),
         }
     }
 }

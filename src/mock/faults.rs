@@ -18,7 +18,8 @@
 //!
 //! `outcomes`: the n-th request for the callee gets the n-th reply; past the end of the list,
 //! requests succeed. Replies: `ok`; `error:CODE` or `error:CODE:message` (an API error, no call
-//! created); `drop` (the call is created, then the connection is cut before a complete reply:
+//! created); `created:error:CODE` (the call is created, then the reply is the API error CODE:
+//! an `InternalError` that came after the service made the call); `drop` (the call is created, then the connection is cut before a complete reply:
 //! the call lives and its record appears, the dialer never learns the SessionId); `http:NNN` (an
 //! HTTP NNN with an HTML body, no call created); `hang:DURATION` (the call is created, the reply
 //! comes after DURATION).
@@ -52,8 +53,17 @@ use super::push::{PushScript, PUSH_FORMS};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
     Drop,
+    /// The call is created, then the reply is this API error (an `InternalError` that came after
+    /// the service made the call).
+    CreatedError {
+        code: String,
+        message: String,
+    },
     Http(u16),
     Hang(Duration),
 }
@@ -143,7 +153,7 @@ struct RawRule {
 }
 
 const OUTCOME_FORMS: &str =
-    "\"ok\", \"error:CODE\", \"error:CODE:message\", \"drop\", \"http:NNN\" or \"hang:DURATION\"";
+    "\"ok\", \"error:CODE\", \"error:CODE:message\", \"created:error:CODE\", \"drop\", \"http:NNN\" or \"hang:DURATION\"";
 
 fn parse_outcome(text: &str) -> Option<Outcome> {
     let text = text.trim();
@@ -152,6 +162,12 @@ fn parse_outcome(text: &str) -> Option<Outcome> {
     }
     if text == "drop" {
         return Some(Outcome::Drop);
+    }
+    if let Some(rest) = text.strip_prefix("created:") {
+        return match parse_outcome(rest)? {
+            Outcome::Error { code, message } => Some(Outcome::CreatedError { code, message }),
+            _ => None,
+        };
     }
     if let Some(rest) = text.strip_prefix("error:") {
         let (code, message) = match rest.split_once(':') {

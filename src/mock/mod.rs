@@ -516,7 +516,9 @@ async fn api(
 async fn scripted_failure(shared: &Shared, action: &'static str, outcome: Outcome) -> Response {
     tokio::time::sleep(latency(shared.opts.latency_ms)).await;
     match outcome {
-        Outcome::Error { code, message } => api_error(shared, action, &code, &message),
+        Outcome::Error { code, message } | Outcome::CreatedError { code, message } => {
+            api_error(shared, action, &code, &message)
+        }
         Outcome::Http(status) => gateway_error(shared, action, status),
         _ => cut_reply(),
     }
@@ -630,7 +632,10 @@ async fn create_ai_agent_call(shared: &Shared, body: Bytes, arrived: Instant) ->
     let n = shared.record(|r| r.callee_request(&callee, arrived));
     let delay = latency(opts.latency_ms);
     let outcome = opts.faults.outcome(&callee, n);
-    let creates = matches!(outcome, Outcome::Ok | Outcome::Hang(_) | Outcome::Drop);
+    let creates = matches!(
+        outcome,
+        Outcome::Ok | Outcome::Hang(_) | Outcome::Drop | Outcome::CreatedError { .. }
+    );
     let agent = parsed
         .get("AIAgentId")
         .and_then(|v| v.as_u64())
@@ -683,6 +688,12 @@ async fn create_ai_agent_call(shared: &Shared, body: Bytes, arrived: Instant) ->
         Outcome::Http(status) => {
             tokio::time::sleep(delay).await;
             gateway_error(shared, action, status)
+        }
+        Outcome::CreatedError { code, message } => {
+            // The call exists (and lives, and leaves its record); the reply is an error.
+            shared.record(|r| r.created(&callee, parsed, opts.keep_bodies));
+            tokio::time::sleep(delay).await;
+            api_error(shared, action, &code, &message)
         }
         Outcome::Drop => {
             // The call exists (and lives, and leaves its record); the reply never completes:

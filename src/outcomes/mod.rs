@@ -5,11 +5,13 @@
 //! - [`classes`]: end code → outcome class, the documented table and its overrides (pure).
 //! - [`schedule`]: when a session is asked about next, when to give up (pure).
 //! - [`reconcile`]: which call record, if any, an in-doubt request created (pure).
+//! - [`retry_check`]: a retry after `InternalError*` waits for the call records.
 //! - [`poller`]: the task that asks, at its own rate, and writes the answers to the store.
 
 pub mod cdr;
 pub mod classes;
 pub mod poller;
 pub mod reconcile;
+pub mod retry_check;
 pub mod schedule;
 pub mod settings;

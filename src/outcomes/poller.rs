@@ -132,6 +132,8 @@ pub struct Tracker {
     /// Woken after every write (waiters re-read the store).
     changed: Notify,
     on_recorded: Option<OnRecorded>,
+    /// The holds on retries after `InternalError*`, ended if tracking stops.
+    retry_checks: Option<Arc<crate::outcomes::retry_check::RetryChecks>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -143,6 +145,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// request of 100 SessionIds). Asking early only ever moves a check forward, never back.
 fn lookahead(every_ms: i64) -> i64 {
     (every_ms / 6).clamp(0, 5_000)
+}
+
+/// Of the sessions due by `now_ms` plus the lookahead (any order), those to ask about now: every
+/// one due by `now_ms`, then the soonest due after it until the last request is full (a multiple
+/// of [`cdr::PAGE_SIZE`]); sorted by send time. `more`: the store may hold more due by `now_ms`.
+fn fill(
+    mut due: Vec<crate::store::DueSession>,
+    now_ms: i64,
+) -> (Vec<crate::store::DueSession>, bool) {
+    let taken = due.len();
+    due.sort_by_key(|d| (d.due_at, d.attempt_id));
+    let now = due.iter().take_while(|d| d.due_at <= now_ms).count();
+    let keep = now.div_ceil(cdr::PAGE_SIZE) * cdr::PAGE_SIZE;
+    due.truncate(keep);
+    due.sort_by_key(|d| (d.sent_at, d.attempt_id));
+    (due, now == taken && taken == SESSIONS_PER_PASS)
 }
 
 fn ms(d: Duration) -> i64 {
@@ -171,12 +189,22 @@ impl Tracker {
             stats: TrackerStats::default(),
             changed: Notify::new(),
             on_recorded: None,
+            retry_checks: None,
         }
     }
 
     /// Free a line of the call's agent whenever a session's end becomes known.
     pub fn with_lines(mut self, lines: Arc<Lines>) -> Tracker {
         self.lines = Some(lines);
+        self
+    }
+
+    /// End these holds on retries if tracking stops (see [`crate::outcomes::retry_check`]).
+    pub fn with_retry_checks(
+        mut self,
+        checks: Arc<crate::outcomes::retry_check::RetryChecks>,
+    ) -> Tracker {
+        self.retry_checks = Some(checks);
         self
     }
 
@@ -231,6 +259,10 @@ impl Tracker {
                 Err(PassError::Query(QueryFailure::Backoff(why))) => {
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(reason = %why, retry_in_s = backoff.as_secs(), "DescribeTelCdr failed: asking again later");
+                    // However long the queries fail, a check ends by its deadline.
+                    if let Err(e) = self.expire(crate::dispatch::now_ms(), &why).await {
+                        tracing::error!(error = %e, "outcome tracking: the store failed");
+                    }
                     let b = backoff;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     b
@@ -243,6 +275,10 @@ impl Tracker {
                     );
                     tracing::error!(code = %code, "{reason}");
                     *lock(&self.stopped) = Some(reason);
+                    if let Some(r) = &self.retry_checks {
+                        // Nobody will look: retries after InternalError go as without tracking.
+                        r.stop();
+                    }
                     self.changed.notify_waiters();
                     return;
                 }
@@ -260,12 +296,14 @@ impl Tracker {
         }
     }
 
-    /// One pass. When a session or in-doubt request is due at `now_ms`, every one due within
-    /// the [`lookahead`] is asked about with it (up to a pass's share), so that a request
-    /// carries up to 100 SessionIds rather than the few whose calls ended in the last second:
-    /// the query count stays near sessions / 100 per round. No check is ever put off: a record
-    /// visible at `t` is asked for by the first check due after `t` (at most `check_every`
-    /// later). When nothing is due, the pass asks nothing.
+    /// One pass. When a session is due at `now_ms`, every one due is asked about, and sessions
+    /// due within the [`lookahead`] fill the last request up to 100 SessionIds (never a request
+    /// more: the requests are those the due sessions need, ceil(due / 100)); so a request
+    /// carries up to 100 SessionIds rather than the few whose calls ended in the last second,
+    /// and the query count stays near sessions / 100 per round. No check is ever put off: a
+    /// record visible at `t` is asked for by the first check due after `t` (at most
+    /// `check_every` later). In-doubt requests are asked about when due (one request each:
+    /// asking early saves nothing). When nothing is due, the pass asks nothing.
     pub async fn pass(&self, now_ms: i64) -> Result<PassReport, PassError> {
         let first = ms(self.settings.first_check_after);
         match self.store.next_check_due(first).await? {
@@ -273,7 +311,12 @@ impl Tracker {
             _ => return Ok(PassReport::default()),
         }
         let until = now_ms.saturating_add(lookahead(ms(self.settings.check_every)));
-        self.pass_inner(now_ms, until, until).await
+        let due = self
+            .store
+            .due_sessions_until(until, first, until, SESSIONS_PER_PASS)
+            .await?;
+        let (due, more) = fill(due, now_ms);
+        self.pass_inner(now_ms, due, more, now_ms, now_ms).await
     }
 
     /// [`Tracker::pass`], also asking again about those asked before whose next check is due by
@@ -285,28 +328,35 @@ impl Tracker {
         now_ms: i64,
         asked_until_ms: i64,
     ) -> Result<PassReport, PassError> {
-        self.pass_inner(now_ms, now_ms, asked_until_ms).await
-    }
-
-    /// A pass that takes sessions due by `due_ms` (never asked: sent by `due_ms -
-    /// first_check_after`; asked: next check by `asked_until_ms`) and schedules the next
-    /// checks from `due_ms`.
-    async fn pass_inner(
-        &self,
-        now_ms: i64,
-        due_ms: i64,
-        asked_until_ms: i64,
-    ) -> Result<PassReport, PassError> {
-        let mut report = PassReport::default();
         let first = ms(self.settings.first_check_after);
         let due = self
             .store
-            .due_sessions_until(due_ms, first, asked_until_ms, SESSIONS_PER_PASS)
+            .due_sessions_until(now_ms, first, asked_until_ms, SESSIONS_PER_PASS)
             .await?;
-        report.more = due.len() == SESSIONS_PER_PASS;
+        let more = due.len() == SESSIONS_PER_PASS;
+        self.pass_inner(now_ms, due, more, now_ms, asked_until_ms)
+            .await
+    }
+
+    /// Ask about `due` (and the in-doubt requests due by `due_ms`, never asked: sent by `due_ms
+    /// - first_check_after`; asked: next check by `asked_until_ms`); schedule the next checks
+    /// from `now_ms`.
+    async fn pass_inner(
+        &self,
+        now_ms: i64,
+        due: Vec<crate::store::DueSession>,
+        more: bool,
+        due_ms: i64,
+        asked_until_ms: i64,
+    ) -> Result<PassReport, PassError> {
+        let mut report = PassReport {
+            more,
+            ..Default::default()
+        };
+        let first = ms(self.settings.first_check_after);
         for batch in schedule::batches(due) {
             report.sessions_asked += batch.len();
-            report.recorded += self.check_batch(batch, now_ms, due_ms).await?;
+            report.recorded += self.check_batch(batch, now_ms).await?;
         }
         let due = self
             .store
@@ -315,7 +365,7 @@ impl Tracker {
         report.more |= due.len() == RECONCILES_PER_PASS;
         for d in due {
             report.reconciles_asked += 1;
-            self.reconcile(d, now_ms, due_ms).await?;
+            self.reconcile(d, now_ms).await?;
         }
         Ok(report)
     }
@@ -331,6 +381,49 @@ impl Tracker {
                 )
             })
             .await
+    }
+
+    /// Close the checks whose deadline passed while the queries failed (`why`): a session past
+    /// `give_up_after` gets `no_record`, as after a last check that found nothing; an in-doubt
+    /// request past `reconcile_after` stays `unknown`, its reason naming the failure (no call
+    /// record was read, so nothing is proved either way). Without this, a query error that
+    /// persists would keep `run` waiting for ever. Returns how many were closed.
+    pub async fn expire(&self, now_ms: i64, why: &str) -> Result<usize, StoreError> {
+        let (sessions, reconciles) = self
+            .store
+            .overdue_checks(
+                now_ms,
+                now_ms.saturating_sub(ms(self.settings.give_up_after)),
+                now_ms.saturating_sub(ms(self.settings.reconcile_after)),
+                SESSIONS_PER_PASS,
+            )
+            .await?;
+        let n = sessions.len() + reconciles.len();
+        let records = sessions
+            .into_iter()
+            .map(|d| OutcomeRecord {
+                session_id: d.session_id,
+                contact_id: d.contact_id,
+                class: OutcomeClass::NoRecord.as_str().to_string(),
+                source: "gave_up".into(),
+                recorded_at: now_ms,
+                ..Default::default()
+            })
+            .collect();
+        self.write(records).await?;
+        for attempt in reconciles {
+            let reason = format!(
+                "the call may have been created (a lost reply, or a try that failed with an internal error) and the call records could not be read by outcomes.reconcile_after (DescribeTelCdr: {why}): left unknown, check by hand"
+            );
+            self.store
+                .finish_reconcile(attempt, Reconciled::Ambiguous(reason), now_ms)
+                .await?;
+        }
+        if n > 0 {
+            tracing::warn!(checks = n, reason = %why, "outcome checks past their deadline closed while DescribeTelCdr failed: sessions get no_record, lost replies stay unknown");
+            self.changed.notify_waiters();
+        }
+        Ok(n)
     }
 
     /// Every page of one query, each request through this action's limiter.
@@ -482,7 +575,6 @@ impl Tracker {
         &self,
         batch: Vec<crate::store::DueSession>,
         now_ms: i64,
-        due_ms: i64,
     ) -> Result<usize, PassError> {
         let Some(oldest) = batch.first().map(|d| d.sent_at) else {
             return Ok(0);
@@ -512,7 +604,7 @@ impl Tracker {
                     every,
                     ms(self.settings.give_up_after),
                 ) {
-                    Next::At(at) => again.push((d.attempt_id, at.min(due_ms + every))),
+                    Next::At(at) => again.push((d.attempt_id, at)),
                     Next::GiveUp => write.push(OutcomeRecord {
                         session_id: d.session_id.clone(),
                         contact_id: d.contact_id,
@@ -529,22 +621,30 @@ impl Tracker {
         Ok(n)
     }
 
-    async fn reconcile(
-        &self,
-        d: crate::store::DueReconcile,
-        now_ms: i64,
-        due_ms: i64,
-    ) -> Result<(), PassError> {
-        if d.status != crate::contact::Status::Unknown.as_str() {
+    async fn reconcile(&self, d: crate::store::DueReconcile, now_ms: i64) -> Result<(), PassError> {
+        // A lost reply (`reconcile`) is looked up while its contact is `unknown`; a try that
+        // failed with InternalError* (`retry_check`) while its contact waits for the retry
+        // (`pending`) or was failed by it (the store checks it is the contact's latest try).
+        let retry = d.kind == "retry_check";
+        let open = match retry {
+            true => ["pending", "failed"].contains(&d.status.as_str()),
+            false => d.status == crate::contact::Status::Unknown.as_str(),
+        };
+        if !open {
             self.store
                 .finish_reconcile(d.attempt_id, Reconciled::Moot, now_ms)
                 .await?;
             return Ok(());
         }
+        let what = if retry {
+            "a try that failed with an internal error"
+        } else {
+            "a lost reply"
+        };
         let sent = d.sent_at / 1000;
         let answer = self
             .query_answer(
-                Filter::Phones(vec![d.callee.clone()]),
+                Filter::Phones(reconcile::spellings(&d.callee)),
                 sent - reconcile::BEFORE_SECS + cdr::LEAD_SECS,
                 now_ms / 1000,
                 MAX_PHONE_PAGES,
@@ -559,53 +659,66 @@ impl Tracker {
         let known = self.store.known_sessions(ids).await?;
         let agent = d.agent_override.unwrap_or(self.agent);
         let how = match reconcile::find(&records, &d.callee, agent, sent, |s| known.contains(s)) {
-            Match::One(r) => {
+            // One match in an answer read in full; in a cut one (pages left unread, a page
+            // without its list) a second match may hide in what was not read.
+            Match::One(r) if answer.complete => {
                 let rec = self.to_record(&r, "reconciled", now_ms);
-                tracing::info!(contact = d.contact_id, session = %rec.session_id, outcome = %rec.class, "reconciled: the call records show the lost reply's call; the contact is placed");
+                tracing::info!(contact = d.contact_id, session = %rec.session_id, outcome = %rec.class, "reconciled: the call records show the call of {what}; the contact is placed (not called again)");
                 self.stats.reconciled.fetch_add(1, Ordering::Relaxed);
                 Reconciled::Found(Box::new(rec))
             }
             Match::Many(sessions) => {
-                tracing::warn!(contact = d.contact_id, sessions = %sessions.join(","), "two or more call records match a lost reply: left unknown");
+                tracing::warn!(contact = d.contact_id, sessions = %sessions.join(","), "two or more call records match {what}: left unknown");
                 Reconciled::Ambiguous(format!(
-                    "the reply was lost and {} call records match it (sessions {}): left unknown, check them by hand",
+                    "{what}: {} call records match it (sessions {}): left unknown, check them by hand",
                     sessions.len(),
                     sessions.join(", ")
                 ))
             }
             Match::OtherAgent(sessions) => {
-                tracing::warn!(contact = d.contact_id, sessions = %sessions.join(","), agent, "a call record matching a lost reply names another AI agent: left unknown");
+                tracing::warn!(contact = d.contact_id, sessions = %sessions.join(","), agent, "a call record matching {what} names another AI agent: left unknown");
                 Reconciled::Ambiguous(format!(
-                    "the reply was lost and call records of another AI agent match it (sessions {}; the campaign's agent is {agent}): left unknown, check them by hand",
+                    "{what}: call records of another AI agent match it (sessions {}; the campaign's agent is {agent}): left unknown, check them by hand",
                     sessions.join(", ")
                 ))
             }
             Match::None
                 if conclusive && now_ms - d.sent_at >= ms(self.settings.reconcile_after) =>
             {
-                tracing::info!(contact = d.contact_id, "no call record by outcomes.reconcile_after: the request did not create a call (not_placed)");
+                if retry {
+                    tracing::info!(contact = d.contact_id, "no call record by outcomes.reconcile_after: the try that failed with an internal error created no call; its retry may go");
+                } else {
+                    tracing::info!(contact = d.contact_id, "no call record by outcomes.reconcile_after: the request did not create a call (not_placed)");
+                }
                 self.stats.not_placed.fetch_add(1, Ordering::Relaxed);
                 Reconciled::NotPlaced
             }
-            Match::None
+            Match::None | Match::One(_)
                 if !answer.complete
                     && answer.end >= sent + reconcile::AFTER_SECS
                     && now_ms - d.sent_at >= ms(self.settings.reconcile_after) =>
             {
-                tracing::warn!(contact = d.contact_id, "no call record matches a lost reply, but the call records could not be read in full: left unknown");
-                Reconciled::Ambiguous(
-                    "the reply was lost and the call records could not be read in full (pages left unread or a reply without a record list): left unknown, check by hand"
-                        .into(),
-                )
+                tracing::warn!(
+                    contact = d.contact_id,
+                    "the call records for {what} could not be read in full: left unknown"
+                );
+                Reconciled::Ambiguous(format!(
+                    "{what}: the call records could not be read in full (pages left unread or a reply without a record list): left unknown, check by hand"
+                ))
             }
-            Match::None => {
+            Match::None | Match::One(_) => {
                 // Not yet time, or the answer proves nothing (pages unread, no record list,
                 // a window ending before the call could have started): ask again.
-                let mut at = due_ms + ms(self.settings.check_every);
+                let mut at = now_ms + ms(self.settings.check_every);
                 if conclusive {
                     at = at.min(d.sent_at + ms(self.settings.reconcile_after));
                 } else {
-                    tracing::info!(contact = d.contact_id, complete = answer.complete, window_end = answer.end, "no call record matches a lost reply, but the answer is incomplete: left unknown, asking again");
+                    tracing::info!(
+                        contact = d.contact_id,
+                        complete = answer.complete,
+                        window_end = answer.end,
+                        "the call records for {what} could not be read in full: asking again"
+                    );
                 }
                 self.store
                     .reschedule_checks(vec![(d.attempt_id, at)])
@@ -631,6 +744,40 @@ mod tests {
         assert_eq!(lookahead(60_000), 5_000);
         assert_eq!(lookahead(6_000), 1_000);
         assert_eq!(lookahead(0), 0);
+    }
+
+    fn due(id: i64, due_at: i64) -> crate::store::DueSession {
+        crate::store::DueSession {
+            attempt_id: id,
+            contact_id: id,
+            session_id: format!("s-{id}"),
+            sent_at: due_at - 30_000,
+            checks: 0,
+            due_at,
+        }
+    }
+
+    #[test]
+    fn the_lookahead_fills_the_last_request_and_never_adds_one() {
+        // 120 sessions due within the lookahead, one every 50 ms from now: the one due now and
+        // the 99 soonest after it make one full request; the other 20 wait for their own time.
+        let now = 1_000_000;
+        let sessions: Vec<_> = (0..120).rev().map(|i| due(i, now + i * 50)).collect();
+        let (kept, more) = fill(sessions, now);
+        assert_eq!(kept.len(), 100);
+        assert!(!more);
+        assert_eq!(kept[0].attempt_id, 0, "sorted by send time");
+        assert_eq!(kept[99].attempt_id, 99);
+        // 130 due now: all of them, and 70 more to fill the second request.
+        let sessions: Vec<_> = (0..250).map(|i| due(i, now - 130 + i)).collect();
+        let (kept, _) = fill(sessions, now);
+        assert_eq!(kept.len(), 200);
+        // None due now: nothing is asked early alone.
+        let (kept, _) = fill(vec![due(1, now + 1)], now);
+        assert!(kept.is_empty());
+        // A pass's worth all due now: more may be waiting.
+        let sessions: Vec<_> = (0..SESSIONS_PER_PASS as i64).map(|i| due(i, now)).collect();
+        assert!(fill(sessions, now).1);
     }
 
     #[test]

@@ -90,6 +90,21 @@ pub fn find(
     }
 }
 
+/// The spellings of `callee` to ask DescribeTelCdr for (`Phones`): as the request sent it
+/// first, then the same number with the other international prefix (`+86…` / `0086…`). The
+/// documented examples use `0086…`; which spelling a record keeps for a request sent as `+86…`
+/// is not documented, and a spelling the service does not match would read as "no call".
+pub fn spellings(callee: &str) -> Vec<String> {
+    let other = if let Some(rest) = callee.strip_prefix('+') {
+        Some(format!("00{rest}"))
+    } else {
+        callee.strip_prefix("00").map(|rest| format!("+{rest}"))
+    };
+    std::iter::once(callee.to_string())
+        .chain(other.filter(|o| o.len() > 3))
+        .collect()
+}
+
 /// Two spellings of one number: equal digits, or one ends with the other's national part
 /// (`008613012345678` vs `13012345678`, `+86…` vs `0086…`).
 fn same_number(a: &str, b: &str) -> bool {
@@ -194,6 +209,19 @@ mod tests {
             find(&[no_agent], "008613012345678", 15, SENT, |_| false),
             Match::One(_)
         ));
+    }
+
+    #[test]
+    fn the_phone_is_asked_for_as_sent_and_with_the_other_prefix() {
+        assert_eq!(
+            spellings("+8613012345678"),
+            ["+8613012345678", "008613012345678"]
+        );
+        assert_eq!(
+            spellings("008613012345678"),
+            ["008613012345678", "+8613012345678"]
+        );
+        assert_eq!(spellings("13012345678"), ["13012345678"]);
     }
 
     #[test]

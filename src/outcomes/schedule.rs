@@ -55,6 +55,7 @@ mod tests {
             session_id: format!("s-{id}"),
             sent_at,
             checks: 0,
+            due_at: sent_at,
         }
     }
 

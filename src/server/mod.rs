@@ -734,6 +734,7 @@ fn outcome_tracker(cfg: &Config, engine: &Engine) -> Option<Arc<crate::outcomes:
         cfg.campaign.ai_agent_id,
     )
     .with_lines(engine.lines.clone())
+    .with_retry_checks(engine.record_checks.clone())
     .on_recorded(Arc::new(move |r: &crate::store::OutcomeRecord| {
         metrics.outcome(&r.class, r.duration_s)
     }));

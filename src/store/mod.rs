@@ -65,6 +65,10 @@ pub enum StoreError {
     /// and until when).
     #[error("held: {0}")]
     Held(crate::calling::gate::Gate),
+    /// `begin_attempt_checked` refused: an earlier attempt failed with `InternalError*` and the
+    /// call records have not yet ruled out that it created the call (that try's send, unix ms).
+    #[error("waiting for the call records before a retry (the failed try was sent at {0})")]
+    AwaitingRecords(i64),
     /// `begin_attempt` for a contact that is no longer pending (cancelled meanwhile).
     #[error("contact {0} is not pending; refusing to start an attempt")]
     NotPending(i64),
@@ -386,7 +390,34 @@ impl Store {
         caller: Option<String>,
         guard: Option<PersonGuard>,
     ) -> Result<i64, StoreError> {
+        self.begin_attempt_checked(contact_id, started_at_ms, caller, guard, false)
+            .await
+    }
+
+    /// [`Store::begin_attempt_guarded`]; with `await_records` (outcome tracking on), also
+    /// refused with [`StoreError::AwaitingRecords`] while an earlier attempt of the contact that
+    /// failed with `InternalError*` has not been looked up in the call records yet (its
+    /// `retry_check`): the call it may have created must be ruled out before a retry.
+    pub async fn begin_attempt_checked(
+        &self,
+        contact_id: i64,
+        started_at_ms: i64,
+        caller: Option<String>,
+        guard: Option<PersonGuard>,
+        await_records: bool,
+    ) -> Result<i64, StoreError> {
         self.call(move |c| {
+            if await_records {
+                let next: Option<i64> = c
+                    .prepare_cached(
+                        "SELECT MAX(sent_at) FROM outcome_checks
+                         WHERE contact_id = ?1 AND kind = 'retry_check'",
+                    )?
+                    .query_row([contact_id], |r| r.get(0))?;
+                if let Some(next) = next {
+                    return Err(StoreError::AwaitingRecords(next));
+                }
+            }
             if let Some(g) = guard {
                 g.check(c, contact_id, started_at_ms)?;
             }

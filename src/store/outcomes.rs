@@ -2,7 +2,8 @@
 //!
 //! Written like attempts: each function is one transaction on the store thread. A record seen
 //! twice changes nothing (one row per SessionId; only a `no_record` give-up is replaced by a
-//! real record that arrives later). A record that arrived but was not yet written when the
+//! real record that arrives later, and a pushed record by the call record a poll reads, which
+//! is the authority). A record that arrived but was not yet written when the
 //! process died is simply asked for again: its check row is removed only in the transaction
 //! that writes the record.
 
@@ -21,6 +22,9 @@ pub struct DueSession {
     pub sent_at: i64,
     /// Checks already made.
     pub checks: u32,
+    /// Unix ms the check falls due: `first_check_after` after the send for a session never
+    /// asked about, else the time its last check set.
+    pub due_at: i64,
 }
 
 /// An in-doubt attempt due for reconciliation by callee and time.
@@ -38,6 +42,11 @@ pub struct DueReconcile {
     pub checks: u32,
     /// The contact's status now (only `unknown` contacts are reconciled).
     pub status: String,
+    /// Unix ms the check falls due (as [`DueSession::due_at`]).
+    pub due_at: i64,
+    /// `reconcile` (a lost reply: the contact is `unknown`) or `retry_check` (a try that failed
+    /// with `InternalError*`: the contact's retry waits, see `crate::outcomes::retry_check`).
+    pub kind: String,
 }
 
 /// One session's outcome, ready to be written.
@@ -67,6 +76,8 @@ pub struct OutcomeRecord {
 pub struct Written {
     /// Sessions whose record was new (counted, and their line freed).
     pub new: Vec<String>,
+    /// Pushed records replaced by the call record a poll read (not counted again).
+    pub corrected: Vec<String>,
     /// Records already stored (a repeat, or a session no attempt of this store has).
     pub ignored: usize,
 }
@@ -125,11 +136,27 @@ fn due_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueSession> {
         session_id: r.get(2)?,
         sent_at: r.get(3)?,
         checks: r.get(4)?,
+        due_at: r.get(5)?,
     })
 }
 
-/// Insert one record (or replace a give-up) and remove its session's check; true if new.
-fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<bool, StoreError> {
+/// What writing one record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrote {
+    /// The session's first record (or a real one replacing a give-up): counted.
+    New,
+    /// A pushed record replaced by the call record DescribeTelCdr returned (the authority:
+    /// the push's documented fields lack the numeric EndStatus, the agent and the hang-up
+    /// reason): not counted again.
+    Corrected,
+    /// Nothing changed (a repeat, or a session no attempt of this store has).
+    Ignored,
+}
+
+/// Insert one record, replace a give-up by a real record or a pushed record by a polled one,
+/// and remove the session's check (a pushed record leaves it: the poll still reads the
+/// session's call record once and corrects the push if they differ).
+fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<Wrote, StoreError> {
     let contact_id = if rec.contact_id > 0 {
         Some(rec.contact_id)
     } else {
@@ -138,10 +165,21 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<bool, StoreError>
             .optional()?
     };
     let Some(contact_id) = contact_id else {
-        return Ok(false);
+        return Ok(Wrote::Ignored);
     };
-    let n = c
-        .prepare_cached(
+    let before: Option<(String, String)> = c
+        .prepare_cached("SELECT class, source FROM outcomes WHERE session_id = ?1")?
+        .query_row([&rec.session_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let polled = matches!(rec.source.as_str(), "poll" | "reconciled");
+    let wrote = match &before {
+        None => Wrote::New,
+        Some((class, _)) if class == "no_record" && rec.class != "no_record" => Wrote::New,
+        Some((_, source)) if source == "push" && polled => Wrote::Corrected,
+        Some(_) => Wrote::Ignored,
+    };
+    if wrote != Wrote::Ignored {
+        c.prepare_cached(
             "INSERT INTO outcomes (session_id, contact_id, class, end_status, end_status_string,
                duration_s, ring_at, answered_at, ended_at, hangup_side, sys_hangup_reason,
                ai_agent_id, source, recorded_at)
@@ -153,8 +191,8 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<bool, StoreError>
                hangup_side = excluded.hangup_side,
                sys_hangup_reason = excluded.sys_hangup_reason,
                ai_agent_id = excluded.ai_agent_id, source = excluded.source,
-               recorded_at = excluded.recorded_at
-             WHERE outcomes.class = 'no_record' AND excluded.class != 'no_record'",
+               recorded_at = CASE WHEN outcomes.class = 'no_record' THEN excluded.recorded_at
+                                  ELSE outcomes.recorded_at END",
         )?
         .execute(params![
             rec.session_id,
@@ -172,25 +210,30 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<bool, StoreError>
             rec.source,
             rec.recorded_at
         ])?;
-    c.prepare_cached("DELETE FROM outcome_checks WHERE session_id = ?1")?
-        .execute([&rec.session_id])?;
-    Ok(n == 1)
+    }
+    let pushed = rec.source == "push" && wrote == Wrote::New;
+    if !pushed {
+        c.prepare_cached("DELETE FROM outcome_checks WHERE session_id = ?1")?
+            .execute([&rec.session_id])?;
+    }
+    Ok(wrote)
 }
 
 /// The rows of one due query, in two lookups on `outcome_checks_due`: never asked and sent by
 /// `first_until` (`?2` there), then asked before and due by `asked_until`. `sql` takes `asked`,
-/// the bound and `limit` as ?1..?3.
+/// the bound, `limit` and `first_ms` as ?1..?4.
 fn due_rows<T>(
     c: &Connection,
     sql: &str,
     (first_until, asked_until): (i64, i64),
     limit: usize,
     row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    first_ms: i64,
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
     let mut stmt = c.prepare_cached(sql)?;
     for (asked, until) in [(0, first_until), (1, asked_until)] {
-        for r in stmt.query_map(params![asked, until, limit as i64], &row)? {
+        for r in stmt.query_map(params![asked, until, limit as i64, first_ms], &row)? {
             out.push(r?);
         }
     }
@@ -219,6 +262,8 @@ fn due_reconcile(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueReconcile> {
         sent_at: r.get(5)?,
         checks: r.get(6)?,
         status: r.get(7)?,
+        due_at: r.get(9)?,
+        kind: r.get(10)?,
     })
 }
 
@@ -246,16 +291,20 @@ impl Store {
         self.call(move |c| {
             let mut out = due_rows(
                 c,
-                "SELECT attempt_id, contact_id, session_id, sent_at, checks
+                "SELECT attempt_id, contact_id, session_id, sent_at, checks,
+                        CASE WHEN asked = 0 THEN next_check_at + ?4 ELSE next_check_at END
                  FROM outcome_checks
                  WHERE kind = 'outcome' AND asked = ?1 AND next_check_at <= ?2
                  ORDER BY next_check_at LIMIT ?3",
                 (now_ms - first_ms, asked_until_ms),
                 limit,
                 due_session,
+                first_ms,
             )?;
-            out.sort_by_key(|d| (d.sent_at, d.attempt_id));
+            // The soonest due first: a cut never leaves out a check due before one kept.
+            out.sort_by_key(|d| (d.due_at, d.attempt_id));
             out.truncate(limit);
+            out.sort_by_key(|d| (d.sent_at, d.attempt_id));
             Ok(out)
         })
         .await
@@ -284,17 +333,22 @@ impl Store {
             let mut out = due_rows(
                 c,
                 "SELECT o.attempt_id, o.contact_id, k.campaign_id, k.callee, k.overrides,
-                        o.sent_at, o.checks, k.status, c.settings
+                        o.sent_at, o.checks, k.status, c.settings,
+                        CASE WHEN o.asked = 0 THEN o.next_check_at + ?4 ELSE o.next_check_at END,
+                        o.kind
                  FROM outcome_checks o JOIN contacts k ON k.id = o.contact_id
                    JOIN campaigns c ON c.id = k.campaign_id
-                 WHERE o.kind = 'reconcile' AND o.asked = ?1 AND o.next_check_at <= ?2
+                 WHERE o.kind IN ('reconcile', 'retry_check') AND o.asked = ?1
+                   AND o.next_check_at <= ?2
                  ORDER BY o.next_check_at LIMIT ?3",
                 (now_ms - first_ms, asked_until_ms),
                 limit,
                 due_reconcile,
+                first_ms,
             )?;
-            out.sort_by_key(|d| (d.sent_at, d.attempt_id));
+            out.sort_by_key(|d| (d.due_at, d.attempt_id));
             out.truncate(limit);
+            out.sort_by_key(|d| (d.sent_at, d.attempt_id));
             Ok(out)
         })
         .await
@@ -306,7 +360,7 @@ impl Store {
     pub async fn next_check_due(&self, first_ms: i64) -> Result<Option<i64>, StoreError> {
         self.call(move |c| {
             let mut next: Option<i64> = None;
-            for kind in ["outcome", "reconcile"] {
+            for kind in ["outcome", "reconcile", "retry_check"] {
                 for asked in [0, 1] {
                     let at: Option<i64> = c
                         .prepare_cached(
@@ -326,6 +380,52 @@ impl Store {
         .await
     }
 
+    /// Checks whose time is up although they were never answered (the queries kept failing):
+    /// placed sessions sent by `sessions_sent_by` (their `give_up_after` passed) and in-doubt
+    /// attempts sent by `reconciles_sent_by` (`reconcile_after` passed), at most `limit` of
+    /// each. Lookups on the due index: a check's next time never lies after its deadline.
+    pub async fn overdue_checks(
+        &self,
+        now_ms: i64,
+        sessions_sent_by: i64,
+        reconciles_sent_by: i64,
+        limit: usize,
+    ) -> Result<(Vec<DueSession>, Vec<i64>), StoreError> {
+        self.call(move |c| {
+            let mut sessions = Vec::new();
+            let mut reconciles = Vec::new();
+            for (kind, by) in [
+                ("outcome", sessions_sent_by),
+                ("reconcile", reconciles_sent_by),
+                ("retry_check", reconciles_sent_by),
+            ] {
+                for (asked, until) in [(0, by), (1, now_ms)] {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT attempt_id, contact_id, COALESCE(session_id, ''), sent_at, checks,
+                                next_check_at
+                         FROM outcome_checks
+                         WHERE kind = ?1 AND asked = ?2 AND next_check_at <= ?3 AND sent_at <= ?4
+                         ORDER BY next_check_at LIMIT ?5",
+                    )?;
+                    let rows =
+                        stmt.query_map(params![kind, asked, until, by, limit as i64], due_session)?;
+                    for r in rows {
+                        let r = r?;
+                        if kind == "outcome" {
+                            sessions.push(r);
+                        } else {
+                            reconciles.push(r.attempt_id);
+                        }
+                    }
+                }
+            }
+            sessions.truncate(limit);
+            reconciles.truncate(limit);
+            Ok((sessions, reconciles))
+        })
+        .await
+    }
+
     /// Write the records (one transaction). Idempotent: see the module's doc.
     pub async fn record_outcomes(
         &self,
@@ -334,10 +434,10 @@ impl Store {
         self.call(move |c| {
             let mut w = Written::default();
             for rec in &records {
-                if write_record(c, rec)? {
-                    w.new.push(rec.session_id.clone());
-                } else {
-                    w.ignored += 1;
+                match write_record(c, rec)? {
+                    Wrote::New => w.new.push(rec.session_id.clone()),
+                    Wrote::Corrected => w.corrected.push(rec.session_id.clone()),
+                    Wrote::Ignored => w.ignored += 1,
                 }
             }
             Ok(w)
@@ -361,7 +461,11 @@ impl Store {
     }
 
     /// Close a reconciliation: the contact becomes `placed` (with the record's session and
-    /// outcome), `not_placed`, or stays `unknown` with the reason; the check is removed.
+    /// outcome), `not_placed`, or stays `unknown` with the reason; the check is removed. For a
+    /// `retry_check` (a try that failed with `InternalError*`; the contact `pending` for its
+    /// retry, or `failed` when that was its last try, and that try its latest): found, the
+    /// contact is `placed` the same way; not placed, a held retry goes at once; ambiguous, the
+    /// contact becomes `unknown` with the reason (never dialled again by itself).
     pub async fn finish_reconcile(
         &self,
         attempt_id: i64,
@@ -369,45 +473,77 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.call(move |c| {
-            let contact: Option<(i64, String)> = c
+            let kind: Option<String> = c
                 .query_row(
-                    "SELECT k.id, k.status FROM attempts a JOIN contacts k ON k.id = a.contact_id
+                    "SELECT kind FROM outcome_checks WHERE attempt_id = ?1",
+                    [attempt_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let contact: Option<(i64, String, bool)> = c
+                .query_row(
+                    "SELECT k.id, k.status,
+                            a.n = (SELECT MAX(n) FROM attempts WHERE contact_id = k.id)
+                     FROM attempts a JOIN contacts k ON k.id = a.contact_id
                      WHERE a.id = ?1",
                     [attempt_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
             c.execute(
                 "DELETE FROM outcome_checks WHERE attempt_id = ?1",
                 [attempt_id],
             )?;
-            let Some((contact_id, status)) = contact else {
+            let Some((contact_id, status, latest)) = contact else {
                 return Ok(());
             };
-            if status != "unknown" {
+            let retry = kind.as_deref() == Some("retry_check");
+            let open = if retry {
+                latest && (status == "pending" || status == "failed")
+            } else {
+                status == "unknown"
+            };
+            if !open {
                 return Ok(());
             }
             match how {
                 Reconciled::Found(rec) => {
                     let mut rec = *rec;
+                    let (attempt_message, contact_message) = if retry {
+                        (
+                            "reconciled: the request failed with an internal error, but the call records show it created the call",
+                            "reconciled: the request failed with an internal error, but the call records show the call was created (not called again)",
+                        )
+                    } else {
+                        (
+                            "reconciled: the call records show this request created the call",
+                            "reconciled: the reply was lost, the call records show the call was created",
+                        )
+                    };
                     c.execute(
-                        "UPDATE attempts SET outcome = 'placed', session_id = ?2,
-                           message = 'reconciled: the call records show this request created the call'
+                        "UPDATE attempts SET outcome = 'placed', session_id = ?2, message = ?3
                          WHERE id = ?1",
-                        params![attempt_id, rec.session_id],
+                        params![attempt_id, rec.session_id, attempt_message],
                     )?;
                     c.execute(
                         "UPDATE contacts SET status = 'placed', session_id = ?2,
-                           error_code = 'Reconciled',
-                           error_message = 'reconciled: the reply was lost, the call records show the call was created',
+                           error_code = 'Reconciled', error_message = ?4, next_at = 0, gate = NULL,
                            updated_at = ?3
                          WHERE id = ?1",
-                        params![contact_id, rec.session_id, now_ms],
+                        params![contact_id, rec.session_id, now_ms, contact_message],
                     )?;
                     rec.contact_id = contact_id;
                     // Written after the attempt became placed (its trigger enrolled a check):
                     // the record removes that check again.
                     write_record(c, &rec)?;
+                }
+                Reconciled::NotPlaced if retry => {
+                    // No call: the held retry goes now (the calling rules still apply).
+                    c.execute(
+                        "UPDATE contacts SET next_at = MIN(next_at, ?2), gate = NULL, updated_at = ?2
+                         WHERE id = ?1 AND status = 'pending' AND gate = 'call_record_check'",
+                        params![contact_id, now_ms],
+                    )?;
                 }
                 Reconciled::NotPlaced => {
                     c.execute(
@@ -420,6 +556,14 @@ impl Store {
                     // The dial row stays: "no record" is not proof no phone rang (a record
                     // only exists after the call ended), so a `--redial-not-placed` redial
                     // still waits for min_gap and max_per_day.
+                }
+                Reconciled::Ambiguous(why) if retry => {
+                    c.execute(
+                        "UPDATE contacts SET status = 'unknown', error_message = ?2, next_at = 0,
+                           gate = NULL, updated_at = ?3
+                         WHERE id = ?1",
+                        params![contact_id, why, now_ms],
+                    )?;
                 }
                 Reconciled::Ambiguous(why) => {
                     c.execute(
@@ -435,35 +579,62 @@ impl Store {
     }
 
     /// Outcome figures of `campaign_id`: contacts by their latest session's class, placed ones
-    /// still awaiting a record, in-doubt ones still being reconciled.
+    /// still awaiting a record, in-doubt ones still being reconciled. A few rows of the kept
+    /// counts (`outcome_counts`, `contact_counts`) and the campaign's open reconciliations; in a
+    /// store of an older build read beside the process that owns it, counted from the contacts.
     pub async fn outcome_counts(&self, campaign_id: i64) -> Result<OutcomeCounts, StoreError> {
         self.call(move |c| {
             let mut out = OutcomeCounts::default();
-            let mut stmt = c.prepare_cached(
-                "SELECT o.class, COUNT(*) FROM contacts k
-                   JOIN outcomes o ON o.session_id = k.session_id
-                 WHERE k.campaign_id = ?1 AND k.status = 'placed' GROUP BY o.class",
-            )?;
-            let rows = stmt.query_map([campaign_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })?;
-            for r in rows {
-                let (class, n) = r?;
-                out.by_class.insert(class, n);
+            let kept = c
+                .prepare_cached(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcome_counts'",
+                )?
+                .exists([])?;
+            if kept {
+                let mut stmt = c.prepare_cached(
+                    "SELECT class, n FROM outcome_counts WHERE campaign_id = ?1 AND n > 0",
+                )?;
+                let rows = stmt.query_map([campaign_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?;
+                for r in rows {
+                    let (class, n) = r?;
+                    out.by_class.insert(class, n);
+                }
+                let placed: i64 = c
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(n), 0) FROM contact_counts
+                         WHERE campaign_id = ?1 AND status = 'placed'",
+                    )?
+                    .query_row([campaign_id], |r| r.get(0))?;
+                out.awaiting = (placed.max(0) as u64).saturating_sub(out.by_class.values().sum());
+            } else {
+                let mut stmt = c.prepare_cached(
+                    "SELECT o.class, COUNT(*) FROM contacts k
+                       JOIN outcomes o ON o.session_id = k.session_id
+                     WHERE k.campaign_id = ?1 AND k.status = 'placed' GROUP BY o.class",
+                )?;
+                let rows = stmt.query_map([campaign_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?;
+                for r in rows {
+                    let (class, n) = r?;
+                    out.by_class.insert(class, n);
+                }
+                out.awaiting = c.query_row(
+                    "SELECT COUNT(*) FROM contacts k
+                     WHERE k.campaign_id = ?1 AND k.status = 'placed' AND k.session_id IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.session_id = k.session_id)",
+                    [campaign_id],
+                    |r| r.get::<_, i64>(0),
+                )? as u64;
             }
-            out.awaiting = c.query_row(
-                "SELECT COUNT(*) FROM contacts k
-                 WHERE k.campaign_id = ?1 AND k.status = 'placed' AND k.session_id IS NOT NULL
-                   AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.session_id = k.session_id)",
-                [campaign_id],
-                |r| r.get::<_, i64>(0),
-            )? as u64;
-            out.reconciling = c.query_row(
-                "SELECT COUNT(*) FROM outcome_checks o JOIN contacts k ON k.id = o.contact_id
-                 WHERE o.kind = 'reconcile' AND k.campaign_id = ?1 AND k.status = 'unknown'",
-                [campaign_id],
-                |r| r.get::<_, i64>(0),
-            )? as u64;
+            out.reconciling =
+                c.prepare_cached(
+                    "SELECT COUNT(*) FROM outcome_checks o JOIN contacts k ON k.id = o.contact_id
+                     WHERE o.kind = 'reconcile' AND k.campaign_id = ?1 AND k.status = 'unknown'",
+                )?
+                .query_row([campaign_id], |r| r.get::<_, i64>(0))? as u64;
             Ok(out)
         })
         .await

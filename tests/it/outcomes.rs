@@ -240,6 +240,53 @@ async fn a_call_with_no_record_is_given_up_after_give_up_after() {
     assert_eq!(rows[&callee(1)].outcome, "answered");
 }
 
+/// DescribeTelCdr failing for longer than `give_up_after` (an InternalError every time): `run`
+/// still ends, the placed call with `no_record` and the lost reply `unknown` with the reason
+/// (nothing was read, so nothing is proved), instead of waiting for ever.
+#[tokio::test]
+async fn queries_failing_past_the_deadlines_end_the_wait_with_no_record_and_unknown() {
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"drop\"]\n\
+         [[action]]\nname = \"DescribeTelCdr\"\noutcomes = [{}]\n",
+        callee(1),
+        vec!["\"error:InternalError\""; 200].join(", ")
+    );
+    let mock = mock(&faults).await;
+    let config = "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"10s\"\nreconcile_after = \"10s\"\n";
+    let s = Scratch::new(&mock.endpoint(), "", config);
+    s.write_contacts(&format!("callee\n+86138{:08}\n+86138{:08}\n", 0, 1));
+    let child = s
+        .run_command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ccc-dialer");
+    let pid = child.id().to_string();
+    let waiting = tokio::task::spawn_blocking(move || child.wait_with_output().expect("output"));
+    // A guard against a hang (the bug this test is for), not a timing assertion.
+    let out = match tokio::time::timeout(Duration::from_secs(120), waiting).await {
+        Ok(out) => out.expect("join"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+            panic!("run still waiting 120 s after the start with every query failing");
+        }
+    };
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let rows = by_callee(s.results());
+    let r = &rows[&callee(0)];
+    assert_eq!(
+        (r.status.as_str(), r.outcome.as_str()),
+        ("placed", "no_record"),
+        "{r:?}"
+    );
+    let r = &rows[&callee(1)];
+    assert_eq!(r.status, "unknown", "{r:?}");
+    assert!(r.error_message.contains("could not be read"), "{r:?}");
+    assert!(mock.action_requests("DescribeTelCdr") >= 2);
+}
+
 #[tokio::test]
 async fn the_outcomes_command_fetches_later_and_says_by_its_exit_code_whether_all_are_known() {
     // Records appear 60 s after each call ends, on the stand-in's clock (driven by hand: it

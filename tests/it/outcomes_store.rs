@@ -489,3 +489,110 @@ async fn outcome_queries_are_recorded_as_they_leave_and_seed_the_next_trackers_w
     let seeded = store.recent_action_sends(ACTION, 1, at).await.unwrap();
     assert_eq!(seeded, vec![at]);
 }
+
+/// The counts by outcome a campaign view reads are kept by triggers (not a join over every
+/// placed contact); they equal that join after every way an outcome or a contact changes:
+/// records written (poll, give-up, a late record replacing a give-up), an in-doubt request
+/// reconciled to a placed call, contacts deleted by a purge, and a store migrated from before
+/// the kept counts (built from what is stored).
+#[tokio::test]
+async fn the_kept_counts_by_outcome_equal_a_join_over_the_placed_contacts() {
+    let (dir, store, id) = store_with(6).await;
+    let placed = dial(&store, id, 1_000_000, false).await;
+    let joined = |path: std::path::PathBuf| {
+        let db = rusqlite::Connection::open(path).unwrap();
+        let mut stmt = db
+            .prepare(
+                "SELECT o.class, COUNT(*) FROM contacts k JOIN outcomes o ON o.session_id = k.session_id
+                 WHERE k.campaign_id = ?1 AND k.status = 'placed' GROUP BY o.class",
+            )
+            .unwrap();
+        stmt.query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let db = dir.path().join("s.db");
+    let check = |what: &str, counts: ccc_dialer::store::OutcomeCounts| {
+        assert_eq!(counts.by_class, joined(db.clone()), "{what}");
+        counts
+    };
+    let c = check(
+        "placed, nothing known",
+        store.outcome_counts(id).await.unwrap(),
+    );
+    assert_eq!(c.awaiting, 6);
+
+    let mut busy = answered(&format!("s-{}", placed[1]));
+    busy.class = "busy".into();
+    let give_up = OutcomeRecord {
+        session_id: format!("s-{}", placed[2]),
+        class: "no_record".into(),
+        source: "gave_up".into(),
+        recorded_at: 1,
+        ..Default::default()
+    };
+    store
+        .record_outcomes(vec![answered(&format!("s-{}", placed[0])), busy, give_up])
+        .await
+        .unwrap();
+    let c = check("three written", store.outcome_counts(id).await.unwrap());
+    assert_eq!((c.by_class.get("answered"), c.awaiting), (Some(&1), 3));
+    // A late record replaces the give-up: moved from no_record to answered.
+    store
+        .record_outcomes(vec![answered(&format!("s-{}", placed[2]))])
+        .await
+        .unwrap();
+    let c = check("give-up replaced", store.outcome_counts(id).await.unwrap());
+    assert_eq!(c.by_class.get("no_record"), None);
+    assert_eq!(c.by_class.get("answered"), Some(&2));
+
+    // An in-doubt request reconciled to the call it created counts under its outcome.
+    store
+        .insert_contacts(id, vec![row(50, "008613000000050")], 0)
+        .await
+        .unwrap();
+    dial(&store, id, 2_000_000, true).await;
+    let due = store.due_reconciles(i64::MAX / 2, 0, 10).await.unwrap();
+    let mut found = answered("s-found");
+    found.class = "voicemail".into();
+    store
+        .finish_reconcile(due[0].attempt_id, Reconciled::Found(Box::new(found)), 5)
+        .await
+        .unwrap();
+    let c = check("reconciled", store.outcome_counts(id).await.unwrap());
+    assert_eq!(c.by_class.get("voicemail"), Some(&1));
+    assert_eq!(c.awaiting, 3);
+
+    // A store from before the kept counts: built from what is stored when it is opened.
+    let expected = store.outcome_counts(id).await.unwrap();
+    drop(store);
+    {
+        let db = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
+        db.execute_batch("DROP TABLE outcome_counts; PRAGMA user_version = 9;")
+            .unwrap();
+    }
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    assert_eq!(
+        check("migrated", store.outcome_counts(id).await.unwrap()),
+        expected
+    );
+
+    // A contact deleted, its outcome first, as a purge deletes them: it leaves the counts.
+    {
+        let db = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
+        for sql in [
+            "DELETE FROM dials WHERE attempt_id IN (SELECT id FROM attempts WHERE contact_id = ?1)",
+            "DELETE FROM outcome_checks WHERE contact_id = ?1",
+            "DELETE FROM outcomes WHERE contact_id = ?1",
+            "DELETE FROM attempts WHERE contact_id = ?1",
+            "DELETE FROM contacts WHERE id = ?1",
+        ] {
+            db.execute(sql, [placed[0]]).unwrap();
+        }
+    }
+    let c = check("deleted", store.outcome_counts(id).await.unwrap());
+    assert_eq!(c.by_class.get("answered"), Some(&1));
+}
