@@ -147,6 +147,7 @@ impl Engine {
             record_checks: Arc::new(crate::outcomes::retry_check::RetryChecks::new(
                 cfg.outcomes.enabled,
                 cfg.outcomes.reconcile_after,
+                cfg.outcomes.check_every,
             )),
         }
     }

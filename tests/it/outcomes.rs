@@ -287,6 +287,57 @@ async fn queries_failing_past_the_deadlines_end_the_wait_with_no_record_and_unkn
     assert!(mock.action_requests("DescribeTelCdr") >= 2);
 }
 
+/// An InternalError may come after the service created the call. With outcome tracking on, the
+/// retry waits until the call records were consulted: callee 0's call exists (created, then
+/// the InternalError) and the contact becomes `placed` with that session, never called again;
+/// callee 1's request created nothing, so its retry goes once `reconcile_after` proved it.
+/// Without the look-up (min_gap 0 s here) callee 0 would be called twice.
+#[tokio::test]
+async fn a_retry_after_an_internal_error_looks_for_the_call_first_and_never_calls_twice() {
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\noutcomes = [\"created:error:InternalError\"]\ncalls = [\"answered:1s\"]\n\
+         [[rule]]\ncallee = \"{}\"\noutcomes = [\"error:InternalError\"]\n",
+        callee(0),
+        callee(1)
+    );
+    let mock = mock(&faults).await;
+    let s = scratch(
+        &mock,
+        3,
+        "[calling]\nmin_gap = \"0s\"\n[retry]\nbackoff_initial = \"100ms\"\nbackoff_max = \"200ms\"\n",
+    );
+    let out = run(&s, &[]).await;
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 0, "{err}");
+    let rows = by_callee(s.results());
+    let created = |c: &str| {
+        mock.calls()
+            .into_iter()
+            .filter(|k| k.callee == c)
+            .collect::<Vec<_>>()
+    };
+    let calls0 = created(&callee(0));
+    assert_eq!(calls0.len(), 1, "callee 0 was called twice");
+    let r = &rows[&callee(0)];
+    assert_eq!(
+        (r.status.as_str(), r.session_id.as_str(), r.outcome.as_str()),
+        ("placed", calls0[0].session_id.as_str(), "answered"),
+        "{r:?}"
+    );
+    assert!(r.error_message.contains("internal error"), "{r:?}");
+    // Callee 1: no call from the failed try; the retry went and was answered.
+    let calls1 = created(&callee(1));
+    assert_eq!(calls1.len(), 1);
+    let r = &rows[&callee(1)];
+    assert_eq!(
+        (r.status.as_str(), r.session_id.as_str(), r.outcome.as_str()),
+        ("placed", calls1[0].session_id.as_str(), "answered"),
+        "{r:?}"
+    );
+    assert_eq!(r.attempts, 2, "{r:?}");
+    assert_eq!(rows[&callee(2)].outcome, "answered");
+}
+
 #[tokio::test]
 async fn the_outcomes_command_fetches_later_and_says_by_its_exit_code_whether_all_are_known() {
     // Records appear 60 s after each call ends, on the stand-in's clock (driven by hand: it
