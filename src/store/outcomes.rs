@@ -211,8 +211,7 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<Wrote, StoreError
             rec.recorded_at
         ])?;
     }
-    let pushed = rec.source == "push" && wrote == Wrote::New;
-    if !pushed {
+    if rec.source != "push" {
         c.prepare_cached("DELETE FROM outcome_checks WHERE session_id = ?1")?
             .execute([&rec.session_id])?;
     }

@@ -596,3 +596,62 @@ async fn the_kept_counts_by_outcome_equal_a_join_over_the_placed_contacts() {
     let c = check("deleted", store.outcome_counts(id).await.unwrap());
     assert_eq!(c.by_class.get("answered"), Some(&1));
 }
+
+/// A pushed record and a poll of the same session count once, and the poll's call record (from
+/// DescribeTelCdr, the authority: the push's documented fields lack the numeric EndStatus, the
+/// agent and the hang-up reason) corrects what the push said. The push leaves the session's
+/// check in place so that the poll still reads it; the poll closes it.
+#[tokio::test]
+async fn a_push_and_a_poll_of_one_session_count_once_and_the_poll_corrects_the_push() {
+    let (_dir, store, id) = store_with(1).await;
+    let placed = dial(&store, id, 1_000_000, false).await;
+    let session = format!("s-{}", placed[0]);
+    let mut pushed = answered(&session);
+    pushed.source = "push".into();
+    pushed.class = "other".into();
+    pushed.end_status = None;
+    pushed.end_status_string = Some("error".into());
+    pushed.recorded_at = 7;
+    let w = store.record_outcomes(vec![pushed.clone()]).await.unwrap();
+    assert_eq!(w.new, vec![session.clone()]);
+    // The same push again (another UUID): nothing.
+    let w = store.record_outcomes(vec![pushed]).await.unwrap();
+    assert_eq!((w.new.len(), w.corrected.len(), w.ignored), (0, 0, 1));
+    // Still asked about by the poll.
+    let due = store.due_sessions(i64::MAX / 2, 0, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "the push closed the session's check");
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!((c.by_class.get("other"), c.awaiting), (Some(&1), 0));
+
+    // The poll reads the call record: it corrects the push, and is not counted again.
+    let mut polled = answered(&session);
+    polled.class = "busy".into();
+    polled.end_status = Some(206);
+    polled.end_status_string = Some("busy".into());
+    polled.ai_agent_id = Some(15);
+    polled.recorded_at = 9;
+    let w = store.record_outcomes(vec![polled.clone()]).await.unwrap();
+    assert_eq!(
+        (w.new.len(), w.corrected, w.ignored),
+        (0, vec![session.clone()], 0)
+    );
+    let r = store.result_of(placed[0]).await.unwrap();
+    assert_eq!((r.outcome.as_str(), r.end_status.as_str()), ("busy", "206"));
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!(c.by_class.get("busy"), Some(&1));
+    assert_eq!(c.by_class.get("other"), None, "{c:?}");
+    assert!(store
+        .due_sessions(i64::MAX / 2, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Known since the push: the outcome keeps the time it was first learned.
+    let sessions = store.contact_sessions(placed[0]).await.unwrap();
+    assert_eq!(sessions[0].1.as_ref().map(|o| o.recorded_at), Some(7));
+    // A later push changes nothing any more.
+    let mut late = answered(&session);
+    late.source = "push".into();
+    let w = store.record_outcomes(vec![late]).await.unwrap();
+    assert_eq!(w.ignored, 1);
+    assert_eq!(store.result_of(placed[0]).await.unwrap().outcome, "busy");
+}
