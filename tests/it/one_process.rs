@@ -43,6 +43,25 @@ async fn a_second_run_on_a_store_in_use_exits_2_naming_the_holder() {
         "{}",
         stderr_of(&status)
     );
+    // So does `export`.
+    let (state, again) = (s.state.clone(), s.dir.path().join("export.csv"));
+    let export = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin())
+            .args(["export", "--state"])
+            .arg(&state)
+            .arg("--results")
+            .arg(&again)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code_of(&export), 0, "{}", stderr_of(&export));
+    assert!(
+        stderr_of(&export).contains(&format!("is in use by pid {first_pid}")),
+        "{}",
+        stderr_of(&export)
+    );
 
     let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
         .await
