@@ -75,6 +75,10 @@ pub enum Command {
     /// retention; `[store] retain` does it by itself after a while).
     #[command(after_help = PURGE_HELP)]
     Purge(PurgeArgs),
+    /// The account's own do-not-call list (opt-outs heard by the AI agent): export it as CSV,
+    /// or take a number off it with a reason.
+    #[command(subcommand, after_help = DNC_HELP)]
+    Dnc(DncCommand),
     /// Place one call and print its SessionId (checks an account's setup).
     #[command(after_help = CALL_HELP)]
     Call(CallArgs),
@@ -338,6 +342,54 @@ pub struct ExportArgs {
     /// The campaign to export, by name or id (needed when the store holds several).
     #[arg(long, value_name = "NAME|ID")]
     pub campaign: Option<String>,
+}
+
+pub const DNC_HELP: &str = "\
+Numbers join the list when a call's post-call tag matches [dnc] opt_out_tag (with the
+campaign, session and time as the reason); every campaign's next gate check honours it (a
+pending contact or redial of the number ends `skipped` with code Dnc), beside the
+[calling] dnc_files lists. The CSV's first column is `number`, so an export can also be given
+as a dnc_files list. serve's API: GET /v1/dnc (CSV), POST /v1/dnc/remove.
+
+Exit codes:
+  0    written / removed
+  1    the store failed
+  2    bad arguments, no such state file, a number not on the list, or (remove) another
+       process holds the store (use serve's API)";
+
+#[derive(Debug, Subcommand)]
+pub enum DncCommand {
+    /// Write the list as CSV (number, added_at, source, campaign_id, campaign, session_id,
+    /// reason); read-only: works beside a live run or serve.
+    Export(DncExportArgs),
+    /// Take a number off the list (logged with the reason); it may be called again.
+    Remove(DncRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DncExportArgs {
+    /// State store (SQLite) written by `run` or `serve`.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Where to write the CSV (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DncRemoveArgs {
+    /// The number, as `dnc export` shows it (or as written in contacts, with --config).
+    pub number: String,
+    /// Why it comes off the list (kept in the store's log).
+    #[arg(long)]
+    pub reason: String,
+    /// State store (SQLite) written by `run` or `serve`.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// Configuration file: its campaign.default_country and callee_format read NUMBER as a
+    /// contacts file would.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

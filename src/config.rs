@@ -80,6 +80,8 @@ struct RawConfig {
     store: crate::purge::RawStore,
     #[serde(default)]
     notify: crate::notify::RawNotify,
+    #[serde(default)]
+    dnc: crate::calling::opt_out::RawDnc,
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,6 +354,8 @@ pub struct Config {
     pub retain: Option<Duration>,
     /// `[notify]`: the webhook told when a campaign completes, halts or is paused by the engine.
     pub notify: Option<crate::notify::NotifySettings>,
+    /// `[dnc]`: the post-call tag that puts a number on the account's own do-not-call list.
+    pub dnc: crate::calling::opt_out::DncSettings,
 }
 
 impl Config {
@@ -466,6 +470,15 @@ impl Validator<'_> {
             .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
         let outcomes = crate::outcomes::settings::validate(raw.outcomes)
             .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
+        let dnc = crate::calling::opt_out::validate(raw.dnc)
+            .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
+        if dnc.opt_out_tag.is_some() && !outcomes.tags {
+            return Err(self.invalid(
+                "dnc.opt_out_tag",
+                "(set)",
+                "[outcomes] enabled = true and tags = true too (the tag is read from DescribeAICallExtractResult)",
+            ));
+        }
         let retain = crate::purge::validate(&raw.store)
             .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
         let notify = crate::notify::validate(&raw.notify).map_err(|e| match e {
@@ -528,6 +541,7 @@ impl Validator<'_> {
             outcomes,
             retain,
             notify,
+            dnc,
         })
     }
 

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             Command::Purge(a) => commands::purge::run(a).await,
             Command::Requeue(a) => commands::requeue::run(a).await,
             Command::Outcomes(a) => commands::outcomes::run(a).await,
+            Command::Dnc(a) => commands::dnc::run(a).await,
             Command::Call(a) => commands::call::run(a).await,
             Command::Mock(a) => commands::mock::run(*a).await,
             Command::Serve(a) => commands::serve::run(a).await,

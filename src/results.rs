@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::contact::ResultRow;
-use crate::store::{Store, StoreError};
+use crate::store::{ResultExtras, Store, StoreError};
 
 pub mod cells;
 pub mod target;
@@ -49,6 +49,33 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> ResultsError {
     }
 }
 
+/// The header of a campaign's results: [`COLUMNS`], then what the AI agent learned (see
+/// [`ResultExtras`]: `summary`, `mood`, `intention` once the campaign has an analysis, and
+/// `tag:NAME` per post-call tag name seen in it, in the order first seen).
+pub fn header(extras: &ResultExtras) -> Vec<String> {
+    COLUMNS
+        .iter()
+        .map(|c| c.to_string())
+        .chain(extras.header().into_iter().map(|h| cells::neutralise(&h).into_owned()))
+        .collect()
+}
+
+/// One row as written: the neutralised row and its extra cells.
+pub fn write_row<W: std::io::Write>(
+    w: &mut csv::Writer<W>,
+    row: &ResultRow,
+    extras: &[String],
+) -> csv::Result<()> {
+    if extras.is_empty() {
+        return w.serialize(cells::row(row));
+    }
+    let extras: Vec<String> = extras
+        .iter()
+        .map(|c| cells::neutralise(c).into_owned())
+        .collect();
+    w.serialize((cells::row(row), extras))
+}
+
 /// Rewrite `path` from the store: every contact (or only final ones), in line order. Written to
 /// a temporary file beside it and renamed, so a crash leaves the old file or the new one.
 pub async fn rewrite(
@@ -59,15 +86,17 @@ pub async fn rewrite(
 ) -> Result<u64, ResultsError> {
     let tmp = temporary(path);
     let file = File::create(&tmp).map_err(|e| write_err(&tmp, e))?;
+    let extras = store.result_extras(campaign_id).await?;
     // The header is written explicitly so that a file with no rows still has it.
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(std::io::BufWriter::new(file));
-    w.write_record(COLUMNS).map_err(|e| write_err(&tmp, e))?;
+    w.write_record(header(&extras))
+        .map_err(|e| write_err(&tmp, e))?;
     let tmp2 = tmp.clone();
     let (n, w) = store
-        .for_each_result(campaign_id, only_final, w, move |w, row| {
-            w.serialize(cells::row(&row))
+        .for_each_result_with(campaign_id, only_final, extras, w, move |w, row, extra| {
+            write_row(w, &row, &extra)
                 .map_err(|e| StoreError::Other(format!("{}: {e}", tmp2.display())))
         })
         .await?;
@@ -83,14 +112,25 @@ pub fn temporary(path: &Path) -> PathBuf {
     path.with_extension("csv.tmp")
 }
 
-/// Appends rows as contacts become final; each row is flushed to the OS at once.
+/// Appends rows as contacts become final; each row is flushed to the OS at once. A file whose
+/// header has extra columns (tags, analysis) gets them empty: the rewrite at the end of the run
+/// fills them in.
 pub struct Appender {
     path: PathBuf,
     writer: Mutex<csv::Writer<File>>,
+    blanks: Vec<String>,
 }
 
 impl Appender {
     pub fn open(path: &Path) -> Result<Appender, ResultsError> {
+        let width = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_path(path)
+            .ok()
+            .and_then(|mut r| r.records().next())
+            .and_then(Result::ok)
+            .map_or(COLUMNS.len(), |h| h.len());
+        let blanks = vec![String::new(); width.saturating_sub(COLUMNS.len())];
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -102,13 +142,13 @@ impl Appender {
                     .has_headers(false)
                     .from_writer(file),
             ),
+            blanks,
         })
     }
 
     pub fn append(&self, row: &ResultRow) -> Result<(), ResultsError> {
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        w.serialize(cells::row(row))
-            .map_err(|e| write_err(&self.path, e))?;
+        write_row(&mut w, row, &self.blanks).map_err(|e| write_err(&self.path, e))?;
         w.flush().map_err(|e| write_err(&self.path, e))
     }
 

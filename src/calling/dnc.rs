@@ -206,6 +206,9 @@ pub struct DncLists {
     paths: Vec<PathBuf>,
     norm: Normalise,
     current: RwLock<Arc<HashSet<String>>>,
+    /// The account's own list (opt-outs, kept in the store; see [`super::opt_out`]): not read
+    /// from files, so a reload keeps it.
+    own: RwLock<HashSet<String>>,
 }
 
 impl DncLists {
@@ -215,6 +218,7 @@ impl DncLists {
             paths: Vec::new(),
             norm,
             current: RwLock::new(Arc::new(HashSet::new())),
+            own: RwLock::new(HashSet::new()),
         }
     }
 
@@ -226,6 +230,7 @@ impl DncLists {
                 paths,
                 norm,
                 current: RwLock::new(Arc::new(set)),
+                own: RwLock::new(HashSet::new()),
             },
             report,
         ))
@@ -249,12 +254,50 @@ impl DncLists {
             .clone()
     }
 
-    /// `normalised` (as stored for a contact) is on a list.
+    /// `normalised` (as stored for a contact) is on a list (a file's or the account's own).
     pub fn contains(&self, normalised: &str) -> bool {
         self.current
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .contains(normalised)
+            || self.own_read().contains(normalised)
+    }
+
+    fn own_read(&self) -> std::sync::RwLockReadGuard<'_, HashSet<String>> {
+        self.own
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn own_write(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<String>> {
+        self.own
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The account's own list as the store holds it (at start).
+    pub fn set_own(&self, numbers: HashSet<String>) {
+        *self.own_write() = numbers;
+    }
+
+    /// A number just added to the own list in the store.
+    pub fn add_own(&self, normalised: &str) {
+        self.own_write().insert(normalised.to_string());
+    }
+
+    /// A number just taken off the own list in the store.
+    pub fn remove_own(&self, normalised: &str) {
+        self.own_write().remove(normalised);
+    }
+
+    /// Whether the own list holds any number (then every campaign checks it).
+    pub fn has_own(&self) -> bool {
+        !self.own_read().is_empty()
+    }
+
+    /// How numbers are written in these lists (the campaign's default country and format).
+    pub fn normalise(&self) -> &Normalise {
+        &self.norm
     }
 
     pub fn len(&self) -> usize {

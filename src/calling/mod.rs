@@ -10,6 +10,7 @@
 //! - [`day`]: local calendar days: the day of an instant, when a day begins, wall-clock readings
 //!   in gaps and folds.
 //! - [`dnc`]: do-not-call lists, normalised like contacts, reloadable.
+//! - [`opt_out`]: `[dnc] opt_out_tag`, the account's own list of numbers that opted out.
 //! - [`callers`]: caller-number rotation, cool-down after `CallerOverFrequency`, daily caps.
 //! - [`gate`]: why a contact is waiting ([`gate::Gate`]) and the per-person pacing check.
 //! - [`settings`]: the `[calling]` configuration table, validated into [`settings::Calling`].
@@ -24,6 +25,7 @@ pub mod callers;
 pub mod day;
 pub mod dnc;
 pub mod gate;
+pub mod opt_out;
 pub mod settings;
 pub mod window;
 pub mod zones;

@@ -6,6 +6,7 @@ pub mod dry_run;
 pub mod export;
 pub mod healthcheck;
 pub mod mock;
+pub mod dnc;
 pub mod outcomes;
 pub mod purge;
 pub mod report;

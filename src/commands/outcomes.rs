@@ -14,7 +14,8 @@ use crate::config::Config;
 use crate::dispatch::now_ms;
 use crate::exit::{Done, Failure};
 use crate::outcomes::poller::{PassError, QueryFailure, Tracker};
-use crate::store::{OutcomeCounts, Store};
+use crate::outcomes::tags::{TagPassError, TagTracker};
+use crate::store::{OutcomeCounts, Store, TagActions};
 
 /// The tracker for this config (its own connection pool and limiter).
 pub fn tracker(cfg: &Config, store: Store, client: &Client) -> Result<Tracker, Failure> {
@@ -26,6 +27,51 @@ pub fn tracker(cfg: &Config, store: Store, client: &Client) -> Result<Tracker, F
         cfg.campaign.sdk_app_id,
         cfg.campaign.ai_agent_id,
     ))
+}
+
+/// The tag tracker for this config (its own connection pool and limiters), when `[outcomes]`
+/// asks for tags or analysis; opt-outs join `dnc` at once. Its kinds are enrolled in the store.
+pub async fn tag_tracker(
+    cfg: &Config,
+    store: Store,
+    client: &Client,
+    dnc: Arc<crate::calling::dnc::DncLists>,
+) -> Result<Option<Arc<TagTracker>>, Failure> {
+    if !cfg.outcomes.ai_results() {
+        return Ok(None);
+    }
+    let client = client.separate().map_err(Failure::other)?;
+    let t = TagTracker::new(
+        store,
+        client,
+        cfg.outcomes.clone(),
+        cfg.campaign.sdk_app_id,
+    )
+    .with_actions(tag_actions(cfg))
+    .with_dnc(dnc);
+    t.enrol(now_ms()).await.map_err(Failure::other)?;
+    Ok(Some(Arc::new(t)))
+}
+
+/// What matching post-call tags do, from the config.
+pub fn tag_actions(cfg: &Config) -> TagActions {
+    TagActions {
+        opt_out: cfg.dnc.opt_out_tag.clone(),
+        redial: Vec::new(),
+    }
+}
+
+/// The account's own do-not-call list from the store into the lists every gate checks.
+pub async fn load_own_dnc(
+    dnc: &crate::calling::dnc::DncLists,
+    store: &Store,
+) -> Result<(), Failure> {
+    let own = store.own_dnc_numbers().await.map_err(Failure::other)?;
+    if !own.is_empty() {
+        tracing::info!(numbers = own.len(), "the account's own do-not-call list (opt-outs) loaded");
+    }
+    dnc.set_own(own);
+    Ok(())
 }
 
 /// How waiting for outcomes ended.
@@ -80,6 +126,7 @@ pub fn describe(c: &OutcomeCounts) -> String {
 /// tracker stops, or `stop` asks to. Reports progress every `report_every`.
 pub async fn wait(
     tracker: &Tracker,
+    tags: Option<&TagTracker>,
     store: &Store,
     campaigns: &[i64],
     stop: &mut watch::Receiver<bool>,
@@ -89,13 +136,26 @@ pub async fn wait(
     let mut last_text = String::new();
     loop {
         let c = counts(store, campaigns).await?;
-        if c.awaiting == 0 && c.reconciling == 0 {
+        // Tags are asked for once a call's outcome says it was answered: counted after.
+        let tag_checks = match tags {
+            Some(t) if t.stopped().is_none() && c.awaiting == 0 && c.reconciling == 0 => store
+                .pending_tag_checks(campaigns.to_vec())
+                .await
+                .map_err(Failure::other)?,
+            _ => 0,
+        };
+        if c.awaiting == 0 && c.reconciling == 0 && tag_checks == 0 {
             return Ok(WaitEnd::AllKnown);
         }
         if let Some(reason) = tracker.stopped() {
             return Ok(WaitEnd::Stopped(reason));
         }
-        let text = describe(&c);
+        let mut text = describe(&c);
+        if tag_checks > 0 {
+            text.push_str(&format!(
+                "; {tag_checks} post-call tag or analysis results still awaited"
+            ));
+        }
         if text != last_text && last_report.elapsed() >= report_every {
             tracing::info!(
                 ended = c.ended(),
@@ -109,8 +169,15 @@ pub async fn wait(
         if *stop.borrow() {
             return Ok(WaitEnd::Interrupted);
         }
+        let tags_changed = async {
+            match tags {
+                Some(t) => t.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tracker.changed() => {}
+            _ = tags_changed => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => {}
         }
@@ -151,6 +218,14 @@ pub async fn run(args: OutcomesArgs) -> Result<Done, Failure> {
         crate::tell!("note: [outcomes] enabled is false in the config: fetching anyway (this command asks for it)");
     }
     let tracker = Arc::new(tracker(&cfg, store.clone(), &client)?);
+    // Opt-outs are written to the store's own list (no campaign runs in this process).
+    let lists = Arc::new(crate::calling::dnc::DncLists::empty(
+        crate::calling::dnc::Normalise {
+            default_country: cfg.campaign.default_country.clone(),
+            callee_format: cfg.campaign.callee_format,
+        },
+    ));
+    let tags = tag_tracker(&cfg, store.clone(), &client, lists).await?;
     let (stop_tx, mut stop) = watch::channel(false);
     tokio::spawn(async move {
         let mut signals = signals;
@@ -159,8 +234,10 @@ pub async fn run(args: OutcomesArgs) -> Result<Done, Failure> {
     });
     let end = if args.wait {
         let task = tokio::spawn(tracker.clone().run(stop.clone()));
+        let tag_task = tags.clone().map(|t| tokio::spawn(t.run(stop.clone())));
         let end = wait(
             &tracker,
+            tags.as_deref(),
             &store,
             &campaigns,
             &mut stop,
@@ -168,9 +245,18 @@ pub async fn run(args: OutcomesArgs) -> Result<Done, Failure> {
         )
         .await;
         task.abort();
+        if let Some(t) = tag_task {
+            t.abort();
+        }
         end?
     } else {
-        one_round(&tracker, &mut stop).await?
+        match one_round(&tracker, &mut stop).await? {
+            WaitEnd::AllKnown => match &tags {
+                Some(t) => tag_round(t, &mut stop).await?,
+                None => WaitEnd::AllKnown,
+            },
+            other => other,
+        }
     };
     if let Some(results) = &args.results {
         if let Some(c) = store.find_campaign("run").await.map_err(Failure::other)? {
@@ -197,6 +283,38 @@ pub async fn run(args: OutcomesArgs) -> Result<Done, Failure> {
             Done::Pending
         }
     })
+}
+
+/// Every tag and analysis check due within `check_every`, once; errors other than an
+/// account-level one end the round early (what was fetched is kept).
+async fn tag_round(
+    tags: &TagTracker,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<WaitEnd, Failure> {
+    let until = now_ms() + tags.check_every_ms() - 1;
+    loop {
+        if *stop.borrow() {
+            return Ok(WaitEnd::Interrupted);
+        }
+        match tags.pass_until(now_ms(), until).await {
+            Ok(true) => continue,
+            Ok(false) => return Ok(WaitEnd::AllKnown),
+            Err(TagPassError::Query {
+                action,
+                failure: QueryFailure::Halt { code, message },
+            }) => {
+                return Ok(WaitEnd::Stopped(format!(
+                    "tag tracking stopped: {action} answered {code} ({message})\n{}",
+                    crate::policy::halt_hint(&code)
+                )))
+            }
+            Err(TagPassError::Query { action, failure }) => {
+                crate::tell!("warning: {action} failed, stopping this round: {failure:?}");
+                return Ok(WaitEnd::AllKnown);
+            }
+            Err(TagPassError::Store(e)) => return Err(Failure::other(e)),
+        }
+    }
 }
 
 /// Every check due now, once (pass after pass while a pass was full); errors other than an

@@ -53,6 +53,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
     let _lock = super::lock_store(&state)?;
     let store = Store::open(&state).map_err(Failure::input)?;
+    super::outcomes::load_own_dnc(&rules.dnc, &store).await?;
     let campaign =
         open_campaign(&store, &args.contacts, &state, &results_path, &fingerprint).await?;
     if !campaign.intake_done {
@@ -121,6 +122,22 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         }
         false => None,
     };
+    // Post-call tags and analysis beside them (their own limiters and pool).
+    let tagging = match super::outcomes::tag_tracker(
+        &cfg,
+        store.clone(),
+        &engine.client,
+        engine.rules.dnc.clone(),
+    )
+    .await?
+    {
+        Some(t) => {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(t.clone().run(rx));
+            Some((t, tx, task))
+        }
+        None => None,
+    };
     let waiting_stop = stop_bool(stop_rx.clone());
 
     let counts = store.counts(campaign.id).await.map_err(Failure::other)?;
@@ -168,11 +185,19 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
             } else {
                 Duration::from_secs(2)
             };
-            Some(super::outcomes::wait(tracker, &store, &[campaign.id], &mut stop, every).await?)
+            let tags = tagging.as_ref().map(|(t, _, _)| t.as_ref());
+            Some(
+                super::outcomes::wait(tracker, tags, &store, &[campaign.id], &mut stop, every)
+                    .await?,
+            )
         }
         _ => None,
     };
     if let Some((_, tx, task)) = tracking {
+        let _ = tx.send(true);
+        task.abort();
+    }
+    if let Some((_, tx, task)) = tagging {
         let _ = tx.send(true);
         task.abort();
     }

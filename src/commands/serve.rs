@@ -27,6 +27,7 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let (notifier, _delivery) = super::notifier(&cfg)?;
     let _lock = super::lock_store(&args.state)?;
     let store = Store::open(&args.state).map_err(Failure::input)?;
+    super::outcomes::load_own_dnc(&rules.dnc, &store).await?;
     // Settle, then seed: the limiter's window must see the previous process's in-flight sends
     // as late as they can have left.
     server::settle_previous(&store)

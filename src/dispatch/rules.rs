@@ -124,8 +124,10 @@ impl Rules {
         )
     }
 
+    /// Whether any gate is checked. The account's own do-not-call list can gain its first
+    /// number while campaigns run (an opt-out), so it is looked at every time.
     pub fn is_active(&self) -> bool {
-        self.active
+        self.active || self.dnc.has_own()
     }
 
     /// Whether the caller pool picks caller numbers (a cool-down or a daily cap is set).

@@ -141,6 +141,9 @@ pub struct SimulatedCall {
     /// Post-call tags (answered calls), for DescribeAICallExtractResult.
     #[serde(skip)]
     pub tags: super::extract::Tags,
+    /// Summary, mood, intention (answered calls), for DescribeAIAnalysisResult.
+    #[serde(skip)]
+    pub analysis: super::analysis::Items,
 }
 
 /// The caller number when the request names none.
@@ -224,6 +227,7 @@ impl SimulatedCall {
             visible_at: (!matches!(script, CallScript::NoRecord)).then_some(ended + delay),
             held,
             tags: Vec::new(),
+            analysis: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@
 //! passed the signature and window checks gets the n-th reply, then the action answers as usual:
 //! ```toml
 //! [[action]]
-//! name = "DescribeTelCdr"             # or "DescribeAICallExtractResult"
+//! name = "DescribeTelCdr"    # or "DescribeAICallExtractResult", "DescribeAIAnalysisResult"
 //! outcomes = ["error:InternalError", "error:AuthFailure.UnauthorizedOperation", "ok"]
 //! ```
 //!
@@ -41,6 +41,10 @@
 //! one table per call: `tags = [{ interested = true, score = 7, note = "call back", intent =
 //! ["follow_up"] }]` (boolean, number, text, selector). An answered call no entry names gets
 //! `interested` = true or false at even odds.
+//!
+//! `analysis`: the DescribeAIAnalysisResult items of the n-th call created for the callee (when
+//! it is answered), one table per call: `analysis = [{ summary = "wants a call back", mood =
+//! "positive", intention = "callback" }]`. An answered call no entry names gets a neutral one.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -75,6 +79,7 @@ struct Rule {
     calls: Vec<CallScript>,
     push: Vec<PushScript>,
     tags: Vec<Tags>,
+    analysis: Vec<super::analysis::Items>,
 }
 
 impl Rule {
@@ -100,7 +105,7 @@ pub enum FaultsError {
     Read { path: PathBuf, reason: String },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{path}: action[{index}].name = {value}: expected DescribeTelCdr or DescribeAICallExtractResult")]
+    #[error("{path}: action[{index}].name = {value}: expected DescribeTelCdr, DescribeAICallExtractResult or DescribeAIAnalysisResult")]
     InvalidAction {
         path: PathBuf,
         index: usize,
@@ -150,6 +155,8 @@ struct RawRule {
     push: Vec<String>,
     #[serde(default)]
     tags: Vec<toml::Table>,
+    #[serde(default)]
+    analysis: Vec<toml::Table>,
 }
 
 const OUTCOME_FORMS: &str =
@@ -267,12 +274,25 @@ impl Faults {
                     })?,
                 );
             }
+            let mut analysis = Vec::new();
+            for t in &r.analysis {
+                analysis.push(super::analysis::parse_items(t).ok_or_else(|| {
+                    FaultsError::Invalid {
+                        path: path.to_path_buf(),
+                        index,
+                        key: "analysis",
+                        value: t.to_string().trim().replace('\n', ", "),
+                        expected: super::analysis::ANALYSIS_FORMS,
+                    }
+                })?);
+            }
             rules.push(Rule {
                 pattern: r.callee.trim().to_string(),
                 outcomes,
                 calls,
                 push,
                 tags,
+                analysis,
             });
         }
         let mut actions = Vec::new();
@@ -338,6 +358,15 @@ impl Faults {
             .iter()
             .find(|r| r.matches(callee))
             .and_then(|r| r.tags.get(n).cloned())
+    }
+
+    /// The analysis items of the `n`-th (0-based) call created for `callee`, if a rule names
+    /// them.
+    pub fn analysis(&self, callee: &str, n: usize) -> Option<super::analysis::Items> {
+        self.rules
+            .iter()
+            .find(|r| r.matches(callee))
+            .and_then(|r| r.analysis.get(n).cloned())
     }
 
     pub fn is_empty(&self) -> bool {

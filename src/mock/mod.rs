@@ -1,5 +1,5 @@
 //! The built-in CCC stand-in: a real HTTP server that answers CreateAIAgentCall and
-//! DescribeTelCdr like the service does (signature checks, error envelope, a strict 1-second
+//! DescribeTelCdr (and DescribeAICallExtractResult, DescribeAIAnalysisResult) like the service does (signature checks, error envelope, a strict 1-second
 //! rate window per action), with simulated latency, scripted faults and simulated call lives
 //! (each created call rings, is answered or not, talks, ends and leaves a call record), and
 //! that keeps its own figures at `/__admin/stats`.
@@ -10,9 +10,9 @@
 //! → body parameters → the callee's scripted outcome (CreateAIAgentCall) or the records
 //! visible now (DescribeTelCdr).
 
+mod analysis;
 mod arrival;
 mod calls;
-
 mod extract;
 mod faults;
 mod lines;
@@ -32,7 +32,12 @@ pub use tel_cdr::{MAX_LIST, MAX_PAGE_SIZE, MAX_SPAN_SECS};
 pub use verify::{verify, Refusal, MAX_SKEW_SECS};
 
 /// The API actions the stand-in serves.
-pub const ACTIONS: [&str; 3] = [crate::ccc::ACTION, tel_cdr::ACTION, extract::ACTION];
+pub const ACTIONS: [&str; 4] = [
+    crate::ccc::ACTION,
+    tel_cdr::ACTION,
+    extract::ACTION,
+    analysis::ACTION,
+];
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -506,7 +511,8 @@ async fn api(
     }
     match action {
         tel_cdr::ACTION => describe_tel_cdr(&shared, &body).await,
-        extract::ACTION => describe_extract_result(&shared, &body).await,
+        extract::ACTION => describe_extract_result(&shared, &body, extract::ACTION).await,
+        analysis::ACTION => describe_extract_result(&shared, &body, analysis::ACTION).await,
         _ => create_ai_agent_call(&shared, body, arrived).await,
     }
 }
@@ -564,18 +570,24 @@ async fn describe_tel_cdr(shared: &Shared, body: &[u8]) -> Response {
     }
 }
 
-async fn describe_extract_result(shared: &Shared, body: &[u8]) -> Response {
+/// DescribeAICallExtractResult and DescribeAIAnalysisResult: the same request, each its own
+/// answer.
+async fn describe_extract_result(shared: &Shared, body: &[u8], action: &'static str) -> Response {
     let now = (shared.opts.clock)();
     let delay = latency(shared.opts.latency_ms);
     let answer = extract::check(body, now).map(|q| {
         shared.calls(|b| {
             let call = b.index_of(&q.session_id).and_then(|i| b.get(i));
-            extract::answer(call, &q, now)
+            if action == analysis::ACTION {
+                analysis::answer(call, &q, now)
+            } else {
+                extract::answer(call, &q, now)
+            }
         })
     });
     tokio::time::sleep(delay).await;
     match answer {
-        Err(refusal) => api_error(shared, extract::ACTION, refusal.code, &refusal.message),
+        Err(refusal) => api_error(shared, action, refusal.code, &refusal.message),
         Ok(list) => envelope(serde_json::json!({
             "ResultList": list,
             "RequestId": request_id(),
@@ -618,6 +630,10 @@ fn new_call(shared: &Shared, parsed: &serde_json::Value, callee: &str) -> Simula
             .faults
             .tags(callee, n)
             .unwrap_or_else(extract::default_tags);
+        call.analysis = opts
+            .faults
+            .analysis(callee, n)
+            .unwrap_or_else(analysis::default_items);
     }
     call
 }

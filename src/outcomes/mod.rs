@@ -6,8 +6,12 @@
 //! - [`schedule`]: when a session is asked about next, when to give up (pure).
 //! - [`reconcile`]: which call record, if any, an in-doubt request created (pure).
 //! - [`retry_check`]: a retry after `InternalError*` waits for the call records.
+//! - [`ai_results`]: DescribeAICallExtractResult / DescribeAIAnalysisResult requests and
+//!   replies (pure); [`tag_rules`]: rules acting on a tag (redial, opt-out; pure).
+//! - [`tags`]: the task that asks for answered sessions' tags and analysis, at their own rates.
 //! - [`poller`]: the task that asks, at its own rate, and writes the answers to the store.
 
+pub mod ai_results;
 pub mod cdr;
 pub mod classes;
 pub mod poller;
@@ -15,3 +19,5 @@ pub mod reconcile;
 pub mod retry_check;
 pub mod schedule;
 pub mod settings;
+pub mod tag_rules;
+pub mod tags;

@@ -12,6 +12,9 @@ use super::classes::{OutcomeClass, OutcomeOverrides};
 pub const DEFAULT_RPS: f64 = 5.0;
 /// DescribeTelCdr's documented limit, per sub-account.
 pub const DOCUMENTED_CAP: f64 = 20.0;
+/// The default budget of DescribeAICallExtractResult and of DescribeAIAnalysisResult (each its
+/// own limiter; one request per answered session).
+pub const DEFAULT_TAGS_RPS: f64 = 10.0;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +26,9 @@ pub(crate) struct RawOutcomes {
     give_up_after: String,
     reconcile_after: String,
     classes: BTreeMap<String, String>,
+    tags: bool,
+    analysis: bool,
+    tags_requests_per_second: f64,
 }
 
 impl Default for RawOutcomes {
@@ -35,6 +41,9 @@ impl Default for RawOutcomes {
             give_up_after: "24h".into(),
             reconcile_after: "2h".into(),
             classes: BTreeMap::new(),
+            tags: false,
+            analysis: false,
+            tags_requests_per_second: DEFAULT_TAGS_RPS,
         }
     }
 }
@@ -55,6 +64,12 @@ pub struct OutcomeSettings {
     pub reconcile_after: Duration,
     /// `[outcomes.classes]`: end code → class.
     pub classes: OutcomeOverrides,
+    /// Ask DescribeAICallExtractResult for every answered session's post-call tags.
+    pub tags: bool,
+    /// Ask DescribeAIAnalysisResult for every answered session's summary, mood and intention.
+    pub analysis: bool,
+    /// Requests per second of each of those two actions (each its own limiter).
+    pub tags_requests_per_second: f64,
 }
 
 impl Default for OutcomeSettings {
@@ -68,6 +83,9 @@ impl Default for OutcomeSettings {
             give_up_after: Duration::from_secs(24 * 3600),
             reconcile_after: Duration::from_secs(2 * 3600),
             classes: OutcomeOverrides::new(),
+            tags: false,
+            analysis: false,
+            tags_requests_per_second: DEFAULT_TAGS_RPS,
         })
     }
 }
@@ -87,6 +105,23 @@ pub(crate) fn validate(raw: RawOutcomes) -> Result<OutcomeSettings, Invalid> {
             rps,
             "a number from 0.1 to 20 (DescribeTelCdr's documented limit; its own budget, not CreateAIAgentCall's)",
         ));
+    }
+    let tags_rps = raw.tags_requests_per_second;
+    if !tags_rps.is_finite() || !(0.1..=DOCUMENTED_CAP).contains(&tags_rps) {
+        return Err(invalid(
+            "outcomes.tags_requests_per_second",
+            tags_rps,
+            "a number from 0.1 to 20 (each of DescribeAICallExtractResult and DescribeAIAnalysisResult; their own budgets, not CreateAIAgentCall's)",
+        ));
+    }
+    for (key, on) in [("outcomes.tags", raw.tags), ("outcomes.analysis", raw.analysis)] {
+        if on && !raw.enabled {
+            return Err(invalid(
+                key,
+                "true",
+                "false unless outcomes.enabled = true (they are asked for answered calls, which the call records tell)",
+            ));
+        }
     }
     const DAY: Duration = Duration::from_secs(24 * 3600);
     let duration = |key: &str, text: &str, min: Duration, max: Duration, range: &str| {
@@ -162,7 +197,17 @@ pub(crate) fn validate(raw: RawOutcomes) -> Result<OutcomeSettings, Invalid> {
         give_up_after,
         reconcile_after,
         classes,
+        tags: raw.tags,
+        analysis: raw.analysis,
+        tags_requests_per_second: tags_rps,
     })
+}
+
+impl OutcomeSettings {
+    /// Whether anything is asked after an answered call (tags or analysis).
+    pub fn ai_results(&self) -> bool {
+        self.tags || self.analysis
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +242,11 @@ mod tests {
         );
         let e = parse("give_up_after = \"9s\"").unwrap_err();
         assert_eq!(e.0, "outcomes.give_up_after");
+        let e = parse("tags = true").unwrap_err();
+        assert_eq!(e.0, "outcomes.tags");
+        assert!(parse("enabled = true\ntags = true\nanalysis = true").unwrap().ai_results());
+        let e = parse("tags_requests_per_second = 0").unwrap_err();
+        assert_eq!(e.0, "outcomes.tags_requests_per_second");
         let e = parse("reconcile_after = \"soon\"").unwrap_err();
         assert_eq!(e.0, "outcomes.reconcile_after");
         let e = parse("[classes]\n\"abc\" = \"busy\"").unwrap_err();

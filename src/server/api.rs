@@ -46,7 +46,7 @@ impl ApiError {
             message: message.into(),
         }
     }
-    pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     /// An extractor's rejection (body too large, a malformed form, …) in the API's terms.
@@ -188,6 +188,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/campaigns/{id}/contacts/{callee}"),
     ("POST", "/v1/calls"),
     ("POST", "/v1/dnc/reload"),
+    ("GET", "/v1/dnc"),
+    ("POST", "/v1/dnc/remove"),
     ("POST", "/v1/ccc/cdr"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/healthz"),
@@ -214,6 +216,8 @@ pub fn router(svc: Arc<Service>, listen: std::net::SocketAddr) -> Router {
         .route("/campaigns/{id}/contacts/{callee}", get(contact))
         .route("/calls", post(create_call))
         .route("/dnc/reload", post(reload_dnc))
+        .route("/dnc", get(super::dnc::export))
+        .route("/dnc/remove", post(super::dnc::remove))
         .route_layer(middleware::from_fn_with_state(svc.clone(), require_token))
         // The service's data push authenticates with HTTP Basic, not the bearer token.
         // Off or unauthenticated is answered before the body is read; then 64 KiB at most.
@@ -765,20 +769,28 @@ fn refuse_if_done(c: &Campaign, action: &str) -> ApiResult<()> {
 async fn results(State(svc): State<Arc<Service>>, Path(id): Path<String>) -> ApiResult<Response> {
     let c = find(&svc, &id).await?;
     let store = svc.store.clone();
-    let header_row = crate::results::COLUMNS.join(",") + "\n";
+    let extras = store.result_extras(c.id).await?;
+    let mut head = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+    head.write_record(crate::results::header(&extras))
+        .map_err(|e| internal(e.to_string()))?;
+    let header_row = head.into_inner().map_err(|e| internal(e.to_string()))?;
     let pages = futures_util::stream::unfold(Some(0u64), move |after| {
         let store = store.clone();
+        let extras = extras.clone();
         async move {
             let after = after?;
-            match store.results_page(c.id, after, 2000).await {
+            match store.results_page_with(c.id, after, 2000, extras).await {
                 Ok(page) if page.is_empty() => None,
                 Ok(page) => {
-                    let next = page.last().map(|r| r.line);
+                    let next = page.last().map(|(r, _)| r.line);
                     let mut w = csv::WriterBuilder::new()
                         .has_headers(false)
                         .from_writer(Vec::new());
-                    for row in &page {
-                        if let Err(e) = w.serialize(crate::results::cells::row(row)) {
+                    for (row, cells) in &page {
+                        if let Err(e) = crate::results::write_row(&mut w, row, cells) {
                             return Some((Err(std::io::Error::other(e)), None));
                         }
                     }
@@ -882,14 +894,31 @@ async fn contact(
     }
     let mut body = serde_json::to_value(&detail)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let mut learned = svc.store.contact_results(detail.id).await?;
     let sessions: Vec<serde_json::Value> = svc
         .store
         .contact_sessions(detail.id)
         .await?
         .into_iter()
         .map(|(session_id, o)| {
+            let r = learned
+                .iter()
+                .position(|r| r.session_id == session_id)
+                .map(|i| learned.swap_remove(i))
+                .unwrap_or_default();
             json!({
                 "session_id": session_id,
+                "tags": r.tags.iter().map(|t| json!({
+                    "name": t.name,
+                    "type": t.info_type,
+                    "value": t.value,
+                    "content": t.info_content,
+                })).collect::<Vec<_>>(),
+                "analysis": r.analysis.map(|a| json!({
+                    "summary": a.summary,
+                    "mood": a.mood,
+                    "intention": a.intention,
+                })),
                 "outcome": o.map(|o| json!({
                     "outcome": o.class,
                     "end_status": o.end_status,

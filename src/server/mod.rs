@@ -21,6 +21,7 @@ pub mod campaigns;
 pub mod cdr_push;
 pub mod console;
 pub mod contacts;
+pub mod dnc;
 pub mod inbox;
 pub mod inbox_checks;
 pub mod limits;
@@ -85,6 +86,8 @@ pub struct Service {
     /// Outcome tracking (`[outcomes] enabled`): the tracker polling DescribeTelCdr for every
     /// campaign's placed calls and lost replies, for the life of the service.
     pub outcomes: Option<Arc<crate::outcomes::poller::Tracker>>,
+    /// Post-call tags and analysis (`[outcomes] tags`, `analysis`), for the life of the service.
+    pub tags: Option<Arc<crate::outcomes::tags::TagTracker>>,
     /// The CDR push receiver, once set up (off until then: `POST /v1/ccc/cdr` answers 404).
     pub cdr_push: std::sync::OnceLock<Arc<cdr_push::PushReceiver>>,
 }
@@ -540,7 +543,14 @@ impl Service {
         let outcomes_task = self
             .outcomes
             .clone()
-            .map(|t| tokio::spawn(t.run(outcomes_rx)));
+            .map(|t| tokio::spawn(t.run(outcomes_rx.clone())));
+        let mut tags_task = None;
+        if let Some(t) = self.tags.clone() {
+            match t.enrol(crate::dispatch::now_ms()).await {
+                Ok(()) => tags_task = Some(tokio::spawn(t.run(outcomes_rx))),
+                Err(e) => tracing::error!(error = %e, "post-call tags are off: the store failed"),
+            }
+        }
         // Dials too old to hold any number back are dropped hourly (at start too, by the engine's
         // builder): a service that runs for months keeps the table to a few days of calls.
         let housekeeping = {
@@ -591,6 +601,9 @@ impl Service {
         outage_task.abort();
         let _ = outcomes_stop.send(true);
         if let Some(t) = outcomes_task {
+            t.abort();
+        }
+        if let Some(t) = tags_task {
             t.abort();
         }
         self.campaigns.shutdown(stop).await;
@@ -679,6 +692,7 @@ pub fn build(
         .enabled
         .then(|| outcome_tracker(&cfg, &engine))
         .flatten();
+    let tags = tag_tracker(&cfg, &engine);
     let campaigns = Campaigns::new(cfg, Arc::new(engine));
     Arc::new(Service {
         campaigns,
@@ -692,6 +706,7 @@ pub fn build(
         gauges: tokio::sync::Mutex::new(None),
         recounts: std::sync::atomic::AtomicU64::new(0),
         outcomes,
+        tags,
         cdr_push: std::sync::OnceLock::new(),
     })
 }
@@ -738,6 +753,30 @@ fn outcome_tracker(cfg: &Config, engine: &Engine) -> Option<Arc<crate::outcomes:
     .on_recorded(Arc::new(move |r: &crate::store::OutcomeRecord| {
         metrics.outcome(&r.class, r.duration_s)
     }));
+    Some(Arc::new(tracker))
+}
+
+/// The service's tag tracker (its own client pool and limiters); opt-outs join the account's
+/// lists every campaign checks. Its kinds are enrolled when the service starts running.
+fn tag_tracker(cfg: &Config, engine: &Engine) -> Option<Arc<crate::outcomes::tags::TagTracker>> {
+    if !cfg.outcomes.ai_results() {
+        return None;
+    }
+    let client = match engine.client.separate() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "post-call tags are off: cannot build their HTTP client");
+            return None;
+        }
+    };
+    let tracker = crate::outcomes::tags::TagTracker::new(
+        engine.store.clone(),
+        client,
+        cfg.outcomes.clone(),
+        cfg.campaign.sdk_app_id,
+    )
+    .with_actions(crate::commands::outcomes::tag_actions(cfg))
+    .with_dnc(engine.rules.dnc.clone());
     Some(Arc::new(tracker))
 }
 

@@ -145,6 +145,32 @@ impl Store {
         .await
     }
 
+    /// [`Store::results_page`], each row with its extra cells (see [`super::ResultExtras`]).
+    pub async fn results_page_with(
+        &self,
+        campaign_id: i64,
+        after_line: u64,
+        limit: usize,
+        extras: super::ResultExtras,
+    ) -> Result<Vec<(ResultRow, Vec<String>)>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RESULT_COLUMNS}, k.id AS extras_contact_id FROM {RESULT_FROM}
+                 WHERE k.campaign_id = ?1 AND k.line > ?2 ORDER BY k.line LIMIT ?3"
+            ))?;
+            let mut rows = stmt.query(params![campaign_id, after_line as i64, limit as i64])?;
+            let mut out = Vec::with_capacity(limit);
+            while let Some(r) = rows.next()? {
+                let status: String = r.get(1)?;
+                let st: Status = status.parse().map_err(StoreError::Other)?;
+                let cells = extras.cells(c, r.get("extras_contact_id")?)?;
+                out.push((result_row(r, st)?, cells));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// The ad-hoc call campaign (`call-…`) in which this callee is still pending or in flight.
     pub async fn open_call_to(&self, callee: &str) -> Result<Option<i64>, StoreError> {
         let callee = callee.to_string();

@@ -29,6 +29,7 @@ mod requeue;
 mod rows;
 mod schema;
 mod sends;
+mod tags;
 
 pub use campaigns::{Campaign, CampaignState, NewCampaign, SENDS_SINCE_SQL};
 pub use detail::{AttemptRecord, ContactDetail};
@@ -37,9 +38,43 @@ pub use lines::AGENT_LINES_BUSY;
 pub use outcomes::{DueReconcile, DueSession, OutcomeCounts, OutcomeRecord, Reconciled, Written};
 pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
 pub use purge::{PurgeCounts, PurgeOutcome};
+pub use tags::{DueTagCheck, SessionResults, TagActions, TagsWritten};
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
 use rows::{due_row, insert_contacts, result_row, RESULT_COLUMNS, RESULT_FROM};
+
+/// The columns the results file appends after [`crate::results::COLUMNS`]: the analysis'
+/// `summary`, `mood`, `intention` (once the campaign has one), then `tag:NAME` per tag name
+/// seen in the campaign, in the order first seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultExtras {
+    pub analysis: bool,
+    pub tags: Vec<String>,
+}
+
+impl ResultExtras {
+    /// Their header cells.
+    pub fn header(&self) -> Vec<String> {
+        let mut h: Vec<String> = Vec::new();
+        if self.analysis {
+            h.extend(["summary", "mood", "intention"].map(String::from));
+        }
+        h.extend(self.tags.iter().map(|t| format!("tag:{t}")));
+        h
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.analysis && self.tags.is_empty()
+    }
+
+    /// One contact's cells (none without extras).
+    pub(super) fn cells(&self, c: &Connection, contact_id: i64) -> Result<Vec<String>, StoreError> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        tags::extra_cells(c, contact_id, &self.tags, self.analysis)
+    }
+}
 
 /// Jobs taken into one transaction at most (bounds latency of the first job in a batch).
 const MAX_BATCH: usize = 512;
@@ -574,16 +609,40 @@ impl Store {
         &self,
         campaign_id: i64,
         only_final: bool,
-        mut state: S,
+        state: S,
         mut each: F,
     ) -> Result<(u64, S), StoreError>
     where
         S: Send + 'static,
         F: FnMut(&mut S, ResultRow) -> Result<(), StoreError> + Send + 'static,
     {
+        self.for_each_result_with(
+            campaign_id,
+            only_final,
+            ResultExtras::default(),
+            state,
+            move |s, row, _| each(s, row),
+        )
+        .await
+    }
+
+    /// [`Store::for_each_result`], with each row's extra cells (see [`ResultExtras`]).
+    pub async fn for_each_result_with<S, F>(
+        &self,
+        campaign_id: i64,
+        only_final: bool,
+        extras: ResultExtras,
+        mut state: S,
+        mut each: F,
+    ) -> Result<(u64, S), StoreError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, ResultRow, Vec<String>) -> Result<(), StoreError> + Send + 'static,
+    {
         self.call(move |c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE k.campaign_id = ?1 ORDER BY k.line"
+                "SELECT {RESULT_COLUMNS}, k.id AS extras_contact_id FROM {RESULT_FROM}
+                 WHERE k.campaign_id = ?1 ORDER BY k.line"
             ))?;
             let mut rows = stmt.query([campaign_id])?;
             let mut n = 0;
@@ -593,12 +652,19 @@ impl Store {
                 if only_final && !st.is_final() {
                     continue;
                 }
-                each(&mut state, result_row(r, st)?)?;
+                let cells = extras.cells(c, r.get("extras_contact_id")?)?;
+                each(&mut state, result_row(r, st)?, cells)?;
                 n += 1;
             }
             Ok((n, state))
         })
         .await
+    }
+
+    /// The extra columns of a campaign's results: `summary`, `mood`, `intention` once one of
+    /// its sessions has an analysis, then its tag names in the order first seen.
+    pub async fn result_extras(&self, campaign_id: i64) -> Result<ResultExtras, StoreError> {
+        self.call(move |c| tags::result_extras(c, campaign_id)).await
     }
 
     /// Result row of one contact by id.

@@ -88,7 +88,15 @@ fn purge(
         [campaign_id],
     )? as u64;
     // What the call records said about its sessions, and the checks still waiting for them.
-    for table in ["outcome_checks", "outcomes"] {
+    // What the AI agent learned about them, and the checks still waiting for it (the account's
+    // own do-not-call list is the account's, not the campaign's: it stays).
+    for table in [
+        "outcome_checks",
+        "outcomes",
+        "tag_checks",
+        "session_tags",
+        "session_analysis",
+    ] {
         c.execute(
             &format!(
                 "DELETE FROM {table}
@@ -97,6 +105,10 @@ fn purge(
             [campaign_id],
         )?;
     }
+    c.execute(
+        "DELETE FROM campaign_tag_names WHERE campaign_id = ?1",
+        [campaign_id],
+    )?;
     let attempts = c.execute(
         "DELETE FROM attempts WHERE contact_id IN (SELECT id FROM contacts WHERE campaign_id = ?1)",
         [campaign_id],

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -49,6 +49,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 11 {
         outcome_counts_and_retry_checks(conn, 11)?;
+    }
+    if version < 12 {
+        v12(conn)?;
     }
     Ok(())
 }
@@ -447,5 +450,100 @@ fn outcome_counts_and_retry_checks(conn: &Connection, version: i64) -> Result<()
          PRAGMA user_version = {version};
          COMMIT;"
     ))?;
+    Ok(())
+}
+
+/// What the AI agent learned (see `crate::outcomes::tags`): `session_tags` (one row per session
+/// and tag name, written once), `campaign_tag_names` (each campaign's tag names in the order
+/// first seen: the results file's `tag:NAME` columns), `session_analysis` (summary, mood,
+/// intention). `tag_checks` is the schedule: a trigger enrols every answered session, when its
+/// outcome is written, for each kind listed in `tag_kinds` (the running process lists the kinds
+/// its config asks for). `dnc_entries` is the account's own do-not-call list (opt-outs heard by
+/// the agent, `[dnc] opt_out_tag`), `dnc_log` every addition and removal with its reason.
+fn v12(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS tag_kinds (kind TEXT PRIMARY KEY) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS tag_checks (
+           session_id TEXT NOT NULL,
+           kind TEXT NOT NULL,
+           contact_id INTEGER NOT NULL REFERENCES contacts(id),
+           call_at INTEGER,
+           ended_at INTEGER,
+           checks INTEGER NOT NULL DEFAULT 0,
+           next_check_at INTEGER NOT NULL,
+           PRIMARY KEY (session_id, kind)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS tag_checks_due ON tag_checks (kind, next_check_at);
+         CREATE INDEX IF NOT EXISTS tag_checks_by_contact ON tag_checks (contact_id);
+         CREATE TRIGGER IF NOT EXISTS outcomes_answered_enrol AFTER INSERT ON outcomes
+           WHEN NEW.answered_at > 0
+         BEGIN
+           INSERT OR IGNORE INTO tag_checks
+             (session_id, kind, contact_id, call_at, ended_at, next_check_at)
+           SELECT NEW.session_id, t.kind, NEW.contact_id,
+                  COALESCE(NULLIF(NEW.ring_at, 0), NEW.answered_at), NEW.ended_at, NEW.recorded_at
+           FROM tag_kinds t;
+         END;
+         CREATE TRIGGER IF NOT EXISTS outcomes_answered_late_enrol AFTER UPDATE OF answered_at ON outcomes
+           WHEN NEW.answered_at > 0 AND (OLD.answered_at IS NULL OR OLD.answered_at <= 0)
+         BEGIN
+           INSERT OR IGNORE INTO tag_checks
+             (session_id, kind, contact_id, call_at, ended_at, next_check_at)
+           SELECT NEW.session_id, t.kind, NEW.contact_id,
+                  COALESCE(NULLIF(NEW.ring_at, 0), NEW.answered_at), NEW.ended_at, NEW.recorded_at
+           FROM tag_kinds t;
+         END;
+         CREATE TABLE IF NOT EXISTS session_tags (
+           id INTEGER PRIMARY KEY,
+           session_id TEXT NOT NULL,
+           contact_id INTEGER NOT NULL REFERENCES contacts(id),
+           campaign_id INTEGER NOT NULL,
+           name TEXT NOT NULL,
+           info_type TEXT NOT NULL,
+           info_content TEXT NOT NULL,
+           value TEXT NOT NULL,
+           result TEXT NOT NULL,
+           recorded_at INTEGER NOT NULL,
+           UNIQUE (session_id, name)
+         );
+         CREATE INDEX IF NOT EXISTS session_tags_by_contact ON session_tags (contact_id, id);
+         CREATE TABLE IF NOT EXISTS campaign_tag_names (
+           campaign_id INTEGER NOT NULL,
+           name TEXT NOT NULL,
+           seq INTEGER NOT NULL,
+           PRIMARY KEY (campaign_id, name)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS session_analysis (
+           session_id TEXT PRIMARY KEY,
+           contact_id INTEGER NOT NULL REFERENCES contacts(id),
+           summary TEXT NOT NULL,
+           mood TEXT NOT NULL,
+           intention TEXT NOT NULL,
+           result TEXT NOT NULL,
+           recorded_at INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS session_analysis_by_contact ON session_analysis (contact_id);
+         CREATE TABLE IF NOT EXISTS dnc_entries (
+           number TEXT PRIMARY KEY,
+           added_at INTEGER NOT NULL,
+           source TEXT NOT NULL,
+           campaign_id INTEGER,
+           session_id TEXT,
+           reason TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS dnc_log (
+           id INTEGER PRIMARY KEY,
+           number TEXT NOT NULL,
+           action TEXT NOT NULL,
+           at INTEGER NOT NULL,
+           source TEXT NOT NULL,
+           campaign_id INTEGER,
+           session_id TEXT,
+           reason TEXT NOT NULL
+         );
+         PRAGMA user_version = 12;
+         COMMIT;",
+    )?;
     Ok(())
 }
