@@ -56,7 +56,12 @@ pub fn header(extras: &ResultExtras) -> Vec<String> {
     COLUMNS
         .iter()
         .map(|c| c.to_string())
-        .chain(extras.header().into_iter().map(|h| cells::neutralise(&h).into_owned()))
+        .chain(
+            extras
+                .header()
+                .into_iter()
+                .map(|h| cells::neutralise(&h).into_owned()),
+        )
         .collect()
 }
 

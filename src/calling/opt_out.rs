@@ -88,12 +88,14 @@ mod tests {
 
     #[test]
     fn the_opt_out_tag_is_a_name_and_a_value_without_after() {
-        let raw: RawDnc = toml::from_str("opt_out_tag = { name = \"opt_out\", value = \"yes\" }").unwrap();
+        let raw: RawDnc =
+            toml::from_str("opt_out_tag = { name = \"opt_out\", value = \"yes\" }").unwrap();
         let s = validate(raw).unwrap();
         let t = s.opt_out_tag.unwrap();
         assert_eq!((t.name.as_str(), t.value.as_str()), ("opt_out", "yes"));
         let raw: RawDnc =
-            toml::from_str("opt_out_tag = { name = \"opt_out\", value = \"yes\", after = \"1d\" }").unwrap();
+            toml::from_str("opt_out_tag = { name = \"opt_out\", value = \"yes\", after = \"1d\" }")
+                .unwrap();
         assert_eq!(validate(raw).unwrap_err().0, "dnc.opt_out_tag.after");
         assert_eq!(validate(RawDnc::default()).unwrap(), DncSettings::default());
     }

@@ -2,11 +2,11 @@
 //! code through [`crate::exit::finish`].
 
 pub mod call;
+pub mod dnc;
 pub mod dry_run;
 pub mod export;
 pub mod healthcheck;
 pub mod mock;
-pub mod dnc;
 pub mod outcomes;
 pub mod purge;
 pub mod report;

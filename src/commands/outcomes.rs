@@ -41,14 +41,9 @@ pub async fn tag_tracker(
         return Ok(None);
     }
     let client = client.separate().map_err(Failure::other)?;
-    let t = TagTracker::new(
-        store,
-        client,
-        cfg.outcomes.clone(),
-        cfg.campaign.sdk_app_id,
-    )
-    .with_actions(tag_actions(cfg))
-    .with_dnc(dnc);
+    let t = TagTracker::new(store, client, cfg.outcomes.clone(), cfg.campaign.sdk_app_id)
+        .with_actions(tag_actions(cfg))
+        .with_dnc(dnc);
     t.enrol(now_ms()).await.map_err(Failure::other)?;
     Ok(Some(Arc::new(t)))
 }
@@ -68,7 +63,10 @@ pub async fn load_own_dnc(
 ) -> Result<(), Failure> {
     let own = store.own_dnc_numbers().await.map_err(Failure::other)?;
     if !own.is_empty() {
-        tracing::info!(numbers = own.len(), "the account's own do-not-call list (opt-outs) loaded");
+        tracing::info!(
+            numbers = own.len(),
+            "the account's own do-not-call list (opt-outs) loaded"
+        );
     }
     dnc.set_own(own);
     Ok(())

@@ -209,6 +209,7 @@ async fn contact(
                 crate::say!("  last: {code}: {message}");
             }
             let sessions = store.contact_sessions(d.id).await.map_err(Failure::other)?;
+            let learned = store.contact_results(d.id).await.map_err(Failure::other)?;
             let outcome_of = |s: &str| {
                 sessions
                     .iter()
@@ -252,6 +253,15 @@ async fn contact(
                         .map(|s| format!(" session {s}{}", outcome_of(s)))
                         .unwrap_or_default()
                 );
+                if let Some(r) = a
+                    .session_id
+                    .as_deref()
+                    .and_then(|s| learned.iter().find(|r| r.session_id == s))
+                {
+                    for line in learned_lines(r) {
+                        crate::say!("    {line}");
+                    }
+                }
             }
             break;
         }
@@ -263,4 +273,33 @@ async fn contact(
         )));
     }
     Ok(Done::Ok)
+}
+
+/// What the AI agent learned in one session, for `--callee`: `tags: callback=true, note=…` and
+/// `analysis: mood … · intention … · summary …`. Values are shown as text (control characters
+/// replaced), never interpreted.
+fn learned_lines(r: &crate::store::SessionResults) -> Vec<String> {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let mut out = Vec::new();
+    if !r.tags.is_empty() {
+        let tags: Vec<String> = r
+            .tags
+            .iter()
+            .map(|t| format!("{}={}", clean(&t.name), clean(&t.value)))
+            .collect();
+        out.push(format!("tags: {}", tags.join(", ")));
+    }
+    if let Some(a) = &r.analysis {
+        out.push(format!(
+            "analysis: mood {} · intention {} · summary {}",
+            clean(&a.mood),
+            clean(&a.intention),
+            clean(&a.summary)
+        ));
+    }
+    out
 }

@@ -181,7 +181,12 @@ pub fn read_value(info_type: &str, result: &Value) -> String {
         result
             .get("Chosen")
             .and_then(Value::as_array)
-            .map(|c| c.iter().map(|v| text(Some(v))).collect::<Vec<_>>().join(";"))
+            .map(|c| {
+                c.iter()
+                    .map(|v| text(Some(v)))
+                    .collect::<Vec<_>>()
+                    .join(";")
+            })
             .unwrap_or_default()
     };
     let boolean = || match result.get("Boolean") {

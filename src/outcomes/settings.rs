@@ -114,7 +114,10 @@ pub(crate) fn validate(raw: RawOutcomes) -> Result<OutcomeSettings, Invalid> {
             "a number from 0.1 to 20 (each of DescribeAICallExtractResult and DescribeAIAnalysisResult; their own budgets, not CreateAIAgentCall's)",
         ));
     }
-    for (key, on) in [("outcomes.tags", raw.tags), ("outcomes.analysis", raw.analysis)] {
+    for (key, on) in [
+        ("outcomes.tags", raw.tags),
+        ("outcomes.analysis", raw.analysis),
+    ] {
         if on && !raw.enabled {
             return Err(invalid(
                 key,
@@ -244,7 +247,9 @@ mod tests {
         assert_eq!(e.0, "outcomes.give_up_after");
         let e = parse("tags = true").unwrap_err();
         assert_eq!(e.0, "outcomes.tags");
-        assert!(parse("enabled = true\ntags = true\nanalysis = true").unwrap().ai_results());
+        assert!(parse("enabled = true\ntags = true\nanalysis = true")
+            .unwrap()
+            .ai_results());
         let e = parse("tags_requests_per_second = 0").unwrap_err();
         assert_eq!(e.0, "outcomes.tags_requests_per_second");
         let e = parse("reconcile_after = \"soon\"").unwrap_err();

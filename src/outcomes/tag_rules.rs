@@ -192,7 +192,10 @@ mod tests {
         let e = rule("name = \"a\"\nvalue = \"yes\"", true).unwrap_err();
         assert_eq!(e.0, "redial.on_tag[0].after");
         let e = rule("name = \"a\"\nvalue = \"yes\"\nafter = \"soon\"", true).unwrap_err();
-        assert_eq!((e.0.as_str(), e.1.as_str()), ("redial.on_tag[0].after", "\"soon\""));
+        assert_eq!(
+            (e.0.as_str(), e.1.as_str()),
+            ("redial.on_tag[0].after", "\"soon\"")
+        );
         let e = rule("name = \"a\"\nvalue = [1]\nafter = \"1d\"", true).unwrap_err();
         assert_eq!(e.0, "redial.on_tag[0].value");
         let e = rule("name = \"a\"\nvalue = \"y\"\nafter = \"1d\"", false).unwrap_err();

@@ -50,7 +50,7 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     /// An extractor's rejection (body too large, a malformed form, …) in the API's terms.
-    pub(super) fn rejected(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub fn rejected(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError::new(status, code_for(status), message)
     }
     fn invalid_settings(message: impl Into<String>) -> ApiError {

@@ -43,9 +43,14 @@ pub struct RemoveBody {
 /// export shows it, or as a contacts file would write it with the config's country and format).
 pub async fn remove(
     State(svc): State<Arc<Service>>,
-    body: Result<Json<RemoveBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let body = body.map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
+    let body: RemoveBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "body: {e}: expected JSON {{\"number\": \"+86…\", \"reason\": \"…\"}}"
+        ))
+    })?;
     if body.reason.trim().is_empty() {
         return Err(ApiError::bad_request(
             "reason: expected why the number comes off the do-not-call list (it is logged)",

@@ -664,7 +664,8 @@ impl Store {
     /// The extra columns of a campaign's results: `summary`, `mood`, `intention` once one of
     /// its sessions has an analysis, then its tag names in the order first seen.
     pub async fn result_extras(&self, campaign_id: i64) -> Result<ResultExtras, StoreError> {
-        self.call(move |c| tags::result_extras(c, campaign_id)).await
+        self.call(move |c| tags::result_extras(c, campaign_id))
+            .await
     }
 
     /// Result row of one contact by id.

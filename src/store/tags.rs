@@ -100,23 +100,38 @@ pub(super) fn add_own_dnc(
                (number, added_at, source, campaign_id, session_id, reason)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![number, now_ms, source, campaign_id, session_id, reason])?;
+        .execute(params![
+            number,
+            now_ms,
+            source,
+            campaign_id,
+            session_id,
+            reason
+        ])?;
     if n == 1 {
         c.prepare_cached(
             "INSERT INTO dnc_log (number, action, at, source, campaign_id, session_id, reason)
              VALUES (?1, 'add', ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![number, now_ms, source, campaign_id, session_id, reason])?;
+        .execute(params![
+            number,
+            now_ms,
+            source,
+            campaign_id,
+            session_id,
+            reason
+        ])?;
     }
     Ok(n == 1)
 }
 
 /// The contact's callee and campaign.
 fn contact_of(c: &Connection, contact_id: i64) -> Result<Option<(String, i64)>, StoreError> {
-    Ok(c
-        .prepare_cached("SELECT callee, campaign_id FROM contacts WHERE id = ?1")?
-        .query_row([contact_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT callee, campaign_id FROM contacts WHERE id = ?1")?
+            .query_row([contact_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+    )
 }
 
 /// The contact a session belongs to: its check's, else its attempt's.
@@ -128,10 +143,11 @@ fn session_contact(c: &Connection, session_id: &str) -> Result<Option<i64>, Stor
     if from_check.is_some() {
         return Ok(from_check);
     }
-    Ok(c
-        .prepare_cached("SELECT contact_id FROM attempts WHERE session_id = ?1 LIMIT 1")?
-        .query_row([session_id], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT contact_id FROM attempts WHERE session_id = ?1 LIMIT 1")?
+            .query_row([session_id], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 /// The cells the results file appends for one contact: `summary`, `mood`, `intention` (with
@@ -239,8 +255,10 @@ impl Store {
     /// The earliest `next_check_at` (unix ms) of a check of `kind`.
     pub async fn next_tag_check_due(&self, kind: Kind) -> Result<Option<i64>, StoreError> {
         self.call(move |c| {
-            Ok(c.prepare_cached("SELECT MIN(next_check_at) FROM tag_checks WHERE kind = ?1")?
-                .query_row([kind.as_str()], |r| r.get(0))?)
+            Ok(
+                c.prepare_cached("SELECT MIN(next_check_at) FROM tag_checks WHERE kind = ?1")?
+                    .query_row([kind.as_str()], |r| r.get(0))?,
+            )
         })
         .await
     }
@@ -401,10 +419,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.call(move |c| {
             let contact = session_contact(c, &session_id)?;
-            c.prepare_cached(
-                "DELETE FROM tag_checks WHERE session_id = ?1 AND kind = 'analysis'",
-            )?
-            .execute([&session_id])?;
+            c.prepare_cached("DELETE FROM tag_checks WHERE session_id = ?1 AND kind = 'analysis'")?
+                .execute([&session_id])?;
             let Some(contact_id) = contact else {
                 return Ok(false);
             };

@@ -52,3 +52,4 @@ mod signing_vectors;
 mod slow_clients;
 mod store_queue;
 mod systematic;
+mod tags;
