@@ -57,12 +57,6 @@ pub const CSV_COLUMNS: [&str; 7] = [
     "reason",
 ];
 
-fn utc(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default()
-}
-
 /// The list as CSV text (cells neutralised against spreadsheet formulas).
 pub fn to_csv(entries: &[OwnEntry]) -> Result<Vec<u8>, csv::Error> {
     let n = |s: &str| crate::results::cells::neutralise(s).into_owned();
@@ -71,7 +65,7 @@ pub fn to_csv(entries: &[OwnEntry]) -> Result<Vec<u8>, csv::Error> {
     for e in entries {
         w.write_record([
             n(&e.number),
-            utc(e.added_at),
+            crate::times::rfc3339_millis(e.added_at),
             n(&e.source),
             e.campaign_id.map(|c| c.to_string()).unwrap_or_default(),
             n(e.campaign.as_deref().unwrap_or("")),

@@ -8,6 +8,10 @@
 //! - Each action has its own [`Limiter`] (`outcomes.tags_requests_per_second`, default 10) and
 //!   the tracker its own connection pool: a query never takes a CreateAIAgentCall or
 //!   DescribeTelCdr token, and the three actions' windows at the service are separate too.
+//!   Each limiter keeps CreateAIAgentCall's rules: its window is seeded from the sends of its
+//!   action the store recorded before a restart ([`crate::seed`]; each query is written down
+//!   before it leaves and its departure after), and a query counts from when its connection
+//!   took it ([`crate::limiter::Departure`]).
 //! - The store is the schedule (`tag_checks`, enrolled by trigger when an answered session's
 //!   outcome is written): a check leaves it only in the transaction that writes its answer, so
 //!   a crash loses nothing and a result seen twice changes nothing (see `store::tags`).
@@ -92,8 +96,8 @@ pub enum TagPassError {
 pub struct TagTracker {
     store: Store,
     client: Client,
-    tags_limiter: Limiter,
-    analysis_limiter: Limiter,
+    tags_limiter: tokio::sync::OnceCell<Limiter>,
+    analysis_limiter: tokio::sync::OnceCell<Limiter>,
     settings: OutcomeSettings,
     actions: TagActions,
     sdk_app_id: u64,
@@ -115,12 +119,11 @@ fn ms(d: Duration) -> i64 {
 impl TagTracker {
     /// `client` should be [`Client::separate`] from the dialling one.
     pub fn new(store: Store, client: Client, settings: OutcomeSettings, sdk_app_id: u64) -> Self {
-        let rps = settings.tags_requests_per_second;
         TagTracker {
             store,
             client,
-            tags_limiter: Limiter::new(rps, &[]),
-            analysis_limiter: Limiter::new(rps, &[]),
+            tags_limiter: tokio::sync::OnceCell::new(),
+            analysis_limiter: tokio::sync::OnceCell::new(),
             settings,
             actions: TagActions::default(),
             sdk_app_id,
@@ -177,11 +180,20 @@ impl TagTracker {
         self.changed.notified().await
     }
 
-    fn limiter(&self, kind: Kind) -> &Limiter {
-        match kind {
+    /// `kind`'s action's limiter, seeded from the store the first time it is needed.
+    async fn limiter(&self, kind: Kind) -> Result<&Limiter, StoreError> {
+        let cell = match kind {
             Kind::Tags => &self.tags_limiter,
             Kind::Analysis => &self.analysis_limiter,
-        }
+        };
+        cell.get_or_try_init(|| {
+            crate::seed::seeded_limiter(
+                &self.store,
+                kind.action(),
+                self.settings.tags_requests_per_second,
+            )
+        })
+        .await
     }
 
     /// The task: pass after pass until `stop` turns true or an account-level error stops it.
@@ -262,7 +274,7 @@ impl TagTracker {
             for r in results {
                 if let Err(TagPassError::Query { action, failure }) = &r {
                     if matches!(failure, QueryFailure::Throttled(_)) {
-                        self.limiter(kind).throttled();
+                        self.limiter(kind).await?.throttled();
                     }
                     return Err(TagPassError::Query {
                         action,
@@ -287,10 +299,15 @@ impl TagTracker {
             start,
             end,
         };
-        let limiter = self.limiter(d.kind);
+        let limiter = self.limiter(d.kind).await?;
         limiter.pace().await;
-        limiter.acquire_slot().await;
         let action = d.kind.action();
+        // Written down before it leaves, its departure after (see the module doc).
+        let row = self
+            .store
+            .sending(action, crate::dispatch::now_ms())
+            .await?;
+        let departure = limiter.depart().await;
         let counter = match d.kind {
             Kind::Tags => &self.stats.tag_requests,
             Kind::Analysis => &self.stats.analysis_requests,
@@ -298,12 +315,16 @@ impl TagTracker {
         counter.fetch_add(1, Ordering::Relaxed);
         let reply = self
             .client
-            .post(action, q.body())
-            .await
-            .map_err(|e| TagPassError::Query {
-                action,
-                failure: judge(&e),
-            })?;
+            .post_timed(action, q.body(), Some(departure.on_leave()))
+            .await;
+        let left = departure
+            .reached_a_connection()
+            .then(|| departure.left_ms(crate::dispatch::now_ms()));
+        self.store.sent(row, left).await?;
+        let reply = reply.map_err(|e| TagPassError::Query {
+            action,
+            failure: judge(&e),
+        })?;
         let query_err = |e| TagPassError::Query {
             action,
             failure: judge(&e),
