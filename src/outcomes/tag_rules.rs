@@ -24,8 +24,8 @@ pub struct RawTagRule {
 }
 
 /// A validated rule: tag name and value (as written), and for a redial how long after the
-/// call's end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// call's end. Serialisable: a campaign's redial policy keeps its `on_tag` rules as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TagRule {
     pub name: String,
     pub value: String,
@@ -135,6 +135,21 @@ impl TagRule {
     }
 }
 
+/// The first of `rules` (in config order) that `tags` match, and from when (unix ms) the
+/// contact may be called again: the call's end (`ended_ms`, else `now_ms`) plus its `after`.
+pub fn redial_match<'a>(
+    rules: &'a [TagRule],
+    tags: &[Tag],
+    ended_ms: Option<i64>,
+    now_ms: i64,
+) -> Option<(&'a TagRule, i64)> {
+    let rule = rules.iter().find(|r| r.matches(tags).is_some())?;
+    let after = rule
+        .after
+        .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64);
+    Some((rule, ended_ms.unwrap_or(now_ms).saturating_add(after)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +198,26 @@ mod tests {
         let b = rule("name = \"opt_out\"\nvalue = true", false).unwrap();
         assert_eq!(b.value, "true");
         assert!(b.matches(&[tag("Boolean", "opt_out", "true")]).is_some());
+    }
+
+    #[test]
+    fn the_first_matching_redial_rule_counts_from_the_calls_end() {
+        let rules = vec![
+            rule("name = \"callback\"\nvalue = \"yes\"\nafter = \"1d\"", true).unwrap(),
+            rule("name = \"intent\"\nvalue = \"later\"\nafter = \"2h\"", true).unwrap(),
+        ];
+        let tags = vec![
+            tag("Selector", "intent", "later;email"),
+            tag("Boolean", "callback", "true"),
+        ];
+        let (r, at) = redial_match(&rules, &tags, Some(1_000), 5_000).unwrap();
+        assert_eq!((r.name.as_str(), at), ("callback", 1_000 + 86_400_000));
+        let (r, at) = redial_match(&rules, &tags[..1], None, 5_000).unwrap();
+        assert_eq!((r.name.as_str(), at), ("intent", 5_000 + 7_200_000));
+        assert!(redial_match(&rules, &[tag("Boolean", "callback", "false")], None, 0).is_none());
+        // The rules survive the campaign's stored policy (JSON).
+        let json = serde_json::to_string(&rules).unwrap();
+        assert_eq!(serde_json::from_str::<Vec<TagRule>>(&json).unwrap(), rules);
     }
 
     #[test]

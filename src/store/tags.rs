@@ -391,17 +391,15 @@ impl Store {
                 }
             }
             if out.opted_out.is_none() {
-                if let Some(rule) = actions.redial.iter().find(|r| r.matches(&tags).is_some()) {
-                    let ended_ms: Option<i64> = c
-                        .prepare_cached("SELECT ended_at FROM outcomes WHERE session_id = ?1")?
-                        .query_row([&session_id], |r| r.get::<_, Option<i64>>(0))
-                        .optional()?
-                        .flatten()
-                        .map(|s| s.saturating_mul(1000));
-                    let after = rule
-                        .after
-                        .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64);
-                    let at = ended_ms.unwrap_or(now_ms).saturating_add(after);
+                let ended_ms: Option<i64> = c
+                    .prepare_cached("SELECT ended_at FROM outcomes WHERE session_id = ?1")?
+                    .query_row([&session_id], |r| r.get::<_, Option<i64>>(0))
+                    .optional()?
+                    .flatten()
+                    .map(|s| s.saturating_mul(1000));
+                if let Some((rule, at)) =
+                    crate::outcomes::tag_rules::redial_match(&actions.redial, &tags, ended_ms, now_ms)
+                {
                     out.redial = Some((rule.describe(), at));
                 }
             }

@@ -514,3 +514,36 @@ analysis = [{ summary = "wants a call back", mood = "positive", intention = "cal
     assert!(!stats.actions.contains_key("DescribeAICallExtractResult"));
     assert_eq!(stats.requests, 1, "one CreateAIAgentCall at the top level");
 }
+
+#[test]
+fn the_opt_out_tag_and_tags_are_refused_without_what_they_need() {
+    let parse = |extra: &str| {
+        ccc_dialer::config::Config::parse(
+            std::path::Path::new("dialer.toml"),
+            &format!("[campaign]\nsdk_app_id = 1400000000\nai_agent_id = 15\n{extra}"),
+        )
+        .map_err(|e| e.to_string())
+    };
+    let e = parse(OPT_OUT).unwrap_err();
+    assert!(
+        e.starts_with("dialer.toml: dnc.opt_out_tag = (set): expected [outcomes] enabled = true and tags = true"),
+        "{e}"
+    );
+    let e = parse("[outcomes]\ntags = true\n").unwrap_err();
+    assert!(
+        e.starts_with("dialer.toml: outcomes.tags = true: expected false unless outcomes.enabled"),
+        "{e}"
+    );
+    let e = parse(&format!(
+        "{TAGS}[dnc]\nopt_out_tag = {{ name = \"\", value = \"yes\" }}\n"
+    ))
+    .unwrap_err();
+    assert!(e.contains("dnc.opt_out_tag.name"), "{e}");
+    let c = parse(&format!("{TAGS}{OPT_OUT}")).unwrap();
+    let rule = c.dnc.opt_out_tag.expect("the rule");
+    assert_eq!(
+        (rule.name.as_str(), rule.value.as_str()),
+        ("opt_out", "yes")
+    );
+    assert!(c.outcomes.tags && c.outcomes.analysis);
+}
