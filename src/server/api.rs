@@ -320,6 +320,9 @@ pub struct OutcomesView {
     pub reconciling: u64,
     /// Answered among the calls that ended (`null` before any ended).
     pub answer_rate: Option<f64>,
+    /// Why outcome tracking stopped (an account-level refusal of DescribeTelCdr), with the
+    /// fix; `null` while it runs. Dialling goes on without it.
+    pub stopped: Option<String>,
 }
 
 impl From<crate::store::OutcomeCounts> for OutcomesView {
@@ -336,6 +339,7 @@ impl From<crate::store::OutcomeCounts> for OutcomesView {
             by_outcome,
             awaiting: c.awaiting,
             reconciling: c.reconciling,
+            stopped: None,
         }
     }
 }
@@ -415,7 +419,10 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
         .map(OutageView::from);
     let zone = zone_of(svc, &c);
     let outcomes = match svc.outcomes {
-        Some(_) => Some(OutcomesView::from(svc.store.outcome_counts(c.id).await?)),
+        Some(ref t) => Some(OutcomesView {
+            stopped: t.stopped(),
+            ..OutcomesView::from(svc.store.outcome_counts(c.id).await?)
+        }),
         None => None,
     };
     Ok(CampaignView {

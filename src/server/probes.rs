@@ -60,6 +60,14 @@ pub async fn readyz(State(svc): State<Arc<Service>>) -> impl IntoResponse {
             "reachable (no request refused before it left)".to_string(),
         ),
     };
+    // Reported like the endpoint: dialling goes on when outcome tracking stops.
+    let outcomes = match &svc.outcomes {
+        None => (true, "not enabled ([outcomes] enabled = false)".to_string()),
+        Some(t) => match t.stopped() {
+            Some(why) => (false, why),
+            None => (true, "tracking call outcomes (DescribeTelCdr)".to_string()),
+        },
+    };
     let body = json!({
         "ready": ready,
         "checks": {
@@ -67,6 +75,7 @@ pub async fn readyz(State(svc): State<Arc<Service>>) -> impl IntoResponse {
             "config": {"ok": true, "detail": format!("{} validated at start", svc.config().path.display())},
             "clock": {"ok": clock.0, "detail": clock.1},
             "endpoint": {"ok": endpoint.0, "detail": endpoint.1},
+            "outcomes": {"ok": outcomes.0, "detail": outcomes.1},
         }
     });
     let status = if ready {

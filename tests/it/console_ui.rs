@@ -573,3 +573,146 @@ async fn console_shows_call_outcomes_the_answer_rate_and_filters_by_outcome() {
         .await;
     b.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_charts_outcomes_shows_the_answer_rate_by_dial_and_each_calls_talk_time() {
+    use crate::served::normalised;
+    // The first contact's call is busy, the others are answered and last 2 s.
+    let faults = format!(
+        "[[rule]]\ncallee = \"{}\"\ncalls = [\"busy\"]\n[[rule]]\ncallee = \"*\"\ncalls = [\"answered:2s\"]\n",
+        normalised(7, 0)
+    );
+    let mock = mock_with(20, 0, &faults).await;
+    let s = crate::served::scratch(
+        &mock,
+        "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\n",
+    );
+    let served = Served::start(&s).await;
+    let id = served.create("dials", &crate::served::csv_of(7, 4)).await;
+    served
+        .wait_campaign(id, "every outcome known", |c| {
+            c["state"] == "completed" && c["outcomes"]["awaiting"] == 0
+        })
+        .await;
+    let (status, report) = served.get(&format!("/v1/campaigns/{id}/report")).await;
+    assert_eq!(status, 200, "{report}");
+
+    let b = Browser::start().await;
+    signed_in(&b, &served).await;
+    b.goto(&served.url(&format!("/console/#/campaign/{id}")))
+        .await;
+    // The outcomes chart beside the rate chart: a mark per outcome seen, a legend with counts.
+    let answered = b
+        .wait_text(
+            "#outcomes-legend li[data-outcome='answered']",
+            "the answered count in the outcomes chart",
+            |_| true,
+        )
+        .await;
+    assert_eq!(answered, "answered 3");
+    let busy = b
+        .wait_text("#outcomes-legend li[data-outcome='busy']", "busy", |_| true)
+        .await;
+    assert_eq!(busy, "busy 1");
+    let title = b
+        .js("return document.getElementById('outcomes-chart-title').textContent")
+        .await;
+    assert!(
+        title.as_str().unwrap_or("").contains("answered 3, busy 1"),
+        "{title}"
+    );
+    assert_eq!(b.count("#outcomes-chart svg circle.oc-answered").await, 1);
+    assert_eq!(b.count("#outcomes-chart svg circle.oc-busy").await, 1);
+    assert_eq!(b.count("#outcomes-chart svg circle.oc-voicemail").await, 0);
+    // Answer rate by dial, as the report gives it: one dial, 3 answered of 4.
+    let rate = b
+        .wait_text(
+            "#by-dial-table tr[data-dial='1'] td.answer-rate",
+            "dial 1's answer rate",
+            |_| true,
+        )
+        .await;
+    assert_eq!(rate, "75.0%");
+    assert_eq!(report["outcomes"]["by_dial"][0]["answer_rate"], 0.75);
+    assert_eq!(b.count("#by-dial-table tbody tr").await, 1);
+    // An answered contact's panel: its call with outcome, talk time and a tags cell.
+    b.click(&format!("button[data-callee='{}']", normalised(7, 1)))
+        .await;
+    let outcome = b
+        .wait_text(
+            "#contact-panel table.sessions td.session-outcome",
+            "the call's outcome",
+            |_| true,
+        )
+        .await;
+    assert_eq!(outcome, "answered");
+    let talk = b
+        .wait_text("#contact-panel td.talk-time", "the talk time", |_| true)
+        .await;
+    assert_eq!(talk, "2 s");
+    let heads = b
+        .js("return Array.from(document.querySelectorAll('#contact-panel table.sessions th')).map(t => t.textContent).join('|')")
+        .await;
+    assert!(heads.as_str().unwrap_or("").contains("Tags"), "{heads}");
+    let why = b
+        .wait_text("#why-not-now", "why not now", |t| !t.is_empty())
+        .await;
+    assert!(why.contains("final"), "{why}");
+    b.check_accessibility("a campaign's page with its outcomes chart and dials")
+        .await;
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_says_when_outcome_tracking_stopped_in_the_banner_and_on_the_campaign() {
+    let faults = "[[action]]\nname = \"DescribeTelCdr\"\noutcomes = [\"error:AuthFailure.UnauthorizedOperation\"]\n";
+    let mock = mock_with(20, 0, faults).await;
+    let s = crate::served::scratch(
+        &mock,
+        "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\n",
+    );
+    let served = Served::start(&s).await;
+    let id = served
+        .create("untracked", &crate::served::csv_of(8, 3))
+        .await;
+    let c = served
+        .wait_campaign(id, "outcome tracking stopped", |c| {
+            c["outcomes"]["stopped"].is_string()
+        })
+        .await;
+    assert!(
+        c["outcomes"]["stopped"]
+            .as_str()
+            .unwrap_or("")
+            .contains("AuthFailure.UnauthorizedOperation"),
+        "{c}"
+    );
+    let (_, ready) = served.get("/readyz").await;
+    assert_eq!(ready["checks"]["outcomes"]["ok"], false, "{ready}");
+
+    let b = Browser::start().await;
+    signed_in(&b, &served).await;
+    let banner = b
+        .wait_text("#banner", "the health banner", |t| {
+            t.contains("outcome tracking stopped")
+        })
+        .await;
+    assert!(
+        banner.contains("AuthFailure.UnauthorizedOperation"),
+        "{banner}"
+    );
+    b.goto(&served.url(&format!("/console/#/campaign/{id}")))
+        .await;
+    let shown = b
+        .wait_text("#outcomes-stopped", "the stop on the campaign", |_| true)
+        .await;
+    assert!(shown.starts_with("Outcome tracking stopped:"), "{shown}");
+    assert!(
+        shown.contains("AuthFailure.UnauthorizedOperation"),
+        "{shown}"
+    );
+    assert!(shown.contains("dialling goes on"), "{shown}");
+    b.check_accessibility("a campaign's page with outcome tracking stopped")
+        .await;
+    b.quit().await;
+}

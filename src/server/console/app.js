@@ -281,7 +281,7 @@
         const r = await fetch('/readyz', { cache: 'no-store', credentials: 'omit' });
         const body = await r.json();
         for (const [name, c] of Object.entries(body.checks || {})) {
-          if (!c.ok) problems.push(name + ': ' + c.detail);
+          if (!c.ok) problems.push(name === 'outcomes' ? c.detail : name + ': ' + c.detail);
         }
       } catch (e) {
         problems.push('the service did not answer its readiness check (' + e.message + ')');
@@ -396,6 +396,59 @@
     return root;
   }
 
+  // Contacts by their latest call's outcome, sampled from the campaign view (its counts are
+  // kept by the store as outcomes arrive: no extra query) every 2 s while the page is open.
+  function outcomesChart(samples) {
+    const W = 600, H = 180, L = 36, B = 22, T = 8, R = 8;
+    const shown = OUTCOMES.filter((k) => samples.some((s) => s.by[k]));
+    const top = Math.max(1, ...samples.map((s) => Math.max(0, ...shown.map((k) => s.by[k] || 0)))) * 1.1;
+    const x = (i) => L + ((W - L - R) * i) / (CHART_POINTS - 1);
+    const y = (v) => T + (H - T - B) * (1 - v / top);
+    const root = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, class: 'chart', role: 'img', 'aria-labelledby': 'outcomes-chart-title' });
+    const title = svg('title', { id: 'outcomes-chart-title' });
+    const last = samples.length ? samples[samples.length - 1].by : {};
+    title.textContent = 'Contacts by call outcome over the last ' + Math.round((samples.length * POLL_MS) / 1000) + ' s: now ' +
+      (shown.length ? shown.map((k) => k.replace('_', ' ') + ' ' + (last[k] || 0)).join(', ') : 'no outcome yet');
+    root.appendChild(title);
+    for (const v of [0, Math.round(top / 1.1 / 2), Math.round(top / 1.1)]) {
+      root.appendChild(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
+      const t = svg('text', { x: L - 4, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' });
+      t.textContent = String(v);
+      root.appendChild(t);
+    }
+    const offset = CHART_POINTS - samples.length;
+    for (const k of shown) {
+      const pts = samples.map((s, i) => x(offset + i).toFixed(1) + ',' + y(s.by[k] || 0).toFixed(1)).join(' ');
+      if (samples.length > 1) root.appendChild(svg('polyline', { points: pts, class: 'series oc-' + k, 'data-outcome': k }));
+      root.appendChild(svg('circle', { cx: x(CHART_POINTS - 1).toFixed(1), cy: y(last[k] || 0).toFixed(1), r: 3, class: 'dot oc-' + k }));
+    }
+    const foot = svg('text', { x: L, y: H - 6, class: 'axis' });
+    foot.textContent = '← 5 min (contacts by latest outcome, sampled every 2 s while this page is open)';
+    root.appendChild(foot);
+    return root;
+  }
+
+  function outcomesLegend(by) {
+    const shown = OUTCOMES.filter((k) => by[k]);
+    if (!shown.length) return h('figcaption', { class: 'small', text: 'Contacts by call outcome: none recorded yet.' });
+    return h('figcaption', { class: 'small' }, 'Contacts by call outcome: ',
+      h('ul', { class: 'legend', id: 'outcomes-legend' }, shown.map((k) => h('li', { 'data-outcome': k },
+        h('span', { class: 'swatch oc-' + k, 'aria-hidden': 'true' }), k.replace('_', ' ') + ' ' + num(by[k])))));
+  }
+
+  // Answer rate and reach by dial (1 = each contact's first placed call), from the report.
+  function dialsTable(r) {
+    const o = r.outcomes;
+    const pct = (v) => (v === null || v === undefined ? '—' : (100 * v).toFixed(1) + '%');
+    if (!o.by_dial.length) return h('p', { id: 'by-dial-empty', text: o.tracked ? 'No placed call yet.' : o.note });
+    return h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': 'Answer rate by dial' }, h('table', { id: 'by-dial-table' },
+      h('caption', { class: 'sr-only', text: 'Answer rate and reach by dial' }),
+      h('thead', {}, h('tr', {}, ['Dial', 'Calls', 'With a record', 'Answered', 'Answer rate', 'Reach (answered by this dial)'].map((t) => h('th', { scope: 'col', text: t })))),
+      h('tbody', {}, o.by_dial.map((d) => h('tr', { 'data-dial': d.dial },
+        h('th', { scope: 'row', text: d.dial }), h('td', { text: num(d.calls) }), h('td', { text: num(d.ended) }),
+        h('td', { text: num(d.answered) }), h('td', { class: 'answer-rate', text: pct(d.answer_rate) }), h('td', { text: pct(d.reach) }))))));
+  }
+
   function campaignPage(id) {
     const samples = [];
     const head = h('div', { id: 'campaign-head' });
@@ -408,7 +461,31 @@
     append(actions, [pauseBtn, resumeBtn, cancelBtn, downloadBtn]);
     const summary = h('div', { id: 'summary', class: 'summary' });
     const chartBox = h('figure', { id: 'chart', class: 'card' });
-    const root = pageShell('Campaign ' + id, h('p', {}, h('a', { href: '#/', text: '← All campaigns' })), head, actions, actionMsg, summary, chartBox);
+    const outcomesBox = h('figure', { id: 'outcomes-chart', class: 'card', hidden: true });
+    const charts = h('div', { class: 'charts' }, chartBox, outcomesBox);
+    const dialsBody = h('div', { id: 'by-dial' });
+    const dialsRefresh = h('button', { type: 'button', id: 'by-dial-refresh', text: 'Refresh' });
+    const dialsAt = h('span', { id: 'by-dial-at', class: 'small muted' });
+    const dials = h('section', { class: 'card', 'aria-labelledby': 'by-dial-title', hidden: true },
+      h('h2', { id: 'by-dial-title', text: 'Answer rate by dial' }),
+      h('p', { class: 'small' }, 'From the campaign\'s report (read when the page opens, when the campaign\'s state changes, and on Refresh). ', dialsRefresh, ' ', dialsAt),
+      dialsBody);
+    const root = pageShell('Campaign ' + id, h('p', {}, h('a', { href: '#/', text: '← All campaigns' })), head, actions, actionMsg, summary, charts, dials);
+    const outcomeSamples = [];
+    let reportState = null;
+    const view = app.view;
+    const loadDials = async () => {
+      dialsAt.textContent = 'Loading…';
+      try {
+        const r = await apiJson('/v1/campaigns/' + id + '/report');
+        if (view !== app.view) return;
+        clear(dialsBody).appendChild(dialsTable(r));
+        dialsAt.textContent = 'As of ' + new Date().toLocaleTimeString() + '.';
+      } catch (e) {
+        dialsAt.textContent = 'Cannot read the report: ' + e.message;
+      }
+    };
+    dialsRefresh.addEventListener('click', loadDials);
     const contacts = contactsSection(id);
     root.appendChild(contacts.section);
     const dialog = cancelDialog();
@@ -459,6 +536,9 @@
           ' · priority ', String(c.priority), ' · created ', when(c.created_at)),
         c.reason ? h('p', { id: 'campaign-reason', class: 'reason' }, h('strong', { text: 'Why: ' }), c.reason) : null,
         c.outage ? h('p', { class: 'reason' }, h('strong', { text: 'Endpoint: ' }), c.outage.message) : null,
+        c.outcomes && c.outcomes.stopped
+          ? h('p', { id: 'outcomes-stopped', class: 'reason', role: 'alert' }, h('strong', { text: 'Outcome tracking stopped: ' }), c.outcomes.stopped)
+          : null,
       ]);
       const open = c.state === 'active' || c.state === 'paused';
       pauseBtn.disabled = c.state !== 'active';
@@ -480,6 +560,18 @@
       clear(chartBox);
       append(chartBox, [chart(samples, c.rate_cap_per_second || 1),
         h('figcaption', { class: 'small', text: 'Requests per second (' + (c.rate_per_second || 0).toFixed(1) + ') against its cap (' + c.rate_cap_per_second + '/s).' })]);
+      if (c.outcomes) {
+        outcomeSamples.push({ t: Date.now(), by: Object.assign({}, c.outcomes.by_outcome) });
+        if (outcomeSamples.length > CHART_POINTS) outcomeSamples.shift();
+        outcomesBox.hidden = false;
+        clear(outcomesBox);
+        append(outcomesBox, [outcomesChart(outcomeSamples), outcomesLegend(c.outcomes.by_outcome)]);
+        dials.hidden = false;
+        if (reportState !== c.state) {
+          reportState = c.state;
+          loadDials();
+        }
+      }
       if (!contacts.loaded) contacts.load();
     });
   }
@@ -506,6 +598,15 @@
         no.focus();
       },
     };
+  }
+
+  // A call's post-call tags (`tags` on a session of the contact view, each {name, type, value,
+  // content}), when this service reports them; "—" while it does not.
+  function sessionTags(x) {
+    if (!Array.isArray(x.tags)) return h('td', { class: 'tags', text: '—' });
+    if (!x.tags.length) return h('td', { class: 'tags', text: 'none yet' });
+    return h('td', { class: 'tags' }, h('ul', { class: 'tag-list' },
+      x.tags.map((t) => h('li', { title: t.content || null }, h('b', { text: t.name }), ': ' + t.value))));
   }
 
   function contactsSection(id) {
@@ -609,13 +710,13 @@
         d.sessions && d.sessions.length ? [
           h('h4', { text: 'Calls and their outcomes' }),
           h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': 'Calls of this contact' }, h('table', { class: 'sessions' },
-            h('thead', {}, h('tr', {}, ['Session', 'Outcome', 'Talk time', 'Answered', 'Ended', 'Hung up by'].map((t) => h('th', { scope: 'col', text: t })))),
+            h('thead', {}, h('tr', {}, ['Session', 'Outcome', 'Talk time', 'Answered', 'Ended', 'Hung up by', 'Tags'].map((t) => h('th', { scope: 'col', text: t })))),
             h('tbody', {}, d.sessions.map((x) => {
               const oc = x.outcome || {};
-              return h('tr', {}, h('td', { text: x.session_id }), h('td', { text: oc.outcome || 'awaiting the call record' }),
-                h('td', { text: oc.duration_s !== undefined && oc.duration_s !== null ? duration(oc.duration_s) : '' }),
+              return h('tr', { 'data-session': x.session_id }, h('td', { text: x.session_id }), h('td', { class: 'session-outcome', text: oc.outcome || 'awaiting the call record' }),
+                h('td', { class: 'talk-time', text: oc.duration_s !== undefined && oc.duration_s !== null ? duration(oc.duration_s) : '' }),
                 h('td', { text: oc.answered_at ? when(oc.answered_at) : '' }), h('td', { text: oc.ended_at ? when(oc.ended_at) : '' }),
-                h('td', { text: oc.hangup_side || '' }));
+                h('td', { text: oc.hangup_side || '' }), sessionTags(x));
             })))),
         ] : null,
         h('h4', { text: 'Attempts' }),
