@@ -65,9 +65,10 @@ async fn rate_cap_holds_with_slow_replies_and_retries() {
     assert_eq!(stats.requests, 132, "120 first tries and 12 retries");
     assert!(
         stats.max_in_any_window <= 20,
-        "window held {}; {} connections",
+        "window held {}; {} connections{}",
         stats.max_in_any_window,
-        mock.connections()
+        mock.connections(),
+        fullest_second(&mock, &s.state, 20)
     );
     assert_eq!(
         stats.rate_limited, 0,
@@ -102,9 +103,10 @@ async fn killed_runs_resume_without_calling_anyone_twice() {
     );
     assert!(
         stats.max_in_any_window <= 20,
-        "restarts handed out a burst: {}; {} connections",
+        "restarts handed out a burst: {}; {} connections{}",
         stats.max_in_any_window,
-        mock.connections()
+        mock.connections(),
+        fullest_second(&mock, &s.state, 20)
     );
     let rows = s.results();
     assert_eq!(rows.len(), n, "every contact once in the results");
@@ -165,9 +167,10 @@ async fn two_campaigns_share_the_cap_and_the_small_one_is_not_starved() {
     let stats = mock.stats();
     assert!(
         stats.max_in_any_window <= 20,
-        "{} in one second; {} connections",
+        "{} in one second; {} connections{}",
         stats.max_in_any_window,
-        mock.connections()
+        mock.connections(),
+        fullest_second(&mock, &s.state, 20)
     );
     assert_eq!(stats.rate_limited, 0);
     assert_eq!(stats.accepted, 440);
@@ -201,6 +204,69 @@ async fn a_second_run_on_a_store_in_use_sends_nothing_and_the_cap_holds() {
         "every contact once, by the first run only"
     );
     assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
+}
+
+/// When the stand-in saw more than `cap` in a second: the fullest second's requests, each with
+/// when it arrived (ms after the second's first) and how long after the departure the dialer
+/// recorded for it (`attempts.sent_at` in the store at `state`, the moment its connection took
+/// it) it arrived. A request written late after its departure shows a large lag; an arrival
+/// the judge stamped early, a negative one; a limiter that let `cap + 1` leave within a
+/// second, departures closer than a second with ordinary lags.
+fn fullest_second(
+    mock: &ccc_dialer::mock::MockServer,
+    state: &std::path::Path,
+    cap: usize,
+) -> String {
+    let (now_i, now_w) = (std::time::Instant::now(), std::time::SystemTime::now());
+    let wall_us = |at: std::time::Instant| {
+        let w = now_w - now_i.duration_since(at);
+        w.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64)
+    };
+    let arrivals = mock.arrivals_by_callee();
+    let second = std::time::Duration::from_secs(1);
+    let Some(i) = (0..arrivals.len()).max_by_key(|i| {
+        arrivals[*i..]
+            .iter()
+            .take_while(|(t, _)| *t < arrivals[*i].0 + second)
+            .count()
+    }) else {
+        return String::new();
+    };
+    let n = arrivals[i..]
+        .iter()
+        .take_while(|(t, _)| *t < arrivals[i].0 + second)
+        .count();
+    if n <= cap {
+        return String::new();
+    }
+    let sent: std::collections::HashMap<String, i64> = rusqlite::Connection::open(state)
+        .and_then(|c| {
+            let mut st = c.prepare(
+                "SELECT k.callee, a.sent_at FROM attempts a JOIN contacts k ON k.id = a.contact_id WHERE a.sent_at IS NOT NULL",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.collect()
+        })
+        .unwrap_or_default();
+    let first = wall_us(arrivals[i].0);
+    let mut out = format!("\nthe fullest second ({n} arrivals), from the one before it:\n");
+    for (at, callee) in &arrivals[i.saturating_sub(1)..(i + n + 1).min(arrivals.len())] {
+        let w = wall_us(*at);
+        let lag = sent
+            .get(callee)
+            .map_or("no departure recorded".to_string(), |s| {
+                format!(
+                    "arrived {:.1} ms after its recorded departure",
+                    (w - s * 1000) as f64 / 1000.0
+                )
+            });
+        out.push_str(&format!(
+            "  {:+9.3} ms  {callee}  {lag}\n",
+            (w - first) as f64 / 1000.0
+        ));
+    }
+    out
 }
 
 /// The most of `arrivals` (any order) within any 1-second sliding window.
@@ -292,9 +358,10 @@ async fn a_campaign_held_to_two_a_second_beside_a_full_rate_one_neither_exceeds_
     );
     assert!(
         stats.max_in_any_window <= 20,
-        "{} in one second for the account; {} connections",
+        "{} in one second for the account; {} connections{}",
         stats.max_in_any_window,
-        mock.connections()
+        mock.connections(),
+        fullest_second(&mock, &s.state, 20)
     );
     assert_eq!(stats.rate_limited, 0);
     assert!(stats.duplicate_callees.is_empty());
