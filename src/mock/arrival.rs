@@ -35,10 +35,25 @@ impl Arrivals {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The arrivals of a connection whose start-up (the stand-in's model of a TLS handshake,
+    /// see [`super::slow_start`]) is over at `ready`: no request on it arrives sooner.
+    ///
+    /// From the connection's acceptance, not from its first bytes: a handshake starts when the
+    /// connection is opened. A connection the client opened ahead (or in the background, for a
+    /// request that then took another) is ready when a request comes later, as a real one
+    /// would be; counted from its first bytes, that request was stamped `handshake` after the
+    /// client wrote it, a delay no client can see (the real handshake comes before the write),
+    /// and the judge counted `cap + 1` in a second that held `cap`.
+    pub fn ready_at(ready: Instant) -> Arrivals {
+        Arrivals(Arc::new(Mutex::new(ConnState {
+            ready: Some(ready),
+            request: None,
+        })))
+    }
+
     /// Bytes arrived at `at`. The first bytes after a reply start a new request. `handshake`
-    /// is what the connection's start-up costs (the stand-in's model of TLS, see
-    /// [`super::slow_start`]): no request arrives sooner than that after the connection's
-    /// first bytes.
+    /// is what the connection's start-up costs when [`Arrivals::ready_at`] did not say when it
+    /// is over: no request arrives sooner than that after the connection's first bytes.
     pub fn received(&self, at: Instant, handshake: std::time::Duration) {
         let mut s = self.lock();
         let ready = *s.ready.get_or_insert(at + handshake);

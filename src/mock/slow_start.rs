@@ -3,8 +3,9 @@
 //! The real endpoint costs a new connection a TLS handshake (about 40 ms away from the region)
 //! before its first request can be read; the stand-in speaks plain HTTP on loopback, where a
 //! connection costs nothing. [`SlowStart`] wraps the listener so that each accepted connection
-//! reads nothing until `delay` after it was accepted: its first request arrives late, the
-//! requests after it on the same connection do not. A dialer that sends on fresh connections
+//! reads nothing until `delay` after it was accepted: a request sent as soon as the connection
+//! was opened arrives late (counted from `delay` after the acceptance), the requests after it,
+//! and a first request sent on a connection opened well before it, do not. A dialer that sends on fresh connections
 //! sees its requests land later than it sent them; one that keeps connections warm does not.
 //!
 //! Each connection also stamps the arrival of the request it is reading (see
@@ -48,7 +49,8 @@ impl axum::serve::Listener for SlowStart {
             io,
             start,
             delay: self.delay,
-            arrivals: Arrivals::default(),
+            // The handshake runs from the acceptance (see Arrivals::ready_at).
+            arrivals: Arrivals::ready_at(std::time::Instant::now() + self.delay),
             drop_idle_after: self.drop_idle_after,
             last_active: tokio::time::Instant::now(),
         };

@@ -206,12 +206,13 @@ async fn a_second_run_on_a_store_in_use_sends_nothing_and_the_cap_holds() {
     assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
 }
 
-/// When the stand-in saw more than `cap` in a second: the fullest second's requests, each with
-/// when it arrived (ms after the second's first) and how long after the departure the dialer
-/// recorded for it (`attempts.sent_at` in the store at `state`, the moment its connection took
-/// it) it arrived. A request written late after its departure shows a large lag; an arrival
-/// the judge stamped early, a negative one; a limiter that let `cap + 1` leave within a
-/// second, departures closer than a second with ordinary lags.
+/// When the stand-in saw more than `cap` in a second: every arrival it counted in that second
+/// (refused ones too: those never reach its per-callee log), in ms after the second's first,
+/// beside every departure the dialer recorded from 100 ms before it to 100 ms after
+/// (`attempts.sent_at` in the store at `state`: when the request's connection took it), with
+/// the callee and the error the attempt ended with. Departures a full second apart for
+/// arrivals that are not: a request written or delivered late (or stamped early by the judge);
+/// `cap + 1` departures within a second: the limiter let them go.
 fn fullest_second(
     mock: &ccc_dialer::mock::MockServer,
     state: &std::path::Path,
@@ -223,47 +224,71 @@ fn fullest_second(
         w.duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64)
     };
-    let arrivals = mock.arrivals_by_callee();
+    let arrivals = mock.arrivals();
     let second = std::time::Duration::from_secs(1);
-    let Some(i) = (0..arrivals.len()).max_by_key(|i| {
-        arrivals[*i..]
+    let in_second = |i: usize| {
+        arrivals[i..]
             .iter()
-            .take_while(|(t, _)| *t < arrivals[*i].0 + second)
+            .take_while(|t| **t < arrivals[i] + second)
             .count()
-    }) else {
+    };
+    let Some(i) = (0..arrivals.len()).max_by_key(|i| in_second(*i)) else {
         return String::new();
     };
-    let n = arrivals[i..]
-        .iter()
-        .take_while(|(t, _)| *t < arrivals[i].0 + second)
-        .count();
+    let n = in_second(i);
     if n <= cap {
         return String::new();
     }
-    let sent: std::collections::HashMap<String, i64> = rusqlite::Connection::open(state)
+    let first = wall_us(arrivals[i]);
+    let last = wall_us(arrivals[i + n - 1]);
+    let departures: Vec<(i64, String, String)> = rusqlite::Connection::open(state)
         .and_then(|c| {
             let mut st = c.prepare(
-                "SELECT k.callee, a.sent_at FROM attempts a JOIN contacts k ON k.id = a.contact_id WHERE a.sent_at IS NOT NULL",
+                "SELECT a.sent_at, k.callee, COALESCE(a.code, a.outcome, '') FROM attempts a
+                 JOIN contacts k ON k.id = a.contact_id
+                 WHERE a.sent_at BETWEEN ?1 AND ?2 ORDER BY a.sent_at",
             )?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let rows = st.query_map([first / 1000 - 100, last / 1000 + 100], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
             rows.collect()
         })
-        .unwrap_or_default();
-    let first = wall_us(arrivals[i].0);
-    let mut out = format!("\nthe fullest second ({n} arrivals), from the one before it:\n");
-    for (at, callee) in &arrivals[i.saturating_sub(1)..(i + n + 1).min(arrivals.len())] {
-        let w = wall_us(*at);
-        let lag = sent
-            .get(callee)
-            .map_or("no departure recorded".to_string(), |s| {
-                format!(
-                    "arrived {:.1} ms after its recorded departure",
-                    (w - s * 1000) as f64 / 1000.0
-                )
-            });
+        .unwrap_or_else(|e| {
+            vec![(
+                0,
+                format!("(the store could not be read: {e})"),
+                String::new(),
+            )]
+        });
+    let span: String = rusqlite::Connection::open(state)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*), MIN(sent_at), MAX(sent_at) FROM attempts",
+                [],
+                |r| {
+                    Ok(format!(
+                        "{} attempts, sent from {:?} to {:?} (the second's first arrival: {})",
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        first / 1000
+                    ))
+                },
+            )
+        })
+        .unwrap_or_else(|e| format!("the store could not be read: {e}"));
+    let mut out = format!(
+        "\n{span}\nthe fullest second: {n} arrivals at (ms after its first) {}\ndepartures recorded from 100 ms before to 100 ms after (ms after the same first):\n",
+        arrivals[i..i + n]
+            .iter()
+            .map(|t| format!("{:.1}", (wall_us(*t) - first) as f64 / 1000.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for (sent, callee, how) in departures {
         out.push_str(&format!(
-            "  {:+9.3} ms  {callee}  {lag}\n",
-            (w - first) as f64 / 1000.0
+            "  {:+6} ms  {callee}  {how}\n",
+            sent - first / 1000
         ));
     }
     out
