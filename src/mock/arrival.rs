@@ -194,3 +194,28 @@ fn recv(io: &tokio::net::TcpStream, buf: &mut [u8]) -> std::io::Result<(usize, O
 fn recv(io: &tokio::net::TcpStream, buf: &mut [u8]) -> std::io::Result<(usize, Option<Instant>)> {
     io.try_read(buf).map(|n| (n, None))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_connection_opened_ahead_holds_no_request_and_a_fresh_one_holds_its_first() {
+        let t0 = Instant::now();
+        let handshake = Duration::from_millis(40);
+        // Accepted at t0 and left in the pool: its first request, 5 s later, arrives when it
+        // arrives (counted from its first bytes it was stamped 40 ms after it was written).
+        let opened_ahead = Arrivals::ready_at(t0 + handshake);
+        opened_ahead.received(t0 + Duration::from_secs(5), handshake);
+        assert_eq!(opened_ahead.take(), Some(t0 + Duration::from_secs(5)));
+        // A request written as soon as its connection was opened waits for the handshake.
+        let fresh = Arrivals::ready_at(t0 + handshake);
+        fresh.received(t0 + Duration::from_millis(1), handshake);
+        assert_eq!(fresh.take(), Some(t0 + handshake));
+        // The next request on it is not held.
+        fresh.replied();
+        fresh.received(t0 + Duration::from_millis(300), handshake);
+        assert_eq!(fresh.take(), Some(t0 + Duration::from_millis(300)));
+    }
+}
