@@ -15,6 +15,10 @@ use crate::store::Store;
 pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let signals = super::Signals::new();
     let cfg = Arc::new(Config::load(&args.config).map_err(Failure::input)?);
+    if cfg.retry.redial_not_placed {
+        // Said, not silently ignored: `run` applies it when it starts a campaign again.
+        tracing::warn!("retry.redial_not_placed = true is not applied by serve: not_placed contacts stay not_placed here (run --redial-not-placed dials them again on a state file it owns)");
+    }
     let token = server::auth::token_for(&ProcessEnv, args.listen).map_err(Failure::input)?;
     if args.max_body_mib == 0 {
         return Err(Failure::input(anyhow!(

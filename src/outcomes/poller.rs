@@ -218,6 +218,11 @@ impl Tracker {
         ms(self.settings.check_every)
     }
 
+    /// The store it writes to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn settings(&self) -> &OutcomeSettings {
         &self.settings
     }

@@ -18,8 +18,9 @@
 //!   once (the last [`RECENT`] UUIDs, in memory; after a restart the store's idempotency per
 //!   SessionId does the same job).
 //! - A session this store does not know (another dialer's call, or a request whose reply was
-//!   lost) is acknowledged and not kept; in-doubt requests are resolved by the outcome poller's
-//!   reconciliation (DescribeTelCdr by phone and time), not from the push.
+//!   lost) is acknowledged and not kept; an in-doubt request to its number sent near its start
+//!   is looked up at once by the outcome poller's reconciliation (DescribeTelCdr by phone and
+//!   time, the authority), not resolved from the push itself.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -263,7 +264,9 @@ impl PushReceiver {
                     self.figures.recorded.fetch_add(1, Ordering::Relaxed);
                     ack("")
                 } else {
-                    // Known already, or a session this store never placed.
+                    // Known already, or a session this store never placed: perhaps the call a
+                    // lost reply (or a try that failed with InternalError) created.
+                    self.hasten_lookups(&record, now).await;
                     self.ignored("")
                 }
             }
@@ -276,6 +279,43 @@ impl PushReceiver {
                 )
                 .into_response()
             }
+        }
+    }
+}
+
+impl PushReceiver {
+    /// A pushed record of a session this store has no attempt for, to a number with an
+    /// in-doubt attempt sent near the call's start: that attempt's lookup falls due now, and
+    /// the poller resolves it from DescribeTelCdr (the authority; the push alone proves
+    /// nothing about which request created the call). Failures are logged: the push is
+    /// acknowledged either way (it is not kept).
+    async fn hasten_lookups(&self, record: &CallRecord, now_ms: i64) {
+        let (Some(session), Some(callee), Some(started)) = (
+            record.session_id.clone().filter(|s| !s.is_empty()),
+            record.callee.clone().filter(|c| !c.is_empty()),
+            record.started(),
+        ) else {
+            return;
+        };
+        let store = self.tracker.store();
+        let known = match store.known_sessions(vec![session]).await {
+            Ok(k) => !k.is_empty(),
+            Err(e) => {
+                tracing::warn!(error = %e, "a pushed record of an unknown session: the store failed");
+                return;
+            }
+        };
+        if known {
+            return;
+        }
+        let spellings = crate::outcomes::reconcile::spellings(&callee);
+        match store.hasten_lookups(spellings, started, now_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                lookups = n,
+                "a pushed call record of a session no attempt has matches in-doubt requests to its number: looking them up in the call records now"
+            ),
+            Err(e) => tracing::warn!(error = %e, "a pushed record of an unknown session: the store failed"),
         }
     }
 }

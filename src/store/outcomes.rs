@@ -681,6 +681,35 @@ impl Store {
         .await
     }
 
+    /// A call record this store has no attempt for (a push of the session a lost reply or a
+    /// failed try created) names `callees` (its spellings) and started at `started_secs`: the
+    /// lookups of the in-doubt attempts to that number sent within [start − 120 s, start + 60 s]
+    /// (the reconciliation's window, seen from the call) fall due at `now_ms`, so the poller
+    /// resolves them from DescribeTelCdr now rather than at their next check. Returns how many.
+    pub async fn hasten_lookups(
+        &self,
+        callees: Vec<String>,
+        started_secs: i64,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.call(move |c| {
+            let from = (started_secs - crate::outcomes::reconcile::AFTER_SECS) * 1000;
+            let to = (started_secs + crate::outcomes::reconcile::BEFORE_SECS) * 1000 + 999;
+            let mut stmt = c.prepare_cached(
+                "UPDATE outcome_checks SET asked = 1, next_check_at = ?3
+                 WHERE kind IN ('reconcile', 'retry_check') AND sent_at BETWEEN ?1 AND ?2
+                   AND (asked = 0 OR next_check_at > ?3)
+                   AND (SELECT k.callee FROM contacts k WHERE k.id = outcome_checks.contact_id) = ?4",
+            )?;
+            let mut n = 0;
+            for callee in &callees {
+                n += stmt.execute(params![from, to, now_ms, callee])?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     /// Which of `sessions` an attempt in this store already has.
     pub async fn known_sessions(
         &self,

@@ -655,3 +655,39 @@ async fn a_push_and_a_poll_of_one_session_count_once_and_the_poll_corrects_the_p
     assert_eq!(w.ignored, 1);
     assert_eq!(store.result_of(placed[0]).await.unwrap().outcome, "busy");
 }
+
+/// A pushed call record of a session no attempt has, to a number with an in-doubt request sent
+/// near the call's start, makes that request's lookup due at once (the poller then resolves it
+/// from DescribeTelCdr); another number, or a call too far from the send, changes nothing.
+#[tokio::test]
+async fn a_push_of_an_unknown_session_hastens_the_lookup_of_an_in_doubt_request_to_its_number() {
+    let (_dir, store, id) = store_with(2).await;
+    let sent = 1_800_000_000_000;
+    dial(&store, id, sent, true).await;
+    let first_ms = 3_600_000; // not due by itself for an hour
+    let now = sent + 60_000;
+    assert!(store
+        .due_reconciles(now, first_ms, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Too far: the call started 3 minutes after the send.
+    let n = store
+        .hasten_lookups(vec!["008613000000000".into()], sent / 1000 + 180, now)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    // Another spelling of the number, 5 s after the send: due now, the other contact not.
+    let n = store
+        .hasten_lookups(
+            vec!["+8613000000000".into(), "008613000000000".into()],
+            sent / 1000 + 5,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let due = store.due_reconciles(now, first_ms, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].callee, "008613000000000");
+}
