@@ -139,7 +139,7 @@ pub(super) async fn attempt(
     let c = &engine.counters;
     c.sent.fetch_add(1, Ordering::Relaxed);
     c.in_flight.fetch_add(1, Ordering::Relaxed);
-    m.in_flight.fetch_add(1, Ordering::Relaxed);
+    m.in_flight.inc();
     let span = tracing::info_span!(
         "attempt",
         campaign = contact.campaign_id,
@@ -157,7 +157,7 @@ pub(super) async fn attempt(
         .await;
     let sent_at = departure.left_ms(now_ms());
     c.in_flight.fetch_sub(1, Ordering::Relaxed);
-    m.in_flight.fetch_sub(1, Ordering::Relaxed);
+    m.in_flight.dec();
     m.latency.observe(sent.elapsed());
     let wait_for_line = super::lines::settle(engine, line, &result).await;
     match &result {
@@ -309,10 +309,7 @@ fn outcome_of_error(
         Decision::Retry { after, .. } => {
             if class == Class::Throttled {
                 c.throttled.fetch_add(1, Ordering::Relaxed);
-                engine
-                    .metrics
-                    .throttle_events
-                    .fetch_add(1, Ordering::Relaxed);
+                engine.metrics.throttle_events.inc();
                 engine.limiter.throttled();
             } else {
                 c.retries.fetch_add(1, Ordering::Relaxed);

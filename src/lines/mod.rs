@@ -13,7 +13,7 @@
 pub mod estimate;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::{self, Write};
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -273,66 +273,6 @@ impl Lines {
                 None
             }
             Err(full) => Some(self.busy(agent, full, now).to_string()),
-        }
-    }
-
-    /// The `/metrics` lines: lines estimate, calls believed active, capacity refusals.
-    pub fn render(&self, out: &mut String) {
-        use crate::metrics::header;
-        let agents = self.snapshot();
-        header(
-            out,
-            "ccc_dialer_agent_lines",
-            "gauge",
-            "Lines of an AI agent in force (configured, or learned from capacity refusals; absent while unknown).",
-        );
-        for a in &agents {
-            if let Some(n) = a.lines {
-                let _ = writeln!(
-                    out,
-                    "ccc_dialer_agent_lines{{agent=\"{}\",learned=\"{}\"}} {n}",
-                    a.agent, a.learned
-                );
-            }
-        }
-        header(
-            out,
-            "ccc_dialer_agent_active_calls",
-            "gauge",
-            "Calls believed to hold a line of an AI agent now (requests awaiting a reply included).",
-        );
-        for a in &agents {
-            let _ = writeln!(
-                out,
-                "ccc_dialer_agent_active_calls{{agent=\"{}\"}} {}",
-                a.agent, a.active
-            );
-        }
-        header(
-            out,
-            "ccc_dialer_agent_hold_seconds",
-            "gauge",
-            "Median time a call is believed to hold a line of an AI agent.",
-        );
-        for a in &agents {
-            let _ = writeln!(
-                out,
-                "ccc_dialer_agent_hold_seconds{{agent=\"{}\"}} {}",
-                a.agent, a.hold_seconds
-            );
-        }
-        header(
-            out,
-            "ccc_dialer_capacity_refusals_total",
-            "counter",
-            "Requests refused because every line of the AI agent was busy (AcquireQuota and kin).",
-        );
-        for a in &agents {
-            let _ = writeln!(
-                out,
-                "ccc_dialer_capacity_refusals_total{{agent=\"{}\"}} {}",
-                a.agent, a.capacity_refusals
-            );
         }
     }
 }

@@ -78,11 +78,10 @@ pub struct Service {
     /// Contact counts of completed campaigns, which no longer change: `/metrics` and the
     /// campaign list do not count a million finished rows again at every scrape.
     finished_counts: std::sync::Mutex<HashMap<i64, BTreeMap<Status, u64>>>,
-    /// `/metrics`' contact gauges as last counted, and when (see [`probes::metrics`]). A tokio
-    /// mutex: one scrape counts while the others wait for its figures.
-    pub(crate) gauges: tokio::sync::Mutex<Option<(tokio::time::Instant, String)>>,
-    /// How many times `/metrics` counted contacts in the store.
-    pub(crate) recounts: std::sync::atomic::AtomicU64,
+    /// What `/metrics` serves, with the contact gauges as last counted (see
+    /// [`probes::metrics`]). A tokio mutex: one scrape counts while the others wait for its
+    /// figures.
+    pub(crate) scrape: tokio::sync::Mutex<probes::Scrape>,
     /// Outcome tracking (`[outcomes] enabled`): the tracker polling DescribeTelCdr for every
     /// campaign's placed calls and lost replies, for the life of the service.
     pub outcomes: Option<Arc<crate::outcomes::poller::Tracker>>,
@@ -693,6 +692,7 @@ pub fn build(
         .then(|| outcome_tracker(&cfg, &engine))
         .flatten();
     let tags = tag_tracker(&cfg, &engine);
+    let scrape = probes::Scrape::new(&engine.metrics);
     let campaigns = Campaigns::new(cfg, Arc::new(engine));
     Arc::new(Service {
         campaigns,
@@ -703,8 +703,7 @@ pub fn build(
         creating: tokio::sync::Mutex::new(()),
         calls: tokio::sync::Mutex::new(()),
         finished_counts: std::sync::Mutex::new(HashMap::new()),
-        gauges: tokio::sync::Mutex::new(None),
-        recounts: std::sync::atomic::AtomicU64::new(0),
+        scrape: tokio::sync::Mutex::new(scrape),
         outcomes,
         tags,
         cdr_push: std::sync::OnceLock::new(),

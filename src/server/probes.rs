@@ -3,7 +3,7 @@
 //! endpoint's outage, if any, is reported without failing readiness), and
 //! `/metrics` (Prometheus text: the engine's figures plus contacts by status per campaign).
 
-use std::fmt::Write;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -14,7 +14,11 @@ use serde_json::json;
 
 use super::Service;
 use crate::dispatch::now_ms;
-use crate::metrics::{header, label};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 /// A host clock further than this from the service's makes signatures expire (the service
 /// allows 300 s); readiness fails before that happens.
@@ -88,98 +92,180 @@ pub async fn readyz(State(svc): State<Arc<Service>>) -> impl IntoResponse {
 
 pub async fn metrics(State(svc): State<Arc<Service>>) -> impl IntoResponse {
     let engine = svc.campaigns.base();
-    let mut out = String::new();
-    engine.metrics.render(&mut out);
-    engine.lines.render(&mut out);
-    header(
-        &mut out,
-        "ccc_dialer_limiter_rate",
-        "gauge",
-        "Current pace of the shared limiter in requests per second.",
-    );
-    let _ = writeln!(
-        out,
-        "ccc_dialer_limiter_rate {}",
-        engine.limiter.current_rate()
-    );
-    let status = match contact_gauges(&svc, &mut out).await {
+    // One scrape at a time: the one that finds the contact counts stale counts them while the
+    // others wait for its figures, and the scrape-time gauges are set and read together.
+    let mut scrape = svc.scrape.lock().await;
+    scrape.limiter_rate.set(engine.limiter.current_rate());
+    scrape.lines(&engine.lines.snapshot());
+    let status = match scrape.contacts(&svc).await {
         Ok(()) => StatusCode::OK,
         Err(e) => {
             tracing::error!(error = %e, "metrics: cannot read contact counts");
             StatusCode::INTERNAL_SERVER_ERROR
         }
     };
+    let out = crate::metrics::encode(&scrape.registry);
     (
         status,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         out,
     )
 }
 
-/// Contacts by status per campaign, and in doubt over all of them: counted in the store at
-/// most once per `server.metrics_refresh`, whatever the number of scrapers; every other scrape
-/// is answered from memory.
-async fn contact_gauges(svc: &Service, out: &mut String) -> Result<(), crate::store::StoreError> {
-    let refresh = svc.config().server.metrics_refresh;
-    let mut cached = svc.gauges.lock().await;
-    let fresh = cached
-        .as_ref()
-        .is_some_and(|(at, _)| at.elapsed() < refresh);
-    if !fresh {
-        let mut text = String::new();
-        count_contacts(svc, &mut text).await?;
-        svc.recounts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *cached = Some((tokio::time::Instant::now(), text));
-    }
-    if let Some((_, text)) = cached.as_ref() {
-        out.push_str(text);
-    }
-    header(
-        out,
-        "ccc_dialer_contact_recounts_total",
-        "counter",
-        "Times /metrics counted contacts in the store (at most once per server.metrics_refresh).",
-    );
-    let _ = writeln!(
-        out,
-        "ccc_dialer_contact_recounts_total {}",
-        svc.recounts.load(std::sync::atomic::Ordering::Relaxed)
-    );
-    Ok(())
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLabel {
+    agent: u64,
 }
 
-async fn count_contacts(svc: &Service, out: &mut String) -> Result<(), crate::store::StoreError> {
-    header(
-        out,
-        "ccc_dialer_contacts",
-        "gauge",
-        "Contacts by status per campaign.",
-    );
-    let mut in_doubt = 0;
-    for c in svc.store.campaigns().await? {
-        for (status, n) in svc.counts(&c).await? {
-            if status == crate::contact::Status::Unknown {
-                in_doubt += n;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLinesLabels {
+    agent: u64,
+    learned: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ContactLabels {
+    campaign: String,
+    status: String,
+}
+
+/// What `/metrics` serves: the engine's figures (shared with it) and the gauges set at scrape
+/// time. Contacts by status are counted in the store at most once per
+/// `server.metrics_refresh`, whatever the number of scrapers; every other scrape is answered
+/// from memory.
+#[derive(Debug)]
+pub struct Scrape {
+    registry: Registry,
+    limiter_rate: Gauge<f64, AtomicU64>,
+    agent_lines: Family<AgentLinesLabels, Gauge>,
+    agent_active: Family<AgentLabel, Gauge<f64, AtomicU64>>,
+    agent_hold: Family<AgentLabel, Gauge<f64, AtomicU64>>,
+    capacity_refusals: Family<AgentLabel, Counter>,
+    contacts: Family<ContactLabels, Gauge>,
+    in_doubt: Gauge,
+    recounts: Counter,
+    counted_at: Option<tokio::time::Instant>,
+}
+
+impl Scrape {
+    pub fn new(engine: &crate::metrics::Metrics) -> Scrape {
+        let mut registry = Registry::default();
+        engine.register(&mut registry);
+        let s = Scrape {
+            registry: Registry::default(),
+            limiter_rate: Gauge::default(),
+            agent_lines: Family::default(),
+            agent_active: Family::default(),
+            agent_hold: Family::default(),
+            capacity_refusals: Family::default(),
+            contacts: Family::default(),
+            in_doubt: Gauge::default(),
+            recounts: Counter::default(),
+            counted_at: None,
+        };
+        // prometheus-client adds `_total` to a counter's name and a full stop to its help.
+        registry.register(
+            "ccc_dialer_agent_lines",
+            "Lines of an AI agent in force (configured, or learned from capacity refusals; absent while unknown)",
+            s.agent_lines.clone(),
+        );
+        registry.register(
+            "ccc_dialer_agent_active_calls",
+            "Calls believed to hold a line of an AI agent now (requests awaiting a reply included)",
+            s.agent_active.clone(),
+        );
+        registry.register(
+            "ccc_dialer_agent_hold_seconds",
+            "Median time a call is believed to hold a line of an AI agent",
+            s.agent_hold.clone(),
+        );
+        registry.register(
+            "ccc_dialer_capacity_refusals",
+            "Requests refused because every line of the AI agent was busy (AcquireQuota and kin)",
+            s.capacity_refusals.clone(),
+        );
+        registry.register(
+            "ccc_dialer_limiter_rate",
+            "Current pace of the shared limiter in requests per second",
+            s.limiter_rate.clone(),
+        );
+        registry.register(
+            "ccc_dialer_contacts",
+            "Contacts by status per campaign",
+            s.contacts.clone(),
+        );
+        registry.register(
+            "ccc_dialer_in_doubt_contacts",
+            "Contacts whose reply was lost (unknown): check before calling again",
+            s.in_doubt.clone(),
+        );
+        registry.register(
+            "ccc_dialer_contact_recounts",
+            "Times /metrics counted contacts in the store (at most once per server.metrics_refresh)",
+            s.recounts.clone(),
+        );
+        Scrape { registry, ..s }
+    }
+
+    /// The agents' lines as the limiter sees them now.
+    fn lines(&self, agents: &[crate::lines::AgentLines]) {
+        self.agent_lines.clear();
+        self.agent_active.clear();
+        self.agent_hold.clear();
+        self.capacity_refusals.clear();
+        for a in agents {
+            let agent = AgentLabel { agent: a.agent };
+            if let Some(n) = a.lines {
+                self.agent_lines
+                    .get_or_create(&AgentLinesLabels {
+                        agent: a.agent,
+                        learned: a.learned,
+                    })
+                    .set(i64::from(n));
             }
-            let _ = writeln!(
-                out,
-                "ccc_dialer_contacts{{campaign=\"{}\",status=\"{status}\"}} {n}",
-                label(&c.name)
-            );
+            self.agent_active.get_or_create(&agent).set(a.active);
+            self.agent_hold.get_or_create(&agent).set(a.hold_seconds);
+            self.capacity_refusals
+                .get_or_create(&agent)
+                .inc_by(a.capacity_refusals);
         }
     }
-    header(
-        out,
-        "ccc_dialer_in_doubt_contacts",
-        "gauge",
-        "Contacts whose reply was lost (unknown): check before calling again.",
-    );
-    let _ = writeln!(out, "ccc_dialer_in_doubt_contacts {in_doubt}");
-    Ok(())
+
+    /// Contacts by status per campaign, and in doubt over all of them, counted again when the
+    /// last count is older than `server.metrics_refresh`.
+    async fn contacts(&mut self, svc: &Service) -> Result<(), crate::store::StoreError> {
+        let refresh = svc.config().server.metrics_refresh;
+        if self.counted_at.is_some_and(|at| at.elapsed() < refresh) {
+            return Ok(());
+        }
+        let mut counts = vec![];
+        let mut in_doubt = 0;
+        for c in svc.store.campaigns().await? {
+            for (status, n) in svc.counts(&c).await? {
+                if status == crate::contact::Status::Unknown {
+                    in_doubt += n;
+                }
+                counts.push((
+                    ContactLabels {
+                        campaign: c.name.clone(),
+                        status: status.to_string(),
+                    },
+                    n,
+                ));
+            }
+        }
+        self.contacts.clear();
+        for (labels, n) in counts {
+            self.contacts
+                .get_or_create(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.in_doubt
+            .set(i64::try_from(in_doubt).unwrap_or(i64::MAX));
+        self.recounts.inc();
+        self.counted_at = Some(tokio::time::Instant::now());
+        Ok(())
+    }
 }
 
 #[cfg(test)]
