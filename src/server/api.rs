@@ -399,13 +399,16 @@ pub(super) fn rfc3339(ms: i64) -> String {
 pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> {
     let counts = svc.counts(&c).await?;
     let total = counts.values().sum();
-    let sent = svc.store.sends_since(c.id, now_ms() - 10_000).await?;
-    let rate = sent as f64 / 10.0;
+    let now = now_ms();
+    let dialling_since = svc.campaigns.dialling_since(c.id);
+    let start = super::pace::window_start(now, dialling_since);
+    let (sent, first) = svc.store.sends_window(c.id, start).await?;
+    let cap = rate_cap(svc, &c);
+    let rate = super::pace::rate(sent, first, start, now, cap);
     let open = counts.get(&Status::Pending).copied().unwrap_or(0)
         + counts.get(&Status::InFlight).copied().unwrap_or(0);
-    let eta = (c.state == CampaignState::Active && rate > 0.0).then(|| open as f64 / rate);
+    let eta = super::pace::eta(open, rate, c.state == CampaignState::Active);
     let agent_lines = svc.campaigns.base().lines.of(agent_of(svc, &c));
-    let cap = rate_cap(svc, &c);
     let mut all: BTreeMap<String, u64> = Status::ALL
         .iter()
         .map(|s| (s.as_str().to_string(), 0))
@@ -438,7 +441,7 @@ pub(super) async fn view(svc: &Service, c: Campaign) -> ApiResult<CampaignView> 
         counts: all,
         rate_per_second: rate,
         rate_cap_per_second: cap,
-        eta_seconds: eta.map(|e| (e * 10.0).round() / 10.0),
+        eta_seconds: eta,
         agent_lines,
         settings: c
             .settings

@@ -40,6 +40,8 @@ struct Runner {
     /// Set (under the steering lock) once the runner recorded its campaign `completed`: from
     /// then on it dials nothing more, even before its task has returned.
     ended: Arc<AtomicBool>,
+    /// When it started (Unix ms): the campaign's rate is measured from then at most.
+    started_ms: i64,
 }
 
 impl Runner {
@@ -55,6 +57,10 @@ pub struct Campaigns {
     /// Shared parts (store, client, limiter, permits, metrics) and the config's retry settings.
     base: Arc<Engine>,
     runners: Mutex<HashMap<i64, Runner>>,
+    /// Each campaign's own rate cap (`max_rate`), kept across its runners: a pause and a
+    /// resume within a second must not start the campaign's window afresh (that let twice
+    /// its cap leave in that second).
+    own_rates: Mutex<HashMap<i64, Arc<dispatch::campaign_rate::CampaignRate>>>,
     /// Set once shutdown starts: nothing new is started after it.
     closing: watch::Sender<bool>,
     /// Held while a campaign's state and its runner change together (pause, resume, cancel, a
@@ -75,6 +81,7 @@ impl Campaigns {
             cfg,
             base,
             runners: Mutex::new(HashMap::new()),
+            own_rates: Mutex::new(HashMap::new()),
             closing: watch::channel(false).0,
             steering: tokio::sync::Mutex::new(()),
             notifier: std::sync::OnceLock::new(),
@@ -131,6 +138,29 @@ impl Campaigns {
             .map(|r| r.engine.clone())
     }
 
+    /// Since when (Unix ms) this process has been dialling `campaign_id` without a pause, if it
+    /// is.
+    pub fn dialling_since(&self, campaign_id: i64) -> Option<i64> {
+        lock(&self.runners)
+            .get(&campaign_id)
+            .filter(|r| r.is_live())
+            .map(|r| r.started_ms)
+    }
+
+    /// `campaign_id`'s own rate cap at `rate` requests/s: the one its earlier runners used
+    /// when the rate is the same (its window of recent sends goes on), else a new one.
+    fn own_rate(&self, campaign_id: i64, rate: f64) -> Arc<dispatch::campaign_rate::CampaignRate> {
+        let mut rates = lock(&self.own_rates);
+        match rates.get(&campaign_id) {
+            Some(r) if r.rate() == rate => r.clone(),
+            _ => {
+                let r = Arc::new(dispatch::campaign_rate::CampaignRate::new(rate));
+                rates.insert(campaign_id, r.clone());
+                r
+            }
+        }
+    }
+
     pub fn is_running(&self, campaign_id: i64) -> bool {
         lock(&self.runners)
             .get(&campaign_id)
@@ -153,9 +183,7 @@ impl Campaigns {
         let mut engine = self.base.for_campaign(settings.retry(&self.cfg));
         // Priority p: p + 1 tokens in a row at each turn (at most 10), plain turns at 0.
         engine.weight = 1 + c.priority.clamp(0, 9) as u32;
-        engine.own_rate = settings
-            .max_rate(&self.cfg)
-            .map(|r| Arc::new(dispatch::campaign_rate::CampaignRate::new(r)));
+        engine.own_rate = settings.max_rate(&self.cfg).map(|r| self.own_rate(c.id, r));
         if settings.calling.is_some() {
             match settings.calling_rules(&self.cfg) {
                 Ok(calling) => engine.rules = Arc::new(self.base.rules.for_campaign(calling)),
@@ -208,6 +236,7 @@ impl Campaigns {
                 engine,
                 draining,
                 ended,
+                started_ms: now_ms(),
             },
         );
     }

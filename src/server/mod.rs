@@ -28,6 +28,7 @@ pub mod limits;
 pub mod listener;
 pub mod origin;
 pub mod outage;
+pub mod pace;
 pub mod probes;
 pub mod requeue;
 pub mod settings;

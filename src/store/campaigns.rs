@@ -16,7 +16,8 @@ use super::{Store, StoreError};
 /// finds its contact by id: a few hundred rows for a 10 s window. Left to itself the planner
 /// walked every contact of the campaign instead (0.3 s at 1M contacts, on the store's one
 /// thread, every 2 s a console is open); `CROSS JOIN` fixes the order, `INDEXED BY` the index.
-pub const SENDS_SINCE_SQL: &str = "SELECT COUNT(*) FROM attempts AS a INDEXED BY attempts_started
+pub const SENDS_SINCE_SQL: &str =
+    "SELECT COUNT(*), MIN(a.started_at) FROM attempts AS a INDEXED BY attempts_started
        CROSS JOIN contacts AS k ON k.id = a.contact_id
      WHERE a.started_at >= ?2 AND k.campaign_id = ?1
        AND COALESCE(a.outcome, '') NOT IN ('not_sent', 'requeued')";
@@ -361,11 +362,23 @@ impl Store {
     /// Requests of this campaign that reached the network since `since_ms` (for its rate), by
     /// [`SENDS_SINCE_SQL`].
     pub async fn sends_since(&self, campaign_id: i64, since_ms: i64) -> Result<u64, StoreError> {
+        Ok(self.sends_window(campaign_id, since_ms).await?.0)
+    }
+
+    /// [`SENDS_SINCE_SQL`]: the campaign's requests sent since `since_ms`, and when the first
+    /// of them was sent.
+    pub async fn sends_window(
+        &self,
+        campaign_id: i64,
+        since_ms: i64,
+    ) -> Result<(u64, Option<i64>), StoreError> {
         self.call(move |c| {
-            let n: i64 = c
+            let (n, first): (i64, Option<i64>) = c
                 .prepare_cached(SENDS_SINCE_SQL)?
-                .query_row(params![campaign_id, since_ms], |r| r.get(0))?;
-            Ok(n as u64)
+                .query_row(params![campaign_id, since_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            Ok((n as u64, first))
         })
         .await
     }

@@ -408,3 +408,41 @@ async fn run_with_a_campaign_cap_sends_no_more_than_it_in_any_second() {
         max_in_window(&arrivals)
     );
 }
+
+/// A pause and a resume within a second start the campaign's runner anew but not its window:
+/// the resumed runner may not send what the second before the pause already used (with a
+/// fresh window it sent up to twice the cap in that second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_and_resume_within_a_second_keep_the_campaigns_cap() {
+    let _alone = alone().await;
+    let mock = cap_mock(20, 0, "").await;
+    let s = Scratch::new(&mock.endpoint(), "max_rate = 2", "");
+    let srv = Served::start(&s).await;
+    let id = srv.create("steered", &csv_of(63, 12)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for sent in [2, 5, 8] {
+        // Right after a send, while the window still holds it: pause, resume at once.
+        while arrivals_of(&mock, 63).len() < sent {
+            assert!(std::time::Instant::now() < deadline, "no progress");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            srv.post(&format!("/v1/campaigns/{id}/pause"), "").await.0,
+            200
+        );
+        assert_eq!(
+            srv.post(&format!("/v1/campaigns/{id}/resume"), "").await.0,
+            200
+        );
+    }
+    srv.wait_campaign(id, "completion", |c| state(c) == "completed")
+        .await;
+    let t = arrivals_of(&mock, 63);
+    assert_eq!(t.len(), 12);
+    assert!(
+        max_in_window(&t) <= 2,
+        "the 2/s campaign sent {} in one second across its pauses",
+        max_in_window(&t)
+    );
+}
