@@ -483,7 +483,7 @@ fn parse_length(text: &str) -> Result<crate::mock::Length, String> {
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    crate::duration::parse(text)
+    crate::duration::parse(text).map_err(|e| format!("expected {e}"))
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {

@@ -382,6 +382,9 @@ impl Config {
 /// secret pasted into the config by mistake (`secret_key = "…"`, `sdk_app_id = "AKID…"`) must
 /// not be echoed to the terminal or logs.
 fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    if let Some(said) = crate::server::toml_error::unknown_key(text, e) {
+        return said;
+    }
     let said = crate::server::toml_error::describe(text, e);
     match e.span() {
         Some(_) => format!("invalid TOML at {said}"),

@@ -3,13 +3,16 @@
 
 use std::time::Duration;
 
+/// What a duration looks like, the start of every refusal.
+const FORM: &str = "a duration such as \"2s\", \"5m\" or \"1h\"";
+
 /// Parse `"2s"`, `"1h30m"`, `"250ms"`. Bare numbers are refused: the unit must be explicit.
+/// A refusal says what was expected, to follow "expected " after the key and its value
+/// (`min_gap = "4 hours": expected a duration such as …`).
 pub fn parse(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
-        return Err(
-            "expected a duration such as \"2s\", \"5m\" or \"1h\", found an empty string".into(),
-        );
+        return Err(format!("{FORM} (it is empty)"));
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -18,13 +21,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!(
-                "expected a duration such as \"2s\", \"5m\" or \"1h\", found {text:?}"
-            ));
+            return Err(format!("{FORM}: a number, then its unit"));
         }
         let n: u64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("number too large in duration {text:?}"))?;
+            .map_err(|_| format!("{FORM} (its number is too large)"))?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
@@ -39,13 +40,18 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "d" => Duration::from_secs(n.saturating_mul(86_400)),
             "" => {
                 return Err(format!(
-                    "duration {text:?} has no unit: expected one of ms, s, m, h, d (e.g. \"{n}s\")"
+                    "{FORM}: {n} needs its unit, one of ms, s, m, h, d (e.g. \"{n}s\")"
                 ))
             }
             other => {
+                let space = if other.starts_with(char::is_whitespace) {
+                    ", with no space before it"
+                } else {
+                    ""
+                };
                 return Err(format!(
-                    "unknown unit {other:?} in duration {text:?}: expected one of ms, s, m, h, d"
-                ))
+                    "{FORM}: {other:?} is not a unit (one of ms, s, m, h, d{space})"
+                ));
             }
         };
         total = total.saturating_add(part);
@@ -68,8 +74,20 @@ mod tests {
 
     #[test]
     fn refuses_missing_or_unknown_units() {
-        assert!(parse("5").unwrap_err().contains("no unit"));
-        assert!(parse("5y").unwrap_err().contains("unknown unit"));
+        assert_eq!(
+            parse("5").unwrap_err(),
+            "a duration such as \"2s\", \"5m\" or \"1h\": 5 needs its unit, one of ms, s, m, h, d (e.g. \"5s\")"
+        );
+        assert_eq!(
+            parse("5y").unwrap_err(),
+            "a duration such as \"2s\", \"5m\" or \"1h\": \"y\" is not a unit (one of ms, s, m, h, d)"
+        );
+        // Read after "expected ", no refusal repeats it or starts with a problem.
+        for bad in ["", "s", "5", "5y", "99999999999999999999999s", "2 parsecs"] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.starts_with("a duration such as"), "{e}");
+            assert!(!e.contains("expected"), "{e}");
+        }
         assert!(parse("").is_err());
         assert!(parse("s").is_err());
     }

@@ -247,7 +247,7 @@ impl CampaignSettings {
             ("backoff_max", &self.backoff_max),
         ]) {
             if let Some(v) = value {
-                let d = duration::parse(v).map_err(|e| format!("{key} = {v:?}: {e}"))?;
+                let d = duration::parse(v).map_err(|e| format!("{key} = {v:?}: expected {e}"))?;
                 if d > BACKOFF_MAX {
                     return Err(format!("{key} = {v:?}: expected a duration of at most 30d"));
                 }

@@ -5,8 +5,12 @@
 //! goes to the log, to `rejected/NAME.csv.error.txt` and into the store. Quoting the offending
 //! line would copy whatever it holds (a credential pasted by mistake) into all three.
 
-/// `line L, column C[, key K]: what`.
+/// `line L, column C[, key K]: what`; for a key the file may not hold,
+/// `unknown key K in [table] at line L: expected one of a, b, c`.
 pub fn describe(text: &str, e: &toml::de::Error) -> String {
+    if let Some(said) = unknown_key(text, e) {
+        return said;
+    }
     let what = redact(e.message().trim_end());
     let Some(span) = e.span() else {
         return what;
@@ -116,6 +120,47 @@ fn collect_strings(v: &toml::Value, out: &mut Vec<String>) {
         toml::Value::Table(t) => t.values().for_each(|i| collect_strings(i, out)),
         other => out.push(other.to_string()),
     }
+}
+
+/// serde's "unknown field `k`, expected one of `a`, `b`" said as TOML: `unknown key k in
+/// [table] at line L: expected one of a, b` (the table is the last header above the line; the
+/// key is named only when it looks like one, see [`looks_like_key`]).
+pub fn unknown_key(text: &str, e: &toml::de::Error) -> Option<String> {
+    let rest = e.message().trim_end().strip_prefix("unknown field `")?;
+    let (key, expected) = rest.split_once('`')?;
+    let expected = expected.trim_start_matches(',').trim().replace('`', "");
+    let expected = match expected.as_str() {
+        "there are no fields" => "no keys here".to_string(),
+        _ => expected,
+    };
+    let line = e.span().map(|span| {
+        let start = floor_char_boundary(text, span.start.min(text.len()));
+        text[..start].matches('\n').count() + 1
+    });
+    let table = line
+        .and_then(|l| text.lines().take(l).filter_map(table_header).last())
+        .map_or("the top level".to_string(), |t| format!("[{t}]"));
+    let key = if looks_like_key(key) {
+        key
+    } else {
+        "(not shown)"
+    };
+    Some(match line {
+        Some(l) => format!("unknown key {key} in {table} at line {l}: {expected}"),
+        None => format!("unknown key {key} in {table}: {expected}"),
+    })
+}
+
+/// `calling.hours` of a `[calling.hours]` or `[[calling.hours]]` line.
+fn table_header(line: &str) -> Option<&str> {
+    let l = line.trim();
+    let inner = l
+        .strip_prefix("[[")
+        .and_then(|r| r.split_once("]]"))
+        .or_else(|| l.strip_prefix('[').and_then(|r| r.split_once(']')))?
+        .0
+        .trim();
+    looks_like_key(inner).then_some(inner)
 }
 
 fn floor_char_boundary(text: &str, mut at: usize) -> usize {
@@ -242,8 +287,38 @@ mod tests {
         assert!(!e.contains("AKIDsecret"), "{e}");
         assert!(e.starts_with("line 1, column 6: "), "{e}");
         let e = err("calling . hours = 3\n");
-        assert!(e.contains("key calling . hours"), "{e}");
+        assert!(
+            e.starts_with("unknown key calling in the top level at line 1"),
+            "{e}"
+        );
         let e = err("名前 = \"秘密\n");
         assert!(!e.contains("秘密"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_table_and_the_keys_expected() {
+        let e = err("name = \"x\"\nretries = 3\n");
+        assert_eq!(
+            e,
+            "unknown key retries in the top level at line 2: expected ai_agent_id or name"
+        );
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            campaign: S,
+            rule: Option<Vec<S>>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct S {
+            name: Option<String>,
+        }
+        let text = "[campaign]\nname = \"a\"\n[[rule]]\nname = \"b\"\nAKIDsecret value = 1\n";
+        let e = describe(text, &toml::from_str::<Outer>(text).unwrap_err());
+        assert!(!e.contains("AKID"), "{e}");
+        let text = "[campaign]\nname = \"a\"\n[[rule]]\nnmae = \"b\"\n";
+        let e = describe(text, &toml::from_str::<Outer>(text).unwrap_err());
+        assert_eq!(e, "unknown key nmae in [rule] at line 4: expected name");
     }
 }
