@@ -148,12 +148,22 @@ async fn json_refusals(req: Request, next: Next) -> Response {
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
+    let mut parts = parts;
     let message = if status == StatusCode::METHOD_NOT_ALLOWED {
-        let allowed = parts
+        let mut allowed = parts
             .headers
             .get(header::ALLOW)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        // Some of axum's 405s carry no `Allow`: the route table says what the path serves.
+        if allowed.is_empty() {
+            allowed = allowed_on(&path).join(", ");
+            if let Ok(v) = header::HeaderValue::from_str(&allowed) {
+                parts.headers.insert(header::ALLOW, v);
+            }
+        }
         format!("{method} is not served on {path}; allowed: {allowed}")
     } else if text.is_empty() {
         status.canonical_reason().unwrap_or("refused").to_string()
@@ -196,6 +206,28 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
 ];
+
+/// The methods [`ROUTES`] serve on `path` (a concrete path: `{id}` matches any segment).
+fn allowed_on(path: &str) -> Vec<&'static str> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(_, route)| {
+            let r: Vec<&str> = route.split('/').collect();
+            r.len() == segments.len()
+                && r.iter()
+                    .zip(&segments)
+                    .all(|(r, s)| r.starts_with('{') || r == s)
+        })
+        .map(|(m, _)| *m)
+        .collect();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.sort_unstable();
+    methods.dedup();
+    methods
+}
 
 /// The service's routes; `listen` is where it listens (what [`super::origin`] accepts).
 pub fn router(svc: Arc<Service>, listen: std::net::SocketAddr) -> Router {
@@ -460,10 +492,37 @@ pub(super) async fn find(svc: &Service, id: &str) -> ApiResult<Campaign> {
     svc.store.campaign(id).await?.ok_or_else(missing)
 }
 
-async fn list_campaigns(State(svc): State<Arc<Service>>) -> ApiResult<Json<serde_json::Value>> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Only campaigns in these states (comma-separated).
+    state: Option<String>,
+}
+
+async fn list_campaigns(
+    State(svc): State<Arc<Service>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(format!("{}; expected state", e.body_text())))?;
+    let states = match q.state.as_deref() {
+        None => None,
+        Some(text) => Some(
+            text.split(',')
+                .map(|s| s.trim().parse::<CampaignState>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "state {text:?}: expected one or more of active, paused, cancelled, completed (comma-separated)"
+                    ))
+                })?,
+        ),
+    };
     let mut out = Vec::new();
     for c in svc.store.campaigns().await? {
-        out.push(view(&svc, c).await?);
+        if states.as_ref().is_none_or(|s| s.contains(&c.state)) {
+            out.push(view(&svc, c).await?);
+        }
     }
     Ok(Json(json!({ "campaigns": out })))
 }

@@ -92,6 +92,9 @@ pub async fn list(
     })))
 }
 
+/// `q`'s digits at most, as the `pattern` of `openapi.json` says.
+const MAX_Q_DIGITS: usize = 32;
+
 fn filter_of(q: &PageQuery) -> ApiResult<ContactFilter> {
     let outcome = match q.outcome.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -130,9 +133,9 @@ fn filter_of(q: &PageQuery) -> ApiResult<ContactFilter> {
                 .chars()
                 .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'));
             let digits: String = s.chars().filter(char::is_ascii_digit).collect();
-            if !ok || digits.is_empty() || digits.len() > 32 {
+            if !ok || digits.is_empty() || digits.len() > MAX_Q_DIGITS {
                 return Err(ApiError::bad_request(format!(
-                    "q {s:?}: expected part of a phone number (digits, optionally with +, spaces, - or parentheses)"
+                    "q {s:?}: expected part of a phone number (1 to {MAX_Q_DIGITS} digits, optionally with +, spaces, - or parentheses)"
                 )));
             }
             Some(digits)

@@ -184,8 +184,17 @@ async fn the_http_layers_own_refusals_are_json_envelopes_with_their_status() {
         .await
         .expect("an answer");
     assert_eq!(r.status().as_u16(), 405);
+    let allow = r
+        .headers()
+        .get("allow")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body: Value = r.json().await.expect("JSON");
     assert_eq!(body["error"]["code"], "method_not_allowed");
+    // Every 405 says what the path does serve (it once ended on an empty "allowed:").
+    let m = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(m.ends_with("allowed: GET, HEAD"), "{m}");
+    assert_eq!(allow.as_deref(), Some("GET, HEAD"), "{body}");
 
     // A path segment that is not UTF-8 once decoded.
     let a = api.get("/v1/campaigns/%FF").await;

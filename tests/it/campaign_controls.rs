@@ -297,6 +297,38 @@ async fn campaigns_created_paused_dial_nothing_until_resumed() {
         .await;
     assert_eq!(count(&c, "placed"), 4, "{c}");
     assert_eq!(mock.requests(), 4, "the inbox campaign still waits");
+    // The list filters by state (it once ignored `?state=` and listed everything).
+    let names = |list: &Value| -> Vec<String> {
+        list["campaigns"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| c["name"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (status, list) = srv.get("/v1/campaigns?state=paused").await;
+    assert_eq!(
+        (status, names(&list)),
+        (200, vec!["held".to_string()]),
+        "{list}"
+    );
+    let (status, list) = srv.get("/v1/campaigns?state=completed,paused").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(names(&list).len(), 2, "{list}");
+    let (_, list) = srv.get("/v1/campaigns?state=active").await;
+    assert_eq!(names(&list), Vec::<String>::new(), "{list}");
+    for bad in ["state=running", "status=paused"] {
+        let (status, body) = srv.get(&format!("/v1/campaigns?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("state")),
+            "{bad}: {body}"
+        );
+    }
     // A value that is not a boolean is refused.
     let (status, body) = srv
         .post("/v1/campaigns?name=x&paused=maybe", csv_of(46, 1))

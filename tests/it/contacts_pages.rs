@@ -121,6 +121,8 @@ async fn contacts_page_in_line_order_filter_by_status_and_search_by_number() {
         ("limit=0", "from 1 to 500"),
         ("limit=501", "from 1 to 500"),
         ("sort=line", "unknown field"),
+        // openapi.json's pattern: 32 digits at most.
+        ("q=111111111111111111111111111111111", "1 to 32 digits"),
     ] {
         let (status, body) = get(&http, format!("{base}?{query}")).await;
         assert_eq!(status, 400, "{query}: {body}");
