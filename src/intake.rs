@@ -145,7 +145,10 @@ fn row(cols: &[Column], rec: &csv::ByteRecord, line: u64, opts: &IntakeOptions) 
                     if crate::setting_rules::caller_ok(c) {
                         overrides.callers.push(c.to_string());
                     } else {
-                        note(format!("callers: {c:?} is not a caller number (digits, optionally starting with +)"));
+                        note(format!(
+                            "callers: {c:?} is not {}",
+                            crate::setting_rules::CALLER_EXPECTED
+                        ));
                     }
                 }
             }
@@ -542,7 +545,9 @@ mod tests {
 \
                     +8613800138000,18446744073709551615,\n\
                     +8613800138001,,1+2\n\
-                    +8613800138002,9223372036854775807,+8601012345678\n";
+                    +8613800138002,9223372036854775807,+8601012345678\n\
+                    +8613800138003,,1111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111\n\
+                    +8613800138004,,+\n";
         let (_, rows) = parse_all(text, &opts()).unwrap();
         assert!(
             rows[0]
@@ -561,6 +566,15 @@ mod tests {
             rows[1]
         );
         assert_eq!(rows[2].skip_reason, None);
+        // The config's and the API's rule: a bare + or 100 digits are no caller number.
+        for row in &rows[3..5] {
+            assert!(
+                row.skip_reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("is not a caller number of 1 to 24 digits")),
+                "{row:?}"
+            );
+        }
     }
 
     #[test]

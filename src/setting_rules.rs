@@ -22,7 +22,11 @@ pub const LONGEST_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const LONGEST_DELAY_TEXT: &str = "30d";
 
 pub const CALLER_EXPECTED: &str =
-    "a caller number of digits, optionally starting with + (e.g. \"008601012345678\")";
+    "a caller number of 1 to 24 digits, optionally starting with + (e.g. \"008601012345678\")";
+
+/// The most digits a caller number has: an international number (15 digits at most, E.164)
+/// behind its longest access prefix, with room to spare; a 100-digit value is a mistake.
+pub const CALLER_MAX_DIGITS: usize = 24;
 
 /// `AIAgentId` is an Int64 at the service: positive, at most `i64::MAX`.
 pub fn ai_agent_id_ok(n: u64) -> bool {
@@ -33,11 +37,12 @@ pub fn ai_agent_id_expected() -> String {
     format!("a positive integer up to {}", i64::MAX)
 }
 
-/// A caller number: an optional leading `+`, then one or more ASCII digits (nothing else:
-/// `1+2` or `++1` would be refused by the service for every contact).
+/// A caller number: an optional leading `+`, then 1 to [`CALLER_MAX_DIGITS`] ASCII digits
+/// (nothing else: `1+2` or `++1` would be refused by the service for every contact). The one
+/// rule for the config's `callers`, a campaign's settings and the contacts file's column.
 pub fn caller_ok(c: &str) -> bool {
     let digits = c.strip_prefix('+').unwrap_or(c);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    (1..=CALLER_MAX_DIGITS).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Bounds of a set of prompt variables (a contacts row's `var:` cells, the config's
