@@ -1002,6 +1002,19 @@ async fn contact(
         })
         .collect();
     if let Some(obj) = body.as_object_mut() {
+        // Times as RFC 3339, like every other time the API gives (they were Unix ms).
+        let next =
+            (detail.status == "pending" && detail.next_at > 0).then(|| rfc3339(detail.next_at));
+        obj.insert("next_at".into(), json!(next));
+        if let Some(attempts) = obj.get_mut("attempts").and_then(|a| a.as_array_mut()) {
+            for a in attempts.iter_mut().filter_map(|a| a.as_object_mut()) {
+                for key in ["started_at", "sent_at", "finished_at"] {
+                    if let Some(v) = a.get_mut(key) {
+                        *v = json!(v.as_i64().map(rfc3339));
+                    }
+                }
+            }
+        }
         obj.insert("waiting".into(), waiting.unwrap_or(serde_json::Value::Null));
         obj.insert("campaign_state".into(), json!(c.state.as_str()));
         obj.insert("sessions".into(), json!(sessions));
