@@ -43,8 +43,10 @@ RUN apt-get update \
  && chmod 0750 /var/lib/ccc-dialer
 
 COPY --from=build /src/target/release/ccc-dialer /usr/local/bin/ccc-dialer
-# The documented example configuration, so that the image starts with a clear error (no
-# credentials, placeholder SdkAppId) rather than "file not found". Mount your own over it.
+# The documented example configuration, so that the image starts with a clear error naming
+# what is missing (the API token, then the cloud credentials) rather than "file not found".
+# Its SdkAppId, AI agent and callers are examples that no check can tell from real ones:
+# mount your own config over it.
 COPY config/dialer.toml /etc/ccc-dialer/dialer.toml
 
 # Every serve flag has an environment default; override any of them with `-e`. The API token

@@ -53,6 +53,39 @@ fn the_kubernetes_sample_applies_no_secret_over_the_one_created_with_kubectl() {
     assert!(text.contains("kubectl -n ccc-dialer create secret generic ccc-dialer-secrets"));
 }
 
+/// The ConfigMap text of `key` (a `|` block) in the Kubernetes sample.
+fn config_map_file(sample: &str, key: &str) -> String {
+    let head = format!("  {key}: |\n");
+    let start = sample.find(&head).expect("ConfigMap key") + head.len();
+    sample[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect()
+}
+
+#[test]
+fn the_kubernetes_sample_mounts_its_do_not_call_list_where_its_config_reads_it() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/kubernetes.yaml"),
+    )
+    .expect("sample");
+    // The two ConfigMaps laid out as the pod mounts them: /etc/ccc-dialer and .../dnc.
+    let etc = tempfile::tempdir().unwrap();
+    std::fs::write(etc.path().join("dialer.toml"), config_map_file(&text, "dialer.toml")).unwrap();
+    std::fs::create_dir(etc.path().join("dnc")).unwrap();
+    std::fs::write(etc.path().join("dnc/dnc.csv"), config_map_file(&text, "dnc.csv")).unwrap();
+    assert!(text.contains("mountPath: /etc/ccc-dialer/dnc"), "{text}");
+    let cfg = ccc_dialer::config::Config::load(&etc.path().join("dialer.toml")).expect("config");
+    assert_eq!(cfg.calling.dnc_files, vec![etc.path().join("dnc/dnc.csv")]);
+    let norm = ccc_dialer::calling::dnc::Normalise {
+        default_country: cfg.campaign.default_country.clone(),
+        callee_format: cfg.campaign.callee_format,
+    };
+    ccc_dialer::calling::dnc::DncLists::load(cfg.calling.dnc_files.clone(), norm)
+        .expect("the sample's list loads");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bearer_scheme_is_case_insensitive_and_several_authorization_headers_are_refused() {
     let p = in_process(64 * 1024, async |_| {}).await;
