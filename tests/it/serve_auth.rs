@@ -72,9 +72,17 @@ fn the_kubernetes_sample_mounts_its_do_not_call_list_where_its_config_reads_it()
     .expect("sample");
     // The two ConfigMaps laid out as the pod mounts them: /etc/ccc-dialer and .../dnc.
     let etc = tempfile::tempdir().unwrap();
-    std::fs::write(etc.path().join("dialer.toml"), config_map_file(&text, "dialer.toml")).unwrap();
+    std::fs::write(
+        etc.path().join("dialer.toml"),
+        config_map_file(&text, "dialer.toml"),
+    )
+    .unwrap();
     std::fs::create_dir(etc.path().join("dnc")).unwrap();
-    std::fs::write(etc.path().join("dnc/dnc.csv"), config_map_file(&text, "dnc.csv")).unwrap();
+    std::fs::write(
+        etc.path().join("dnc/dnc.csv"),
+        config_map_file(&text, "dnc.csv"),
+    )
+    .unwrap();
     assert!(text.contains("mountPath: /etc/ccc-dialer/dnc"), "{text}");
     let cfg = ccc_dialer::config::Config::load(&etc.path().join("dialer.toml")).expect("config");
     assert_eq!(cfg.calling.dnc_files, vec![etc.path().join("dnc/dnc.csv")]);
