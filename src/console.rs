@@ -11,11 +11,13 @@ macro_rules! say {
     }};
 }
 
-/// Like `eprintln!`, ignoring write errors.
+/// Like `eprintln!`, ignoring write errors; printed through the progress bar while one shows
+/// ([`crate::telemetry::write_stderr`]).
 #[macro_export]
 macro_rules! tell {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = $crate::telemetry::write_stderr(line.as_bytes());
     }};
 }

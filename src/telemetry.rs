@@ -1,7 +1,8 @@
 //! Logging setup: JSON lines for machines, text for people. Secrets never reach a log: they
 //! live in `Secret`, which prints `***`, and phone numbers are masked by the engine.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -26,7 +27,7 @@ pub fn init(format: LogFormat, level: Option<&str>, quiet: bool) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Stderr)
         // Colours for a terminal only: into a pipe or a file they are escape codes.
         .with_ansi(std::io::stderr().is_terminal())
         // On a write error tracing-subscriber would report it with `eprintln!`, which panics
@@ -43,4 +44,35 @@ pub fn init(format: LogFormat, level: Option<&str>, quiet: bool) {
     } else {
         builder.compact().try_init()
     };
+}
+
+/// The progress bar on the terminal, while one shows.
+static BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Print log lines and messages through `bar` from now on (`None`: straight to stderr again).
+pub fn show_bar(bar: Option<indicatif::ProgressBar>) {
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// Write `bytes` to stderr; while a progress bar shows, its line is cleared first and drawn
+/// again after, so no stale copy of the bar stays above the text.
+pub fn write_stderr(bytes: &[u8]) -> std::io::Result<()> {
+    let bar = BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match bar {
+        Some(bar) if !bar.is_finished() => bar.suspend(|| std::io::stderr().write_all(bytes)),
+        _ => std::io::stderr().write_all(bytes),
+    }
+}
+
+/// The log's writer: stderr through [`write_stderr`] (tracing writes one event per call).
+struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        write_stderr(buf).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

@@ -512,11 +512,16 @@ impl Progress {
         let bar = (allow_bar && std::io::stderr().is_terminal()).then(|| {
             let bar = indicatif::ProgressBar::new(total);
             if let Ok(style) =
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} eta {eta}")
+                // `wide_msg` takes what the terminal's width leaves and cuts the rest: the line
+                // never wraps (a wrapped line leaves stale copies at every redraw).
+                indicatif::ProgressStyle::with_template(
+                    "{bar:20} {pos}/{len} final, eta {eta}: {wide_msg}",
+                )
             {
                 bar.set_style(style);
             }
             bar.set_position(already_final);
+            crate::telemetry::show_bar(Some(bar.clone()));
             bar
         });
         let engine = engine.clone();
@@ -563,9 +568,10 @@ impl Progress {
                 match &bar2 {
                     Some(bar) => {
                         bar.set_position(done);
-                        bar.set_message(format!(
-                            "placed {placed} failed {failed} retries {} unknown {unknown} {rate:.1} req/s {lines} {waiting}",
-                            c.retries.load(Ordering::Relaxed)
+                        bar.set_message(bar_message(
+                            [placed, failed, c.retries.load(Ordering::Relaxed), unknown],
+                            rate,
+                            &[lines.as_str(), waiting.as_str()],
                         ));
                     }
                     None => tracing::info!(
@@ -588,10 +594,24 @@ impl Progress {
 
     fn finish(self) {
         self.task.abort();
+        crate::telemetry::show_bar(None);
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The progress bar's words: `placed 46 · failed 6 · retries 1 · unknown 0 · 18.2 req/s`,
+/// then what the campaign waits for, if anything.
+fn bar_message([placed, failed, retries, unknown]: [u64; 4], rate: f64, notes: &[&str]) -> String {
+    let mut m = format!(
+        "placed {placed} · failed {failed} · retries {retries} · unknown {unknown} · {rate:.1} req/s"
+    );
+    for note in notes.iter().filter(|n| !n.is_empty()) {
+        m.push_str(" · ");
+        m.push_str(note);
+    }
+    m
 }
 
 /// Stream the contacts file into the store (do-not-call numbers skipped), the way `run` and
@@ -616,4 +636,19 @@ pub(super) async fn import_contacts(
         crate::import::ImportError::Intake(e) => Failure::input(e),
         other => Failure::other(other),
     })
+}
+
+#[cfg(test)]
+mod bar_tests {
+    #[test]
+    fn the_bar_names_each_figure_and_leaves_empty_notes_out() {
+        assert_eq!(
+            super::bar_message([46, 6, 1, 0], 18.24, &["", "waiting for window_closed until 2026-11-30 01:00:00 UTC"]),
+            "placed 46 · failed 6 · retries 1 · unknown 0 · 18.2 req/s · waiting for window_closed until 2026-11-30 01:00:00 UTC"
+        );
+        assert_eq!(
+            super::bar_message([0, 0, 0, 0], 0.0, &["", ""]),
+            "placed 0 · failed 0 · retries 0 · unknown 0 · 0.0 req/s"
+        );
+    }
 }

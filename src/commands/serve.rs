@@ -57,7 +57,12 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
 
     let stop_rx = signals.into_stop(cfg.grace_period);
     crate::say!("listening on http://{addr}");
-    tracing::info!(%addr, inbox = ?args.inbox, "serving");
+    // The path as text ("none" without one), not Rust's `Some("…")`.
+    let inbox = args
+        .inbox
+        .as_deref()
+        .map_or_else(|| "none".to_string(), |p| p.display().to_string());
+    tracing::info!(%addr, %inbox, "serving");
     let served = svc.run_until_stopped(listener, args.inbox, stop_rx).await;
     served.map_err(Failure::other)?;
     tracing::info!("stopped: every campaign drained");
