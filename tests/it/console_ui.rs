@@ -575,17 +575,18 @@ async fn console_shows_call_outcomes_the_answer_rate_and_filters_by_outcome() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_charts_outcomes_shows_the_answer_rate_by_dial_and_each_calls_talk_time() {
+async fn console_charts_outcomes_shows_the_answer_rate_by_dial_and_each_calls_talk_time_and_tags() {
     use crate::served::normalised;
-    // The first contact's call is busy, the others are answered and last 2 s.
+    // The first contact's call is busy, the others are answered, last 2 s and leave post-call
+    // tags (one holding markup, shown as text).
     let faults = format!(
-        "[[rule]]\ncallee = \"{}\"\ncalls = [\"busy\"]\n[[rule]]\ncallee = \"*\"\ncalls = [\"answered:2s\"]\n",
+        "[[rule]]\ncallee = \"{}\"\ncalls = [\"busy\"]\n[[rule]]\ncallee = \"*\"\ncalls = [\"answered:2s\"]\ntags = [{{ interested = true, topic = \"<b>refund</b>\" }}]\n",
         normalised(7, 0)
     );
     let mock = mock_with(20, 0, &faults).await;
     let s = crate::served::scratch(
         &mock,
-        "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\n",
+        "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\ntags = true\n",
     );
     let served = Served::start(&s).await;
     let id = served.create("dials", &crate::served::csv_of(7, 4)).await;
@@ -594,6 +595,22 @@ async fn console_charts_outcomes_shows_the_answer_rate_by_dial_and_each_calls_ta
             c["state"] == "completed" && c["outcomes"]["awaiting"] == 0
         })
         .await;
+    // The answered contact's tags have arrived (the contact view carries them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, v) = served
+            .get(&format!("/v1/campaigns/{id}/contacts/{}", normalised(7, 1)))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        if v["sessions"][0]["tags"]
+            .as_array()
+            .is_some_and(|t| t.len() == 2)
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no tags: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let (status, report) = served.get(&format!("/v1/campaigns/{id}/report")).await;
     assert_eq!(status, 200, "{report}");
 
@@ -654,6 +671,14 @@ async fn console_charts_outcomes_shows_the_answer_rate_by_dial_and_each_calls_ta
         .js("return Array.from(document.querySelectorAll('#contact-panel table.sessions th')).map(t => t.textContent).join('|')")
         .await;
     assert!(heads.as_str().unwrap_or("").contains("Tags"), "{heads}");
+    let tags = b
+        .wait_text("#contact-panel td.tags", "the call's tags", |t| {
+            t.contains("interested")
+        })
+        .await;
+    assert!(tags.contains("interested: true"), "{tags}");
+    assert!(tags.contains("topic: <b>refund</b>"), "{tags}");
+    assert_eq!(b.count("#contact-panel td.tags b b").await, 0);
     let why = b
         .wait_text("#why-not-now", "why not now", |t| !t.is_empty())
         .await;
