@@ -543,8 +543,17 @@ impl Tracker {
 
     /// Write records; free lines, count, wake waiters for the new ones. Returns how many were new.
     pub async fn write(&self, records: Vec<OutcomeRecord>) -> Result<usize, StoreError> {
+        Ok(self.write_all(records).await?.new.len())
+    }
+
+    /// [`Tracker::write`], telling what became of each record (new, corrected, ignored, or a
+    /// pushed record kept until an attempt gets its session).
+    pub async fn write_all(
+        &self,
+        records: Vec<OutcomeRecord>,
+    ) -> Result<crate::store::Written, StoreError> {
         if records.is_empty() {
-            return Ok(0);
+            return Ok(crate::store::Written::default());
         }
         let by_session: HashMap<String, OutcomeRecord> = records
             .iter()
@@ -566,7 +575,7 @@ impl Tracker {
             }
         }
         self.changed.notify_waiters();
-        Ok(written.new.len())
+        Ok(written)
     }
 
     /// The line of a call whose end is known (`ended_at`, Unix seconds) is free at once.

@@ -17,9 +17,12 @@
 //! - Deduplicated on `X-TCCC-PUSH-UUID`: a push acknowledged before is acknowledged again at
 //!   once (the last [`RECENT`] UUIDs, in memory; after a restart the store's idempotency per
 //!   SessionId does the same job).
-//! - A session this store does not know (another dialer's call, or a request whose reply was
-//!   lost) is acknowledged and not kept; an in-doubt request to its number sent near its start
-//!   is looked up at once by the outcome poller's reconciliation (DescribeTelCdr by phone and
+//! - A session this store does not know yet (the push came before the dialler wrote the reply
+//!   naming it, another dialer's call, or a request whose reply was lost) is acknowledged and
+//!   kept in the store (`pending_pushes`), never dropped: the attempt that gets the session
+//!   (its reply written, or reconciled) claims it in the same transaction. Unclaimed ones are
+//!   pruned after two days. An in-doubt request to its number sent near its start is also
+//!   looked up at once by the outcome poller's reconciliation (DescribeTelCdr by phone and
 //!   time, the authority), not resolved from the push itself.
 
 use std::collections::{HashSet, VecDeque};
@@ -89,10 +92,13 @@ pub struct PushFigures {
     pub received: AtomicU64,
     /// Records new to the store.
     pub recorded: AtomicU64,
+    /// Records of a session no attempt had yet, kept (durably) until an attempt gets it: the
+    /// push came before the reply was written, or the reply was lost.
+    pub held: AtomicU64,
     /// Pushes acknowledged again from the UUID memory.
     pub duplicates: AtomicU64,
-    /// Acknowledged and not kept: another action, another application or direction, a session
-    /// this store does not know, a record it has already.
+    /// Acknowledged and not kept: another action, another application or direction, a record
+    /// it has already.
     pub ignored: AtomicU64,
     /// Refused for their credentials.
     pub unauthorized: AtomicU64,
@@ -255,17 +261,24 @@ impl PushReceiver {
         }
         let now = crate::dispatch::now_ms();
         let rec = self.tracker.to_record(&record, "push", now);
-        match self.tracker.write(vec![rec]).await {
-            Ok(new) => {
+        match self.tracker.write_all(vec![rec]).await {
+            Ok(written) => {
                 if let Some(u) = uuid {
                     self.recent().insert(u);
                 }
-                if new > 0 {
+                if !written.new.is_empty() {
                     self.figures.recorded.fetch_add(1, Ordering::Relaxed);
                     ack("")
+                } else if !written.pending.is_empty() {
+                    // No attempt has this session yet: perhaps the push came before the
+                    // dialler wrote the reply. Kept; the attempt that gets the session claims
+                    // it. A lost reply's in-doubt request is looked up at once as well.
+                    self.figures.held.fetch_add(1, Ordering::Relaxed);
+                    self.hasten_lookups(&record, now).await;
+                    ack("")
                 } else {
-                    // Known already, or a session this store never placed: perhaps the call a
-                    // lost reply (or a try that failed with InternalError) created.
+                    // Known already (or held already): a session still unknown may be the call
+                    // a lost reply (or a try that failed with InternalError) created.
                     self.hasten_lookups(&record, now).await;
                     self.ignored("")
                 }

@@ -35,7 +35,10 @@ pub use campaigns::{Campaign, CampaignState, NewCampaign, SENDS_SINCE_SQL};
 pub use detail::{AttemptRecord, ContactDetail};
 pub use gates::PersonGuard;
 pub use lines::AGENT_LINES_BUSY;
-pub use outcomes::{DueReconcile, DueSession, OutcomeCounts, OutcomeRecord, Reconciled, Written};
+pub use outcomes::{
+    DueReconcile, DueSession, OutcomeCounts, OutcomeRecord, Reconciled, Written,
+    PENDING_PUSH_KEEP_MS,
+};
 pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
 pub use purge::{PurgeCounts, PurgeOutcome};
 pub use tags::{DueTagCheck, SessionResults, TagActions, TagsWritten};

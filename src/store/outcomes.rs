@@ -78,9 +78,17 @@ pub struct Written {
     pub new: Vec<String>,
     /// Pushed records replaced by the call record a poll read (not counted again).
     pub corrected: Vec<String>,
-    /// Records already stored (a repeat, or a session no attempt of this store has).
+    /// Records already stored (a repeat, or a polled record of a session no attempt has).
     pub ignored: usize,
+    /// Pushed records of a session no attempt has yet, kept in `pending_pushes` until an
+    /// attempt gets that session (its reply written after the push came, or reconciled).
+    pub pending: Vec<String>,
 }
+
+/// How long a pushed record no attempt claims is kept (another dialer's call on the same
+/// application, or a lost reply never reconciled): two days, far beyond any reply or
+/// reconciliation.
+pub const PENDING_PUSH_KEEP_MS: i64 = 2 * 24 * 3600 * 1000;
 
 /// How a reconciliation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,8 +157,10 @@ enum Wrote {
     /// the push's documented fields lack the numeric EndStatus, the agent and the hang-up
     /// reason): not counted again.
     Corrected,
-    /// Nothing changed (a repeat, or a session no attempt of this store has).
+    /// Nothing changed (a repeat, or a polled record of a session no attempt has).
     Ignored,
+    /// A pushed record of a session no attempt has yet: kept until one does.
+    Pending,
 }
 
 /// Insert one record, replace a give-up by a real record or a pushed record by a polled one,
@@ -165,7 +175,41 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<Wrote, StoreError
             .optional()?
     };
     let Some(contact_id) = contact_id else {
-        return Ok(Wrote::Ignored);
+        if rec.source != "push" {
+            return Ok(Wrote::Ignored);
+        }
+        // The push can come before the dialler has written the reply that names the session
+        // (or for a request whose reply was lost): kept, and claimed by the attempt that gets
+        // the session (the `pending_push_claimed` triggers). Old unclaimed ones are pruned.
+        c.prepare_cached("DELETE FROM pending_pushes WHERE recorded_at < ?1")?
+            .execute([rec.recorded_at.saturating_sub(PENDING_PUSH_KEEP_MS)])?;
+        let kept = c
+            .prepare_cached(
+                "INSERT OR IGNORE INTO pending_pushes (session_id, class, end_status,
+               end_status_string, duration_s, ring_at, answered_at, ended_at, hangup_side,
+               sys_hangup_reason, ai_agent_id, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                rec.session_id,
+                rec.class,
+                rec.end_status,
+                rec.end_status_string,
+                rec.duration_s,
+                rec.ring_at,
+                rec.answered_at,
+                rec.ended_at,
+                rec.hangup_side,
+                rec.sys_hangup_reason,
+                rec.ai_agent_id,
+                rec.recorded_at
+            ])?;
+        // The same push again while still waiting: nothing new.
+        return Ok(if kept > 0 {
+            Wrote::Pending
+        } else {
+            Wrote::Ignored
+        });
     };
     let before: Option<(String, String)> = c
         .prepare_cached("SELECT class, source FROM outcomes WHERE session_id = ?1")?
@@ -437,6 +481,7 @@ impl Store {
                     Wrote::New => w.new.push(rec.session_id.clone()),
                     Wrote::Corrected => w.corrected.push(rec.session_id.clone()),
                     Wrote::Ignored => w.ignored += 1,
+                    Wrote::Pending => w.pending.push(rec.session_id.clone()),
                 }
             }
             Ok(w)

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -52,6 +52,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 12 {
         v12(conn)?;
+    }
+    if version < 13 {
+        v13(conn)?;
     }
     Ok(())
 }
@@ -543,6 +546,60 @@ fn v12(conn: &Connection) -> Result<(), StoreError> {
            reason TEXT NOT NULL
          );
          PRAGMA user_version = 12;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// `pending_pushes`: a pushed call record of a session no attempt has yet (the push came before
+/// the dialler wrote the reply, or the reply was lost and reconciliation has not yet named the
+/// session). It is kept, not dropped: when an attempt gets that session, a trigger moves the
+/// record into `outcomes` in the same transaction. Rows no attempt claims (another dialer's
+/// calls on the same application) are pruned after `crate::store::PENDING_PUSH_KEEP_MS`.
+fn v13(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS pending_pushes (
+           session_id TEXT PRIMARY KEY,
+           class TEXT NOT NULL,
+           end_status INTEGER,
+           end_status_string TEXT,
+           duration_s INTEGER,
+           ring_at INTEGER,
+           answered_at INTEGER,
+           ended_at INTEGER,
+           hangup_side TEXT,
+           sys_hangup_reason INTEGER,
+           ai_agent_id INTEGER,
+           recorded_at INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS pending_pushes_by_time ON pending_pushes (recorded_at);
+         CREATE TRIGGER IF NOT EXISTS pending_push_claimed
+           AFTER UPDATE OF session_id ON attempts
+           WHEN NEW.session_id IS NOT NULL AND OLD.session_id IS NOT NEW.session_id
+         BEGIN
+           INSERT OR IGNORE INTO outcomes (session_id, contact_id, class, end_status,
+               end_status_string, duration_s, ring_at, answered_at, ended_at, hangup_side,
+               sys_hangup_reason, ai_agent_id, source, recorded_at)
+             SELECT p.session_id, NEW.contact_id, p.class, p.end_status, p.end_status_string,
+                    p.duration_s, p.ring_at, p.answered_at, p.ended_at, p.hangup_side,
+                    p.sys_hangup_reason, p.ai_agent_id, 'push', p.recorded_at
+             FROM pending_pushes p WHERE p.session_id = NEW.session_id;
+           DELETE FROM pending_pushes WHERE session_id = NEW.session_id;
+         END;
+         CREATE TRIGGER IF NOT EXISTS pending_push_claimed_at_insert
+           AFTER INSERT ON attempts WHEN NEW.session_id IS NOT NULL
+         BEGIN
+           INSERT OR IGNORE INTO outcomes (session_id, contact_id, class, end_status,
+               end_status_string, duration_s, ring_at, answered_at, ended_at, hangup_side,
+               sys_hangup_reason, ai_agent_id, source, recorded_at)
+             SELECT p.session_id, NEW.contact_id, p.class, p.end_status, p.end_status_string,
+                    p.duration_s, p.ring_at, p.answered_at, p.ended_at, p.hangup_side,
+                    p.sys_hangup_reason, p.ai_agent_id, 'push', p.recorded_at
+             FROM pending_pushes p WHERE p.session_id = NEW.session_id;
+           DELETE FROM pending_pushes WHERE session_id = NEW.session_id;
+         END;
+         PRAGMA user_version = 13;
          COMMIT;",
     )?;
     Ok(())

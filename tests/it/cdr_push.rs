@@ -165,22 +165,9 @@ push = ["never"]
         .as_i64()
         .unwrap_or_else(|| panic!("{created}"));
     until("four calls placed", || s.mock.stats().accepted == 4).await;
-    // …and written down as placed: a push of a session whose reply is not yet recorded has
-    // no attempt to belong to (on a loaded host the reply can be that late).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while results(&s.base, id)
-        .await
-        .values()
-        .filter(|r| r["status"] == "placed")
-        .count()
-        < 4
-    {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for four placed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Not waiting for the replies to be written: a push may come before its session is known
+    // to the store (the busy call's record is pushed as soon as it is created). It is kept and
+    // claimed by the attempt when the reply is written, never lost.
     // Every call has ended 30 s later on the stand-in's clock: its pushes are due.
     s.clock.advance(30);
     // 1, 2 once each, 3 twice (same UUID), 4 never.
@@ -190,10 +177,8 @@ push = ["never"]
     .await;
     let receiver = s.svc.cdr_push.get().unwrap();
     use std::sync::atomic::Ordering::Relaxed;
-    until("three pushes recorded", || {
-        receiver.figures.recorded.load(Relaxed) == 3
-    })
-    .await;
+    let kept = || receiver.figures.recorded.load(Relaxed) + receiver.figures.held.load(Relaxed);
+    until("three pushes kept", || kept() == 3).await;
     // The repeat is acknowledged from the UUID memory, or (when both copies arrive at once, as
     // the clock's jump makes them here) found already in the store: either way not kept twice.
     assert_eq!(
@@ -201,6 +186,23 @@ push = ["never"]
         1
     );
     assert_eq!(s.mock.stats().pushes.failed_attempts, 0);
+    // Every kept push becomes its contact's outcome once the replies are written (a push that
+    // came first is claimed then).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while results(&s.base, id)
+        .await
+        .values()
+        .filter(|r| r["status"] == "placed" && !r["outcome"].is_empty())
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for three outcomes: {:?}",
+            results(&s.base, id).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let r = results(&s.base, id).await;
     let col = |callee: &str, c: &str| r[callee][c].clone();
@@ -240,7 +242,7 @@ push = ["never"]
         results(&s.base, id).await["008613800000002"]["outcome"],
         "busy"
     );
-    assert_eq!(receiver.figures.recorded.load(Relaxed), 3);
+    assert_eq!(kept(), 3);
 
     s.stop.send_replace(ccc_dialer::dispatch::Stop::Drain);
     // A guard against a hang, not a timing assertion.
@@ -293,8 +295,9 @@ async fn the_receiver_refuses_bad_credentials_and_bodies_and_acknowledges_what_i
     // Not a CDR push body.
     let (status, v) = push(&s.base, ok, q, &json!({"EndStatusString": "ok"})).await;
     assert_eq!((status, code(&v)), (400, "bad_request".into()), "{v}");
-    // A session this store never placed, another action, another application: acknowledged,
-    // not kept (the service would otherwise push them again and again).
+    // A session this store does not know (yet), another action, another application:
+    // acknowledged (the service would otherwise push them again and again); the first is held
+    // for an attempt that may still get that session, the others are not kept.
     for (query, b) in [
         (q, body.clone()),
         ("action=record&version=1", body.clone()),
@@ -312,13 +315,15 @@ async fn the_receiver_refuses_bad_credentials_and_bodies_and_acknowledges_what_i
     }
     let f = &s.svc.cdr_push.get().unwrap().figures;
     use std::sync::atomic::Ordering::Relaxed;
+    // The unknown session's record is held (it may be a call whose reply is not written yet).
     assert_eq!(
         (
             f.unauthorized.load(Relaxed),
             f.recorded.load(Relaxed),
+            f.held.load(Relaxed),
             f.ignored.load(Relaxed)
         ),
-        (3, 0, 3)
+        (3, 0, 1, 2)
     );
     // Nothing reached the stand-in: the receiver never dials.
     assert_eq!(s.mock.stats().requests, 0);

@@ -691,3 +691,69 @@ async fn a_push_of_an_unknown_session_hastens_the_lookup_of_an_in_doubt_request_
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].callee, "008613000000000");
 }
+
+/// A push can come before the dialler has written the reply that names its session (the
+/// service pushes a short call's record at once; the reply can be late on a loaded host). Such
+/// a record is kept, not dropped, and the attempt that gets the session claims it in the same
+/// transaction: the contact's result carries the pushed outcome and the counts include it. The
+/// same push again while it waits changes nothing; a polled record of an unknown session is not
+/// kept (the poll asks only about sessions the store has).
+#[tokio::test]
+async fn a_push_before_the_reply_is_written_is_kept_and_claimed_by_the_attempt() {
+    let (_dir, store, id) = store_with(2).await;
+    let due = store
+        .due_contacts(id, 1_000_000, 100, Default::default())
+        .await
+        .unwrap();
+    let contact = due[0].id;
+    let session = format!("s-{contact}");
+    let n = store.begin_attempt(contact, 1_000_000, None).await.unwrap();
+    // The push arrives while the request is still in flight.
+    let mut pushed = answered(&session);
+    pushed.source = "push".into();
+    pushed.class = "busy".into();
+    pushed.end_status = Some(206);
+    pushed.end_status_string = Some("busy".into());
+    pushed.recorded_at = 1_000_500;
+    let w = store.record_outcomes(vec![pushed.clone()]).await.unwrap();
+    assert_eq!(
+        (w.new.len(), w.pending.clone(), w.ignored),
+        (0, vec![session.clone()], 0)
+    );
+    let w = store.record_outcomes(vec![pushed]).await.unwrap();
+    assert_eq!((w.new.len(), w.pending.len(), w.ignored), (0, 0, 1));
+    let polled = answered("s-nobody");
+    let w = store.record_outcomes(vec![polled]).await.unwrap();
+    assert_eq!((w.new.len(), w.pending.len(), w.ignored), (0, 0, 1));
+
+    // Now the reply is written: the attempt claims the pushed record.
+    let o = AttemptOutcome {
+        status: Status::Placed,
+        attempts: 1,
+        reschedules: 0,
+        next_at: 0,
+        session_id: Some(session.clone()),
+        request_id: None,
+        error_code: None,
+        error_message: None,
+        outcome: "placed",
+        sent_at: Some(1_000_000),
+        finished_at: 1_001_000,
+    };
+    store.finish_attempt(contact, n, o).await.unwrap();
+    let r = store.result_of(contact).await.unwrap();
+    assert_eq!((r.outcome.as_str(), r.end_status.as_str()), ("busy", "206"));
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!((c.by_class.get("busy"), c.awaiting), (Some(&1), 0), "{c:?}");
+    // Claimed once: the push again (another UUID) is a repeat, and the poll still corrects it.
+    let mut again = answered(&session);
+    again.source = "push".into();
+    let w = store.record_outcomes(vec![again]).await.unwrap();
+    assert_eq!((w.new.len(), w.pending.len(), w.ignored), (0, 0, 1));
+    let w = store
+        .record_outcomes(vec![answered(&session)])
+        .await
+        .unwrap();
+    assert_eq!(w.corrected, vec![session.clone()]);
+    assert_eq!(store.result_of(contact).await.unwrap().outcome, "answered");
+}
