@@ -64,6 +64,15 @@ const REPLY_WAIT: f64 = 0.25;
 const REMEMBERED: usize = 30;
 /// Spread of the holds' jitter at each resampling (log scale).
 const HOLD_JITTER: f64 = 0.03;
+/// While no line count is known (none configured, no refusal yet) nothing is paced, and the
+/// calls placed are kept with their start only; their end times are drawn when the first
+/// refusal needs them (see [`Estimate::materialise`]). At most this many of the latest are
+/// kept then (the oldest are forgotten in batches of [`FORGET_BATCH`]): an agent's lines are far
+/// fewer, and the count the first refusal learns is at most this. Drawing every call's ends
+/// at once, as placed, cost 8 KB and 1,000 random draws per call with nothing to pace: at the
+/// lifted cap the estimate grew by 100 MB in seconds and slowed the dialler thirtyfold.
+pub const MAX_UNCOUNTED: usize = 1024;
+const FORGET_BATCH: usize = 256;
 
 /// A request's claim on a line: its place in the order requests were admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,6 +132,8 @@ struct Call {
     session: Option<String>,
     /// Known exactly (a call-end event).
     ended: bool,
+    /// When it ended, if `ended`.
+    ended_at: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -136,7 +147,10 @@ pub struct Estimate {
     lines: Vec<u32>,
     weight: Vec<f64>,
     calls: Vec<Call>,
-    /// `ends[i * PARTICLES + k]`: the end of call `i` in hypothesis `k`.
+    /// The last `lazy` calls have no end times drawn yet (placed while no count was known).
+    lazy: usize,
+    /// `ends[i * PARTICLES + k]`: the end of call `i` in hypothesis `k` (for the calls before
+    /// the lazy ones).
     ends: Vec<f64>,
     next_claim: u64,
     /// Requests admitted and not settled: when admitted, and the answer once known (answers
@@ -210,6 +224,7 @@ impl Estimate {
             lines: vec![count; PARTICLES],
             weight: vec![1.0 / PARTICLES as f64; PARTICLES],
             calls: Vec::new(),
+            lazy: 0,
             ends: Vec::new(),
             next_claim: 0,
             open: BTreeMap::new(),
@@ -223,6 +238,7 @@ impl Estimate {
     pub fn configure(&mut self, lines: Option<u32>) {
         self.configured = lines.filter(|n| *n > 0);
         if let Some(n) = self.configured {
+            self.materialise();
             self.lines.fill(n);
         } else if !self.counted {
             self.lines.fill(0);
@@ -293,9 +309,37 @@ impl Estimate {
         self.ends[call * PARTICLES + k]
     }
 
+    /// The calls with end times drawn (the first ones).
+    fn drawn(&self) -> usize {
+        self.calls.len() - self.lazy
+    }
+
+    /// Draw the end times of the calls kept with their start only: what drawing them when each
+    /// was placed would have given (nothing weighed them since, but a call-end event, which
+    /// made its end exact).
+    fn materialise(&mut self) {
+        let first = self.drawn();
+        for i in first..self.calls.len() {
+            let (start, ended, ended_at) = (
+                self.calls[i].start,
+                self.calls[i].ended,
+                self.calls[i].ended_at,
+            );
+            for k in 0..PARTICLES {
+                let end = if ended {
+                    ended_at
+                } else {
+                    start + self.log_hold[k].exp() * (SIGMA * self.rng.normal()).exp()
+                };
+                self.ends.push(end);
+            }
+        }
+        self.lazy = 0;
+    }
+
     /// Calls of hypothesis `k` holding a line at `t` (started before `t`).
     fn count(&self, k: usize, t: f64) -> u32 {
-        self.calls
+        self.calls[..self.drawn()]
             .iter()
             .enumerate()
             .filter(|(i, c)| c.start < t && self.end(*i, k) > t)
@@ -303,12 +347,29 @@ impl Estimate {
     }
 
     /// Calls believed active at `t`: requests waiting for a reply plus the calls placed that
-    /// are likely still going (the hypotheses' weighted mean).
+    /// are likely still going (the hypotheses' weighted mean; for the calls without end times
+    /// drawn, the chance each is still going at the believed hold).
     pub fn active(&self, t: f64) -> f64 {
         let calls: f64 = (0..PARTICLES)
             .map(|k| self.weight[k] * f64::from(self.count(k, t)))
             .sum();
-        calls + f64::from(self.in_flight())
+        let hold = self.hold();
+        let lazy: f64 = self.calls[self.drawn()..]
+            .iter()
+            .filter(|c| c.start < t)
+            .map(|c| {
+                if c.ended {
+                    if c.ended_at > t {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                } else {
+                    still_going(t - c.start, hold)
+                }
+            })
+            .sum();
+        calls + lazy + f64::from(self.in_flight())
     }
 
     /// Per hypothesis, when a line is free (`t` when one is free now, infinity when the
@@ -320,11 +381,7 @@ impl Estimate {
             .map(|k| {
                 let lines = self.lines[k].max(1);
                 ends.clear();
-                ends.extend(
-                    (0..self.calls.len())
-                        .map(|i| self.end(i, k))
-                        .filter(|e| *e > t),
-                );
+                ends.extend((0..self.drawn()).map(|i| self.end(i, k)).filter(|e| *e > t));
                 let busy = ends.len() as u32 + waiting;
                 let at = if busy < lines {
                     t
@@ -364,6 +421,7 @@ impl Estimate {
         if !self.limited() {
             return Ok((self.open_claim(t), Admitted::Free));
         }
+        self.materialise();
         let free = self.free_times(t);
         let sure = Self::free_at(&free, TARGET_REFUSALS);
         // A line believed free: the calls believed active after this one starts are at most
@@ -390,7 +448,7 @@ impl Estimate {
         // The calls believed active fall as the hypotheses' calls end, each by its weight.
         let mut ends: Vec<(f64, f64)> = Vec::new();
         let mut active = f64::from(self.in_flight());
-        for (i, call) in self.calls.iter().enumerate() {
+        for (i, call) in self.calls[..self.drawn()].iter().enumerate() {
             if call.start >= t {
                 continue;
             }
@@ -474,10 +532,12 @@ impl Estimate {
             start,
             session: session.map(str::to_owned),
             ended: false,
+            ended_at: f64::NAN,
         });
-        for k in 0..PARTICLES {
-            let length = self.log_hold[k].exp() * (SIGMA * self.rng.normal()).exp();
-            self.ends.push(start + length);
+        // With no count to pace on, its ends are drawn when the first refusal needs them.
+        self.lazy += 1;
+        if self.limited() {
+            self.materialise();
         }
         self.learn(t);
     }
@@ -519,6 +579,7 @@ impl Estimate {
     fn observe(&mut self, at: f64, refused: bool) {
         if refused && !self.limited() {
             // The first refusal: each hypothesis takes its own calls active then as the count.
+            self.materialise();
             self.counted = true;
             for k in 0..PARTICLES {
                 self.lines[k] = self.count(k, at).max(1);
@@ -595,7 +656,7 @@ impl Estimate {
             })
             .collect();
         let mut ends = Vec::with_capacity(self.ends.len());
-        for i in 0..self.calls.len() {
+        for i in 0..self.drawn() {
             for &j in &picks {
                 ends.push(self.end(i, j));
             }
@@ -615,7 +676,7 @@ impl Estimate {
         for k in 0..PARTICLES {
             let hold = self.log_hold[k].exp();
             let lines = self.lines[k];
-            for i in 0..self.calls.len() {
+            for i in 0..self.drawn() {
                 if self.calls[i].ended {
                     continue;
                 }
@@ -659,7 +720,9 @@ impl Estimate {
             .map(|o| o.0)
             .chain(self.seen.front().map(|s| s.0))
             .fold(self.last_event.max(now), f64::min);
-        let keep: Vec<bool> = (0..self.calls.len())
+        self.forget_uncounted(horizon);
+        let drawn = self.drawn();
+        let keep: Vec<bool> = (0..drawn)
             .map(|i| (0..PARTICLES).any(|k| self.end(i, k) > horizon))
             .collect();
         if keep.iter().all(|k| *k) {
@@ -668,13 +731,39 @@ impl Estimate {
         let mut ends = Vec::with_capacity(self.ends.len());
         let mut calls = Vec::with_capacity(self.calls.len());
         for (i, call) in self.calls.drain(..).enumerate() {
-            if keep[i] {
-                ends.extend_from_slice(&self.ends[i * PARTICLES..(i + 1) * PARTICLES]);
+            if i >= drawn || keep[i] {
+                if i < drawn {
+                    ends.extend_from_slice(&self.ends[i * PARTICLES..(i + 1) * PARTICLES]);
+                }
                 calls.push(call);
             }
         }
         self.calls = calls;
         self.ends = ends;
+    }
+
+    /// Forget, in batches, the calls without end times beyond the [`MAX_UNCOUNTED`] latest,
+    /// and those no hypothesis's hold leaves a chance (1 in 10^6) of still going at `horizon`.
+    fn forget_uncounted(&mut self, horizon: f64) {
+        if self.lazy < MAX_UNCOUNTED + FORGET_BATCH {
+            let longest = self.log_hold.iter().copied().fold(f64::MIN, f64::max).exp();
+            // still_going(age, longest) < 1e-6 past this age (z > 4.76).
+            let over = longest * (SIGMA * 4.8).exp();
+            let first = self.drawn();
+            let old = self.calls[first..]
+                .iter()
+                .take_while(|c| horizon - c.start > over || (c.ended && c.ended_at <= horizon))
+                .count();
+            if old >= FORGET_BATCH || (old > 0 && old == self.lazy) {
+                self.calls.drain(first..first + old);
+                self.lazy -= old;
+            }
+            return;
+        }
+        let first = self.drawn();
+        let drop = self.lazy - MAX_UNCOUNTED;
+        self.calls.drain(first..first + drop);
+        self.lazy -= drop;
     }
 
     /// A call-end event (outcome tracking): the call named `session` ended at `t`. Its line is
@@ -691,8 +780,11 @@ impl Estimate {
         let start = self.calls[i].start;
         let t = t.max(start);
         self.calls[i].ended = true;
-        for k in 0..PARTICLES {
-            self.ends[i * PARTICLES + k] = t;
+        self.calls[i].ended_at = t;
+        if i < self.drawn() {
+            for k in 0..PARTICLES {
+                self.ends[i * PARTICLES + k] = t;
+            }
         }
         let length = t - start;
         if length > 0.0 {
@@ -816,6 +908,30 @@ mod tests {
         let full = e.admit(3.0).expect_err("three calls hold the three lines");
         assert_eq!((full.busy, full.lines, full.learned), (3, 3, false));
         assert!(full.retry_at > 3.0 + 1.0, "{full:?}");
+    }
+
+    #[test]
+    fn with_no_count_known_many_calls_keep_the_estimate_small_and_a_refusal_still_counts() {
+        // The 1M-contact benchmark's case: no lines configured, the stand-in never refuses.
+        // Each call placed once drew 1,000 end times (8 KB) kept for up to hours.
+        let mut e = Estimate::default();
+        for i in 0..200_000u32 {
+            let t = f64::from(i) * 0.001;
+            let (claim, _) = e.admit(t).expect("no limit known yet");
+            e.placed(t, claim, None);
+            assert!(e.calls.len() <= MAX_UNCOUNTED + FORGET_BATCH && e.ends.is_empty());
+        }
+        assert_eq!((e.lines(), e.accepted), (None, 200_000));
+        // The first refusal: the latest calls (all of them likely going, a second old at
+        // most) are the count, as many as are kept.
+        let (claim, _) = e.admit(200.0).expect("still no limit known");
+        let full = e.refused(200.0, claim);
+        let lines = e.lines().expect("learned from the refusal");
+        assert!(
+            (MAX_UNCOUNTED as u32 / 2..=(MAX_UNCOUNTED + FORGET_BATCH) as u32).contains(&lines),
+            "{lines}"
+        );
+        assert!(full.learned);
     }
 
     #[test]
