@@ -745,6 +745,9 @@ impl Estimate {
     /// Forget, in batches, the calls without end times beyond the [`MAX_UNCOUNTED`] latest,
     /// and those no hypothesis's hold leaves a chance (1 in 10^6) of still going at `horizon`.
     fn forget_uncounted(&mut self, horizon: f64) {
+        if self.lazy == 0 {
+            return;
+        }
         if self.lazy < MAX_UNCOUNTED + FORGET_BATCH {
             let longest = self.log_hold.iter().copied().fold(f64::MIN, f64::max).exp();
             // still_going(age, longest) < 1e-6 past this age (z > 4.76).
