@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod pg;
 mod support;
 
 mod agent_lines;
@@ -50,6 +51,7 @@ mod serve_auth;
 mod served;
 mod signing_vectors;
 mod slow_clients;
+mod store_contract;
 mod store_queue;
 mod systematic;
 mod tags;
