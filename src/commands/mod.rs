@@ -191,6 +191,10 @@ pub fn notifier(
 
 /// Where `serve` keeps the uploaded contact files of the store at `state`: `uploads/` beside it.
 pub fn uploads_of(state: &std::path::Path) -> std::path::PathBuf {
+    // A PostgreSQL store has no folder: uploads go to `uploads` in the working directory.
+    if crate::store::Store::is_postgres_url(state) {
+        return "uploads".into();
+    }
     state
         .parent()
         .map(|p| p.join("uploads"))

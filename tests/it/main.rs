@@ -39,6 +39,7 @@ mod outage;
 mod outcomes;
 mod outcomes_store;
 mod oversized;
+mod postgres_commands;
 mod purge;
 mod report;
 mod requeue;

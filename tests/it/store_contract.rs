@@ -7,7 +7,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use ccc_dialer::contact::{NewContact, Overrides, Status, DNC_REASON};
-use ccc_dialer::store::{AttemptOutcome, CampaignState, PersonGuard, Store, StoreError};
+use ccc_dialer::store::{
+    AttemptOutcome, CampaignState, ContactFilter, OutcomeRecord, PersonGuard, PurgeOutcome,
+    Reconciled, Store, StoreError,
+};
 
 use crate::pg::{Fixture, PgSchema};
 
@@ -55,6 +58,10 @@ contract!(
     waits_meta_and_agent_lines_are_kept,
     gates_defer_end_and_expire_pending_contacts,
     a_newer_schema_is_refused,
+    a_placed_call_is_checked_once_and_an_in_doubt_one_reconciled,
+    an_operator_requeue_resets_failed_contacts_and_reopens_the_campaign,
+    contact_pages_follow_the_line_and_filters,
+    a_finished_campaign_is_purged_and_its_dials_kept_unless_forgotten,
 );
 
 fn row(line: u64, callee: &str) -> NewContact {
@@ -635,19 +642,26 @@ async fn a_newer_schema_is_refused(f: &Fixture) {
 }
 
 #[tokio::test]
-async fn postgres_an_unported_method_refuses_naming_itself() {
+async fn postgres_a_method_without_its_postgres_arm_refuses_naming_itself() {
+    // A SQLite-only job (what a store method without a PostgreSQL arm runs) is refused, never
+    // run on a connection it was not written for.
+    async fn sqlite_only(store: &Store) -> Result<(), StoreError> {
+        store
+            .call(|_c: &rusqlite::Connection| Ok::<_, StoreError>(()))
+            .await
+    }
     let schema = PgSchema::create().await;
     let store = tokio::time::timeout(DEADLINE, Store::connect_postgres(&schema.url))
         .await
         .unwrap()
         .unwrap();
-    let e = store
-        .purge_campaign(1, true, 0)
+    let e = sqlite_only(&store)
         .await
-        .expect_err("purge has no PostgreSQL implementation yet");
+        .expect_err("a SQLite job ran on PostgreSQL");
     assert!(matches!(e, StoreError::NotPorted(_)), "{e}");
     assert!(
-        e.to_string().contains("Store::purge_campaign"),
+        e.to_string()
+            .contains("Store::sqlite_only is not available on a PostgreSQL store yet"),
         "the message names the method: {e}"
     );
 }
@@ -731,4 +745,289 @@ async fn postgres_a_password_in_the_url_never_shows_in_an_error() {
             .await
             .expect_err("a bad sslmode");
     assert!(!e.to_string().contains("Sup3rS3cret"), "{e}");
+}
+
+async fn a_placed_call_is_checked_once_and_an_in_doubt_one_reconciled(f: &Fixture) {
+    let store = f.open().await;
+    let id = campaign_with(&store, "t", vec![row(2, "a"), row(3, "b"), row(4, "c")]).await;
+    let d = due(&store, id, 0).await;
+    // a: placed with a session; b: in doubt; c: in doubt, then no record.
+    let n = store.begin_attempt(d[0].id, 1_000_000, None).await.unwrap();
+    let placed = AttemptOutcome {
+        session_id: Some("s-a".into()),
+        ..outcome(Status::Placed, "placed", Some(1_000_000))
+    };
+    store.finish_attempt(d[0].id, n, placed).await.unwrap();
+    for c in &d[1..] {
+        let n = store.begin_attempt(c.id, 1_000_000, None).await.unwrap();
+        store
+            .finish_attempt(
+                c.id,
+                n,
+                outcome(Status::Unknown, "in_doubt", Some(1_000_000)),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.next_check_due(30_000).await.unwrap(),
+        Some(1_030_000),
+        "every check is enrolled by the store itself"
+    );
+    assert!(store
+        .due_sessions(1_029_999, 30_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let sessions = store.due_sessions(1_030_000, 30_000, 10).await.unwrap();
+    assert_eq!(
+        sessions
+            .iter()
+            .map(|s| s.session_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["s-a"]
+    );
+    let reconciles = store.due_reconciles(1_030_000, 30_000, 10).await.unwrap();
+    assert_eq!(reconciles.len(), 2);
+    assert_eq!(reconciles[0].callee, "b");
+    store
+        .reschedule_checks(vec![(sessions[0].attempt_id, 1_090_000)])
+        .await
+        .unwrap();
+    assert!(store
+        .due_sessions(1_060_000, 30_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let answered = OutcomeRecord {
+        session_id: "s-a".into(),
+        class: "answered".into(),
+        duration_s: Some(30),
+        answered_at: Some(1_800_000_010),
+        source: "poll".into(),
+        recorded_at: 1,
+        ..Default::default()
+    };
+    let w = store.record_outcomes(vec![answered.clone()]).await.unwrap();
+    assert_eq!(w.new, vec!["s-a".to_string()]);
+    assert_eq!(
+        store
+            .record_outcomes(vec![answered.clone()])
+            .await
+            .unwrap()
+            .ignored,
+        1,
+        "a record seen twice changes nothing"
+    );
+    assert!(store
+        .due_sessions(2_000_000, 30_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // b: the records show its call; c: none.
+    let found = OutcomeRecord {
+        session_id: "s-b".into(),
+        class: "busy".into(),
+        source: "reconciled".into(),
+        recorded_at: 2,
+        ..Default::default()
+    };
+    store
+        .finish_reconcile(
+            reconciles[0].attempt_id,
+            Reconciled::Found(Box::new(found)),
+            5,
+        )
+        .await
+        .unwrap();
+    store
+        .finish_reconcile(reconciles[1].attempt_id, Reconciled::NotPlaced, 6)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.next_check_due(30_000).await.unwrap(),
+        None,
+        "nothing left to check"
+    );
+    let b = store.result_of(d[1].id).await.unwrap();
+    assert_eq!(
+        (b.status.as_str(), b.session_id.as_str(), b.outcome.as_str()),
+        ("placed", "s-b", "busy")
+    );
+    assert_eq!(store.result_of(d[2].id).await.unwrap().status, "not_placed");
+    let counts = store.outcome_counts(id).await.unwrap();
+    assert_eq!(counts.by_class.get("answered"), Some(&1));
+    assert_eq!(counts.by_class.get("busy"), Some(&1));
+    assert_eq!((counts.awaiting, counts.reconciling), (0, 0));
+    let sessions = store.contact_sessions(d[0].id).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        sessions[0].1.as_ref().map(|r| r.class.as_str()),
+        Some("answered")
+    );
+    let known = store
+        .known_sessions(vec!["s-a".into(), "s-b".into(), "s-x".into()])
+        .await
+        .unwrap();
+    assert_eq!(known.len(), 2);
+    assert_eq!(store.requeue_not_placed(id, 7).await.unwrap(), 1);
+    assert_eq!(due(&store, id, 8).await.len(), 1);
+}
+
+async fn an_operator_requeue_resets_failed_contacts_and_reopens_the_campaign(f: &Fixture) {
+    let store = f.open().await;
+    let id = campaign_with(&store, "t", vec![row(2, "a"), row(3, "b"), row(4, "c")]).await;
+    let d = due(&store, id, 0).await;
+    for (c, code) in d.iter().zip([
+        "InvalidParameterValue",
+        "InternalError",
+        "FailedOperation.X",
+    ]) {
+        let n = store.begin_attempt(c.id, 10, None).await.unwrap();
+        let failed = AttemptOutcome {
+            error_code: Some(code.into()),
+            ..outcome(Status::Failed, "error", Some(11))
+        };
+        store.finish_attempt(c.id, n, failed).await.unwrap();
+    }
+    assert!(store.complete_if_done(id, 12).await.unwrap());
+    assert_eq!(
+        store
+            .give_back_failed(vec![d[2].id], "FailedOperation.X".into(), 13)
+            .await
+            .unwrap(),
+        1
+    );
+    let r = ccc_dialer::requeue::parse("failed", vec![], false, "a test").unwrap();
+    assert_eq!(
+        store.requeue(id, r, 20).await.unwrap(),
+        1,
+        "an InternalError may have placed the call: not requeued without allow_double_call"
+    );
+    let campaign = store.campaign(id).await.unwrap().unwrap();
+    assert_eq!(campaign.state, CampaignState::Active, "reopened");
+    let detail = store.contact_detail(id, "a").await.unwrap().unwrap();
+    assert_eq!(detail.status, "pending");
+    assert_eq!(
+        detail
+            .attempts
+            .iter()
+            .map(|a| a.outcome.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        vec!["error", "requeued"]
+    );
+    assert!(store.contact_detail(id, "nobody").await.unwrap().is_none());
+    let page = store.results_page(id, 2, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.line).collect::<Vec<_>>(),
+        vec![3, 4],
+        "results after line 2"
+    );
+}
+
+async fn contact_pages_follow_the_line_and_filters(f: &Fixture) {
+    let store = f.open().await;
+    let rows = (0..7)
+        .map(|i| row(i + 2, &format!("+1555000{i}")))
+        .collect();
+    let id = campaign_with(&store, "t", rows).await;
+    let first = store
+        .contacts_page(id, 0, ContactFilter::default(), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.contacts.iter().map(|r| r.line).collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    assert_eq!(first.next_after, Some(4));
+    assert_eq!(store.cancel_pending(id, 1).await.unwrap(), 7);
+    let filtered = store
+        .contacts_page(
+            id,
+            0,
+            ContactFilter {
+                digits: Some("0005".into()),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        filtered
+            .contacts
+            .iter()
+            .map(|r| r.callee.as_str())
+            .collect::<Vec<_>>(),
+        vec!["+15550005"]
+    );
+    let by_status = store
+        .contacts_page(
+            id,
+            0,
+            ContactFilter {
+                status: Some(Status::Cancelled),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_status.contacts.len(), 7);
+    assert_eq!(by_status.next_after, None);
+}
+
+async fn a_finished_campaign_is_purged_and_its_dials_kept_unless_forgotten(f: &Fixture) {
+    let store = f.open().await;
+    let id = campaign_with(&store, "t", vec![row(2, "a"), row(3, "b")]).await;
+    let d = due(&store, id, 0).await;
+    let n = store.begin_attempt(d[0].id, 10, None).await.unwrap();
+    assert!(matches!(
+        store.purge_campaign(id, false, 20).await.unwrap(),
+        PurgeOutcome::Unfinished {
+            pending: 1,
+            in_flight: 1
+        }
+    ));
+    store
+        .finish_attempt(d[0].id, n, outcome(Status::Placed, "placed", Some(11)))
+        .await
+        .unwrap();
+    store
+        .set_campaign_state(id, CampaignState::Cancelled, None, 21)
+        .await
+        .unwrap();
+    store.cancel_pending(id, 21).await.unwrap();
+    assert!(matches!(
+        store.purge_campaign(id, false, 22).await.unwrap(),
+        PurgeOutcome::DialsNeeded {
+            dials: 1,
+            newest_at: 11
+        }
+    ));
+    assert_eq!(
+        store.finished_before(1_000).await.unwrap(),
+        Vec::<i64>::new(),
+        "intake not done"
+    );
+    assert!(!store.source_shared(id, "x.csv").await.unwrap());
+    match store.purge_campaign(id, true, 23).await.unwrap() {
+        PurgeOutcome::Purged(counts) => {
+            assert_eq!((counts.contacts, counts.attempts, counts.dials), (2, 1, 1))
+        }
+        other => panic!("not purged: {other:?}"),
+    }
+    store.checkpoint().await.unwrap();
+    assert!(matches!(
+        store.purge_campaign(id, true, 24).await.unwrap(),
+        PurgeOutcome::AlreadyPurged(23)
+    ));
+    assert!(
+        store.counts(id).await.unwrap().is_empty(),
+        "no counts left behind"
+    );
+    assert_eq!(
+        store.campaign(id).await.unwrap().unwrap().purged_at,
+        Some(23)
+    );
 }

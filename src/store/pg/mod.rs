@@ -21,10 +21,15 @@ use tokio_postgres::config::SslMode;
 use super::StoreError;
 
 pub mod campaigns;
+pub mod detail;
 pub mod gates;
 pub mod lines;
+pub mod outcomes;
+pub mod pages;
+pub mod purge;
 pub mod queue;
 pub mod report;
+pub mod requeue;
 mod rows;
 pub mod schema;
 mod tls;
@@ -139,6 +144,12 @@ impl Pg {
             .url
             .parse()
             .map_err(|e: tokio_postgres::Error| open(describe(&e)))?;
+        // libpq's PGPASSWORD, so the password need not be in the URL.
+        if config.get_password().is_none() {
+            if let Ok(password) = std::env::var("PGPASSWORD") {
+                config.password(password);
+            }
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }

@@ -31,9 +31,7 @@ pub(super) fn result_row(r: &Row) -> Result<ResultRow, StoreError> {
     let status: String = r.try_get(1)?;
     let status: Status = status.parse().map_err(StoreError::Other)?;
     let updated_ms: i64 = r.try_get(9)?;
-    let updated_at = chrono::DateTime::from_timestamp_millis(updated_ms)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default();
+    let updated_at = crate::times::rfc3339_millis(updated_ms);
     let text = |i: usize| -> Result<String, StoreError> {
         Ok(r.try_get::<_, Option<String>>(i)?.unwrap_or_default())
     };
@@ -67,7 +65,9 @@ pub(super) fn result_row(r: &Row) -> Result<ResultRow, StoreError> {
     })
 }
 
-/// Intake of one batch (see `store::rows::insert_contacts`), inside the caller's transaction.
+/// Intake of one batch (see `store::rows::insert_contacts`), inside the caller's transaction:
+/// one multi-row insert for the batch (rows in line order, so of two rows with one callee the
+/// first is the one dialled), then one for the repeats of a callee already in the campaign.
 pub(super) async fn insert_contacts(
     c: &deadpool_postgres::Transaction<'_>,
     campaign_id: i64,
@@ -75,91 +75,149 @@ pub(super) async fn insert_contacts(
     now_ms: i64,
 ) -> Result<IntakeCounts, StoreError> {
     let mut counts = IntakeCounts::default();
-    let insert = c
-        .prepare_cached(
-            "INSERT INTO contacts (campaign_id, line, callee, ext_id, overrides, status, error_code,
-                                   error_message, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-        )
-        .await?;
-    let line_exists = c
-        .prepare_cached("SELECT 1 FROM contacts WHERE campaign_id = $1 AND line = $2")
-        .await?;
+    let mut lines = Vec::with_capacity(rows.len());
+    let mut callees = Vec::with_capacity(rows.len());
+    let mut ext_ids = Vec::with_capacity(rows.len());
+    let mut overrides = Vec::with_capacity(rows.len());
+    let mut statuses = Vec::with_capacity(rows.len());
+    let mut codes: Vec<Option<&str>> = Vec::with_capacity(rows.len());
+    let mut messages: Vec<Option<String>> = Vec::with_capacity(rows.len());
     for row in rows {
-        let overrides = if row.overrides.is_empty() {
+        lines.push(row.line as i64);
+        callees.push(row.callee.as_str());
+        ext_ids.push(row.ext_id.as_deref());
+        overrides.push(if row.overrides.is_empty() {
             None
         } else {
             Some(
                 serde_json::to_string(&row.overrides)
                     .map_err(|e| StoreError::Other(e.to_string()))?,
             )
-        };
+        });
         let (status, code, message) = match &row.skip_reason {
             Some(reason) if reason == crate::contact::DNC_REASON => {
-                (Status::Skipped, Some("Dnc"), Some(reason.as_str()))
+                (Status::Skipped, Some("Dnc"), Some(reason.clone()))
             }
-            Some(reason) => (Status::Skipped, Some("Invalid"), Some(reason.as_str())),
+            Some(reason) => (Status::Skipped, Some("Invalid"), Some(reason.clone())),
             None => (Status::Pending, None, None),
         };
-        let line = row.line as i64;
-        let inserted = c
-            .execute(
-                &insert,
-                &[
-                    &campaign_id,
-                    &line,
-                    &row.callee,
-                    &row.ext_id,
-                    &overrides,
-                    &status.as_str(),
-                    &code,
-                    &message,
-                    &now_ms,
-                ],
-            )
-            .await?;
-        if inserted == 1 {
-            if status == Status::Skipped {
-                counts.skipped += 1;
-            } else {
-                counts.accepted += 1;
-            }
-            continue;
-        }
-        if c.query_opt(&line_exists, &[&campaign_id, &line])
-            .await?
-            .is_some()
-        {
-            counts.already_stored += 1;
-            continue;
-        }
-        // The callee is already in this campaign: dial it once, record the repeat.
-        let first_line: i64 = c
-            .query_one(
-                "SELECT line FROM contacts
-                 WHERE campaign_id = $1 AND callee = $2 AND status != 'skipped'",
-                &[&campaign_id, &row.callee],
-            )
-            .await?
-            .try_get(0)?;
-        let message = format!("duplicate of line {first_line}");
-        c.execute(
+        statuses.push(status.as_str());
+        codes.push(code);
+        messages.push(message);
+    }
+    let insert = c
+        .prepare_cached(
+            "INSERT INTO contacts (campaign_id, line, callee, ext_id, overrides, status, error_code,
+                                   error_message, updated_at)
+             SELECT $1, r.line, r.callee, r.ext_id, r.overrides, r.status, r.code, r.message, $9
+             FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[])
+                  WITH ORDINALITY AS r(line, callee, ext_id, overrides, status, code, message, i)
+             ORDER BY r.i
+             ON CONFLICT DO NOTHING RETURNING line, status",
+        )
+        .await?;
+    let inserted = c
+        .query(
             &insert,
             &[
                 &campaign_id,
-                &line,
-                &row.callee,
-                &row.ext_id,
+                &lines,
+                &callees,
+                &ext_ids,
                 &overrides,
-                &Status::Skipped.as_str(),
-                &"Duplicate",
-                &message,
+                &statuses,
+                &codes,
+                &messages,
                 &now_ms,
             ],
         )
         .await?;
-        counts.duplicates += 1;
-        counts.skipped += 1;
+    let mut stored = std::collections::HashSet::with_capacity(inserted.len());
+    for r in &inserted {
+        let line: i64 = r.try_get(0)?;
+        let status: &str = r.try_get(1)?;
+        stored.insert(line);
+        if status == Status::Skipped.as_str() {
+            counts.skipped += 1;
+        } else {
+            counts.accepted += 1;
+        }
+    }
+    let left: Vec<usize> = (0..rows.len())
+        .filter(|&i| !stored.contains(&lines[i]))
+        .collect();
+    if !left.is_empty() {
+        // Lines already in the store (an interrupted intake being resumed)…
+        let left_lines: Vec<i64> = left.iter().map(|&i| lines[i]).collect();
+        let existing: std::collections::HashSet<i64> = c
+            .query(
+                "SELECT line FROM contacts WHERE campaign_id = $1 AND line = ANY($2)",
+                &[&campaign_id, &left_lines],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        // …and callees already in this campaign: dial them once, record the repeat.
+        let repeats: Vec<usize> = left
+            .into_iter()
+            .filter(|&i| !existing.contains(&lines[i]))
+            .collect();
+        counts.already_stored += (left_lines.len() - repeats.len()) as u64;
+        if !repeats.is_empty() {
+            let repeat_callees: Vec<&str> = repeats.iter().map(|&i| callees[i]).collect();
+            let first_lines: std::collections::HashMap<String, i64> = c
+                .query(
+                    "SELECT callee, line FROM contacts
+                     WHERE campaign_id = $1 AND callee = ANY($2) AND status != 'skipped'",
+                    &[&campaign_id, &repeat_callees],
+                )
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, StoreError>>()?;
+            let mut d_lines = Vec::with_capacity(repeats.len());
+            let mut d_messages = Vec::with_capacity(repeats.len());
+            for &i in &repeats {
+                let first = first_lines.get(callees[i]).ok_or_else(|| {
+                    StoreError::Other(format!(
+                        "line {}: refused by the store, but no other line holds its callee",
+                        lines[i]
+                    ))
+                })?;
+                d_lines.push(lines[i]);
+                d_messages.push(format!("duplicate of line {first}"));
+            }
+            let pick = |v: &[Option<&str>]| -> Vec<Option<String>> {
+                repeats.iter().map(|&i| v[i].map(str::to_string)).collect()
+            };
+            let d_callees: Vec<&str> = repeats.iter().map(|&i| callees[i]).collect();
+            let d_ext = pick(&ext_ids);
+            let d_overrides: Vec<Option<String>> =
+                repeats.iter().map(|&i| overrides[i].clone()).collect();
+            let n = c
+                .execute(
+                    "INSERT INTO contacts (campaign_id, line, callee, ext_id, overrides, status,
+                                           error_code, error_message, updated_at)
+                     SELECT $1, r.line, r.callee, r.ext_id, r.overrides, 'skipped', 'Duplicate',
+                            r.message, $7
+                     FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+                          AS r(line, callee, ext_id, overrides, message)",
+                    &[
+                        &campaign_id,
+                        &d_lines,
+                        &d_callees,
+                        &d_ext,
+                        &d_overrides,
+                        &d_messages,
+                        &now_ms,
+                    ],
+                )
+                .await?;
+            counts.duplicates += n;
+            counts.skipped += n;
+        }
     }
     // The batch's rows in `contact_counts` (status changes keep it by trigger; see the schema).
     for (status, n) in [
