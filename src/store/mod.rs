@@ -301,6 +301,15 @@ impl Store {
         })
     }
 
+    /// A PostgreSQL store that already exists, or `None` (nothing written) when the database
+    /// holds no ccc-dialer schema yet.
+    pub async fn connect_existing_postgres(url: &str) -> Result<Option<Store>, StoreError> {
+        Ok(pg::Pg::connect_existing(url).await?.map(|pg| Store {
+            path: PathBuf::from(pg.target()),
+            backend: Backend::Postgres(std::sync::Arc::new(pg)),
+        }))
+    }
+
     /// Whether `state` (a `--state` value) names a PostgreSQL database.
     pub fn is_postgres_url(state: &Path) -> bool {
         state.to_str().is_some_and(pg::is_url)

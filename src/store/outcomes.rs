@@ -287,10 +287,6 @@ impl Store {
         asked_until_ms: i64,
         limit: usize,
     ) -> Result<Vec<DueSession>, StoreError> {
-        if let Some(pg) = self.pg() {
-            return pg::outcomes::due_sessions_until(pg, now_ms, first_ms, asked_until_ms, limit)
-                .await;
-        }
         self.call(move |c| {
             let mut out = due_rows(
                 c,
@@ -332,10 +328,6 @@ impl Store {
         asked_until_ms: i64,
         limit: usize,
     ) -> Result<Vec<DueReconcile>, StoreError> {
-        if let Some(pg) = self.pg() {
-            return pg::outcomes::due_reconciles_until(pg, now_ms, first_ms, asked_until_ms, limit)
-                .await;
-        }
         self.call(move |c| {
             let mut out = due_rows(
                 c,
@@ -365,9 +357,6 @@ impl Store {
     /// `first_ms` after its send, an asked one at its `next_check_at`. Two index lookups
     /// (`outcome_checks_due`), so the poller can learn cheaply that nothing is due.
     pub async fn next_check_due(&self, first_ms: i64) -> Result<Option<i64>, StoreError> {
-        if let Some(pg) = self.pg() {
-            return pg::outcomes::next_check_due(pg, first_ms).await;
-        }
         self.call(move |c| {
             let mut next: Option<i64> = None;
             for kind in ["outcome", "reconcile", "retry_check"] {
@@ -441,9 +430,6 @@ impl Store {
         &self,
         records: Vec<OutcomeRecord>,
     ) -> Result<Written, StoreError> {
-        if let Some(pg) = self.pg() {
-            return pg::outcomes::record_outcomes(pg, records).await;
-        }
         self.call(move |c| {
             let mut w = Written::default();
             for rec in &records {
@@ -488,9 +474,6 @@ impl Store {
         how: Reconciled,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        if let Some(pg) = self.pg() {
-            return pg::outcomes::finish_reconcile(pg, attempt_id, how, now_ms).await;
-        }
         self.call(move |c| {
             let kind: Option<String> = c
                 .query_row(

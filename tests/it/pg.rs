@@ -128,4 +128,57 @@ impl Fixture {
             }
         }
     }
+
+    /// An outcome row written straight into the store's tables (as the outcome tracker would).
+    pub async fn insert_outcome(&self, session: &str, contact_id: i64, class: &str) {
+        let sql = "INSERT INTO outcomes (session_id, contact_id, class, source, recorded_at)
+                   VALUES ($1, $2, $3, 'poll', 1)";
+        match self {
+            Fixture::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(Fixture::sqlite_path(dir)).unwrap();
+                c.execute(
+                    &sql.replace('$', "?"),
+                    rusqlite::params![session, contact_id, class],
+                )
+                .unwrap();
+            }
+            Fixture::Postgres(schema) => {
+                admin()
+                    .await
+                    .execute(
+                        &sql.replace("INTO outcomes", &format!("INTO {}.outcomes", schema.name)),
+                        &[&session, &contact_id, &class],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The kinds of the outcome checks enrolled, sorted.
+    pub async fn outcome_check_kinds(&self) -> Vec<String> {
+        let sql = "SELECT kind FROM outcome_checks ORDER BY kind";
+        match self {
+            Fixture::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(Fixture::sqlite_path(dir)).unwrap();
+                let mut stmt = c.prepare(sql).unwrap();
+                let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+                rows.collect::<Result<Vec<String>, _>>().unwrap()
+            }
+            Fixture::Postgres(schema) => admin()
+                .await
+                .query(
+                    &sql.replace(
+                        "FROM outcome_checks",
+                        &format!("FROM {}.outcome_checks", schema.name),
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        }
+    }
 }

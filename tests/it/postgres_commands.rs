@@ -11,6 +11,16 @@ use crate::support::*;
 /// A password the URL carries (trust auth ignores it): it must never be printed.
 const PASSWORD: &str = "pw-Never-Printed-42";
 
+/// The longest one `ccc-dialer` child may take here.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// [`run_async`] with a deadline (a hung run fails the test instead of hanging it).
+async fn run_within(s: &Scratch) -> std::process::Output {
+    tokio::time::timeout(DEADLINE, run_async(s))
+        .await
+        .expect("the run finished within its deadline")
+}
+
 fn with_password(url: &str) -> String {
     url.replacen(
         "postgres://postgres@",
@@ -45,7 +55,7 @@ async fn run_on_postgres_places_every_contact_once_and_a_rerun_dials_nothing() {
     csv.push_str("+8613800000004,dup\nnot-a-number,bad\n");
     s.write_contacts(&csv);
 
-    let out = run_async(&s).await;
+    let out = run_within(&s).await;
     let err = stderr_of(&out);
     assert_eq!(code_of(&out), 0, "{err}");
     assert!(!err.contains(PASSWORD), "the password was printed: {err}");
@@ -67,7 +77,7 @@ async fn run_on_postgres_places_every_contact_once_and_a_rerun_dials_nothing() {
     let requests = stats.requests;
 
     // A rerun resumes from the database: nothing left to dial, nothing sent.
-    let out = run_async(&s).await;
+    let out = run_within(&s).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     assert_eq!(mock.stats().requests, requests, "the rerun sent nothing");
     assert_eq!(s.results(), rows);
@@ -109,7 +119,7 @@ async fn a_run_killed_on_postgres_leaves_its_in_flight_calls_unknown_never_redia
     child.kill().expect("kill -9");
     let _ = child.wait();
 
-    let out = run_async(&s).await;
+    let out = run_within(&s).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     let rows = s.results();
     assert_eq!(rows.len(), 40, "every contact accounted for");
@@ -136,7 +146,7 @@ async fn an_unreachable_database_exits_2_naming_it_without_its_password() {
         "postgres://dialer:{PASSWORD}@127.0.0.1:1/calls?sslmode=disable&connect_timeout=5"
     ));
     s.write_contacts(&contacts_csv(3));
-    let out = run_async(&s).await;
+    let out = run_within(&s).await;
     let err = stderr_of(&out);
     assert_eq!(code_of(&out), 2, "{err}");
     assert!(
@@ -185,5 +195,61 @@ async fn serve_on_postgres_dials_a_posted_campaign_and_a_restart_finds_it() {
         mock.stats().requests,
         stats.requests,
         "nothing dialled again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_on_postgres_writes_nothing_and_then_resumes_what_a_run_stored() {
+    let schema = PgSchema::create().await;
+    let mock = mock_with(20, 0, "").await;
+    let mut s = Scratch::new(&mock.endpoint(), "", "");
+    s.state = PathBuf::from(&schema.url);
+    s.write_contacts(&contacts_csv(5));
+    let dry = |s: &Scratch| {
+        let mut cmd = s.run_command();
+        cmd.arg("--dry-run");
+        async move {
+            let out = tokio::time::timeout(
+                DEADLINE,
+                tokio::task::spawn_blocking(move || cmd.output().expect("spawn ccc-dialer")),
+            )
+            .await
+            .expect("the dry run finished within its deadline")
+            .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                stderr_of(&out)
+            );
+            (code_of(&out), text)
+        }
+    };
+    let (code, text) = dry(&s).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("5 contacts would be dialled"), "{text}");
+    let (admin, conn) = tokio_postgres::connect(crate::pg::ADMIN_URL, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tables: i64 = admin
+        .query_one(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1",
+            &[&schema.name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "the dry run wrote nothing, not even the schema");
+
+    let out = run_within(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let (code, text) = dry(&s).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("resuming"), "{text}");
+    assert!(text.contains("0 contacts would be dialled"), "{text}");
+    assert_eq!(
+        mock.stats().calls_per_callee.len(),
+        5,
+        "only the real run dialled"
     );
 }

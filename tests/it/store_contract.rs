@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use ccc_dialer::contact::{NewContact, Overrides, Status, DNC_REASON};
 use ccc_dialer::store::{
-    AttemptOutcome, CampaignState, ContactFilter, OutcomeRecord, PersonGuard, PurgeOutcome,
-    Reconciled, Store, StoreError,
+    AttemptOutcome, CampaignState, ContactFilter, PersonGuard, PurgeOutcome, Store, StoreError,
 };
 
 use crate::pg::{Fixture, PgSchema};
@@ -58,7 +57,8 @@ contract!(
     waits_meta_and_agent_lines_are_kept,
     gates_defer_end_and_expire_pending_contacts,
     a_newer_schema_is_refused,
-    a_placed_call_is_checked_once_and_an_in_doubt_one_reconciled,
+    outcome_counts_follow_records_and_status_changes,
+    other_actions_sends_are_kept_for_their_limiter,
     an_operator_requeue_resets_failed_contacts_and_reopens_the_campaign,
     contact_pages_follow_the_line_and_filters,
     a_finished_campaign_is_purged_and_its_dials_kept_unless_forgotten,
@@ -747,131 +747,83 @@ async fn postgres_a_password_in_the_url_never_shows_in_an_error() {
     assert!(!e.to_string().contains("Sup3rS3cret"), "{e}");
 }
 
-async fn a_placed_call_is_checked_once_and_an_in_doubt_one_reconciled(f: &Fixture) {
+async fn outcome_counts_follow_records_and_status_changes(f: &Fixture) {
     let store = f.open().await;
     let id = campaign_with(&store, "t", vec![row(2, "a"), row(3, "b"), row(4, "c")]).await;
     let d = due(&store, id, 0).await;
-    // a: placed with a session; b: in doubt; c: in doubt, then no record.
-    let n = store.begin_attempt(d[0].id, 1_000_000, None).await.unwrap();
-    let placed = AttemptOutcome {
-        session_id: Some("s-a".into()),
-        ..outcome(Status::Placed, "placed", Some(1_000_000))
-    };
-    store.finish_attempt(d[0].id, n, placed).await.unwrap();
-    for c in &d[1..] {
-        let n = store.begin_attempt(c.id, 1_000_000, None).await.unwrap();
-        store
-            .finish_attempt(
-                c.id,
-                n,
-                outcome(Status::Unknown, "in_doubt", Some(1_000_000)),
-            )
-            .await
-            .unwrap();
+    for (i, c) in d.iter().enumerate() {
+        let n = store.begin_attempt(c.id, 1_000, None).await.unwrap();
+        let o = match i {
+            2 => AttemptOutcome {
+                error_code: Some("InternalError".into()),
+                ..outcome(Status::Failed, "error", Some(1_000))
+            },
+            _ => AttemptOutcome {
+                session_id: Some(format!("s-{i}")),
+                ..outcome(Status::Placed, "placed", Some(1_000))
+            },
+        };
+        store.finish_attempt(c.id, n, o).await.unwrap();
     }
-    assert_eq!(
-        store.next_check_due(30_000).await.unwrap(),
-        Some(1_030_000),
-        "every check is enrolled by the store itself"
-    );
-    assert!(store
-        .due_sessions(1_029_999, 30_000, 10)
-        .await
-        .unwrap()
-        .is_empty());
-    let sessions = store.due_sessions(1_030_000, 30_000, 10).await.unwrap();
-    assert_eq!(
-        sessions
-            .iter()
-            .map(|s| s.session_id.as_str())
-            .collect::<Vec<_>>(),
-        vec!["s-a"]
-    );
-    let reconciles = store.due_reconciles(1_030_000, 30_000, 10).await.unwrap();
-    assert_eq!(reconciles.len(), 2);
-    assert_eq!(reconciles[0].callee, "b");
-    store
-        .reschedule_checks(vec![(sessions[0].attempt_id, 1_090_000)])
-        .await
-        .unwrap();
-    assert!(store
-        .due_sessions(1_060_000, 30_000, 10)
-        .await
-        .unwrap()
-        .is_empty());
-    let answered = OutcomeRecord {
-        session_id: "s-a".into(),
-        class: "answered".into(),
-        duration_s: Some(30),
-        answered_at: Some(1_800_000_010),
-        source: "poll".into(),
-        recorded_at: 1,
-        ..Default::default()
-    };
-    let w = store.record_outcomes(vec![answered.clone()]).await.unwrap();
-    assert_eq!(w.new, vec!["s-a".to_string()]);
-    assert_eq!(
-        store
-            .record_outcomes(vec![answered.clone()])
-            .await
-            .unwrap()
-            .ignored,
-        1,
-        "a record seen twice changes nothing"
-    );
-    assert!(store
-        .due_sessions(2_000_000, 30_000, 10)
-        .await
-        .unwrap()
-        .is_empty());
-    // b: the records show its call; c: none.
-    let found = OutcomeRecord {
-        session_id: "s-b".into(),
-        class: "busy".into(),
-        source: "reconciled".into(),
-        recorded_at: 2,
-        ..Default::default()
-    };
-    store
-        .finish_reconcile(
-            reconciles[0].attempt_id,
-            Reconciled::Found(Box::new(found)),
-            5,
-        )
-        .await
-        .unwrap();
-    store
-        .finish_reconcile(reconciles[1].attempt_id, Reconciled::NotPlaced, 6)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.next_check_due(30_000).await.unwrap(),
-        None,
-        "nothing left to check"
-    );
-    let b = store.result_of(d[1].id).await.unwrap();
-    assert_eq!(
-        (b.status.as_str(), b.session_id.as_str(), b.outcome.as_str()),
-        ("placed", "s-b", "busy")
-    );
-    assert_eq!(store.result_of(d[2].id).await.unwrap().status, "not_placed");
     let counts = store.outcome_counts(id).await.unwrap();
-    assert_eq!(counts.by_class.get("answered"), Some(&1));
-    assert_eq!(counts.by_class.get("busy"), Some(&1));
-    assert_eq!((counts.awaiting, counts.reconciling), (0, 0));
+    assert_eq!((counts.placed(), counts.awaiting), (2, 2));
+    // Two records arrive, written into the tables as the outcome tracker would.
+    f.insert_outcome("s-0", d[0].id, "answered").await;
+    f.insert_outcome("s-1", d[1].id, "busy").await;
+    let counts = store.outcome_counts(id).await.unwrap();
+    assert_eq!(counts.by_class.get("answered"), Some(&1), "{counts:?}");
+    assert_eq!(counts.by_class.get("busy"), Some(&1), "{counts:?}");
+    assert_eq!(counts.awaiting, 0);
+    assert_eq!(counts.answer_rate(), Some(0.5));
+    // The failed try requeued (allow_double_call) leaves the placed ones' counts as they are.
+    let r = ccc_dialer::requeue::parse("failed", vec![], true, "a test").unwrap();
+    assert_eq!(store.requeue(id, r, 2_000).await.unwrap(), 1);
+    assert_eq!(store.outcome_counts(id).await.unwrap(), counts);
     let sessions = store.contact_sessions(d[0].id).await.unwrap();
-    assert_eq!(sessions.len(), 1);
     assert_eq!(
         sessions[0].1.as_ref().map(|r| r.class.as_str()),
         Some("answered")
     );
     let known = store
-        .known_sessions(vec!["s-a".into(), "s-b".into(), "s-x".into()])
+        .known_sessions(vec!["s-0".into(), "s-9".into()])
         .await
         .unwrap();
-    assert_eq!(known.len(), 2);
-    assert_eq!(store.requeue_not_placed(id, 7).await.unwrap(), 1);
-    assert_eq!(due(&store, id, 8).await.len(), 1);
+    assert_eq!(
+        known.into_iter().collect::<Vec<_>>(),
+        vec!["s-0".to_string()]
+    );
+    assert_eq!(
+        f.outcome_check_kinds().await,
+        vec![
+            "outcome".to_string(),
+            "outcome".into(),
+            "retry_check".into()
+        ],
+        "placed sessions and the InternalError try are enrolled by the store itself"
+    );
+}
+
+async fn other_actions_sends_are_kept_for_their_limiter(f: &Fixture) {
+    let store = f.open().await;
+    let a = store.sending("DescribeTelCdr", 1_000).await.unwrap();
+    let b = store.sending("DescribeTelCdr", 1_100).await.unwrap();
+    let gone = store.sending("DescribeTelCdr", 1_200).await.unwrap();
+    store.sent(a, Some(1_050)).await.unwrap();
+    store.sent(gone, None).await.unwrap();
+    // b never told its departure: it counts as now.
+    assert_eq!(
+        store
+            .recent_action_sends("DescribeTelCdr", 10, 5_000)
+            .await
+            .unwrap(),
+        vec![5_000, 1_050]
+    );
+    assert!(store
+        .recent_action_sends("Other", 10, 5_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let _ = b;
 }
 
 async fn an_operator_requeue_resets_failed_contacts_and_reopens_the_campaign(f: &Fixture) {

@@ -32,6 +32,7 @@ pub mod report;
 pub mod requeue;
 mod rows;
 pub mod schema;
+pub mod sends;
 mod tls;
 
 /// Connections in the pool (each method holds one for its transaction).
@@ -134,6 +135,18 @@ impl Pg {
     /// Connect to the database `url` names (checking that it answers) and bring its schema up
     /// to this build's version.
     pub async fn connect(url: &str) -> Result<Pg, StoreError> {
+        Pg::open(url, false)
+            .await?
+            .ok_or_else(|| StoreError::Other("the store vanished while it was opened".into()))
+    }
+
+    /// [`Pg::connect`] to a store that already exists: `None` (and nothing written) when the
+    /// database holds no ccc-dialer schema yet (`run --dry-run`).
+    pub async fn connect_existing(url: &str) -> Result<Option<Pg>, StoreError> {
+        Pg::open(url, true).await
+    }
+
+    async fn open(url: &str, only_existing: bool) -> Result<Option<Pg>, StoreError> {
         let target = redact(url);
         let open = |message: String| StoreError::PgOpen {
             target: target.clone(),
@@ -181,9 +194,19 @@ impl Pg {
                 deadpool_postgres::PoolError::Backend(e) => open(describe(&e)),
                 other => open(other.to_string()),
             })?;
+            if only_existing {
+                let exists: bool = c
+                    .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+                    .await
+                    .map_err(|e| open(describe(&e)))?
+                    .get(0);
+                if !exists {
+                    return Ok(None);
+                }
+            }
             schema::migrate(&mut c, &pg.target).await?;
         }
-        Ok(pg)
+        Ok(Some(pg))
     }
 
     /// The URL without its password.
