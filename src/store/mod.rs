@@ -762,8 +762,15 @@ impl Store {
         F: FnMut(&mut S, ResultRow, Vec<String>) -> Result<(), StoreError> + Send + 'static,
     {
         if let Some(pg) = self.pg() {
-            return pg::queue::for_each_result_with(pg, campaign_id, only_final, extras, state, each)
-                .await;
+            return pg::queue::for_each_result_with(
+                pg,
+                campaign_id,
+                only_final,
+                extras,
+                state,
+                each,
+            )
+            .await;
         }
         self.call(move |c| {
             let mut stmt = c.prepare(&format!(

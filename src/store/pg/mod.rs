@@ -33,6 +33,7 @@ pub mod requeue;
 mod rows;
 pub mod schema;
 pub mod sends;
+pub mod tags;
 mod tls;
 
 /// Connections in the pool (each method holds one for its transaction).
