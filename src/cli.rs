@@ -112,8 +112,10 @@ pub struct ServeArgs {
     /// Configuration file (TOML); see config/dialer.toml.
     #[arg(long, env = "CCC_DIALER_CONFIG")]
     pub config: PathBuf,
-    /// State store (SQLite), created if missing; every campaign lives in it.
-    #[arg(long, env = "CCC_DIALER_STATE")]
+    /// State store, created if missing; every campaign lives in it: a SQLite file, or a
+    /// PostgreSQL database URL (postgres://USER@HOST/DB?sslmode=…; keep a password out of the
+    /// command line: CCC_DIALER_STATE, or PGPASSWORD).
+    #[arg(long, env = "CCC_DIALER_STATE", hide_env_values = true)]
     pub state: PathBuf,
     /// Address for the HTTP API and probes (port 0 picks a free port and prints it).
     #[arg(long, env = "CCC_DIALER_LISTEN", default_value = "127.0.0.1:8080")]
@@ -146,8 +148,9 @@ pub struct RunArgs {
     /// --contacts file (refused, exit 2).
     #[arg(long)]
     pub results: Option<PathBuf>,
-    /// State store (SQLite), created if missing. Rerun with the same file to resume.
-    #[arg(long)]
+    /// State store, created if missing: a SQLite file, or a PostgreSQL database URL
+    /// (postgres://…). Rerun with the same store to resume.
+    #[arg(long, env = "CCC_DIALER_STATE", hide_env_values = true)]
     pub state: Option<PathBuf>,
     /// Make every check the real run makes before sending (config, do-not-call lists,
     /// credentials, fault script, --state/--results), print the intake report and list what would
@@ -188,8 +191,8 @@ pub struct OutcomesArgs {
     /// Configuration file (TOML): the endpoint, campaign.sdk_app_id and [outcomes].
     #[arg(long)]
     pub config: PathBuf,
-    /// State store (SQLite) written by `run` or `serve`.
-    #[arg(long)]
+    /// State store written by `run` or `serve`: a SQLite file or a PostgreSQL URL.
+    #[arg(long, env = "CCC_DIALER_STATE", hide_env_values = true)]
     pub state: PathBuf,
     /// Keep asking (every outcomes.check_every) until every outcome is known or given up on
     /// (outcomes.give_up_after, outcomes.reconcile_after).
@@ -202,8 +205,8 @@ pub struct OutcomesArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// State store (SQLite) written by `run` or `serve`.
-    #[arg(long)]
+    /// State store written by `run` or `serve`: a SQLite file or a PostgreSQL URL.
+    #[arg(long, env = "CCC_DIALER_STATE", hide_env_values = true)]
     pub state: PathBuf,
     /// Show one contact instead: its status, what holds it and until when, every attempt.
     #[arg(long, value_name = "NUMBER")]
@@ -252,8 +255,8 @@ Exit codes:
 
 #[derive(Debug, Args)]
 pub struct RequeueArgs {
-    /// State store (SQLite) written by `run` or `serve`.
-    #[arg(long)]
+    /// State store written by `run` or `serve`: a SQLite file or a PostgreSQL URL.
+    #[arg(long, env = "CCC_DIALER_STATE", hide_env_values = true)]
     pub state: PathBuf,
     /// Only this campaign (by name; `run`'s campaign is named `run`). Default: every campaign.
     #[arg(long)]
@@ -299,8 +302,8 @@ Exit codes:
 
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
-    /// State store (SQLite) written by `run` or `serve`.
-    #[arg(long)]
+    /// State store written by `run` or `serve`: a SQLite file or a PostgreSQL URL.
+    #[arg(long, env = "CCC_DIALER_STATE", hide_env_values = true)]
     pub state: PathBuf,
     /// The campaign, by name or id (`run`'s campaign is named `run`).
     #[arg(long, value_name = "NAME|ID")]
@@ -319,8 +322,8 @@ pub enum ReportFormat {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// State store (SQLite) written by `run` or `serve`.
-    #[arg(long)]
+    /// State store written by `run` or `serve`: a SQLite file or a PostgreSQL URL.
+    #[arg(long, env = "CCC_DIALER_STATE", hide_env_values = true)]
     pub state: PathBuf,
     /// The campaign, by name or id (`run`'s campaign is named `run`). Needed when the store
     /// holds several.
@@ -333,8 +336,8 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// State store (SQLite) written by `run` or `serve`.
-    #[arg(long)]
+    /// State store written by `run` or `serve`: a SQLite file or a PostgreSQL URL.
+    #[arg(long, env = "CCC_DIALER_STATE", hide_env_values = true)]
     pub state: PathBuf,
     /// Where to write the results CSV (never the store's own files or the campaign's contacts).
     #[arg(long)]

@@ -29,7 +29,7 @@ async fn export(args: DncExportArgs) -> Result<Done, Failure> {
             .collect();
         crate::results::target::check(out, &protected).map_err(Failure::input)?;
     }
-    let store = super::open_existing_store(&args.state)?;
+    let store = super::open_existing_store(&args.state).await?;
     let entries = store.own_dnc_entries().await.map_err(Failure::other)?;
     let csv = crate::calling::opt_out::to_csv(&entries).map_err(Failure::other)?;
     match &args.out {

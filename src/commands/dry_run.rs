@@ -60,16 +60,29 @@ async fn resume(
     fingerprint: &str,
     redial_unknown: bool,
 ) -> Result<Option<Done>, Failure> {
-    if let Some(holder) = crate::store::lock::live_writer(state) {
-        return Err(Failure::input(crate::store::lock::LockError::Held {
-            state: state.to_path_buf(),
-            holder,
-        }));
-    }
-    if !state.exists() {
-        return Ok(None);
-    }
-    let store = Store::open_read_only(state, false).map_err(Failure::input)?;
+    let store = match state.to_str().filter(|_| Store::is_postgres_url(state)) {
+        // A database: no lock to look at; a database without the schema is a new store.
+        Some(url) => match Store::connect_existing_postgres(url)
+            .await
+            .map_err(Failure::input)?
+        {
+            Some(store) => store,
+            None => return Ok(None),
+        },
+        None => {
+            if let Some(holder) = crate::store::lock::live_writer(state) {
+                return Err(Failure::input(crate::store::lock::LockError::Held {
+                    state: state.to_path_buf(),
+                    holder,
+                }));
+            }
+            if !state.exists() {
+                return Ok(None);
+            }
+            Store::open_read_only(state, false).map_err(Failure::input)?
+        }
+    };
+    let state = store.path();
     let Some(campaign) = store.find_campaign("run").await.map_err(Failure::other)? else {
         return Ok(None);
     };

@@ -8,7 +8,10 @@ use crate::results;
 use crate::store::{Campaign, Store};
 
 pub async fn run(args: ExportArgs) -> Result<Done, Failure> {
-    let store_files = results::target::store_files(&args.state);
+    let store_files = match Store::is_postgres_url(&args.state) {
+        true => Vec::new(),
+        false => results::target::store_files(&args.state),
+    };
     let protected: Vec<results::target::Protected> = store_files
         .iter()
         .map(|(what, path)| results::target::Protected {
@@ -17,7 +20,7 @@ pub async fn run(args: ExportArgs) -> Result<Done, Failure> {
         })
         .collect();
     results::target::check(&args.results, &protected).map_err(Failure::input)?;
-    let store = super::open_existing_store(&args.state)?;
+    let store = super::open_existing_store(&args.state).await?;
     let campaign = pick(&store, &args).await?;
     // The campaign's contacts file, as the run that made it named it (when it is still there:
     // a relative name from another folder may name nothing here).
@@ -69,7 +72,7 @@ async fn pick(store: &Store, args: &ExportArgs) -> Result<Campaign, Failure> {
             found.ok_or_else(|| {
                 Failure::input(anyhow!(
                     "--campaign {wanted:?}: no campaign of that name or id in {}; it holds:\n   id  name  (state)\n{}",
-                    args.state.display(),
+                    store.path().display(),
                     list(&campaigns)
                 ))
             })
@@ -77,12 +80,12 @@ async fn pick(store: &Store, args: &ExportArgs) -> Result<Campaign, Failure> {
         None => match campaigns.as_slice() {
             [] => Err(Failure::input(anyhow!(
                 "{}: the state file holds no campaign yet",
-                args.state.display()
+                store.path().display()
             ))),
             [one] => Ok(one.clone()),
             several => Err(Failure::input(anyhow!(
                 "{} holds {} campaigns: name one with --campaign NAME|ID:\n   id  name  (state)\n{}",
-                args.state.display(),
+                store.path().display(),
                 several.len(),
                 list(several)
             ))),

@@ -191,6 +191,10 @@ pub fn notifier(
 
 /// Where `serve` keeps the uploaded contact files of the store at `state`: `uploads/` beside it.
 pub fn uploads_of(state: &std::path::Path) -> std::path::PathBuf {
+    // A PostgreSQL store has no folder: uploads go to `uploads` in the working directory.
+    if crate::store::Store::is_postgres_url(state) {
+        return "uploads".into();
+    }
     state
         .parent()
         .map(|p| p.join("uploads"))
@@ -236,7 +240,14 @@ pub async fn bind(
 /// Open a state store that must already exist (`status`, `export`): a typo in the path must not
 /// create an empty store and report "no campaign". Read-only and without the store's lock, so
 /// it works beside a live `run` or `serve`; when one is live, says so (figures may move).
-pub fn open_existing_store(path: &std::path::Path) -> Result<crate::store::Store, Failure> {
+pub async fn open_existing_store(path: &std::path::Path) -> Result<crate::store::Store, Failure> {
+    if crate::store::Store::is_postgres_url(path) {
+        // Several processes share a database: nothing to lock, and migrating is safe beside
+        // them (one transaction under an advisory lock).
+        return crate::store::Store::open_state(path)
+            .await
+            .map_err(Failure::input);
+    }
     if !path.exists() {
         return Err(Failure::input(anyhow::anyhow!(
             "{}: no such state file",
@@ -297,13 +308,22 @@ pub async fn pick_campaign(
 
 /// Take the store's exclusive lock for this process (`run`, `serve`), or exit 2 naming the
 /// process that holds it. Keep the returned lock alive until the process ends.
-pub fn lock_store(path: &std::path::Path) -> Result<crate::store::lock::StoreLock, Failure> {
+/// A PostgreSQL store takes no lock here: several processes sharing one database is what it is
+/// for.
+pub fn lock_store(
+    path: &std::path::Path,
+) -> Result<Option<crate::store::lock::StoreLock>, Failure> {
+    if crate::store::Store::is_postgres_url(path) {
+        return Ok(None);
+    }
     // `args_os`: a path that is not UTF-8 is a valid argument (`args` would panic on it).
     let command: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    crate::store::lock::StoreLock::acquire(path, &command.join(" ")).map_err(Failure::input)
+    crate::store::lock::StoreLock::acquire(path, &command.join(" "))
+        .map(Some)
+        .map_err(Failure::input)
 }
 
 /// SIGINT and SIGTERM, registered the moment this is built (before a slow start-up, so a stop

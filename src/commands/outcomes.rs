@@ -184,14 +184,17 @@ pub async fn wait(
 
 pub async fn run(args: OutcomesArgs) -> Result<Done, Failure> {
     let cfg = Config::load(&args.config).map_err(Failure::input)?;
-    if !args.state.exists() {
+    if !Store::is_postgres_url(&args.state) && !args.state.exists() {
         return Err(Failure::input(anyhow!(
             "{}: no such state file",
             args.state.display()
         )));
     }
     if let Some(results) = &args.results {
-        let store_files = crate::results::target::store_files(&args.state);
+        let store_files = match Store::is_postgres_url(&args.state) {
+            true => Vec::new(),
+            false => crate::results::target::store_files(&args.state),
+        };
         let protected: Vec<crate::results::target::Protected> = store_files
             .iter()
             .map(|(what, path)| crate::results::target::Protected {
@@ -204,7 +207,9 @@ pub async fn run(args: OutcomesArgs) -> Result<Done, Failure> {
     let signals = super::Signals::new();
     let (client, _mock) = super::connect(&cfg).await?;
     let _lock = super::lock_store(&args.state)?;
-    let store = Store::open(&args.state).map_err(Failure::input)?;
+    let store = Store::open_state(&args.state)
+        .await
+        .map_err(Failure::input)?;
     let campaigns: Vec<i64> = store
         .campaigns()
         .await

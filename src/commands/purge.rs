@@ -8,7 +8,7 @@ use crate::exit::{Done, Failure};
 use crate::store::{PurgeOutcome, Store};
 
 pub async fn run(args: PurgeArgs) -> Result<Done, Failure> {
-    if !args.state.exists() {
+    if !Store::is_postgres_url(&args.state) && !args.state.exists() {
         return Err(Failure::input(anyhow!(
             "{}: no such state file",
             args.state.display()
@@ -16,9 +16,11 @@ pub async fn run(args: PurgeArgs) -> Result<Done, Failure> {
     }
     // A writer: never beside a live `run` or `serve` (serve has the same in its API).
     let _lock = super::lock_store(&args.state)?;
-    let store = Store::open(&args.state).map_err(Failure::input)?;
+    let store = Store::open_state(&args.state)
+        .await
+        .map_err(Failure::input)?;
     let c = super::pick_campaign(&store, Some(&args.campaign)).await?;
-    let uploads = super::uploads_of(&args.state);
+    let uploads = super::uploads_of(store.path());
     let (outcome, purged) =
         crate::purge::purge(&store, &c, &uploads, args.forget_dial_history, now_ms())
             .await

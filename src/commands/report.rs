@@ -4,7 +4,7 @@ use crate::cli::{ReportArgs, ReportFormat};
 use crate::exit::{Done, Failure};
 
 pub async fn run(args: ReportArgs) -> Result<Done, Failure> {
-    let store = super::open_existing_store(&args.state)?;
+    let store = super::open_existing_store(&args.state).await?;
     let campaign = super::pick_campaign(&store, args.campaign.as_deref()).await?;
     let report = crate::report::build(&store, &campaign, crate::dispatch::now_ms())
         .await

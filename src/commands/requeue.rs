@@ -15,7 +15,7 @@ pub async fn run(args: RequeueArgs) -> Result<Done, Failure> {
         "an operator (ccc-dialer requeue)",
     )
     .map_err(|e| Failure::input(anyhow!("--status {}: {e}", args.status)))?;
-    if !args.state.exists() {
+    if !Store::is_postgres_url(&args.state) && !args.state.exists() {
         return Err(Failure::input(anyhow!(
             "{}: no such state file",
             args.state.display()
@@ -23,7 +23,9 @@ pub async fn run(args: RequeueArgs) -> Result<Done, Failure> {
     }
     // A writer: never beside a live `run` or `serve` (serve has the same in its API).
     let _lock = super::lock_store(&args.state)?;
-    let store = Store::open(&args.state).map_err(Failure::input)?;
+    let store = Store::open_state(&args.state)
+        .await
+        .map_err(Failure::input)?;
     let campaigns = store.campaigns().await.map_err(Failure::other)?;
     let chosen: Vec<_> = match &args.campaign {
         Some(name) => {
@@ -33,7 +35,7 @@ pub async fn run(args: RequeueArgs) -> Result<Done, Failure> {
                 .ok_or_else(|| {
                     Failure::input(anyhow!(
                         "{}: no campaign named {name:?} in this store",
-                        args.state.display()
+                        store.path().display()
                     ))
                 })?;
             vec![c]

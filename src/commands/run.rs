@@ -52,7 +52,9 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let (notifier, delivery) = super::notifier(&cfg)?;
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
     let _lock = super::lock_store(&state)?;
-    let store = Store::open(&state).map_err(Failure::input)?;
+    let store = Store::open_state(&state).await.map_err(Failure::input)?;
+    // Named by the store from here on: a PostgreSQL URL without its password.
+    let state = store.path().to_path_buf();
     super::outcomes::load_own_dnc(&rules.dnc, &store).await?;
     let campaign =
         open_campaign(&store, &args.contacts, &state, &results_path, &fingerprint).await?;
@@ -393,7 +395,11 @@ pub(super) fn check_results_target(
     state: &Path,
     contacts: &Path,
 ) -> Result<(), Failure> {
-    let store_files = results::target::store_files(state);
+    // A PostgreSQL store has no files beside the results.
+    let store_files = match Store::is_postgres_url(state) {
+        true => Vec::new(),
+        false => results::target::store_files(state),
+    };
     let mut protected: Vec<results::target::Protected> = store_files
         .iter()
         .map(|(what, path)| results::target::Protected {

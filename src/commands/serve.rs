@@ -30,7 +30,9 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     // Deliveries still pending at shutdown are dropped with the process.
     let (notifier, _delivery) = super::notifier(&cfg)?;
     let _lock = super::lock_store(&args.state)?;
-    let store = Store::open(&args.state).map_err(Failure::input)?;
+    let store = Store::open_state(&args.state)
+        .await
+        .map_err(Failure::input)?;
     super::outcomes::load_own_dnc(&rules.dnc, &store).await?;
     // Settle, then seed: the limiter's window must see the previous process's in-flight sends
     // as late as they can have left.
@@ -38,8 +40,8 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
         .await
         .map_err(Failure::other)?;
     let push_credentials = server::cdr_push::credentials(&ProcessEnv).map_err(Failure::input)?;
+    let uploads = super::uploads_of(store.path());
     let engine = super::engine(&cfg, store, client, rules).await?;
-    let uploads = super::uploads_of(&args.state);
     let (listener, addr) = super::bind(args.listen).await?;
     let svc = server::build(
         cfg.clone(),

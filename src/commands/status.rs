@@ -10,7 +10,7 @@ use crate::server::CampaignSettings;
 use crate::store::Campaign;
 
 pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
-    let store = super::open_existing_store(&args.state)?;
+    let store = super::open_existing_store(&args.state).await?;
     let cfg = match &args.config {
         Some(path) => Some(crate::config::Config::load(path).map_err(Failure::input)?),
         None => None,
@@ -29,7 +29,7 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
     }
     let campaigns = store.campaigns().await.map_err(Failure::other)?;
     if campaigns.is_empty() {
-        crate::say!("{}: no campaign yet", args.state.display());
+        crate::say!("{}: no campaign yet", store.path().display());
     }
     let agents = store.agent_lines().await.map_err(Failure::other)?;
     for a in &agents {

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 
 /// [`Store::sends_since`]'s query (`?1` campaign, `?2` since, in ms; public so a test can read
 /// its plan). The attempts since the moment come first, through their time index, and each
@@ -133,11 +133,17 @@ fn query_one(
 
 impl Store {
     pub async fn find_campaign(&self, name: &str) -> Result<Option<Campaign>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::find_campaign(pg, name.to_string()).await;
+        }
         let name = name.to_string();
         self.call(move |c| query_one(c, "name = ?1", name)).await
     }
 
     pub async fn campaign(&self, id: i64) -> Result<Option<Campaign>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::campaign(pg, id).await;
+        }
         self.call(move |c| query_one(c, "id = ?1", id)).await
     }
 
@@ -166,6 +172,9 @@ impl Store {
         new: NewCampaign,
         now_ms: i64,
     ) -> Result<Campaign, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::create_campaign_with(pg, new, now_ms).await;
+        }
         self.call(move |c| {
             let state = match new.paused {
                 Some(_) => CampaignState::Paused,
@@ -202,6 +211,9 @@ impl Store {
 
     /// Every campaign in the store, oldest first.
     pub async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::campaigns(pg).await;
+        }
         self.call(|c| {
             let mut stmt =
                 c.prepare_cached(&format!("SELECT {COLUMNS} FROM campaigns ORDER BY id"))?;
@@ -212,6 +224,9 @@ impl Store {
     }
 
     pub async fn mark_intake_done(&self, campaign_id: i64) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::mark_intake_done(pg, campaign_id).await;
+        }
         self.call(move |c| {
             c.execute(
                 "UPDATE campaigns SET intake_done = 1 WHERE id = ?1",
@@ -230,6 +245,9 @@ impl Store {
         reason: Option<String>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::set_campaign_state(pg, campaign_id, state, reason, now_ms).await;
+        }
         self.call(move |c| {
             let n = c.execute(
                 "UPDATE campaigns SET state = ?2, reason = ?3, updated_at = ?4
@@ -249,6 +267,9 @@ impl Store {
         campaign_id: i64,
         reason: Option<String>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::set_active_reason(pg, campaign_id, reason).await;
+        }
         self.call(move |c| {
             c.execute(
                 "UPDATE campaigns SET reason = ?2 WHERE id = ?1 AND state = 'active'
@@ -267,6 +288,9 @@ impl Store {
         campaign_id: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::complete_if_done(pg, campaign_id, now_ms).await;
+        }
         self.call(move |c| {
             let n = c.execute(
                 "UPDATE campaigns SET state = 'completed', reason = NULL, updated_at = ?2
@@ -283,6 +307,9 @@ impl Store {
     /// A completed campaign becomes `active` again (contacts were added to it). Returns
     /// whether it was completed.
     pub async fn reopen(&self, campaign_id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::reopen(pg, campaign_id, now_ms).await;
+        }
         self.call(move |c| {
             let n = c.execute(
                 "UPDATE campaigns SET state = 'active', reason = NULL, updated_at = ?2
@@ -297,6 +324,9 @@ impl Store {
     /// The highest line number stored for the campaign (0 when it has none): contacts added
     /// later are numbered after it.
     pub async fn last_line(&self, campaign_id: i64) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::last_line(pg, campaign_id).await;
+        }
         self.call(move |c| {
             let n: Option<i64> = c.query_row(
                 "SELECT MAX(line) FROM contacts WHERE campaign_id = ?1",
@@ -317,6 +347,9 @@ impl Store {
         campaign_id: i64,
         after_line: u64,
     ) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::forget_unattempted_after(pg, campaign_id, after_line).await;
+        }
         self.call(move |c| {
             let n = c.execute(
                 "DELETE FROM contacts
@@ -333,6 +366,9 @@ impl Store {
 
     /// Whether the campaign has contacts still to dial or in flight.
     pub async fn has_open_contacts(&self, campaign_id: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::has_open_contacts(pg, campaign_id).await;
+        }
         self.call(move |c| {
             Ok(c.prepare_cached(
                 "SELECT 1 FROM contacts WHERE campaign_id = ?1 AND status IN ('pending', 'in_flight')
@@ -346,6 +382,9 @@ impl Store {
     /// Every contact of the campaign still waiting for an attempt becomes `cancelled`. Contacts
     /// in flight keep their attempt: its reply is still recorded. Returns how many.
     pub async fn cancel_pending(&self, campaign_id: i64, now_ms: i64) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::cancel_pending(pg, campaign_id, now_ms).await;
+        }
         self.call(move |c| {
             let n = c.execute(
                 "UPDATE contacts SET status = 'cancelled', error_code = 'Cancelled',
@@ -372,6 +411,9 @@ impl Store {
         campaign_id: i64,
         since_ms: i64,
     ) -> Result<(u64, Option<i64>), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::sends_window(pg, campaign_id, since_ms).await;
+        }
         self.call(move |c| {
             let (n, first): (i64, Option<i64>) = c
                 .prepare_cached(SENDS_SINCE_SQL)?
@@ -389,6 +431,9 @@ impl Store {
         name: &str,
         fingerprint: &str,
     ) -> Result<Option<(Option<i64>, String)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::inbox_file(pg, name.to_string(), fingerprint.to_string()).await;
+        }
         let (name, fingerprint) = (name.to_string(), fingerprint.to_string());
         self.call(move |c| {
             Ok(c.query_row(
@@ -411,6 +456,18 @@ impl Store {
         detail: Option<String>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::record_inbox_file(
+                pg,
+                name.to_string(),
+                fingerprint.to_string(),
+                campaign_id,
+                outcome.to_string(),
+                detail,
+                now_ms,
+            )
+            .await;
+        }
         let (name, fingerprint, outcome) = (
             name.to_string(),
             fingerprint.to_string(),
@@ -432,6 +489,9 @@ impl Store {
 
     /// A small durable write: proves the store is writable (readiness).
     pub async fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::campaigns::check_writable(pg, now_ms).await;
+        }
         self.call(move |c| {
             c.execute(
                 "INSERT INTO meta (key, value) VALUES ('ready_check', ?1)

@@ -5,7 +5,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::rows::{result_row, RESULT_COLUMNS, RESULT_FROM};
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 use crate::contact::{ResultRow, Status};
 
 /// One attempt as the operator sees it (times are unix ms).
@@ -54,6 +54,9 @@ impl Store {
         campaign_id: i64,
         callee: &str,
     ) -> Result<Option<ContactDetail>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::detail::contact_detail(pg, campaign_id, callee.to_string()).await;
+        }
         let callee = callee.to_string();
         self.call(move |c| {
             let sql = "SELECT id, campaign_id, line, callee, ext_id, status, attempts, reschedules,
@@ -128,6 +131,9 @@ impl Store {
         after_line: u64,
         limit: usize,
     ) -> Result<Vec<ResultRow>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::detail::results_page(pg, campaign_id, after_line, limit).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM}
@@ -173,6 +179,9 @@ impl Store {
 
     /// The ad-hoc call campaign (`call-…`) in which this callee is still pending or in flight.
     pub async fn open_call_to(&self, callee: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::detail::open_call_to(pg, callee.to_string()).await;
+        }
         let callee = callee.to_string();
         self.call(move |c| {
             Ok(c.query_row(

@@ -8,7 +8,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 use crate::calling::gate;
 use crate::contact::Status;
 
@@ -37,7 +37,21 @@ impl PersonGuard {
         )?;
         let recent = stmt
             .query_map(params![contact_id, self.since_ms], |r| r.get::<_, i64>(0))?
-            .filter_map(|t| t.ok().and_then(|t| Timestamp::from_millisecond(t).ok()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.judge(contact_id, &recent, now_ms)
+    }
+
+    /// `Err(Held)` when calls to the number at `recent` (unix ms, read by the store's own
+    /// query) hold it back at `now_ms`.
+    pub(super) fn judge(
+        &self,
+        contact_id: i64,
+        recent: &[i64],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let recent = recent
+            .iter()
+            .filter_map(|t| Timestamp::from_millisecond(*t).ok())
             .collect::<Vec<_>>();
         let now = Timestamp::from_millisecond(now_ms)
             .map_err(|e| StoreError::Other(format!("clock: {e}")))?;
@@ -62,6 +76,9 @@ impl Store {
         gate: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::gates::defer(pg, contact_id, next_at, gate.to_string(), now_ms).await;
+        }
         let gate = gate.to_string();
         self.call(move |c| {
             c.prepare_cached(
@@ -83,6 +100,17 @@ impl Store {
         message: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::gates::end_by_gate(
+                pg,
+                contact_id,
+                status,
+                code.to_string(),
+                message.to_string(),
+                now_ms,
+            )
+            .await;
+        }
         let (code, message) = (code.to_string(), message.to_string());
         self.call(move |c| {
             let n = c
@@ -104,6 +132,9 @@ impl Store {
         message: &str,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::gates::expire_pending(pg, campaign_id, message.to_string(), now_ms).await;
+        }
         let message = message.to_string();
         self.call(move |c| {
             let n = c.execute(
@@ -125,6 +156,9 @@ impl Store {
         guard: PersonGuard,
         now_ms: i64,
     ) -> Result<Option<gate::Gate>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::gates::person_held(pg, contact_id, guard, now_ms).await;
+        }
         self.call(move |c| match guard.check(c, contact_id, now_ms) {
             Ok(()) => Ok(None),
             Err(StoreError::Held(g)) => Ok(Some(g)),
@@ -136,6 +170,9 @@ impl Store {
     /// When calls to `callee` that may have rung (placed, in doubt, or still on the wire) were
     /// sent since `since_ms`, across every campaign (the `dials` index).
     pub async fn calls_to(&self, callee: &str, since_ms: i64) -> Result<Vec<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::gates::calls_to(pg, callee.to_string(), since_ms).await;
+        }
         let callee = callee.to_string();
         self.call(move |c| {
             let mut stmt =
@@ -149,6 +186,9 @@ impl Store {
     /// Forget dials older than `before_ms` (they can no longer hold a number back). Returns how
     /// many.
     pub async fn prune_dials(&self, before_ms: i64) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::gates::prune_dials(pg, before_ms).await;
+        }
         self.call(move |c| Ok(c.execute("DELETE FROM dials WHERE at < ?1", [before_ms])? as u64))
             .await
     }
@@ -156,6 +196,9 @@ impl Store {
     /// Caller numbers used since `since_ms`, with when (to seed the caller pool's daily counts
     /// after a restart).
     pub async fn caller_uses_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::gates::caller_uses_since(pg, since_ms).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT caller, started_at FROM attempts
@@ -173,6 +216,9 @@ impl Store {
         &self,
         campaign_id: i64,
     ) -> Result<Option<(i64, Option<String>)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::gates::next_wait(pg, campaign_id).await;
+        }
         self.call(move |c| {
             Ok(c.query_row(
                 "SELECT next_at, gate FROM contacts WHERE campaign_id = ?1 AND status = 'pending'
@@ -190,6 +236,9 @@ impl Store {
         &self,
         campaign_id: i64,
     ) -> Result<Vec<(Option<String>, u64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::gates::waiting_by_gate(pg, campaign_id).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT gate, COUNT(*) FROM contacts WHERE campaign_id = ?1 AND status = 'pending'

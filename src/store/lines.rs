@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 use crate::lines::Saved;
 
 /// The gate name of contacts held because every line of their agent is busy.
@@ -12,6 +12,9 @@ pub const AGENT_LINES_BUSY: &str = "agent_lines_busy";
 impl Store {
     /// Save an agent's estimate (the latest wins).
     pub async fn save_agent_lines(&self, s: Saved, now_ms: i64) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::lines::save_agent_lines(pg, s, now_ms).await;
+        }
         self.call(move |c| {
             c.prepare_cached(
                 "INSERT INTO agent_lines (agent_id, learned, hold_ms, updated_at)
@@ -31,6 +34,9 @@ impl Store {
 
     /// Every agent's saved estimate.
     pub async fn agent_lines(&self) -> Result<Vec<Saved>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::lines::agent_lines(pg).await;
+        }
         self.call(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT agent_id, learned, hold_ms FROM agent_lines ORDER BY agent_id",
@@ -53,6 +59,9 @@ impl Store {
         campaign_id: i64,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::lines::release_line_holds(pg, campaign_id, now_ms).await;
+        }
         self.call(move |c| {
             let n = c
                 .prepare_cached(
@@ -74,6 +83,9 @@ impl Store {
         until_ms: i64,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::lines::hold_for_lines(pg, ids, until_ms, now_ms).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "UPDATE contacts SET next_at = ?2, gate = ?3, updated_at = ?4

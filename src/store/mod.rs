@@ -23,6 +23,7 @@ pub mod lock;
 mod outage;
 mod outcomes;
 mod pages;
+pub mod pg;
 mod purge;
 mod report;
 mod requeue;
@@ -112,6 +113,15 @@ pub enum StoreError {
     NotPending(i64),
     #[error("state store: {0}")]
     Other(String),
+    /// A PostgreSQL store could not be reached or set up (`target` is the URL without its
+    /// password).
+    #[error("{target}: cannot open the state store: {message}")]
+    PgOpen { target: String, message: String },
+    #[error("state store (PostgreSQL): {0}")]
+    Postgres(String),
+    /// A store method with no PostgreSQL implementation yet, called on a PostgreSQL store.
+    #[error("state store: {0} is not available on a PostgreSQL store yet")]
+    NotPorted(String),
 }
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -119,11 +129,33 @@ type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// writes are rolled back to its savepoint, the others' are kept).
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 
-/// Handle to the store thread. Cheap to clone.
+/// Handle to the store: the SQLite store thread, or a PostgreSQL connection pool. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Store {
-    jobs: mpsc::Sender<Job>,
+    backend: Backend,
+    /// The SQLite file, or the PostgreSQL URL without its password.
     path: PathBuf,
+}
+
+/// Shows the store's kind and path (a PostgreSQL URL without its password), nothing more.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        };
+        f.debug_struct("Store")
+            .field("kind", &kind)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(mpsc::Sender<Job>),
+    Postgres(std::sync::Arc<pg::Pg>),
 }
 
 /// A contact due for an attempt, as the dispatcher needs it.
@@ -249,13 +281,59 @@ impl Store {
             .spawn(move || run_jobs(conn, rx, begin))
             .map_err(|e| StoreError::Other(format!("cannot start the store thread: {e}")))?;
         Ok(Store {
-            jobs: tx,
+            backend: Backend::Sqlite(tx),
             path: path.to_path_buf(),
         })
     }
 
+    /// Open the store `--state` names: a `postgres://` (or `postgresql://`) URL connects to
+    /// that PostgreSQL database, anything else is a SQLite file ([`Store::open`]).
+    pub async fn open_state(state: &Path) -> Result<Store, StoreError> {
+        match state.to_str().filter(|s| pg::is_url(s)) {
+            Some(url) => Store::connect_postgres(url).await,
+            None => Store::open(state),
+        }
+    }
+
+    /// Connect to a PostgreSQL store and migrate its schema (see `store::pg`).
+    pub async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
+        let pg = pg::Pg::connect(url).await?;
+        Ok(Store {
+            path: PathBuf::from(pg.target()),
+            backend: Backend::Postgres(std::sync::Arc::new(pg)),
+        })
+    }
+
+    /// A PostgreSQL store that already exists, or `None` (nothing written) when the database
+    /// holds no ccc-dialer schema yet.
+    pub async fn connect_existing_postgres(url: &str) -> Result<Option<Store>, StoreError> {
+        Ok(pg::Pg::connect_existing(url).await?.map(|pg| Store {
+            path: PathBuf::from(pg.target()),
+            backend: Backend::Postgres(std::sync::Arc::new(pg)),
+        }))
+    }
+
+    /// Whether `state` (a `--state` value) names a PostgreSQL database.
+    pub fn is_postgres_url(state: &Path) -> bool {
+        state.to_str().is_some_and(pg::is_url)
+    }
+
+    /// The SQLite file, or the PostgreSQL URL without its password.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether this is a PostgreSQL store.
+    pub fn is_postgres(&self) -> bool {
+        self.pg().is_some()
+    }
+
+    /// The PostgreSQL pool, when this is a PostgreSQL store (a method's PostgreSQL arm).
+    fn pg(&self) -> Option<&pg::Pg> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite(_) => None,
+        }
     }
 
     /// Run `f` inside the store's next transaction; resolves after that transaction commits.
@@ -264,6 +342,12 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let jobs = match &self.backend {
+            Backend::Sqlite(jobs) => jobs,
+            // A method without its PostgreSQL arm: refused, naming it, rather than run on a
+            // connection it was not written for.
+            Backend::Postgres(_) => return Err(StoreError::NotPorted(method_of::<F>())),
+        };
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = f(conn);
@@ -277,7 +361,7 @@ impl Store {
             });
             (ok, reply)
         });
-        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -289,6 +373,9 @@ impl Store {
         rows: Vec<NewContact>,
         now_ms: i64,
     ) -> Result<IntakeCounts, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::insert_contacts(pg, campaign_id, rows, now_ms).await;
+        }
         self.call(move |c| insert_contacts(c, campaign_id, &rows, now_ms))
             .await
     }
@@ -296,6 +383,9 @@ impl Store {
     /// Contacts whose attempt has no recorded outcome (the process died, or stopped waiting for
     /// the reply) are in doubt: they become `unknown`, never silently `pending`. Returns how many.
     pub async fn settle_in_flight(&self, campaign_id: i64, now_ms: i64) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::settle_in_flight(pg, campaign_id, now_ms).await;
+        }
         self.call(move |c| {
             c.execute(
                 "UPDATE attempts SET outcome = 'in_doubt', finished_at = ?2
@@ -319,6 +409,9 @@ impl Store {
     /// for its commit or its window slot): the contact goes back to `pending`, due at once, and
     /// the attempt is recorded `not_sent`. Returns whether the contact was in flight.
     pub async fn release_unsent(&self, contact_id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::release_unsent(pg, contact_id, now_ms).await;
+        }
         self.call(move |c| {
             c.execute(
                 "DELETE FROM dials WHERE attempt_id IN
@@ -343,6 +436,9 @@ impl Store {
     /// RISKY, only on the operator's request (`--redial-unknown`): every `unknown` contact goes
     /// back to `pending`, due at once. Someone may be called twice. Returns how many.
     pub async fn requeue_unknown(&self, campaign_id: i64, now_ms: i64) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::requeue_unknown(pg, campaign_id, now_ms).await;
+        }
         self.call(move |c| {
             let n = c.execute(
                 "UPDATE contacts SET status = 'pending', next_at = 0, updated_at = ?2
@@ -364,6 +460,9 @@ impl Store {
         limit: usize,
         exclude: HashSet<i64>,
     ) -> Result<Vec<DueContact>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::due_contacts(pg, campaign_id, now_ms, limit, exclude).await;
+        }
         self.call(move |c| {
             let want = limit + exclude.len();
             let mut out = Vec::with_capacity(want);
@@ -397,6 +496,9 @@ impl Store {
 
     /// When the earliest pending contact is due (unix ms; 0 = now), or `None` if none is pending.
     pub async fn next_due_at(&self, campaign_id: i64) -> Result<Option<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::next_due_at(pg, campaign_id).await;
+        }
         self.call(move |c| {
             Ok(c.query_row(
                 "SELECT MIN(next_at) FROM contacts WHERE campaign_id = ?1 AND status = 'pending'",
@@ -444,6 +546,17 @@ impl Store {
         guard: Option<PersonGuard>,
         await_records: bool,
     ) -> Result<i64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::begin_attempt_checked(
+                pg,
+                contact_id,
+                started_at_ms,
+                caller,
+                guard,
+                await_records,
+            )
+            .await;
+        }
         self.call(move |c| {
             if await_records {
                 let next: Option<i64> = c
@@ -494,6 +607,9 @@ impl Store {
         attempt_no: i64,
         o: AttemptOutcome,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::finish_attempt(pg, contact_id, attempt_no, o).await;
+        }
         self.call(move |c| {
             c.prepare_cached(
                 "UPDATE attempts SET finished_at = ?3, outcome = ?4, code = ?5, message = ?6,
@@ -557,6 +673,9 @@ impl Store {
     /// Counts of contacts by status: a few rows of `contact_counts` (schema 9), or, in a store
     /// of an older build read beside the process that owns it, counted from the contacts.
     pub async fn counts(&self, campaign_id: i64) -> Result<BTreeMap<Status, u64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::counts(pg, campaign_id).await;
+        }
         self.call(move |c| {
             let kept = c
                 .prepare_cached(
@@ -587,6 +706,9 @@ impl Store {
         &self,
         campaign_id: i64,
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::counts_by_code(pg, campaign_id).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT status, error_code, COUNT(*) FROM contacts
@@ -642,6 +764,17 @@ impl Store {
         S: Send + 'static,
         F: FnMut(&mut S, ResultRow, Vec<String>) -> Result<(), StoreError> + Send + 'static,
     {
+        if let Some(pg) = self.pg() {
+            return pg::queue::for_each_result_with(
+                pg,
+                campaign_id,
+                only_final,
+                extras,
+                state,
+                each,
+            )
+            .await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {RESULT_COLUMNS}, k.id AS extras_contact_id FROM {RESULT_FROM}
@@ -667,12 +800,18 @@ impl Store {
     /// The extra columns of a campaign's results: `summary`, `mood`, `intention` once one of
     /// its sessions has an analysis, then its tag names in the order first seen.
     pub async fn result_extras(&self, campaign_id: i64) -> Result<ResultExtras, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::result_extras(pg, campaign_id).await;
+        }
         self.call(move |c| tags::result_extras(c, campaign_id))
             .await
     }
 
     /// Result row of one contact by id.
     pub async fn result_of(&self, contact_id: i64) -> Result<ResultRow, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::result_of(pg, contact_id).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE k.id = ?1"
@@ -695,6 +834,9 @@ impl Store {
     /// stopped) stands for it; not yet settled, `now_ms`. Either is never earlier than the real
     /// send. Requests never sent do not count.
     pub async fn recent_sends(&self, n: usize, now_ms: i64) -> Result<Vec<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::queue::recent_sends(pg, n, now_ms).await;
+        }
         self.call(move |c| {
             // Sends happen within seconds of their start, so the last minute of starts (an
             // indexed range) holds every send that can matter to a 1-second window.
@@ -711,6 +853,18 @@ impl Store {
         })
         .await
     }
+}
+
+/// The store method a closure passed to [`Store::call`] comes from (`Store::name`), from its
+/// type name (`ccc_dialer::store::…::<impl …Store>::name::{{closure}}`).
+fn method_of<F>() -> String {
+    let full = std::any::type_name::<F>();
+    let name = full
+        .split("::")
+        .filter(|part| !part.is_empty() && !part.starts_with('{') && !part.starts_with('<'))
+        .last()
+        .unwrap_or(full);
+    format!("Store::{name}")
 }
 
 /// Run one job inside a savepoint so that a failing job leaves nothing half-written.
@@ -752,5 +906,22 @@ fn run_jobs(conn: Connection, rx: mpsc::Receiver<Job>, begin: &str) {
         for reply in replies {
             reply(committed.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod method_name_tests {
+    #[test]
+    fn an_unported_method_is_named_from_its_closure() {
+        fn name_of<F>(_: &F) -> String {
+            super::method_of::<F>()
+        }
+        struct Store;
+        impl Store {
+            fn purge_campaign(&self) -> String {
+                name_of(&|| ())
+            }
+        }
+        assert_eq!(Store.purge_campaign(), "Store::purge_campaign");
     }
 }

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 use crate::outage::Outage;
 
 const KEY: &str = "endpoint_outage";
@@ -18,6 +18,12 @@ impl Store {
             ),
             None => None,
         };
+        if let Some(pg) = self.pg() {
+            return match json {
+                Some(j) => pg::report::set_meta(pg, KEY.into(), j).await,
+                None => pg::report::delete_meta(pg, KEY.into()).await,
+            };
+        }
         self.call(move |c| {
             match json {
                 Some(j) => c.execute(
@@ -34,6 +40,10 @@ impl Store {
 
     /// The outage recorded, if any (a record this build cannot read counts as none).
     pub async fn outage(&self) -> Result<Option<Outage>, StoreError> {
+        if let Some(pg) = self.pg() {
+            let text = pg::report::meta(pg, KEY.into()).await?;
+            return Ok(text.and_then(|t| serde_json::from_str(&t).ok()));
+        }
         self.call(|c| {
             let text: Option<String> = c
                 .query_row("SELECT value FROM meta WHERE key = ?1", [KEY], |r| r.get(0))

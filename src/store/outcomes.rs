@@ -10,7 +10,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 
 /// A placed session due for a DescribeTelCdr check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,6 +491,9 @@ impl Store {
 
     /// The checks made without an answer: each is asked again at its `next_check_at` (ms).
     pub async fn reschedule_checks(&self, next: Vec<(i64, i64)>) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::outcomes::reschedule_checks(pg, next).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "UPDATE outcome_checks SET asked = 1, checks = checks + 1, next_check_at = ?2
@@ -627,6 +630,9 @@ impl Store {
     /// counts (`outcome_counts`, `contact_counts`) and the campaign's open reconciliations; in a
     /// store of an older build read beside the process that owns it, counted from the contacts.
     pub async fn outcome_counts(&self, campaign_id: i64) -> Result<OutcomeCounts, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::outcomes::outcome_counts(pg, campaign_id).await;
+        }
         self.call(move |c| {
             let mut out = OutcomeCounts::default();
             let kept = c
@@ -689,6 +695,9 @@ impl Store {
         &self,
         contact_id: i64,
     ) -> Result<Vec<(String, Option<OutcomeRecord>)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::outcomes::contact_sessions(pg, contact_id).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT a.session_id, o.class, o.end_status, o.end_status_string, o.duration_s,
@@ -760,6 +769,9 @@ impl Store {
         &self,
         sessions: Vec<String>,
     ) -> Result<std::collections::HashSet<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::outcomes::known_sessions(pg, sessions).await;
+        }
         self.call(move |c| {
             let mut stmt =
                 c.prepare_cached("SELECT 1 FROM attempts WHERE session_id = ?1 LIMIT 1")?;
@@ -781,6 +793,9 @@ impl Store {
         campaign_id: i64,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::outcomes::requeue_not_placed(pg, campaign_id, now_ms).await;
+        }
         self.call(move |c| {
             let n = c.execute(
                 "UPDATE contacts SET status = 'pending', next_at = 0, updated_at = ?2

@@ -10,7 +10,7 @@
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 use crate::contact::{Overrides, Status};
 
 /// Lines examined by one page of a search by number.
@@ -62,6 +62,9 @@ impl Store {
         filter: ContactFilter,
         limit: usize,
     ) -> Result<ContactsPage, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::pages::contacts_page(pg, campaign_id, after, filter, limit).await;
+        }
         self.call(move |c| {
             let mut sql = String::from(
                 "SELECT k.line, k.callee, k.ext_id, k.overrides, k.status, k.attempts, k.next_at,

@@ -10,7 +10,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 
 /// What a purge found or did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +149,9 @@ impl Store {
         forget_dials: bool,
         now_ms: i64,
     ) -> Result<PurgeOutcome, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::purge::purge_campaign(pg, campaign_id, forget_dials, now_ms).await;
+        }
         self.call(move |c| purge(c, campaign_id, forget_dials, now_ms))
             .await
     }
@@ -156,6 +159,9 @@ impl Store {
     /// Campaigns whose contacts can go under `[store] retain`: not purged, every contact final,
     /// and last touched (the campaign or any of its contacts) before `before_ms`.
     pub async fn finished_before(&self, before_ms: i64) -> Result<Vec<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::purge::finished_before(pg, before_ms).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare(
                 "SELECT g.id FROM campaigns g
@@ -174,6 +180,9 @@ impl Store {
     /// Whether another campaign not yet purged reads its contacts from `source` (uploads are
     /// content-addressed: two campaigns of the same file share one).
     pub async fn source_shared(&self, campaign_id: i64, source: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::purge::source_shared(pg, campaign_id, source.to_string()).await;
+        }
         let source = source.to_string();
         self.call(move |c| {
             Ok(c.query_row(
@@ -188,6 +197,9 @@ impl Store {
 
     /// Copy the WAL into the store's file and empty it, so deleted rows leave no copy behind.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::purge::checkpoint(pg).await;
+        }
         let path = self.path().to_path_buf();
         tokio::task::spawn_blocking(move || checkpoint(&path))
             .await

@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 
 /// A campaign's requests that reached the network (never `not_sent`, never a requeue's note).
 const SENT: &str = "COALESCE(a.outcome, '') NOT IN ('not_sent', 'requeued')";
@@ -15,6 +15,9 @@ impl Store {
         campaign_id: i64,
         add: Vec<(String, i64)>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::report::add_waits(pg, campaign_id, add).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "INSERT INTO waits (campaign_id, reason, ms) VALUES (?1, ?2, ?3)
@@ -30,6 +33,9 @@ impl Store {
 
     /// Campaign `campaign_id`'s waiting time by reason (milliseconds), longest first.
     pub async fn waits(&self, campaign_id: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::report::waits(pg, campaign_id).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT reason, ms FROM waits WHERE campaign_id = ?1 ORDER BY ms DESC, reason",
@@ -48,6 +54,9 @@ impl Store {
         &self,
         campaign_id: i64,
     ) -> Result<Vec<(u64, u64)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::report::requests_per_contact(pg, campaign_id).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT n, COUNT(*) FROM (
@@ -76,6 +85,9 @@ impl Store {
         S: Send + 'static,
         F: FnMut(&mut S, i64) + Send + 'static,
     {
+        if let Some(pg) = self.pg() {
+            return pg::report::for_each_send(pg, campaign_id, state, each).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT COALESCE(a.sent_at, a.started_at) AS t FROM attempts a
@@ -98,6 +110,9 @@ impl Store {
         &self,
         campaign_id: i64,
     ) -> Result<(Vec<(u64, u64, u64, u64)>, Vec<u64>), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::report::outcomes_by_dial(pg, campaign_id).await;
+        }
         self.call(move |c| {
             const DIALS: &str = "SELECT a.contact_id, a.session_id,
                    ROW_NUMBER() OVER (PARTITION BY a.contact_id ORDER BY a.n) AS d
@@ -132,6 +147,9 @@ impl Store {
 
     /// A value from the store's `meta` table.
     pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::report::meta(pg, key.to_string()).await;
+        }
         let key = key.to_string();
         self.call(move |c| {
             use rusqlite::OptionalExtension;
@@ -145,6 +163,9 @@ impl Store {
 
     /// Set a value in the store's `meta` table.
     pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::report::set_meta(pg, key.to_string(), value.to_string()).await;
+        }
         let (key, value) = (key.to_string(), value.to_string());
         self.call(move |c| {
             c.execute(

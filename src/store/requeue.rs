@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 use crate::requeue::Requeue;
 
 impl Store {
@@ -16,6 +16,9 @@ impl Store {
         code: String,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::requeue::give_back_failed(pg, contact_ids, code, now_ms).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "UPDATE contacts SET status = 'pending', attempts = MAX(attempts - 1, 0),
@@ -41,6 +44,9 @@ impl Store {
         r: Requeue,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::requeue::requeue(pg, campaign_id, r, now_ms).await;
+        }
         self.call(move |c| {
             let mut ids = Vec::new();
             {

@@ -31,7 +31,7 @@ pub(super) const RESULT_COLUMNS: &str = "k.callee, k.status, k.session_id, k.req
 pub(super) const RESULT_FROM: &str =
     "contacts k LEFT JOIN outcomes o ON o.session_id = k.session_id";
 
-fn unix_text(secs: Option<i64>) -> String {
+pub(super) fn unix_text(secs: Option<i64>) -> String {
     secs.filter(|s| *s > 0)
         .and_then(|s| s.checked_mul(1000))
         .map(crate::times::rfc3339_seconds)

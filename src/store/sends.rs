@@ -7,7 +7,7 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 
 /// How long a send is kept: far longer than any window, and than a request can take to leave
 /// after it was written down.
@@ -17,6 +17,9 @@ impl Store {
     /// A request of `action` is about to leave (written before its limiter's slot is taken):
     /// returns its row for [`Store::sent`].
     pub async fn sending(&self, action: &str, started_at_ms: i64) -> Result<i64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::sends::sending(pg, action.to_string(), started_at_ms).await;
+        }
         let action = action.to_string();
         self.call(move |c| {
             c.prepare_cached("DELETE FROM sends WHERE action = ?1 AND started_at < ?2")?
@@ -31,6 +34,9 @@ impl Store {
     /// The request of row `id` left at `sent_at_ms`, or never reached a connection (`None`:
     /// it is no send, the row goes).
     pub async fn sent(&self, id: i64, sent_at_ms: Option<i64>) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::sends::sent(pg, id, sent_at_ms).await;
+        }
         self.call(move |c| {
             match sent_at_ms {
                 Some(at) => c
@@ -54,6 +60,9 @@ impl Store {
         n: usize,
         now_ms: i64,
     ) -> Result<Vec<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::sends::recent_action_sends(pg, action.to_string(), n, now_ms).await;
+        }
         let action = action.to_string();
         self.call(move |c| {
             let mut stmt = c.prepare_cached(

@@ -14,7 +14,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 
-use super::{Store, StoreError};
+use super::{pg, Store, StoreError};
 use crate::calling::opt_out::OwnEntry;
 use crate::outcomes::ai_results::{Analysis, Kind, Tag};
 use crate::outcomes::tag_rules::TagRule;
@@ -522,11 +522,17 @@ impl Store {
 
     /// A campaign's tag names in the order first seen (the results file's `tag:NAME` columns).
     pub async fn campaign_tag_names(&self, campaign_id: i64) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::campaign_tag_names(pg, campaign_id).await;
+        }
         self.call(move |c| tag_names(c, campaign_id)).await
     }
 
     /// The numbers on the account's own do-not-call list.
     pub async fn own_dnc_numbers(&self) -> Result<HashSet<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::own_dnc_numbers(pg).await;
+        }
         self.call(|c| {
             let mut stmt = c.prepare_cached("SELECT number FROM dnc_entries")?;
             let rows = stmt.query_map([], |r| r.get(0))?;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod pg;
 mod support;
 
 mod agent_lines;
@@ -38,6 +39,7 @@ mod outage;
 mod outcomes;
 mod outcomes_store;
 mod oversized;
+mod postgres_commands;
 mod purge;
 mod report;
 mod requeue;
@@ -50,6 +52,7 @@ mod serve_auth;
 mod served;
 mod signing_vectors;
 mod slow_clients;
+mod store_contract;
 mod store_queue;
 mod systematic;
 mod tags;

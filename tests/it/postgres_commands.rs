@@ -1,0 +1,255 @@
+//! `ccc-dialer run` and `serve` with `--state postgres://…` end to end: the child process
+//! against the stand-in over loopback, its store a PostgreSQL schema of its own (see `pg`). The
+//! stand-in's figures are the judge, as for the SQLite store (`run_campaign`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::pg::PgSchema;
+use crate::support::*;
+
+/// A password the URL carries (trust auth ignores it): it must never be printed.
+const PASSWORD: &str = "pw-Never-Printed-42";
+
+/// The longest one `ccc-dialer` child may take here.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// [`run_async`] with a deadline (a hung run fails the test instead of hanging it).
+async fn run_within(s: &Scratch) -> std::process::Output {
+    tokio::time::timeout(DEADLINE, run_async(s))
+        .await
+        .expect("the run finished within its deadline")
+}
+
+fn with_password(url: &str) -> String {
+    url.replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{PASSWORD}@"),
+        1,
+    )
+}
+
+fn command(s: &Scratch, sub: &str, state: &str) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg(sub)
+        .arg("--state")
+        .arg(state)
+        .env_remove("CCC_DIALER_STATE")
+        .env_remove("CCC_DIALER_LOG")
+        .current_dir(s.dir.path());
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_on_postgres_places_every_contact_once_and_a_rerun_dials_nothing() {
+    let schema = PgSchema::create().await;
+    let url = with_password(&schema.url);
+    let mock = mock_with(20, 0, &fails_once(&phone(3), "ResourceUnavailable")).await;
+    let mut s = Scratch::new(
+        &mock.endpoint(),
+        "",
+        "[retry]\nbackoff_initial = \"10ms\"\nbackoff_max = \"20ms\"\n",
+    );
+    s.state = PathBuf::from(&url);
+    let mut csv = contacts_csv(25);
+    csv.push_str("+8613800000004,dup\nnot-a-number,bad\n");
+    s.write_contacts(&csv);
+
+    let out = run_within(&s).await;
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 0, "{err}");
+    assert!(!err.contains(PASSWORD), "the password was printed: {err}");
+    let rows = s.results();
+    assert_eq!(rows.len(), 27, "every line exactly once in the results");
+    let placed: Vec<_> = rows.iter().filter(|r| r.status == "placed").collect();
+    assert_eq!(placed.len(), 25);
+    assert!(placed.iter().all(|r| !r.session_id.is_empty()));
+    assert_eq!(
+        rows.iter().find(|r| r.callee == phone(3)).unwrap().attempts,
+        2,
+        "the retried contact used two attempts"
+    );
+    let skipped: Vec<_> = rows.iter().filter(|r| r.status == "skipped").collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    let stats = mock.stats();
+    assert_eq!(stats.calls_per_callee.len(), 25);
+    assert!(stats.duplicate_callees.is_empty(), "nobody called twice");
+    let requests = stats.requests;
+
+    // A rerun resumes from the database: nothing left to dial, nothing sent.
+    let out = run_within(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(mock.stats().requests, requests, "the rerun sent nothing");
+    assert_eq!(s.results(), rows);
+
+    // status and export read the same database.
+    let out = command(&s, "status", &url).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr_of(&out)
+    );
+    assert_eq!(code_of(&out), 0, "{text}");
+    assert!(text.contains("placed"), "{text}");
+    assert!(text.contains("25"), "{text}");
+    assert!(!text.contains(PASSWORD), "the password was printed: {text}");
+    let exported = s.dir.path().join("exported.csv");
+    let out = command(&s, "export", &url)
+        .arg("--results")
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(
+        ccc_dialer::results::read(&exported).unwrap(),
+        rows,
+        "export rewrites the same rows from the database"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_on_postgres_leaves_its_in_flight_calls_unknown_never_redialled() {
+    let schema = PgSchema::create().await;
+    let mock = mock_with(20, 1_500, "").await;
+    let mut s = Scratch::new(&mock.endpoint(), "", "");
+    s.state = PathBuf::from(&schema.url);
+    s.write_contacts(&contacts_csv(40));
+    let mut child = s.spawn();
+    wait_for_requests(&mock, "requests to arrive", 5).await;
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+
+    let out = run_within(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let rows = s.results();
+    assert_eq!(rows.len(), 40, "every contact accounted for");
+    let unknown = rows.iter().filter(|r| r.status == "unknown").count();
+    assert!(unknown >= 1, "the calls in flight at the kill are in doubt");
+    assert_eq!(
+        rows.iter().filter(|r| r.status == "placed").count() + unknown,
+        40
+    );
+    let stats = mock.stats();
+    assert!(
+        stats.duplicate_callees.is_empty(),
+        "a call in doubt was dialled again: {:?}",
+        stats.duplicate_callees
+    );
+    assert!(stats.requests_by_callee.values().all(|n| *n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_database_exits_2_naming_it_without_its_password() {
+    let mock = mock_with(20, 0, "").await;
+    let mut s = Scratch::new(&mock.endpoint(), "", "");
+    s.state = PathBuf::from(format!(
+        "postgres://dialer:{PASSWORD}@127.0.0.1:1/calls?sslmode=disable&connect_timeout=5"
+    ));
+    s.write_contacts(&contacts_csv(3));
+    let out = run_within(&s).await;
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 2, "{err}");
+    assert!(
+        err.contains("postgres://dialer:***@127.0.0.1:1/calls"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "the password was printed: {err}");
+    assert_eq!(mock.stats().requests, 0, "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_on_postgres_dials_a_posted_campaign_and_a_restart_finds_it() {
+    use crate::served::{count, csv_of, serve_command, state, Served};
+    let schema = PgSchema::create().await;
+    let mock = mock_with(20, 0, "").await;
+    let mut s = crate::served::scratch(&mock, "");
+    s.state = PathBuf::from(&schema.url);
+    let start = |s: &Scratch| {
+        let mut cmd = serve_command(s);
+        // Uploads of a PostgreSQL store go to ./uploads.
+        cmd.current_dir(s.dir.path());
+        cmd
+    };
+    let srv = Served::start_with(&s, start(&s)).await;
+    let id = srv.create("spring", &csv_of(41, 12)).await;
+    let c = srv
+        .wait_campaign(id, "the campaign to complete", |c| state(c) == "completed")
+        .await;
+    assert_eq!(count(&c, "placed"), 12, "{c}");
+    let stats = mock.stats();
+    assert_eq!(stats.calls_per_callee.len(), 12);
+    assert!(stats.duplicate_callees.is_empty());
+    assert!(
+        s.dir.path().join("uploads").is_dir(),
+        "the upload was kept in ./uploads"
+    );
+    srv.signal("-TERM");
+    let (code, log) = srv.wait_exit().await;
+    assert_eq!(code, 0, "{log}");
+
+    // Another process on the same database sees the campaign as it was left.
+    let srv = Served::start_with(&s, start(&s)).await;
+    let c = srv.campaign(id).await;
+    assert_eq!((state(&c), count(&c, "placed")), ("completed", 12), "{c}");
+    assert_eq!(
+        mock.stats().requests,
+        stats.requests,
+        "nothing dialled again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_on_postgres_writes_nothing_and_then_resumes_what_a_run_stored() {
+    let schema = PgSchema::create().await;
+    let mock = mock_with(20, 0, "").await;
+    let mut s = Scratch::new(&mock.endpoint(), "", "");
+    s.state = PathBuf::from(&schema.url);
+    s.write_contacts(&contacts_csv(5));
+    let dry = |s: &Scratch| {
+        let mut cmd = s.run_command();
+        cmd.arg("--dry-run");
+        async move {
+            let out = tokio::time::timeout(
+                DEADLINE,
+                tokio::task::spawn_blocking(move || cmd.output().expect("spawn ccc-dialer")),
+            )
+            .await
+            .expect("the dry run finished within its deadline")
+            .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                stderr_of(&out)
+            );
+            (code_of(&out), text)
+        }
+    };
+    let (code, text) = dry(&s).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("5 contacts would be dialled"), "{text}");
+    let (admin, conn) = tokio_postgres::connect(crate::pg::ADMIN_URL, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tables: i64 = admin
+        .query_one(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1",
+            &[&schema.name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "the dry run wrote nothing, not even the schema");
+
+    let out = run_within(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let (code, text) = dry(&s).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("resuming"), "{text}");
+    assert!(text.contains("0 contacts would be dialled"), "{text}");
+    assert_eq!(
+        mock.stats().calls_per_callee.len(),
+        5,
+        "only the real run dialled"
+    );
+}
