@@ -24,6 +24,7 @@ mod outage;
 mod outcomes;
 mod pages;
 mod purge;
+pub(crate) mod redials;
 mod report;
 mod requeue;
 mod rows;
@@ -39,6 +40,7 @@ pub use outcomes::{DueReconcile, DueSession, OutcomeCounts, OutcomeRecord, Recon
 pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
 pub use purge::{PurgeCounts, PurgeOutcome};
 pub use tags::{DueTagCheck, SessionResults, TagActions, TagsWritten};
+pub use redials::RedialDecision;
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
 use rows::{due_row, insert_contacts, result_row, RESULT_COLUMNS, RESULT_FROM};
@@ -121,6 +123,8 @@ type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 pub struct Store {
     jobs: mpsc::Sender<Job>,
     path: PathBuf,
+    /// Bumped after a commit that scheduled redials (see [`Store::redial_watch`]).
+    redials: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// A contact due for an attempt, as the dispatcher needs it.
@@ -248,6 +252,7 @@ impl Store {
         Ok(Store {
             jobs: tx,
             path: path.to_path_buf(),
+            redials: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
