@@ -25,7 +25,8 @@ pub enum RedialDecision {
         max_dials: u32,
     },
     /// The session is not its contact's latest, or the contact is not `placed` (already
-    /// pending again, dialled again, ended otherwise), or its campaign is over: nothing done.
+    /// pending again, dialled again, ended otherwise), or its campaign was cancelled: nothing
+    /// done.
     NotLatest,
     /// `max_dials` calls were made already.
     MaxDials(u32),
@@ -71,8 +72,8 @@ pub(crate) fn dials_of(c: &Connection, contact_id: i64) -> Result<u32, StoreErro
 }
 
 /// Put contact `contact_id` back to `pending` for a redial due at `not_before_ms`, if
-/// `session_id` is still its latest session, it is `placed`, its campaign is not over and it
-/// had fewer than `max_dials` calls. Runs inside the caller's transaction (an outcome's or a
+/// `session_id` is still its latest session, it is `placed`, its campaign is not cancelled and
+/// it had fewer than `max_dials` calls (a completed campaign becomes active again). Runs inside the caller's transaction (an outcome's or a
 /// tag's), so the decision is durable with what caused it. `cause` says why, for people;
 /// `now_ms` is when the decision is taken.
 pub(crate) fn schedule_redial_tx(
@@ -94,10 +95,7 @@ pub(crate) fn schedule_redial_tx(
     let Some((status, latest, state)) = current else {
         return Ok(RedialDecision::NotLatest);
     };
-    if status != "placed"
-        || latest.as_deref() != Some(session_id)
-        || matches!(state.as_str(), "cancelled" | "completed")
-    {
+    if status != "placed" || latest.as_deref() != Some(session_id) || state == "cancelled" {
         return Ok(RedialDecision::NotLatest);
     }
     let dials = dials_of(c, contact_id)?;
@@ -125,6 +123,15 @@ pub(crate) fn schedule_redial_tx(
         ])?;
     if n != 1 {
         return Ok(RedialDecision::NotLatest);
+    }
+    // A campaign completed meanwhile (a record that came late, a tag) is active again: its
+    // contact is open (`serve` starts its runner on the wake-up; `run` records its end anew).
+    if state == "completed" {
+        c.prepare_cached(
+            "UPDATE campaigns SET state = 'active', reason = NULL, updated_at = ?2
+             WHERE id = (SELECT campaign_id FROM contacts WHERE id = ?1) AND state = 'completed'",
+        )?
+        .execute(params![contact_id, now_ms])?;
     }
     Ok(RedialDecision::Scheduled {
         due_ms,

@@ -39,6 +39,8 @@ mod outcomes;
 mod outcomes_store;
 mod oversized;
 mod purge;
+mod redials;
+mod redials_store;
 mod report;
 mod requeue;
 mod results_cells;
