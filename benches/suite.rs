@@ -410,7 +410,8 @@ async fn redials(n: usize) -> Vec<Row> {
     );
     let st = mock.stats();
     let want: u64 = expected.iter().map(|e| u64::from(*e)).sum();
-    let exact = (0..n).all(|i| st.calls_per_callee.get(&phone(i)).copied().unwrap_or(0) == expected[i]);
+    let exact =
+        (0..n).all(|i| st.calls_per_callee.get(&phone(i)).copied().unwrap_or(0) == expected[i]);
     let created: u64 = st.calls_per_callee.values().map(|v| u64::from(*v)).sum();
     // The span in which first calls and redials share the rate: from the first request to the
     // last first call (the redials of the list's last 30% follow alone, a tail).

@@ -371,7 +371,11 @@ pub async fn run_campaign(
                             .expire_pending(campaign_id, &gate.to_string(), now_ms())
                             .await
                     );
-                    tracing::warn!(campaign = campaign_id, contacts = n, "{gate}: the contacts still waiting expired");
+                    tracing::warn!(
+                        campaign = campaign_id,
+                        contacts = n,
+                        "{gate}: the contacts still waiting expired"
+                    );
                     continue;
                 }
             }

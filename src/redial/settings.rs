@@ -117,7 +117,10 @@ mod tests {
         let e = parse("").unwrap_err();
         assert_eq!(e.0, "redial.on");
         let e = parse("on = [\"busy\", \"answred\"]").unwrap_err();
-        assert_eq!((e.0.as_str(), e.1.as_str()), ("redial.on[1]", "\"answred\""));
+        assert_eq!(
+            (e.0.as_str(), e.1.as_str()),
+            ("redial.on[1]", "\"answred\"")
+        );
         assert!(e.2.contains("\"not_answered\""), "{e:?}");
         let e = parse("on = [\"answered\"]").unwrap_err();
         assert!(e.2.contains("post-call tag"), "{e:?}");
@@ -143,6 +146,8 @@ mod tests {
         let r: RawRedial =
             serde_json::from_str(r#"{"on": ["busy"], "max_dials": 2.0, "after": "10s"}"#).unwrap();
         assert_eq!(validate(&r).unwrap().max_dials, 2);
-        assert!(serde_json::from_str::<RawRedial>(r#"{"on": ["busy"], "max_dials": 2.5}"#).is_err());
+        assert!(
+            serde_json::from_str::<RawRedial>(r#"{"on": ["busy"], "max_dials": 2.5}"#).is_err()
+        );
     }
 }

@@ -226,7 +226,13 @@ impl Campaigns {
             if let Some(p) = previous {
                 let _ = p.await;
             }
-            this.run_one(id, &name, engine2, defaults, redial, stop_rx, &ended2)
+            // The policy its outcomes are decided by from now on (the config's may have changed
+            // since the last start).
+            if let Err(e) = engine2.store.set_redial_policy(id, redial).await {
+                tracing::error!(campaign = %name, error = %e, "cannot record the campaign's redial policy");
+                return;
+            }
+            this.run_one(id, &name, engine2, defaults, stop_rx, &ended2)
                 .await;
         });
         runners.insert(
@@ -313,17 +319,10 @@ impl Campaigns {
         name: &str,
         engine: Arc<Engine>,
         defaults: Arc<dispatch::RequestDefaults>,
-        redial: Option<crate::redial::RedialPolicy>,
         stop: watch::Receiver<Stop>,
         ended: &AtomicBool,
     ) {
         let store = &engine.store;
-        // The policy its outcomes are decided by from now on (the config's may have changed
-        // since the last start).
-        if let Err(e) = store.set_redial_policy(id, redial).await {
-            tracing::error!(campaign = name, error = %e, "cannot record the campaign's redial policy");
-            return;
-        }
         // Whatever an earlier runner or process left in flight is in doubt now.
         match store.settle_in_flight(id, now_ms()).await {
             Ok(n) if n > 0 => tracing::warn!(

@@ -122,14 +122,11 @@ impl Store {
                 })
             })?;
             d.attempts = attempts.collect::<Result<Vec<_>, _>>()?;
-            let dialled = d
-                .attempts
-                .iter()
-                .filter(|a| match a.outcome.as_deref() {
-                    Some("placed") => true,
-                    Some("in_doubt") => a.code.as_deref() != Some("NoCallRecord"),
-                    _ => false,
-                });
+            let dialled = d.attempts.iter().filter(|a| match a.outcome.as_deref() {
+                Some("placed") => true,
+                Some("in_doubt") => a.code.as_deref() != Some("NoCallRecord"),
+                _ => false,
+            });
             d.dials = dialled.clone().count() as i64;
             d.first_dialled_at = dialled.map(|a| a.sent_at.unwrap_or(a.started_at)).min();
             Ok(Some(d))

@@ -152,7 +152,7 @@ async fn the_campaigns_end_expires_a_pending_redial() {
     let faults = scripts(&[(0, &["not_answered", "answered:1s"]), (1, &["answered:1s"])]);
     let mock = mock(&faults).await;
     // The redial would be due in an hour; the campaign ends in 15 s.
-    let end = (chrono::Utc::now() + chrono::Duration::seconds(15)).to_rfc3339();
+    let end = ccc_dialer::times::rfc3339_seconds(ccc_dialer::times::now_ms() + 15_000);
     let s = scratch(
         &mock,
         2,
@@ -302,19 +302,15 @@ async fn kill_9_at_any_point_never_creates_a_call_beyond_the_redial_policy() {
             _ => (i, &["answered:1s"][..], 1),
         })
         .collect();
-    let faults = scripts(
-        &plan
-            .iter()
-            .map(|(i, c, _)| (*i, *c))
-            .collect::<Vec<_>>(),
-    );
+    let faults = scripts(&plan.iter().map(|(i, c, _)| (*i, *c)).collect::<Vec<_>>());
     let mock = mock(&faults).await;
     let s = scratch(
         &mock,
         n,
         "[rate]\nrequests_per_second = 4\n[calling]\nmin_gap = \"0s\"\n[redial]\non = [\"not_answered\", \"busy\"]\nmax_dials = 3\nafter = \"1s\"\n",
     );
-    let progress = || mock.action_requests("CreateAIAgentCall") + mock.action_requests("DescribeTelCdr");
+    let progress =
+        || mock.action_requests("CreateAIAgentCall") + mock.action_requests("DescribeTelCdr");
     // Kill the run after 1, 2, 3 or 5 more requests reached the stand-in: mid-request,
     // mid-record, between a record and the redial it schedules.
     let mut kills = 0;
@@ -353,7 +349,10 @@ async fn kill_9_at_any_point_never_creates_a_call_beyond_the_redial_policy() {
     let campaign = store.find_campaign("run").await.unwrap().unwrap();
     for (i, _, dials) in &plan {
         let r = &rows[&callee(*i)];
-        let detail = store.contact_detail(campaign.id, &callee(*i)).await.unwrap();
+        let detail = store
+            .contact_detail(campaign.id, &callee(*i))
+            .await
+            .unwrap();
         assert_eq!(
             created(&mock, *i),
             *dials,

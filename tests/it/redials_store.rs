@@ -34,7 +34,10 @@ async fn store_with_policy(policy: Option<RedialPolicy>) -> (tempfile::TempDir, 
 
 fn policy(max_dials: u32) -> RedialPolicy {
     RedialPolicy {
-        on: vec![Trigger::Class(OutcomeClass::NotAnswered), Trigger::Code(206)],
+        on: vec![
+            Trigger::Class(OutcomeClass::NotAnswered),
+            Trigger::Code(206),
+        ],
         max_dials,
         after: Duration::from_secs(10),
     }
@@ -88,8 +91,8 @@ fn record(session: &str, class: &str, code: i64, ended: i64) -> OutcomeRecord {
 }
 
 #[tokio::test]
-async fn a_not_answered_call_is_redialled_after_its_end_and_the_decision_is_written_with_the_outcome()
-{
+async fn a_not_answered_call_is_redialled_after_its_end_and_the_decision_is_written_with_the_outcome(
+) {
     let (_dir, store, id) = store_with_policy(Some(policy(3))).await;
     let contact = dial(&store, id, 1_000_000, "s-1").await;
     let w = store
@@ -241,7 +244,11 @@ async fn a_redial_due_outside_the_window_is_held_by_the_window_until_its_opening
         .unwrap();
     assert_eq!(due.len(), 1);
     let verdict = rules
-        .check(&store, &due[0], jiff::Timestamp::from_millisecond(due_ms).unwrap())
+        .check(
+            &store,
+            &due[0],
+            jiff::Timestamp::from_millisecond(due_ms).unwrap(),
+        )
         .await
         .unwrap();
     let opening = at("2026-12-02T09:00:00+08:00");
@@ -254,13 +261,18 @@ async fn a_redial_due_outside_the_window_is_held_by_the_window_until_its_opening
     }
     // At the opening it goes.
     let verdict = rules
-        .check(&store, &due[0], jiff::Timestamp::from_millisecond(opening).unwrap())
+        .check(
+            &store,
+            &due[0],
+            jiff::Timestamp::from_millisecond(opening).unwrap(),
+        )
         .await
         .unwrap();
     assert!(matches!(verdict, Verdict::Go), "{verdict:?}");
 }
 
-const BASE: &str = "[tencentcloud]\nendpoint = \"builtin\"\n[campaign]\nsdk_app_id = 1\nai_agent_id = 2\n";
+const BASE: &str =
+    "[tencentcloud]\nendpoint = \"builtin\"\n[campaign]\nsdk_app_id = 1\nai_agent_id = 2\n";
 
 #[test]
 fn redial_settings_are_checked_alike_in_the_config_serve_settings_and_sidecars() {
@@ -271,7 +283,9 @@ fn redial_settings_are_checked_alike_in_the_config_serve_settings_and_sidecars()
             &format!("{BASE}[outcomes]\nenabled = true\n{extra}"),
         )
     };
-    let e = parse("[redial]\non = [\"busy\", \"bsy\"]\n").unwrap_err().to_string();
+    let e = parse("[redial]\non = [\"busy\", \"bsy\"]\n")
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("dialer.toml: redial.on[1] = \"bsy\": expected an outcome class"),
         "{e}"
@@ -279,11 +293,17 @@ fn redial_settings_are_checked_alike_in_the_config_serve_settings_and_sidecars()
     let e = parse("[redial]\non = [\"busy\"]\nmax_dials = 0\n")
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("dialer.toml: redial.max_dials = 0: expected"), "{e}");
+    assert!(
+        e.starts_with("dialer.toml: redial.max_dials = 0: expected"),
+        "{e}"
+    );
     let e = parse("[redial]\non = [\"busy\"]\nretries = 2\n")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("unknown field `retries`") && e.contains("line"), "{e}");
+    assert!(
+        e.contains("unknown field `retries`") && e.contains("line"),
+        "{e}"
+    );
     // Redials are decided from outcomes: without outcome tracking the table is refused.
     let e = Config::parse(
         std::path::Path::new("dialer.toml"),
@@ -300,13 +320,19 @@ fn redial_settings_are_checked_alike_in_the_config_serve_settings_and_sidecars()
         .unwrap_err();
     assert!(e.starts_with("redial.max_dials = 11: expected"), "{e}");
     let e = CampaignSettings::from_toml("[redial]\non = [\"answered\"]\n").unwrap_err();
-    assert!(e.starts_with("redial.on[0] = \"answered\": expected"), "{e}");
-    let s = CampaignSettings::from_toml("[redial]\non = [\"not_answered\"]\nmax_dials = 2\n")
-        .unwrap();
+    assert!(
+        e.starts_with("redial.on[0] = \"answered\": expected"),
+        "{e}"
+    );
+    let s =
+        CampaignSettings::from_toml("[redial]\non = [\"not_answered\"]\nmax_dials = 2\n").unwrap();
     assert_eq!(s.redial(&cfg).map(|p| p.max_dials), Some(2));
     assert_eq!(CampaignSettings::default().redial(&cfg), cfg.redial);
     let off = Config::parse(std::path::Path::new("dialer.toml"), BASE).unwrap();
-    assert!(s.validate_with(&off).unwrap_err().contains("[outcomes] enabled"));
+    assert!(s
+        .validate_with(&off)
+        .unwrap_err()
+        .contains("[outcomes] enabled"));
     // The demo redials, and its per-person gap lets it within `after`.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let demo = Config::load(&root.join("config/demo.toml")).unwrap();
