@@ -96,6 +96,14 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
                 outcomes.reconciling
             );
         }
+        if outcomes.reached + outcomes.not_reached + outcomes.redials_pending > 0 {
+            crate::say!(
+                "  contacts: reached {}, not reached after all dials {}, waiting for a redial {}",
+                outcomes.reached,
+                outcomes.not_reached,
+                outcomes.redials_pending
+            );
+        }
         let waiting = store.waiting_by_gate(c.id).await.map_err(Failure::other)?;
         if waiting.iter().any(|(g, _)| g.is_some()) {
             crate::say!("  pending, by what holds them:");
