@@ -234,10 +234,11 @@ pub(crate) fn on_correction(
 }
 
 fn contact_campaign(c: &Connection, contact_id: i64) -> Result<Option<i64>, StoreError> {
-    Ok(c
-        .prepare_cached("SELECT campaign_id FROM contacts WHERE id = ?1")?
-        .query_row([contact_id], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT campaign_id FROM contacts WHERE id = ?1")?
+            .query_row([contact_id], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 /// Whether campaign `campaign_id` has a redial policy; false in a store of a build before the
@@ -249,8 +250,10 @@ pub(crate) fn has_policy(c: &Connection, campaign_id: i64) -> Result<bool, Store
     if !column {
         return Ok(false);
     }
-    Ok(c.prepare_cached("SELECT 1 FROM campaigns WHERE id = ?1 AND redial IS NOT NULL")?
-        .exists([campaign_id])?)
+    Ok(
+        c.prepare_cached("SELECT 1 FROM campaigns WHERE id = ?1 AND redial IS NOT NULL")?
+            .exists([campaign_id])?,
+    )
 }
 
 /// Campaign `?1` has a contact whose latest call may still be redialled once its outcome is
