@@ -39,8 +39,8 @@ pub use lines::AGENT_LINES_BUSY;
 pub use outcomes::{DueReconcile, DueSession, OutcomeCounts, OutcomeRecord, Reconciled, Written};
 pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
 pub use purge::{PurgeCounts, PurgeOutcome};
-pub use tags::{DueTagCheck, SessionResults, TagActions, TagsWritten};
 pub use redials::RedialDecision;
+pub use tags::{DueTagCheck, SessionResults, TagActions, TagsWritten};
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
 use rows::{due_row, insert_contacts, result_row, RESULT_COLUMNS, RESULT_FROM};
