@@ -301,7 +301,7 @@ fn redial_settings_are_checked_alike_in_the_config_serve_settings_and_sidecars()
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("unknown field `retries`") && e.contains("line"),
+        e.contains("unknown key retries in [redial]") && e.contains("line"),
         "{e}"
     );
     // Redials are decided from outcomes: without outcome tracking the table is refused.
