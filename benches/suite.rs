@@ -5,7 +5,8 @@
 //! Run one:         cargo bench --bench suite -- rate      (names: rate faults soak headroom
 //!                                                          memory memory-outcomes intake
 //!                                                          resume lines lines-outcomes
-//!                                                          console outcomes campaign-cap)
+//!                                                          console outcomes campaign-cap
+//!                                                          redials)
 //! The 1,000,000-contact benchmarks run last: their stand-in's figures are large, and freeing
 //! them must not disturb the timing of the others.
 //! Prints a Markdown table of figures and goals; BENCHMARKS.md keeps the latest one.
@@ -346,6 +347,118 @@ async fn outcomes(n: usize) -> Vec<Row> {
             && dial_rate >= 19.8
             && p95 <= EVERY_MS + 1000
             && all_known,
+    }]
+}
+
+/// Redial by outcome (issue 14): `n` contacts at 20/s, 30% not answered on their first call
+/// (ringing ~8 s) and answered on the second, `[redial] on = ["not_answered"]`, `after = "10s"`,
+/// `max_dials = 2`, so redials interleave with first calls. Judged by the stand-in: calls
+/// created per callee exactly as the policy says, no window over 20, the rate steady while
+/// first calls and redials share it.
+async fn redials(n: usize) -> Vec<Row> {
+    let mut faults = String::new();
+    let mut expected = Vec::with_capacity(n);
+    for i in 0..n {
+        let first_missed = i % 10 < 3;
+        let calls = if first_missed {
+            "[\"not_answered\", \"answered:3s\"]"
+        } else {
+            "[\"answered:3s\"]"
+        };
+        faults.push_str(&format!(
+            "[[rule]]\ncallee = \"{}\"\ncalls = {calls}\n",
+            phone(i)
+        ));
+        expected.push(if first_missed { 2u32 } else { 1 });
+    }
+    let mock = MockServer::spawn(MockOptions {
+        credentials: vec![(ID.to_string(), Secret::new(KEY))],
+        rate_limit: 20,
+        latency_ms: 300,
+        keep_bodies: false,
+        new_connection_delay: NEW_CONNECTION_DELAY,
+        faults: Faults::from_toml_str(&faults).unwrap(),
+        cdr_delay: Duration::from_secs(2),
+        call_length: ccc_dialer::mock::CallLength {
+            ring: ccc_dialer::mock::Length::Fixed(Duration::from_secs(8)),
+            talk: ccc_dialer::mock::Length::Fixed(Duration::from_secs(3)),
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = Scratch::new();
+    write_contacts(&s.path("contacts.csv"), n);
+    let cfg = s.config(
+        &mock.endpoint(),
+        "requests_per_second = 20",
+        "backoff_initial = \"500ms\"\nbackoff_max = \"5s\"",
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "[outcomes]\nenabled = true\nfirst_check_after = \"5s\"\ncheck_every = \"2s\"\n\
+         [calling]\nmin_gap = \"10s\"\n\
+         [redial]\non = [\"not_answered\"]\nmax_dials = 2\nafter = \"10s\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let started = Instant::now();
+    let (status, wall, _) = wait_sampling(s.dialer(), started).await;
+    assert!(
+        status.success(),
+        "dialer failed: see {}",
+        s.path("dialer.log").display()
+    );
+    let st = mock.stats();
+    let want: u64 = expected.iter().map(|e| u64::from(*e)).sum();
+    let exact =
+        (0..n).all(|i| st.calls_per_callee.get(&phone(i)).copied().unwrap_or(0) == expected[i]);
+    let created: u64 = st.calls_per_callee.values().map(|v| u64::from(*v)).sum();
+    // The span in which first calls and redials share the rate: from the first request to the
+    // last first call (the redials of the list's last 30% follow alone, a tail).
+    let db = rusqlite::Connection::open(s.path("state.db")).unwrap();
+    let last_first: i64 = db
+        .query_row(
+            "SELECT MAX(COALESCE(sent_at, started_at)) FROM attempts WHERE n = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let first_ms = st.first_request_unix_ms.unwrap_or(0);
+    let redials_inside: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM attempts WHERE n > 1 AND COALESCE(sent_at, started_at) <= ?1",
+            [last_first],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (lo, hi) = (first_ms / 1000 + 5, last_first / 1000 - 5);
+    let inner: Vec<u32> = st
+        .requests_per_second
+        .iter()
+        .filter(|(sec, _)| (lo..=hi).contains(*sec))
+        .map(|(_, c)| *c)
+        .collect();
+    let steady = if inner.is_empty() {
+        0.0
+    } else {
+        inner.iter().map(|c| f64::from(*c)).sum::<f64>() / inner.len() as f64
+    };
+    let rows = s.results();
+    let all_answered = rows.len() == n
+        && rows
+            .iter()
+            .all(|r| r.status == "placed" && r.outcome == "answered");
+    let redialled = rows.iter().filter(|r| r.dials == 2).count();
+    vec![Row {
+        name: "redials",
+        figure: format!(
+            "{n} contacts, 30% not answered on the first call (ring 8 s), [redial] after 10 s, max_dials 2: {created} calls created (expected {want}; every callee exactly as expected: {exact}); {redialled} rows with dials = 2; {redials_inside} redials sent while first calls were still going out; {steady:.2} req/s steady over that span (its first and last 5 s left out); max {} in any 1-s window; {} RequestLimitExceeded; all answered in the end: {all_answered}; wall {:.1} s",
+            st.max_in_any_window,
+            st.rate_limited,
+            wall.as_secs_f64()
+        ),
+        goal: "created calls = expected exactly; 0 windows over 20; steady >= 19.8 req/s while redials interleave with first calls",
+        met: exact && created == want && st.max_in_any_window <= 20 && steady >= 19.8 && all_answered,
     }]
 }
 
@@ -951,6 +1064,9 @@ async fn main() {
     }
     if want("outcomes") {
         rows.extend(outcomes(2000).await);
+    }
+    if want("redials") {
+        rows.extend(redials(2000).await);
     }
     if want("soak") {
         rows.extend(soak(2000, 20).await);

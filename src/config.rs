@@ -82,6 +82,7 @@ struct RawConfig {
     notify: crate::notify::RawNotify,
     #[serde(default)]
     dnc: crate::calling::opt_out::RawDnc,
+    redial: Option<crate::redial::settings::RawRedial>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -356,6 +357,8 @@ pub struct Config {
     pub notify: Option<crate::notify::NotifySettings>,
     /// `[dnc]`: the post-call tag that puts a number on the account's own do-not-call list.
     pub dnc: crate::calling::opt_out::DncSettings,
+    /// `[redial]`: dial a contact again by its call's outcome (`None`: never).
+    pub redial: Option<crate::redial::RedialPolicy>,
 }
 
 impl Config {
@@ -490,6 +493,21 @@ impl Validator<'_> {
             }
             crate::notify::Invalid::Withheld(key, expected) => self.withheld(&key, &expected),
         })?;
+        let redial = match &raw.redial {
+            None => None,
+            Some(r) => {
+                let policy = crate::redial::settings::validate(r)
+                    .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
+                if !outcomes.enabled {
+                    return Err(self.invalid(
+                        "[redial]",
+                        "(present)",
+                        "[outcomes] enabled = true as well: redials are decided from the calls' outcomes",
+                    ));
+                }
+                Some(policy)
+            }
+        };
         let faults = raw.mock.faults.map(|p| {
             if p.is_relative() {
                 self.path.parent().unwrap_or(Path::new(".")).join(p)
@@ -545,6 +563,7 @@ impl Validator<'_> {
             retain,
             notify,
             dnc,
+            redial,
         })
     }
 

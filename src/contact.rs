@@ -146,4 +146,11 @@ pub struct ResultRow {
     /// `user`, `seat` or `system`, as the record says.
     #[serde(default)]
     pub hangup_side: String,
+    /// Calls created for the contact in this campaign (attempts placed, or in doubt), redials
+    /// included.
+    #[serde(default)]
+    pub dials: u32,
+    /// When its first call was sent (UTC, as `updated_at`); empty before any.
+    #[serde(default)]
+    pub first_dialled_at: String,
 }

@@ -17,7 +17,7 @@
 //!   [`requeue`] puts finished contacts back in the queue on an operator's request.
 //! - [`outcomes`]: what became of each placed call (DescribeTelCdr polling, outcome classes)
 //!   and `unknown` contacts resolved from the call records; [`end_status`]: the service's end
-//!   codes and their strings.
+//!   codes and their strings; [`redial`]: dialling a contact again by its call's outcome.
 //! - [`report`]: a campaign's report from the store (totals, rate against the cap, time spent
 //!   waiting and why).
 //! - [`server`]: `serve`, many campaigns in one process behind an HTTP API and an inbox;
@@ -50,6 +50,7 @@ pub mod outcomes;
 pub mod phone;
 pub mod policy;
 pub mod purge;
+pub mod redial;
 pub mod report;
 pub mod requeue;
 pub mod results;

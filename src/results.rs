@@ -12,7 +12,7 @@ use crate::store::{ResultExtras, Store, StoreError};
 pub mod cells;
 pub mod target;
 
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 19] = [
     "callee",
     "status",
     "session_id",
@@ -30,6 +30,8 @@ pub const COLUMNS: [&str; 17] = [
     "answered_at",
     "ended_at",
     "hangup_side",
+    "dials",
+    "first_dialled_at",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -92,6 +92,9 @@ pub async fn counts(store: &Store, campaigns: &[i64]) -> Result<OutcomeCounts, F
         }
         total.awaiting += c.awaiting;
         total.reconciling += c.reconciling;
+        total.reached += c.reached;
+        total.not_reached += c.not_reached;
+        total.redials_pending += c.redials_pending;
     }
     Ok(total)
 }
@@ -115,6 +118,15 @@ pub fn describe(c: &OutcomeCounts) -> String {
             "; {} lost replies being looked up in the call records",
             c.reconciling
         ));
+    }
+    if c.reached + c.not_reached + c.redials_pending > 0 {
+        s.push_str(&format!(
+            "\ncontacts: reached {}, not reached after all dials {}",
+            c.reached, c.not_reached
+        ));
+        if c.redials_pending > 0 {
+            s.push_str(&format!(", waiting for a redial {}", c.redials_pending));
+        }
     }
     s
 }

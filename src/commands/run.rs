@@ -69,6 +69,11 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         tracing::info!(campaign = %campaign.name, "resuming: contacts already in the state store");
     }
 
+    // Its outcomes are decided by this run's `[redial]` (none: no redials).
+    store
+        .set_redial_policy(campaign.id, cfg.redial.clone())
+        .await
+        .map_err(Failure::other)?;
     // Dialled again (a rerun after an interruption or a halt): active until it ends.
     store
         .set_campaign_state(campaign.id, CampaignState::Active, None, now_ms())

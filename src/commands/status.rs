@@ -96,6 +96,14 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
                 outcomes.reconciling
             );
         }
+        if outcomes.reached + outcomes.not_reached + outcomes.redials_pending > 0 {
+            crate::say!(
+                "  contacts: reached {}, not reached after all dials {}, waiting for a redial {}",
+                outcomes.reached,
+                outcomes.not_reached,
+                outcomes.redials_pending
+            );
+        }
         let waiting = store.waiting_by_gate(c.id).await.map_err(Failure::other)?;
         if waiting.iter().any(|(g, _)| g.is_some()) {
             crate::say!("  pending, by what holds them:");
@@ -193,6 +201,11 @@ async fn contact(
                     .then(|| time(d.next_at))
                     .flatten();
                 let why = match (&d.gate, &until) {
+                    // The redial wait names the outcome that caused it.
+                    (Some(g), Some(u)) if g == crate::redial::GATE => format!(
+                        "{g} until {u} ({})",
+                        d.error_message.as_deref().unwrap_or("redial")
+                    ),
                     (Some(g), Some(u)) => format!("{g} until {u}"),
                     (None, Some(u)) if d.reschedules > 0 => format!("rescheduled until {u}"),
                     (None, Some(u)) => format!("retry_backoff until {u}"),
@@ -207,6 +220,16 @@ async fn contact(
             }
             if let (Some(code), Some(message)) = (&d.error_code, &d.error_message) {
                 crate::say!("  last: {code}: {message}");
+            }
+            if d.dials > 0 {
+                crate::say!(
+                    "  dials: {}{}",
+                    d.dials,
+                    d.first_dialled_at
+                        .and_then(time)
+                        .map(|t| format!(", the first at {t}"))
+                        .unwrap_or_default()
+                );
             }
             let sessions = store.contact_sessions(d.id).await.map_err(Failure::other)?;
             let learned = store.contact_results(d.id).await.map_err(Failure::other)?;

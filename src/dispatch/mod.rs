@@ -228,8 +228,9 @@ pub fn now_ms() -> i64 {
     crate::times::now_ms()
 }
 
-/// Dial campaign `campaign_id` until every contact is final, a halt code arrives, or `stop`
-/// leaves [`Stop::Run`]. `on_final` receives each contact's result row as it becomes final.
+/// Dial campaign `campaign_id` until every contact is final (and, with a redial policy, no
+/// outcome still awaited may ask for a redial), a halt code arrives, or `stop` leaves
+/// [`Stop::Run`]. `on_final` receives each contact's result row as it becomes final.
 pub async fn run_campaign(
     engine: Arc<Engine>,
     campaign_id: i64,
@@ -269,6 +270,8 @@ pub async fn run_campaign(
     }
 
     let mut waited_for_start = false;
+    // Outcomes written by the tracker may put contacts back to `pending` (see `crate::redial`).
+    let mut redials = engine.store.redial_watch();
     let outcome = 'dial: loop {
         while let Some(done) = tasks.try_join_next() {
             reap(done, &shared);
@@ -323,6 +326,8 @@ pub async fn run_campaign(
         }
         if buffer.is_empty() {
             turn = None;
+            // Redials scheduled from here on wake the wait below (this look sees the earlier).
+            redials.borrow_and_update();
             let exclude = lock(&shared.held).clone();
             let due = or_stop!(
                 engine
@@ -338,13 +343,48 @@ pub async fn run_campaign(
         }
         if buffer.is_empty() {
             // Nothing due now: finished, or wait for a reply or the next due time.
-            let next_wait = or_stop!(engine.store.next_wait(campaign_id).await);
+            let mut next_wait = or_stop!(engine.store.next_wait(campaign_id).await);
+            // A call whose outcome is not known yet may still ask for a redial: not finished.
+            let mut redial_may_come = false;
+            if next_wait.is_none() && tasks.is_empty() {
+                redial_may_come = or_stop!(engine.store.redial_possible(campaign_id).await);
+                if !redial_may_come {
+                    // An outcome written between the two looks may have scheduled one.
+                    next_wait = or_stop!(engine.store.next_wait(campaign_id).await);
+                    if next_wait.is_none() {
+                        break RunOutcome::Completed;
+                    }
+                }
+            }
             let next = next_wait.as_ref().map(|(at, _)| *at);
-            if next.is_none() && tasks.is_empty() {
-                break RunOutcome::Completed;
+            // The campaign's end passed while contacts wait (a redial due later, a backoff):
+            // they expire now, not when each would have come due.
+            let not_after = engine.rules.calling.not_after.map(|t| t.as_millisecond());
+            if let (Some(end), Some(_)) = (not_after, next) {
+                if now_ms() >= end {
+                    let gate = crate::calling::gate::Gate::NotAfter {
+                        at: jiff::Timestamp::from_millisecond(end).unwrap_or_default(),
+                    };
+                    let n = or_stop!(
+                        engine
+                            .store
+                            .expire_pending(campaign_id, &gate.to_string(), now_ms())
+                            .await
+                    );
+                    tracing::warn!(
+                        campaign = campaign_id,
+                        contacts = n,
+                        "{gate}: the contacts still waiting expired"
+                    );
+                    continue;
+                }
             }
             let gate = next_wait.and_then(|(_, g)| g);
-            let wait = match next {
+            let wake_at = match (next, not_after) {
+                (Some(at), Some(end)) => Some(at.min(end)),
+                (at, _) => at,
+            };
+            let wait = match wake_at {
                 Some(at) => Duration::from_millis((at - now_ms()).clamp(1, 60_000) as u64),
                 None => Duration::from_secs(60),
             };
@@ -358,6 +398,7 @@ pub async fn run_campaign(
             let reason = match (next, &gate) {
                 (Some(at), Some(g)) if at > now_ms() => g.clone(),
                 (Some(at), None) if at > now_ms() => waits::BACKOFF.to_string(),
+                (None, _) if redial_may_come => waits::OUTCOMES.to_string(),
                 _ => waits::REPLIES.to_string(),
             };
             let idle = std::time::Instant::now();
@@ -368,6 +409,7 @@ pub async fn run_campaign(
                 _ = tokio::time::sleep(wait) => {}
                 _ = engine.lines.freed() => or_stop!(lines::release(&engine, campaign_id).await),
                 _ = engine.wake.notified() => {}
+                Ok(()) = redials.changed() => {}
                 Ok(()) = stop.changed() => {}
             }
             waited_for.add(&reason, idle.elapsed());

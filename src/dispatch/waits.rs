@@ -6,7 +6,7 @@
 //! The dispatcher's waits are sequential (one loop), so the sums never count a moment twice.
 //! Reasons are the gate names of [`crate::calling::gate::Gate`] where a gate holds the whole
 //! campaign (`window_closed`, `min_gap`, …), and the engine's own: [`OUTAGE`], [`THROTTLED`],
-//! [`RATE`], [`IN_FLIGHT`], [`REPLIES`].
+//! [`RATE`], [`IN_FLIGHT`], [`REPLIES`], [`OUTCOMES`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +23,8 @@ pub const RATE: &str = "rate_budget";
 pub const IN_FLIGHT: &str = "in_flight";
 /// Nothing pending is due: only replies in flight are awaited.
 pub const REPLIES: &str = "replies";
+/// Nothing pending: calls' outcomes are awaited, and one may ask for a redial.
+pub const OUTCOMES: &str = "outcomes";
 /// Pending contacts wait out a retry's backoff (no gate named on them).
 pub const BACKOFF: &str = "retry_backoff";
 /// Every line of the agent believed busy.
@@ -46,6 +48,8 @@ pub fn describe(reason: &str) -> &str {
         OUTAGE => "endpoint unreachable (outage)",
         IN_FLIGHT => "rate.max_in_flight requests awaiting replies",
         REPLIES => "nothing due: awaiting replies in flight",
+        OUTCOMES => "nothing due: awaiting calls' outcomes that may ask for a redial",
+        crate::redial::GATE => "waiting out redial.after since the last call's end",
         "not_before" => "before the campaign's start time",
         other => other,
     }

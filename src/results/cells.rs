@@ -53,6 +53,8 @@ pub fn row(r: &ResultRow) -> ResultRow {
         answered_at: n(&r.answered_at),
         ended_at: n(&r.ended_at),
         hangup_side: n(&r.hangup_side),
+        dials: r.dials,
+        first_dialled_at: n(&r.first_dialled_at),
     }
 }
 

@@ -355,6 +355,12 @@ pub struct OutcomesView {
     /// Why outcome tracking stopped (an account-level refusal of DescribeTelCdr), with the
     /// fix; `null` while it runs. Dialling goes on without it.
     pub stopped: Option<String>,
+    /// Contacts answered at least once (redials included).
+    pub reached: u64,
+    /// Contacts done dialling whose every call ended unanswered.
+    pub not_reached: u64,
+    /// Contacts waiting for a redial.
+    pub redials_pending: u64,
 }
 
 impl From<crate::store::OutcomeCounts> for OutcomesView {
@@ -372,6 +378,9 @@ impl From<crate::store::OutcomeCounts> for OutcomesView {
             awaiting: c.awaiting,
             reconciling: c.reconciling,
             stopped: None,
+            reached: c.reached,
+            not_reached: c.not_reached,
+            redials_pending: c.redials_pending,
         }
     }
 }
@@ -941,6 +950,8 @@ async fn contact(
                         .describe(agent_of(&svc, &c))
                         .unwrap_or_else(|| "every line of the AI agent was busy; one is likely free now".into()),
                 ),
+                // The outcome that asked for the redial, and which dial comes next.
+                Some(crate::redial::GATE) => detail.error_message.clone(),
                 Some(g) => Some(gate_reason(g).to_string()),
                 None => detail.error_code.clone(),
             },

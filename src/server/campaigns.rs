@@ -195,6 +195,7 @@ impl Campaigns {
             }
         }
         let defaults = Arc::new(settings.request_defaults(&self.cfg));
+        let redial = settings.redial(&self.cfg);
         if settings.agent_lines.is_some() {
             engine
                 .lines
@@ -224,6 +225,12 @@ impl Campaigns {
         let task = tokio::spawn(async move {
             if let Some(p) = previous {
                 let _ = p.await;
+            }
+            // The policy its outcomes are decided by from now on (the config's may have changed
+            // since the last start).
+            if let Err(e) = engine2.store.set_redial_policy(id, redial).await {
+                tracing::error!(campaign = %name, error = %e, "cannot record the campaign's redial policy");
+                return;
             }
             this.run_one(id, &name, engine2, defaults, stop_rx, &ended2)
                 .await;

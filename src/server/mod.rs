@@ -551,6 +551,19 @@ impl Service {
                 Err(e) => tracing::error!(error = %e, "post-call tags are off: the store failed"),
             }
         }
+        // A redial scheduled in a campaign with no runner (completed before a late record or a
+        // tag asked for it: the store made it active again) gets one.
+        let redial_task = {
+            let svc = self.clone();
+            let mut redials = svc.store.redial_watch();
+            tokio::spawn(async move {
+                while redials.changed().await.is_ok() {
+                    if let Err(e) = svc.campaigns.resume_all().await {
+                        tracing::warn!(error = %e, "cannot start the campaigns a redial reopened");
+                    }
+                }
+            })
+        };
         // Dials too old to hold any number back are dropped hourly (at start too, by the engine's
         // builder): a service that runs for months keeps the table to a few days of calls.
         let housekeeping = {
@@ -598,6 +611,7 @@ impl Service {
         // Stop dialling at once, whatever requests or imports are still open; replies in flight
         // are waited for within the grace period (a second signal stops waiting).
         housekeeping.abort();
+        redial_task.abort();
         outage_task.abort();
         let _ = outcomes_stop.send(true);
         if let Some(t) = outcomes_task {

@@ -157,6 +157,10 @@ pub struct CampaignSettings {
     /// Create the campaign paused: it dials nothing until resumed (only read at creation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+    /// This campaign's redial policy (`on`, `max_dials`, `after`), in place of the config's
+    /// `[redial]` (see `crate::redial`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redial: Option<crate::redial::settings::RawRedial>,
 }
 
 impl CampaignSettings {
@@ -254,6 +258,10 @@ impl CampaignSettings {
                 *slot = Some(d);
             }
         }
+        if let Some(r) = &self.redial {
+            crate::redial::settings::validate(r)
+                .map_err(|e| crate::redial::settings::describe(&e))?;
+        }
         if let [Some(initial), Some(max)] = parsed {
             if max < initial {
                 return Err(format!(
@@ -274,6 +282,12 @@ impl CampaignSettings {
         if let Some(r) = self.max_rate {
             crate::config::check_max_rate(r, cfg.rate.requests_per_second)
                 .map_err(|e| format!("max_rate = {r}: expected {e}"))?;
+        }
+        if self.redial.is_some() && !cfg.outcomes.enabled {
+            return Err(
+                "redial: expected [outcomes] enabled = true in the config as well: redials are decided from the calls' outcomes"
+                    .to_string(),
+            );
         }
         let r = self.retry(cfg);
         if r.backoff_max < r.backoff_initial {
@@ -325,6 +339,21 @@ impl CampaignSettings {
     /// the account's).
     pub fn max_rate(&self, cfg: &Config) -> Option<f64> {
         self.max_rate.or(cfg.campaign.max_rate)
+    }
+
+    /// This campaign's redial policy: its own `redial` in place of the config's `[redial]`
+    /// (`None`: no redials). A stored policy that no longer validates keeps the config's.
+    pub fn redial(&self, cfg: &Config) -> Option<crate::redial::RedialPolicy> {
+        match &self.redial {
+            Some(r) => match crate::redial::settings::validate(r) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(error = %crate::redial::settings::describe(&e), "campaign redial policy unreadable: using the config's");
+                    cfg.redial.clone()
+                }
+            },
+            None => cfg.redial.clone(),
+        }
     }
 
     /// The retry settings for this campaign: its limits over the config's `[retry]`.

@@ -43,6 +43,10 @@ pub struct ContactDetail {
     pub session_id: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// Calls created for the contact (attempts placed or in doubt), redials included.
+    pub dials: i64,
+    /// Unix ms the first of them was sent.
+    pub first_dialled_at: Option<i64>,
     pub attempts: Vec<AttemptRecord>,
 }
 
@@ -77,6 +81,8 @@ impl Store {
                     error_code: r.get(10)?,
                     error_message: r.get(11)?,
                     gate: r.get(12)?,
+                    dials: 0,
+                    first_dialled_at: None,
                     attempts: Vec::new(),
                 })
             };
@@ -119,6 +125,13 @@ impl Store {
                 })
             })?;
             d.attempts = attempts.collect::<Result<Vec<_>, _>>()?;
+            let dialled = d.attempts.iter().filter(|a| match a.outcome.as_deref() {
+                Some("placed") => true,
+                Some("in_doubt") => a.code.as_deref() != Some("NoCallRecord"),
+                _ => false,
+            });
+            d.dials = dialled.clone().count() as i64;
+            d.first_dialled_at = dialled.map(|a| a.sent_at.unwrap_or(a.started_at)).min();
             Ok(Some(d))
         })
         .await

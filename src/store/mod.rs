@@ -25,6 +25,7 @@ mod outcomes;
 mod pages;
 pub mod pg;
 mod purge;
+pub(crate) mod redials;
 mod report;
 mod requeue;
 mod rows;
@@ -42,6 +43,7 @@ pub use outcomes::{
 };
 pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
 pub use purge::{PurgeCounts, PurgeOutcome};
+pub use redials::RedialDecision;
 pub use tags::{DueTagCheck, SessionResults, TagActions, TagsWritten};
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
@@ -136,6 +138,8 @@ pub struct Store {
     backend: Backend,
     /// The SQLite file, or the PostgreSQL URL without its password.
     path: PathBuf,
+    /// Bumped after a commit that scheduled redials (see [`Store::redial_watch`]).
+    redials: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Shows the store's kind and path (a PostgreSQL URL without its password), nothing more.
@@ -283,6 +287,7 @@ impl Store {
         Ok(Store {
             backend: Backend::Sqlite(tx),
             path: path.to_path_buf(),
+            redials: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -301,6 +306,7 @@ impl Store {
         Ok(Store {
             path: PathBuf::from(pg.target()),
             backend: Backend::Postgres(std::sync::Arc::new(pg)),
+            redials: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -310,6 +316,7 @@ impl Store {
         Ok(pg::Pg::connect_existing(url).await?.map(|pg| Store {
             path: PathBuf::from(pg.target()),
             backend: Backend::Postgres(std::sync::Arc::new(pg)),
+            redials: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         }))
     }
 

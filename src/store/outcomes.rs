@@ -80,6 +80,8 @@ pub struct Written {
     pub corrected: Vec<String>,
     /// Records already stored (a repeat, or a polled record of a session no attempt has).
     pub ignored: usize,
+    /// Contacts put back to `pending` for a redial by these records (see `crate::redial`).
+    pub redials: u64,
     /// Pushed records of a session no attempt has yet, kept in `pending_pushes` until an
     /// attempt gets that session (its reply written after the push came, or reconciled).
     pub pending: Vec<String>,
@@ -112,6 +114,13 @@ pub struct OutcomeCounts {
     pub awaiting: u64,
     /// In-doubt attempts of this campaign still waiting to be reconciled.
     pub reconciling: u64,
+    /// Contacts answered at least once (on any dial).
+    pub reached: u64,
+    /// Contacts done dialling (no redial to come) whose every call's outcome is known and none
+    /// was answered.
+    pub not_reached: u64,
+    /// Contacts waiting for a redial (`pending`, code `Redial`).
+    pub redials_pending: u64,
 }
 
 impl OutcomeCounts {
@@ -165,8 +174,10 @@ enum Wrote {
 
 /// Insert one record, replace a give-up by a real record or a pushed record by a polled one,
 /// and remove the session's check (a pushed record leaves it: the poll still reads the
-/// session's call record once and corrects the push if they differ).
-fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<Wrote, StoreError> {
+/// session's call record once and corrects the push if they differ). A new or corrected record
+/// is decided on by its campaign's redial policy in the same transaction; the second value
+/// says whether that scheduled a redial.
+fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<(Wrote, bool), StoreError> {
     let contact_id = if rec.contact_id > 0 {
         Some(rec.contact_id)
     } else {
@@ -176,7 +187,7 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<Wrote, StoreError
     };
     let Some(contact_id) = contact_id else {
         if rec.source != "push" {
-            return Ok(Wrote::Ignored);
+            return Ok((Wrote::Ignored, false));
         }
         // The push can come before the dialler has written the reply that names the session
         // (or for a request whose reply was lost): kept, and claimed by the attempt that gets
@@ -205,11 +216,14 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<Wrote, StoreError
                 rec.recorded_at
             ])?;
         // The same push again while still waiting: nothing new.
-        return Ok(if kept > 0 {
-            Wrote::Pending
-        } else {
-            Wrote::Ignored
-        });
+        return Ok((
+            if kept > 0 {
+                Wrote::Pending
+            } else {
+                Wrote::Ignored
+            },
+            false,
+        ));
     };
     let before: Option<(String, String)> = c
         .prepare_cached("SELECT class, source FROM outcomes WHERE session_id = ?1")?
@@ -259,7 +273,17 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<Wrote, StoreError
         c.prepare_cached("DELETE FROM outcome_checks WHERE session_id = ?1")?
             .execute([&rec.session_id])?;
     }
-    Ok(wrote)
+    let redialled = match wrote {
+        Wrote::Ignored | Wrote::Pending => false,
+        Wrote::New => matches!(
+            super::redials::on_outcome(c, contact_id, rec)?,
+            super::RedialDecision::Scheduled { .. }
+        ),
+        // The poll's record is the authority: a redial the push's asked for and the poll's
+        // does not is taken back; one the poll's asks for is scheduled.
+        Wrote::Corrected => super::redials::on_correction(c, contact_id, rec)?,
+    };
+    Ok((wrote, redialled))
 }
 
 /// The rows of one due query, in two lookups on `outcome_checks_due`: never asked and sent by
@@ -474,19 +498,26 @@ impl Store {
         &self,
         records: Vec<OutcomeRecord>,
     ) -> Result<Written, StoreError> {
-        self.call(move |c| {
-            let mut w = Written::default();
-            for rec in &records {
-                match write_record(c, rec)? {
-                    Wrote::New => w.new.push(rec.session_id.clone()),
-                    Wrote::Corrected => w.corrected.push(rec.session_id.clone()),
-                    Wrote::Ignored => w.ignored += 1,
-                    Wrote::Pending => w.pending.push(rec.session_id.clone()),
+        let w = self
+            .call(move |c| {
+                let mut w = Written::default();
+                for rec in &records {
+                    let (wrote, redialled) = write_record(c, rec)?;
+                    match wrote {
+                        Wrote::New => w.new.push(rec.session_id.clone()),
+                        Wrote::Corrected => w.corrected.push(rec.session_id.clone()),
+                        Wrote::Ignored => w.ignored += 1,
+                        Wrote::Pending => w.pending.push(rec.session_id.clone()),
+                    }
+                    w.redials += u64::from(redialled);
                 }
-            }
-            Ok(w)
-        })
-        .await
+                Ok(w)
+            })
+            .await?;
+        if w.redials > 0 {
+            self.redials_scheduled();
+        }
+        Ok(w)
     }
 
     /// The checks made without an answer: each is asked again at its `next_check_at` (ms).
@@ -519,7 +550,7 @@ impl Store {
         how: Reconciled,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.call(move |c| {
+        let redialled = self.call(move |c| {
             let kind: Option<String> = c
                 .query_row(
                     "SELECT kind FROM outcome_checks WHERE attempt_id = ?1",
@@ -542,7 +573,7 @@ impl Store {
                 [attempt_id],
             )?;
             let Some((contact_id, status, latest)) = contact else {
-                return Ok(());
+                return Ok(false);
             };
             let retry = kind.as_deref() == Some("retry_check");
             let open = if retry {
@@ -551,8 +582,9 @@ impl Store {
                 status == "unknown"
             };
             if !open {
-                return Ok(());
+                return Ok(false);
             }
+            let mut redialled = false;
             match how {
                 Reconciled::Found(rec) => {
                     let mut rec = *rec;
@@ -582,7 +614,7 @@ impl Store {
                     rec.contact_id = contact_id;
                     // Written after the attempt became placed (its trigger enrolled a check):
                     // the record removes that check again.
-                    write_record(c, &rec)?;
+                    redialled = write_record(c, &rec)?.1;
                 }
                 Reconciled::NotPlaced if retry => {
                     // No call: the held retry goes now (the calling rules still apply).
@@ -602,7 +634,12 @@ impl Store {
                     )?;
                     // The dial row stays: "no record" is not proof no phone rang (a record
                     // only exists after the call ended), so a `--redial-not-placed` redial
-                    // still waits for min_gap and max_per_day.
+                    // still waits for min_gap and max_per_day. The attempt no longer counts
+                    // as one of the contact's calls for `redial.max_dials`.
+                    c.execute(
+                        "UPDATE attempts SET code = 'NoCallRecord' WHERE id = ?1",
+                        [attempt_id],
+                    )?;
                 }
                 Reconciled::Ambiguous(why) if retry => {
                     c.execute(
@@ -620,9 +657,13 @@ impl Store {
                 }
                 Reconciled::Moot => {}
             }
-            Ok(())
+            Ok(redialled)
         })
-        .await
+        .await?;
+        if redialled {
+            self.redials_scheduled();
+        }
+        Ok(())
     }
 
     /// Outcome figures of `campaign_id`: contacts by their latest session's class, placed ones
@@ -685,6 +726,32 @@ impl Store {
                      WHERE o.kind = 'reconcile' AND k.campaign_id = ?1 AND k.status = 'unknown'",
                 )?
                 .query_row([campaign_id], |r| r.get::<_, i64>(0))? as u64;
+            if super::redials::has_policy(c, campaign_id)? {
+                out.reached = c.query_row(
+                    "SELECT COUNT(DISTINCT o.contact_id) FROM outcomes o
+                       JOIN contacts k ON k.id = o.contact_id
+                     WHERE o.class = 'answered' AND k.campaign_id = ?1",
+                    [campaign_id],
+                    |r| r.get::<_, i64>(0),
+                )? as u64;
+                out.not_reached = c.query_row(
+                    "SELECT COUNT(*) FROM contacts k
+                     WHERE k.campaign_id = ?1
+                       AND k.status NOT IN ('pending', 'in_flight', 'unknown')
+                       AND EXISTS (SELECT 1 FROM outcomes o WHERE o.contact_id = k.id)
+                       AND NOT EXISTS (SELECT 1 FROM outcomes o
+                                       WHERE o.contact_id = k.id AND o.class = 'answered')
+                       AND NOT EXISTS (SELECT 1 FROM outcome_checks oc WHERE oc.contact_id = k.id)",
+                    [campaign_id],
+                    |r| r.get::<_, i64>(0),
+                )? as u64;
+                out.redials_pending = c.query_row(
+                    "SELECT COUNT(*) FROM contacts
+                     WHERE campaign_id = ?1 AND status = 'pending' AND error_code = ?2",
+                    params![campaign_id, crate::redial::CODE],
+                    |r| r.get::<_, i64>(0),
+                )? as u64;
+            }
             Ok(out)
         })
         .await

@@ -25,9 +25,18 @@ pub(super) fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueContact> {
 
 /// The columns [`result_row`] reads, from [`RESULT_FROM`] (`k` the contact, `o` the outcome
 /// of its latest session).
+///
+/// `dials`/`first_dialled_at` count the contact's attempts that created a call or may have
+/// (`placed`, `in_doubt` unless reconciled not placed): the calls `redial.max_dials` counts (one
+/// index range each; keep in step with `redials::DIALLED`).
 pub(super) const RESULT_COLUMNS: &str = "k.callee, k.status, k.session_id, k.request_id,
     k.error_code, k.error_message, k.attempts, k.line, k.ext_id, k.updated_at, o.class,
-    o.end_status, o.end_status_string, o.duration_s, o.answered_at, o.ended_at, o.hangup_side";
+    o.end_status, o.end_status_string, o.duration_s, o.answered_at, o.ended_at, o.hangup_side,
+    (SELECT COUNT(*) FROM attempts a WHERE a.contact_id = k.id AND (a.outcome = 'placed'
+       OR (a.outcome = 'in_doubt' AND COALESCE(a.code, '') != 'NoCallRecord'))),
+    (SELECT MIN(COALESCE(a.sent_at, a.started_at)) FROM attempts a WHERE a.contact_id = k.id
+       AND (a.outcome = 'placed'
+            OR (a.outcome = 'in_doubt' AND COALESCE(a.code, '') != 'NoCallRecord')))";
 pub(super) const RESULT_FROM: &str =
     "contacts k LEFT JOIN outcomes o ON o.session_id = k.session_id";
 
@@ -39,8 +48,7 @@ pub(super) fn unix_text(secs: Option<i64>) -> String {
 }
 
 pub(super) fn result_row(r: &rusqlite::Row<'_>, status: Status) -> Result<ResultRow, StoreError> {
-    let updated_ms: i64 = r.get(9)?;
-    let updated_at = crate::times::rfc3339_millis(updated_ms);
+    let updated_at = crate::times::rfc3339_millis(r.get(9)?);
     Ok(ResultRow {
         callee: r.get(0)?,
         // The results file knows five states: an attempt still on the wire is not final yet.
@@ -69,6 +77,11 @@ pub(super) fn result_row(r: &rusqlite::Row<'_>, status: Status) -> Result<Result
         answered_at: unix_text(r.get(14)?),
         ended_at: unix_text(r.get(15)?),
         hangup_side: r.get::<_, Option<String>>(16)?.unwrap_or_default(),
+        dials: r.get::<_, i64>(17)?.max(0) as u32,
+        first_dialled_at: r
+            .get::<_, Option<i64>>(18)?
+            .map(crate::times::rfc3339_millis)
+            .unwrap_or_default(),
     })
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -55,6 +55,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 13 {
         v13(conn)?;
+    }
+    if version < 14 {
+        v14(conn)?;
     }
     Ok(())
 }
@@ -602,5 +605,29 @@ fn v13(conn: &Connection) -> Result<(), StoreError> {
          PRAGMA user_version = 13;
          COMMIT;",
     )?;
+    Ok(())
+}
+
+/// Redial by outcome (see `crate::redial`): `campaigns.redial`, the campaign's redial policy
+/// (JSON, `None`: no redials), written by `run` and `serve` when they start the campaign, read
+/// by the transaction that writes a call's outcome so that the decision to redial is durable
+/// with it.
+fn v14(conn: &Connection) -> Result<(), StoreError> {
+    let has_redial: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('campaigns') WHERE name = 'redial'",
+        [],
+        |r| r.get(0),
+    )?;
+    let add = if has_redial {
+        ""
+    } else {
+        "ALTER TABLE campaigns ADD COLUMN redial TEXT;"
+    };
+    conn.execute_batch(&format!(
+        "BEGIN;
+         {add}
+         PRAGMA user_version = 14;
+         COMMIT;"
+    ))?;
     Ok(())
 }

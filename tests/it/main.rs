@@ -41,6 +41,8 @@ mod outcomes_store;
 mod oversized;
 mod postgres_commands;
 mod purge;
+mod redials;
+mod redials_store;
 mod report;
 mod requeue;
 mod results_cells;

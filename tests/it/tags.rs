@@ -99,9 +99,10 @@ calls = ["busy"]
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     let (header, rows) = table(&s.results);
     // The fixed columns, then the analysis, then one column per tag name, each once.
-    assert_eq!(header[..17], ccc_dialer::results::COLUMNS.map(String::from));
-    assert_eq!(header[17..20], ["summary", "mood", "intention"]);
-    let tags: Vec<&str> = header[20..].iter().map(String::as_str).collect();
+    let fixed = ccc_dialer::results::COLUMNS.len();
+    assert_eq!(header[..fixed], ccc_dialer::results::COLUMNS.map(String::from));
+    assert_eq!(header[fixed..fixed + 3], ["summary", "mood", "intention"]);
+    let tags: Vec<&str> = header[fixed + 3..].iter().map(String::as_str).collect();
     let mut sorted = tags.clone();
     sorted.sort();
     assert_eq!(
@@ -130,7 +131,7 @@ calls = ["busy"]
     // Not answered: nothing was asked for it, every cell empty.
     let r2 = &rows[&callee(2)];
     assert_eq!(r2["outcome"], "busy");
-    assert!(header[17..].iter().all(|h| r2[h].is_empty()), "{r2:?}");
+    assert!(header[fixed..].iter().all(|h| r2[h].is_empty()), "{r2:?}");
     let stats = mock.stats();
     for action in ["DescribeAICallExtractResult", "DescribeAIAnalysisResult"] {
         let a = &stats.actions[action];
@@ -144,7 +145,7 @@ calls = ["busy"]
     let names = store.campaign_tag_names(c.id).await.unwrap();
     assert_eq!(
         names.iter().map(|n| format!("tag:{n}")).collect::<Vec<_>>(),
-        header[20..]
+        header[fixed + 3..]
     );
     drop(store);
     let exported = s.dir.path().join("exported.csv");

@@ -25,6 +25,8 @@ fn detail_row(r: &Row) -> Result<ContactDetail, StoreError> {
         error_message: r.try_get(11)?,
         gate: r.try_get(12)?,
         attempts: Vec::new(),
+        dials: 0,
+        first_dialled_at: None,
     })
 }
 
@@ -80,6 +82,14 @@ pub async fn contact_detail(
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+    // The calls created or maybe created (as `store::detail` counts them on SQLite).
+    let dialled = d.attempts.iter().filter(|a| match a.outcome.as_deref() {
+        Some("placed") => true,
+        Some("in_doubt") => a.code.as_deref() != Some("NoCallRecord"),
+        _ => false,
+    });
+    d.dials = dialled.clone().count() as i64;
+    d.first_dialled_at = dialled.map(|a| a.sent_at.unwrap_or(a.started_at)).min();
     Ok(Some(d))
 }
 

@@ -62,6 +62,11 @@ pub(super) fn result_row(r: &Row) -> Result<ResultRow, StoreError> {
         answered_at: crate::store::rows::unix_text(r.try_get(14)?),
         ended_at: crate::store::rows::unix_text(r.try_get(15)?),
         hangup_side: text(16)?,
+        dials: r.try_get::<_, i64>(17)?.max(0) as u32,
+        first_dialled_at: r
+            .try_get::<_, Option<i64>>(18)?
+            .map(crate::times::rfc3339_millis)
+            .unwrap_or_default(),
     })
 }
 

@@ -16,7 +16,14 @@ use super::describe;
 use crate::store::StoreError;
 
 /// Each migration: the version it brings the schema to, and its SQL.
-const MIGRATIONS: &[(i64, &str)] = &[(9, V9), (10, V10), (11, V11), (12, V12)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (9, V9),
+    (10, V10),
+    (11, V11),
+    (12, V12),
+    (13, V13),
+    (14, V14),
+];
 
 /// The version this build's PostgreSQL schema ends at (equal to SQLite's: a test says so).
 pub const VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -353,6 +360,49 @@ CREATE TRIGGER outcome_counts_contact_deleted AFTER DELETE ON contacts
   FOR EACH ROW WHEN (OLD.status = 'placed')
   EXECUTE FUNCTION outcome_counts_contact();
 "#;
+
+/// SQLite's v13: a pushed record of a session no attempt has yet, kept until an attempt gets
+/// that session (a trigger then moves it into `outcomes`, in the same transaction).
+const V13: &str = r#"
+CREATE TABLE pending_pushes (
+  session_id TEXT PRIMARY KEY,
+  class TEXT NOT NULL,
+  end_status BIGINT,
+  end_status_string TEXT,
+  duration_s BIGINT,
+  ring_at BIGINT,
+  answered_at BIGINT,
+  ended_at BIGINT,
+  hangup_side TEXT,
+  sys_hangup_reason BIGINT,
+  ai_agent_id BIGINT,
+  recorded_at BIGINT NOT NULL
+);
+CREATE INDEX pending_pushes_by_time ON pending_pushes (recorded_at);
+CREATE FUNCTION pending_push_claimed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO outcomes (session_id, contact_id, class, end_status, end_status_string,
+      duration_s, ring_at, answered_at, ended_at, hangup_side, sys_hangup_reason, ai_agent_id,
+      source, recorded_at)
+    SELECT p.session_id, NEW.contact_id, p.class, p.end_status, p.end_status_string,
+           p.duration_s, p.ring_at, p.answered_at, p.ended_at, p.hangup_side,
+           p.sys_hangup_reason, p.ai_agent_id, 'push', p.recorded_at
+    FROM pending_pushes p WHERE p.session_id = NEW.session_id
+  ON CONFLICT DO NOTHING;
+  DELETE FROM pending_pushes WHERE session_id = NEW.session_id;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER pending_push_claimed AFTER UPDATE OF session_id ON attempts
+  FOR EACH ROW WHEN (NEW.session_id IS NOT NULL AND OLD.session_id IS DISTINCT FROM NEW.session_id)
+  EXECUTE FUNCTION pending_push_claimed();
+CREATE TRIGGER pending_push_claimed_at_insert AFTER INSERT ON attempts
+  FOR EACH ROW WHEN (NEW.session_id IS NOT NULL)
+  EXECUTE FUNCTION pending_push_claimed();
+"#;
+
+/// SQLite's v14: a campaign's redial policy (JSON), read where its outcomes are written. The
+/// redial store methods themselves are not on PostgreSQL yet (they refuse, naming the method).
+const V14: &str = "ALTER TABLE campaigns ADD COLUMN IF NOT EXISTS redial TEXT;";
 
 /// SQLite's v12: tags and analyses of answered sessions (their checks enrolled by trigger as
 /// an answered outcome is written), and the account's own do-not-call list with its log.

@@ -1,0 +1,341 @@
+//! Redials in the store, with the clock passed in: an outcome in `redial.on` puts its contact
+//! back to `pending` in the transaction that writes the outcome (due `after` the call's end, a
+//! fresh retry budget, the cause named), a repeat or an older session's record does nothing,
+//! `max_dials` counts every call, and a redial due outside the calling window is held by the
+//! window gate until its opening, like any first call.
+
+use std::time::Duration;
+
+use ccc_dialer::calling::gate::Gate;
+use ccc_dialer::config::Config;
+use ccc_dialer::contact::{NewContact, Overrides, Status};
+use ccc_dialer::dispatch::rules::{Rules, Verdict};
+use ccc_dialer::outcomes::classes::OutcomeClass;
+use ccc_dialer::redial::{RedialPolicy, Trigger};
+use ccc_dialer::store::{AttemptOutcome, OutcomeRecord, Store};
+
+const CALLEE: &str = "008613000000001";
+
+async fn store_with_policy(policy: Option<RedialPolicy>) -> (tempfile::TempDir, Store, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    let c = store.create_campaign("t", "fp", "x.csv", 0).await.unwrap();
+    let row = NewContact {
+        line: 2,
+        callee: CALLEE.into(),
+        ext_id: None,
+        overrides: Overrides::default(),
+        skip_reason: None,
+    };
+    store.insert_contacts(c.id, vec![row], 0).await.unwrap();
+    store.set_redial_policy(c.id, policy).await.unwrap();
+    (dir, store, c.id)
+}
+
+fn policy(max_dials: u32) -> RedialPolicy {
+    RedialPolicy {
+        on: vec![
+            Trigger::Class(OutcomeClass::NotAnswered),
+            Trigger::Code(206),
+        ],
+        max_dials,
+        after: Duration::from_secs(10),
+    }
+}
+
+/// Dial the campaign's due contact at `sent_at` (unix ms): placed with session `session`.
+async fn dial(store: &Store, campaign: i64, sent_at: i64, session: &str) -> i64 {
+    let due = store
+        .due_contacts(campaign, sent_at, 10, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "one contact due at {sent_at}");
+    let d = &due[0];
+    let n = store.begin_attempt(d.id, sent_at, None).await.unwrap();
+    let o = AttemptOutcome {
+        status: Status::Placed,
+        attempts: d.attempts + 1,
+        reschedules: 0,
+        next_at: 0,
+        session_id: Some(session.into()),
+        request_id: None,
+        error_code: None,
+        error_message: None,
+        outcome: "placed",
+        sent_at: Some(sent_at),
+        finished_at: sent_at,
+    };
+    store.finish_attempt(d.id, n, o).await.unwrap();
+    d.id
+}
+
+/// A record of `session` ended (unix seconds) `ended` with `class`/`code`.
+fn record(session: &str, class: &str, code: i64, ended: i64) -> OutcomeRecord {
+    OutcomeRecord {
+        session_id: session.into(),
+        class: class.into(),
+        end_status: Some(code),
+        end_status_string: Some(
+            match code {
+                202 => "notAnswer",
+                206 => "busy",
+                _ => "ok",
+            }
+            .into(),
+        ),
+        ended_at: Some(ended),
+        source: "poll".into(),
+        recorded_at: ended * 1000 + 500,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_not_answered_call_is_redialled_after_its_end_and_the_decision_is_written_with_the_outcome(
+) {
+    let (_dir, store, id) = store_with_policy(Some(policy(3))).await;
+    let contact = dial(&store, id, 1_000_000, "s-1").await;
+    let w = store
+        .record_outcomes(vec![record("s-1", "not_answered", 202, 1_030)])
+        .await
+        .unwrap();
+    assert_eq!((w.new.len(), w.redials), (1, 1));
+    // Pending again, due `after` the call's end (not the record's arrival), the cause named.
+    let due_ms = 1_030_000 + 10_000;
+    let d = store.contact_detail(id, CALLEE).await.unwrap().unwrap();
+    assert_eq!(d.status, "pending");
+    assert_eq!(d.next_at, due_ms);
+    assert_eq!(d.gate.as_deref(), Some("redial_after"));
+    assert_eq!(d.error_code.as_deref(), Some("Redial"));
+    let why = d.error_message.clone().unwrap_or_default();
+    assert!(
+        why.contains("redial 2 of 3") && why.contains("not_answered (EndStatus 202 notAnswer)"),
+        "{why}"
+    );
+    assert_eq!((d.dials, d.first_dialled_at), (1, Some(1_000_000)));
+    assert_eq!(
+        store.outcome_counts(id).await.unwrap().redials_pending,
+        1,
+        "counted as waiting for a redial"
+    );
+    // The same record again (a push after a poll) schedules nothing more.
+    let w = store
+        .record_outcomes(vec![record("s-1", "not_answered", 202, 1_030)])
+        .await
+        .unwrap();
+    assert_eq!((w.new.len(), w.redials), (0, 0));
+    // Not due before its time; then due with a fresh retry budget.
+    assert!(store
+        .due_contacts(id, due_ms - 1, 10, Default::default())
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store
+        .due_contacts(id, due_ms, 10, Default::default())
+        .await
+        .unwrap();
+    assert_eq!((due.len(), due[0].attempts), (1, 0));
+    assert_eq!(dial(&store, id, due_ms, "s-2").await, contact);
+    // A late record of the first session changes nothing now that it is not the latest.
+    let w = store
+        .record_outcomes(vec![record("s-1", "busy", 206, 1_031)])
+        .await
+        .unwrap();
+    assert_eq!(w.redials, 0);
+    let w = store
+        .record_outcomes(vec![record("s-2", "answered", 1, 1_050)])
+        .await
+        .unwrap();
+    assert_eq!((w.new.len(), w.redials), (1, 0));
+    let r = store.result_of(contact).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.outcome.as_str(), r.dials),
+        ("placed", "answered", 2)
+    );
+    assert_eq!(r.first_dialled_at, "1970-01-01T00:16:40.000Z");
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!((c.reached, c.not_reached, c.redials_pending), (1, 0, 0));
+    // The report's dials: one call at each, answered on the second.
+    let (by_dial, first_answers) = store.outcomes_by_dial(id).await.unwrap();
+    assert_eq!(by_dial, vec![(1, 1, 1, 0), (2, 1, 1, 1)]);
+    assert_eq!(first_answers, vec![2]);
+}
+
+#[tokio::test]
+async fn busy_by_end_code_is_redialled_until_max_dials_then_stays_busy() {
+    let (_dir, store, id) = store_with_policy(Some(policy(2))).await;
+    let contact = dial(&store, id, 1_000_000, "s-1").await;
+    let w = store
+        .record_outcomes(vec![record("s-1", "busy", 206, 1_001)])
+        .await
+        .unwrap();
+    assert_eq!(w.redials, 1);
+    dial(&store, id, 1_011_000, "s-2").await;
+    let w = store
+        .record_outcomes(vec![record("s-2", "busy", 206, 1_012)])
+        .await
+        .unwrap();
+    assert_eq!((w.new.len(), w.redials), (1, 0), "max_dials = 2 reached");
+    let r = store.result_of(contact).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.outcome.as_str(), r.dials),
+        ("placed", "busy", 2)
+    );
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!((c.reached, c.not_reached), (0, 1));
+    assert!(!store.redial_possible(id).await.unwrap());
+}
+
+#[tokio::test]
+async fn without_a_policy_or_for_an_outcome_not_in_on_nothing_is_redialled() {
+    let (_dir, store, id) = store_with_policy(None).await;
+    dial(&store, id, 1_000_000, "s-1").await;
+    assert!(
+        !store.redial_possible(id).await.unwrap(),
+        "no policy: nothing to wait for"
+    );
+    let w = store
+        .record_outcomes(vec![record("s-1", "not_answered", 202, 1_001)])
+        .await
+        .unwrap();
+    assert_eq!(w.redials, 0);
+    let (_dir2, store, id) = store_with_policy(Some(policy(3))).await;
+    dial(&store, id, 1_000_000, "s-1").await;
+    assert!(
+        store.redial_possible(id).await.unwrap(),
+        "an outcome still to come may ask for a redial"
+    );
+    let w = store
+        .record_outcomes(vec![record("s-1", "rejected", 203, 1_001)])
+        .await
+        .unwrap();
+    assert_eq!(w.redials, 0);
+    assert!(!store.redial_possible(id).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_redial_due_outside_the_window_is_held_by_the_window_until_its_opening() {
+    let cfg = Config::parse(
+        std::path::Path::new("t.toml"),
+        "[tencentcloud]\nendpoint = \"builtin\"\n[campaign]\nsdk_app_id = 1\nai_agent_id = 2\n\
+         [calling]\ntimezone = \"Asia/Shanghai\"\nmin_gap = \"0s\"\n\
+         [calling.hours]\nmon = [\"09:00-17:00\"]\ntue = [\"09:00-17:00\"]\nwed = [\"09:00-17:00\"]\n\
+         thu = [\"09:00-17:00\"]\nfri = [\"09:00-17:00\"]\nsat = [\"09:00-17:00\"]\nsun = [\"09:00-17:00\"]\n\
+         [outcomes]\nenabled = true\n[redial]\non = [\"not_answered\"]\nafter = \"2h\"\n",
+    )
+    .unwrap();
+    let (rules, _) = Rules::from_config(&cfg).unwrap();
+    let (_dir, store, id) = store_with_policy(cfg.redial.clone()).await;
+    // A Chinese number: the window is Shanghai's. The first call at 15:50 there, inside the
+    // window; it ends at 16:00, the redial falls due at 18:00, after the window closed.
+    let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    let first = at("2026-12-01T15:50:00+08:00");
+    dial(&store, id, first, "s-1").await;
+    let ended = at("2026-12-01T16:00:00+08:00") / 1000;
+    let w = store
+        .record_outcomes(vec![record("s-1", "not_answered", 202, ended)])
+        .await
+        .unwrap();
+    assert_eq!(w.redials, 1);
+    let due_ms = at("2026-12-01T18:00:00+08:00");
+    let due = store
+        .due_contacts(id, due_ms, 10, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    let verdict = rules
+        .check(
+            &store,
+            &due[0],
+            jiff::Timestamp::from_millisecond(due_ms).unwrap(),
+        )
+        .await
+        .unwrap();
+    let opening = at("2026-12-02T09:00:00+08:00");
+    match verdict {
+        Verdict::Wait {
+            gate: Gate::WindowClosed { .. },
+            until,
+        } => assert_eq!(until, opening),
+        other => panic!("expected the window to hold the redial, got {other:?}"),
+    }
+    // At the opening it goes.
+    let verdict = rules
+        .check(
+            &store,
+            &due[0],
+            jiff::Timestamp::from_millisecond(opening).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(verdict, Verdict::Go), "{verdict:?}");
+}
+
+const BASE: &str =
+    "[tencentcloud]\nendpoint = \"builtin\"\n[campaign]\nsdk_app_id = 1\nai_agent_id = 2\n";
+
+#[test]
+fn redial_settings_are_checked_alike_in_the_config_serve_settings_and_sidecars() {
+    use ccc_dialer::server::settings::CampaignSettings;
+    let parse = |extra: &str| {
+        Config::parse(
+            std::path::Path::new("dialer.toml"),
+            &format!("{BASE}[outcomes]\nenabled = true\n{extra}"),
+        )
+    };
+    let e = parse("[redial]\non = [\"busy\", \"bsy\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("dialer.toml: redial.on[1] = \"bsy\": expected an outcome class"),
+        "{e}"
+    );
+    let e = parse("[redial]\non = [\"busy\"]\nmax_dials = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("dialer.toml: redial.max_dials = 0: expected"),
+        "{e}"
+    );
+    let e = parse("[redial]\non = [\"busy\"]\nretries = 2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unknown key retries in [redial]") && e.contains("line"),
+        "{e}"
+    );
+    // Redials are decided from outcomes: without outcome tracking the table is refused.
+    let e = Config::parse(
+        std::path::Path::new("dialer.toml"),
+        &format!("{BASE}[redial]\non = [\"busy\"]\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("[outcomes] enabled = true"), "{e}");
+    let cfg = parse("[redial]\non = [\"busy\"]\nafter = \"30m\"\n").unwrap();
+    let p = cfg.redial.clone().unwrap();
+    assert_eq!((p.max_dials, p.after), (3, Duration::from_secs(1800)));
+    // The same keys in serve's settings and an inbox sidecar, the same words when bad.
+    let e = CampaignSettings::from_json(br#"{"redial": {"on": ["busy"], "max_dials": 11}}"#)
+        .unwrap_err();
+    assert!(e.starts_with("redial.max_dials = 11: expected"), "{e}");
+    let e = CampaignSettings::from_toml("[redial]\non = [\"answered\"]\n").unwrap_err();
+    assert!(
+        e.starts_with("redial.on[0] = \"answered\": expected"),
+        "{e}"
+    );
+    let s =
+        CampaignSettings::from_toml("[redial]\non = [\"not_answered\"]\nmax_dials = 2\n").unwrap();
+    assert_eq!(s.redial(&cfg).map(|p| p.max_dials), Some(2));
+    assert_eq!(CampaignSettings::default().redial(&cfg), cfg.redial);
+    let off = Config::parse(std::path::Path::new("dialer.toml"), BASE).unwrap();
+    assert!(s
+        .validate_with(&off)
+        .unwrap_err()
+        .contains("[outcomes] enabled"));
+    // The demo redials, and its per-person gap lets it within `after`.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = Config::load(&root.join("config/demo.toml")).unwrap();
+    let p = demo.redial.expect("the demo redials");
+    assert!(demo.calling.min_gap <= p.after);
+}
