@@ -100,7 +100,10 @@ calls = ["busy"]
     let (header, rows) = table(&s.results);
     // The fixed columns, then the analysis, then one column per tag name, each once.
     let fixed = ccc_dialer::results::COLUMNS.len();
-    assert_eq!(header[..fixed], ccc_dialer::results::COLUMNS.map(String::from));
+    assert_eq!(
+        header[..fixed],
+        ccc_dialer::results::COLUMNS.map(String::from)
+    );
     assert_eq!(header[fixed..fixed + 3], ["summary", "mood", "intention"]);
     let tags: Vec<&str> = header[fixed + 3..].iter().map(String::as_str).collect();
     let mut sorted = tags.clone();
