@@ -283,6 +283,15 @@ impl Store {
             .map(|p| serde_json::to_string(&p))
             .transpose()
             .map_err(|e| StoreError::Other(e.to_string()))?;
+        if let Some(pg) = self.pg() {
+            let c = pg.client().await?;
+            c.execute(
+                "UPDATE campaigns SET redial = $2 WHERE id = $1",
+                &[&campaign_id, &json],
+            )
+            .await?;
+            return Ok(());
+        }
         self.call(move |c| {
             c.execute(
                 "UPDATE campaigns SET redial = ?2 WHERE id = ?1",
@@ -345,6 +354,25 @@ impl Store {
     /// Whether campaign `campaign_id` may still get a redial from an outcome not yet known (see
     /// [`redial_possible_sql`]); false without a policy.
     pub async fn redial_possible(&self, campaign_id: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            // A campaign without a redial policy never waits for one; the redial store methods
+            // themselves are not on PostgreSQL yet.
+            let c = pg.client().await?;
+            let row = c
+                .query_opt(
+                    "SELECT redial FROM campaigns WHERE id = $1",
+                    &[&campaign_id],
+                )
+                .await?;
+            let policy: Option<String> = match row {
+                Some(r) => r.try_get(0)?,
+                None => None,
+            };
+            if policy.is_none() {
+                return Ok(false);
+            }
+            return Err(StoreError::NotPorted("Store::redial_possible".into()));
+        }
         self.call(move |c| {
             let Some(policy) = policy_of(c, campaign_id)? else {
                 return Ok(false);

@@ -276,7 +276,14 @@ async fn a_redial_waits_for_the_per_person_gap_after_a_call_from_another_campaig
     let (status, _) = srv.post(&format!("/v1/campaigns/{a}/resume"), "").await;
     assert_eq!(status, 200);
     let da = wait_contact(&srv, a, &callee(0), |d| d["dials"] == 2).await;
-    let sent = |d: &Value, n: usize| d["attempts"][n]["sent_at"].as_i64().expect("sent_at");
+    // The contact view gives RFC 3339 times.
+    let sent = |d: &Value, n: usize| {
+        d["attempts"][n]["sent_at"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .expect("sent_at")
+            .as_millisecond()
+    };
     let (a1, b1, a2) = (sent(&da, 0), sent(&db, 0), sent(&da, 1));
     assert!(b1 - a1 >= 5_000, "B waited for the gap after A: {a1} {b1}");
     assert!(
