@@ -8,7 +8,6 @@ use crate::cli::{DncCommand, DncExportArgs, DncRemoveArgs};
 use crate::config::Config;
 use crate::dispatch::now_ms;
 use crate::exit::{Done, Failure};
-use crate::store::Store;
 
 pub async fn run(cmd: DncCommand) -> Result<Done, Failure> {
     match cmd {
@@ -89,8 +88,7 @@ async fn remove(args: DncRemoveArgs) -> Result<Done, Failure> {
         )));
     }
     // A writer: never beside a live `run` or `serve` (serve has the same in its API).
-    let _lock = super::lock_store(&args.state)?;
-    let store = Store::open(&args.state).map_err(Failure::input)?;
+    let (store, _writer) = super::open_writer(&args.state).await?;
     for n in candidates(&args.number, cfg.as_ref()) {
         if let Some(e) = store
             .remove_own_dnc(n, args.reason.trim().to_string(), now_ms())

@@ -244,9 +244,16 @@ pub async fn open_existing_store(path: &std::path::Path) -> Result<crate::store:
     if crate::store::Store::is_postgres_url(path) {
         // Several processes share a database: nothing to lock, and migrating is safe beside
         // them (one transaction under an advisory lock).
-        return crate::store::Store::open_state(path)
+        let store = crate::store::Store::open_state(path)
             .await
-            .map_err(Failure::input);
+            .map_err(Failure::input)?;
+        if let Ok(Some(holder)) = store.pg_live_writer().await {
+            crate::tell!(
+                "note: {} is in use by {holder}; figures may change meanwhile",
+                store.path().display()
+            );
+        }
+        return Ok(store);
     }
     if !path.exists() {
         return Err(Failure::input(anyhow::anyhow!(
@@ -326,6 +333,57 @@ pub fn lock_store(
         .map_err(Failure::input)
 }
 
+/// The locks a writing command holds: a SQLite store's file lock, or a PostgreSQL store's
+/// writer lock. Keep it alive until the process ends.
+#[derive(Debug)]
+pub struct Writer {
+    _file: Option<crate::store::lock::StoreLock>,
+    pg: Option<crate::store::pg::writer::PgWriter>,
+}
+
+impl Writer {
+    /// Changes to `true` if a PostgreSQL writer lock is lost (never for SQLite).
+    pub fn lost(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.pg.as_ref().map(|w| w.lost())
+    }
+
+    /// The failure to end with when the PostgreSQL writer lock was lost, if it was.
+    pub fn lost_failure(&self) -> Option<Failure> {
+        self.pg
+            .as_ref()
+            .filter(|w| w.is_lost())
+            .map(|_| Failure::other(crate::store::StoreError::WriterLost))
+    }
+}
+
+/// Open the store `state` names as its one writer (`run`, `serve`, and the commands that
+/// change it): a SQLite file is locked before it is opened, a PostgreSQL store right after
+/// (its schema must exist to be locked). Either held: exit 2 naming the holder.
+pub async fn open_writer(
+    state: &std::path::Path,
+) -> Result<(crate::store::Store, Writer), Failure> {
+    let file = lock_store(state)?;
+    let store = crate::store::Store::open_state(state)
+        .await
+        .map_err(Failure::input)?;
+    let pg = store
+        .lock_writer(&subcommand())
+        .await
+        .map_err(Failure::input)?;
+    Ok((store, Writer { _file: file, pg }))
+}
+
+/// This process's subcommand (`run`, `serve`, …), without its arguments (a PostgreSQL URL may
+/// hold a password).
+fn subcommand() -> String {
+    const KNOWN: [&str; 6] = ["run", "serve", "outcomes", "purge", "requeue", "dnc"];
+    std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .find(|a| KNOWN.contains(&a.as_str()))
+        .unwrap_or_else(|| "(unknown command)".into())
+}
+
 /// SIGINT and SIGTERM, registered the moment this is built (before a slow start-up, so a stop
 /// sent then is not lost: as PID 1 in a container an unhandled SIGTERM would be ignored).
 pub struct Signals {
@@ -375,13 +433,46 @@ impl Signals {
     /// A stop channel driven by the signals: the first asks to drain (send nothing new, wait
     /// for replies in flight within `grace`), the second to stop waiting.
     pub fn into_stop(
+        self,
+        grace: std::time::Duration,
+    ) -> tokio::sync::watch::Receiver<crate::dispatch::Stop> {
+        self.into_stop_or_lost(grace, None)
+    }
+
+    /// [`Signals::into_stop`], also draining (as a first signal does) when `lost` turns true:
+    /// the PostgreSQL writer lock was lost, nothing more may be sent.
+    pub fn into_stop_or_lost(
         mut self,
         grace: std::time::Duration,
+        lost: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> tokio::sync::watch::Receiver<crate::dispatch::Stop> {
         use crate::dispatch::Stop;
         let (tx, rx) = tokio::sync::watch::channel(Stop::Run);
         tokio::spawn(async move {
-            self.recv().await;
+            let lock_lost = async {
+                match lost {
+                    Some(mut lost) => {
+                        // Ends only on a loss (a dropped sender: the lock was let go).
+                        if lost.wait_for(|l| *l).await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = self.recv() => {}
+                () = lock_lost => {
+                    tracing::error!(
+                        grace_s = grace.as_secs(),
+                        "the PostgreSQL store's writer lock was lost: sending nothing new, waiting for replies in flight"
+                    );
+                    let _ = tx.send(Stop::Drain);
+                    self.recv().await;
+                    let _ = tx.send(Stop::Now);
+                    return;
+                }
+            }
             tracing::warn!(
                 grace_s = grace.as_secs(),
                 "stop requested: sending nothing new, waiting for replies in flight (signal again to stop waiting)"

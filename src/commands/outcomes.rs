@@ -218,10 +218,7 @@ pub async fn run(args: OutcomesArgs) -> Result<Done, Failure> {
     }
     let signals = super::Signals::new();
     let (client, _mock) = super::connect(&cfg).await?;
-    let _lock = super::lock_store(&args.state)?;
-    let store = Store::open_state(&args.state)
-        .await
-        .map_err(Failure::input)?;
+    let (store, _writer) = super::open_writer(&args.state).await?;
     let campaigns: Vec<i64> = store
         .campaigns()
         .await

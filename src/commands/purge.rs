@@ -15,10 +15,7 @@ pub async fn run(args: PurgeArgs) -> Result<Done, Failure> {
         )));
     }
     // A writer: never beside a live `run` or `serve` (serve has the same in its API).
-    let _lock = super::lock_store(&args.state)?;
-    let store = Store::open_state(&args.state)
-        .await
-        .map_err(Failure::input)?;
+    let (store, _writer) = super::open_writer(&args.state).await?;
     let c = super::pick_campaign(&store, Some(&args.campaign)).await?;
     let uploads = super::uploads_of(store.path());
     let (outcome, purged) =

@@ -22,10 +22,7 @@ pub async fn run(args: RequeueArgs) -> Result<Done, Failure> {
         )));
     }
     // A writer: never beside a live `run` or `serve` (serve has the same in its API).
-    let _lock = super::lock_store(&args.state)?;
-    let store = Store::open_state(&args.state)
-        .await
-        .map_err(Failure::input)?;
+    let (store, _writer) = super::open_writer(&args.state).await?;
     let campaigns = store.campaigns().await.map_err(Failure::other)?;
     let chosen: Vec<_> = match &args.campaign {
         Some(name) => {

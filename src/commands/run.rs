@@ -51,8 +51,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let (client, _mock) = super::connect(&cfg).await?;
     let (notifier, delivery) = super::notifier(&cfg)?;
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
-    let _lock = super::lock_store(&state)?;
-    let store = Store::open_state(&state).await.map_err(Failure::input)?;
+    let (store, writer) = super::open_writer(&state).await?;
     // Named by the store from here on: a PostgreSQL URL without its password.
     let state = store.path().to_path_buf();
     super::outcomes::load_own_dnc(&rules.dnc, &store).await?;
@@ -113,7 +112,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let engine = Arc::new(super::engine(&cfg, store.clone(), client, rules).await?);
     let defaults = Arc::new(RequestDefaults::from(&cfg.campaign));
 
-    let stop_rx = signals.into_stop(cfg.grace_period);
+    let stop_rx = signals.into_stop_or_lost(cfg.grace_period, writer.lost());
     // Outcome tracking runs beside the dialling from the start (its own limiter and pool), and
     // `run` waits for it after the last call was placed.
     let tracking = match cfg.outcomes.enabled {
@@ -168,6 +167,19 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let outcome =
         dispatch::run_campaign(engine.clone(), campaign.id, defaults, stop_rx, on_final).await;
     recorder.abort();
+    // Another process may own the store now: nothing more is written (not even the settling of
+    // in-flight attempts, which may be its own); the next start settles and rewrites.
+    if let Some(lost) = writer.lost_failure() {
+        if let Some((_, tx, task)) = &tracking {
+            let _ = tx.send(true);
+            task.abort();
+        }
+        if let Some((_, tx, task)) = &tagging {
+            let _ = tx.send(true);
+            task.abort();
+        }
+        return Err(lost);
+    }
     let gave_up =
         matches!(&outcome, Ok(RunOutcome::Halted { code, .. }) if code == crate::outage::CODE);
     let outage = engine.outage.current().map(|mut o| {

@@ -10,7 +10,6 @@ use crate::config::Config;
 use crate::credentials::ProcessEnv;
 use crate::exit::{Done, Failure};
 use crate::server;
-use crate::store::Store;
 
 pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let signals = super::Signals::new();
@@ -29,10 +28,7 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     let (client, _mock) = super::connect(&cfg).await?;
     // Deliveries still pending at shutdown are dropped with the process.
     let (notifier, _delivery) = super::notifier(&cfg)?;
-    let _lock = super::lock_store(&args.state)?;
-    let store = Store::open_state(&args.state)
-        .await
-        .map_err(Failure::input)?;
+    let (store, writer) = super::open_writer(&args.state).await?;
     super::outcomes::load_own_dnc(&rules.dnc, &store).await?;
     // Settle, then seed: the limiter's window must see the previous process's in-flight sends
     // as late as they can have left.
@@ -57,7 +53,7 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
         tracing::info!("CDR push receiver on: POST /v1/ccc/cdr (HTTP Basic)");
     }
 
-    let stop_rx = signals.into_stop(cfg.grace_period);
+    let stop_rx = signals.into_stop_or_lost(cfg.grace_period, writer.lost());
     crate::say!("listening on http://{addr}");
     // The path as text ("none" without one), not Rust's `Some("…")`.
     let inbox = args
@@ -66,6 +62,9 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
         .map_or_else(|| "none".to_string(), |p| p.display().to_string());
     tracing::info!(%addr, %inbox, "serving");
     let served = svc.run_until_stopped(listener, args.inbox, stop_rx).await;
+    if let Some(lost) = writer.lost_failure() {
+        return Err(lost);
+    }
     served.map_err(Failure::other)?;
     tracing::info!("stopped: every campaign drained");
     Ok(Done::Ok)

@@ -26,6 +26,12 @@ pub enum LockError {
          hint: one process per store; stop that one first, or use another --state file"
     )]
     Held { state: PathBuf, holder: String },
+    #[error(
+        "{target}: the state store is in use by another ccc-dialer process ({holder})\n\
+         hint: one writing process per PostgreSQL store (database and schema) for now; stop \
+         that one first, or use another schema (`?options=-csearch_path%3DNAME`) or database"
+    )]
+    PgHeld { target: String, holder: String },
     #[error("{path}: cannot lock the state store: {reason}")]
     Io { path: PathBuf, reason: String },
 }

@@ -121,6 +121,14 @@ pub enum StoreError {
     PgOpen { target: String, message: String },
     #[error("state store (PostgreSQL): {0}")]
     Postgres(String),
+    /// This process no longer holds the PostgreSQL store's writer lock (its lock connection
+    /// ended: the database restarted, or the connection was cut): it may write no attempt.
+    #[error(
+        "state store (PostgreSQL): this process lost the store's writer lock (its connection \
+         to the database ended); it stops dialling so that no other process's contacts are \
+         called twice: start it again to continue"
+    )]
+    WriterLost,
     /// A store method with no PostgreSQL implementation yet, called on a PostgreSQL store.
     #[error("state store: {0} is not available on a PostgreSQL store yet")]
     NotPorted(String),
@@ -333,6 +341,28 @@ impl Store {
     /// Whether this is a PostgreSQL store.
     pub fn is_postgres(&self) -> bool {
         self.pg().is_some()
+    }
+
+    /// Take the writer lock of a PostgreSQL store for `command` (see `store::pg::writer`), or
+    /// say who holds it; `None` for a SQLite store (its file lock, `store::lock`, is taken
+    /// before it is opened).
+    pub async fn lock_writer(
+        &self,
+        command: &str,
+    ) -> Result<Option<pg::writer::PgWriter>, lock::LockError> {
+        match self.pg() {
+            Some(pg) => Ok(Some(pg::writer::acquire(pg, command).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The process holding a PostgreSQL store's writer lock, described, if one does (`None`
+    /// for a SQLite store: see `store::lock::live_writer`).
+    pub async fn pg_live_writer(&self) -> Result<Option<String>, StoreError> {
+        match self.pg() {
+            Some(pg) => pg::writer::live_writer(pg).await,
+            None => Ok(None),
+        }
     }
 
     /// The PostgreSQL pool, when this is a PostgreSQL store (a method's PostgreSQL arm).

@@ -253,3 +253,123 @@ async fn a_dry_run_on_postgres_writes_nothing_and_then_resumes_what_a_run_stored
         "only the real run dialled"
     );
 }
+
+/// The pid of the `ccc-dialer` process holding the writer lock of `schema`, from the lock
+/// connection's application name (`pid N, …`) and the lock itself.
+async fn lock_session_of(schema: &PgSchema, pid: u32) -> i32 {
+    let (admin, conn) = tokio_postgres::connect(crate::pg::ADMIN_URL, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .query_one(
+            "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+             WHERE a.application_name LIKE $1 AND l.locktype = 'advisory' AND l.granted
+               AND l.objid = (SELECT oid FROM pg_namespace WHERE nspname = $2)",
+            &[&format!("pid {pid}, %"), &schema.name],
+        )
+        .await
+        .expect("the first process holds the writer lock on a connection that names it")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_on_a_postgres_store_in_use_exits_2_naming_the_holder_and_sends_nothing() {
+    let schema = PgSchema::create().await;
+    let url = with_password(&schema.url);
+    let mock = mock_with(20, 0, "").await;
+    let mut s = Scratch::new(&mock.endpoint(), "", "");
+    s.state = PathBuf::from(&url);
+    s.write_contacts(&contacts_csv(60));
+    let first = s.spawn();
+    let first_pid = first.id();
+    wait_for_requests(&mock, "the first run dials", 5).await;
+
+    let second = run_within(&s).await;
+    let err = stderr_of(&second);
+    assert_eq!(code_of(&second), 2, "{err}");
+    assert!(
+        err.contains("in use by another ccc-dialer process"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("pid {first_pid}, `ccc-dialer run`")), "{err}");
+    assert!(err.contains(", since 20"), "{err}");
+    assert!(!err.contains(PASSWORD), "the password was printed: {err}");
+    // A `serve` on the same schema is refused the same way.
+    let mut serve = crate::served::serve_command(&s);
+    let serve = tokio::task::spawn_blocking(move || serve.output().unwrap())
+        .await
+        .unwrap();
+    let err = stderr_of(&serve);
+    assert_eq!(code_of(&serve), 2, "{err}");
+    assert!(err.contains(&format!("pid {first_pid}")), "{err}");
+    // `status` reads beside it and says who writes.
+    let status = command(&s, "status", &url).output().unwrap();
+    assert_eq!(code_of(&status), 0, "{}", stderr_of(&status));
+    assert!(
+        stderr_of(&status).contains(&format!("is in use by pid {first_pid}")),
+        "{}",
+        stderr_of(&status)
+    );
+
+    let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stats = mock.stats();
+    assert_eq!(stats.requests, 60, "only the first process sent");
+    assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
+    assert_eq!(s.results().len(), 60);
+
+    // The lock went with the process: the next run takes it (and has nothing to dial).
+    let out = run_within(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(mock.stats().requests, 60);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_postgres_lock_connection_drops_stops_dialling_and_a_rerun_finishes() {
+    let schema = PgSchema::create().await;
+    let mock = mock_with(20, 0, "").await;
+    let mut s = Scratch::new(&mock.endpoint(), "", "");
+    s.state = PathBuf::from(&schema.url);
+    s.write_contacts(&contacts_csv(200));
+    let first = s.spawn();
+    let first_pid = first.id();
+    wait_for_requests(&mock, "the first run dials", 5).await;
+    // What a database restart or a cut connection does to the lock: its session ends.
+    let session = lock_session_of(&schema, first_pid).await;
+    let (admin, conn) = tokio_postgres::connect(crate::pg::ADMIN_URL, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let ended: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&session])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ended);
+
+    let out = tokio::time::timeout(
+        DEADLINE,
+        tokio::task::spawn_blocking(move || first.wait_with_output().unwrap()),
+    )
+    .await
+    .expect("the process stopped")
+    .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("lost the store's writer lock"), "{err}");
+    let sent = mock.stats().requests;
+    assert!(sent < 200, "it stopped dialling ({sent} sent)");
+
+    // The next process takes the lock and dials the rest, nobody twice.
+    let out = run_within(&s).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let rows = s.results();
+    assert_eq!(rows.len(), 200, "every contact accounted for");
+    let stats = mock.stats();
+    assert!(stats.duplicate_callees.is_empty(), "{:?}", stats.duplicate_callees);
+    assert_eq!(stats.requests_by_callee.len(), 200);
+    assert!(stats.requests_by_callee.values().all(|n| *n == 1));
+}

@@ -35,6 +35,7 @@ pub mod schema;
 pub mod sends;
 pub mod tags;
 mod tls;
+pub mod writer;
 
 /// Connections in the pool (each method holds one for its transaction).
 const POOL_SIZE: usize = 16;
@@ -46,6 +47,11 @@ pub struct Pg {
     pool: Pool,
     /// The URL without its password, for messages.
     target: String,
+    /// How to open a connection of its own (the writer lock's).
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    /// The writer lock this process holds on the store, once taken (see `writer`).
+    writer: std::sync::OnceLock<std::sync::Arc<writer::Held>>,
 }
 
 impl std::fmt::Debug for Pg {
@@ -176,8 +182,8 @@ impl Pg {
         let tls = tls::config(split.verify, split.root_cert.as_deref()).map_err(open)?;
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
         let manager = Manager::from_config(
-            config,
-            tls,
+            config.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -189,6 +195,9 @@ impl Pg {
         let pg = Pg {
             pool,
             target: target.clone(),
+            config,
+            tls,
+            writer: std::sync::OnceLock::new(),
         };
         {
             let mut c = pg.pool.get().await.map_err(|e| match e {
@@ -213,6 +222,15 @@ impl Pg {
     /// The URL without its password.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The writer lock this process holds, if it took one.
+    pub(crate) fn writer(&self) -> Option<&writer::Held> {
+        self.writer.get().map(|w| &**w)
+    }
+
+    fn set_writer(&self, held: std::sync::Arc<writer::Held>) {
+        let _ = self.writer.set(held);
     }
 
     /// A connection from the pool.

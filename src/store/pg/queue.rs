@@ -153,6 +153,10 @@ pub async fn begin_attempt_checked(
 ) -> Result<i64, StoreError> {
     let mut c = pg.client().await?;
     let tx = c.transaction().await?;
+    // Written down only while this process is the store's one writer.
+    if let Some(held) = pg.writer() {
+        super::writer::fence(&tx, held).await?;
+    }
     let lock = tx
         .prepare_cached("SELECT callee, status FROM contacts WHERE id = $1 FOR UPDATE")
         .await?;
