@@ -292,7 +292,10 @@ async fn a_second_run_on_a_postgres_store_in_use_exits_2_naming_the_holder_and_s
         err.contains("in use by another ccc-dialer process"),
         "{err}"
     );
-    assert!(err.contains(&format!("pid {first_pid}, `ccc-dialer run`")), "{err}");
+    assert!(
+        err.contains(&format!("pid {first_pid}, `ccc-dialer run`")),
+        "{err}"
+    );
     assert!(err.contains(", since 20"), "{err}");
     assert!(!err.contains(PASSWORD), "the password was printed: {err}");
     // A `serve` on the same schema is refused the same way.
@@ -369,7 +372,11 @@ async fn a_run_whose_postgres_lock_connection_drops_stops_dialling_and_a_rerun_f
     let rows = s.results();
     assert_eq!(rows.len(), 200, "every contact accounted for");
     let stats = mock.stats();
-    assert!(stats.duplicate_callees.is_empty(), "{:?}", stats.duplicate_callees);
+    assert!(
+        stats.duplicate_callees.is_empty(),
+        "{:?}",
+        stats.duplicate_callees
+    );
     assert_eq!(stats.requests_by_callee.len(), 200);
     assert!(stats.requests_by_callee.values().all(|n| *n == 1));
 }

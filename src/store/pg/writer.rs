@@ -52,7 +52,10 @@ pub(crate) struct Held {
 impl Held {
     fn lose(&self, why: &str) {
         if !self.lost.swap(true, Ordering::SeqCst) {
-            tracing::error!(reason = why, "lost the PostgreSQL store's writer lock: stopping dialling");
+            tracing::error!(
+                reason = why,
+                "lost the PostgreSQL store's writer lock: stopping dialling"
+            );
             let _ = self.lost_tx.send(true);
         }
     }
@@ -138,7 +141,13 @@ pub async fn acquire(pg: &Pg, command: &str) -> Result<PgWriter, LockError> {
     // `application_name` holds 63 bytes of printable ASCII.
     let note: String = note
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(63)
         .collect();
     config.application_name(&note);
@@ -181,7 +190,10 @@ pub async fn acquire(pg: &Pg, command: &str) -> Result<PgWriter, LockError> {
             Err(e) => return Err(io(describe(&e))),
         }
         tries += 1;
-        match holder(&client, schema_oid).await.map_err(|e| io(describe(&e)))? {
+        match holder(&client, schema_oid)
+            .await
+            .map_err(|e| io(describe(&e)))?
+        {
             // Released between the two questions: ask again.
             None if tries < TRIES => continue,
             holder => {
