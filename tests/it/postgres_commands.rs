@@ -280,7 +280,7 @@ async fn a_second_run_on_a_postgres_store_in_use_exits_2_naming_the_holder_and_s
     let mock = mock_with(20, 0, "").await;
     let mut s = Scratch::new(&mock.endpoint(), "", "");
     s.state = PathBuf::from(&url);
-    s.write_contacts(&contacts_csv(60));
+    s.write_contacts(&contacts_csv(400));
     let first = s.spawn();
     let first_pid = first.id();
     wait_for_requests(&mock, "the first run dials", 5).await;
@@ -315,19 +315,26 @@ async fn a_second_run_on_a_postgres_store_in_use_exits_2_naming_the_holder_and_s
         stderr_of(&status)
     );
 
+    // Stopped (it drains), then the lock goes with the process: the next run takes it and
+    // dials the rest.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &first_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
     let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
-    let stats = mock.stats();
-    assert_eq!(stats.requests, 60, "only the first process sent");
-    assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
-    assert_eq!(s.results().len(), 60);
-
-    // The lock went with the process: the next run takes it (and has nothing to dial).
+    assert_eq!(out.status.code(), Some(130), "{}", stderr_of(&out));
     let out = run_within(&s).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
-    assert_eq!(mock.stats().requests, 60);
+    let stats = mock.stats();
+    assert_eq!(
+        stats.requests, 400,
+        "only one process sent at a time, nobody twice"
+    );
+    assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
+    assert_eq!(s.results().len(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread")]
