@@ -227,11 +227,11 @@ impl Client {
             .tcp_keepalive_retries(crate::connections::KEEPALIVE_RETRIES)
             .tcp_nodelay(true)
             // HTTP/1.1 only, though the endpoint offers HTTP/2: the limiter's window counts a
-            // request from the moment its connection takes it (crate::connections::Departing),
-            // and only over HTTP/1 is that the moment it is written to the socket (hyper writes
-            // it in the same poll). Over HTTP/2 the body is queued on a stream and the shared
-            // connection's own task writes it later, by as much as a busy host delays that
-            // task: unseen by the window, as a connection's set-up once was. The pool of
+            // request from the moment its bytes were written to the socket
+            // (crate::connections::Departing: hyper's HTTP/1 connection drops them after the
+            // write). Over HTTP/2 the body is queued on a stream and the shared connection's
+            // own task writes it later, by as much as a busy host delays that task, a path no
+            // test checks. The pool of
             // `max_in_flight` connections, opened and kept warm ahead, is the price.
             .http1_only()
             // Counts the connections a warm-up opened (crate::connections).

@@ -170,10 +170,7 @@ impl SendWindow {
     }
 }
 
-/// Rounds of [`Departure::on_leave`]'s bookkeeping at most.
-const LEAVE_ROUNDS: usize = 3;
-
-/// A request on its way: the slot its windows gave it, and the moment its connection took it
+/// A request on its way: the slot its windows gave it, and the moment its connection wrote it
 /// (see [`crate::connections::Departing`]). The same for every action: the dialler's
 /// CreateAIAgentCall and the outcome tracker's DescribeTelCdr both send through one.
 pub struct Departure {
@@ -199,43 +196,31 @@ impl Departure {
         self
     }
 
-    /// What the request's body calls when its connection takes it: every window moves the
-    /// request to that moment (past [`STALL`]), and [`Departure::left`] reads it.
-    ///
-    /// The bookkeeping takes the windows' locks, which another task may hold: a holder the host
-    /// descheduled keeps this one waiting, between the stamp and the write, for as long. So the
-    /// moment is read again once the windows were told, and if it moved past [`STALL`] they
-    /// are told that one (a few rounds at most): what the windows keep is never earlier than
-    /// the moment this returned to the connection, which then writes the request.
+    /// What the request's body calls once its bytes were written to the connection (see
+    /// [`crate::connections::Departing`]): every window moves the request to that moment (past
+    /// [`STALL`]), and [`Departure::left`] reads it. The moment is taken after the write
+    /// returned, so a pause of the host anywhere before it (or while this takes the windows'
+    /// locks) can only make it later than the real departure, never earlier.
     pub fn on_leave(&self) -> crate::connections::OnLeave {
         let (slot, windows, left) = (self.slot, self.windows.clone(), self.left.clone());
         Box::new(move |at| {
-            let mut recorded = slot;
-            let mut at = at;
-            for _ in 0..LEAVE_ROUNDS {
-                if at > recorded + STALL {
-                    for w in &windows {
-                        w.relocate(recorded, at);
-                    }
-                    recorded = at;
+            if at > slot + STALL {
+                for w in &windows {
+                    w.relocate(slot, at);
                 }
-                let again = Instant::now();
-                if again <= at + STALL {
-                    break;
-                }
-                at = again;
             }
-            *lock(&left) = Some(recorded.max(at));
+            *lock(&left) = Some(at);
         })
     }
 
-    /// When the request really left: the moment its connection took it, or its slot when it
-    /// never reached a connection (or before it did).
+    /// When the request really left: the moment its write to the connection returned, or its
+    /// slot when it never reached a connection (or before the write returned).
     pub fn left(&self) -> Instant {
         lock(&self.left).map_or(self.slot, |at| at.max(self.slot))
     }
 
-    /// Whether its connection took it (some of it may have reached the service).
+    /// Whether its connection took it and wrote it, or failed after taking it (some of it may
+    /// have reached the service).
     pub fn reached_a_connection(&self) -> bool {
         lock(&self.left).is_some()
     }
@@ -355,7 +340,7 @@ impl Limiter {
     }
 
     /// [`Limiter::acquire_slot`], as a [`Departure`]: hand its [`Departure::on_leave`] to the
-    /// request's body so the window counts the request from when its connection took it.
+    /// request's body so the window counts the request from when its connection wrote it.
     pub async fn depart(&self) -> Departure {
         let slot = self.acquire_slot().await;
         Departure {

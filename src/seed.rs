@@ -2,7 +2,7 @@
 //! process started, so a restart hands out no fresh burst: CreateAIAgentCall's from its
 //! attempts ([`Store::recent_sends`]), every other action's from its own record
 //! ([`Store::recent_action_sends`]). The same rules for each: a send counts from when its
-//! connection took it ([`crate::limiter::Departure`]), one whose departure was never recorded
+//! connection wrote it ([`crate::limiter::Departure`]), one whose departure was never recorded
 //! as late as it can have been, and one stored in the future (a wall clock that ran ahead) as
 //! now, with the skew logged.
 

@@ -148,8 +148,8 @@ pub(super) async fn attempt(
         n = attempt_no
     );
     let sent = std::time::Instant::now();
-    // The request leaves when its connection takes it: after opening a connection, or late on a
-    // busy host. The windows hear of it (see crate::connections), and so does the store.
+    // The request leaves when its connection writes it: after opening a connection, or late on
+    // a busy host. The windows hear of it (see crate::connections), and so does the store.
     let result = engine
         .client
         .create_ai_agent_call_timed(&request, departure.on_leave())

@@ -7,7 +7,7 @@
 //!   dialling. The two actions' budgets are separate at the service too (per Action). The
 //!   limiter keeps CreateAIAgentCall's rules: its window is seeded from the query sends the
 //!   store recorded before a restart ([`crate::seed`]; each query is written down before it
-//!   leaves and its departure after), and a query counts from when its connection took it
+//!   leaves and its departure after), and a query counts from when its connection wrote it
 //!   ([`crate::limiter::Departure`]).
 //! - A check row leaves the store only in the transaction that writes its answer: a crash
 //!   between a record's arrival and its write loses nothing, the next pass asks again.

@@ -11,7 +11,7 @@
 //!   Each limiter keeps CreateAIAgentCall's rules: its window is seeded from the sends of its
 //!   action the store recorded before a restart ([`crate::seed`]; each query is written down
 //!   before it leaves and its departure after), and a query counts from when its connection
-//!   took it ([`crate::limiter::Departure`]).
+//!   wrote it ([`crate::limiter::Departure`]).
 //! - The store is the schedule (`tag_checks`, enrolled by trigger when an answered session's
 //!   outcome is written): a check leaves it only in the transaction that writes its answer, so
 //!   a crash loses nothing and a result seen twice changes nothing (see `store::tags`).
