@@ -61,9 +61,13 @@ pub struct Metrics {
     pub throttle_events: Counter,
     /// Requests sent and waiting for their reply.
     pub in_flight: Gauge,
-    /// Outcome class → call records written by this process.
-    outcomes: Family<OutcomeLabels, Counter>,
+    /// Outcome class → calls whose outcome this process learned, by their class now (a record
+    /// that corrects a session's class moves it).
+    outcomes: Family<OutcomeLabels, Gauge>,
     talk_time: Histogram,
+    /// When these figures began (Unix ms): a correction of a record learned before then
+    /// counts the call's new class only (its old one was never counted here).
+    since_ms: i64,
 }
 
 impl Default for Metrics {
@@ -76,6 +80,7 @@ impl Default for Metrics {
             in_flight: Gauge::default(),
             outcomes: Family::default(),
             talk_time: Histogram::with(&TALK_BUCKETS),
+            since_ms: crate::times::now_ms(),
         }
     }
 }
@@ -90,8 +95,33 @@ impl Metrics {
             .inc();
     }
 
-    /// A call's outcome became known (with its talk time when it was answered).
-    pub fn outcome(&self, class: &str, talk_seconds: Option<i64>) {
+    /// A record arrived (see [`crate::store::Arrival`]): [`Metrics::outcome`], moving the call
+    /// from the class it had when this process counted that.
+    pub fn arrival(&self, a: &crate::store::Arrival) {
+        let was = a
+            .was
+            .as_ref()
+            .filter(|(_, at)| *at >= self.since_ms)
+            .map(|(class, _)| class.as_str());
+        self.outcome(&a.record.class, was, a.record.duration_s);
+    }
+
+    /// A call's outcome became known (with its talk time when it was answered), or, with
+    /// `was`, a record corrected the class the call had (the poll's call record is the
+    /// authority over a push; a late record replaces a give-up): the call moves from `was` to
+    /// `class`. Talk time is observed when a call becomes answered.
+    pub fn outcome(&self, class: &str, was: Option<&str>, talk_seconds: Option<i64>) {
+        if was == Some(class) {
+            // Corrected within its class: counted already.
+            return;
+        }
+        if let Some(was) = was {
+            self.outcomes
+                .get_or_create(&OutcomeLabels {
+                    outcome: was.to_string(),
+                })
+                .dec();
+        }
         self.outcomes
             .get_or_create(&OutcomeLabels {
                 outcome: class.to_string(),
@@ -135,7 +165,7 @@ impl Metrics {
         );
         registry.register(
             "ccc_dialer_call_outcomes",
-            "Call outcomes learned by this process, by class (answered, not_answered, busy, …, no_record)",
+            "Calls whose outcome this process learned, by their class now (answered, not_answered, busy, …, no_record; a poll's call record correcting a push moves a call)",
             self.outcomes.clone(),
         );
         registry.register(
@@ -219,18 +249,19 @@ mod tests {
     #[test]
     fn outcomes_count_by_class_and_answered_talk_time_fills_the_histogram() {
         let m = Metrics::default();
-        m.outcome("answered", Some(42));
-        m.outcome("answered", Some(3));
-        m.outcome("busy", Some(0));
+        m.outcome("answered", None, Some(42));
+        m.outcome("answered", None, Some(3));
+        m.outcome("busy", None, Some(0));
         let out = render(&m);
         assert!(
-            out.contains("ccc_dialer_call_outcomes_total{outcome=\"answered\"} 2"),
+            out.contains("ccc_dialer_call_outcomes{outcome=\"answered\"} 2"),
             "{out}"
         );
         assert!(
-            out.contains("ccc_dialer_call_outcomes_total{outcome=\"busy\"} 1"),
+            out.contains("ccc_dialer_call_outcomes{outcome=\"busy\"} 1"),
             "{out}"
         );
+        assert!(out.contains("# TYPE ccc_dialer_call_outcomes gauge"), "{out}");
         assert!(
             out.contains("ccc_dialer_talk_time_seconds_bucket{le=\"5\"} 1"),
             "{out}"
@@ -244,6 +275,39 @@ mod tests {
             out.contains("ccc_dialer_talk_time_seconds_count 2"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_correction_moves_a_call_between_classes_and_one_learned_before_start_only_counts_anew() {
+        let m = Metrics::default();
+        let arrival = |class: &str, was: Option<(&str, i64)>| crate::store::Arrival {
+            record: crate::store::OutcomeRecord {
+                session_id: "s-1".into(),
+                class: class.into(),
+                duration_s: Some(20),
+                ..Default::default()
+            },
+            was: was.map(|(c, at)| (c.to_string(), at)),
+            redialled: false,
+        };
+        let now = m.since_ms + 1;
+        m.arrival(&arrival("not_answered", None));
+        m.arrival(&arrival("busy", Some(("not_answered", now))));
+        let out = render(&m);
+        assert!(out.contains("ccc_dialer_call_outcomes{outcome=\"busy\"} 1"), "{out}");
+        assert!(out.contains("ccc_dialer_call_outcomes{outcome=\"not_answered\"} 0"), "{out}");
+        // Corrected to answered: counted there, with its talk time; within its class: nothing.
+        m.arrival(&arrival("answered", Some(("busy", now))));
+        m.arrival(&arrival("answered", Some(("answered", now))));
+        let out = render(&m);
+        assert!(out.contains("ccc_dialer_call_outcomes{outcome=\"busy\"} 0"), "{out}");
+        assert!(out.contains("ccc_dialer_call_outcomes{outcome=\"answered\"} 1"), "{out}");
+        assert!(out.contains("ccc_dialer_talk_time_seconds_count 1"), "{out}");
+        // A push learned by an earlier process, corrected now: never counted here, no debt.
+        m.arrival(&arrival("voicemail", Some(("rejected", m.since_ms - 1))));
+        let out = render(&m);
+        assert!(out.contains("ccc_dialer_call_outcomes{outcome=\"voicemail\"} 1"), "{out}");
+        assert!(!out.contains("outcome=\"rejected\""), "{out}");
     }
 
     #[test]

@@ -122,6 +122,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
                     .with_lines(engine.lines.clone())
                     .with_retry_checks(engine.record_checks.clone()),
             );
+            t.attend();
             let (tx, rx) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(t.clone().run(rx));
             Some((t, tx, task))

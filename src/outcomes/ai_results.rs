@@ -117,47 +117,18 @@ pub struct Analysis {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "Response")]
-    response: Reply,
-}
-
-#[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Reply {
-    error: Option<ApiError>,
+struct Fields {
     result_list: Option<Vec<Value>>,
-    #[serde(default)]
-    request_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ApiError {
-    code: String,
-    #[serde(default)]
-    message: String,
 }
 
 /// The `ResultList` of a reply of `action` (`None`: the reply had none); an API error as
-/// [`CallError::Api`], a body that is not such a reply as [`CallError::InDoubt`].
+/// [`CallError::Api`], a body that is not such a reply as [`CallError::InDoubt`] (see
+/// [`super::reply::read`]).
 fn result_list(action: &str, status: u16, body: &[u8]) -> Result<Option<Vec<Value>>, CallError> {
-    let bad = |why: String| CallError::InDoubt {
-        reason: format!("HTTP {status}: not a {action} reply ({why})"),
-    };
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-    let r = env.response;
-    if let Some(e) = r.error {
-        return Err(CallError::Api {
-            code: e.code,
-            message: e.message,
-            request_id: r.request_id,
-        });
-    }
-    if !(200..300).contains(&status) {
-        return Err(bad("no error code".into()));
-    }
-    Ok(r.result_list)
+    Ok(super::reply::read::<Fields>(action, status, body)?
+        .fields
+        .result_list)
 }
 
 fn text(v: Option<&Value>) -> String {

@@ -139,49 +139,19 @@ pub struct Page {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "Response")]
-    response: Reply,
-}
-
-#[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Reply {
-    error: Option<ApiError>,
+struct Fields {
     total_count: Option<u64>,
     tel_cdr_list: Option<Vec<CallRecord>>,
     tel_cdrs: Option<Vec<CallRecord>>,
-    #[serde(default)]
-    request_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ApiError {
-    code: String,
-    #[serde(default)]
-    message: String,
 }
 
 /// Read a DescribeTelCdr reply. An API error comes back as [`CallError::Api`]; a body that is
 /// not a DescribeTelCdr reply as [`CallError::InDoubt`] (for a query that only means "ask
-/// again").
+/// again"); see [`super::reply::read`].
 pub fn parse_reply(status: u16, body: &[u8]) -> Result<Page, CallError> {
-    let bad = |why: String| CallError::InDoubt {
-        reason: format!("HTTP {status}: not a DescribeTelCdr reply ({why})"),
-    };
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-    let r = env.response;
-    if let Some(e) = r.error {
-        return Err(CallError::Api {
-            code: e.code,
-            message: e.message,
-            request_id: r.request_id,
-        });
-    }
-    if !(200..300).contains(&status) {
-        return Err(bad("no error code".into()));
-    }
+    let reply = super::reply::read::<Fields>(ACTION, status, body)?;
+    let r = reply.fields;
     let listed = r.tel_cdr_list.is_some() || r.tel_cdrs.is_some();
     let records = r.tel_cdr_list.or(r.tel_cdrs).unwrap_or_default();
     // Without TotalCount only a short page shows there is no next one.
@@ -189,7 +159,7 @@ pub fn parse_reply(status: u16, body: &[u8]) -> Result<Page, CallError> {
     Ok(Page {
         total: r.total_count.unwrap_or(records.len() as u64),
         records,
-        request_id: r.request_id,
+        request_id: reply.request_id,
         complete,
     })
 }

@@ -9,6 +9,7 @@
 //! - [`ai_results`]: DescribeAICallExtractResult / DescribeAIAnalysisResult requests and
 //!   replies (pure); [`tag_rules`]: rules acting on a tag (redial, opt-out; pure).
 //! - [`tags`]: the task that asks for answered sessions' tags and analysis, at their own rates.
+//! - [`reply`]: the envelope every query action's reply shares, and its errors (pure).
 //! - [`poller`]: the task that asks, at its own rate, and writes the answers to the store.
 
 pub mod ai_results;
@@ -16,6 +17,7 @@ pub mod cdr;
 pub mod classes;
 pub mod poller;
 pub mod reconcile;
+pub mod reply;
 pub mod retry_check;
 pub mod schedule;
 pub mod settings;

@@ -33,7 +33,7 @@ use crate::ccc::{CallError, Client};
 use crate::limiter::Limiter;
 use crate::lines::Lines;
 use crate::policy::Class;
-use crate::store::{OutcomeRecord, Reconciled, Store, StoreError};
+use crate::store::{Arrival, OutcomeRecord, Reconciled, Store, StoreError};
 
 /// One query's records; `complete` when every page was read and each was a readable list;
 /// `end` the window's end (Unix seconds).
@@ -113,8 +113,9 @@ pub struct PassReport {
     pub more: bool,
 }
 
-/// Something written: for counters that live elsewhere (`serve`'s /metrics).
-pub type OnRecorded = Arc<dyn Fn(&OutcomeRecord) + Send + Sync>;
+/// A record's arrival (new, or correcting the class the session had): for counters that live
+/// elsewhere (`serve`'s /metrics).
+pub type OnRecorded = Arc<dyn Fn(&Arrival) + Send + Sync>;
 
 pub struct Tracker {
     store: Store,
@@ -555,30 +556,51 @@ impl Tracker {
         if records.is_empty() {
             return Ok(crate::store::Written::default());
         }
-        let by_session: HashMap<String, OutcomeRecord> = records
-            .iter()
-            .map(|r| (r.session_id.clone(), r.clone()))
-            .collect();
         let written = self.store.record_outcomes(records).await?;
-        for s in &written.new {
-            let Some(rec) = by_session.get(s) else {
-                continue;
-            };
+        self.arrived(&written.arrivals);
+        Ok(written)
+    }
+
+    /// What the process does when records arrive, however they came (a poll, a push, a
+    /// reconciliation, a held push claimed by its attempt: see [`Tracker::attend`]): a new
+    /// record frees its call's line and counts; a new or corrected one moves `/metrics`' class
+    /// counts; waiters are woken. The store's part (the record, the redial decision) is done.
+    pub fn arrived(&self, arrivals: &[Arrival]) {
+        for a in arrivals {
+            let rec = &a.record;
+            let first = a
+                .was
+                .as_ref()
+                .is_none_or(|(was, _)| was == OutcomeClass::NoRecord.as_str());
             if rec.class == OutcomeClass::NoRecord.as_str() {
                 self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
             } else {
                 self.call_ended(rec);
             }
-            self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+            if first {
+                self.stats.recorded.fetch_add(1, Ordering::Relaxed);
+            }
             if let Some(f) = &self.on_recorded {
-                f(rec);
+                f(a);
             }
         }
         self.changed.notify_waiters();
-        Ok(written)
     }
 
-    /// The line of a call whose end is known (`ended_at`, Unix seconds) is free at once.
+    /// Be told of the records held pushes bring when attempts get their sessions (they arrive
+    /// in the dialler's write, not this tracker's): [`Tracker::arrived`] for them as well. The
+    /// store keeps a weak reference: dropping the tracker ends it.
+    pub fn attend(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        self.store.on_arrival(Arc::new(move |arrivals: &[Arrival]| {
+            if let Some(t) = me.upgrade() {
+                t.arrived(arrivals);
+            }
+        }));
+    }
+
+    /// The line of a call whose end is known (`ended_at`, Unix seconds) is free at once (a
+    /// session whose end was heard before is ignored).
     fn call_ended(&self, rec: &OutcomeRecord) {
         if let (Some(lines), Some(ended)) = (&self.lines, rec.ended_at.filter(|e| *e > 0)) {
             lines.call_ended(&rec.session_id, ended.saturating_mul(1000));
@@ -740,10 +762,11 @@ impl Tracker {
                 return Ok(());
             }
         };
-        self.store
+        let arrival = self
+            .store
             .finish_reconcile(d.attempt_id, how, now_ms)
             .await?;
-        self.changed.notify_waiters();
+        self.arrived(arrival.as_slice());
         Ok(())
     }
 }

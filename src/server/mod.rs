@@ -764,10 +764,11 @@ fn outcome_tracker(cfg: &Config, engine: &Engine) -> Option<Arc<crate::outcomes:
     )
     .with_lines(engine.lines.clone())
     .with_retry_checks(engine.record_checks.clone())
-    .on_recorded(Arc::new(move |r: &crate::store::OutcomeRecord| {
-        metrics.outcome(&r.class, r.duration_s)
-    }));
-    Some(Arc::new(tracker))
+    .on_recorded(Arc::new(move |a: &crate::store::Arrival| metrics.arrival(a)));
+    let tracker = Arc::new(tracker);
+    // A push held until its attempt got the session arrives in the dialler's write.
+    tracker.attend();
+    Some(tracker)
 }
 
 /// The service's tag tracker (its own client pool and limiters); opt-outs join the account's

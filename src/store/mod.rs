@@ -38,8 +38,8 @@ pub use detail::{AttemptRecord, ContactDetail};
 pub use gates::PersonGuard;
 pub use lines::AGENT_LINES_BUSY;
 pub use outcomes::{
-    DueReconcile, DueSession, OutcomeCounts, OutcomeRecord, Reconciled, Written,
-    PENDING_PUSH_KEEP_MS,
+    Arrival, DueReconcile, DueSession, OnArrival, OutcomeCounts, OutcomeRecord, Reconciled,
+    Written, PENDING_PUSH_KEEP_MS,
 };
 pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
 pub use purge::{PurgeCounts, PurgeOutcome};
@@ -148,6 +148,9 @@ pub struct Store {
     path: PathBuf,
     /// Bumped after a commit that scheduled redials (see [`Store::redial_watch`]).
     redials: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// Told of the records held pushes brought as attempts got their sessions (see
+    /// [`Store::on_arrival`]).
+    arrival: std::sync::Arc<std::sync::RwLock<Option<OnArrival>>>,
 }
 
 /// Shows the store's kind and path (a PostgreSQL URL without its password), nothing more.
@@ -296,6 +299,7 @@ impl Store {
             backend: Backend::Sqlite(tx),
             path: path.to_path_buf(),
             redials: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            arrival: Default::default(),
         })
     }
 
@@ -315,6 +319,7 @@ impl Store {
             path: PathBuf::from(pg.target()),
             backend: Backend::Postgres(std::sync::Arc::new(pg)),
             redials: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            arrival: Default::default(),
         })
     }
 
@@ -325,6 +330,7 @@ impl Store {
             path: PathBuf::from(pg.target()),
             backend: Backend::Postgres(std::sync::Arc::new(pg)),
             redials: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            arrival: Default::default(),
         }))
     }
 
@@ -637,7 +643,10 @@ impl Store {
         .await
     }
 
-    /// Record how an attempt ended and release its contact, in one transaction.
+    /// Record how an attempt ended and release its contact, in one transaction. A pushed record
+    /// held for its session (the push came before the reply) is written in the same
+    /// transaction, the way any record is ([`outcomes`]' `write_record`: its outcome, the redial
+    /// decision), and handed to [`Store::on_arrival`]'s hook after the commit.
     pub async fn finish_attempt(
         &self,
         contact_id: i64,
@@ -645,9 +654,13 @@ impl Store {
         o: AttemptOutcome,
     ) -> Result<(), StoreError> {
         if let Some(pg) = self.pg() {
-            return pg::queue::finish_attempt(pg, contact_id, attempt_no, o).await;
+            let claimed = pg::queue::finish_attempt(pg, contact_id, attempt_no, o).await?;
+            if let Some(a) = claimed {
+                self.arrived(&[a]);
+            }
+            return Ok(());
         }
-        self.call(move |c| {
+        let claimed = self.call(move |c| {
             c.prepare_cached(
                 "UPDATE attempts SET finished_at = ?3, outcome = ?4, code = ?5, message = ?6,
                    session_id = ?7, request_id = ?8, sent_at = ?9
@@ -702,9 +715,17 @@ impl Store {
                 o.error_message,
                 o.finished_at
             ])?;
-            Ok(())
+            // A push of this session that came before the reply: its record arrives now.
+            match &o.session_id {
+                Some(session) => outcomes::claim_held_push(c, session, contact_id),
+                None => Ok(None),
+            }
         })
-        .await
+        .await?;
+        if let Some(a) = claimed {
+            self.arrived(&[a]);
+        }
+        Ok(())
     }
 
     /// Counts of contacts by status: a few rows of `contact_counts` (schema 9), or, in a store

@@ -85,7 +85,30 @@ pub struct Written {
     /// Pushed records of a session no attempt has yet, kept in `pending_pushes` until an
     /// attempt gets that session (its reply written after the push came, or reconciled).
     pub pending: Vec<String>,
+    /// The new and corrected records as written (see [`Arrival`]), for what the process does
+    /// on a record's arrival (lines, `/metrics`, waiters).
+    pub arrivals: Vec<Arrival>,
 }
+
+/// A record that became a session's outcome (new) or replaced the one it had (corrected), as
+/// written: what the process does beside the store (free the call's line, count its class in
+/// `/metrics`, wake waiters) takes it from here. Every path that writes a record gives one: a
+/// poll, a push, a reconciliation, and a held push claimed when its attempt gets the session
+/// ([`Store::on_arrival`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    /// With its `contact_id`.
+    pub record: OutcomeRecord,
+    /// The class the session had before (a push a poll corrected, a give-up a late record
+    /// replaced) and when that was recorded (Unix ms); `None` for its first record.
+    pub was: Option<(String, i64)>,
+    /// The record scheduled a redial of its contact.
+    pub redialled: bool,
+}
+
+/// Told of the records a held push brought when an attempt got its session (see
+/// [`Store::on_arrival`]).
+pub type OnArrival = std::sync::Arc<dyn Fn(&[Arrival]) + Send + Sync>;
 
 /// How long a pushed record no attempt claims is kept (another dialer's call on the same
 /// application, or a lost reply never reconciled): two days, far beyond any reply or
@@ -158,7 +181,7 @@ fn due_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueSession> {
 }
 
 /// What writing one record did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Wrote {
     /// The session's first record (or a real one replacing a give-up): counted.
     New,
@@ -177,7 +200,10 @@ enum Wrote {
 /// session's call record once and corrects the push if they differ). A new or corrected record
 /// is decided on by its campaign's redial policy in the same transaction; the second value
 /// says whether that scheduled a redial.
-fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<(Wrote, bool), StoreError> {
+fn write_record(
+    c: &Connection,
+    rec: &OutcomeRecord,
+) -> Result<(Wrote, Option<Arrival>), StoreError> {
     let contact_id = if rec.contact_id > 0 {
         Some(rec.contact_id)
     } else {
@@ -187,7 +213,7 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<(Wrote, bool), St
     };
     let Some(contact_id) = contact_id else {
         if rec.source != "push" {
-            return Ok((Wrote::Ignored, false));
+            return Ok((Wrote::Ignored, None));
         }
         // The push can come before the dialler has written the reply that names the session
         // (or for a request whose reply was lost): kept, and claimed by the attempt that gets
@@ -222,18 +248,18 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<(Wrote, bool), St
             } else {
                 Wrote::Ignored
             },
-            false,
+            None,
         ));
     };
-    let before: Option<(String, String)> = c
-        .prepare_cached("SELECT class, source FROM outcomes WHERE session_id = ?1")?
-        .query_row([&rec.session_id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let before: Option<(String, String, i64)> = c
+        .prepare_cached("SELECT class, source, recorded_at FROM outcomes WHERE session_id = ?1")?
+        .query_row([&rec.session_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let polled = matches!(rec.source.as_str(), "poll" | "reconciled");
     let wrote = match &before {
         None => Wrote::New,
-        Some((class, _)) if class == "no_record" && rec.class != "no_record" => Wrote::New,
-        Some((_, source)) if source == "push" && polled => Wrote::Corrected,
+        Some((class, _, _)) if class == "no_record" && rec.class != "no_record" => Wrote::New,
+        Some((_, source, _)) if source == "push" && polled => Wrote::Corrected,
         Some(_) => Wrote::Ignored,
     };
     if wrote != Wrote::Ignored {
@@ -274,7 +300,7 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<(Wrote, bool), St
             .execute([&rec.session_id])?;
     }
     let redialled = match wrote {
-        Wrote::Ignored | Wrote::Pending => false,
+        Wrote::Ignored | Wrote::Pending => return Ok((wrote, None)),
         Wrote::New => matches!(
             super::redials::on_outcome(c, contact_id, rec)?,
             super::RedialDecision::Scheduled { .. }
@@ -283,7 +309,58 @@ fn write_record(c: &Connection, rec: &OutcomeRecord) -> Result<(Wrote, bool), St
         // does not is taken back; one the poll's asks for is scheduled.
         Wrote::Corrected => super::redials::on_correction(c, contact_id, rec)?,
     };
-    Ok((wrote, redialled))
+    let arrival = Arrival {
+        record: OutcomeRecord {
+            contact_id,
+            ..rec.clone()
+        },
+        was: before.map(|(class, _, at)| (class, at)),
+        redialled,
+    };
+    Ok((wrote, Some(arrival)))
+}
+
+/// The pushed record held for `session_id` (it came before any attempt had that session), if
+/// there is one: written now for `contact_id`'s attempt through [`write_record`] (the same
+/// path as any record's arrival: its outcome, the redial decision), and no longer held. Called
+/// by the transactions that give an attempt its session (the reply written, a reconciliation)
+/// after the contact is updated, so the redial decision sees the contact `placed`.
+pub(super) fn claim_held_push(
+    c: &Connection,
+    session_id: &str,
+    contact_id: i64,
+) -> Result<Option<Arrival>, StoreError> {
+    let held: Option<OutcomeRecord> = c
+        .prepare_cached(
+            "SELECT class, end_status, end_status_string, duration_s, ring_at, answered_at,
+                    ended_at, hangup_side, sys_hangup_reason, ai_agent_id, recorded_at
+             FROM pending_pushes WHERE session_id = ?1",
+        )?
+        .query_row([session_id], |r| {
+            Ok(OutcomeRecord {
+                session_id: session_id.to_string(),
+                contact_id,
+                class: r.get(0)?,
+                end_status: r.get(1)?,
+                end_status_string: r.get(2)?,
+                duration_s: r.get(3)?,
+                ring_at: r.get(4)?,
+                answered_at: r.get(5)?,
+                ended_at: r.get(6)?,
+                hangup_side: r.get(7)?,
+                sys_hangup_reason: r.get(8)?,
+                ai_agent_id: r.get(9)?,
+                source: "push".into(),
+                recorded_at: r.get(10)?,
+            })
+        })
+        .optional()?;
+    let Some(rec) = held else {
+        return Ok(None);
+    };
+    c.prepare_cached("DELETE FROM pending_pushes WHERE session_id = ?1")?
+        .execute([session_id])?;
+    Ok(write_record(c, &rec)?.1)
 }
 
 /// The rows of one due query, in two lookups on `outcome_checks_due`: never asked and sent by
@@ -502,14 +579,17 @@ impl Store {
             .call(move |c| {
                 let mut w = Written::default();
                 for rec in &records {
-                    let (wrote, redialled) = write_record(c, rec)?;
+                    let (wrote, arrival) = write_record(c, rec)?;
                     match wrote {
                         Wrote::New => w.new.push(rec.session_id.clone()),
                         Wrote::Corrected => w.corrected.push(rec.session_id.clone()),
                         Wrote::Ignored => w.ignored += 1,
                         Wrote::Pending => w.pending.push(rec.session_id.clone()),
                     }
-                    w.redials += u64::from(redialled);
+                    if let Some(a) = arrival {
+                        w.redials += u64::from(a.redialled);
+                        w.arrivals.push(a);
+                    }
                 }
                 Ok(w)
             })
@@ -549,8 +629,8 @@ impl Store {
         attempt_id: i64,
         how: Reconciled,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let redialled = self.call(move |c| {
+    ) -> Result<Option<Arrival>, StoreError> {
+        let arrival = self.call(move |c| {
             let kind: Option<String> = c
                 .query_row(
                     "SELECT kind FROM outcome_checks WHERE attempt_id = ?1",
@@ -573,7 +653,7 @@ impl Store {
                 [attempt_id],
             )?;
             let Some((contact_id, status, latest)) = contact else {
-                return Ok(false);
+                return Ok(None);
             };
             let retry = kind.as_deref() == Some("retry_check");
             let open = if retry {
@@ -582,9 +662,9 @@ impl Store {
                 status == "unknown"
             };
             if !open {
-                return Ok(false);
+                return Ok(None);
             }
-            let mut redialled = false;
+            let mut arrival = None;
             match how {
                 Reconciled::Found(rec) => {
                     let mut rec = *rec;
@@ -612,9 +692,13 @@ impl Store {
                         params![contact_id, rec.session_id, now_ms, contact_message],
                     )?;
                     rec.contact_id = contact_id;
+                    // A push of this session held before (no attempt had it): the call record
+                    // read now is the authority, and takes its place.
+                    c.prepare_cached("DELETE FROM pending_pushes WHERE session_id = ?1")?
+                        .execute([&rec.session_id])?;
                     // Written after the attempt became placed (its trigger enrolled a check):
                     // the record removes that check again.
-                    redialled = write_record(c, &rec)?.1;
+                    arrival = write_record(c, &rec)?.1;
                 }
                 Reconciled::NotPlaced if retry => {
                     // No call: the held retry goes now (the calling rules still apply).
@@ -657,13 +741,37 @@ impl Store {
                 }
                 Reconciled::Moot => {}
             }
-            Ok(redialled)
+            Ok(arrival)
         })
         .await?;
-        if redialled {
+        if arrival.as_ref().is_some_and(|a| a.redialled) {
             self.redials_scheduled();
         }
-        Ok(())
+        Ok(arrival)
+    }
+
+    /// `f` is told of every record a held push brings when an attempt gets its session (in
+    /// [`Store::finish_attempt`]), after the commit: the outcome tracker's hook, so that such a
+    /// record does in the process what any other record does (frees the call's line, counts in
+    /// `/metrics`, wakes waiters) without waiting for a poll. One hook per store (and its
+    /// clones); a later one replaces it.
+    pub fn on_arrival(&self, f: OnArrival) {
+        *self.arrival.write().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// Hand `arrivals` to the hook, if one is set.
+    pub(super) fn arrived(&self, arrivals: &[Arrival]) {
+        if arrivals.iter().any(|a| a.redialled) {
+            self.redials_scheduled();
+        }
+        let hook = self
+            .arrival
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(f) = hook {
+            f(arrivals);
+        }
     }
 
     /// Outcome figures of `campaign_id`: contacts by their latest session's class, placed ones

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 14;
+pub const SCHEMA_VERSION: i64 = 15;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -58,6 +58,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 14 {
         v14(conn)?;
+    }
+    if version < 15 {
+        v15(conn)?;
     }
     Ok(())
 }
@@ -629,5 +632,20 @@ fn v14(conn: &Connection) -> Result<(), StoreError> {
          PRAGMA user_version = 14;
          COMMIT;"
     ))?;
+    Ok(())
+}
+
+/// A held push (`pending_pushes`, v13) is no longer claimed by trigger: the transaction that
+/// gives an attempt its session claims it in code, through the same write as any record's
+/// arrival (`store::outcomes::claim_held_push`: the redial decision, and the process told of it
+/// for lines, `/metrics` and waiters). The triggers wrote the outcome and nothing else.
+fn v15(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         DROP TRIGGER IF EXISTS pending_push_claimed;
+         DROP TRIGGER IF EXISTS pending_push_claimed_at_insert;
+         PRAGMA user_version = 15;
+         COMMIT;",
+    )?;
     Ok(())
 }

@@ -492,11 +492,11 @@ async fn serve_tracks_outcomes_per_campaign_per_contact_and_in_metrics() {
         .await
         .unwrap();
     assert!(
-        text.contains("ccc_dialer_call_outcomes_total{outcome=\"answered\"} 5"),
+        text.contains("ccc_dialer_call_outcomes{outcome=\"answered\"} 5"),
         "{text}"
     );
     assert!(
-        text.contains("ccc_dialer_call_outcomes_total{outcome=\"busy\"} 1"),
+        text.contains("ccc_dialer_call_outcomes{outcome=\"busy\"} 1"),
         "{text}"
     );
     assert!(

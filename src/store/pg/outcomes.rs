@@ -5,7 +5,76 @@
 use std::collections::HashSet;
 
 use super::Pg;
-use crate::store::{OutcomeCounts, OutcomeRecord, StoreError};
+use crate::store::{Arrival, OutcomeCounts, OutcomeRecord, StoreError};
+
+/// SQLite's `claim_held_push`: the pushed record held for `session_id` becomes the outcome of
+/// `contact_id`'s attempt, in the transaction that gave the attempt its session (after the
+/// contact is updated), and is no longer held. Until SQLite's `write_record` is ported here it
+/// is written as the v13 trigger wrote it (a session's first record; no redial decision: the
+/// redial store methods are not on PostgreSQL yet); its arrival goes to the store's hook.
+pub async fn claim_held_push(
+    tx: &tokio_postgres::Transaction<'_>,
+    session_id: &str,
+    contact_id: i64,
+) -> Result<Option<Arrival>, StoreError> {
+    let held = tx
+        .query_opt(
+            "DELETE FROM pending_pushes WHERE session_id = $1
+             RETURNING class, end_status, end_status_string, duration_s, ring_at, answered_at,
+                       ended_at, hangup_side, sys_hangup_reason, ai_agent_id, recorded_at",
+            &[&session_id],
+        )
+        .await?;
+    let Some(r) = held else {
+        return Ok(None);
+    };
+    let rec = OutcomeRecord {
+        session_id: session_id.to_string(),
+        contact_id,
+        class: r.try_get(0)?,
+        end_status: r.try_get(1)?,
+        end_status_string: r.try_get(2)?,
+        duration_s: r.try_get(3)?,
+        ring_at: r.try_get(4)?,
+        answered_at: r.try_get(5)?,
+        ended_at: r.try_get(6)?,
+        hangup_side: r.try_get(7)?,
+        sys_hangup_reason: r.try_get(8)?,
+        ai_agent_id: r.try_get(9)?,
+        source: "push".into(),
+        recorded_at: r.try_get(10)?,
+    };
+    let inserted = tx
+        .execute(
+            "INSERT INTO outcomes (session_id, contact_id, class, end_status, end_status_string,
+               duration_s, ring_at, answered_at, ended_at, hangup_side, sys_hangup_reason,
+               ai_agent_id, source, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             ON CONFLICT DO NOTHING",
+            &[
+                &rec.session_id,
+                &rec.contact_id,
+                &rec.class,
+                &rec.end_status,
+                &rec.end_status_string,
+                &rec.duration_s,
+                &rec.ring_at,
+                &rec.answered_at,
+                &rec.ended_at,
+                &rec.hangup_side,
+                &rec.sys_hangup_reason,
+                &rec.ai_agent_id,
+                &rec.source,
+                &rec.recorded_at,
+            ],
+        )
+        .await?;
+    Ok((inserted > 0).then_some(Arrival {
+        record: rec,
+        was: None,
+        redialled: false,
+    }))
+}
 
 pub async fn reschedule_checks(pg: &Pg, next: Vec<(i64, i64)>) -> Result<(), StoreError> {
     let mut c = pg.client().await?;

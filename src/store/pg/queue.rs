@@ -231,7 +231,7 @@ pub async fn finish_attempt(
     contact_id: i64,
     attempt_no: i64,
     o: AttemptOutcome,
-) -> Result<(), StoreError> {
+) -> Result<Option<crate::store::Arrival>, StoreError> {
     let mut c = pg.client().await?;
     let tx = c.transaction().await?;
     let attempt = tx
@@ -302,8 +302,13 @@ pub async fn finish_attempt(
         ],
     )
     .await?;
+    // A push of this session that came before the reply: its record arrives now.
+    let claimed = match &o.session_id {
+        Some(session) => super::outcomes::claim_held_push(&tx, session, contact_id).await?,
+        None => None,
+    };
     tx.commit().await?;
-    Ok(())
+    Ok(claimed)
 }
 
 pub async fn counts(pg: &Pg, campaign_id: i64) -> Result<BTreeMap<Status, u64>, StoreError> {

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, V12),
     (13, V13),
     (14, V14),
+    (15, V15),
 ];
 
 /// The version this build's PostgreSQL schema ends at (equal to SQLite's: a test says so).
@@ -403,6 +404,14 @@ CREATE TRIGGER pending_push_claimed_at_insert AFTER INSERT ON attempts
 /// SQLite's v14: a campaign's redial policy (JSON), read where its outcomes are written. The
 /// redial store methods themselves are not on PostgreSQL yet (they refuse, naming the method).
 const V14: &str = "ALTER TABLE campaigns ADD COLUMN IF NOT EXISTS redial TEXT;";
+
+/// SQLite's v15: a held push is claimed in code by the transaction that gives an attempt its
+/// session (`store::pg::outcomes::claim_held_push`), not by trigger.
+const V15: &str = r#"
+DROP TRIGGER IF EXISTS pending_push_claimed ON attempts;
+DROP TRIGGER IF EXISTS pending_push_claimed_at_insert ON attempts;
+DROP FUNCTION IF EXISTS pending_push_claimed();
+"#;
 
 /// SQLite's v12: tags and analyses of answered sessions (their checks enrolled by trigger as
 /// an answered outcome is written), and the account's own do-not-call list with its log.
