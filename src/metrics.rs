@@ -261,7 +261,10 @@ mod tests {
             out.contains("ccc_dialer_call_outcomes{outcome=\"busy\"} 1"),
             "{out}"
         );
-        assert!(out.contains("# TYPE ccc_dialer_call_outcomes gauge"), "{out}");
+        assert!(
+            out.contains("# TYPE ccc_dialer_call_outcomes gauge"),
+            "{out}"
+        );
         assert!(
             out.contains("ccc_dialer_talk_time_seconds_bucket{le=\"5\"} 1"),
             "{out}"
@@ -294,19 +297,37 @@ mod tests {
         m.arrival(&arrival("not_answered", None));
         m.arrival(&arrival("busy", Some(("not_answered", now))));
         let out = render(&m);
-        assert!(out.contains("ccc_dialer_call_outcomes{outcome=\"busy\"} 1"), "{out}");
-        assert!(out.contains("ccc_dialer_call_outcomes{outcome=\"not_answered\"} 0"), "{out}");
+        assert!(
+            out.contains("ccc_dialer_call_outcomes{outcome=\"busy\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ccc_dialer_call_outcomes{outcome=\"not_answered\"} 0"),
+            "{out}"
+        );
         // Corrected to answered: counted there, with its talk time; within its class: nothing.
         m.arrival(&arrival("answered", Some(("busy", now))));
         m.arrival(&arrival("answered", Some(("answered", now))));
         let out = render(&m);
-        assert!(out.contains("ccc_dialer_call_outcomes{outcome=\"busy\"} 0"), "{out}");
-        assert!(out.contains("ccc_dialer_call_outcomes{outcome=\"answered\"} 1"), "{out}");
-        assert!(out.contains("ccc_dialer_talk_time_seconds_count 1"), "{out}");
+        assert!(
+            out.contains("ccc_dialer_call_outcomes{outcome=\"busy\"} 0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ccc_dialer_call_outcomes{outcome=\"answered\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ccc_dialer_talk_time_seconds_count 1"),
+            "{out}"
+        );
         // A push learned by an earlier process, corrected now: never counted here, no debt.
         m.arrival(&arrival("voicemail", Some(("rejected", m.since_ms - 1))));
         let out = render(&m);
-        assert!(out.contains("ccc_dialer_call_outcomes{outcome=\"voicemail\"} 1"), "{out}");
+        assert!(
+            out.contains("ccc_dialer_call_outcomes{outcome=\"voicemail\"} 1"),
+            "{out}"
+        );
         assert!(!out.contains("outcome=\"rejected\""), "{out}");
     }
 

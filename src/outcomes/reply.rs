@@ -82,7 +82,10 @@ mod tests {
     fn a_reply_gives_its_fields_an_error_its_code_and_anything_else_is_in_doubt() {
         let ok = br#"{"Response":{"TotalCount":3,"RequestId":"r-1"}}"#;
         let r = read::<Fields>("X", 200, ok).unwrap();
-        assert_eq!((r.fields.total_count, r.request_id.as_str()), (Some(3), "r-1"));
+        assert_eq!(
+            (r.fields.total_count, r.request_id.as_str()),
+            (Some(3), "r-1")
+        );
 
         let err = br#"{"Response":{"Error":{"Code":"RequestLimitExceeded","Message":"slow"},"RequestId":"r-2"}}"#;
         match read::<Fields>("X", 200, err) {

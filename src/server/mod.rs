@@ -764,7 +764,9 @@ fn outcome_tracker(cfg: &Config, engine: &Engine) -> Option<Arc<crate::outcomes:
     )
     .with_lines(engine.lines.clone())
     .with_retry_checks(engine.record_checks.clone())
-    .on_recorded(Arc::new(move |a: &crate::store::Arrival| metrics.arrival(a)));
+    .on_recorded(Arc::new(move |a: &crate::store::Arrival| {
+        metrics.arrival(a)
+    }));
     let tracker = Arc::new(tracker);
     // A push held until its attempt got the session arrives in the dialler's write.
     tracker.attend();

@@ -660,44 +660,45 @@ impl Store {
             }
             return Ok(());
         }
-        let claimed = self.call(move |c| {
-            c.prepare_cached(
-                "UPDATE attempts SET finished_at = ?3, outcome = ?4, code = ?5, message = ?6,
+        let claimed = self
+            .call(move |c| {
+                c.prepare_cached(
+                    "UPDATE attempts SET finished_at = ?3, outcome = ?4, code = ?5, message = ?6,
                    session_id = ?7, request_id = ?8, sent_at = ?9
                  WHERE contact_id = ?1 AND n = ?2",
-            )?
-            .execute(params![
-                contact_id,
-                attempt_no,
-                o.finished_at,
-                o.outcome,
-                o.error_code,
-                o.error_message,
-                o.session_id,
-                o.request_id,
-                o.sent_at
-            ])?;
-            let refused = o.outcome == "error"
-                && !o
-                    .error_code
-                    .as_deref()
-                    .is_some_and(crate::policy::may_have_placed);
-            if refused || o.outcome == "not_sent" {
-                // The service refused it or it never left: nobody's phone rang. (An internal
-                // error may have come after the call was created: its dial stays.)
-                c.prepare_cached(
-                    "DELETE FROM dials WHERE attempt_id =
-                       (SELECT id FROM attempts WHERE contact_id = ?1 AND n = ?2)",
                 )?
-                .execute(params![contact_id, attempt_no])?;
-            } else if let Some(sent) = o.sent_at {
-                c.prepare_cached(
-                    "UPDATE dials SET at = ?3 WHERE attempt_id =
+                .execute(params![
+                    contact_id,
+                    attempt_no,
+                    o.finished_at,
+                    o.outcome,
+                    o.error_code,
+                    o.error_message,
+                    o.session_id,
+                    o.request_id,
+                    o.sent_at
+                ])?;
+                let refused = o.outcome == "error"
+                    && !o
+                        .error_code
+                        .as_deref()
+                        .is_some_and(crate::policy::may_have_placed);
+                if refused || o.outcome == "not_sent" {
+                    // The service refused it or it never left: nobody's phone rang. (An internal
+                    // error may have come after the call was created: its dial stays.)
+                    c.prepare_cached(
+                        "DELETE FROM dials WHERE attempt_id =
                        (SELECT id FROM attempts WHERE contact_id = ?1 AND n = ?2)",
-                )?
-                .execute(params![contact_id, attempt_no, sent])?;
-            }
-            c.prepare_cached(
+                    )?
+                    .execute(params![contact_id, attempt_no])?;
+                } else if let Some(sent) = o.sent_at {
+                    c.prepare_cached(
+                        "UPDATE dials SET at = ?3 WHERE attempt_id =
+                       (SELECT id FROM attempts WHERE contact_id = ?1 AND n = ?2)",
+                    )?
+                    .execute(params![contact_id, attempt_no, sent])?;
+                }
+                c.prepare_cached(
                 "UPDATE contacts SET status = ?2, attempts = ?3, reschedules = ?4, next_at = ?5,
                    session_id = COALESCE(?6, session_id), request_id = COALESCE(?7, request_id),
                    error_code = ?8, error_message = ?9, updated_at = ?10
@@ -715,13 +716,13 @@ impl Store {
                 o.error_message,
                 o.finished_at
             ])?;
-            // A push of this session that came before the reply: its record arrives now.
-            match &o.session_id {
-                Some(session) => outcomes::claim_held_push(c, session, contact_id),
-                None => Ok(None),
-            }
-        })
-        .await?;
+                // A push of this session that came before the reply: its record arrives now.
+                match &o.session_id {
+                    Some(session) => outcomes::claim_held_push(c, session, contact_id),
+                    None => Ok(None),
+                }
+            })
+            .await?;
         if let Some(a) = claimed {
             self.arrived(&[a]);
         }

@@ -26,6 +26,11 @@ struct Served {
 
 /// `serve` in process, dialling through a stand-in that pushes to it.
 async fn served(faults: &str) -> Served {
+    served_with(faults, "").await
+}
+
+/// [`served`] with more config (`extra`: e.g. `[outcomes]`).
+async fn served_with(faults: &str, extra: &str) -> Served {
     use ccc_dialer::ccc::{system_clock, Client, ClientSettings};
     use ccc_dialer::config::Config;
     use ccc_dialer::dispatch::{Engine, Stop};
@@ -45,7 +50,7 @@ async fn served(faults: &str) -> Served {
     })
     .await
     .unwrap();
-    let s = Scratch::new(&mock.endpoint(), "", "");
+    let s = Scratch::new(&mock.endpoint(), "", extra);
     let cfg = Arc::new(Config::load(&s.config).unwrap());
     let client = Client::new(
         &ClientSettings {
@@ -243,6 +248,152 @@ push = ["never"]
         "busy"
     );
     assert_eq!(kept(), 3);
+
+    s.stop.send_replace(ccc_dialer::dispatch::Stop::Drain);
+    // A guard against a hang, not a timing assertion.
+    let served = tokio::time::timeout(Duration::from_secs(60), s.task)
+        .await
+        .unwrap()
+        .unwrap();
+    served.unwrap();
+}
+
+/// GET a JSON view of `serve`.
+async fn get(base: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `serve`'s /metrics text.
+async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A push that comes while its request's reply is still on the way is held, and when the reply
+/// is written it arrives as any record does, without waiting for a poll: the contact's outcome,
+/// the call's line freed (the campaign's agent shows no call going on) and `/metrics` counting
+/// its class. Then the poll reads the call record (the authority) with another class: the
+/// outcome is corrected and `/metrics` moves the call from the push's class to the poll's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_before_the_reply_arrives_with_the_reply_and_a_poll_correcting_it_moves_the_metrics()
+{
+    // The reply comes 3 s after the call is created; the call talks 60 s on the stand-in's
+    // clock, which stands still until the test moves it: no poll can see its record before.
+    let faults = r#"
+[[rule]]
+callee = "008613800000001"
+outcomes = ["hang:3s"]
+calls = ["answered:60s"]
+push = ["never"]
+"#;
+    let outcomes = "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"10m\"\nreconcile_after = \"10m\"\n";
+    let s = served_with(faults, outcomes).await;
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/v1/campaigns?name=early", s.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/csv")
+        .body("callee\n+8613800000001\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["campaign"]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{created}"));
+    until("the call created", || s.mock.stats().accepted == 1).await;
+    let call = s.mock.calls().into_iter().next().unwrap();
+    // Pushed while the reply is on its way, saying the call was not answered and has ended.
+    let now = ccc_dialer::times::now_secs();
+    let body = json!({"SdkAppId": 1400000000, "SessionId": call.session_id, "Direction": 1,
+        "Callee": "008613800000001", "EndStatusString": "notAnswer", "AcceptTimestamp": 0,
+        "StartTimestamp": now, "RingTimestamp": now, "EndedTimestamp": now});
+    let a = push(
+        &s.base,
+        Some((PUSH_USER, PUSH_PASSWORD)),
+        "action=cdr&version=1",
+        &body,
+    )
+    .await;
+    assert_eq!(a, (200, json!({"ErrCode": 0, "ErrMsg": ""})));
+    let receiver = s.svc.cdr_push.get().unwrap();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(
+        (
+            receiver.figures.held.load(Relaxed),
+            receiver.figures.recorded.load(Relaxed)
+        ),
+        (1, 0),
+        "no attempt has the session before its reply"
+    );
+
+    // The reply is written: the held push is the contact's outcome at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = results(&s.base, id).await;
+        if r["008613800000001"]["outcome"] == "not_answered" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the held push never arrived: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let view = get(&s.base, &format!("/v1/campaigns/{id}")).await;
+    assert_eq!(
+        view["agent_lines"]["active"].as_f64(),
+        Some(0.0),
+        "the pushed end freed the call's line: {view}"
+    );
+    let text = metrics(&s.base).await;
+    assert!(
+        text.contains("ccc_dialer_call_outcomes{outcome=\"not_answered\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("outcome=\"answered\""), "{text}");
+
+    // The call's record becomes visible to DescribeTelCdr: the poll corrects the push.
+    s.clock.advance(61);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = results(&s.base, id).await;
+        if r["008613800000001"]["outcome"] == "answered" {
+            assert_eq!(r["008613800000001"]["duration_s"], "60");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poll never corrected the push: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = metrics(&s.base).await;
+    assert!(
+        text.contains("ccc_dialer_call_outcomes{outcome=\"answered\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ccc_dialer_call_outcomes{outcome=\"not_answered\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ccc_dialer_talk_time_seconds_count 1"),
+        "{text}"
+    );
 
     s.stop.send_replace(ccc_dialer::dispatch::Stop::Drain);
     // A guard against a hang, not a timing assertion.

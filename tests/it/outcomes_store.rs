@@ -757,3 +757,126 @@ async fn a_push_before_the_reply_is_written_is_kept_and_claimed_by_the_attempt()
     assert_eq!(w.corrected, vec![session.clone()]);
     assert_eq!(store.result_of(contact).await.unwrap().outcome, "answered");
 }
+
+/// A push held until its attempt gets the session arrives, when the reply is written, through
+/// the same write as any record: its campaign's redial policy decides on it in that
+/// transaction (the contact is `pending` for its redial, the dispatcher's watch is bumped), and
+/// the store's arrival hook (the outcome tracker's: lines, `/metrics`, waiters) is told of it
+/// with its contact, without waiting for a poll. An attempt whose session no push named tells
+/// the hook nothing.
+#[tokio::test]
+async fn a_held_push_claimed_by_its_attempt_takes_the_redial_decision_and_tells_the_arrival_hook() {
+    use ccc_dialer::outcomes::classes::OutcomeClass;
+    use ccc_dialer::redial::{RedialPolicy, Trigger};
+    use std::sync::{Arc, Mutex};
+
+    let (_dir, store, id) = store_with(2).await;
+    let policy = RedialPolicy {
+        on: vec![Trigger::Class(OutcomeClass::NotAnswered)],
+        max_dials: 3,
+        after: std::time::Duration::from_secs(10),
+    };
+    store.set_redial_policy(id, Some(policy)).await.unwrap();
+    let told: Arc<Mutex<Vec<ccc_dialer::store::Arrival>>> = Arc::default();
+    let hook = told.clone();
+    store.on_arrival(Arc::new(move |a: &[ccc_dialer::store::Arrival]| {
+        hook.lock().unwrap().extend_from_slice(a)
+    }));
+    let mut redials = store.redial_watch();
+    redials.mark_unchanged();
+
+    let due = store
+        .due_contacts(id, 1_000_000, 100, Default::default())
+        .await
+        .unwrap();
+    let (early, plain) = (due[0].id, due[1].id);
+    let session = format!("s-{early}");
+    let mut attempts = vec![];
+    for c in [early, plain] {
+        attempts.push(store.begin_attempt(c, 1_000_000, None).await.unwrap());
+    }
+    let mut pushed = answered(&session);
+    pushed.source = "push".into();
+    pushed.class = "not_answered".into();
+    pushed.end_status = Some(202);
+    pushed.end_status_string = Some("notAnswer".into());
+    pushed.answered_at = None;
+    pushed.duration_s = Some(0);
+    pushed.ended_at = Some(1_030);
+    pushed.recorded_at = 1_000_500;
+    let w = store.record_outcomes(vec![pushed]).await.unwrap();
+    assert_eq!(w.pending, vec![session.clone()]);
+    assert!(w.arrivals.is_empty(), "held, not arrived");
+    assert!(told.lock().unwrap().is_empty());
+
+    let placed = |session: String| AttemptOutcome {
+        status: Status::Placed,
+        attempts: 1,
+        reschedules: 0,
+        next_at: 0,
+        session_id: Some(session),
+        request_id: None,
+        error_code: None,
+        error_message: None,
+        outcome: "placed",
+        sent_at: Some(1_000_000),
+        finished_at: 1_001_000,
+    };
+    store
+        .finish_attempt(plain, attempts[1], placed(format!("s-{plain}")))
+        .await
+        .unwrap();
+    assert!(
+        told.lock().unwrap().is_empty(),
+        "no held push for that session"
+    );
+    assert!(!redials.has_changed().unwrap());
+
+    store
+        .finish_attempt(early, attempts[0], placed(session.clone()))
+        .await
+        .unwrap();
+    let arrived = told.lock().unwrap().clone();
+    assert_eq!(arrived.len(), 1, "{arrived:?}");
+    let a = &arrived[0];
+    assert_eq!(
+        (
+            a.record.session_id.as_str(),
+            a.record.contact_id,
+            a.record.class.as_str(),
+            a.record.source.as_str(),
+            a.record.ended_at
+        ),
+        (session.as_str(), early, "not_answered", "push", Some(1_030))
+    );
+    assert_eq!((a.was.clone(), a.redialled), (None, true));
+    assert!(
+        redials.has_changed().unwrap(),
+        "the dispatcher is woken for the redial"
+    );
+    // Decided with the outcome: pending again, due `after` the call's end.
+    let callee = store.result_of(early).await.unwrap().callee;
+    let d = store.contact_detail(id, &callee).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status.as_str(), d.error_code.as_deref(), d.next_at),
+        ("pending", Some("Redial"), 1_040_000)
+    );
+    let c = store.outcome_counts(id).await.unwrap();
+    // Waiting for its redial (no longer placed: the classes count placed contacts); the
+    // other contact awaits its record.
+    assert_eq!(
+        (
+            c.by_class.get("not_answered"),
+            c.redials_pending,
+            c.awaiting
+        ),
+        (None, 1, 1),
+        "{c:?}"
+    );
+    // Claimed once: the same push again is a repeat, nothing arrives.
+    let mut again = answered(&session);
+    again.source = "push".into();
+    let w = store.record_outcomes(vec![again]).await.unwrap();
+    assert_eq!((w.ignored, w.arrivals.len()), (1, 0));
+    assert_eq!(told.lock().unwrap().len(), 1);
+}

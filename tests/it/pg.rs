@@ -155,6 +155,36 @@ impl Fixture {
         }
     }
 
+    /// A pushed record of `session` held (no attempt had the session when it came), written
+    /// into the table as the push receiver would.
+    pub async fn hold_push(&self, session: &str, class: &str, ended_at: i64) {
+        let sql = "INSERT INTO pending_pushes (session_id, class, ended_at, recorded_at)
+                   VALUES ($1, $2, $3, 1)";
+        match self {
+            Fixture::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(Fixture::sqlite_path(dir)).unwrap();
+                c.execute(
+                    &sql.replace('$', "?"),
+                    rusqlite::params![session, class, ended_at],
+                )
+                .unwrap();
+            }
+            Fixture::Postgres(schema) => {
+                admin()
+                    .await
+                    .execute(
+                        &sql.replace(
+                            "INTO pending_pushes",
+                            &format!("INTO {}.pending_pushes", schema.name),
+                        ),
+                        &[&session, &class, &ended_at],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
     /// The kinds of the outcome checks enrolled, sorted.
     pub async fn outcome_check_kinds(&self) -> Vec<String> {
         let sql = "SELECT kind FROM outcome_checks ORDER BY kind";

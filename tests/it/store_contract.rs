@@ -58,6 +58,7 @@ contract!(
     gates_defer_end_and_expire_pending_contacts,
     a_newer_schema_is_refused,
     outcome_counts_follow_records_and_status_changes,
+    held_push_outcomes_are_claimed_by_their_attempt_and_told_to_the_arrival_hook,
     other_actions_sends_are_kept_for_their_limiter,
     an_operator_requeue_resets_failed_contacts_and_reopens_the_campaign,
     contact_pages_follow_the_line_and_filters,
@@ -800,6 +801,55 @@ async fn outcome_counts_follow_records_and_status_changes(f: &Fixture) {
             "retry_check".into()
         ],
         "placed sessions and the InternalError try are enrolled by the store itself"
+    );
+}
+
+/// A push held because no attempt had its session yet becomes that attempt's outcome in the
+/// transaction that writes its reply, once, and the store's arrival hook (the outcome
+/// tracker's: lines, `/metrics`, waiters) is told of it with its contact.
+async fn held_push_outcomes_are_claimed_by_their_attempt_and_told_to_the_arrival_hook(f: &Fixture) {
+    let store = f.open().await;
+    let told: std::sync::Arc<std::sync::Mutex<Vec<ccc_dialer::store::Arrival>>> =
+        Default::default();
+    let hook = told.clone();
+    store.on_arrival(std::sync::Arc::new(
+        move |a: &[ccc_dialer::store::Arrival]| hook.lock().unwrap().extend_from_slice(a),
+    ));
+    let id = campaign_with(&store, "t", vec![row(2, "a"), row(3, "b")]).await;
+    let d = due(&store, id, 0).await;
+    f.hold_push("s-0", "busy", 1_030).await;
+    for (i, c) in d.iter().enumerate() {
+        let n = store.begin_attempt(c.id, 1_000, None).await.unwrap();
+        let o = AttemptOutcome {
+            session_id: Some(format!("s-{i}")),
+            ..outcome(Status::Placed, "placed", Some(1_000))
+        };
+        store.finish_attempt(c.id, n, o).await.unwrap();
+    }
+    let arrived = told.lock().unwrap().clone();
+    assert_eq!(arrived.len(), 1, "{arrived:?}");
+    let r = &arrived[0].record;
+    assert_eq!(
+        (
+            r.session_id.as_str(),
+            r.contact_id,
+            r.class.as_str(),
+            r.source.as_str(),
+            r.ended_at
+        ),
+        ("s-0", d[0].id, "busy", "push", Some(1_030))
+    );
+    assert_eq!(arrived[0].was, None);
+    let sessions = store.contact_sessions(d[0].id).await.unwrap();
+    assert_eq!(
+        sessions[0].1.as_ref().map(|r| r.class.as_str()),
+        Some("busy")
+    );
+    let counts = store.outcome_counts(id).await.unwrap();
+    assert_eq!(
+        (counts.by_class.get("busy"), counts.awaiting),
+        (Some(&1), 1),
+        "{counts:?}"
     );
 }
 
