@@ -22,12 +22,15 @@ const REST: Duration = Duration::from_secs(1);
 /// `agent_lines_busy`) until one is likely free, the buffer lets go of them, and, when no other
 /// agent's contact is buffered, the dispatcher rests a moment. Each pass holds at most one
 /// buffer of contacts, so a campaign of a million rows costs one small write a second.
+/// `freed` is the campaign's receiver of [`crate::lines::Lines::freed`]: marked seen before the
+/// look, so a line freed any moment after it ends the rest and releases the held contacts.
 pub(super) async fn take(
     engine: &Engine,
     defaults: &RequestDefaults,
     buffer: &mut std::collections::VecDeque<DueContact>,
     shared: &Shared,
     stop: &mut watch::Receiver<Stop>,
+    freed: &mut watch::Receiver<u64>,
     turn: &mut Option<(tokio::sync::OwnedMutexGuard<()>, u32)>,
 ) -> Result<Option<LineTicket>, EngineError> {
     let Some(contact) = buffer.front() else {
@@ -35,6 +38,8 @@ pub(super) async fn take(
     };
     let own = contact.overrides.ai_agent_id;
     let agent = own.unwrap_or(defaults.ai_agent_id);
+    let campaign_id = contact.campaign_id;
+    freed.borrow_and_update();
     let busy = match engine.lines.try_start(agent) {
         Ok(ticket) => return Ok(Some(ticket)),
         Err(busy) => busy,
@@ -66,7 +71,7 @@ pub(super) async fn take(
         *turn = None;
         tokio::select! {
             _ = tokio::time::sleep(busy.wait.min(REST)) => {}
-            _ = engine.lines.freed() => {}
+            Ok(()) = freed.changed() => release(engine, campaign_id).await?,
             Ok(()) = stop.changed() => {}
         }
     }

@@ -272,6 +272,9 @@ pub async fn run_campaign(
     let mut waited_for_start = false;
     // Outcomes written by the tracker may put contacts back to `pending` (see `crate::redial`).
     let mut redials = engine.store.redial_watch();
+    // Lines freed (call-end events): taken once, so a line freed while the loop does anything
+    // else still wakes its next wait.
+    let mut freed = engine.lines.freed();
     let outcome = 'dial: loop {
         while let Some(done) = tasks.try_join_next() {
             reap(done, &shared);
@@ -407,7 +410,7 @@ pub async fn run_campaign(
             tokio::select! {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done, &shared),
                 _ = tokio::time::sleep(wait) => {}
-                _ = engine.lines.freed() => or_stop!(lines::release(&engine, campaign_id).await),
+                Ok(()) = freed.changed() => or_stop!(lines::release(&engine, campaign_id).await),
                 _ = engine.wake.notified() => {}
                 Ok(()) = redials.changed() => {}
                 Ok(()) = stop.changed() => {}
@@ -444,6 +447,7 @@ pub async fn run_campaign(
                 &mut buffer,
                 &shared,
                 &mut stop,
+                &mut freed,
                 &mut turn
             )
             .await

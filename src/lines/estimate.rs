@@ -36,8 +36,16 @@
 //!
 //! A call-end event (outcome tracking) makes a call's end exact in every hypothesis
 //! ([`Estimate::ended`]): the line is free at once, and the call's length weighs the holds.
+//! With outcome tracking on ([`Estimate::expect_reports`]) the absence of a report is news
+//! too: a call not reported by `t` ended no earlier than `t` less the reports' lag (learned,
+//! [`super::reports`]), so before every decision each such call's ends are drawn again after
+//! that moment wherever they fell before it, and the holds are weighed by the chance of a call
+//! lasting that long ([`Estimate::condition`]). The calls believed active are then the calls
+//! not reported, less those likely ended within the lag.
 
 use std::collections::{BTreeMap, VecDeque};
+
+use super::reports::{self, Reports};
 
 /// Hypotheses kept per agent.
 pub const PARTICLES: usize = 1000;
@@ -48,6 +56,8 @@ pub const SIGMA: f64 = 0.5;
 pub const DEFAULT_HOLD: f64 = 60.0;
 /// The chance of a refusal a call may start with.
 pub const TARGET_REFUSALS: f64 = 0.05;
+/// The same with outcome tracking on (the calls' ends are known better).
+pub const TARGET_WITH_REPORTS: f64 = 0.02;
 /// Probes go while the hold is this unsure (the spread of its log across the hypotheses).
 pub const PROBE_DOUBT: f64 = 0.15;
 /// At each resampling, the share of hypotheses (learned counts only) that try one line more or
@@ -101,10 +111,10 @@ pub struct Full {
 
 /// A small seeded generator (SplitMix64): the estimate stays pure and its tests repeatable.
 #[derive(Debug, Clone)]
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -113,15 +123,37 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f64 {
+    pub fn uniform(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
+    pub fn normal(&mut self) -> f64 {
         let u1 = self.uniform().max(f64::MIN_POSITIVE);
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+
+    /// Standard normal above `z0`: plain rejection near the middle, Marsaglia's tail method
+    /// beyond.
+    pub fn normal_above(&mut self, z0: f64) -> f64 {
+        if z0 < 0.5 {
+            for _ in 0..64 {
+                let z = self.normal();
+                if z > z0 {
+                    return z;
+                }
+            }
+            return z0.max(0.0) + 0.5;
+        }
+        for _ in 0..64 {
+            let u1 = self.uniform().max(f64::MIN_POSITIVE);
+            let x = (z0 * z0 - 2.0 * u1.ln()).sqrt();
+            if self.uniform() * x < z0 {
+                return x;
+            }
+        }
+        z0 + 1.0 / z0
     }
 }
 
@@ -134,6 +166,11 @@ struct Call {
     ended: bool,
     /// When it ended, if `ended`.
     ended_at: f64,
+    /// A report of its end is awaited (outcome tracking on, and the call has a session).
+    reported: bool,
+    /// The call is known to have held its line until then (its report's absence; its start
+    /// without reports): every hypothesis's end for it is later.
+    going_at: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +197,8 @@ pub struct Estimate {
     /// resampling (see [`Estimate::rejuvenate`]).
     seen: VecDeque<(f64, bool)>,
     last_event: f64,
+    /// Outcome tracking's reports (`None`: off, no call will be reported).
+    reports: Option<Reports>,
     pub refusals: u64,
     pub accepted: u64,
 }
@@ -230,6 +269,7 @@ impl Estimate {
             open: BTreeMap::new(),
             seen: VecDeque::new(),
             last_event: f64::NEG_INFINITY,
+            reports: None,
             refusals: 0,
             accepted: 0,
         }
@@ -243,6 +283,27 @@ impl Estimate {
         } else if !self.counted {
             self.lines.fill(0);
         }
+    }
+
+    /// Outcome tracking is on (`true`): every call placed with a session from now on will be
+    /// reported ended ([`Estimate::ended`]), and until it is, it is believed going or just
+    /// ended (see the module documentation).
+    pub fn expect_reports(&mut self, on: bool) {
+        match (on, self.reports.is_some()) {
+            (true, false) => self.reports = Some(Reports::default()),
+            (false, true) => {
+                self.reports = None;
+                for c in &mut self.calls {
+                    c.reported = false;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The reports' lag learned so far (`None`: no reports, or none yet).
+    pub fn report_lag(&self) -> Option<f64> {
+        self.reports.as_ref().and_then(Reports::lag)
     }
 
     /// Whether a line count is in force (configured, or learned from a refusal).
@@ -422,8 +483,9 @@ impl Estimate {
             return Ok((self.open_claim(t), Admitted::Free));
         }
         self.materialise();
+        self.condition(t);
         let free = self.free_times(t);
-        let sure = Self::free_at(&free, TARGET_REFUSALS);
+        let sure = Self::free_at(&free, self.target());
         // A line believed free: the calls believed active after this one starts are at most
         // the count.
         let believed_free = self.believed_free_at(t);
@@ -439,6 +501,66 @@ impl Estimate {
             return Ok((self.open_claim(t), Admitted::Probe));
         }
         Err(self.full(t, sure.max(believed_free).min(probe)))
+    }
+
+    /// The chance of a refusal a call may start with.
+    fn target(&self) -> f64 {
+        if self.reports.is_some() {
+            TARGET_WITH_REPORTS
+        } else {
+            TARGET_REFUSALS
+        }
+    }
+
+    /// Draw an end for a call started at `start` of median `hold`, later than `after`.
+    fn draw_after(&mut self, start: f64, hold: f64, after: f64) -> f64 {
+        if after <= start {
+            return start + hold * (SIGMA * self.rng.normal()).exp();
+        }
+        let z0 = ((after - start) / hold).ln() / SIGMA;
+        let end = start + hold * (SIGMA * self.rng.normal_above(z0)).exp();
+        end.max(after + 1e-6)
+    }
+
+    /// Outcome tracking on: every call awaiting its report at `t` went on at least until `t`
+    /// less the reports' lag. Ends before that are drawn again after it (from the
+    /// hypothesis's own hold), and each hypothesis is weighed by the chance, under its hold,
+    /// of the call lasting that long (beyond what was known before). A call unreported past
+    /// [`reports::GIVE_UP_FACTOR`] times the longest likely call is taken as never to be
+    /// reported: from then on its end is guessed as without reports.
+    fn condition(&mut self, t: f64) {
+        let Some(lag) = self.report_lag() else {
+            return;
+        };
+        let c = t - lag;
+        // still_going(age, hold) < 1e-6 past hold x e^(SIGMA x 4.8).
+        let longest = self.hold() * (SIGMA * 4.8).exp() * reports::GIVE_UP_FACTOR;
+        let mut weighed = false;
+        for i in 0..self.drawn() {
+            let (start, old) = (self.calls[i].start, self.calls[i].going_at);
+            if !self.calls[i].reported || self.calls[i].ended || c <= old {
+                continue;
+            }
+            if c - start > longest {
+                self.calls[i].reported = false;
+                continue;
+            }
+            for k in 0..PARTICLES {
+                let hold = self.log_hold[k].exp();
+                let before = still_going(old - start, hold);
+                if before > 0.0 {
+                    self.weight[k] *= still_going(c - start, hold) / before;
+                }
+                if self.end(i, k) <= c {
+                    self.ends[i * PARTICLES + k] = self.draw_after(start, hold, c);
+                }
+            }
+            self.calls[i].going_at = c;
+            weighed = true;
+        }
+        if weighed {
+            self.normalise();
+        }
     }
 
     /// The first moment from `t` at which the calls believed active (the hypotheses' weighted
@@ -533,6 +655,8 @@ impl Estimate {
             session: session.map(str::to_owned),
             ended: false,
             ended_at: f64::NAN,
+            reported: self.reports.is_some() && session.is_some(),
+            going_at: start,
         });
         // With no count to pace on, its ends are drawn when the first refusal needs them.
         self.lazy += 1;
@@ -680,9 +804,9 @@ impl Estimate {
                 if self.calls[i].ended {
                     continue;
                 }
-                let start = self.calls[i].start;
+                let (start, going_at) = (self.calls[i].start, self.calls[i].going_at);
                 let old = self.end(i, k);
-                let new = start + hold * (SIGMA * self.rng.normal()).exp();
+                let new = self.draw_after(start, hold, going_at);
                 let (lo, hi) = if new < old { (new, old) } else { (old, new) };
                 // Only the answers between the two ends see a difference.
                 let mut ratio = 1.0;
@@ -769,10 +893,11 @@ impl Estimate {
         self.lazy -= drop;
     }
 
-    /// A call-end event (outcome tracking): the call named `session` ended at `t`. Its line is
-    /// free at once in every hypothesis, and its length weighs the holds. `false` when no call
-    /// of this agent still believed going has that name.
-    pub fn ended(&mut self, t: f64, session: &str) -> bool {
+    /// A call-end event (outcome tracking), seen at `now`: the call named `session` ended in
+    /// the whole second from `end` (a report's end, rounded down). Its line is free at once in
+    /// every hypothesis, its length weighs the holds, and the report's lag teaches how late
+    /// reports come. `false` when no call of this agent still believed going has that name.
+    pub fn ended(&mut self, now: f64, end: f64, session: &str) -> bool {
         let Some(i) = self
             .calls
             .iter()
@@ -780,8 +905,11 @@ impl Estimate {
         else {
             return false;
         };
-        let start = self.calls[i].start;
-        let t = t.max(start);
+        if let Some(r) = &mut self.reports {
+            r.learn(now, end);
+        }
+        let (start, going_at) = (self.calls[i].start, self.calls[i].going_at);
+        let t = (end + reports::WHOLE_SECOND_MIDDLE).min(now).max(start);
         self.calls[i].ended = true;
         self.calls[i].ended_at = t;
         if i < self.drawn() {
@@ -791,11 +919,15 @@ impl Estimate {
         }
         let length = t - start;
         if length > 0.0 {
-            // The log-normal density of the length under each hold (constant factors aside).
+            // The log-normal density of the length under each hold (constant factors aside),
+            // beyond the chance of lasting until `going_at` each hypothesis was weighed by.
             let x = length.ln();
             for k in 0..PARTICLES {
                 let z = (x - self.log_hold[k]) / SIGMA;
-                self.weight[k] *= (-0.5 * z * z).exp();
+                let known = still_going(going_at - start, self.log_hold[k].exp());
+                if known > 0.0 {
+                    self.weight[k] *= (-0.5 * z * z).exp() / known;
+                }
             }
             self.normalise();
         }
@@ -807,98 +939,22 @@ impl Estimate {
 mod tests {
     use super::*;
 
-    /// A simulated agent with `lines` lines and calls of `length()` seconds, dialled through
-    /// the estimate for `contacts` contacts; replies come `latency` after the request.
-    /// Returns (requests, refused, the last call's start) and checks at every start that the
-    /// estimate believed a line free (with a count in force).
-    struct Sim {
-        estimate: Estimate,
-        rng: Rng,
-        lines: usize,
-        latency: f64,
-    }
+    use crate::lines::sim::{Length, Setup, Sim};
 
-    #[derive(Debug)]
-    struct Figures {
-        requests: u32,
-        refused: u32,
-        last_start: f64,
-        max_believed_at_start: f64,
-    }
-
-    impl Sim {
-        fn run(&mut self, contacts: u32, mut length: impl FnMut(&mut Rng) -> f64) -> Figures {
-            let mut ends: Vec<f64> = Vec::new();
-            // (reply at, claim, accepted)
-            let mut replies: Vec<(f64, Claim, bool)> = Vec::new();
-            let (mut left, mut placed) = (contacts, 0);
-            let mut f = Figures {
-                requests: 0,
-                refused: 0,
-                last_start: 0.0,
-                max_believed_at_start: 0.0,
-            };
-            let mut next_try = 0.0f64;
-            while placed < contacts {
-                let reply = replies.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
-                let attempt = if left > 0 { next_try } else { f64::INFINITY };
-                if reply <= attempt {
-                    let t = reply;
-                    let i = replies.iter().position(|r| r.0 == reply).unwrap();
-                    let (_, claim, accepted) = replies.swap_remove(i);
-                    if accepted {
-                        self.estimate.placed(t, claim, None);
-                        placed += 1;
-                        next_try = next_try.min(t);
-                    } else {
-                        left += 1;
-                        next_try = self.estimate.refused(t, claim).retry_at;
-                    }
-                    continue;
-                }
-                let t = attempt;
-                let believed = self.estimate.active(t);
-                match self.estimate.admit(t) {
-                    Ok((claim, _)) => {
-                        if self.estimate.lines().is_some() {
-                            f.max_believed_at_start = f.max_believed_at_start.max(believed);
-                        }
-                        left -= 1;
-                        f.requests += 1;
-                        ends.retain(|e| *e > t);
-                        let accepted = ends.len() < self.lines;
-                        if accepted {
-                            ends.push(t + length(&mut self.rng));
-                            f.last_start = t;
-                        } else {
-                            f.refused += 1;
-                        }
-                        replies.push((t + self.latency, claim, accepted));
-                        // 20 requests a second at most.
-                        next_try = t + 0.05;
-                    }
-                    Err(full) => {
-                        assert!(full.retry_at > t, "{full:?} at {t}");
-                        next_try = full.retry_at;
-                    }
-                }
-            }
-            f
-        }
-    }
-
-    fn lognormal(median: f64) -> impl FnMut(&mut Rng) -> f64 {
-        move |rng: &mut Rng| median * (SIGMA * rng.normal()).exp()
-    }
-
-    fn sim(configured: Option<u32>, lines: usize) -> Sim {
-        Sim {
-            estimate: Estimate::new(configured, None, DEFAULT_HOLD),
-            rng: Rng(7),
+    fn sim(configured: Option<u32>, lines: u32, contacts: u32, length: Length) -> Sim {
+        Sim::new(Setup {
             lines,
-            latency: 0.05,
-        }
+            configured,
+            length,
+            contacts,
+            ..Setup::benchmark(7)
+        })
     }
+
+    const LOGNORMAL_5S: Length = Length::LogNormal {
+        median: 5.0,
+        sigma: SIGMA,
+    };
 
     #[test]
     fn configured_lines_admit_that_many_long_calls_and_then_wait() {
@@ -977,11 +1033,10 @@ mod tests {
 
     #[test]
     fn learned_lines_pace_a_campaign_with_few_refusals() {
-        let mut s = sim(None, 5);
-        let f = s.run(80, lognormal(5.0));
+        let mut s = sim(None, 5, 80, LOGNORMAL_5S);
+        let f = s.run();
         assert_eq!(s.estimate.lines(), Some(5), "{f:?}");
-        let share = f64::from(f.refused) / f64::from(f.requests);
-        assert!(share < 0.2, "{f:?}");
+        assert!(f.refused_share() < 0.2, "{f:?}");
         // 80 calls of a mean 5.7 s on 5 lines: about 91 s when every line is always busy.
         assert!(f.last_start < 91.0 * 1.6, "{f:?}");
         let hold = s.estimate.hold();
@@ -992,15 +1047,13 @@ mod tests {
     fn configured_lines_never_start_a_call_while_every_line_is_believed_busy() {
         // Calls of an hour (no call-end events): after the first three, every start is a
         // probe the estimate believed had a free line, and the probes thin out.
-        let mut s = sim(Some(3), 3);
-        let f = s.run(12, |_: &mut Rng| 3600.0);
+        let f = sim(Some(3), 3, 12, Length::Fixed(3600.0)).run();
         assert!(f.max_believed_at_start <= 2.0 + 1e-6, "{f:?}");
         // Twelve calls of an hour on three lines: four rounds of an hour, and while each round
         // lasts the estimate learns the hold (refusals spaced wider and wider).
         assert!(f.refused <= 40, "{f:?}");
         assert!(f.last_start > 3.0 * 3600.0, "{f:?}");
-        let mut s = sim(Some(3), 3);
-        let f = s.run(40, lognormal(5.0));
+        let f = sim(Some(3), 3, 40, LOGNORMAL_5S).run();
         assert!(f.max_believed_at_start <= 2.0 + 1e-6, "{f:?}");
     }
 
@@ -1010,49 +1063,14 @@ mod tests {
         let (claim, _) = e.admit(0.0).unwrap();
         e.placed(0.05, claim, Some("s-1"));
         assert!(e.admit(1.0).is_err());
-        assert!(!e.ended(2.0, "s-unknown"), "not a call of this agent");
+        assert!(!e.ended(2.0, 1.0, "s-unknown"), "not a call of this agent");
         assert!(e.admit(2.0).is_err());
-        assert!(e.ended(2.0, "s-1"));
-        assert!(!e.ended(2.0, "s-1"), "heard once");
+        assert!(e.ended(2.0, 1.0, "s-1"));
+        assert!(!e.ended(2.0, 1.0, "s-1"), "heard once");
         let (claim, _) = e.admit(2.0).expect("the line is free at once");
         // The estimate believed calls of about a minute; a 2 s call moved it.
         assert!(e.hold() < DEFAULT_HOLD / 2.0, "{}", e.hold());
         e.released(claim);
-    }
-
-    /// The benchmark's setting in simulated time, many times over (not run by default):
-    /// `cargo test --release --lib simulated_lines_benchmark -- --ignored --nocapture`.
-    /// 10 lines, log-normal calls (median 5 s, sigma 0.5, mean 5.67 s), 300 contacts, replies
-    /// after 50 ms; the ideal is 300 x 5.67 / 10 = 170 s.
-    #[test]
-    #[ignore]
-    fn simulated_lines_benchmark() {
-        let ideal = 300.0 * 5.0 * (SIGMA * SIGMA / 2.0).exp() / 10.0;
-        for configured in [None, Some(10)] {
-            let (mut met, mut shares, mut walls) = (0, Vec::new(), Vec::new());
-            for seed in 0..20 {
-                let mut s = Sim {
-                    rng: Rng(1000 + seed),
-                    ..sim(configured, 10)
-                };
-                let f = s.run(300, lognormal(5.0));
-                let share = f64::from(f.refused) / f64::from(f.requests);
-                let wall = f.last_start / ideal;
-                met += usize::from(share <= 0.10 && wall <= 1.25);
-                shares.push(share);
-                walls.push(wall);
-            }
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-            println!(
-                "{:10} met both goals in {met} of 20 runs; refusals mean {:.1}% max {:.1}%; wall mean {:.3} max {:.3} x ideal",
-                if configured.is_some() { "configured" } else { "learned" },
-                mean(&shares) * 100.0,
-                max(&shares) * 100.0,
-                mean(&walls),
-                max(&walls)
-            );
-        }
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! The std `Mutex` here is never held across an `.await`.
 
 pub mod estimate;
+pub mod reports;
+pub mod sim;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -90,9 +92,13 @@ pub struct Lines {
     configured: Mutex<HashMap<u64, u32>>,
     /// Estimates read from the store, by agent, for agents not seen yet in this process.
     restored: Mutex<HashMap<u64, (Option<f64>, f64)>>,
-    /// Woken by a call-end event, or an answer while contacts are held for a line: campaigns
-    /// holding contacts for a line look again.
-    freed: tokio::sync::Notify,
+    /// Outcome tracking reports every call's end ([`Lines::expect_reports`]).
+    reports: std::sync::atomic::AtomicBool,
+    /// Moved on by a call-end event, or an answer while contacts are held for a line: campaigns
+    /// holding contacts for a line look again. A watch, not a notify: a receiver taken before
+    /// a campaign finds every line busy sees a line freed at any moment after, even one freed
+    /// before it starts waiting.
+    freed: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,7 +118,8 @@ impl Lines {
             agents: Mutex::new(HashMap::new()),
             configured: Mutex::new(HashMap::new()),
             restored: Mutex::new(HashMap::new()),
-            freed: tokio::sync::Notify::new(),
+            reports: std::sync::atomic::AtomicBool::new(false),
+            freed: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -136,6 +143,17 @@ impl Lines {
         }
     }
 
+    /// Outcome tracking is on: every call placed from now on will be reported ended
+    /// ([`Lines::call_ended`]), so a call not reported yet is believed going (or ended within
+    /// the reports' lag, learned from the reports).
+    pub fn expect_reports(&self) {
+        self.reports
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for a in lock(&self.agents).values_mut() {
+            a.estimate.expect_reports(true);
+        }
+    }
+
     /// Estimates saved by an earlier process (see [`crate::store::Store::agent_lines`]).
     pub fn restore(&self, saved: impl IntoIterator<Item = Saved>) {
         let mut restored = lock(&self.restored);
@@ -152,8 +170,10 @@ impl Lines {
                 .get(&agent)
                 .copied()
                 .unwrap_or((None, estimate::DEFAULT_HOLD));
+            let mut estimate = Estimate::new(configured, learned, hold);
+            estimate.expect_reports(self.reports.load(std::sync::atomic::Ordering::Relaxed));
             Agent {
-                estimate: Estimate::new(configured, learned, hold),
+                estimate,
                 held: false,
                 saved_hold: hold,
                 saved_lines: learned,
@@ -210,26 +230,34 @@ impl Lines {
     }
 
     /// The hook for a call-end event (outcome tracking: a call record or a push): the call
-    /// `session` (the SessionId `CreateAIAgentCall` returned) ended at `ended_unix_ms`. Its line
-    /// is free at once, its length teaches the hold, and every campaign waiting for a line looks
-    /// again now. A session this process did not place (or already heard end) is ignored.
-    /// Cheap and never blocks on I/O.
+    /// `session` (the SessionId `CreateAIAgentCall` returned) ended in the whole second from
+    /// `ended_unix_ms` (the record's `EndedTimestamp`, rounded down, in ms). Its line is free
+    /// at once, its length teaches the hold, its lateness the reports' lag, and every campaign
+    /// waiting for a line looks again now. A session this process did not place (or already
+    /// heard end) is ignored. Cheap and never blocks on I/O.
     pub fn call_ended(&self, session: &str, ended_unix_ms: i64) {
         let now = Instant::now();
         let ago_ms = crate::times::now_ms().saturating_sub(ended_unix_ms);
-        let t = self.secs(now) - (ago_ms.max(0) as f64) / 1000.0;
+        let t = self.secs(now);
+        let end = t - (ago_ms as f64) / 1000.0;
         let mut freed = false;
         for a in lock(&self.agents).values_mut() {
-            freed |= a.estimate.ended(t, session);
+            freed |= a.estimate.ended(t, end, session);
         }
         if freed {
-            self.freed.notify_waiters();
+            self.wake();
         }
     }
 
-    /// Resolves at the next call-end event (or answer that may free a line sooner).
-    pub async fn freed(&self) {
-        self.freed.notified().await
+    fn wake(&self) {
+        self.freed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes at every call-end event (or answer that may free a line sooner) from now on.
+    /// Take it before looking for a line ([`Lines::try_start`]): then `changed()` resolves for
+    /// a line freed after the look, however soon.
+    pub fn freed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.freed.subscribe()
     }
 
     /// Every agent's figures, by agent id.
@@ -311,7 +339,7 @@ impl LineTicket {
             (lines.to_save(agent, a), std::mem::take(&mut a.held))
         });
         if wake {
-            lines.freed.notify_waiters();
+            lines.wake();
         }
         saved
     }
@@ -327,7 +355,7 @@ impl LineTicket {
             (full, lines.to_save(agent, a), std::mem::take(&mut a.held))
         });
         if wake {
-            lines.freed.notify_waiters();
+            lines.wake();
         }
         Some((lines.busy(agent, full, now), saved))
     }
@@ -351,29 +379,32 @@ impl Drop for LineTicket {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_call_end_event_frees_the_line_and_wakes_the_waiting_campaigns() {
+    #[test]
+    fn a_call_end_event_frees_the_line_and_wakes_the_waiting_campaigns() {
         let lines = Arc::new(Lines::new());
         lines.configure(7, Some(1));
         let _ = lines
             .try_start(7)
             .expect("the one line")
             .placed(Some("s-7"));
+        // A campaign looks (its receiver taken first) and finds the line busy.
+        let mut freed = lines.freed();
         assert!(lines.try_start(7).is_err());
-        let waiter = {
-            let lines = lines.clone();
-            tokio::spawn(async move { lines.freed().await })
-        };
-        tokio::task::yield_now().await;
         let now = crate::times::now_ms();
-        // Another agent's session, or one this process never placed: nothing freed.
+        // Another agent's session, or one this process never placed: nothing freed, no wake.
         lines.call_ended("s-unknown", now);
+        assert!(!freed.has_changed().expect("the lines live"));
         assert!(lines.try_start(7).is_err());
-        while !waiter.is_finished() {
-            lines.call_ended("s-7", now);
-            tokio::task::yield_now().await;
-        }
+        // The line frees before the campaign starts waiting: the wait still ends at once.
+        lines.call_ended("s-7", now);
+        assert!(freed.has_changed().expect("the lines live"));
+        assert!(
+            futures_util::FutureExt::now_or_never(freed.changed()).is_some(),
+            "a line freed between the look and the wait wakes the waiter"
+        );
         assert!(lines.try_start(7).is_ok(), "the line is free at once");
+        // Seen once: no second wake for the same line.
+        assert!(!freed.has_changed().expect("the lines live"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Simulated call lives: every call the stand-in creates rings, is answered or not, talks and
 //! ends, and leaves a call record (`TelCdrInfo`, shared/CCC-OUTCOMES.md §1.3) that
 //! `DescribeTelCdr` returns only from `cdr_delay` after the call ended. Times are whole Unix
-//! seconds from the stand-in's clock, as the service's records are.
+//! seconds from the stand-in's clock, as the service's records are: the record's end is the
+//! second the call ended in (rounded down), and the record is visible from the second after
+//! the line was free (rounded up), so a record visible means the call's line is already free.
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -133,8 +135,12 @@ pub struct SimulatedCall {
     pub end_status_string: String,
     pub hung_up_side: &'static str,
     pub sys_hangup_reason: i64,
-    /// The Unix second from which DescribeTelCdr returns the record; `None`: never.
+    /// The Unix second from which DescribeTelCdr returns the record (and its push is due, with
+    /// the push's own delay); `None`: never. Never before `line_free`.
     pub visible_at: Option<i64>,
+    /// The first whole Unix second at which the call no longer holds its agent's line (its
+    /// real end rounded up; `ended` is rounded down).
+    pub line_free: i64,
     /// How long the call holds its agent's line (ring and talk before rounding to seconds).
     #[serde(skip)]
     pub held: Duration,
@@ -156,27 +162,37 @@ fn whole_seconds(d: Duration) -> i64 {
 }
 
 impl SimulatedCall {
-    /// Live the call out: created at `start` (Unix seconds), ring and talk drawn from `length`
-    /// unless the script fixes them; visible `cdr_delay` (rounded up to whole seconds) after
-    /// it ended.
+    /// Live the call out: created in the Unix second `start` (the record's `StartTimestamp`),
+    /// at `start_ms` (Unix milliseconds, no earlier than the real moment: the line's end is
+    /// counted from it), ring and talk drawn from `length` unless the script fixes them;
+    /// visible `cdr_delay` (rounded up to whole seconds) after its line is free (the end
+    /// rounded up to a whole second).
     pub fn live(
         placed: Placed,
         script: &CallScript,
         length: &CallLength,
-        start: i64,
+        (start, start_ms): (i64, i64),
         cdr_delay: Duration,
     ) -> SimulatedCall {
+        // The second a call `held` long from the start ends in (down) and is over by (up).
+        let end_ms = |held: Duration| {
+            let ms = held.as_nanos().div_ceil(1_000_000);
+            start_ms.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX / 2))
+        };
+        let down = |held: Duration| end_ms(held).div_euclid(1000).max(start);
+        let up = |held: Duration| (end_ms(held) + 999).div_euclid(1000).max(start);
         let ring_drawn = length.ring.draw();
         let ring_for = whole_seconds(ring_drawn);
         let (held, ring, accept, ended, end_status, string, side, reason) = match script {
             CallScript::Answered { talk, end_status } => {
                 let talk = talk.unwrap_or_else(|| length.talk.draw());
                 let accept = start + ring_for;
+                let held = ring_drawn + talk;
                 (
-                    ring_drawn + talk,
+                    held,
                     start,
                     accept,
-                    accept + whole_seconds(talk),
+                    down(held).max(accept),
                     *end_status,
                     end_status::string_of(*end_status).to_string(),
                     "user",
@@ -189,7 +205,7 @@ impl SimulatedCall {
                     .unwrap_or_else(|| end_status::string_of(*end_status).to_string());
                 let side = if *end_status == 203 { "user" } else { "system" };
                 if end_status::rang(*end_status) {
-                    let ended = start + ring_for;
+                    let ended = down(ring_drawn);
                     (ring_drawn, start, 0, ended, *end_status, string, side, 0)
                 } else {
                     (Duration::ZERO, 0, 0, start, *end_status, string, side, 0)
@@ -201,7 +217,7 @@ impl SimulatedCall {
                     ring_drawn,
                     start,
                     0,
-                    start + ring_for,
+                    down(ring_drawn),
                     202,
                     string,
                     "system",
@@ -209,6 +225,7 @@ impl SimulatedCall {
                 )
             }
         };
+        let line_free = if held.is_zero() { ended } else { up(held) };
         let delay = cdr_delay.as_secs() as i64 + i64::from(cdr_delay.subsec_nanos() > 0);
         SimulatedCall {
             session_id: placed.session_id,
@@ -224,7 +241,8 @@ impl SimulatedCall {
             end_status_string: string,
             hung_up_side: side,
             sys_hangup_reason: reason,
-            visible_at: (!matches!(script, CallScript::NoRecord)).then_some(ended + delay),
+            visible_at: (!matches!(script, CallScript::NoRecord)).then_some(line_free + delay),
+            line_free,
             held,
             tags: Vec::new(),
             analysis: Vec::new(),
@@ -376,7 +394,7 @@ mod tests {
             placed(),
             &script,
             &length(3, 20),
-            1000,
+            (1000, 1_000_000),
             Duration::from_millis(1500),
         );
         assert_eq!(
@@ -405,19 +423,25 @@ mod tests {
             end_status: code,
             string: None,
         };
-        let c = SimulatedCall::live(placed(), &un(202), &l, 1000, Duration::ZERO);
+        let c = SimulatedCall::live(placed(), &un(202), &l, (1000, 1_000_000), Duration::ZERO);
         assert_eq!(
             (c.ring, c.accept, c.ended, c.duration()),
             (1000, 0, 1010, 0)
         );
         assert_eq!(c.visible_at, Some(1010));
-        let c = SimulatedCall::live(placed(), &un(206), &l, 1000, Duration::ZERO);
+        let c = SimulatedCall::live(placed(), &un(206), &l, (1000, 1_000_000), Duration::ZERO);
         assert_eq!((c.ring, c.accept, c.ended), (0, 0, 1000));
         assert_eq!(c.tel_cdr_info()["EndStatusString"], "busy");
         assert_eq!(c.tel_cdr_info()["SysHangupReason"], 0);
-        let c = SimulatedCall::live(placed(), &un(299), &l, 1000, Duration::ZERO);
+        let c = SimulatedCall::live(placed(), &un(299), &l, (1000, 1_000_000), Duration::ZERO);
         assert_eq!(c.tel_cdr_info()["EndStatusString"], "unknown");
-        let c = SimulatedCall::live(placed(), &CallScript::NoRecord, &l, 1000, Duration::ZERO);
+        let c = SimulatedCall::live(
+            placed(),
+            &CallScript::NoRecord,
+            &l,
+            (1000, 1_000_000),
+            Duration::ZERO,
+        );
         assert_eq!(c.visible_at, None);
         assert!(!c.visible(i64::MAX));
     }

@@ -193,10 +193,9 @@ impl Shared {
 
     /// A line for a call on `agent` held for `held`, unless every line of it is busy (always,
     /// without lines).
-    fn take_line(&self, agent: u64, held: Duration) -> bool {
+    fn take_line(&self, agent: u64, created: Instant, held: Duration) -> bool {
         let lines = self.opts.agent_lines;
-        let now = Instant::now();
-        lines == 0 || self.agents(|a| a.take_until(agent, lines, now, now + held))
+        lines == 0 || self.agents(|a| a.take_until(agent, lines, created, created + held))
     }
 }
 
@@ -596,9 +595,21 @@ async fn describe_extract_result(shared: &Shared, body: &[u8], action: &'static 
 }
 
 /// The call a CreateAIAgentCall request creates: its script (the fault script's, else the
-/// default), lived out from the stand-in's clock now.
-fn new_call(shared: &Shared, parsed: &serde_json::Value, callee: &str) -> SimulatedCall {
+/// default), lived out from the stand-in's clock now (`created`: the line's clock then).
+///
+/// The stand-in's clock counts whole seconds; when it reads as the real clock, the real
+/// milliseconds (rounded up) place the call's end within its second, so that its record is
+/// visible only once its line is free.
+fn new_call(shared: &Shared, parsed: &serde_json::Value, callee: &str) -> (SimulatedCall, Instant) {
     let opts = &shared.opts;
+    let created = Instant::now();
+    let real_ms = crate::times::now_ms();
+    let second = (opts.clock)();
+    let start_ms = if real_ms.div_euclid(1000) == second {
+        real_ms + 1
+    } else {
+        second.saturating_mul(1000)
+    };
     let int = |key: &str| parsed.get(key).and_then(|v| v.as_i64()).unwrap_or(0);
     let caller = parsed
         .get("Callers")
@@ -622,7 +633,7 @@ fn new_call(shared: &Shared, parsed: &serde_json::Value, callee: &str) -> Simula
         placed,
         &script,
         &opts.call_length,
-        (opts.clock)(),
+        (second, start_ms),
         opts.cdr_delay,
     );
     if call.accept > 0 {
@@ -635,7 +646,7 @@ fn new_call(shared: &Shared, parsed: &serde_json::Value, callee: &str) -> Simula
             .analysis(callee, n)
             .unwrap_or_else(analysis::default_items);
     }
-    call
+    (call, created)
 }
 
 async fn create_ai_agent_call(shared: &Shared, body: Bytes, arrived: Instant) -> Response {
@@ -658,8 +669,8 @@ async fn create_ai_agent_call(shared: &Shared, body: Bytes, arrived: Instant) ->
         .unwrap_or(0);
     let mut session_id = String::new();
     if creates {
-        let call = new_call(shared, &parsed, &callee);
-        if !shared.take_line(agent, call.held) {
+        let (call, created) = new_call(shared, &parsed, &callee);
+        if !shared.take_line(agent, created, call.held) {
             tokio::time::sleep(delay).await;
             return api_error(
                 shared,

@@ -159,7 +159,8 @@ impl PushQueue {
         script: &PushScript,
         delay: Duration,
     ) -> u64 {
-        let due = call.ended + whole_seconds_up(delay);
+        // As the call record: from the second its line is free.
+        let due = call.line_free + whole_seconds_up(delay);
         let uuid = uuid::Uuid::new_v4().to_string();
         let times = match script {
             PushScript::OnTime => vec![due],

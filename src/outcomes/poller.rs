@@ -194,8 +194,10 @@ impl Tracker {
         }
     }
 
-    /// Free a line of the call's agent whenever a session's end becomes known.
+    /// Free a line of the call's agent whenever a session's end becomes known; from now on the
+    /// lines believe a call not reported yet still going (see [`Lines::expect_reports`]).
     pub fn with_lines(mut self, lines: Arc<Lines>) -> Tracker {
+        lines.expect_reports();
         self.lines = Some(lines);
         self
     }
