@@ -172,6 +172,9 @@ impl Store {
         limit: usize,
         extras: super::ResultExtras,
     ) -> Result<Vec<(ResultRow, Vec<String>)>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::detail::results_page_with(pg, campaign_id, after_line, limit, extras).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RESULT_COLUMNS}, k.id AS extras_contact_id FROM {RESULT_FROM}

@@ -432,6 +432,10 @@ impl Store {
         asked_until_ms: i64,
         limit: usize,
     ) -> Result<Vec<DueSession>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::outcomes::due_sessions_until(pg, now_ms, first_ms, asked_until_ms, limit)
+                .await;
+        }
         self.call(move |c| {
             let mut out = due_rows(
                 c,
@@ -473,6 +477,10 @@ impl Store {
         asked_until_ms: i64,
         limit: usize,
     ) -> Result<Vec<DueReconcile>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::outcomes::due_reconciles_until(pg, now_ms, first_ms, asked_until_ms, limit)
+                .await;
+        }
         self.call(move |c| {
             let mut out = due_rows(
                 c,
@@ -502,6 +510,9 @@ impl Store {
     /// `first_ms` after its send, an asked one at its `next_check_at`. Two index lookups
     /// (`outcome_checks_due`), so the poller can learn cheaply that nothing is due.
     pub async fn next_check_due(&self, first_ms: i64) -> Result<Option<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::outcomes::next_check_due(pg, first_ms).await;
+        }
         self.call(move |c| {
             let mut next: Option<i64> = None;
             for kind in ["outcome", "reconcile", "retry_check"] {
@@ -535,6 +546,16 @@ impl Store {
         reconciles_sent_by: i64,
         limit: usize,
     ) -> Result<(Vec<DueSession>, Vec<i64>), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::outcomes::overdue_checks(
+                pg,
+                now_ms,
+                sessions_sent_by,
+                reconciles_sent_by,
+                limit,
+            )
+            .await;
+        }
         self.call(move |c| {
             let mut sessions = Vec::new();
             let mut reconciles = Vec::new();
@@ -575,6 +596,13 @@ impl Store {
         &self,
         records: Vec<OutcomeRecord>,
     ) -> Result<Written, StoreError> {
+        if let Some(pg) = self.pg() {
+            let w = pg::outcomes::record_outcomes(pg, records).await?;
+            if w.redials > 0 {
+                self.redials_scheduled();
+            }
+            return Ok(w);
+        }
         let w = self
             .call(move |c| {
                 let mut w = Written::default();
@@ -630,6 +658,13 @@ impl Store {
         how: Reconciled,
         now_ms: i64,
     ) -> Result<Option<Arrival>, StoreError> {
+        if let Some(pg) = self.pg() {
+            let arrival = pg::outcomes::finish_reconcile(pg, attempt_id, how, now_ms).await?;
+            if arrival.as_ref().is_some_and(|a| a.redialled) {
+                self.redials_scheduled();
+            }
+            return Ok(arrival);
+        }
         let arrival = self.call(move |c| {
             let kind: Option<String> = c
                 .query_row(
@@ -921,6 +956,9 @@ impl Store {
         started_secs: i64,
         now_ms: i64,
     ) -> Result<usize, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::outcomes::hasten_lookups(pg, callees, started_secs, now_ms).await;
+        }
         self.call(move |c| {
             let from = (started_secs - crate::outcomes::reconcile::AFTER_SECS) * 1000;
             let to = (started_secs + crate::outcomes::reconcile::BEFORE_SECS) * 1000 + 999;

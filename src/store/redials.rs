@@ -259,7 +259,7 @@ pub(crate) fn has_policy(c: &Connection, campaign_id: i64) -> Result<bool, Store
 /// Campaign `?1` has a contact whose latest call may still be redialled once its outcome is
 /// known: placed and awaiting its record, or in doubt and awaiting reconciliation, with fewer
 /// than `?2` calls. Used only when the campaign has a policy.
-fn redial_possible_sql() -> String {
+pub(crate) fn redial_possible_sql() -> String {
     format!(
         "SELECT 1 FROM outcome_checks o
            JOIN contacts k ON k.id = o.contact_id
@@ -307,6 +307,9 @@ impl Store {
         &self,
         campaign_id: i64,
     ) -> Result<Option<RedialPolicy>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return super::pg::redials::redial_policy(pg, campaign_id).await;
+        }
         self.call(move |c| policy_of(c, campaign_id)).await
     }
 
@@ -321,6 +324,21 @@ impl Store {
         now_ms: i64,
     ) -> Result<RedialDecision, StoreError> {
         let (session_id, cause) = (session_id.to_string(), cause.to_string());
+        if let Some(pg) = self.pg() {
+            let d = super::pg::redials::schedule_redial(
+                pg,
+                contact_id,
+                session_id,
+                not_before_ms,
+                cause,
+                now_ms,
+            )
+            .await?;
+            if matches!(d, RedialDecision::Scheduled { .. }) {
+                self.redials_scheduled();
+            }
+            return Ok(d);
+        }
         let d = self
             .call(move |c| {
                 let campaign: Option<i64> = c
@@ -355,23 +373,7 @@ impl Store {
     /// [`redial_possible_sql`]); false without a policy.
     pub async fn redial_possible(&self, campaign_id: i64) -> Result<bool, StoreError> {
         if let Some(pg) = self.pg() {
-            // A campaign without a redial policy never waits for one; the redial store methods
-            // themselves are not on PostgreSQL yet.
-            let c = pg.client().await?;
-            let row = c
-                .query_opt(
-                    "SELECT redial FROM campaigns WHERE id = $1",
-                    &[&campaign_id],
-                )
-                .await?;
-            let policy: Option<String> = match row {
-                Some(r) => r.try_get(0)?,
-                None => None,
-            };
-            if policy.is_none() {
-                return Ok(false);
-            }
-            return Err(StoreError::NotPorted("Store::redial_possible".into()));
+            return super::pg::redials::redial_possible(pg, campaign_id).await;
         }
         self.call(move |c| {
             let Some(policy) = policy_of(c, campaign_id)? else {

@@ -225,6 +225,9 @@ impl Store {
     /// was recorded since `since_ms` and that have no such result yet are enrolled too (kinds
     /// turned on after the fact, a store written by a build without them).
     pub async fn set_tag_kinds(&self, kinds: Vec<Kind>, since_ms: i64) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::set_tag_kinds(pg, kinds, since_ms).await;
+        }
         self.call(move |c| {
             c.execute("DELETE FROM tag_kinds", [])?;
             for k in &kinds {
@@ -254,6 +257,9 @@ impl Store {
 
     /// The earliest `next_check_at` (unix ms) of a check of `kind`.
     pub async fn next_tag_check_due(&self, kind: Kind) -> Result<Option<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::next_tag_check_due(pg, kind).await;
+        }
         self.call(move |c| {
             Ok(
                 c.prepare_cached("SELECT MIN(next_check_at) FROM tag_checks WHERE kind = ?1")?
@@ -270,6 +276,9 @@ impl Store {
         until_ms: i64,
         limit: usize,
     ) -> Result<Vec<DueTagCheck>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::due_tag_checks(pg, kind, until_ms, limit).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT session_id, kind, contact_id, call_at, ended_at, checks FROM tag_checks
@@ -283,6 +292,9 @@ impl Store {
 
     /// Checks of `kind` still waiting for these contacts' sessions (`run` waits for them).
     pub async fn pending_tag_checks(&self, campaign_ids: Vec<i64>) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::pending_tag_checks(pg, campaign_ids).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT COUNT(*) FROM tag_checks t JOIN contacts k ON k.id = t.contact_id
@@ -304,6 +316,9 @@ impl Store {
         kind: Kind,
         next: Vec<(String, Option<i64>)>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::reschedule_tag_checks(pg, kind, next).await;
+        }
         self.call(move |c| {
             let mut again = c.prepare_cached(
                 "UPDATE tag_checks SET checks = checks + 1, next_check_at = ?3
@@ -331,6 +346,9 @@ impl Store {
         actions: TagActions,
         now_ms: i64,
     ) -> Result<TagsWritten, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::record_tags(pg, session_id, tags, actions, now_ms).await;
+        }
         self.call(move |c| {
             let mut out = TagsWritten::default();
             let seen: bool = c
@@ -415,6 +433,9 @@ impl Store {
         analysis: Analysis,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::record_analysis(pg, session_id, analysis, now_ms).await;
+        }
         self.call(move |c| {
             let contact = session_contact(c, &session_id)?;
             c.prepare_cached("DELETE FROM tag_checks WHERE session_id = ?1 AND kind = 'analysis'")?
@@ -444,6 +465,9 @@ impl Store {
 
     /// The tags of one session, as stored (in the order they came).
     pub async fn session_tags(&self, session_id: String) -> Result<Vec<Tag>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::session_tags(pg, session_id).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT name, info_type, info_content, value, result FROM session_tags
@@ -460,6 +484,9 @@ impl Store {
         &self,
         contact_id: i64,
     ) -> Result<Vec<SessionResults>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::contact_results(pg, contact_id).await;
+        }
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT session_id, name, info_type, info_content, value, result FROM session_tags
@@ -543,6 +570,9 @@ impl Store {
 
     /// The account's own do-not-call list, oldest entry first.
     pub async fn own_dnc_entries(&self) -> Result<Vec<OwnEntry>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::own_dnc_entries(pg).await;
+        }
         self.call(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT d.number, d.added_at, d.source, d.campaign_id, k.name, d.session_id,
@@ -574,6 +604,9 @@ impl Store {
         reason: String,
         now_ms: i64,
     ) -> Result<Option<OwnEntry>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg::tags::remove_own_dnc(pg, number, reason, now_ms).await;
+        }
         self.call(move |c| {
             let entry = c
                 .prepare_cached(

@@ -387,3 +387,119 @@ async fn a_run_whose_postgres_lock_connection_drops_stops_dialling_and_a_rerun_f
     assert_eq!(stats.requests_by_callee.len(), 200);
     assert!(stats.requests_by_callee.values().all(|n| *n == 1));
 }
+
+/// Outcome tracking, post-call tags and analysis, the opt-out list and redials, end to end on
+/// a PostgreSQL store: what `run` learns after the calls lands in the database and the results,
+/// and redials dial only who the policy asks for, each call created once.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_on_postgres_tracks_outcomes_tags_and_redials() {
+    let callee = |i: usize| format!("0086138{:08}", i);
+    let faults = format!(
+        r#"
+[[rule]]
+callee = "{c0}"
+calls = ["not_answered", "answered:1s"]
+tags = [{{ interested = false }}, {{ interested = true }}]
+analysis = [{{ summary = "never asked", mood = "calm", intention = "none" }}, {{ summary = "wants a brochure", mood = "positive", intention = "buy" }}]
+[[rule]]
+callee = "{c1}"
+calls = ["answered:1s"]
+tags = [{{ opt_out = "yes" }}]
+[[rule]]
+callee = "{c2}"
+calls = ["busy", "busy", "busy"]
+[[rule]]
+callee = "{c3}"
+calls = ["answered:1s"]
+"#,
+        c0 = callee(0),
+        c1 = callee(1),
+        c2 = callee(2),
+        c3 = callee(3)
+    );
+    let mock = ccc_dialer::mock::MockServer::spawn(outcome_options(&faults))
+        .await
+        .expect("stand-in starts");
+    let schema = PgSchema::create().await;
+    let mut s = Scratch::new(
+        &mock.endpoint(),
+        "",
+        "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\n\
+         give_up_after = \"15s\"\nreconcile_after = \"10s\"\ntags = true\nanalysis = true\n\
+         [dnc]\nopt_out_tag = { name = \"opt_out\", value = \"yes\" }\n\
+         [calling]\nmin_gap = \"0s\"\n\
+         [redial]\non = [\"not_answered\", \"busy\"]\nmax_dials = 2\nafter = \"1s\"\n",
+    );
+    s.state = PathBuf::from(&schema.url);
+    let mut csv = String::from("callee\n");
+    for i in 0..4 {
+        csv.push_str(&format!("+86138{i:08}\n"));
+    }
+    s.write_contacts(&csv);
+
+    let out = run_within(&s).await;
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 0, "{err}");
+    assert!(
+        err.contains("reached 3, not reached after all dials 1"),
+        "{err}"
+    );
+    let mut r = csv::Reader::from_path(&s.results).expect("results readable");
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let rows: std::collections::HashMap<String, std::collections::HashMap<String, String>> = r
+        .records()
+        .map(|rec| {
+            let row: std::collections::HashMap<String, String> = header
+                .iter()
+                .cloned()
+                .zip(rec.unwrap().iter().map(String::from))
+                .collect();
+            (row["callee"].clone(), row)
+        })
+        .collect();
+    let want = [
+        ("answered", "2"),
+        ("answered", "1"),
+        ("busy", "2"),
+        ("answered", "1"),
+    ];
+    for (i, (outcome, dials)) in want.iter().enumerate() {
+        let row = &rows[&callee(i)];
+        assert_eq!(
+            (
+                row["status"].as_str(),
+                row["outcome"].as_str(),
+                row["dials"].as_str()
+            ),
+            ("placed", *outcome, *dials),
+            "callee {i}: {row:?}"
+        );
+    }
+    assert_eq!(rows[&callee(0)]["tag:interested"], "true");
+    assert_eq!(rows[&callee(0)]["summary"], "wants a brochure");
+    assert_eq!(rows[&callee(1)]["tag:opt_out"], "yes");
+    let stats = mock.stats();
+    let created: Vec<u32> = (0..4)
+        .map(|i| stats.calls_per_callee.get(&callee(i)).copied().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        created,
+        vec![2, 1, 2, 1],
+        "each call created once, redials as asked"
+    );
+    for (action, a) in &stats.actions {
+        assert_eq!(a.windows_over_limit, 0, "{action}");
+    }
+    // What the database holds: the opt-out on the own list, the figures by outcome.
+    let store = ccc_dialer::store::Store::connect_postgres(&schema.url)
+        .await
+        .unwrap();
+    assert!(store.own_dnc_numbers().await.unwrap().contains(&callee(1)));
+    let c = store.find_campaign("run").await.unwrap().unwrap();
+    let counts = store.outcome_counts(c.id).await.unwrap();
+    assert_eq!(
+        (counts.reached, counts.not_reached, counts.redials_pending),
+        (3, 1, 0)
+    );
+    assert_eq!(counts.by_class.get("answered"), Some(&3));
+}

@@ -43,6 +43,10 @@ macro_rules! contract {
     };
 }
 
+mod outcomes;
+mod redials;
+mod tags;
+
 contract!(
     campaigns_are_created_found_and_steered,
     intake_run_twice_stores_each_line_once_and_dedupes_callees,

@@ -128,3 +128,43 @@ pub async fn open_call_to(pg: &Pg, callee: String) -> Result<Option<i64>, StoreE
     .map(|r| Ok(r.try_get(0)?))
     .transpose()
 }
+
+/// [`results_page`], each row with its extra cells (see `ResultExtras`), read in one snapshot.
+pub async fn results_page_with(
+    pg: &Pg,
+    campaign_id: i64,
+    after_line: u64,
+    limit: usize,
+    extras: crate::store::ResultExtras,
+) -> Result<Vec<(ResultRow, Vec<String>)>, StoreError> {
+    let mut c = pg.client().await?;
+    let tx = c
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let sql = dollars(&format!(
+        "SELECT {RESULT_COLUMNS}, k.id AS extras_contact_id FROM {RESULT_FROM}
+         WHERE k.campaign_id = ?1 AND k.line > ?2 ORDER BY k.line LIMIT ?3"
+    ));
+    let stmt = tx.prepare_cached(&sql).await?;
+    let found = tx
+        .query(
+            &stmt,
+            &[&campaign_id, &(after_line as i64), &(limit as i64)],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(found.len());
+    for r in &found {
+        let cells = if extras.is_empty() {
+            Vec::new()
+        } else {
+            let contact_id: i64 = r.try_get("extras_contact_id")?;
+            super::tags::extra_cells(&tx, contact_id, &extras.tags, extras.analysis).await?
+        };
+        out.push((rows::result_row(r)?, cells));
+    }
+    tx.commit().await?;
+    Ok(out)
+}

@@ -28,6 +28,7 @@ pub mod outcomes;
 pub mod pages;
 pub mod purge;
 pub mod queue;
+pub mod redials;
 pub mod report;
 pub mod requeue;
 mod rows;

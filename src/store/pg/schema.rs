@@ -401,8 +401,7 @@ CREATE TRIGGER pending_push_claimed_at_insert AFTER INSERT ON attempts
   EXECUTE FUNCTION pending_push_claimed();
 "#;
 
-/// SQLite's v14: a campaign's redial policy (JSON), read where its outcomes are written. The
-/// redial store methods themselves are not on PostgreSQL yet (they refuse, naming the method).
+/// SQLite's v14: a campaign's redial policy (JSON), read where its outcomes are written.
 const V14: &str = "ALTER TABLE campaigns ADD COLUMN IF NOT EXISTS redial TEXT;";
 
 /// SQLite's v15: a held push is claimed in code by the transaction that gives an attempt its

@@ -1,0 +1,265 @@
+//! Redials on both stores: an outcome in `redial.on` puts its contact back to `pending` in the
+//! transaction that writes the outcome, `max_dials` counts every call, a poll that corrects a
+//! push takes back a redial the push asked for, and the dispatcher learns whether a redial may
+//! still come.
+
+use std::time::Duration;
+
+use ccc_dialer::contact::Status;
+use ccc_dialer::outcomes::classes::OutcomeClass;
+use ccc_dialer::redial::{RedialPolicy, Trigger};
+use ccc_dialer::store::{AttemptOutcome, OutcomeRecord, RedialDecision, Store};
+
+use super::DEADLINE;
+use crate::pg::Fixture;
+
+contract!(
+    a_not_answered_call_is_redialled_after_its_end_with_the_outcome_and_counted,
+    busy_by_end_code_is_redialled_until_max_dials_then_stays_busy,
+    without_a_policy_or_for_an_outcome_not_in_on_nothing_is_redialled,
+    a_poll_that_corrects_a_push_takes_back_the_redial_the_push_asked_for,
+    a_redial_asked_for_by_hand_follows_the_same_rules,
+);
+
+const CALLEE: &str = "008613000000001";
+
+async fn store_with_policy(f: &Fixture, policy: Option<RedialPolicy>) -> (Store, i64) {
+    let store = f.open().await;
+    let id = super::campaign_with(&store, "t", vec![super::row(2, CALLEE)]).await;
+    store.set_redial_policy(id, policy.clone()).await.unwrap();
+    assert_eq!(store.redial_policy(id).await.unwrap(), policy);
+    (store, id)
+}
+
+fn policy(max_dials: u32) -> RedialPolicy {
+    RedialPolicy {
+        on: vec![
+            Trigger::Class(OutcomeClass::NotAnswered),
+            Trigger::Code(206),
+        ],
+        max_dials,
+        after: Duration::from_secs(10),
+    }
+}
+
+/// Dial the campaign's due contact at `sent_at`: placed with session `session`.
+async fn dial(store: &Store, campaign: i64, sent_at: i64, session: &str) -> i64 {
+    let due = store
+        .due_contacts(campaign, sent_at, 10, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "one contact due at {sent_at}");
+    let d = &due[0];
+    let n = store.begin_attempt(d.id, sent_at, None).await.unwrap();
+    let o = AttemptOutcome {
+        attempts: d.attempts + 1,
+        session_id: Some(session.into()),
+        finished_at: sent_at,
+        ..super::outcome(Status::Placed, "placed", Some(sent_at))
+    };
+    store.finish_attempt(d.id, n, o).await.unwrap();
+    d.id
+}
+
+fn record(session: &str, class: &str, code: i64, ended: i64) -> OutcomeRecord {
+    OutcomeRecord {
+        session_id: session.into(),
+        class: class.into(),
+        end_status: Some(code),
+        end_status_string: Some(
+            match code {
+                202 => "notAnswer",
+                206 => "busy",
+                _ => "ok",
+            }
+            .into(),
+        ),
+        ended_at: Some(ended),
+        source: "poll".into(),
+        recorded_at: ended * 1000 + 500,
+        ..Default::default()
+    }
+}
+
+async fn a_not_answered_call_is_redialled_after_its_end_with_the_outcome_and_counted(f: &Fixture) {
+    let (store, id) = store_with_policy(f, Some(policy(3))).await;
+    let watch = store.redial_watch();
+    let contact = dial(&store, id, 1_000_000, "s-1").await;
+    assert!(store.redial_possible(id).await.unwrap());
+    let w = store
+        .record_outcomes(vec![record("s-1", "not_answered", 202, 1_030)])
+        .await
+        .unwrap();
+    assert_eq!((w.new.len(), w.redials), (1, 1));
+    assert!(watch.has_changed().unwrap(), "the dispatchers were woken");
+    let due_ms = 1_030_000 + 10_000;
+    let d = store.contact_detail(id, CALLEE).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status.as_str(), d.next_at, d.gate.as_deref()),
+        ("pending", due_ms, Some("redial_after"))
+    );
+    assert_eq!(d.error_code.as_deref(), Some("Redial"));
+    let why = d.error_message.clone().unwrap_or_default();
+    assert!(
+        why.contains("redial 2 of 3") && why.contains("not_answered (EndStatus 202 notAnswer)"),
+        "{why}"
+    );
+    assert_eq!(store.outcome_counts(id).await.unwrap().redials_pending, 1);
+    let w = store
+        .record_outcomes(vec![record("s-1", "not_answered", 202, 1_030)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (w.new.len(), w.redials),
+        (0, 0),
+        "a repeat schedules nothing"
+    );
+    assert!(store
+        .due_contacts(id, due_ms - 1, 10, Default::default())
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store
+        .due_contacts(id, due_ms, 10, Default::default())
+        .await
+        .unwrap();
+    assert_eq!((due.len(), due[0].attempts), (1, 0), "a fresh retry budget");
+    assert_eq!(dial(&store, id, due_ms, "s-2").await, contact);
+    let w = store
+        .record_outcomes(vec![record("s-1", "busy", 206, 1_031)])
+        .await
+        .unwrap();
+    assert_eq!(w.redials, 0, "an older session's record changes nothing");
+    let w = store
+        .record_outcomes(vec![record("s-2", "answered", 1, 1_050)])
+        .await
+        .unwrap();
+    assert_eq!((w.new.len(), w.redials), (1, 0));
+    let r = store.result_of(contact).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.outcome.as_str(), r.dials),
+        ("placed", "answered", 2)
+    );
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!((c.reached, c.not_reached, c.redials_pending), (1, 0, 0));
+    assert!(!store.redial_possible(id).await.unwrap());
+}
+
+async fn busy_by_end_code_is_redialled_until_max_dials_then_stays_busy(f: &Fixture) {
+    let (store, id) = store_with_policy(f, Some(policy(2))).await;
+    let contact = dial(&store, id, 1_000_000, "s-1").await;
+    let w = store
+        .record_outcomes(vec![record("s-1", "busy", 206, 1_001)])
+        .await
+        .unwrap();
+    assert_eq!(w.redials, 1);
+    dial(&store, id, 1_011_000, "s-2").await;
+    let w = store
+        .record_outcomes(vec![record("s-2", "busy", 206, 1_012)])
+        .await
+        .unwrap();
+    assert_eq!((w.new.len(), w.redials), (1, 0), "max_dials = 2 reached");
+    let r = store.result_of(contact).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.outcome.as_str(), r.dials),
+        ("placed", "busy", 2)
+    );
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!((c.reached, c.not_reached), (0, 1));
+    assert!(!store.redial_possible(id).await.unwrap());
+}
+
+async fn without_a_policy_or_for_an_outcome_not_in_on_nothing_is_redialled(f: &Fixture) {
+    let (store, id) = store_with_policy(f, None).await;
+    dial(&store, id, 1_000_000, "s-1").await;
+    assert!(!store.redial_possible(id).await.unwrap());
+    let w = store
+        .record_outcomes(vec![record("s-1", "not_answered", 202, 1_001)])
+        .await
+        .unwrap();
+    assert_eq!(w.redials, 0);
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!(
+        (c.reached, c.not_reached, c.redials_pending),
+        (0, 0, 0),
+        "without a policy these figures are not kept"
+    );
+    let other = store.create_campaign("u", "fp", "y.csv", 0).await.unwrap();
+    store
+        .insert_contacts(other.id, vec![super::row(2, "008613000000002")], 0)
+        .await
+        .unwrap();
+    store
+        .set_redial_policy(other.id, Some(policy(3)))
+        .await
+        .unwrap();
+    dial(&store, other.id, 1_000_000, "s-9").await;
+    assert!(store.redial_possible(other.id).await.unwrap());
+    let w = store
+        .record_outcomes(vec![record("s-9", "rejected", 203, 1_001)])
+        .await
+        .unwrap();
+    assert_eq!(w.redials, 0);
+    assert!(!store.redial_possible(other.id).await.unwrap());
+}
+
+async fn a_poll_that_corrects_a_push_takes_back_the_redial_the_push_asked_for(f: &Fixture) {
+    let (store, id) = store_with_policy(f, Some(policy(3))).await;
+    let contact = dial(&store, id, 1_000_000, "s-1").await;
+    let mut pushed = record("s-1", "not_answered", 202, 1_030);
+    pushed.source = "push".into();
+    let w = store.record_outcomes(vec![pushed]).await.unwrap();
+    assert_eq!(w.redials, 1);
+    assert_eq!(store.result_of(contact).await.unwrap().status, "pending");
+    let w = store
+        .record_outcomes(vec![record("s-1", "answered", 1, 1_030)])
+        .await
+        .unwrap();
+    assert_eq!((w.corrected.len(), w.redials), (1, 0));
+    let r = store.result_of(contact).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.outcome.as_str(), r.attempts),
+        ("placed", "answered", 1),
+        "placed again, with the call's own attempts"
+    );
+    assert_eq!(store.outcome_counts(id).await.unwrap().redials_pending, 0);
+}
+
+async fn a_redial_asked_for_by_hand_follows_the_same_rules(f: &Fixture) {
+    let (store, id) = store_with_policy(f, Some(policy(2))).await;
+    let contact = dial(&store, id, 1_000_000, "s-1").await;
+    let d = store
+        .schedule_redial(contact, "s-0", 2_000_000, "by hand", 1_500_000)
+        .await
+        .unwrap();
+    assert_eq!(d, RedialDecision::NotLatest, "not the latest session");
+    let d = store
+        .schedule_redial(contact, "s-1", 2_000_000, "by hand", 1_500_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        d,
+        RedialDecision::Scheduled {
+            due_ms: 2_000_000,
+            dial: 2,
+            max_dials: 2
+        }
+    );
+    let d = store
+        .schedule_redial(contact, "s-1", 2_000_000, "by hand", 1_500_000)
+        .await
+        .unwrap();
+    assert_eq!(d, RedialDecision::NotLatest, "pending already");
+    dial(&store, id, 2_000_000, "s-2").await;
+    let d = store
+        .schedule_redial(contact, "s-2", 3_000_000, "by hand", 2_500_000)
+        .await
+        .unwrap();
+    assert_eq!(d, RedialDecision::MaxDials(2));
+    store.set_redial_policy(id, None).await.unwrap();
+    let d = store
+        .schedule_redial(contact, "s-2", 3_000_000, "by hand", 2_500_000)
+        .await
+        .unwrap();
+    assert_eq!(d, RedialDecision::NotAsked);
+}
