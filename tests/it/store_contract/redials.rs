@@ -19,6 +19,7 @@ contract!(
     without_a_policy_or_for_an_outcome_not_in_on_nothing_is_redialled,
     a_poll_that_corrects_a_push_takes_back_the_redial_the_push_asked_for,
     a_redial_asked_for_by_hand_follows_the_same_rules,
+    a_held_push_claimed_by_its_attempt_takes_the_redial_decision_and_tells_the_hook,
 );
 
 const CALLEE: &str = "008613000000001";
@@ -262,4 +263,66 @@ async fn a_redial_asked_for_by_hand_follows_the_same_rules(f: &Fixture) {
         .await
         .unwrap();
     assert_eq!(d, RedialDecision::NotAsked);
+}
+
+/// A push held before its attempt had the session is claimed when the reply is written, and
+/// decided on like any record: the redial is scheduled in that transaction and the store's
+/// arrival hook is told, with the contact.
+async fn a_held_push_claimed_by_its_attempt_takes_the_redial_decision_and_tells_the_hook(
+    f: &Fixture,
+) {
+    use std::sync::{Arc, Mutex};
+    let (store, id) = store_with_policy(f, Some(policy(3))).await;
+    let told: Arc<Mutex<Vec<ccc_dialer::store::Arrival>>> = Arc::default();
+    let hook = told.clone();
+    store.on_arrival(Arc::new(move |a: &[ccc_dialer::store::Arrival]| {
+        hook.lock().unwrap().extend_from_slice(a)
+    }));
+    let mut redials = store.redial_watch();
+    redials.mark_unchanged();
+    let due = store
+        .due_contacts(id, 1_000_000, 10, Default::default())
+        .await
+        .unwrap();
+    let contact = due[0].id;
+    let n = store.begin_attempt(contact, 1_000_000, None).await.unwrap();
+    let mut pushed = record("s-1", "not_answered", 202, 1_030);
+    pushed.source = "push".into();
+    let w = store.record_outcomes(vec![pushed]).await.unwrap();
+    assert_eq!(
+        (w.pending.len(), w.arrivals.len()),
+        (1, 0),
+        "held, not arrived"
+    );
+    let o = AttemptOutcome {
+        session_id: Some("s-1".into()),
+        ..super::outcome(Status::Placed, "placed", Some(1_000_000))
+    };
+    store.finish_attempt(contact, n, o).await.unwrap();
+    let arrived = told.lock().unwrap().clone();
+    assert_eq!(arrived.len(), 1, "{arrived:?}");
+    assert_eq!(
+        (
+            arrived[0].record.contact_id,
+            arrived[0].record.source.as_str(),
+            arrived[0].redialled
+        ),
+        (contact, "push", true)
+    );
+    assert!(redials.has_changed().unwrap(), "the dispatcher is woken");
+    let d = store.contact_detail(id, CALLEE).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status.as_str(), d.error_code.as_deref(), d.next_at),
+        ("pending", Some("Redial"), 1_040_000)
+    );
+    // The poll's record of the same call corrects the push: an arrival with what it was.
+    let w = store
+        .record_outcomes(vec![record("s-1", "not_answered", 202, 1_030)])
+        .await
+        .unwrap();
+    assert_eq!(w.corrected, vec!["s-1".to_string()]);
+    assert_eq!(
+        w.arrivals.first().and_then(|a| a.was.clone()),
+        Some(("not_answered".to_string(), 1_030_500))
+    );
 }
