@@ -505,6 +505,13 @@ impl Validator<'_> {
                         "[outcomes] enabled = true as well: redials are decided from the calls' outcomes",
                     ));
                 }
+                if !policy.on_tag.is_empty() && !outcomes.tags {
+                    return Err(self.invalid(
+                        "redial.on_tag",
+                        "(set)",
+                        "[outcomes] tags = true too (the tags are read from DescribeAICallExtractResult)",
+                    ));
+                }
                 Some(policy)
             }
         };

@@ -52,7 +52,6 @@ pub async fn tag_tracker(
 pub fn tag_actions(cfg: &Config) -> TagActions {
     TagActions {
         opt_out: cfg.dnc.opt_out_tag.clone(),
-        redial: Vec::new(),
     }
 }
 

@@ -578,6 +578,14 @@ impl Progress {
                                 gate.as_deref().unwrap_or("retry_backoff")
                             )
                         }
+                        // Nothing pending: an outcome or a post-call tag may still ask for a
+                        // redial (the campaign is not finished until it is known).
+                        Ok(None) if c.in_flight.load(Ordering::Relaxed) == 0 => {
+                            match engine.store.redial_wait(campaign_id).await {
+                                Ok(Some(w)) => w.describe().to_string(),
+                                _ => String::new(),
+                            }
+                        }
                         _ => String::new(),
                     };
                 }

@@ -348,10 +348,10 @@ pub async fn run_campaign(
             // Nothing due now: finished, or wait for a reply or the next due time.
             let mut next_wait = or_stop!(engine.store.next_wait(campaign_id).await);
             // A call whose outcome is not known yet may still ask for a redial: not finished.
-            let mut redial_may_come = false;
+            let mut redial_may_come = None;
             if next_wait.is_none() && tasks.is_empty() {
-                redial_may_come = or_stop!(engine.store.redial_possible(campaign_id).await);
-                if !redial_may_come {
+                redial_may_come = or_stop!(engine.store.redial_wait(campaign_id).await);
+                if redial_may_come.is_none() {
                     // An outcome written between the two looks may have scheduled one.
                     next_wait = or_stop!(engine.store.next_wait(campaign_id).await);
                     if next_wait.is_none() {
@@ -401,7 +401,9 @@ pub async fn run_campaign(
             let reason = match (next, &gate) {
                 (Some(at), Some(g)) if at > now_ms() => g.clone(),
                 (Some(at), None) if at > now_ms() => waits::BACKOFF.to_string(),
-                (None, _) if redial_may_come => waits::OUTCOMES.to_string(),
+                (None, _) if redial_may_come.is_some() => redial_may_come
+                    .map_or(waits::OUTCOMES, crate::store::RedialWait::reason)
+                    .to_string(),
                 _ => waits::REPLIES.to_string(),
             };
             let idle = std::time::Instant::now();

@@ -6,7 +6,7 @@
 //! The dispatcher's waits are sequential (one loop), so the sums never count a moment twice.
 //! Reasons are the gate names of [`crate::calling::gate::Gate`] where a gate holds the whole
 //! campaign (`window_closed`, `min_gap`, …), and the engine's own: [`OUTAGE`], [`THROTTLED`],
-//! [`RATE`], [`IN_FLIGHT`], [`REPLIES`], [`OUTCOMES`].
+//! [`RATE`], [`IN_FLIGHT`], [`REPLIES`], [`OUTCOMES`], [`TAGS`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,6 +25,9 @@ pub const IN_FLIGHT: &str = "in_flight";
 pub const REPLIES: &str = "replies";
 /// Nothing pending: calls' outcomes are awaited, and one may ask for a redial.
 pub const OUTCOMES: &str = "outcomes";
+/// Nothing pending: answered calls' post-call tags are awaited, and one may ask for a redial
+/// (`[[redial.on_tag]]`).
+pub const TAGS: &str = "post_call_tags";
 /// Pending contacts wait out a retry's backoff (no gate named on them).
 pub const BACKOFF: &str = "retry_backoff";
 /// Every line of the agent believed busy.
@@ -49,6 +52,7 @@ pub fn describe(reason: &str) -> &str {
         IN_FLIGHT => "rate.max_in_flight requests awaiting replies",
         REPLIES => "nothing due: awaiting replies in flight",
         OUTCOMES => "nothing due: awaiting calls' outcomes that may ask for a redial",
+        TAGS => "nothing due: awaiting post-call tags that may ask for a redial",
         crate::redial::GATE => "waiting out redial.after since the last call's end",
         "not_before" => "before the campaign's start time",
         other => other,
@@ -112,7 +116,9 @@ mod tests {
 
     #[test]
     fn every_engine_reason_reads_as_words() {
-        for r in [OUTAGE, THROTTLED, RATE, IN_FLIGHT, REPLIES, BACKOFF, LINES] {
+        for r in [
+            OUTAGE, THROTTLED, RATE, IN_FLIGHT, REPLIES, OUTCOMES, TAGS, BACKOFF, LINES,
+        ] {
             assert_ne!(describe(r), r, "{r}");
         }
         assert_eq!(describe("some_new_gate"), "some_new_gate");

@@ -14,12 +14,12 @@ use std::time::Duration;
 use super::ai_results::Tag;
 
 /// `{ name = "opt_out", value = "yes" }`, and `after` for a redial rule.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawTagRule {
     pub name: String,
     pub value: toml::Value,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
 }
 

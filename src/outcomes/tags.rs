@@ -33,7 +33,7 @@ use super::settings::OutcomeSettings;
 use crate::calling::dnc::DncLists;
 use crate::ccc::Client;
 use crate::limiter::Limiter;
-use crate::store::{DueTagCheck, Store, StoreError, TagActions, TagsWritten};
+use crate::store::{DueTagCheck, RedialDecision, Store, StoreError, TagActions, TagsWritten};
 
 /// Checks taken from the store per kind and pass.
 const PER_PASS: usize = 64;
@@ -389,9 +389,26 @@ impl TagTracker {
             }
             tracing::info!(contact = d.contact_id, session = %d.session_id, "opted out (post-call tag): the number is on the account's own do-not-call list");
         }
-        if let Some((rule, at)) = &w.redial {
-            self.stats.redials.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(contact = d.contact_id, session = %d.session_id, rule = %rule, not_before = at, "post-call tag asks for a redial");
+        match &w.redial {
+            Some((
+                rule,
+                RedialDecision::Scheduled {
+                    due_ms,
+                    dial,
+                    max_dials,
+                },
+            )) => {
+                self.stats.redials.fetch_add(1, Ordering::Relaxed);
+                let at = crate::times::rfc3339_seconds(*due_ms);
+                tracing::info!(contact = d.contact_id, session = %d.session_id, rule = %rule, not_before = %at, dial, max_dials, "post-call tag asks for a redial: scheduled");
+            }
+            Some((rule, RedialDecision::MaxDials(n))) => {
+                tracing::info!(contact = d.contact_id, session = %d.session_id, rule = %rule, dials = n, "post-call tag asks for a redial: not scheduled, redial.max_dials calls made");
+            }
+            Some((rule, _)) => {
+                tracing::info!(contact = d.contact_id, session = %d.session_id, rule = %rule, "post-call tag asks for a redial: not scheduled (not the contact's latest call, or its campaign was cancelled)");
+            }
+            None => {}
         }
     }
 }

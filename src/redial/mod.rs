@@ -12,7 +12,9 @@
 //! - A redial is a new call (a new `CreateAIAgentCall`, a new session) of a contact that is
 //!   `pending` again: every gate a first call passes (rate token, window, do-not-call, per-person
 //!   gap and daily cap, callers, `not_after`, agent lines) applies to it unchanged.
-//! - An answered call is never redialled by `on` (only a post-call tag may ask for that).
+//! - An answered call is never redialled by `on`; a post-call tag may ask for that
+//!   (`[[redial.on_tag]]`, decided in the transaction that writes the session's tags, see
+//!   `store::tags`), within the same `max_dials`.
 //! - Calls are counted from the store's attempts (`placed` or `in_doubt`), so a crash at any point
 //!   never makes more than `max_dials` calls of one contact in one campaign.
 
@@ -23,6 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::outcomes::classes::OutcomeClass;
+use crate::outcomes::tag_rules::TagRule;
 
 pub mod settings;
 
@@ -103,6 +106,10 @@ pub struct RedialPolicy {
     /// The least time from a call's end to the next dial of that contact.
     #[serde(with = "millis")]
     pub after: Duration,
+    /// `[[redial.on_tag]]`: post-call tags that ask for a redial (of an answered call too),
+    /// each `after` its call's end; the first that matches acts. Counted in `max_dials`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_tag: Vec<TagRule>,
 }
 
 mod millis {
@@ -196,6 +203,7 @@ mod tests {
             on: vec![Trigger::Class(C::NotAnswered), Trigger::Code(206)],
             max_dials: 3,
             after: Duration::from_secs(7200),
+            on_tag: Vec::new(),
         }
     }
 

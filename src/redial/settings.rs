@@ -7,12 +7,20 @@
 //! on = ["not_answered", "busy", "202"]  # outcome classes, or end codes as strings
 //! max_dials = 3                         # calls per contact in this campaign, the first included
 //! after = "2h"                          # least time from a call's end to the next dial
+//!
+//! [[redial.on_tag]]                     # a post-call tag asks for a redial (answered calls too)
+//! name = "callback"
+//! value = "yes"
+//! after = "1d"                          # from the call's end
 //! ```
+//!
+//! `on` may be left out when `on_tag` rules are given (redial by tag only).
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::{RedialPolicy, Trigger};
+use crate::outcomes::tag_rules::{self, RawTagRule};
 
 /// `max_dials` when left out (Tencent's own batch task allows 1 to 3 tries).
 pub const DEFAULT_MAX_DIALS: u32 = 3;
@@ -35,6 +43,9 @@ pub struct RawRedial {
     pub max_dials: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// `[[redial.on_tag]]`: `{ name, value, after }` each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_tag: Vec<RawTagRule>,
 }
 
 /// A bad key: its name (`redial.on[1]`), the value as written, what was expected.
@@ -46,12 +57,21 @@ fn invalid(key: &str, value: impl std::fmt::Display, expected: &str) -> Invalid 
 
 /// The policy `raw` describes. Keys are named `redial.KEY` as in the config.
 pub fn validate(raw: &RawRedial) -> Result<RedialPolicy, Invalid> {
-    if raw.on.is_empty() {
+    if raw.on.is_empty() && raw.on_tag.is_empty() {
         return Err(invalid(
             "redial.on",
             "[]",
-            "a list of at least one outcome class or end code, e.g. [\"not_answered\", \"busy\"]",
+            "a list of at least one outcome class or end code, e.g. [\"not_answered\", \"busy\"] \
+             (or [[redial.on_tag]] rules to redial by post-call tag only)",
         ));
+    }
+    let mut on_tag = Vec::with_capacity(raw.on_tag.len());
+    for (i, rule) in raw.on_tag.iter().enumerate() {
+        on_tag.push(tag_rules::validate(
+            rule,
+            &format!("redial.on_tag[{i}]"),
+            true,
+        )?);
     }
     let mut on = Vec::with_capacity(raw.on.len());
     for (i, text) in raw.on.iter().enumerate() {
@@ -84,6 +104,7 @@ pub fn validate(raw: &RawRedial) -> Result<RedialPolicy, Invalid> {
         on,
         max_dials,
         after,
+        on_tag,
     })
 }
 
@@ -138,6 +159,56 @@ mod tests {
         assert_eq!(
             describe(&("redial.max_dials".into(), "0".into(), "x".into())),
             "redial.max_dials = 0: expected x"
+        );
+    }
+
+    #[test]
+    fn on_tag_rules_read_alone_or_beside_on_and_bad_ones_name_their_key() {
+        let p = parse(
+            "[[on_tag]]\nname = \"callback\"\nvalue = \"yes\"\nafter = \"1d\"\n\
+             [[on_tag]]\nname = \"intent\"\nvalue = \"later\"\nafter = \"2h\"",
+        )
+        .unwrap();
+        assert!(p.on.is_empty());
+        assert_eq!(p.on_tag.len(), 2);
+        assert_eq!(
+            (p.on_tag[0].name.as_str(), p.on_tag[0].value.as_str()),
+            ("callback", "yes")
+        );
+        assert_eq!(p.on_tag[1].after, Some(Duration::from_secs(7200)));
+        let e =
+            parse("on = [\"busy\"]\n[[on_tag]]\nname = \"callback\"\nvalue = \"yes\"").unwrap_err();
+        assert_eq!(
+            (e.0.as_str(), e.1.as_str()),
+            ("redial.on_tag[0].after", "(missing)")
+        );
+        let e = parse(
+            "[[on_tag]]\nname = \"a\"\nvalue = \"yes\"\nafter = \"1d\"\n\
+             [[on_tag]]\nname = \"b\"\nvalue = \"\"\nafter = \"1d\"",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.0.as_str(), e.1.as_str()),
+            ("redial.on_tag[1].value", "\"\"")
+        );
+        let e = parse("[[on_tag]]\nname = \" \"\nvalue = \"yes\"\nafter = \"1d\"").unwrap_err();
+        assert_eq!(e.0, "redial.on_tag[0].name");
+        assert!(
+            toml::from_str::<RawRedial>("[[on_tag]]\nname = \"a\"\nvalue = 1\nwhen = 2").is_err()
+        );
+        // The policy keeps its rules through the campaign's stored JSON.
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<RedialPolicy>(&json).unwrap(), p);
+        // The same table as serve's JSON settings.
+        let r: RawRedial = serde_json::from_str(
+            r#"{"on_tag": [{"name": "callback", "value": true, "after": "10s"}]}"#,
+        )
+        .unwrap();
+        let p = validate(&r).unwrap();
+        assert_eq!(p.on_tag[0].value, "true");
+        assert_eq!(
+            serde_json::from_str::<RawRedial>(&serde_json::to_string(&r).unwrap()).unwrap(),
+            r
         );
     }
 

@@ -289,6 +289,12 @@ impl CampaignSettings {
                     .to_string(),
             );
         }
+        if self.redial.as_ref().is_some_and(|r| !r.on_tag.is_empty()) && !cfg.outcomes.tags {
+            return Err(
+                "redial.on_tag: expected [outcomes] tags = true in the config as well: the tags are read from DescribeAICallExtractResult"
+                    .to_string(),
+            );
+        }
         let r = self.retry(cfg);
         if r.backoff_max < r.backoff_initial {
             return Err(format!(

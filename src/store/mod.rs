@@ -43,7 +43,7 @@ pub use outcomes::{
 };
 pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
 pub use purge::{PurgeCounts, PurgeOutcome};
-pub use redials::RedialDecision;
+pub use redials::{RedialDecision, RedialWait};
 pub use tags::{DueTagCheck, SessionResults, TagActions, TagsWritten};
 
 use crate::contact::{NewContact, Overrides, ResultRow, Status};

@@ -271,6 +271,52 @@ pub(crate) fn redial_possible_sql() -> String {
     )
 }
 
+/// Campaign `?1` has an answered call whose post-call tags are still to be read (this process
+/// asks for tags: `tag_kinds`), that is its contact's latest, with fewer than `?2` calls. Used
+/// only when the campaign's policy has `[[redial.on_tag]]` rules. The tracker drops a check at
+/// `outcomes.give_up_after`, which bounds the wait.
+pub(crate) fn tag_redial_possible_sql() -> String {
+    format!(
+        "SELECT 1 FROM tag_checks t
+           JOIN contacts k ON k.id = t.contact_id
+         WHERE k.campaign_id = ?1 AND t.kind = 'tags'
+           AND EXISTS (SELECT 1 FROM tag_kinds WHERE kind = 'tags')
+           AND k.status = 'placed' AND k.session_id = t.session_id
+           AND (SELECT COUNT(*) FROM attempts a WHERE a.contact_id = k.id AND {DIALLED}) < ?2
+         LIMIT 1"
+    )
+}
+
+/// What may still ask a campaign for a redial (see [`Store::redial_wait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedialWait {
+    /// A call's outcome is not known yet (its record awaited, or a lost reply looked up).
+    Outcome,
+    /// An answered call's post-call tags are not read yet, and a `[[redial.on_tag]]` rule may
+    /// match them.
+    Tags,
+}
+
+impl RedialWait {
+    /// The dispatcher's wait reason (`crate::dispatch::waits`).
+    pub fn reason(self) -> &'static str {
+        match self {
+            RedialWait::Outcome => crate::dispatch::waits::OUTCOMES,
+            RedialWait::Tags => crate::dispatch::waits::TAGS,
+        }
+    }
+
+    /// For people: what the campaign waits for.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RedialWait::Outcome => "awaiting calls' outcomes that may ask for a redial",
+            RedialWait::Tags => {
+                "awaiting post-call tags that may ask for a redial (redial.on_tag, at most outcomes.give_up_after)"
+            }
+        }
+    }
+}
+
 impl Store {
     /// Set (or clear) campaign `campaign_id`'s redial policy: its outcomes written from now on
     /// are decided by it.
@@ -369,18 +415,35 @@ impl Store {
         Ok(d)
     }
 
-    /// Whether campaign `campaign_id` may still get a redial from an outcome not yet known (see
-    /// [`redial_possible_sql`]); false without a policy.
+    /// Whether campaign `campaign_id` may still get a redial from an outcome or a post-call tag
+    /// not yet known (see [`Store::redial_wait`]); false without a policy.
     pub async fn redial_possible(&self, campaign_id: i64) -> Result<bool, StoreError> {
+        Ok(self.redial_wait(campaign_id).await?.is_some())
+    }
+
+    /// What campaign `campaign_id` still waits for that may ask for a redial: an outcome not
+    /// yet known ([`redial_possible_sql`]), else, with `[[redial.on_tag]]` rules, post-call
+    /// tags not yet read ([`tag_redial_possible_sql`]); `None` without a policy.
+    pub async fn redial_wait(&self, campaign_id: i64) -> Result<Option<RedialWait>, StoreError> {
         if let Some(pg) = self.pg() {
-            return super::pg::redials::redial_possible(pg, campaign_id).await;
+            return super::pg::redials::redial_wait(pg, campaign_id).await;
         }
         self.call(move |c| {
             let Some(policy) = policy_of(c, campaign_id)? else {
-                return Ok(false);
+                return Ok(None);
             };
-            Ok(c.prepare_cached(&redial_possible_sql())?
-                .exists(params![campaign_id, policy.max_dials])?)
+            if c.prepare_cached(&redial_possible_sql())?
+                .exists(params![campaign_id, policy.max_dials])?
+            {
+                return Ok(Some(RedialWait::Outcome));
+            }
+            if !policy.on_tag.is_empty()
+                && c.prepare_cached(&tag_redial_possible_sql())?
+                    .exists(params![campaign_id, policy.max_dials])?
+            {
+                return Ok(Some(RedialWait::Tags));
+            }
+            Ok(None)
         })
         .await
     }

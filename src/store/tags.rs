@@ -34,12 +34,12 @@ pub struct DueTagCheck {
 }
 
 /// What the rules of the config do with a session's tags (checked in the writing transaction).
+/// A redial by tag follows the `[[redial.on_tag]]` rules of the contact's campaign (its stored
+/// redial policy: the config's, or its own in `serve`).
 #[derive(Debug, Clone, Default)]
 pub struct TagActions {
     /// `[dnc] opt_out_tag`.
     pub opt_out: Option<TagRule>,
-    /// `[[redial.on_tag]]`, in config order (the first that matches acts).
-    pub redial: Vec<TagRule>,
 }
 
 /// What writing one session's tags did.
@@ -49,9 +49,9 @@ pub struct TagsWritten {
     pub new: bool,
     /// The number the session's opt-out tag put on the own do-not-call list (newly or again).
     pub opted_out: Option<String>,
-    /// The `[[redial.on_tag]]` rule that matched (`name=value`) and the unix ms from which the
-    /// contact may be called again.
-    pub redial: Option<(String, i64)>,
+    /// The campaign's `[[redial.on_tag]]` rule that matched (`name=value`) and what asking for
+    /// the redial did (scheduled, or not: `max_dials` reached, not the contact's latest call).
+    pub redial: Option<(String, super::RedialDecision)>,
 }
 
 /// One session's tags and analysis, for the contact view.
@@ -346,9 +346,29 @@ impl Store {
         actions: TagActions,
         now_ms: i64,
     ) -> Result<TagsWritten, StoreError> {
-        if let Some(pg) = self.pg() {
-            return pg::tags::record_tags(pg, session_id, tags, actions, now_ms).await;
+        let written = match self.pg() {
+            Some(pg) => pg::tags::record_tags(pg, session_id, tags, actions, now_ms).await?,
+            None => {
+                self.record_tags_sqlite(session_id, tags, actions, now_ms)
+                    .await?
+            }
+        };
+        if matches!(
+            written.redial,
+            Some((_, super::RedialDecision::Scheduled { .. }))
+        ) {
+            self.redials_scheduled();
         }
+        Ok(written)
+    }
+
+    async fn record_tags_sqlite(
+        &self,
+        session_id: String,
+        tags: Vec<Tag>,
+        actions: TagActions,
+        now_ms: i64,
+    ) -> Result<TagsWritten, StoreError> {
         self.call(move |c| {
             let mut out = TagsWritten::default();
             let seen: bool = c
@@ -408,17 +428,40 @@ impl Store {
                     out.opted_out = Some(callee.clone());
                 }
             }
+            // `[[redial.on_tag]]` of the contact's campaign (its stored policy), in this
+            // transaction: the redial is durable with the tags that asked for it, or neither is.
+            // An opted-out number is never called again.
             if out.opted_out.is_none() {
-                let ended_ms: Option<i64> = c
-                    .prepare_cached("SELECT ended_at FROM outcomes WHERE session_id = ?1")?
-                    .query_row([&session_id], |r| r.get::<_, Option<i64>>(0))
-                    .optional()?
-                    .flatten()
-                    .map(|s| s.saturating_mul(1000));
-                if let Some((rule, at)) =
-                    crate::outcomes::tag_rules::redial_match(&actions.redial, &tags, ended_ms, now_ms)
-                {
-                    out.redial = Some((rule.describe(), at));
+                if let Some(policy) = super::redials::policy_of(c, campaign_id)? {
+                    let ended_ms: Option<i64> = c
+                        .prepare_cached("SELECT ended_at FROM outcomes WHERE session_id = ?1")?
+                        .query_row([&session_id], |r| r.get::<_, Option<i64>>(0))
+                        .optional()?
+                        .flatten()
+                        .filter(|s| *s > 0)
+                        .map(|s| s.saturating_mul(1000));
+                    if let Some((rule, at)) = crate::outcomes::tag_rules::redial_match(
+                        &policy.on_tag,
+                        &tags,
+                        ended_ms,
+                        now_ms,
+                    ) {
+                        let cause = format!(
+                            "post-call tag {} in session {session_id}; redial after {}",
+                            rule.describe(),
+                            crate::redial::human(rule.after.unwrap_or_default())
+                        );
+                        let decision = super::redials::schedule_redial_tx(
+                            c,
+                            contact_id,
+                            &session_id,
+                            at,
+                            &cause,
+                            policy.max_dials,
+                            now_ms,
+                        )?;
+                        out.redial = Some((rule.describe(), decision));
+                    }
                 }
             }
             Ok(out)

@@ -775,6 +775,7 @@ async fn a_held_push_claimed_by_its_attempt_takes_the_redial_decision_and_tells_
         on: vec![Trigger::Class(OutcomeClass::NotAnswered)],
         max_dials: 3,
         after: std::time::Duration::from_secs(10),
+        on_tag: Vec::new(),
     };
     store.set_redial_policy(id, Some(policy)).await.unwrap();
     let told: Arc<Mutex<Vec<ccc_dialer::store::Arrival>>> = Arc::default();

@@ -2,7 +2,8 @@
 //! back to `pending` in the transaction that writes the outcome (due `after` the call's end, a
 //! fresh retry budget, the cause named), a repeat or an older session's record does nothing,
 //! `max_dials` counts every call, and a redial due outside the calling window is held by the
-//! window gate until its opening, like any first call.
+//! window gate until its opening, like any first call. An opt-out in the same tags wins over a
+//! `[[redial.on_tag]]` match (the tag redial itself is in `store_contract::redials`, both stores).
 
 use std::time::Duration;
 
@@ -10,9 +11,11 @@ use ccc_dialer::calling::gate::Gate;
 use ccc_dialer::config::Config;
 use ccc_dialer::contact::{NewContact, Overrides, Status};
 use ccc_dialer::dispatch::rules::{Rules, Verdict};
+use ccc_dialer::outcomes::ai_results::{Kind, Tag};
 use ccc_dialer::outcomes::classes::OutcomeClass;
+use ccc_dialer::outcomes::tag_rules::TagRule;
 use ccc_dialer::redial::{RedialPolicy, Trigger};
-use ccc_dialer::store::{AttemptOutcome, OutcomeRecord, Store};
+use ccc_dialer::store::{AttemptOutcome, OutcomeRecord, Store, TagActions};
 
 const CALLEE: &str = "008613000000001";
 
@@ -40,6 +43,7 @@ fn policy(max_dials: u32) -> RedialPolicy {
         ],
         max_dials,
         after: Duration::from_secs(10),
+        on_tag: Vec::new(),
     }
 }
 
@@ -338,4 +342,161 @@ fn redial_settings_are_checked_alike_in_the_config_serve_settings_and_sidecars()
     let demo = Config::load(&root.join("config/demo.toml")).unwrap();
     let p = demo.redial.expect("the demo redials");
     assert!(demo.calling.min_gap <= p.after);
+}
+
+fn tag(name: &str, info_type: &str, value: &str) -> Tag {
+    Tag {
+        name: name.into(),
+        info_type: info_type.into(),
+        info_content: String::new(),
+        value: value.into(),
+        result: String::new(),
+    }
+}
+
+/// An answered record of `session`, ended (unix seconds) `ended`.
+fn answered(session: &str, ended: i64) -> OutcomeRecord {
+    OutcomeRecord {
+        answered_at: Some(ended - 20),
+        duration_s: Some(20),
+        ..record(session, "answered", 1, ended)
+    }
+}
+
+#[tokio::test]
+async fn an_opt_out_in_the_same_tags_wins_over_a_callback_and_a_false_callback_asks_nothing() {
+    let rule = |name: &str, after: Option<Duration>| TagRule {
+        name: name.into(),
+        value: "yes".into(),
+        after,
+    };
+    let p = RedialPolicy {
+        on: Vec::new(),
+        max_dials: 3,
+        after: Duration::from_secs(10),
+        on_tag: vec![rule("callback", Some(Duration::from_secs(60)))],
+    };
+    let (_dir, store, id) = store_with_policy(Some(p)).await;
+    store.set_tag_kinds(vec![Kind::Tags], 0).await.unwrap();
+    dial(&store, id, 1_000_000, "s-1").await;
+    store
+        .record_outcomes(vec![answered("s-1", 1_030)])
+        .await
+        .unwrap();
+    let w = store
+        .record_tags(
+            "s-1".into(),
+            vec![tag("callback", "Boolean", "false")],
+            TagActions::default(),
+            1_040_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!((w.new, w.redial), (true, None));
+    assert_eq!(store.redial_wait(id).await.unwrap(), None);
+
+    let (_dir2, store, id) = store_with_policy(Some(RedialPolicy {
+        on: Vec::new(),
+        max_dials: 3,
+        after: Duration::from_secs(10),
+        on_tag: vec![rule("callback", Some(Duration::from_secs(60)))],
+    }))
+    .await;
+    store.set_tag_kinds(vec![Kind::Tags], 0).await.unwrap();
+    dial(&store, id, 1_000_000, "s-1").await;
+    store
+        .record_outcomes(vec![answered("s-1", 1_030)])
+        .await
+        .unwrap();
+    let actions = TagActions {
+        opt_out: Some(rule("opt_out", None)),
+    };
+    let w = store
+        .record_tags(
+            "s-1".into(),
+            vec![
+                tag("callback", "Boolean", "true"),
+                tag("opt_out", "Text", "yes"),
+            ],
+            actions,
+            1_040_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.opted_out.as_deref(), Some(CALLEE));
+    assert_eq!(w.redial, None, "an opted-out number is never called again");
+    let d = store.contact_detail(id, CALLEE).await.unwrap().unwrap();
+    assert_eq!(d.status, "placed");
+}
+
+#[test]
+fn on_tag_rules_stand_alone_need_tags_read_and_are_checked_alike_everywhere() {
+    use ccc_dialer::server::settings::CampaignSettings;
+    const ON_TAG: &str =
+        "[[redial.on_tag]]\nname = \"callback\"\nvalue = \"yes\"\nafter = \"1d\"\n";
+    let parse = |outcomes: &str, extra: &str| {
+        Config::parse(
+            std::path::Path::new("dialer.toml"),
+            &format!("{BASE}[outcomes]\nenabled = true\n{outcomes}{extra}"),
+        )
+    };
+    // `on` may be left out when on_tag rules are given.
+    let cfg = parse("tags = true\n", ON_TAG).unwrap();
+    let p = cfg.redial.clone().expect("a policy");
+    assert!(p.on.is_empty());
+    assert_eq!(
+        (p.on_tag[0].name.as_str(), p.on_tag[0].after),
+        ("callback", Some(Duration::from_secs(86_400)))
+    );
+    // Without tags read, a tag rule could never match: refused, naming the key.
+    let e = parse("", ON_TAG).unwrap_err().to_string();
+    assert!(
+        e.starts_with("dialer.toml: redial.on_tag = (set): expected [outcomes] tags = true"),
+        "{e}"
+    );
+    // Neither `on` nor `on_tag`: the table asks for nothing.
+    let e = parse("tags = true\n", "[redial]\nmax_dials = 2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("redial.on = []") && e.contains("on_tag"), "{e}");
+    let e = parse(
+        "tags = true\n",
+        "[[redial.on_tag]]\nname = \"callback\"\nvalue = \"yes\"\nafter = \"later\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("dialer.toml: redial.on_tag[0].after = \"later\": expected"),
+        "{e}"
+    );
+    // The same rules in serve's settings and an inbox sidecar, the same words when bad.
+    let s = CampaignSettings::from_json(
+        br#"{"redial": {"on_tag": [{"name": "callback", "value": "yes", "after": "2h"}], "max_dials": 2}}"#,
+    )
+    .unwrap();
+    let p = s.redial(&cfg).expect("the campaign's policy");
+    assert_eq!((p.max_dials, p.on_tag.len()), (2, 1));
+    s.validate_with(&cfg).unwrap();
+    let no_tags = parse("", "").unwrap();
+    let e = s.validate_with(&no_tags).unwrap_err();
+    assert!(
+        e.starts_with("redial.on_tag: expected [outcomes] tags = true"),
+        "{e}"
+    );
+    let e = CampaignSettings::from_toml(
+        "[[redial.on_tag]]\nname = \"callback\"\nvalue = \"\"\nafter = \"1h\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("redial.on_tag[0].value = \"\": expected"),
+        "{e}"
+    );
+    let e = CampaignSettings::from_json(
+        br#"{"redial": {"on_tag": [{"name": "callback", "value": "yes"}]}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("redial.on_tag[0].after = (missing): expected"),
+        "{e}"
+    );
 }

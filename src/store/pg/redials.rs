@@ -10,7 +10,7 @@ use super::Pg;
 use crate::outcomes::classes::OutcomeClass;
 use crate::redial::{self, Decision, RedialPolicy};
 use crate::store::redials::DIALLED;
-use crate::store::{OutcomeRecord, RedialDecision, StoreError};
+use crate::store::{OutcomeRecord, RedialDecision, RedialWait, StoreError};
 
 /// Campaign `campaign_id`'s redial policy, if it has one (one this build cannot read counts as
 /// none, with a warning).
@@ -258,19 +258,27 @@ pub(crate) async fn has_policy(c: &Transaction<'_>, campaign_id: i64) -> Result<
     Ok(c.query_opt(&stmt, &[&campaign_id]).await?.is_some())
 }
 
-/// SQLite's `redial_possible`: a contact whose latest call may still be redialled once its
-/// outcome is known; false without a policy.
-pub async fn redial_possible(pg: &Pg, campaign_id: i64) -> Result<bool, StoreError> {
+/// SQLite's `redial_wait`: an outcome not yet known that may still ask for a redial, else,
+/// with `[[redial.on_tag]]` rules, post-call tags not yet read; `None` without a policy.
+pub async fn redial_wait(pg: &Pg, campaign_id: i64) -> Result<Option<RedialWait>, StoreError> {
     let mut c = pg.client().await?;
     let tx = c.transaction().await?;
     let Some(policy) = policy_of(&tx, campaign_id).await? else {
-        return Ok(false);
+        return Ok(None);
     };
+    let max = i64::from(policy.max_dials);
     let sql = super::queue::dollars(&crate::store::redials::redial_possible_sql());
-    let found = tx
-        .query_opt(&sql, &[&campaign_id, &i64::from(policy.max_dials)])
+    let mut wait = tx
+        .query_opt(&sql, &[&campaign_id, &max])
         .await?
-        .is_some();
+        .map(|_| RedialWait::Outcome);
+    if wait.is_none() && !policy.on_tag.is_empty() {
+        let sql = super::queue::dollars(&crate::store::redials::tag_redial_possible_sql());
+        wait = tx
+            .query_opt(&sql, &[&campaign_id, &max])
+            .await?
+            .map(|_| RedialWait::Tags);
+    }
     tx.commit().await?;
-    Ok(found)
+    Ok(wait)
 }

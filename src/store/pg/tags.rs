@@ -402,21 +402,41 @@ pub async fn record_tags(
             out.opted_out = Some(callee.clone());
         }
     }
+    // The campaign's `[[redial.on_tag]]` (its stored policy), in this transaction (SQLite's
+    // record_tags); an opted-out number is never called again.
     if out.opted_out.is_none() {
-        let ended_ms: Option<i64> = tx
-            .query_opt(
-                "SELECT ended_at FROM outcomes WHERE session_id = $1",
-                &[&session_id],
-            )
-            .await?
-            .map(|r| r.try_get::<_, Option<i64>>(0))
-            .transpose()?
-            .flatten()
-            .map(|s| s.saturating_mul(1000));
-        if let Some((rule, at)) =
-            crate::outcomes::tag_rules::redial_match(&actions.redial, &tags, ended_ms, now_ms)
-        {
-            out.redial = Some((rule.describe(), at));
+        if let Some(policy) = super::redials::policy_of(&tx, campaign_id).await? {
+            let ended_ms: Option<i64> = tx
+                .query_opt(
+                    "SELECT ended_at FROM outcomes WHERE session_id = $1",
+                    &[&session_id],
+                )
+                .await?
+                .map(|r| r.try_get::<_, Option<i64>>(0))
+                .transpose()?
+                .flatten()
+                .filter(|s| *s > 0)
+                .map(|s| s.saturating_mul(1000));
+            if let Some((rule, at)) =
+                crate::outcomes::tag_rules::redial_match(&policy.on_tag, &tags, ended_ms, now_ms)
+            {
+                let cause = format!(
+                    "post-call tag {} in session {session_id}; redial after {}",
+                    rule.describe(),
+                    crate::redial::human(rule.after.unwrap_or_default())
+                );
+                let decision = super::redials::schedule_redial_tx(
+                    &tx,
+                    contact_id,
+                    &session_id,
+                    at,
+                    &cause,
+                    policy.max_dials,
+                    now_ms,
+                )
+                .await?;
+                out.redial = Some((rule.describe(), decision));
+            }
         }
     }
     tx.commit().await?;

@@ -1,14 +1,19 @@
 //! Redials on both stores: an outcome in `redial.on` puts its contact back to `pending` in the
 //! transaction that writes the outcome, `max_dials` counts every call, a poll that corrects a
 //! push takes back a redial the push asked for, and the dispatcher learns whether a redial may
-//! still come.
+//! still come; a `[[redial.on_tag]]` tag schedules its redial in the transaction that writes the
+//! tags, once, within `max_dials`, and the campaign waits for the tags that may ask for one.
 
 use std::time::Duration;
 
 use ccc_dialer::contact::Status;
+use ccc_dialer::outcomes::ai_results::{Kind, Tag};
 use ccc_dialer::outcomes::classes::OutcomeClass;
+use ccc_dialer::outcomes::tag_rules::TagRule;
 use ccc_dialer::redial::{RedialPolicy, Trigger};
-use ccc_dialer::store::{AttemptOutcome, OutcomeRecord, RedialDecision, Store};
+use ccc_dialer::store::{
+    AttemptOutcome, OutcomeRecord, RedialDecision, RedialWait, Store, TagActions,
+};
 
 use super::DEADLINE;
 use crate::pg::Fixture;
@@ -20,6 +25,7 @@ contract!(
     a_poll_that_corrects_a_push_takes_back_the_redial_the_push_asked_for,
     a_redial_asked_for_by_hand_follows_the_same_rules,
     a_held_push_claimed_by_its_attempt_takes_the_redial_decision_and_tells_the_hook,
+    a_callback_tag_schedules_its_redial_with_the_tags_once_and_within_max_dials,
 );
 
 const CALLEE: &str = "008613000000001";
@@ -40,6 +46,7 @@ fn policy(max_dials: u32) -> RedialPolicy {
         ],
         max_dials,
         after: Duration::from_secs(10),
+        on_tag: Vec::new(),
     }
 }
 
@@ -325,4 +332,129 @@ async fn a_held_push_claimed_by_its_attempt_takes_the_redial_decision_and_tells_
         w.arrivals.first().and_then(|a| a.was.clone()),
         Some(("not_answered".to_string(), 1_030_500))
     );
+}
+
+fn tag(name: &str, info_type: &str, value: &str) -> Tag {
+    Tag {
+        name: name.into(),
+        info_type: info_type.into(),
+        info_content: String::new(),
+        value: value.into(),
+        result: String::new(),
+    }
+}
+
+/// An answered record of `session`, ended (unix seconds) `ended`.
+fn answered(session: &str, ended: i64) -> OutcomeRecord {
+    OutcomeRecord {
+        answered_at: Some(ended - 20),
+        duration_s: Some(20),
+        ..record(session, "answered", 1, ended)
+    }
+}
+
+async fn a_callback_tag_schedules_its_redial_with_the_tags_once_and_within_max_dials(f: &Fixture) {
+    // Redial by tag only (no `on`): callback = yes asks for a call 1 h after the call's end.
+    let callback = TagRule {
+        name: "callback".into(),
+        value: "yes".into(),
+        after: Some(Duration::from_secs(3600)),
+    };
+    let p = RedialPolicy {
+        on: Vec::new(),
+        max_dials: 2,
+        after: Duration::from_secs(10),
+        on_tag: vec![callback],
+    };
+    let (store, id) = store_with_policy(f, Some(p)).await;
+    store.set_tag_kinds(vec![Kind::Tags], 0).await.unwrap();
+    let contact = dial(&store, id, 1_000_000, "s-1").await;
+    assert_eq!(
+        store.redial_wait(id).await.unwrap(),
+        Some(RedialWait::Outcome)
+    );
+    let w = store
+        .record_outcomes(vec![answered("s-1", 1_030)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (w.new.len(), w.redials),
+        (1, 0),
+        "answered: no redial by outcome"
+    );
+    // Its tags are awaited: the campaign is not finished, and says why.
+    assert_eq!(store.redial_wait(id).await.unwrap(), Some(RedialWait::Tags));
+    assert!(store.redial_possible(id).await.unwrap());
+    // "callback" (Boolean true) matches "yes": scheduled with the tags, due after the call's end.
+    let tags = vec![
+        tag("interested", "Boolean", "true"),
+        tag("callback", "Boolean", "true"),
+    ];
+    let w = store
+        .record_tags("s-1".into(), tags.clone(), TagActions::default(), 1_040_000)
+        .await
+        .unwrap();
+    let due_ms = 1_030_000 + 3_600_000;
+    assert!(w.new);
+    assert_eq!(
+        w.redial,
+        Some((
+            "callback=yes".to_string(),
+            RedialDecision::Scheduled {
+                due_ms,
+                dial: 2,
+                max_dials: 2
+            }
+        ))
+    );
+    let d = store.contact_detail(id, CALLEE).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status.as_str(), d.next_at, d.gate.as_deref()),
+        ("pending", due_ms, Some("redial_after"))
+    );
+    let why = d.error_message.clone().unwrap_or_default();
+    assert!(
+        why.contains("redial 2 of 2") && why.contains("post-call tag callback=yes in session s-1"),
+        "{why}"
+    );
+    assert_eq!(
+        store.redial_wait(id).await.unwrap(),
+        None,
+        "nothing awaited now"
+    );
+    // The same answer again (a check asked twice, a rerun after a crash) schedules nothing.
+    let w = store
+        .record_tags("s-1".into(), tags.clone(), TagActions::default(), 1_050_000)
+        .await
+        .unwrap();
+    assert_eq!((w.new, w.redial), (false, None));
+    assert_eq!(
+        store
+            .contact_detail(id, CALLEE)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_at,
+        due_ms
+    );
+    // The second call answers and asks again: max_dials = 2 calls made, it stays placed.
+    assert_eq!(dial(&store, id, due_ms, "s-2").await, contact);
+    store
+        .record_outcomes(vec![answered("s-2", due_ms / 1000 + 60)])
+        .await
+        .unwrap();
+    let w = store
+        .record_tags("s-2".into(), tags, TagActions::default(), due_ms + 90_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.redial,
+        Some(("callback=yes".to_string(), RedialDecision::MaxDials(2)))
+    );
+    let r = store.result_of(contact).await.unwrap();
+    assert_eq!(
+        (r.status.as_str(), r.outcome.as_str(), r.dials),
+        ("placed", "answered", 2)
+    );
+    assert_eq!(store.redial_wait(id).await.unwrap(), None);
 }

@@ -205,7 +205,6 @@ async fn an_opt_out_tag_lists_the_number_and_an_operator_takes_it_off_with_a_rea
             value: "yes".into(),
             after: None,
         }),
-        redial: Vec::new(),
     };
     let w = store
         .record_tags(s.clone(), vec![tag("do_not_call", "yes")], actions, 7_000)
