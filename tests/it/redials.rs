@@ -2,7 +2,9 @@
 //! dialled again and ends answered, a busy number gets `max_dials` calls and ends busy, the
 //! campaign's end expires a pending redial, a number put on the do-not-call list between two
 //! calls is not called again, the per-person gap across two campaigns holds a redial, and
-//! kill -9 at any point never creates a call beyond the policy.
+//! kill -9 at any point never creates a call beyond the policy; a "callback = yes" post-call tag
+//! (`[[redial.on_tag]]`) redials an answered call within `max_dials`, and kill -9 between the
+//! tag and its redial creates no extra call.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -368,5 +370,175 @@ async fn kill_9_at_any_point_never_creates_a_call_beyond_the_redial_policy() {
         assert_eq!((r.status.as_str(), r.dials), ("placed", *dials), "{r:?}");
         let want = if i % 3 == 1 { "busy" } else { "answered" };
         assert_eq!(r.outcome, want, "{r:?}");
+    }
+}
+
+/// `[outcomes]` as [`FAST`], reading post-call tags, with time to spare for a test killed and
+/// run again (a tag check is dropped at `give_up_after`).
+const TAGGED: &str = "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"120s\"\nreconcile_after = \"10s\"\ntags = true\n";
+
+/// `[[rule]]`s giving each callee its calls and, per call, its `callback` tag.
+fn tag_scripts(plan: &[(usize, &[&str], &[bool])]) -> String {
+    plan.iter()
+        .map(|(i, calls, callbacks)| {
+            let calls: Vec<String> = calls.iter().map(|s| format!("\"{s}\"")).collect();
+            let tags: Vec<String> = callbacks
+                .iter()
+                .map(|b| format!("{{ callback = {b} }}"))
+                .collect();
+            format!(
+                "[[rule]]\ncallee = \"{}\"\ncalls = [{}]\ntags = [{}]\n",
+                callee(*i),
+                calls.join(", "),
+                tags.join(", ")
+            )
+        })
+        .collect()
+}
+
+fn tagged_scratch(mock: &MockServer, contacts: usize, extra: &str) -> Scratch {
+    let s = Scratch::new(&mock.endpoint(), "", &format!("{TAGGED}\n{extra}"));
+    let mut csv = String::from("callee\n");
+    for i in 0..contacts {
+        csv.push_str(&format!("+86138{:08}\n", 7_000 + i));
+    }
+    s.write_contacts(&csv);
+    s
+}
+
+#[tokio::test]
+async fn a_callback_tag_redials_an_answered_call_within_max_dials() {
+    // 0: answered "callback = yes", then answered without: 2 calls. 1: asks every time: 3
+    // (max_dials). 2: answered without: 1. 3: not answered (not in `on`): 1. 4: busy (in `on`),
+    // answered asking for a callback, answered without: 3, by outcome then by tag.
+    let plan: [(usize, &[&str], &[bool], u32); 5] = [
+        (0, &["answered:1s", "answered:1s"], &[true, false], 2),
+        (1, &["answered:1s"; 4], &[true; 4], 3),
+        (2, &["answered:1s"], &[false], 1),
+        (3, &["not_answered", "answered:1s"], &[true, true], 1),
+        (
+            4,
+            &["busy", "answered:1s", "answered:1s"],
+            &[false, true, false],
+            3,
+        ),
+    ];
+    let faults = tag_scripts(
+        &plan
+            .iter()
+            .map(|(i, c, t, _)| (*i, *c, *t))
+            .collect::<Vec<_>>(),
+    );
+    let mock = mock(&faults).await;
+    let s = tagged_scratch(
+        &mock,
+        plan.len(),
+        "[calling]\nmin_gap = \"0s\"\n[redial]\non = [\"busy\"]\nmax_dials = 3\nafter = \"1s\"\n\
+         [[redial.on_tag]]\nname = \"callback\"\nvalue = \"yes\"\nafter = \"1s\"\n",
+    );
+    let out = run(&s, &[]).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    let rows = by_callee(s.results());
+    for (i, _, _, dials) in &plan {
+        let r = &rows[&callee(*i)];
+        let want = if *i == 3 { "not_answered" } else { "answered" };
+        assert_eq!(
+            (r.status.as_str(), r.outcome.as_str(), r.dials),
+            ("placed", want, *dials),
+            "callee {i}: {r:?}"
+        );
+        assert_eq!(created(&mock, *i), *dials, "calls created for callee {i}");
+    }
+    // The final row carries the last call's tags.
+    let (_, table) = crate::tags::table(&s.results);
+    assert_eq!(table[&callee(0)]["tag:callback"], "false");
+    assert_eq!(table[&callee(1)]["tag:callback"], "true");
+    let store = Store::open_read_only(&s.state, false).unwrap();
+    let campaign = store.find_campaign("run").await.unwrap().unwrap();
+    let c = store.outcome_counts(campaign.id).await.unwrap();
+    assert_eq!((c.reached, c.not_reached, c.redials_pending), (4, 1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_a_callback_tag_and_its_redial_creates_no_extra_call() {
+    // Per callee: i % 3 == 0 asks once (2 calls), 1 asks every time (3 calls, max_dials), 2
+    // never asks (1 call).
+    let n = 12;
+    let plan: Vec<(usize, &[&str], &[bool], u32)> = (0..n)
+        .map(|i| match i % 3 {
+            0 => (
+                i,
+                &["answered:0s", "answered:0s"][..],
+                &[true, false][..],
+                2,
+            ),
+            1 => (i, &["answered:0s"; 4][..], &[true; 4][..], 3),
+            _ => (i, &["answered:0s"][..], &[false][..], 1),
+        })
+        .collect();
+    let faults = tag_scripts(
+        &plan
+            .iter()
+            .map(|(i, c, t, _)| (*i, *c, *t))
+            .collect::<Vec<_>>(),
+    );
+    let mock = mock(&faults).await;
+    let s = tagged_scratch(
+        &mock,
+        n,
+        "[rate]\nrequests_per_second = 4\n[calling]\nmin_gap = \"0s\"\n[redial]\nmax_dials = 3\n\
+         [[redial.on_tag]]\nname = \"callback\"\nvalue = \"yes\"\nafter = \"1s\"\n",
+    );
+    let tag_requests = || mock.action_requests("DescribeAICallExtractResult");
+    // Kill the run the moment 1, 2 or 3 more tag requests reached the stand-in: their answers
+    // are arriving, being written, or their redials being scheduled.
+    let mut kills = 0;
+    for step in [1u64, 2, 1, 3, 1, 2, 1, 1] {
+        let mut child = s.spawn();
+        let base = tag_requests();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut finished = false;
+        while tag_requests() < base + step {
+            if child.try_wait().expect("try_wait").is_some() {
+                finished = true;
+                break;
+            }
+            assert!(Instant::now() < deadline, "no tag request");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if finished {
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        kills += 1;
+    }
+    assert!(kills > 0, "the run was never killed");
+    for _ in 0..4 {
+        let out = run(&s, &["--redial-not-placed"]).await;
+        assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+        if s.results().iter().all(|r| r.status == "placed") {
+            break;
+        }
+    }
+    let rows = by_callee(s.results());
+    let store = Store::open_read_only(&s.state, false).unwrap();
+    let campaign = store.find_campaign("run").await.unwrap().unwrap();
+    for (i, _, _, dials) in &plan {
+        let r = &rows[&callee(*i)];
+        let detail = store
+            .contact_detail(campaign.id, &callee(*i))
+            .await
+            .unwrap();
+        assert_eq!(
+            created(&mock, *i),
+            *dials,
+            "calls created for callee {i}: {r:?}\n{detail:#?}"
+        );
+        assert_eq!(
+            (r.status.as_str(), r.outcome.as_str(), r.dials),
+            ("placed", "answered", *dials),
+            "{r:?}"
+        );
     }
 }

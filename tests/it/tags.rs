@@ -48,7 +48,9 @@ async fn run(s: &Scratch) -> std::process::Output {
 }
 
 /// The results file as header → cell maps, by callee, and its header.
-fn table(path: &std::path::Path) -> (Vec<String>, HashMap<String, HashMap<String, String>>) {
+pub(crate) fn table(
+    path: &std::path::Path,
+) -> (Vec<String>, HashMap<String, HashMap<String, String>>) {
     let mut r = csv::Reader::from_path(path).expect("results readable");
     let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
     let mut rows = HashMap::new();
