@@ -59,6 +59,7 @@ pub async fn run(args: CallArgs) -> Result<Done, Failure> {
         overrides,
         attempts: 0,
         reschedules: 0,
+        line: 0,
     };
     if !args.ignore_window {
         if let Some(why) = outside_window(&rules, &contact, jiff::Timestamp::now()) {

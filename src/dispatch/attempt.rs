@@ -144,6 +144,7 @@ pub(super) async fn attempt(
         "attempt",
         campaign = contact.campaign_id,
         contact = contact.id,
+        line = contact.line,
         callee = %mask(&contact.callee),
         n = attempt_no
     );

@@ -665,7 +665,7 @@ async fn gates(
     match engine.rules.check(store, contact, now).await? {
         Verdict::Go => Ok(Gated::Go),
         Verdict::Wait { gate, until } => {
-            tracing::info!(contact = contact.id, callee = %mask(&contact.callee), gate = gate.as_str(), "{gate}");
+            tracing::info!(contact = contact.id, line = contact.line, callee = %mask(&contact.callee), gate = gate.as_str(), "{gate}");
             store
                 .defer(contact.id, until, gate.as_str(), now_ms())
                 .await?;
@@ -697,7 +697,7 @@ async fn gates(
             Ok(Gated::Held)
         }
         Verdict::End(gate) => {
-            tracing::info!(contact = contact.id, callee = %mask(&contact.callee), gate = gate.as_str(), "not called: on a do-not-call list");
+            tracing::info!(contact = contact.id, line = contact.line, callee = %mask(&contact.callee), gate = gate.as_str(), "not called: on a do-not-call list");
             end_dnc(store, contact.id, on_final).await?;
             Ok(Gated::Held)
         }

@@ -105,6 +105,7 @@ mod tests {
             overrides,
             attempts: 0,
             reschedules: 0,
+            line: 2,
         }
     }
 

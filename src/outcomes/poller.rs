@@ -701,12 +701,12 @@ impl Tracker {
             // without its list) a second match may hide in what was not read.
             Match::One(r) if answer.complete => {
                 let rec = self.to_record(&r, "reconciled", now_ms);
-                tracing::info!(contact = d.contact_id, session = %rec.session_id, outcome = %rec.class, "reconciled: the call records show the call of {what}; the contact is placed (not called again)");
+                tracing::info!(contact = d.contact_id, line = d.line, callee = %crate::dispatch::mask(&d.callee), session = %rec.session_id, outcome = %rec.class, "reconciled: the call records show the call of {what}; the contact is placed (not called again)");
                 self.stats.reconciled.fetch_add(1, Ordering::Relaxed);
                 Reconciled::Found(Box::new(rec))
             }
             Match::Many(sessions) => {
-                tracing::warn!(contact = d.contact_id, sessions = %sessions.join(","), "two or more call records match {what}: left unknown");
+                tracing::warn!(contact = d.contact_id, line = d.line, callee = %crate::dispatch::mask(&d.callee), sessions = %sessions.join(","), "two or more call records match {what}: left unknown");
                 Reconciled::Ambiguous(format!(
                     "{what}: {} call records match it (sessions {}): left unknown, check them by hand",
                     sessions.len(),
@@ -714,7 +714,7 @@ impl Tracker {
                 ))
             }
             Match::OtherAgent(sessions) => {
-                tracing::warn!(contact = d.contact_id, sessions = %sessions.join(","), agent, "a call record matching {what} names another AI agent: left unknown");
+                tracing::warn!(contact = d.contact_id, line = d.line, callee = %crate::dispatch::mask(&d.callee), sessions = %sessions.join(","), agent, "a call record matching {what} names another AI agent: left unknown");
                 Reconciled::Ambiguous(format!(
                     "{what}: call records of another AI agent match it (sessions {}; the campaign's agent is {agent}): left unknown, check them by hand",
                     sessions.join(", ")
@@ -724,9 +724,9 @@ impl Tracker {
                 if conclusive && now_ms - d.sent_at >= ms(self.settings.reconcile_after) =>
             {
                 if retry {
-                    tracing::info!(contact = d.contact_id, "no call record by outcomes.reconcile_after: the try that failed with an internal error created no call; its retry may go");
+                    tracing::info!(contact = d.contact_id, line = d.line, callee = %crate::dispatch::mask(&d.callee), "no call record by outcomes.reconcile_after: the try that failed with an internal error created no call; its retry may go");
                 } else {
-                    tracing::info!(contact = d.contact_id, "no call record by outcomes.reconcile_after: the request did not create a call (not_placed)");
+                    tracing::info!(contact = d.contact_id, line = d.line, callee = %crate::dispatch::mask(&d.callee), "no call record by outcomes.reconcile_after: the request did not create a call (not_placed)");
                 }
                 self.stats.not_placed.fetch_add(1, Ordering::Relaxed);
                 Reconciled::NotPlaced

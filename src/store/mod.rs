@@ -182,6 +182,9 @@ pub struct DueContact {
     pub overrides: Overrides,
     pub attempts: u32,
     pub reschedules: u32,
+    /// The contact's line in its file (the header is line 1; 0 for a `call` outside a file):
+    /// log lines name a contact by it and its masked number.
+    pub line: u64,
 }
 
 /// How an attempt ended and where it leaves its contact.
@@ -510,7 +513,7 @@ impl Store {
             let want = limit + exclude.len();
             let mut out = Vec::with_capacity(want);
             let mut retries = c.prepare_cached(
-                "SELECT id, campaign_id, callee, overrides, attempts, reschedules FROM contacts
+                "SELECT id, campaign_id, callee, overrides, attempts, reschedules, line FROM contacts
                  WHERE campaign_id = ?1 AND status = 'pending' AND next_at > 0 AND next_at <= ?2
                  ORDER BY next_at, id LIMIT ?3",
             )?;
@@ -520,7 +523,7 @@ impl Store {
             }
             if out.len() < want {
                 let mut first = c.prepare_cached(
-                    "SELECT id, campaign_id, callee, overrides, attempts, reschedules FROM contacts
+                    "SELECT id, campaign_id, callee, overrides, attempts, reschedules, line FROM contacts
                      WHERE campaign_id = ?1 AND status = 'pending' AND next_at = 0
                      ORDER BY id LIMIT ?2",
                 )?;

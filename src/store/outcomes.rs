@@ -35,6 +35,8 @@ pub struct DueReconcile {
     pub campaign_id: i64,
     /// As sent.
     pub callee: String,
+    /// The contact's line in its file (log lines name the contact by it).
+    pub line: u64,
     /// The contact's own `ai_agent_id` override, else its campaign's (`serve` settings), if
     /// either has one.
     pub agent_override: Option<u64>,
@@ -408,6 +410,7 @@ fn due_reconcile(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueReconcile> {
         status: r.get(7)?,
         due_at: r.get(9)?,
         kind: r.get(10)?,
+        line: r.get::<_, i64>(11)?.max(0) as u64,
     })
 }
 
@@ -487,7 +490,7 @@ impl Store {
                 "SELECT o.attempt_id, o.contact_id, k.campaign_id, k.callee, k.overrides,
                         o.sent_at, o.checks, k.status, c.settings,
                         CASE WHEN o.asked = 0 THEN o.next_check_at + ?4 ELSE o.next_check_at END,
-                        o.kind
+                        o.kind, k.line
                  FROM outcome_checks o JOIN contacts k ON k.id = o.contact_id
                    JOIN campaigns c ON c.id = k.campaign_id
                  WHERE o.kind IN ('reconcile', 'retry_check') AND o.asked = ?1

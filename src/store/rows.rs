@@ -20,6 +20,7 @@ pub(super) fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueContact> {
         overrides,
         attempts: r.get(4)?,
         reschedules: r.get(5)?,
+        line: r.get::<_, i64>(6)?.max(0) as u64,
     })
 }
 

@@ -6,7 +6,8 @@ use tokio_postgres::Row;
 use crate::contact::{NewContact, Overrides, ResultRow, Status};
 use crate::store::{DueContact, IntakeCounts, StoreError};
 
-pub(super) const DUE_COLUMNS: &str = "id, campaign_id, callee, overrides, attempts, reschedules";
+pub(super) const DUE_COLUMNS: &str =
+    "id, campaign_id, callee, overrides, attempts, reschedules, line";
 
 pub(super) fn due_row(r: &Row) -> Result<DueContact, StoreError> {
     let overrides: Option<String> = r.try_get(3)?;
@@ -22,6 +23,7 @@ pub(super) fn due_row(r: &Row) -> Result<DueContact, StoreError> {
         overrides,
         attempts: r.try_get::<_, i64>(4)?.max(0) as u32,
         reschedules: r.try_get::<_, i64>(5)?.max(0) as u32,
+        line: r.try_get::<_, i64>(6)?.max(0) as u64,
     })
 }
 
