@@ -193,6 +193,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/campaigns/{id}/results"),
     ("GET", "/v1/campaigns/{id}/contacts"),
     ("GET", "/v1/campaigns/{id}/report"),
+    ("GET", "/v1/campaigns/{id}/outcomes/history"),
     ("POST", "/v1/campaigns/{id}/contacts"),
     ("POST", "/v1/campaigns/{id}/purge"),
     ("GET", "/v1/campaigns/{id}/contacts/{callee}"),
@@ -244,6 +245,10 @@ pub fn router(svc: Arc<Service>, listen: std::net::SocketAddr) -> Router {
             get(super::contacts::list).post(add_contacts),
         )
         .route("/campaigns/{id}/report", get(report))
+        .route(
+            "/campaigns/{id}/outcomes/history",
+            get(super::history::history),
+        )
         .route("/campaigns/{id}/purge", post(purge))
         .route("/campaigns/{id}/contacts/{callee}", get(contact))
         .route("/calls", post(create_call))

@@ -22,6 +22,7 @@ pub mod cdr_push;
 pub mod console;
 pub mod contacts;
 pub mod dnc;
+pub mod history;
 pub mod inbox;
 pub mod inbox_checks;
 pub mod limits;

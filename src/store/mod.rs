@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 mod campaigns;
 mod detail;
 mod gates;
+mod history;
 mod lines;
 pub mod lock;
 mod outage;
@@ -36,6 +37,7 @@ mod tags;
 pub use campaigns::{Campaign, CampaignState, NewCampaign, SENDS_SINCE_SQL};
 pub use detail::{AttemptRecord, ContactDetail};
 pub use gates::PersonGuard;
+pub use history::OutcomeMinute;
 pub use lines::AGENT_LINES_BUSY;
 pub use outcomes::{
     Arrival, DueReconcile, DueSession, OnArrival, OutcomeCounts, OutcomeRecord, Reconciled,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 15;
+pub const SCHEMA_VERSION: i64 = 16;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -61,6 +61,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 15 {
         v15(conn)?;
+    }
+    if version < 16 {
+        v16(conn)?;
     }
     Ok(())
 }
@@ -645,6 +648,64 @@ fn v15(conn: &Connection) -> Result<(), StoreError> {
          DROP TRIGGER IF EXISTS pending_push_claimed;
          DROP TRIGGER IF EXISTS pending_push_claimed_at_insert;
          PRAGMA user_version = 15;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
+/// `outcome_minutes`: each campaign's calls by the minute they ended (unix minutes; the minute
+/// the record was written when it has no end time) and outcome class, kept by triggers on
+/// `outcomes` (a record written, re-classed or re-timed, deleted), so the history of outcomes
+/// (`GET /v1/campaigns/{id}/outcomes/history`, the console's chart) reads one row per minute
+/// and class however many contacts the campaign has. Built from what is stored.
+fn v16(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS outcome_minutes (
+           campaign_id INTEGER NOT NULL,
+           minute INTEGER NOT NULL,
+           class TEXT NOT NULL,
+           n INTEGER NOT NULL,
+           PRIMARY KEY (campaign_id, minute, class)
+         ) WITHOUT ROWID;
+         DELETE FROM outcome_minutes;
+         INSERT INTO outcome_minutes (campaign_id, minute, class, n)
+           SELECT k.campaign_id, COALESCE(o.ended_at, o.recorded_at / 1000) / 60, o.class,
+                  COUNT(*)
+           FROM outcomes o JOIN contacts k ON k.id = o.contact_id
+           GROUP BY 1, 2, 3;
+         CREATE TRIGGER IF NOT EXISTS outcome_minutes_recorded AFTER INSERT ON outcomes
+         BEGIN
+           INSERT INTO outcome_minutes (campaign_id, minute, class, n)
+             SELECT k.campaign_id, COALESCE(NEW.ended_at, NEW.recorded_at / 1000) / 60,
+                    NEW.class, 1
+             FROM contacts k WHERE k.id = NEW.contact_id
+             ON CONFLICT (campaign_id, minute, class) DO UPDATE SET n = n + 1;
+         END;
+         CREATE TRIGGER IF NOT EXISTS outcome_minutes_changed
+           AFTER UPDATE OF class, ended_at, recorded_at ON outcomes
+           WHEN OLD.class IS NOT NEW.class
+             OR COALESCE(OLD.ended_at, OLD.recorded_at / 1000) / 60
+                IS NOT COALESCE(NEW.ended_at, NEW.recorded_at / 1000) / 60
+         BEGIN
+           UPDATE outcome_minutes SET n = n - 1
+             WHERE campaign_id = (SELECT k.campaign_id FROM contacts k WHERE k.id = OLD.contact_id)
+               AND minute = COALESCE(OLD.ended_at, OLD.recorded_at / 1000) / 60
+               AND class = OLD.class;
+           INSERT INTO outcome_minutes (campaign_id, minute, class, n)
+             SELECT k.campaign_id, COALESCE(NEW.ended_at, NEW.recorded_at / 1000) / 60,
+                    NEW.class, 1
+             FROM contacts k WHERE k.id = NEW.contact_id
+             ON CONFLICT (campaign_id, minute, class) DO UPDATE SET n = n + 1;
+         END;
+         CREATE TRIGGER IF NOT EXISTS outcome_minutes_forgotten AFTER DELETE ON outcomes
+         BEGIN
+           UPDATE outcome_minutes SET n = n - 1
+             WHERE campaign_id = (SELECT k.campaign_id FROM contacts k WHERE k.id = OLD.contact_id)
+               AND minute = COALESCE(OLD.ended_at, OLD.recorded_at / 1000) / 60
+               AND class = OLD.class;
+         END;
+         PRAGMA user_version = 16;
          COMMIT;",
     )?;
     Ok(())

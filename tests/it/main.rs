@@ -36,6 +36,7 @@ mod notify;
 mod one_process;
 mod openapi;
 mod outage;
+mod outcome_history;
 mod outcomes;
 mod outcomes_store;
 mod oversized;

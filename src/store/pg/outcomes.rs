@@ -751,4 +751,30 @@ pub async fn hasten_lookups(
     }
     tx.commit().await?;
     Ok(n)
+
+/// SQLite's `Store::outcome_minutes`: calls by minute and class from `outcome_minutes`.
+pub async fn outcome_minutes(
+    pg: &Pg,
+    campaign_id: i64,
+    from_minute: i64,
+    to_minute: i64,
+) -> Result<Vec<crate::store::OutcomeMinute>, StoreError> {
+    let c = pg.client().await?;
+    let mut out = Vec::new();
+    for r in c
+        .query(
+            "SELECT minute, class, n FROM outcome_minutes
+             WHERE campaign_id = $1 AND minute >= $2 AND minute < $3 AND n > 0
+             ORDER BY minute, class",
+            &[&campaign_id, &from_minute, &to_minute],
+        )
+        .await?
+    {
+        out.push(crate::store::OutcomeMinute {
+            minute: r.try_get(0)?,
+            class: r.try_get(1)?,
+            calls: r.try_get::<_, i64>(2)?.max(0) as u64,
+        });
+    }
+    Ok(out)
 }

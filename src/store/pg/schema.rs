@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, V13),
     (14, V14),
     (15, V15),
+    (16, V16),
 ];
 
 /// The version this build's PostgreSQL schema ends at (equal to SQLite's: a test says so).
@@ -491,6 +492,55 @@ CREATE TABLE dnc_log (
   session_id TEXT,
   reason TEXT NOT NULL
 );
+"#;
+
+/// SQLite's v16: `outcome_minutes`, each campaign's calls by the minute they ended and outcome
+/// class, kept by a trigger on `outcomes` as SQLite's are.
+const V16: &str = r#"
+CREATE TABLE outcome_minutes (
+  campaign_id BIGINT NOT NULL,
+  minute BIGINT NOT NULL,
+  class TEXT NOT NULL,
+  n BIGINT NOT NULL,
+  PRIMARY KEY (campaign_id, minute, class)
+);
+INSERT INTO outcome_minutes (campaign_id, minute, class, n)
+  SELECT k.campaign_id, COALESCE(o.ended_at, o.recorded_at / 1000) / 60, o.class, COUNT(*)
+  FROM outcomes o JOIN contacts k ON k.id = o.contact_id
+  GROUP BY 1, 2, 3;
+
+CREATE FUNCTION outcome_minutes_outcome() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE campaign BIGINT;
+BEGIN
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    SELECT k.campaign_id INTO campaign FROM contacts k WHERE k.id = OLD.contact_id;
+    IF FOUND THEN
+      UPDATE outcome_minutes SET n = n - 1
+        WHERE campaign_id = campaign
+          AND minute = COALESCE(OLD.ended_at, OLD.recorded_at / 1000) / 60
+          AND class = OLD.class;
+    END IF;
+  END IF;
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    SELECT k.campaign_id INTO campaign FROM contacts k WHERE k.id = NEW.contact_id;
+    IF FOUND THEN
+      INSERT INTO outcome_minutes (campaign_id, minute, class, n)
+        VALUES (campaign, COALESCE(NEW.ended_at, NEW.recorded_at / 1000) / 60, NEW.class, 1)
+        ON CONFLICT (campaign_id, minute, class) DO UPDATE SET n = outcome_minutes.n + 1;
+    END IF;
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER outcome_minutes_recorded AFTER INSERT ON outcomes
+  FOR EACH ROW EXECUTE FUNCTION outcome_minutes_outcome();
+CREATE TRIGGER outcome_minutes_changed AFTER UPDATE OF class, ended_at, recorded_at ON outcomes
+  FOR EACH ROW WHEN (OLD.class IS DISTINCT FROM NEW.class
+    OR COALESCE(OLD.ended_at, OLD.recorded_at / 1000) / 60
+       IS DISTINCT FROM COALESCE(NEW.ended_at, NEW.recorded_at / 1000) / 60)
+  EXECUTE FUNCTION outcome_minutes_outcome();
+CREATE TRIGGER outcome_minutes_forgotten AFTER DELETE ON outcomes
+  FOR EACH ROW EXECUTE FUNCTION outcome_minutes_outcome();
 "#;
 
 #[cfg(test)]
