@@ -292,19 +292,6 @@ async fn console_pauses_resumes_and_cancels_with_a_confirmation_that_counts_the_
     b.click(&format!("a[href='#/campaign/{id}']")).await;
     b.wait_text("#campaign-state", "active", |t| t == "active")
         .await;
-    if let Ok(path) = std::env::var("CCC_CONSOLE_SCREENSHOT") {
-        b.wait_text("#contacts-page", "the contacts table", |t| {
-            t.contains("Page 1")
-        })
-        .await;
-        b.wait_js(
-            "document.querySelector('#chart polyline')",
-            "two samples in the chart",
-        )
-        .await;
-        b.screenshot(std::path::Path::new(&path)).await;
-    }
-
     // Why not now: the contact's panel says what holds it and until when.
     b.click(&format!(
         "button[data-callee='{}']",
@@ -364,8 +351,9 @@ async fn console_pauses_resumes_and_cancels_with_a_confirmation_that_counts_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_contacts_table_pages_searches_and_shows_names_as_text() {
-    let (_mock, s) = holding_scratch().await;
+async fn console_contacts_table_pages_searches_a_number_reads_its_why_not_now_and_shows_names_as_text(
+) {
+    let (mock, s) = holding_scratch().await;
     let served = Served::start(&s).await;
     let payload = "<img src=x onerror=\"window.__xss=1\">";
     let id_payload = "<script>window.__xss=2</script>";
@@ -436,12 +424,35 @@ async fn console_contacts_table_pages_searches_and_shows_names_as_text() {
     .await;
     assert_eq!(lines(&b).await, (52..102).collect::<Vec<_>>());
 
-    // Search by number as people type it.
+    // Search by number as people type it, then read why the contact found is not called now.
+    served
+        .wait_campaign(id, "every contact tried and held", |c| {
+            count(c, "pending") == 120 && count(c, "in_flight") == 0
+        })
+        .await;
+    wait_for_requests(&mock, "every contact tried", 120).await;
     b.type_into("#filter-q", "+86 139 02 000077").await;
     b.click("#contacts-filter button[type=submit]").await;
     b.wait_text("#contacts-page", "the search", |t| t.contains("lines 79"))
         .await;
     assert_eq!(lines(&b).await, vec![79]);
+    b.click(&format!(
+        "#contact-rows button[data-callee='{}']",
+        crate::served::normalised(2, 77)
+    ))
+    .await;
+    let why = b
+        .wait_text("#why-not-now", "why not now", |t| !t.is_empty())
+        .await;
+    assert!(why.contains("rescheduled"), "{why}");
+    assert!(why.contains("until"), "{why}");
+    let title = b
+        .wait_text("#contact-title", "the contact's panel", |_| true)
+        .await;
+    assert_eq!(
+        title,
+        format!("Contact {}", crate::served::normalised(2, 77))
+    );
     // An outcome filter: no call here has a record, so nobody matches.
     b.type_into("#filter-q", "").await;
     b.js("document.getElementById('filter-outcome').value = 'answered'; return null")
@@ -577,8 +588,8 @@ async fn console_shows_call_outcomes_the_answer_rate_and_filters_by_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_charts_outcomes_shows_the_answer_rate_by_dial_and_each_calls_talk_time_and_tags() {
     use crate::served::normalised;
-    // The first contact's call is busy, the others are answered, last 2 s and leave post-call
-    // tags (one holding markup, shown as text).
+    // The first contact's call is busy (a redial is due an hour later), the others are
+    // answered, last 2 s and leave post-call tags (one holding markup, shown as text).
     let faults = format!(
         "[[rule]]\ncallee = \"{}\"\ncalls = [\"busy\"]\n[[rule]]\ncallee = \"*\"\ncalls = [\"answered:2s\"]\ntags = [{{ interested = true, topic = \"<b>refund</b>\" }}]\n",
         normalised(7, 0)
@@ -586,13 +597,15 @@ async fn console_charts_outcomes_shows_the_answer_rate_by_dial_and_each_calls_ta
     let mock = mock_with(20, 0, &faults).await;
     let s = crate::served::scratch(
         &mock,
-        "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\ntags = true\n",
+        "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\ntags = true\n[redial]\non = [\"busy\"]\nmax_dials = 2\nafter = \"1h\"\n",
     );
     let served = Served::start(&s).await;
     let id = served.create("dials", &crate::served::csv_of(7, 4)).await;
     served
-        .wait_campaign(id, "every outcome known", |c| {
-            c["state"] == "completed" && c["outcomes"]["awaiting"] == 0
+        .wait_campaign(id, "every outcome known, the busy one's redial due", |c| {
+            c["outcomes"]["awaiting"] == 0
+                && c["outcomes"]["by_outcome"]["answered"] == 3
+                && c["outcomes"]["redials_pending"] == 1
         })
         .await;
     // The answered contact's tags have arrived (the contact view carries them).
@@ -616,9 +629,11 @@ async fn console_charts_outcomes_shows_the_answer_rate_by_dial_and_each_calls_ta
 
     let b = Browser::start().await;
     signed_in(&b, &served).await;
+    let opened = jiff::Timestamp::now();
     b.goto(&served.url(&format!("/console/#/campaign/{id}")))
         .await;
-    // The outcomes chart beside the rate chart: a mark per outcome seen, a legend with counts.
+    // The outcomes chart beside the rate chart: the campaign's history (calls by the minute
+    // they ended, every one of them ended before this page opened), a legend with counts.
     let answered = b
         .wait_text(
             "#outcomes-legend li[data-outcome='answered']",
@@ -638,9 +653,40 @@ async fn console_charts_outcomes_shows_the_answer_rate_by_dial_and_each_calls_ta
         title.as_str().unwrap_or("").contains("answered 3, busy 1"),
         "{title}"
     );
-    assert_eq!(b.count("#outcomes-chart svg circle.oc-answered").await, 1);
-    assert_eq!(b.count("#outcomes-chart svg circle.oc-busy").await, 1);
-    assert_eq!(b.count("#outcomes-chart svg circle.oc-voicemail").await, 0);
+    let bars = b
+        .js("return Array.from(document.querySelectorAll('#outcomes-chart svg rect.bar')).map(r => [r.dataset.outcome, Number(r.dataset.calls), r.dataset.start])")
+        .await;
+    let bars = bars.as_array().expect("bars");
+    let calls_of = |k: &str| -> u64 {
+        bars.iter()
+            .filter(|b| b[0] == k)
+            .map(|b| b[1].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(calls_of("answered"), 3, "{bars:?}");
+    assert_eq!(calls_of("busy"), 1, "{bars:?}");
+    assert_eq!(calls_of("voicemail"), 0, "{bars:?}");
+    for bar in bars {
+        let start: jiff::Timestamp = bar[2].as_str().unwrap_or("").parse().expect("a start");
+        assert!(start <= opened, "a bar from before the page opened: {bar}");
+    }
+    // Redials: the campaign counts the one pending.
+    let pending = b
+        .wait_text("#redials-pending", "redials pending", |_| true)
+        .await;
+    assert_eq!(pending, "1");
+    if let Ok(path) = std::env::var("CCC_CONSOLE_SCREENSHOT") {
+        b.wait_text("#contacts-page", "the contacts table", |t| {
+            t.contains("Page 1")
+        })
+        .await;
+        b.wait_js(
+            "document.querySelector('#chart polyline')",
+            "two samples in the rate chart",
+        )
+        .await;
+        b.screenshot(std::path::Path::new(&path)).await;
+    }
     // Answer rate by dial, as the report gives it: one dial, 3 answered of 4.
     let rate = b
         .wait_text(
@@ -683,6 +729,26 @@ async fn console_charts_outcomes_shows_the_answer_rate_by_dial_and_each_calls_ta
         .wait_text("#why-not-now", "why not now", |t| !t.is_empty())
         .await;
     assert!(why.contains("final"), "{why}");
+    assert_eq!(
+        b.wait_text("#contact-dials", "the calls made", |_| true)
+            .await,
+        "1"
+    );
+    // The busy contact's panel: its redial and when it is due.
+    b.click(&format!("button[data-callee='{}']", normalised(7, 0)))
+        .await;
+    let why = b
+        .wait_text("#why-not-now", "the redial", |t| t.contains("redial due"))
+        .await;
+    assert!(why.contains(" at "), "{why}");
+    let outcome = b
+        .wait_text(
+            "#contact-panel table.sessions td.session-outcome",
+            "the busy call",
+            |_| true,
+        )
+        .await;
+    assert_eq!(outcome, "busy");
     b.check_accessibility("a campaign's page with its outcomes chart and dials")
         .await;
     b.quit().await;

@@ -83,6 +83,13 @@
     return d.toLocaleString() + ' (' + d.toISOString().replace('.000Z', 'Z') + ')';
   }
 
+  // A short local clock time ("14:05") for chart labels.
+  function clock(iso) {
+    const d = new Date(iso);
+    if (isNaN(d.getTime())) return String(iso);
+    return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
   function finalCount(c) {
     let n = 0;
     for (const [s, v] of Object.entries(c.counts || {})) if (FINAL.has(s)) n += v;
@@ -396,44 +403,70 @@
     return root;
   }
 
-  // Contacts by their latest call's outcome, sampled from the campaign view (its counts are
-  // kept by the store as outcomes arrive: no extra query) every 2 s while the page is open.
-  function outcomesChart(samples) {
+  // Calls by outcome per interval, from the campaign's history (GET …/outcomes/history: counts
+  // the store keeps per minute, so the chart covers the campaign's life, not only the time this
+  // page was open). One stacked bar per interval.
+  function outcomesChart(hist) {
     const W = 600, H = 180, L = 36, B = 22, T = 8, R = 8;
-    const shown = OUTCOMES.filter((k) => samples.some((s) => s.by[k]));
-    const top = Math.max(1, ...samples.map((s) => Math.max(0, ...shown.map((k) => s.by[k] || 0)))) * 1.1;
-    const x = (i) => L + ((W - L - R) * i) / (CHART_POINTS - 1);
+    const iv = hist.intervals || [];
+    const top = Math.max(1, ...iv.map((i) => i.calls)) * 1.1;
+    // At least 30 slots: a young campaign's few intervals stay bars, not a block.
+    const slot = (W - L - R) / Math.max(30, iv.length);
     const y = (v) => T + (H - T - B) * (1 - v / top);
+    const totals = outcomeTotals(hist);
+    const shown = OUTCOMES.filter((k) => totals[k]);
+    const step = hist.step_seconds >= 3600 ? (hist.step_seconds / 3600) + ' h' : (hist.step_seconds / 60) + ' min';
     const root = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, class: 'chart', role: 'img', 'aria-labelledby': 'outcomes-chart-title' });
     const title = svg('title', { id: 'outcomes-chart-title' });
-    const last = samples.length ? samples[samples.length - 1].by : {};
-    title.textContent = 'Contacts by call outcome over the last ' + Math.round((samples.length * POLL_MS) / 1000) + ' s: now ' +
-      (shown.length ? shown.map((k) => k.replace('_', ' ') + ' ' + (last[k] || 0)).join(', ') : 'no outcome yet');
+    title.textContent = 'Calls by outcome per ' + step + ' since ' + clock(hist.from) + ': ' +
+      (shown.length ? shown.map((k) => k.replace('_', ' ') + ' ' + totals[k]).join(', ') : 'no outcome yet');
     root.appendChild(title);
-    for (const v of [0, Math.round(top / 1.1 / 2), Math.round(top / 1.1)]) {
+    const most = Math.round(top / 1.1);
+    for (const v of [0, Math.round(most / 2), most]) {
       root.appendChild(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
       const t = svg('text', { x: L - 4, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' });
       t.textContent = String(v);
       root.appendChild(t);
     }
-    const offset = CHART_POINTS - samples.length;
-    for (const k of shown) {
-      const pts = samples.map((s, i) => x(offset + i).toFixed(1) + ',' + y(s.by[k] || 0).toFixed(1)).join(' ');
-      if (samples.length > 1) root.appendChild(svg('polyline', { points: pts, class: 'series oc-' + k, 'data-outcome': k }));
-      root.appendChild(svg('circle', { cx: x(CHART_POINTS - 1).toFixed(1), cy: y(last[k] || 0).toFixed(1), r: 3, class: 'dot oc-' + k }));
-    }
+    iv.forEach((i, n) => {
+      let base = 0;
+      for (const k of OUTCOMES) {
+        const calls = (i.by_outcome || {})[k] || 0;
+        if (!calls) continue;
+        root.appendChild(svg('rect', {
+          x: (L + n * slot + slot * 0.1).toFixed(1), width: Math.max(1, slot * 0.8).toFixed(1),
+          y: y(base + calls).toFixed(1), height: (y(base) - y(base + calls)).toFixed(1),
+          class: 'bar oc-' + k, 'data-outcome': k, 'data-calls': calls, 'data-start': i.start,
+        }));
+        base += calls;
+      }
+    });
     const foot = svg('text', { x: L, y: H - 6, class: 'axis' });
-    foot.textContent = '← 5 min (contacts by latest outcome, sampled every 2 s while this page is open)';
+    foot.textContent = '← since ' + clock(hist.from) + ' (calls by the ' + step + ' they ended in)';
     root.appendChild(foot);
     return root;
   }
 
-  function outcomesLegend(by) {
-    const shown = OUTCOMES.filter((k) => by[k]);
-    if (!shown.length) return h('figcaption', { class: 'small', text: 'Contacts by call outcome: none recorded yet.' });
-    return h('figcaption', { class: 'small' }, 'Contacts by call outcome: ',
+  function outcomeTotals(hist) {
+    const totals = {};
+    for (const i of hist.intervals || []) {
+      for (const [k, n] of Object.entries(i.by_outcome || {})) totals[k] = (totals[k] || 0) + n;
+    }
+    return totals;
+  }
+
+  function outcomesLegend(hist, c) {
+    const totals = outcomeTotals(hist);
+    const shown = OUTCOMES.filter((k) => totals[k]);
+    const o = c.outcomes;
+    const redials = h('p', { id: 'redials', class: 'small' },
+      'Reached: ', h('span', { id: 'reached', text: num(o.reached || 0) }),
+      ' · not reached: ', num(o.not_reached || 0),
+      ' · redials pending: ', h('span', { id: 'redials-pending', text: num(o.redials_pending || 0) }));
+    if (!shown.length) return h('figcaption', { class: 'small' }, 'Calls by outcome: none recorded yet.', redials);
+    return h('figcaption', { class: 'small' }, 'Calls by outcome: ',
       h('ul', { class: 'legend', id: 'outcomes-legend' }, shown.map((k) => h('li', { 'data-outcome': k },
-        h('span', { class: 'swatch oc-' + k, 'aria-hidden': 'true' }), k.replace('_', ' ') + ' ' + num(by[k])))));
+        h('span', { class: 'swatch oc-' + k, 'aria-hidden': 'true' }), k.replace('_', ' ') + ' ' + num(totals[k])))), redials);
   }
 
   // Answer rate and reach by dial (1 = each contact's first placed call), from the report.
@@ -471,7 +504,8 @@
       h('p', { class: 'small' }, 'From the campaign\'s report (read when the page opens, when the campaign\'s state changes, and on Refresh). ', dialsRefresh, ' ', dialsAt),
       dialsBody);
     const root = pageShell('Campaign ' + id, h('p', {}, h('a', { href: '#/', text: '← All campaigns' })), head, actions, actionMsg, summary, charts, dials);
-    const outcomeSamples = [];
+    let historyKey = null;
+    let historyAt = 0;
     let reportState = null;
     const view = app.view;
     const loadDials = async () => {
@@ -561,11 +595,18 @@
       append(chartBox, [chart(samples, c.rate_cap_per_second || 1),
         h('figcaption', { class: 'small', text: 'Requests per second (' + (c.rate_per_second || 0).toFixed(1) + ') against its cap (' + c.rate_cap_per_second + '/s).' })]);
       if (c.outcomes) {
-        outcomeSamples.push({ t: Date.now(), by: Object.assign({}, c.outcomes.by_outcome) });
-        if (outcomeSamples.length > CHART_POINTS) outcomeSamples.shift();
-        outcomesBox.hidden = false;
-        clear(outcomesBox);
-        append(outcomesBox, [outcomesChart(outcomeSamples), outcomesLegend(c.outcomes.by_outcome)]);
+        // The history is read again when the campaign's outcome counts move (and every 30 s,
+        // for the interval edges): one range read of kept per-minute counts.
+        const key = JSON.stringify(c.outcomes.by_outcome) + c.outcomes.redials_pending + c.state;
+        if (key !== historyKey || Date.now() - historyAt > 30000) {
+          const hist = await apiJson('/v1/campaigns/' + id + '/outcomes/history');
+          historyKey = key;
+          historyAt = Date.now();
+          if (view !== app.view) return;
+          outcomesBox.hidden = false;
+          clear(outcomesBox);
+          append(outcomesBox, [outcomesChart(hist), outcomesLegend(hist, c)]);
+        }
         dials.hidden = false;
         if (reportState !== c.state) {
           reportState = c.state;
@@ -702,9 +743,12 @@
           h('dt', { text: 'Line' }), h('dd', { text: d.line }),
           h('dt', { text: 'ID' }), h('dd', { text: d.ext_id || '—' }),
           h('dt', { text: 'Attempts used' }), h('dd', { text: d.attempts_used }),
+          h('dt', { text: 'Calls (dials)' }), h('dd', { id: 'contact-dials', text: d.dials === undefined ? '—' : d.dials }),
           h('dt', { text: 'Session' }), h('dd', { text: d.session_id || '—' }),
           h('dt', { text: 'Last error' }), h('dd', { text: d.error_code ? d.error_code + (d.error_message ? ': ' + d.error_message : '') : '—' }),
-          h('dt', { text: 'Why not now' }), h('dd', { id: 'why-not-now' }, w
+          h('dt', { text: 'Why not now' }), h('dd', { id: 'why-not-now' }, w && w.gate === 'redial_after'
+            ? [h('b', { text: 'redial due' }), ' at ' + when(w.until), w.reason ? ' (' + w.reason + ')' : '']
+            : w
             ? [h('b', { text: w.gate }), w.reason ? ': ' + w.reason : '', w.until ? ' — until ' + when(w.until) : '']
             : FINAL.has(d.status) ? 'final: it will not be called again' : 'on the wire now')),
         d.sessions && d.sessions.length ? [
