@@ -514,6 +514,12 @@ async fn console_shows_the_rate_fall_to_zero_on_pause_and_come_back_on_resume() 
         .await;
     assert_eq!(dip, Value::Bool(true), "the chart shows no dip to 0");
     b.click("#cancel").await;
+    // The dialog opens once the campaign's count is read: its button is clickable from then.
+    b.wait_js(
+        "document.getElementById('cancel-dialog').open",
+        "the confirmation open",
+    )
+    .await;
     b.click("#cancel-confirm").await;
     b.wait_text("#campaign-state", "cancelled", |t| t == "cancelled")
         .await;
