@@ -252,6 +252,7 @@ fn due_reconcile(r: &Row) -> Result<DueReconcile, StoreError> {
         status: r.try_get(7)?,
         due_at: r.try_get(9)?,
         kind: r.try_get(10)?,
+        line: r.try_get::<_, i64>(11)?.max(0) as u64,
     })
 }
 
@@ -317,7 +318,7 @@ pub async fn due_reconciles_until(
         "SELECT o.attempt_id, o.contact_id, k.campaign_id, k.callee, k.overrides,
                 o.sent_at, o.checks, k.status, c.settings,
                 CASE WHEN o.asked = 0 THEN o.next_check_at + $4 ELSE o.next_check_at END,
-                o.kind
+                o.kind, k.line
          FROM outcome_checks o JOIN contacts k ON k.id = o.contact_id
            JOIN campaigns c ON c.id = k.campaign_id
          WHERE o.kind IN ('reconcile', 'retry_check') AND o.asked = $1
@@ -751,6 +752,7 @@ pub async fn hasten_lookups(
     }
     tx.commit().await?;
     Ok(n)
+}
 
 /// SQLite's `Store::outcome_minutes`: calls by minute and class from `outcome_minutes`.
 pub async fn outcome_minutes(
