@@ -247,6 +247,8 @@ pub async fn run_campaign(
     let permits = engine.permits.clone();
     let batch = (engine.limiter.cap() * 4).clamp(64, 1024);
     let mut buffer: VecDeque<DueContact> = VecDeque::new();
+    // The per-person answers read ahead for the buffer (see `ReadAhead`).
+    let mut ahead = ReadAhead::default();
     let mut tasks = JoinSet::new();
     let mut announced: Option<i64> = None;
     // How long this loop waited and why, for `report` (see `waits`).
@@ -425,7 +427,20 @@ pub async fn run_campaign(
             let Some(contact) = buffer.pop_front() else {
                 continue;
             };
-            match or_stop!(gates(&engine, &contact, &*on_final).await) {
+            if !ahead.holds(contact.id) {
+                let now = jiff::Timestamp::now();
+                let read = engine
+                    .rules
+                    .read_ahead(
+                        &engine.store,
+                        std::iter::once(&contact).chain(buffer.iter()),
+                        now,
+                    )
+                    .await;
+                ahead = ReadAhead::new(or_stop!(read));
+            }
+            let read = ahead.take(contact.id);
+            match or_stop!(gates(&engine, &contact, read, &*on_final).await) {
                 Gated::Go => buffer.push_front(contact),
                 Gated::Held => {
                     turn = None;
@@ -654,15 +669,56 @@ enum Gated {
     CampaignEnded,
 }
 
-/// Apply the calling rules to `contact` and record what they decided.
+/// The per-person rules' answers for the buffered contacts, read in one call to the store
+/// ([`crate::dispatch::rules::Rules::read_ahead`]) when the contact at the front has none, and
+/// used for at most [`READ_AHEAD_FOR`]. Asked one contact at a time, each answer waited for a
+/// turn of the store's thread (a group commit): with the cap lifted the dispatch loop made a
+/// few hundred attempts a second (BENCHMARKS.md, engine headroom). An answer spares a rate
+/// token only; the store checks again as it writes the attempt down.
+#[derive(Default)]
+struct ReadAhead {
+    read_at: Option<std::time::Instant>,
+    held: std::collections::HashMap<i64, Option<crate::calling::gate::Gate>>,
+}
+
+/// How long answers read ahead are used.
+const READ_AHEAD_FOR: Duration = Duration::from_secs(1);
+
+impl ReadAhead {
+    fn new(held: std::collections::HashMap<i64, Option<crate::calling::gate::Gate>>) -> ReadAhead {
+        ReadAhead {
+            read_at: Some(std::time::Instant::now()),
+            held,
+        }
+    }
+
+    /// Whether a fresh answer for `contact` is at hand.
+    fn holds(&self, contact: i64) -> bool {
+        self.read_at.is_some_and(|at| at.elapsed() < READ_AHEAD_FOR)
+            && self.held.contains_key(&contact)
+    }
+
+    /// The answer for `contact` (taken), if a fresh one is at hand: `Some(None)` when it was not
+    /// held.
+    fn take(&mut self, contact: i64) -> Option<Option<crate::calling::gate::Gate>> {
+        if !self.holds(contact) {
+            return None;
+        }
+        self.held.remove(&contact)
+    }
+}
+
+/// Apply the calling rules to `contact` and record what they decided; `ahead` is its
+/// per-person answer when one was read ahead.
 async fn gates(
     engine: &Engine,
     contact: &DueContact,
+    ahead: Option<Option<crate::calling::gate::Gate>>,
     on_final: &(dyn Fn(ResultRow) + Send + Sync),
 ) -> Result<Gated, EngineError> {
     let now = jiff::Timestamp::now();
     let store = &engine.store;
-    match engine.rules.check(store, contact, now).await? {
+    match engine.rules.check_ahead(store, contact, now, ahead).await? {
         Verdict::Go => Ok(Gated::Go),
         Verdict::Wait { gate, until } => {
             tracing::info!(contact = contact.id, line = contact.line, callee = %mask(&contact.callee), gate = gate.as_str(), "{gate}");

@@ -180,6 +180,18 @@ impl Rules {
         contact: &DueContact,
         now: Timestamp,
     ) -> Result<Verdict, StoreError> {
+        self.check_ahead(store, contact, now, None).await
+    }
+
+    /// [`Rules::check`], with the per-person answer already read for this contact by
+    /// [`Rules::read_ahead`] when `ahead` has one (`Some(None)`: not held then).
+    pub async fn check_ahead(
+        &self,
+        store: &Store,
+        contact: &DueContact,
+        now: Timestamp,
+        ahead: Option<Option<Gate>>,
+    ) -> Result<Verdict, StoreError> {
         if let Err(g) = gate::campaign_end(self.calling.not_after, now) {
             return Ok(Verdict::End(g));
         }
@@ -198,12 +210,38 @@ impl Rules {
         // The same per-person check the store makes again when the attempt is written down;
         // made here too so a held contact does not spend a rate token first.
         if let Some(guard) = self.person_guard(contact, now) {
-            if let Some(gate) = store.person_held(contact.id, guard, ms(now)).await? {
+            let held = match ahead {
+                Some(held) => held,
+                None => store.person_held(contact.id, guard, ms(now)).await?,
+            };
+            if let Some(gate) = held {
                 let until = gate.until().map_or(ms(now) + 60_000, ms);
                 return Ok(Verdict::Wait { gate, until });
             }
         }
         Ok(Verdict::Go)
+    }
+
+    /// The per-person answers for `contacts` at `now`, read in one call to the store (see
+    /// [`Store::persons_held`]), by contact id; empty when no per-person rule applies. An answer
+    /// read ahead only spares a rate token: the store checks again when the attempt is written
+    /// down, so one that went stale meanwhile (another campaign called the number) holds the
+    /// contact there instead.
+    pub async fn read_ahead<'a>(
+        &self,
+        store: &Store,
+        contacts: impl Iterator<Item = &'a DueContact>,
+        now: Timestamp,
+    ) -> Result<std::collections::HashMap<i64, Option<Gate>>, StoreError> {
+        let checks: Vec<(i64, PersonGuard)> = contacts
+            .filter_map(|c| self.person_guard(c, now).map(|g| (c.id, g)))
+            .collect();
+        if checks.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let ids: Vec<i64> = checks.iter().map(|(id, _)| *id).collect();
+        let held = store.persons_held(checks, ms(now)).await?;
+        Ok(ids.into_iter().zip(held).collect())
     }
 
     /// The caller number for a request about to leave (after the pacer: a pick made earlier

@@ -428,7 +428,7 @@ async fn counts_follow_every_status_change_and_delete(f: &Fixture) {
 async fn one_number_in_two_campaigns_is_held_by_the_per_person_gap(f: &Fixture) {
     let store = f.open().await;
     let a = campaign_with(&store, "a", vec![row(2, "+15550001")]).await;
-    let b = campaign_with(&store, "b", vec![row(2, "+15550001")]).await;
+    let b = campaign_with(&store, "b", vec![row(2, "+15550001"), row(3, "+15550002")]).await;
     let guard = PersonGuard {
         min_gap: Duration::from_secs(3600),
         max_per_day: 5,
@@ -458,6 +458,16 @@ async fn one_number_in_two_campaigns_is_held_by_the_per_person_gap(f: &Fixture) 
         .await
         .unwrap()
         .is_some());
+    // The dispatcher reads its buffer's answers ahead in one call: the same answers, in order
+    // (the called number held, the other not).
+    let ahead = store
+        .persons_held(
+            vec![(db[0].id, guard.clone()), (db[1].id, guard.clone())],
+            now + 1_000,
+        )
+        .await
+        .unwrap();
+    assert!(ahead[0].is_some() && ahead[1].is_none(), "{ahead:?}");
     assert_eq!(
         store.result_of(db[0].id).await.unwrap().status,
         "pending",
