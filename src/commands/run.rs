@@ -560,6 +560,7 @@ impl Progress {
             let start = Instant::now();
             let mut ticks: u64 = 0;
             let mut waiting = String::new();
+            let mut done = already_final;
             loop {
                 tick.tick().await;
                 ticks += 1;
@@ -596,7 +597,15 @@ impl Progress {
                 let unknown = c.unknown.load(Ordering::Relaxed);
                 let sent = c.sent.load(Ordering::Relaxed);
                 let rate = sent as f64 / start.elapsed().as_secs_f64().max(0.001);
-                let done = already_final + placed + failed + unknown;
+                // Contacts final, from the store's kept counts (a few rows): counting calls
+                // instead (placed + failed + unknown) passed the total once redials were placed.
+                if let Ok(counts) = engine.store.counts(campaign_id).await {
+                    done = counts
+                        .iter()
+                        .filter(|(s, _)| s.is_final())
+                        .map(|(_, n)| n)
+                        .sum();
+                }
                 match &bar2 {
                     Some(bar) => {
                         bar.set_position(done);

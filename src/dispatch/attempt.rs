@@ -140,7 +140,10 @@ pub(super) async fn attempt(
     c.sent.fetch_add(1, Ordering::Relaxed);
     c.in_flight.fetch_add(1, Ordering::Relaxed);
     m.in_flight.inc();
-    let span = tracing::info_span!(
+    // At error level: a span is recorded only when the filter lets its level through, and a
+    // progress bar lowers the filter to warn; at info, the warnings and errors about this
+    // attempt printed under the bar would not name the contact.
+    let span = tracing::error_span!(
         "attempt",
         campaign = contact.campaign_id,
         contact = contact.id,

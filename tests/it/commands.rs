@@ -313,18 +313,20 @@ async fn text_logs_into_a_pipe_carry_no_colour_codes() {
     let mock = mock_with(20, 0, "").await;
     let s = Scratch::new(&mock.endpoint(), "", "");
     s.write_contacts(&contacts_csv(2));
-    let out = run_text_logs(&s).await;
+    let out = run_text_logs(&s, &[]).await;
     let err = stderr_of(&out);
     assert_eq!(code_of(&out), 0, "{err}");
     assert!(err.contains("INFO"), "text log lines expected: {err}");
     assert!(!err.contains('\u{1b}'), "colour codes in a pipe: {err:?}");
 }
 
-/// `run` of the scratch campaign with `--log-format text` (what a terminal shows), to the end.
-async fn run_text_logs(s: &Scratch) -> std::process::Output {
+/// `run` of the scratch campaign with `--log-format text` (what a terminal shows) and `extra`
+/// options before the command, to the end.
+async fn run_text_logs(s: &Scratch, extra: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(bin());
     cmd.arg("--log-format")
         .arg("text")
+        .args(extra)
         .arg("run")
         .arg("--config")
         .arg(&s.config)
@@ -345,32 +347,35 @@ async fn run_text_logs(s: &Scratch) -> std::process::Output {
 }
 
 /// A text log line about one contact names it as an operator can find it: its line in the
-/// contacts file and its masked number; the full number appears nowhere on stderr.
+/// contacts file and its masked number; the full number appears nowhere on stderr. At the
+/// default level and at warn, the level a progress bar sets (only warnings and errors show).
 #[tokio::test]
 async fn text_log_lines_about_a_contact_name_its_line_and_masked_number() {
     // The third contact (line 4 of the file) is refused for good; the others are placed.
-    let mock = mock_with(
-        20,
-        0,
-        "[[rule]]\ncallee = \"008613800000002\"\noutcomes = [\"error:FailedOperation.CalleeIsBlackUser\"]\n",
-    )
-    .await;
-    let s = Scratch::new(&mock.endpoint(), "", "");
-    s.write_contacts(&contacts_csv(4));
-    let out = run_text_logs(&s).await;
-    let err = stderr_of(&out);
-    assert_eq!(code_of(&out), 0, "{err}");
-    let gave_up: Vec<&str> = err.lines().filter(|l| l.contains("gave up")).collect();
-    assert_eq!(gave_up.len(), 1, "one refused contact: {err}");
-    assert!(gave_up[0].contains("line=4"), "{}", gave_up[0]);
-    assert!(
-        gave_up[0].contains("callee=0086138****0002"),
-        "{}",
-        gave_up[0]
-    );
-    for i in 0..4 {
-        let full = format!("13800000{i:03}");
-        assert!(!err.contains(&full), "full number {full} on stderr: {err}");
+    for level in [&[][..], &["--log-level", "warn"][..]] {
+        let mock = mock_with(
+            20,
+            0,
+            "[[rule]]\ncallee = \"008613800000002\"\noutcomes = [\"error:FailedOperation.CalleeIsBlackUser\"]\n",
+        )
+        .await;
+        let s = Scratch::new(&mock.endpoint(), "", "");
+        s.write_contacts(&contacts_csv(4));
+        let out = run_text_logs(&s, level).await;
+        let err = stderr_of(&out);
+        assert_eq!(code_of(&out), 0, "{err}");
+        let gave_up: Vec<&str> = err.lines().filter(|l| l.contains("gave up")).collect();
+        assert_eq!(gave_up.len(), 1, "one refused contact ({level:?}): {err}");
+        assert!(gave_up[0].contains("line=4"), "{level:?}: {}", gave_up[0]);
+        assert!(
+            gave_up[0].contains("callee=0086138****0002"),
+            "{level:?}: {}",
+            gave_up[0]
+        );
+        for i in 0..4 {
+            let full = format!("13800000{i:03}");
+            assert!(!err.contains(&full), "full number {full} on stderr: {err}");
+        }
     }
 }
 
