@@ -756,6 +756,16 @@ async fn a_push_before_the_reply_is_written_is_kept_and_claimed_by_the_attempt()
         .unwrap();
     assert_eq!(w.corrected, vec![session.clone()]);
     assert_eq!(store.result_of(contact).await.unwrap().outcome, "answered");
+    // The outcomes history (schema 16's per-minute counts) moved with the correction: one
+    // call, answered, and no busy one left behind.
+    let history: Vec<(String, u64)> = store
+        .outcome_minutes(id, 0, i64::MAX / 60_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.class, m.calls))
+        .collect();
+    assert_eq!(history, vec![("answered".to_string(), 1)]);
 }
 
 /// A push held until its attempt gets the session arrives, when the reply is written, through
