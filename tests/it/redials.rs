@@ -65,6 +65,45 @@ async fn run(s: &Scratch, extra_args: &[&str]) -> std::process::Output {
         .expect("join")
 }
 
+/// Start the run again and again, killing it (SIGKILL) once `progress` has grown by each step
+/// (polled every `poll_ms`, with a deadline); stops early when a run finishes by itself.
+/// Asserts at least one kill happened.
+async fn kill_9_at_steps(s: &Scratch, steps: &[u64], progress: impl Fn() -> u64, poll_ms: u64) {
+    let mut kills = 0;
+    for &step in steps {
+        let mut child = s.spawn();
+        let base = progress();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut finished = false;
+        while progress() < base + step {
+            if child.try_wait().expect("try_wait").is_some() {
+                finished = true;
+                break;
+            }
+            assert!(Instant::now() < deadline, "no progress");
+            tokio::time::sleep(Duration::from_millis(poll_ms)).await;
+        }
+        if finished {
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        kills += 1;
+    }
+    assert!(kills > 0, "the run was never killed");
+}
+
+/// Run to the end (with `--redial-not-placed`, at most four times) until every row is placed.
+async fn run_to_the_end(s: &Scratch) {
+    for _ in 0..4 {
+        let out = run(s, &["--redial-not-placed"]).await;
+        assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+        if s.results().iter().all(|r| r.status == "placed") {
+            break;
+        }
+    }
+}
+
 fn by_callee(rows: Vec<ResultRow>) -> HashMap<String, ResultRow> {
     rows.into_iter().map(|r| (r.callee.clone(), r)).collect()
 }
@@ -322,37 +361,10 @@ async fn kill_9_at_any_point_never_creates_a_call_beyond_the_redial_policy() {
         || mock.action_requests("CreateAIAgentCall") + mock.action_requests("DescribeTelCdr");
     // Kill the run after 1, 2, 3 or 5 more requests reached the stand-in: mid-request,
     // mid-record, between a record and the redial it schedules.
-    let mut kills = 0;
-    for step in [1u64, 3, 2, 5, 1, 2, 3, 1] {
-        let mut child = s.spawn();
-        let base = progress();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut finished = false;
-        while progress() < base + step {
-            if child.try_wait().expect("try_wait").is_some() {
-                finished = true;
-                break;
-            }
-            assert!(Instant::now() < deadline, "no progress");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        if finished {
-            break;
-        }
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-        kills += 1;
-    }
-    assert!(kills > 0, "the run was never killed");
-    // Run to the end; contacts whose request never left (reconciled not_placed) are dialled
-    // again on request, as an operator would.
-    for _ in 0..4 {
-        let out = run(&s, &["--redial-not-placed"]).await;
-        assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
-        if s.results().iter().all(|r| r.status == "placed") {
-            break;
-        }
-    }
+    kill_9_at_steps(&s, &[1, 3, 2, 5, 1, 2, 3, 1], progress, 2).await;
+    // Contacts whose request never left (reconciled not_placed) are dialled again on request,
+    // as an operator would.
+    run_to_the_end(&s).await;
     let rows = by_callee(s.results());
     let store = Store::open_read_only(&s.state, false).unwrap();
     let campaign = store.find_campaign("run").await.unwrap().unwrap();
@@ -492,35 +504,8 @@ async fn kill_9_between_a_callback_tag_and_its_redial_creates_no_extra_call() {
     let tag_requests = || mock.action_requests("DescribeAICallExtractResult");
     // Kill the run the moment 1, 2 or 3 more tag requests reached the stand-in: their answers
     // are arriving, being written, or their redials being scheduled.
-    let mut kills = 0;
-    for step in [1u64, 2, 1, 3, 1, 2, 1, 1] {
-        let mut child = s.spawn();
-        let base = tag_requests();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut finished = false;
-        while tag_requests() < base + step {
-            if child.try_wait().expect("try_wait").is_some() {
-                finished = true;
-                break;
-            }
-            assert!(Instant::now() < deadline, "no tag request");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        if finished {
-            break;
-        }
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
-        kills += 1;
-    }
-    assert!(kills > 0, "the run was never killed");
-    for _ in 0..4 {
-        let out = run(&s, &["--redial-not-placed"]).await;
-        assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
-        if s.results().iter().all(|r| r.status == "placed") {
-            break;
-        }
-    }
+    kill_9_at_steps(&s, &[1, 2, 1, 3, 1, 2, 1, 1], tag_requests, 1).await;
+    run_to_the_end(&s).await;
     let rows = by_callee(s.results());
     let store = Store::open_read_only(&s.state, false).unwrap();
     let campaign = store.find_campaign("run").await.unwrap().unwrap();
