@@ -1066,7 +1066,8 @@ fn gate_reason(gate: &str) -> &'static str {
 }
 
 /// Reload the do-not-call lists from their files (numbers added are honoured before the next
-/// attempt; a failed reload keeps the lists in use).
+/// attempt; a failed reload keeps the lists in use); on a PostgreSQL store every replica
+/// reloads its own.
 async fn reload_dnc(State(svc): State<Arc<Service>>) -> ApiResult<Json<serde_json::Value>> {
     let rules = svc.campaigns.base().rules.clone();
     let report = tokio::task::spawn_blocking(move || rules.dnc.reload())
@@ -1079,6 +1080,8 @@ async fn reload_dnc(State(svc): State<Arc<Service>>) -> ApiResult<Json<serde_jso
                 e.to_string(),
             )
         })?;
+    // Every other replica on the store reloads its lists too.
+    svc.store.announce(crate::store::Notice::Dnc).await?;
     Ok(Json(json!({
         "files": report.files,
         "numbers": report.numbers,

@@ -71,6 +71,10 @@ pub struct Campaigns {
     notifier: std::sync::OnceLock<crate::notify::Notifier>,
 }
 
+/// How long a runner with nothing left to send waits before it looks again while contacts of
+/// its campaign are still in flight (another replica's, on a shared store).
+const OTHERS_IN_FLIGHT: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -259,6 +263,78 @@ impl Campaigns {
         Ok(self.is_running(campaign_id))
     }
 
+    /// The store says `campaign_id` changed (another replica steered it, created it, added
+    /// contacts to it; or this process did, and hears its own notice): this process's runner
+    /// is made to agree with the campaign's state now, under the steering lock. Active with
+    /// its contacts in: started, or, running, woken to look for new contacts at once. Paused
+    /// (except by an endpoint outage: those runners wait on the breaker, which lets the probe
+    /// through that resumes them), cancelled or gone: its runner stops sending (replies in
+    /// flight are recorded). Completed: left to end by itself.
+    pub async fn follow(self: &Arc<Self>, campaign_id: i64) -> Result<(), StoreError> {
+        let _steering = self.steering.lock().await;
+        let c = self.base.store.campaign(campaign_id).await?;
+        self.follow_steered(campaign_id, c.as_ref(), true);
+        Ok(())
+    }
+
+    /// Every campaign as [`Campaigns::follow`] would, from one read of the list (the polling
+    /// that catches what a lost notification did not say). Running campaigns are woken only
+    /// when `wake` (notifications may have been missed: contacts added meanwhile).
+    pub async fn follow_all(self: &Arc<Self>, wake: bool) -> Result<(), StoreError> {
+        let _steering = self.steering.lock().await;
+        let all = self.base.store.campaigns().await?;
+        let mut known = std::collections::HashSet::new();
+        for c in &all {
+            known.insert(c.id);
+            self.follow_steered(c.id, Some(c), wake);
+        }
+        let gone: Vec<i64> = lock(&self.runners)
+            .keys()
+            .filter(|id| !known.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.stop_runner(id, Stop::Drain);
+        }
+        Ok(())
+    }
+
+    fn follow_steered(self: &Arc<Self>, campaign_id: i64, c: Option<&Campaign>, wake: bool) {
+        match c {
+            Some(c) if c.state == CampaignState::Active && c.intake_done => {
+                if self.is_running(campaign_id) {
+                    if wake {
+                        if let Some(r) = lock(&self.runners).get(&campaign_id) {
+                            r.engine.wake.notify_one();
+                        }
+                    }
+                } else {
+                    if lock(&self.runners).contains_key(&campaign_id) {
+                        tracing::debug!(campaign = %c.name, "campaign active in the store: dialling here too");
+                    } else {
+                        tracing::info!(campaign = %c.name, "campaign active in the store: dialling it");
+                    }
+                    self.start(c);
+                }
+            }
+            Some(c) if c.state == CampaignState::Active || c.state == CampaignState::Completed => {}
+            Some(c)
+                if c.state == CampaignState::Paused
+                    && super::outage::is_outage_reason(c.reason.as_deref()) => {}
+            _ => {
+                if self.is_running(campaign_id) {
+                    let state = c.map_or("gone", |c| c.state.as_str());
+                    tracing::info!(
+                        campaign = campaign_id,
+                        state,
+                        "campaign no longer active in the store: stopping its dialling here"
+                    );
+                }
+                self.stop_runner(campaign_id, Stop::Drain);
+            }
+        }
+    }
+
     /// Contacts are about to be added to `campaign_id`: a completed campaign becomes active
     /// again before the first row is stored (under the steering lock), so a stop part-way
     /// (kill -9, a crash) leaves an active campaign that the next start dials, never pending
@@ -351,18 +427,29 @@ impl Campaigns {
             )
             .await;
             if matches!(outcome, Ok(RunOutcome::Completed)) {
-                let _steering = self.steering.lock().await;
+                let steering = self.steering.lock().await;
                 match store.complete_if_done(id, now_ms()).await {
                     Ok(true) => {
                         ended.store(true, Ordering::SeqCst);
                         tracing::info!(campaign = name, "campaign completed");
                         self.tell(id, crate::notify::Kind::Completed, None).await;
                     }
-                    // Contacts added since the dispatcher last looked: dial on, unless it was
-                    // paused or cancelled meanwhile.
+                    // Contacts added since the dispatcher last looked, or (several replicas
+                    // on one store) contacts another process still has in flight: dial on,
+                    // unless it was paused or cancelled meanwhile. Nothing pending here:
+                    // waits for a wake (contacts added, a notice), a stop, or a second.
                     Ok(false) => {
                         let state = store.campaign(id).await.ok().flatten().map(|c| c.state);
                         if state == Some(CampaignState::Active) && *stop.borrow() == Stop::Run {
+                            if let Ok(None) = store.next_wait(id).await {
+                                drop(steering);
+                                let mut stop = stop.clone();
+                                tokio::select! {
+                                    _ = engine.wake.notified() => {}
+                                    _ = tokio::time::sleep(OTHERS_IN_FLIGHT) => {}
+                                    _ = stop.changed() => {}
+                                }
+                            }
                             continue;
                         }
                     }

@@ -10,7 +10,8 @@
 //! - [`console`]: the web console at `/console/`, its files compiled in;
 //! - [`contacts`]: `GET /v1/campaigns/{id}/contacts`, the contacts a page at a time;
 //! - [`requeue`]: `POST /v1/campaigns/{id}/requeue`, finished contacts back in the queue;
-//! - [`cdr_push`]: `POST /v1/ccc/cdr`, the receiver of the service's CDR data push.
+//! - [`cdr_push`]: `POST /v1/ccc/cdr`, the receiver of the service's CDR data push;
+//! - [`replicas`]: on a PostgreSQL store, what other replicas change is followed here.
 //!
 //! [`Service::run_until_stopped`] takes the listener and the stop signal from the caller, so
 //! tests run it on port 0 and stop it when they like.
@@ -31,6 +32,7 @@ pub mod origin;
 pub mod outage;
 pub mod pace;
 pub mod probes;
+pub mod replicas;
 pub mod requeue;
 pub mod settings;
 pub mod toml_error;
@@ -539,6 +541,8 @@ impl Service {
         }
         // An endpoint outage pauses the campaigns with the reason and resumes them after it.
         let outage_task = tokio::spawn(outage::supervise(self.clone(), stop.clone()));
+        // Other replicas on the same PostgreSQL store: their campaigns and steering followed.
+        let replicas_task = tokio::spawn(replicas::follow(self.clone(), stop.clone()));
         // Outcomes are tracked until the service stops (its own limiter: dialling never waits).
         let (outcomes_stop, outcomes_rx) = watch::channel(false);
         let outcomes_task = self
@@ -614,6 +618,7 @@ impl Service {
         housekeeping.abort();
         redial_task.abort();
         outage_task.abort();
+        replicas_task.abort();
         let _ = outcomes_stop.send(true);
         if let Some(t) = outcomes_task {
             t.abort();

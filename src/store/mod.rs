@@ -44,6 +44,7 @@ pub use outcomes::{
     Written, PENDING_PUSH_KEEP_MS,
 };
 pub use pages::{ContactFilter, ContactRow, ContactsPage, SEARCH_WINDOW};
+pub use pg::notices::Notice;
 pub use purge::{PurgeCounts, PurgeOutcome};
 pub use redials::{RedialDecision, RedialWait};
 pub use tags::{DueTagCheck, SessionResults, TagActions, TagsWritten};
@@ -373,6 +374,24 @@ impl Store {
         match self.pg() {
             Some(pg) => pg::writer::live_writer(pg).await,
             None => Ok(None),
+        }
+    }
+
+    /// What other processes sharing a PostgreSQL store change, as they commit it (see
+    /// `store::pg::notices`), for as long as the receiver is kept; `None` for a SQLite store,
+    /// which one process owns.
+    pub fn notices(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Notice>> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg::notices::listen(pg.clone())),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Tell every process sharing a PostgreSQL store of `notice` (nothing to do on SQLite).
+    pub async fn announce(&self, notice: Notice) -> Result<(), StoreError> {
+        match self.pg() {
+            Some(pg) => pg::notices::announce(pg, notice).await,
+            None => Ok(()),
         }
     }
 

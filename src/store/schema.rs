@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 16;
+pub const SCHEMA_VERSION: i64 = 17;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -64,6 +64,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 16 {
         v16(conn)?;
+    }
+    if version < 17 {
+        v17(conn)?;
     }
     Ok(())
 }
@@ -708,5 +711,12 @@ fn v16(conn: &Connection) -> Result<(), StoreError> {
          PRAGMA user_version = 16;
          COMMIT;",
     )?;
+    Ok(())
+}
+
+/// Nothing on SQLite: PostgreSQL's v17 makes replicas announce campaign changes to each other
+/// (`store::pg::notices`); a SQLite store has one process.
+fn v17(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA user_version = 17;")?;
     Ok(())
 }

@@ -44,6 +44,7 @@ mod postgres_commands;
 mod purge;
 mod redials;
 mod redials_store;
+mod replicas;
 mod report;
 mod requeue;
 mod results_cells;

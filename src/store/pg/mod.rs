@@ -24,6 +24,7 @@ pub mod campaigns;
 pub mod detail;
 pub mod gates;
 pub mod lines;
+pub mod notices;
 pub mod outcomes;
 pub mod pages;
 pub mod purge;

@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, V14),
     (15, V15),
     (16, V16),
+    (17, V17),
 ];
 
 /// The version this build's PostgreSQL schema ends at (equal to SQLite's: a test says so).
@@ -541,6 +542,59 @@ CREATE TRIGGER outcome_minutes_changed AFTER UPDATE OF class, ended_at, recorded
   EXECUTE FUNCTION outcome_minutes_outcome();
 CREATE TRIGGER outcome_minutes_forgotten AFTER DELETE ON outcomes
   FOR EACH ROW EXECUTE FUNCTION outcome_minutes_outcome();
+"#;
+
+/// Replicas learn of each other's changes (`store::pg::notices`): a campaign written (created,
+/// its state, intake, settings or priority changed, deleted) and contacts added to a campaign,
+/// and the account's own do-not-call list changed are announced on the schema's channel (`ccc_dialer_<schema oid>`) at commit, the payload
+/// only the kind and the campaign's id. No table changes; SQLite's v17 is a no-op.
+const V17: &str = r#"
+CREATE FUNCTION ccc_channel() RETURNS text LANGUAGE sql STABLE
+SET search_path FROM CURRENT AS $$
+  SELECT 'ccc_dialer_' || oid::text FROM pg_namespace WHERE nspname = current_schema()
+$$;
+
+CREATE FUNCTION ccc_campaign_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    PERFORM pg_notify(ccc_channel(), 'campaign ' || OLD.id);
+  ELSE
+    PERFORM pg_notify(ccc_channel(), 'campaign ' || NEW.id);
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER campaign_changed AFTER INSERT OR DELETE ON campaigns
+  FOR EACH ROW EXECUTE FUNCTION ccc_campaign_changed();
+CREATE TRIGGER campaign_steered AFTER UPDATE ON campaigns
+  FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state
+    OR OLD.intake_done IS DISTINCT FROM NEW.intake_done
+    OR OLD.settings IS DISTINCT FROM NEW.settings
+    OR OLD.priority IS DISTINCT FROM NEW.priority
+    OR OLD.purged_at IS DISTINCT FROM NEW.purged_at)
+  EXECUTE FUNCTION ccc_campaign_changed();
+
+CREATE FUNCTION ccc_contacts_added() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE c BIGINT;
+BEGIN
+  FOR c IN SELECT DISTINCT campaign_id FROM new_rows ORDER BY 1 LOOP
+    PERFORM pg_notify(ccc_channel(), 'contacts ' || c);
+  END LOOP;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER contacts_added AFTER INSERT ON contacts
+  REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION ccc_contacts_added();
+
+CREATE FUNCTION ccc_dnc_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+  PERFORM pg_notify(ccc_channel(), 'dnc');
+  RETURN NULL;
+END $$;
+CREATE TRIGGER dnc_changed AFTER INSERT OR UPDATE OR DELETE ON dnc_entries
+  FOR EACH STATEMENT EXECUTE FUNCTION ccc_dnc_changed();
 "#;
 
 #[cfg(test)]
