@@ -36,14 +36,18 @@ pub async fn tag_tracker(
     store: Store,
     client: &Client,
     dnc: Arc<crate::calling::dnc::DncLists>,
+    stops: Option<Arc<crate::outcomes::stops::TrackingStops>>,
 ) -> Result<Option<Arc<TagTracker>>, Failure> {
     if !cfg.outcomes.ai_results() {
         return Ok(None);
     }
     let client = client.separate().map_err(Failure::other)?;
-    let t = TagTracker::new(store, client, cfg.outcomes.clone(), cfg.campaign.sdk_app_id)
+    let mut t = TagTracker::new(store, client, cfg.outcomes.clone(), cfg.campaign.sdk_app_id)
         .with_actions(tag_actions(cfg))
         .with_dnc(dnc);
+    if let Some(stops) = stops {
+        t = t.with_stops(stops);
+    }
     t.enrol(now_ms()).await.map_err(Failure::other)?;
     Ok(Some(Arc::new(t)))
 }
@@ -236,7 +240,7 @@ pub async fn run(args: OutcomesArgs) -> Result<Done, Failure> {
             callee_format: cfg.campaign.callee_format,
         },
     ));
-    let tags = tag_tracker(&cfg, store.clone(), &client, lists).await?;
+    let tags = tag_tracker(&cfg, store.clone(), &client, lists, None).await?;
     let (stop_tx, mut stop) = watch::channel(false);
     tokio::spawn(async move {
         let mut signals = signals;

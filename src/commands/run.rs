@@ -109,7 +109,10 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         .map_err(Failure::other)?;
     let appender = Arc::new(Appender::open(&results_path).map_err(Failure::other)?);
 
-    let engine = Arc::new(super::engine(&cfg, store.clone(), client, rules).await?);
+    let mut engine = super::engine(&cfg, store.clone(), client, rules).await?;
+    // Nothing waits for outcomes or tags a stopped tracker would fetch: the run ends, halted.
+    engine.halt_untracked = true;
+    let engine = Arc::new(engine);
     let defaults = Arc::new(RequestDefaults::from(&cfg.campaign));
 
     let stop_rx = signals.into_stop_or_lost(cfg.grace_period, writer.lost());
@@ -120,7 +123,8 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
             let t = Arc::new(
                 super::outcomes::tracker(&cfg, store.clone(), &engine.client)?
                     .with_lines(engine.lines.clone())
-                    .with_retry_checks(engine.record_checks.clone()),
+                    .with_retry_checks(engine.record_checks.clone())
+                    .with_stops(engine.tracking.clone()),
             );
             t.attend();
             let (tx, rx) = tokio::sync::watch::channel(false);
@@ -135,6 +139,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         store.clone(),
         &engine.client,
         engine.rules.dnc.clone(),
+        Some(engine.tracking.clone()),
     )
     .await?
     {
@@ -260,6 +265,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
         RunOutcome::Halted { code, message } => {
             Some((notify::Kind::Halted, Some(format!("{code}: {message}"))))
         }
+        RunOutcome::Untracked(u) => Some((notify::Kind::Halted, Some(u.describe()))),
         RunOutcome::Interrupted => None,
     };
     if let Some((kind, reason)) = event {
@@ -317,6 +323,14 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
             );
             Done::Halted
         }
+        RunOutcome::Untracked(u) => {
+            crate::tell!(
+                "halted: {}; every contact that could be dialled without them was dialled\n{}\nthe calls and their contacts keep their place: rerun the same command after the fix to fetch them and place the redials they ask for",
+                u.describe(),
+                u.stopped.hint()
+            );
+            Done::Halted
+        }
     })
 }
 
@@ -341,6 +355,19 @@ async fn record_state(store: &Store, id: i64, outcome: &RunOutcome) -> Result<()
                 Some(format!(
                     "halted by {code} ({message}); {}; then rerun the same command",
                     crate::policy::halt_hint(code)
+                )),
+                now_ms(),
+            )
+            .await
+            .map(|_| ()),
+        RunOutcome::Untracked(u) => store
+            .set_campaign_state(
+                id,
+                CampaignState::Paused,
+                Some(format!(
+                    "halted: {}; {}; then rerun the same command",
+                    u.describe(),
+                    u.stopped.hint()
                 )),
                 now_ms(),
             )

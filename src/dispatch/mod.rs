@@ -74,6 +74,10 @@ pub enum RunOutcome {
     Halted { code: String, message: String },
     /// A stop was requested (signal); in-flight replies were waited for.
     Interrupted,
+    /// Nothing left to dial, but a call's outcome or post-call tags may still ask for a redial
+    /// and the tracker that would fetch them stopped (only with [`Engine::halt_untracked`]);
+    /// the contacts keep their place for a rerun.
+    Untracked(crate::outcomes::stops::Untracked),
 }
 
 /// Everything the engine needs, shared by all attempts.
@@ -112,6 +116,12 @@ pub struct Engine {
     /// the call records ruled out the call the failed try may have created. Shared with the
     /// outcome tracker, which turns it off if it stops.
     pub record_checks: Arc<crate::outcomes::retry_check::RetryChecks>,
+    /// Whether outcome or tag tracking stopped (told by the trackers): what only a stopped
+    /// tracker would fetch is never waited for blindly (see [`crate::outcomes::stops`]).
+    pub tracking: Arc<crate::outcomes::stops::TrackingStops>,
+    /// `run`: with nothing left to dial but what a stopped tracker would fetch, end with
+    /// [`RunOutcome::Untracked`]. Off (`serve`): keep waiting, the reason on the campaign.
+    pub halt_untracked: bool,
 }
 
 impl Engine {
@@ -149,6 +159,8 @@ impl Engine {
                 cfg.outcomes.reconcile_after,
                 cfg.outcomes.check_every,
             )),
+            tracking: Arc::default(),
+            halt_untracked: false,
         }
     }
 
@@ -184,6 +196,8 @@ impl Engine {
                 .map(|r| Arc::new(campaign_rate::CampaignRate::new(r.rate()))),
             wake: Arc::new(tokio::sync::Notify::new()),
             record_checks: self.record_checks.clone(),
+            tracking: self.tracking.clone(),
+            halt_untracked: self.halt_untracked,
         }
     }
 }
@@ -277,6 +291,10 @@ pub async fn run_campaign(
     // Lines freed (call-end events): taken once, so a line freed while the loop does anything
     // else still wakes its next wait.
     let mut freed = engine.lines.freed();
+    // A tracker stopped: a wait for what it would fetch is looked at again at once.
+    let mut tracking = engine.tracking.watch();
+    // The stopped tracker this campaign's reason names (`serve`), cleared once dialling resumes.
+    let mut untracked_said: Option<crate::store::RedialWait> = None;
     let outcome = 'dial: loop {
         while let Some(done) = tasks.try_join_next() {
             reap(done, &shared);
@@ -345,6 +363,10 @@ pub async fn run_campaign(
                 held.extend(due.iter().map(|d| d.id));
             }
             buffer.extend(due);
+            if !buffer.is_empty() && untracked_said.take().is_some() {
+                // Dialling again (contacts added): the campaign is not only waiting any more.
+                or_stop!(engine.store.set_active_reason(campaign_id, None).await);
+            }
         }
         if buffer.is_empty() {
             // Nothing due now: finished, or wait for a reply or the next due time.
@@ -384,6 +406,29 @@ pub async fn run_campaign(
                     continue;
                 }
             }
+            // What may still ask for a redial will never be fetched: `run` ends (a rerun after
+            // the fix continues); `serve` waits on, saying why.
+            let untracked = redial_may_come.and_then(|w| {
+                tracking.borrow_and_update();
+                engine.tracking.untracked(w)
+            });
+            if let Some(u) = untracked {
+                if engine.halt_untracked {
+                    break RunOutcome::Untracked(u);
+                }
+                if untracked_said != Some(u.wait) {
+                    tracing::error!(campaign = campaign_id, "{}", u.describe());
+                    or_stop!(
+                        engine
+                            .store
+                            .set_active_reason(campaign_id, Some(u.waiting_reason()))
+                            .await
+                    );
+                    untracked_said = Some(u.wait);
+                }
+            } else if untracked_said.take().is_some() {
+                or_stop!(engine.store.set_active_reason(campaign_id, None).await);
+            }
             let gate = next_wait.and_then(|(_, g)| g);
             let wake_at = match (next, not_after) {
                 (Some(at), Some(end)) => Some(at.min(end)),
@@ -417,6 +462,7 @@ pub async fn run_campaign(
                 Ok(()) = freed.changed() => or_stop!(lines::release(&engine, campaign_id).await),
                 _ = engine.wake.notified() => {}
                 Ok(()) = redials.changed() => {}
+                Ok(()) = tracking.changed() => {}
                 Ok(()) = stop.changed() => {}
             }
             waited_for.add(&reason, idle.elapsed());

@@ -6,6 +6,7 @@
 //! - [`schedule`]: when a session is asked about next, when to give up (pure).
 //! - [`reconcile`]: which call record, if any, an in-doubt request created (pure).
 //! - [`retry_check`]: a retry after `InternalError*` waits for the call records.
+//! - [`stops`]: a tracker stopped on an account-level refusal; what waits for it cannot finish.
 //! - [`ai_results`]: DescribeAICallExtractResult / DescribeAIAnalysisResult requests and
 //!   replies (pure); [`tag_rules`]: rules acting on a tag (redial, opt-out; pure).
 //! - [`tags`]: the task that asks for answered sessions' tags and analysis, at their own rates.
@@ -21,5 +22,6 @@ pub mod reply;
 pub mod retry_check;
 pub mod schedule;
 pub mod settings;
+pub mod stops;
 pub mod tag_rules;
 pub mod tags;

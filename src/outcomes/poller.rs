@@ -135,6 +135,8 @@ pub struct Tracker {
     on_recorded: Option<OnRecorded>,
     /// The holds on retries after `InternalError*`, ended if tracking stops.
     retry_checks: Option<Arc<crate::outcomes::retry_check::RetryChecks>>,
+    /// Told if tracking stops (dispatchers stop waiting for outcomes nobody will fetch).
+    stops: Option<Arc<crate::outcomes::stops::TrackingStops>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -191,6 +193,7 @@ impl Tracker {
             changed: Notify::new(),
             on_recorded: None,
             retry_checks: None,
+            stops: None,
         }
     }
 
@@ -208,6 +211,12 @@ impl Tracker {
         checks: Arc<crate::outcomes::retry_check::RetryChecks>,
     ) -> Tracker {
         self.retry_checks = Some(checks);
+        self
+    }
+
+    /// Tell these dispatchers if tracking stops (see [`crate::outcomes::stops`]).
+    pub fn with_stops(mut self, stops: Arc<crate::outcomes::stops::TrackingStops>) -> Tracker {
+        self.stops = Some(stops);
         self
     }
 
@@ -286,6 +295,13 @@ impl Tracker {
                     if let Some(r) = &self.retry_checks {
                         // Nobody will look: retries after InternalError go as without tracking.
                         r.stop();
+                    }
+                    if let Some(s) = &self.stops {
+                        s.stop_outcomes(crate::outcomes::stops::Stopped::new(
+                            cdr::ACTION,
+                            &code,
+                            &message,
+                        ));
                     }
                     self.changed.notify_waiters();
                     return;
@@ -430,6 +446,7 @@ impl Tracker {
         if n > 0 {
             tracing::warn!(checks = n, reason = %why, "outcome checks past their deadline closed while DescribeTelCdr failed: sessions get no_record, lost replies stay unknown");
             self.changed.notify_waiters();
+            self.wrote();
         }
         Ok(n)
     }
@@ -587,6 +604,14 @@ impl Tracker {
             }
         }
         self.changed.notify_waiters();
+        self.wrote();
+    }
+
+    /// Tell the dispatchers (see [`crate::outcomes::stops`]).
+    fn wrote(&self) {
+        if let Some(s) = &self.stops {
+            s.wrote();
+        }
     }
 
     /// Be told of the records held pushes bring when attempts get their sessions (they arrive

@@ -106,6 +106,8 @@ pub struct TagTracker {
     stopped: Mutex<Option<String>>,
     pub stats: TagStats,
     changed: Notify,
+    /// Told if tag tracking stops (dispatchers stop waiting for tags nobody will read).
+    stops: Option<Arc<crate::outcomes::stops::TrackingStops>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -131,6 +133,7 @@ impl TagTracker {
             stopped: Mutex::new(None),
             stats: TagStats::default(),
             changed: Notify::new(),
+            stops: None,
         }
     }
 
@@ -143,6 +146,12 @@ impl TagTracker {
     /// The lists an opt-out joins at once (the store's own list is written either way).
     pub fn with_dnc(mut self, dnc: Arc<DncLists>) -> Self {
         self.dnc = Some(dnc);
+        self
+    }
+
+    /// Tell these dispatchers if tag tracking stops (see [`crate::outcomes::stops`]).
+    pub fn with_stops(mut self, stops: Arc<crate::outcomes::stops::TrackingStops>) -> Self {
+        self.stops = Some(stops);
         self
     }
 
@@ -231,6 +240,11 @@ impl TagTracker {
                     );
                     tracing::error!(code = %code, "{reason}");
                     *lock(&self.stopped) = Some(reason);
+                    if let Some(s) = &self.stops {
+                        s.stop_tags(crate::outcomes::stops::Stopped::new(
+                            action, &code, &message,
+                        ));
+                    }
                     self.changed.notify_waiters();
                     return;
                 }
@@ -357,6 +371,8 @@ impl TagTracker {
                 }
             }
         };
+        // Answered, or given up on: no longer awaited (a dispatcher waiting looks again).
+        let mut settled = written;
         if !written {
             let next = next_check(
                 d.checks,
@@ -368,12 +384,16 @@ impl TagTracker {
             if next.is_none() {
                 self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(session = %d.session_id, action, "no result by outcomes.give_up_after: not asked again");
+                settled = true;
             }
             self.store
                 .reschedule_tag_checks(d.kind, vec![(d.session_id.clone(), next)])
                 .await?;
         }
         self.changed.notify_waiters();
+        if let (true, Some(s)) = (settled, &self.stops) {
+            s.wrote();
+        }
         Ok(())
     }
 

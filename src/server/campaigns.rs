@@ -498,6 +498,15 @@ impl Campaigns {
                 }
             }
             Ok(RunOutcome::Interrupted) => Ok(()),
+            // Only with `halt_untracked`, which a service leaves off (it waits, saying why).
+            Ok(RunOutcome::Untracked(u)) => {
+                let reason = format!(
+                    "halted: {}; {}; then resume",
+                    u.describe(),
+                    u.stopped.hint()
+                );
+                self.pause_halted(id, &reason).await
+            }
             Err(e) => {
                 tracing::error!(campaign = name, error = %e, "campaign stopped by an engine error");
                 let reason = format!("stopped by an engine error: {e}; resume to retry");

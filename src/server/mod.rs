@@ -770,6 +770,7 @@ fn outcome_tracker(cfg: &Config, engine: &Engine) -> Option<Arc<crate::outcomes:
     )
     .with_lines(engine.lines.clone())
     .with_retry_checks(engine.record_checks.clone())
+    .with_stops(engine.tracking.clone())
     .on_recorded(Arc::new(move |a: &crate::store::Arrival| {
         metrics.arrival(a)
     }));
@@ -799,7 +800,8 @@ fn tag_tracker(cfg: &Config, engine: &Engine) -> Option<Arc<crate::outcomes::tag
         cfg.campaign.sdk_app_id,
     )
     .with_actions(crate::commands::outcomes::tag_actions(cfg))
-    .with_dnc(engine.rules.dnc.clone());
+    .with_dnc(engine.rules.dnc.clone())
+    .with_stops(engine.tracking.clone());
     Some(Arc::new(tracker))
 }
 

@@ -42,6 +42,7 @@ mod outcomes_store;
 mod oversized;
 mod postgres_commands;
 mod purge;
+mod redial_stops;
 mod redials;
 mod redials_store;
 mod replicas;

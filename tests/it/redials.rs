@@ -15,17 +15,17 @@ use ccc_dialer::store::Store;
 use serde_json::Value;
 
 use crate::served::{self, Served};
-use crate::support::{bin, code_of, outcome_options, stderr_of, Scratch};
+use crate::support::{bin, code_of, outcome_options, output_within, stderr_of, Scratch};
 
 /// `[outcomes]` asking at once and every second, no per-person gap (unless a test sets one).
-const FAST: &str = "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\n";
+pub(crate) const FAST: &str = "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\n";
 
-fn callee(i: usize) -> String {
+pub(crate) fn callee(i: usize) -> String {
     format!("0086138{:08}", 7_000 + i)
 }
 
 /// `[[rule]]`s giving each callee its calls, in order.
-fn scripts(calls: &[(usize, &[&str])]) -> String {
+pub(crate) fn scripts(calls: &[(usize, &[&str])]) -> String {
     calls
         .iter()
         .map(|(i, c)| {
@@ -39,7 +39,7 @@ fn scripts(calls: &[(usize, &[&str])]) -> String {
         .collect()
 }
 
-async fn mock(faults: &str) -> MockServer {
+pub(crate) async fn mock(faults: &str) -> MockServer {
     MockServer::spawn(MockOptions {
         ..outcome_options(faults)
     })
@@ -47,7 +47,7 @@ async fn mock(faults: &str) -> MockServer {
     .expect("stand-in starts")
 }
 
-fn scratch(mock: &MockServer, contacts: usize, extra: &str) -> Scratch {
+pub(crate) fn scratch(mock: &MockServer, contacts: usize, extra: &str) -> Scratch {
     let s = Scratch::new(&mock.endpoint(), "", &format!("{FAST}\n{extra}"));
     let mut csv = String::from("callee\n");
     for i in 0..contacts {
@@ -57,12 +57,11 @@ fn scratch(mock: &MockServer, contacts: usize, extra: &str) -> Scratch {
     s
 }
 
-async fn run(s: &Scratch, extra_args: &[&str]) -> std::process::Output {
+/// `run` to its exit, within the tests' deadline.
+pub(crate) async fn run(s: &Scratch, extra_args: &[&str]) -> std::process::Output {
     let mut cmd = s.run_command();
     cmd.args(extra_args);
-    tokio::task::spawn_blocking(move || cmd.output().expect("spawn ccc-dialer"))
-        .await
-        .expect("join")
+    output_within(cmd, "ccc-dialer run to exit").await
 }
 
 /// Start the run again and again, killing it (SIGKILL) once `progress` has grown by each step
@@ -104,11 +103,11 @@ async fn run_to_the_end(s: &Scratch) {
     }
 }
 
-fn by_callee(rows: Vec<ResultRow>) -> HashMap<String, ResultRow> {
+pub(crate) fn by_callee(rows: Vec<ResultRow>) -> HashMap<String, ResultRow> {
     rows.into_iter().map(|r| (r.callee.clone(), r)).collect()
 }
 
-fn created(mock: &MockServer, i: usize) -> u32 {
+pub(crate) fn created(mock: &MockServer, i: usize) -> u32 {
     mock.stats()
         .calls_per_callee
         .get(&callee(i))
@@ -390,7 +389,7 @@ async fn kill_9_at_any_point_never_creates_a_call_beyond_the_redial_policy() {
 const TAGGED: &str = "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"120s\"\nreconcile_after = \"10s\"\ntags = true\n";
 
 /// `[[rule]]`s giving each callee its calls and, per call, its `callback` tag.
-fn tag_scripts(plan: &[(usize, &[&str], &[bool])]) -> String {
+pub(crate) fn tag_scripts(plan: &[(usize, &[&str], &[bool])]) -> String {
     plan.iter()
         .map(|(i, calls, callbacks)| {
             let calls: Vec<String> = calls.iter().map(|s| format!("\"{s}\"")).collect();
@@ -408,7 +407,7 @@ fn tag_scripts(plan: &[(usize, &[&str], &[bool])]) -> String {
         .collect()
 }
 
-fn tagged_scratch(mock: &MockServer, contacts: usize, extra: &str) -> Scratch {
+pub(crate) fn tagged_scratch(mock: &MockServer, contacts: usize, extra: &str) -> Scratch {
     let s = Scratch::new(&mock.endpoint(), "", &format!("{TAGGED}\n{extra}"));
     let mut csv = String::from("callee\n");
     for i in 0..contacts {

@@ -204,15 +204,30 @@ pub fn contacts_csv(n: usize) -> String {
     s
 }
 
-/// Run a blocking child to completion from async code.
+/// How long a test waits for anything (a child, a reply, a browser) before it fails: far above
+/// what a passing test takes on a loaded host, so only a regression that waits forever meets it.
+pub const DEADLINE: Duration = Duration::from_secs(300);
+
+/// `fut`, or a failure naming `what` once [`DEADLINE`] passes: a regression that waits forever
+/// fails the test with a message instead of hanging CI.
+pub async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(DEADLINE, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {DEADLINE:?} waiting for: {what}"),
+    }
+}
+
+/// Run `cmd` to completion from async code, within [`DEADLINE`] (killed if it is still running
+/// then, and the test fails naming `what`).
+pub async fn output_within(cmd: Command, what: &str) -> Output {
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    within(what, cmd.output()).await.expect("spawn ccc-dialer")
+}
+
+/// Run the scratch's `run` to completion from async code, within [`DEADLINE`].
 pub async fn run_async(s: &Scratch) -> Output {
-    let cmd = s.run_command();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = cmd;
-        cmd.output().expect("spawn ccc-dialer")
-    })
-    .await
-    .expect("join")
+    output_within(s.run_command(), "ccc-dialer run to exit").await
 }
 
 /// Wait until the stand-in has seen at least `n` requests (bounded; a condition, not a sleep).
