@@ -47,10 +47,7 @@ fn main() {
         Mode {
             name: "outcomes",
             setup: |seed| Setup {
-                reporting: Some(Reporting {
-                    delay: 0.0,
-                    every: 1.0,
-                }),
+                reporting: Some(Reporting::every_second(0.0)),
                 ..Setup::benchmark(seed)
             },
             goals: (0.02, 1.10),
@@ -58,10 +55,7 @@ fn main() {
         Mode {
             name: "outcomes-late",
             setup: |seed| Setup {
-                reporting: Some(Reporting {
-                    delay: 2.0,
-                    every: 1.0,
-                }),
+                reporting: Some(Reporting::every_second(2.0)),
                 ..Setup::benchmark(seed)
             },
             goals: (0.02, 1.10),

@@ -191,13 +191,32 @@ impl Lines {
             a.held |= admitted.is_err();
             admitted
         }) {
-            Ok((claim, how)) => Ok(LineTicket {
-                lines: Some(self.clone()),
-                agent,
-                how,
-                claim,
-            }),
-            Err(full) => Err(self.busy(agent, full, now)),
+            Ok((claim, how)) => {
+                tracing::trace!(
+                    agent,
+                    t,
+                    how = ?how,
+                    active = self.with_agent(agent, |a| a.estimate.active(t)),
+                    "line: sent"
+                );
+                Ok(LineTicket {
+                    lines: Some(self.clone()),
+                    agent,
+                    how,
+                    claim,
+                })
+            }
+            Err(full) => {
+                tracing::trace!(
+                    agent,
+                    t,
+                    busy = full.busy,
+                    lines = full.lines,
+                    retry_in = full.retry_at - t,
+                    "line: held"
+                );
+                Err(self.busy(agent, full, now))
+            }
         }
     }
 
@@ -243,9 +262,42 @@ impl Lines {
         let mut freed = false;
         for a in lock(&self.agents).values_mut() {
             freed |= a.estimate.ended(t, end, session);
+            if freed {
+                tracing::trace!(
+                    session,
+                    t,
+                    end,
+                    lag = a.estimate.report_lag(),
+                    active = a.estimate.active(t),
+                    hold = a.estimate.hold(),
+                    "line: call ended"
+                );
+                break;
+            }
         }
         if freed {
             self.wake();
+        }
+    }
+
+    /// The hook for a check that did not find a call's record (outcome tracking polling
+    /// `DescribeTelCdr`): the check asking about `session` was sent at `asked_unix_ms` and its
+    /// answer, read in full, did not have it. So the call had not ended long enough before
+    /// then for its record to be visible: it is believed going until then less how long
+    /// records stay hidden (learned: see [`reports`]), not merely until `now` less the
+    /// reports' whole lag. Cheap and never blocks on I/O; a session this process did not
+    /// place, or heard end, is ignored.
+    pub fn call_missed(&self, session: &str, asked_unix_ms: i64) {
+        let now_ms = crate::times::now_ms();
+        let t = self.secs(Instant::now());
+        let asked = t - (now_ms.saturating_sub(asked_unix_ms) as f64) / 1000.0;
+        // Where Unix whole seconds fall on this clock (the records' ends are whole seconds).
+        let phase = (now_ms.rem_euclid(1000) as f64) / 1000.0 - t;
+        for a in lock(&self.agents).values_mut() {
+            a.estimate.whole_seconds_at(phase);
+            if a.estimate.missed(asked, session) {
+                break;
+            }
         }
     }
 
@@ -336,6 +388,14 @@ impl LineTicket {
         let (agent, claim) = (self.agent, self.claim);
         let (saved, wake) = lines.with_agent(agent, |a| {
             a.estimate.placed(t, claim, session);
+            tracing::trace!(
+                agent,
+                t,
+                session,
+                lines = a.estimate.lines(),
+                active = a.estimate.active(t),
+                "line: placed"
+            );
             (lines.to_save(agent, a), std::mem::take(&mut a.held))
         });
         if wake {
@@ -352,6 +412,14 @@ impl LineTicket {
         let (agent, claim) = (self.agent, self.claim);
         let (full, saved, wake) = lines.with_agent(agent, |a| {
             let full = a.estimate.refused(t, claim);
+            tracing::trace!(
+                agent,
+                t,
+                lines = a.estimate.lines(),
+                active = a.estimate.active(t),
+                hold = a.estimate.hold(),
+                "line: refused"
+            );
             (full, lines.to_save(agent, a), std::mem::take(&mut a.held))
         });
         if wake {

@@ -10,6 +10,22 @@
 //! freed within the lag). The estimate conditions each such call's end on it
 //! ([`super::Estimate`]).
 //!
+//! A sharper statement comes from the checks themselves: a check that asked about a call and
+//! did not find its record says the record was not visible when the check was sent. Records
+//! become visible some time after the start of the whole second their call ended in (the
+//! record's `EndedTimestamp`); [`Reports::missed`] learns a floor of that time from each record
+//! a check missed before another found it (the check's send less the end it gives: the record
+//! was not visible yet, so it takes longer than that), and keeps the longest of the latest.
+//! A call missed by a check sent at `q` then ended no earlier than the whole second after
+//! `q` less that time ([`super::Estimate`]). The longest lag above counts the time from a
+//! record's visibility to the check that finds it (up to a check's interval, plus the reply)
+//! against every call not reported; this counts only what the service takes, so a call
+//! missed a moment ago is known going until much later than `now - lag` says. Without it a
+//! call that ended within the lag is believed possibly ended by two counts at once: its report
+//! frees its line exactly, and the calls not reported are believed to have ended in the same
+//! span, though the check that missed them says they did not (the estimate believed about one
+//! call fewer active than the stand-in had, and sent into busy lines).
+//!
 //! Pure: times are seconds on the caller's steady clock.
 
 use std::collections::VecDeque;
@@ -29,6 +45,9 @@ pub const GIVE_UP_FACTOR: f64 = 2.0;
 #[derive(Debug, Clone, Default)]
 pub struct Reports {
     lags: VecDeque<f64>,
+    /// Per record a check missed before: how long after its end's whole second it was still
+    /// not visible.
+    hidden: VecDeque<f64>,
 }
 
 impl Reports {
@@ -43,6 +62,26 @@ impl Reports {
         if self.lags.len() > KEPT {
             self.lags.pop_front();
         }
+    }
+
+    /// A report whose end is `end` (rounded down to a whole second) was missed by a check sent
+    /// at `asked`: the record was not visible yet then.
+    pub fn missed(&mut self, asked: f64, end: f64) {
+        let hidden = asked - end;
+        if !hidden.is_finite() {
+            return;
+        }
+        self.hidden.push_back(hidden.max(0.0));
+        if self.hidden.len() > KEPT {
+            self.hidden.pop_front();
+        }
+    }
+
+    /// How long after the start of its end's whole second a record may still be invisible
+    /// (the longest of the latest [`KEPT`] records missed before they were found); `None`
+    /// before a record a check missed was found.
+    pub fn hidden(&self) -> Option<f64> {
+        self.hidden.iter().copied().reduce(f64::max)
     }
 
     /// The longest lag of the latest [`KEPT`] reports; `None` before the first report.
@@ -80,5 +119,23 @@ mod tests {
             r.learn(100.0 + i as f64, 99.0 + i as f64);
         }
         assert_eq!(r.lag(), Some(1.0));
+    }
+
+    #[test]
+    fn the_time_a_record_stays_hidden_is_the_longest_a_check_missed_it() {
+        let mut r = Reports::default();
+        assert_eq!(
+            r.hidden(),
+            None,
+            "nothing known before a missed record is found"
+        );
+        // Ended in the second from 10: a check sent at 10.75 missed it (a later one found it).
+        r.missed(10.75, 10.0);
+        r.missed(21.25, 20.0);
+        assert_eq!(r.hidden(), Some(1.25));
+        for i in 0..KEPT {
+            r.missed(100.5 + i as f64, 100.0 + i as f64);
+        }
+        assert_eq!(r.hidden(), Some(0.5), "the latest records only");
     }
 }

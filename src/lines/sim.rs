@@ -31,12 +31,28 @@ impl Length {
 }
 
 /// Outcome tracking in the simulation: a call's record is visible `delay` seconds after the
-/// whole second its call ended in is over (the stand-in's rule), the poller looks every
-/// `every` seconds, and the record gives its end rounded down to a whole second.
+/// whole second its call ended in is over (the stand-in's rule), and gives its end rounded
+/// down to a whole second. The poller works as the dialer's: a check asks about every call
+/// placed and not reported yet, its answer comes after the reply latency, and the next check
+/// is sent `every` after that answer (plus `pass`, the check's own work), so checks drift
+/// against the whole seconds rather than falling just after each.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reporting {
     pub delay: f64,
     pub every: f64,
+    /// A check's own work beyond the reply (the store's writes).
+    pub pass: f64,
+}
+
+impl Reporting {
+    /// Records `delay` late, a check every second (the benchmark's `[outcomes]`).
+    pub fn every_second(delay: f64) -> Reporting {
+        Reporting {
+            delay,
+            every: 1.0,
+            pass: 0.02,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -126,9 +142,8 @@ struct Reply {
     session: Option<u64>,
 }
 
-/// A report on its way: when the poller sees it, the session, the end it gives.
-struct Report {
-    at: f64,
+/// A placed call awaiting its report: its session and when its line is free.
+struct Unreported {
     session: u64,
     end: f64,
 }
@@ -148,7 +163,13 @@ impl Sim {
         let mut ends: Vec<f64> = Vec::new();
         let mut spans: Vec<(f64, f64)> = Vec::new();
         let mut replies: Vec<Reply> = Vec::new();
-        let mut reports: Vec<Report> = Vec::new();
+        let mut ends_of: std::collections::HashMap<u64, f64> = Default::default();
+        let mut unreported: Vec<Unreported> = Vec::new();
+        // The first check is sent at a random moment of the first second.
+        let mut check_at = match s.reporting {
+            Some(_) => rng.uniform(),
+            None => f64::INFINITY,
+        };
         let (mut left, mut placed, mut sessions) = (s.contacts, 0u32, 0u64);
         let mut f = Figures::default();
         let mut next_try = 0.0f64;
@@ -161,16 +182,19 @@ impl Sim {
         };
         while placed < s.contacts {
             let reply = earliest(&replies.iter().map(|r| r.at).collect::<Vec<_>>());
-            let report = earliest(&reports.iter().map(|r| r.at).collect::<Vec<_>>());
             let attempt = if left > 0 { next_try } else { f64::INFINITY };
             let reply_at = reply.map_or(f64::INFINITY, |r| r.1);
-            let report_at = report.map_or(f64::INFINITY, |r| r.1);
+            // A check's answer is read when its reply arrives.
+            let report_at = check_at + s.latency;
             if reply_at <= attempt && reply_at <= report_at {
                 let Some((i, t)) = reply else { break };
                 let r = replies.swap_remove(i);
                 match r.session {
                     Some(id) => {
                         self.estimate.placed(t, r.claim, Some(&id.to_string()));
+                        if let Some(end) = ends_of.remove(&id) {
+                            unreported.push(Unreported { session: id, end });
+                        }
                         placed += 1;
                         // An answer wakes the held contacts: they look again.
                         next_try = next_try.min(t);
@@ -183,12 +207,24 @@ impl Sim {
                 continue;
             }
             if report_at <= attempt {
-                let Some((i, t)) = report else { break };
-                let r = reports.swap_remove(i);
-                f.reports += 1;
-                if self.estimate.ended(t, r.end, &r.session.to_string()) {
+                let Some(rep) = s.reporting else { break };
+                let (asked, t) = (check_at, report_at);
+                let mut freed = false;
+                unreported.retain(|u| {
+                    let session = u.session.to_string();
+                    if u.end.ceil() + rep.delay <= asked {
+                        f.reports += 1;
+                        freed |= self.estimate.ended(t, u.end.floor(), &session);
+                        false
+                    } else {
+                        self.estimate.missed(asked, &session);
+                        true
+                    }
+                });
+                if freed {
                     next_try = next_try.min(t);
                 }
+                check_at = t + rep.pass + rep.every;
                 continue;
             }
             if !attempt.is_finite() {
@@ -213,14 +249,8 @@ impl Sim {
                         }
                         f.last_start = t;
                         sessions += 1;
-                        if let Some(rep) = s.reporting {
-                            let visible = end.ceil() + rep.delay;
-                            let seen = (visible / rep.every).ceil() * rep.every + s.latency;
-                            reports.push(Report {
-                                at: seen,
-                                session: sessions,
-                                end: end.floor(),
-                            });
+                        if s.reporting.is_some() {
+                            ends_of.insert(sessions, end);
                         }
                         Some(sessions)
                     } else {

@@ -195,7 +195,18 @@ impl Shared {
     /// without lines).
     fn take_line(&self, agent: u64, created: Instant, held: Duration) -> bool {
         let lines = self.opts.agent_lines;
-        lines == 0 || self.agents(|a| a.take_until(agent, lines, created, created + held))
+        lines == 0
+            || self.agents(|a| {
+                let took = a.take_until(agent, lines, created, created + held);
+                tracing::trace!(
+                    agent,
+                    took,
+                    active = a.active(agent, created),
+                    held_ms = held.as_millis() as u64,
+                    "stand-in line"
+                );
+                took
+            })
     }
 }
 

@@ -36,11 +36,13 @@ use crate::policy::Class;
 use crate::store::{Arrival, OutcomeRecord, Reconciled, Store, StoreError};
 
 /// One query's records; `complete` when every page was read and each was a readable list;
-/// `end` the window's end (Unix seconds).
+/// `end` the window's end (Unix seconds); `sent_ms` when its first page was sent (Unix ms:
+/// a record missing from a complete answer was not visible then).
 struct Answer {
     records: Vec<CallRecord>,
     complete: bool,
     end: i64,
+    sent_ms: i64,
 }
 
 /// Sessions taken from the store per pass (ten requests' worth).
@@ -451,21 +453,9 @@ impl Tracker {
         Ok(n)
     }
 
-    /// Every page of one query, each request through this action's limiter.
-    async fn query(
-        &self,
-        filter: Filter,
-        oldest_sent_secs: i64,
-        now_secs: i64,
-        max_pages: u32,
-    ) -> Result<Vec<CallRecord>, PassError> {
-        self.query_answer(filter, oldest_sent_secs, now_secs, max_pages)
-            .await
-            .map(|a| a.records)
-    }
-
-    /// [`Self::query`], saying whether the answer is whole (every page read, each a readable
-    /// list) and where its window ended.
+    /// Every page of one query, each request through this action's limiter, saying whether
+    /// the answer is whole (every page read, each a readable list), where its window ended and
+    /// when its first page was sent.
     async fn query_answer(
         &self,
         filter: Filter,
@@ -485,6 +475,7 @@ impl Tracker {
             records: Vec::new(),
             complete: true,
             end,
+            sent_ms: i64::MAX,
         };
         let limiter = self.limiter().await?;
         loop {
@@ -495,6 +486,7 @@ impl Tracker {
                 .sending(cdr::ACTION, crate::dispatch::now_ms())
                 .await?;
             let departure = limiter.depart().await;
+            out.sent_ms = out.sent_ms.min(crate::dispatch::now_ms());
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let reply = self
                 .client
@@ -644,13 +636,29 @@ impl Tracker {
         };
         let ids: Vec<String> = batch.iter().map(|d| d.session_id.clone()).collect();
         let pages = (batch.len() / cdr::PAGE_SIZE + 2) as u32;
-        let records = self
-            .query(Filter::Sessions(ids), oldest / 1000, now_ms / 1000, pages)
+        let answer = self
+            .query_answer(Filter::Sessions(ids), oldest / 1000, now_ms / 1000, pages)
             .await?;
+        let records = answer.records;
         let found: HashMap<&str, &CallRecord> = records
             .iter()
             .filter_map(|r| r.session_id.as_deref().map(|s| (s, r)))
             .collect();
+        tracing::trace!(
+            asked = batch.len(),
+            found = found.len(),
+            "outcomes: a check of sessions"
+        );
+        if let (Some(lines), true) = (&self.lines, answer.complete) {
+            // The sessions a whole answer lacks had no visible record when it was sent: their
+            // calls' lines are believed busy until a while before then (see Lines::call_missed).
+            for d in batch
+                .iter()
+                .filter(|d| !found.contains_key(d.session_id.as_str()))
+            {
+                lines.call_missed(&d.session_id, answer.sent_ms);
+            }
+        }
         let every = ms(self.settings.check_every);
         let mut write = Vec::new();
         let mut again = Vec::new();
