@@ -1,5 +1,6 @@
 //! What the orchestrator asks: `/healthz` (the process answers), `/readyz` (the store takes a
-//! durable write, the config was valid at start, the host clock agrees with the service's; the
+//! durable write within [`STORE_PATIENCE`]: a PostgreSQL store that is unreachable makes the
+//! replica unready, the config was valid at start, the host clock agrees with the service's; the
 //! endpoint's outage, if any, is reported without failing readiness), and
 //! `/metrics` (Prometheus text: the engine's figures plus contacts by status per campaign).
 
@@ -23,6 +24,10 @@ use prometheus_client::registry::Registry;
 /// A host clock further than this from the service's makes signatures expire (the service
 /// allows 300 s); readiness fails before that happens.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 240;
+
+/// How long readiness waits for the store's test write before it says the store is not
+/// answering (below the probes' usual 5 s timeout in `samples/kubernetes.yaml`).
+pub const STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
@@ -49,9 +54,20 @@ pub fn clock_check(skew: Option<i64>, now_ms: i64) -> (bool, String) {
 }
 
 pub async fn readyz(State(svc): State<Arc<Service>>) -> impl IntoResponse {
-    let store = match svc.store.check_writable(now_ms()).await {
-        Ok(()) => (true, "writable".to_string()),
-        Err(e) => (false, e.to_string()),
+    // A database that stopped answering (a partition, a host gone) must make the replica
+    // unready, not hang the probe until the orchestrator's own timeout.
+    let check = tokio::time::timeout(STORE_PATIENCE, svc.store.check_writable(now_ms()));
+    let store = match check.await {
+        Ok(Ok(())) => (true, "writable".to_string()),
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(_) => (
+            false,
+            format!(
+                "{}: no answer to a write within {} s",
+                svc.store.path().display(),
+                STORE_PATIENCE.as_secs()
+            ),
+        ),
     };
     let clock = clock_check(svc.campaigns.base().client.clock_skew(), now_ms());
     let ready = store.0 && clock.0;

@@ -174,3 +174,141 @@ fn dir_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// A TCP proxy to PostgreSQL that a test can cut (every connection closed, new ones refused)
+/// and restore: the database "unreachable" without stopping it for the other tests.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Frozen: every connection, open or new, is held open and nothing is forwarded (a
+    /// database host that stopped answering without closing anything).
+    frozen: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn to(target: &str) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let frozen = tokio::sync::watch::channel(false).0;
+        let (cut2, links2, target) = (cut.clone(), links.clone(), target.to_string());
+        let frozen2 = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let mut freeze = frozen2.subscribe();
+                let link = tokio::spawn(async move {
+                    let frozen_now = *freeze.borrow();
+                    if frozen_now {
+                        std::future::pending::<()>().await;
+                    }
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = async { let _ = freeze.wait_for(|f| *f).await; } => {
+                                // Both sockets stay open, silent.
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                    }
+                });
+                links2.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        Proxy {
+            addr,
+            cut,
+            links,
+            frozen,
+        }
+    }
+
+    fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for l in self.links.lock().unwrap().drain(..) {
+            l.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.frozen.send_replace(false);
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `GET /readyz` until its status is `want` (bounded); returns the body.
+async fn ready_until(base: &str, want: u16) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let r = http
+            .get(format!("{base}/readyz"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("readyz answers");
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.expect("json");
+        if status == want {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readyz still {status}, expected {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_fails_while_the_database_is_unreachable_and_comes_back_with_it() {
+    let schema = PgSchema::create().await;
+    let proxy = Proxy::to("127.0.0.1:5432").await;
+    let url = schema
+        .url
+        .replacen("127.0.0.1:5432", &proxy.addr.to_string(), 1);
+    let served = crate::served::in_process_on(1 << 20, "", Some(&url), async |_| {}).await;
+    let ready = ready_until(&served.base, 200).await;
+    assert_eq!(ready["checks"]["store"]["ok"], true, "{ready}");
+
+    proxy.cut();
+    let unready = ready_until(&served.base, 503).await;
+    assert_eq!(unready["ready"], false, "{unready}");
+    assert_eq!(unready["checks"]["store"]["ok"], false, "{unready}");
+    let detail = unready["checks"]["store"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&proxy.addr.to_string()) || detail.contains("PostgreSQL"),
+        "the detail names the store: {detail}"
+    );
+    // The process itself is alive: liveness must not restart it for the database's outage.
+    let live = reqwest::get(format!("{}/healthz", served.base)).await.unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+
+    proxy.restore();
+    let ready = ready_until(&served.base, 200).await;
+    assert_eq!(ready["checks"]["store"]["ok"], true, "{ready}");
+
+    // A database that stops answering without closing anything: unready too (the probe
+    // answers, saying so, rather than hanging).
+    proxy.freeze();
+    let unready = ready_until(&served.base, 503).await;
+    let detail = unready["checks"]["store"]["detail"].as_str().unwrap();
+    assert!(detail.contains("no answer"), "{unready}");
+    // Connections held by the frozen proxy are given up; new ones get through.
+    proxy.cut();
+    proxy.restore();
+    let ready = ready_until(&served.base, 200).await;
+    assert_eq!(ready["checks"]["store"]["ok"], true, "{ready}");
+    let _ = served.stop.send(ccc_dialer::dispatch::Stop::Now);
+}

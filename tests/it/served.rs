@@ -248,6 +248,17 @@ pub async fn in_process_with(
     extra: &str,
     prepare: impl AsyncFnOnce(&ccc_dialer::store::Store),
 ) -> InProcess {
+    in_process_on(max_body, extra, None, prepare).await
+}
+
+/// [`in_process_with`] on the store `state` names (a PostgreSQL URL) instead of the scratch
+/// directory's SQLite file.
+pub async fn in_process_on(
+    max_body: usize,
+    extra: &str,
+    state: Option<&str>,
+    prepare: impl AsyncFnOnce(&ccc_dialer::store::Store),
+) -> InProcess {
     use ccc_dialer::ccc::{system_clock, Client, ClientSettings};
     use ccc_dialer::config::Config;
     use ccc_dialer::dispatch::{Engine, Stop};
@@ -282,7 +293,12 @@ pub async fn in_process_with(
         system_clock(),
     )
     .expect("client");
-    let store = ccc_dialer::store::Store::open(&s.state).expect("store");
+    let store = match state {
+        Some(url) => ccc_dialer::store::Store::connect_postgres(url)
+            .await
+            .expect("store"),
+        None => ccc_dialer::store::Store::open(&s.state).expect("store"),
+    };
     prepare(&store).await;
     let limiter = Arc::new(ccc_dialer::limiter::Limiter::new(
         cfg.rate.requests_per_second,
