@@ -292,7 +292,9 @@ async fn readiness_fails_while_the_database_is_unreachable_and_comes_back_with_i
         "the detail names the store: {detail}"
     );
     // The process itself is alive: liveness must not restart it for the database's outage.
-    let live = reqwest::get(format!("{}/healthz", served.base)).await.unwrap();
+    let live = reqwest::get(format!("{}/healthz", served.base))
+        .await
+        .unwrap();
     assert_eq!(live.status().as_u16(), 200);
 
     proxy.restore();
@@ -311,4 +313,124 @@ async fn readiness_fails_while_the_database_is_unreachable_and_comes_back_with_i
     let ready = ready_until(&served.base, 200).await;
     assert_eq!(ready["checks"]["store"]["ok"], true, "{ready}");
     let _ = served.stop.send(ccc_dialer::dispatch::Stop::Now);
+}
+
+fn sample(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples")
+            .join(name),
+    )
+    .expect("sample")
+}
+
+/// The documents of a multi-document YAML file, each with its `kind`.
+fn documents(text: &str) -> Vec<(String, String)> {
+    text.split("\n---\n")
+        .filter_map(|doc| {
+            let kind = doc.lines().find_map(|l| l.strip_prefix("kind: "))?;
+            Some((kind.trim().to_string(), doc.to_string()))
+        })
+        .collect()
+}
+
+/// The lines of `doc` from the one `start` matches to the next at the same or a smaller
+/// indent (the YAML block it opens).
+fn block<'a>(doc: &'a str, start: &str) -> Vec<&'a str> {
+    let mut lines = doc.lines().skip_while(|l| l.trim() != start);
+    let Some(first) = lines.next() else {
+        return Vec::new();
+    };
+    let indent = first.len() - first.trim_start().len();
+    std::iter::once(first)
+        .chain(lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent))
+        .collect()
+}
+
+#[test]
+fn the_kubernetes_postgres_sample_runs_three_replicas_rolling_with_a_budget_and_the_url_from_a_secret(
+) {
+    let text = sample("kubernetes-postgres.yaml");
+    let docs = documents(&text);
+    let kinds: Vec<&str> = docs.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(
+        !kinds.contains(&"Secret"),
+        "no Secret applied over the real one: {kinds:?}"
+    );
+    let of = |kind: &str| {
+        docs.iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| panic!("no {kind} in {kinds:?}"))
+    };
+    let deployment = of("Deployment");
+    assert!(
+        deployment.lines().any(|l| l.trim() == "replicas: 3"),
+        "{deployment}"
+    );
+    let strategy = block(&deployment, "strategy:").join("\n");
+    assert!(strategy.contains("type: RollingUpdate"), "{strategy}");
+    assert!(!deployment.contains("Recreate"));
+    let pdb = of("PodDisruptionBudget");
+    assert!(
+        pdb.contains("maxUnavailable: 1") || pdb.contains("minAvailable: 2"),
+        "{pdb}"
+    );
+    assert!(
+        pdb.contains("app.kubernetes.io/name: ccc-dialer"),
+        "the budget selects the pods"
+    );
+    // The store URL from the Secret the header creates, nothing else in its place.
+    let state = block(&deployment, "- name: CCC_DIALER_STATE").join("\n");
+    assert!(state.contains("secretKeyRef:"), "{state}");
+    assert!(state.contains("name: ccc-dialer-database"), "{state}");
+    assert!(state.contains("key: url"), "{state}");
+    assert!(!state.contains("value:"), "{state}");
+    assert!(text.contains("create secret generic ccc-dialer-database"));
+    assert!(
+        !text
+            .lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.contains("postgres://")),
+        "no database URL (nor its password) in the manifest itself"
+    );
+    let readiness = block(&deployment, "readinessProbe:").join("\n");
+    assert!(readiness.contains("path: /readyz"), "{readiness}");
+    // Its config is one this build loads.
+    let dir = tempfile::tempdir().unwrap();
+    let head = "  dialer.toml: |\n";
+    let start = text.find(head).unwrap() + head.len();
+    let toml: String = text[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    std::fs::write(dir.path().join("dialer.toml"), toml).unwrap();
+    ccc_dialer::config::Config::load(&dir.path().join("dialer.toml")).expect("the config loads");
+}
+
+#[test]
+fn the_compose_postgres_sample_starts_the_dialer_once_its_database_is_healthy() {
+    let text = sample("docker-compose-postgres.yml");
+    let postgres = block(&text, "postgres:").join("\n");
+    assert!(postgres.contains("image: postgres:"), "{postgres}");
+    assert!(postgres.contains("healthcheck:"), "{postgres}");
+    assert!(postgres.contains("pg_isready"), "{postgres}");
+    let dialer = block(&text, "ccc-dialer:").join("\n");
+    let depends = block(&dialer, "depends_on:").join("\n");
+    assert!(depends.contains("postgres:"), "{depends}");
+    assert!(depends.contains("condition: service_healthy"), "{depends}");
+    let state = dialer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CCC_DIALER_STATE: "))
+        .expect("CCC_DIALER_STATE");
+    assert!(
+        state.starts_with("postgres://dialer@postgres:5432/"),
+        "{state}"
+    );
+    let user = state["postgres://".len()..].split('@').next().unwrap();
+    assert!(!user.contains(':'), "no password in the URL: {state}");
+    assert!(
+        dialer.contains("PGPASSWORD") || dialer.contains("database.env"),
+        "{dialer}"
+    );
 }
