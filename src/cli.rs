@@ -16,9 +16,11 @@ Exit codes:
        for run.outage_limit: undialled contacts stay pending; fix and rerun
   130  interrupted (SIGINT/SIGTERM): in-flight replies were recorded; rerun to continue
 
-With [outcomes] enabled, `run` then waits for the outcome of every placed call (\"calls ended:
-n / placed\") until each is known or outcomes.give_up_after passed; exit 3 also when outcome
-tracking stopped on an account-level error (dialling itself finished).
+With [outcomes] enabled, `run` then waits for the outcome of every placed call (\"contacts'
+latest calls ended: n / placed\") until each is known or outcomes.give_up_after passed; exit 3
+also when outcome tracking stopped on an account-level error (dialling itself finished), or, with
+[redial], when outcome or tag tracking stopped while their answers might still ask for a redial
+(every contact that could be dialled was; rerun after the fix to continue).
 
 Secrets come only from the environment: TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY,
 TENCENTCLOUD_SESSION_TOKEN (optional), or the same names with _FILE pointing at a file; the

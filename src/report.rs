@@ -114,7 +114,8 @@ pub struct OutcomesPart {
     pub by_class: BTreeMap<String, u64>,
     /// Placed contacts whose latest call has no record yet.
     pub awaiting: u64,
-    /// Answered among the calls that ended with a record (`null` before any).
+    /// Answered among the placed contacts whose latest call ended with a record (`null`
+    /// before any); every call, redials included, is counted by dial in `by_dial`.
     pub answer_rate: Option<f64>,
     pub by_dial: Vec<DialPart>,
 }
@@ -446,7 +447,11 @@ pub fn render_text(r: &Report) -> String {
             x.map(|v| format!("{:.1}%", v * 100.0))
                 .unwrap_or_else(|| "-".into())
         };
-        let _ = writeln!(o, "  answer rate {}", pct(out.answer_rate));
+        let _ = writeln!(
+            o,
+            "  answer rate {} (contacts, by their latest call)",
+            pct(out.answer_rate)
+        );
         let _ = writeln!(o, "  by dial:  calls  ended  answered  answer rate  reach");
         for d in &out.by_dial {
             let _ = writeln!(

@@ -102,14 +102,19 @@ pub async fn counts(store: &Store, campaigns: &[i64]) -> Result<OutcomeCounts, F
     Ok(total)
 }
 
-/// "calls ended: 12 / 20 placed (answered 9, busy 2, …), 3 lost replies being looked up"
+/// "contacts' latest calls ended: 12 / 20 placed (answered 9, busy 2, …), 3 lost replies being
+/// looked up": each contact once, by its latest call (with redials, calls outnumber contacts).
 pub fn describe(c: &OutcomeCounts) -> String {
     let classes: Vec<String> = c
         .by_class
         .iter()
         .map(|(class, n)| format!("{class} {n}"))
         .collect();
-    let mut s = format!("calls ended: {} / {} placed", c.ended(), c.placed());
+    let mut s = format!(
+        "contacts' latest calls ended: {} / {} placed",
+        c.ended(),
+        c.placed()
+    );
     if !classes.is_empty() {
         s.push_str(&format!(" ({})", classes.join(", ")));
     }

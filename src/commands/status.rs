@@ -74,7 +74,9 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
         }
         let outcomes = store.outcome_counts(c.id).await.map_err(Failure::other)?;
         if outcomes.placed() > 0 && (!outcomes.by_class.is_empty() || outcomes.reconciling > 0) {
-            crate::say!("  placed calls, by outcome:");
+            // Each contact once, by its latest call (a redialled contact's earlier calls are in
+            // `report`'s by-dial table).
+            crate::say!("  contacts by their latest call's outcome:");
             for (class, n) in &outcomes.by_class {
                 crate::say!("    {class:<16} {n}");
             }
@@ -83,7 +85,7 @@ pub async fn run(args: StatusArgs) -> Result<Done, Failure> {
             }
             if let Some(rate) = outcomes.answer_rate() {
                 crate::say!(
-                    "  answer rate: {:.1}% ({} answered of {} calls ended)",
+                    "  answer rate: {:.1}% ({} answered of {} contacts whose latest call ended)",
                     rate * 100.0,
                     outcomes.by_class.get("answered").copied().unwrap_or(0),
                     outcomes.ended()

@@ -340,13 +340,13 @@ pub struct CampaignView {
     pub settings: serde_json::Value,
     /// The endpoint's outage while one holds this (unfinished) campaign back.
     pub outage: Option<OutageView>,
-    /// Placed calls by outcome (`null` unless `[outcomes]` is enabled).
+    /// Placed contacts by their latest call's outcome (`null` unless `[outcomes]` is enabled).
     pub outcomes: Option<OutcomesView>,
     /// When its contacts and attempts were deleted (`purge`, `[store] retain`), if they were.
     pub purged_at: Option<String>,
 }
 
-/// A campaign's placed calls by outcome.
+/// A campaign's placed contacts by their latest call's outcome.
 #[derive(Debug, Serialize)]
 pub struct OutcomesView {
     /// Every class, 0 when none: contacts by their latest call's outcome.
@@ -355,7 +355,7 @@ pub struct OutcomesView {
     pub awaiting: u64,
     /// Lost replies still being looked up in the call records.
     pub reconciling: u64,
-    /// Answered among the calls that ended (`null` before any ended).
+    /// Answered among the contacts whose latest call ended (`null` before any ended).
     pub answer_rate: Option<f64>,
     /// Why outcome tracking stopped (an account-level refusal of DescribeTelCdr), with the
     /// fix; `null` while it runs. Dialling goes on without it.

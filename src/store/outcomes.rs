@@ -149,7 +149,7 @@ pub struct OutcomeCounts {
 }
 
 impl OutcomeCounts {
-    /// Contacts whose call ended with a known outcome (every class but `no_record`).
+    /// Contacts whose latest call ended with a known outcome (every class but `no_record`).
     pub fn ended(&self) -> u64 {
         self.by_class
             .iter()
@@ -163,7 +163,8 @@ impl OutcomeCounts {
         self.by_class.values().sum::<u64>() + self.awaiting
     }
 
-    /// Answered among the calls that ended, as a fraction (None before any ended).
+    /// Answered among the contacts whose latest call ended, as a fraction (None before any
+    /// ended); every call, redials included, is counted by dial in `report`.
     pub fn answer_rate(&self) -> Option<f64> {
         let ended = self.ended();
         (ended > 0)

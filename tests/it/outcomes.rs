@@ -109,16 +109,19 @@ async fn every_scripted_outcome_ends_in_its_documented_class_and_unknown_codes_s
     let cdr = &stats.actions["DescribeTelCdr"];
     assert_eq!(cdr.windows_over_limit, 0);
     assert!(cdr.requests >= 1);
-    // `status` counts by outcome with the answer rate (2 of 12 ended calls answered).
+    // `status` counts by outcome with the answer rate (2 of 12 contacts' ended calls answered).
     let status = std::process::Command::new(crate::support::bin())
         .args(["status", "--state"])
         .arg(&s.state)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("placed calls, by outcome:"), "{text}");
     assert!(
-        text.contains("answer rate: 16.7% (2 answered of 12 calls ended)"),
+        text.contains("contacts by their latest call's outcome:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("answer rate: 16.7% (2 answered of 12 contacts whose latest call ended)"),
         "{text}"
     );
 }

@@ -172,6 +172,32 @@ async fn calls_not_reached_are_redialled_by_outcome_until_answered_or_max_dials(
         text.contains("reached 3, not reached after all dials 2"),
         "{text}"
     );
+    // 9 calls to 5 contacts: the summary and `status` count contacts, by their latest call
+    // (3 of 5 answered), and say so; `report`'s by-dial table counts every call.
+    assert!(
+        text.contains("contacts' latest calls ended: 5 / 5 placed"),
+        "{text}"
+    );
+    let out = std::process::Command::new(bin())
+        .args(["status", "--state"])
+        .arg(&s.state)
+        .output()
+        .expect("status");
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("answer rate: 60.0% (3 answered of 5 contacts whose latest call ended)"),
+        "{status}"
+    );
+    let out = std::process::Command::new(bin())
+        .args(["report", "--state"])
+        .arg(&s.state)
+        .output()
+        .expect("report");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("answer rate 60.0% (contacts, by their latest call)"),
+        "{report}"
+    );
     // `status --callee` lists every session with its outcome.
     let out = std::process::Command::new(bin())
         .args(["status", "--state"])
