@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
+use crate::support::within;
+
 /// How long a page gets to show what a test waits for.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -70,13 +72,16 @@ impl Browser {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let ready = match http.get(format!("{url}/status")).send().await {
-                Ok(r) => r
-                    .json::<Value>()
-                    .await
-                    .is_ok_and(|v| v["value"]["ready"] == true),
-                Err(_) => false,
-            };
+            let ready = within("chromedriver's status", async {
+                match http.get(format!("{url}/status")).send().await {
+                    Ok(r) => r
+                        .json::<Value>()
+                        .await
+                        .is_ok_and(|v| v["value"]["ready"] == true),
+                    Err(_) => false,
+                }
+            })
+            .await;
             if ready {
                 break;
             }
@@ -112,11 +117,14 @@ impl Browser {
         );
         // chromedriver is plain HTTP on loopback: no TLS stack.
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("chromedriver cannot start Chromium: {e}; {INSTALL}"));
+        let client = within(
+            "chromedriver to start a session",
+            ClientBuilder::new(connector)
+                .capabilities(caps)
+                .connect(&url),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver cannot start Chromium: {e}; {INSTALL}"));
         Browser {
             client,
             driver: b.driver.take().expect("driver"),
@@ -125,11 +133,18 @@ impl Browser {
     }
 
     pub async fn goto(&self, url: &str) {
-        self.client.goto(url).await.expect("goto");
+        within(&format!("the browser to load {url}"), self.client.goto(url))
+            .await
+            .expect("goto");
     }
 
     pub async fn js(&self, script: &str) -> Value {
-        self.client.execute(script, vec![]).await.expect("script")
+        within(
+            &format!("the browser to run {script:?}"),
+            self.client.execute(script, vec![]),
+        )
+        .await
+        .expect("script")
     }
 
     /// The text of the first element matching `css` once `pred` holds for it (polling the page
@@ -137,10 +152,13 @@ impl Browser {
     pub async fn wait_text(&self, css: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let text = match self.client.find(Locator::Css(css)).await {
-                Ok(el) => el.text().await.ok(),
-                Err(_) => None,
-            };
+            let text = within(&format!("the browser to read {css}"), async {
+                match self.client.find(Locator::Css(css)).await {
+                    Ok(el) => el.text().await.ok(),
+                    Err(_) => None,
+                }
+            })
+            .await;
             if let Some(t) = &text {
                 if pred(t) {
                     return t.clone();
@@ -175,13 +193,14 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        self.client
+        let el = self
+            .client
             .wait()
             .at_most(DEADLINE)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .click()
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        within(&format!("the browser to click {css}"), el.click())
             .await
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
@@ -194,8 +213,11 @@ impl Browser {
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("no {css}: {e}"));
-        el.clear().await.expect("clear");
-        el.send_keys(text).await.expect("type");
+        within(&format!("the browser to type into {css}"), async {
+            el.clear().await.expect("clear");
+            el.send_keys(text).await.expect("type");
+        })
+        .await;
     }
 
     pub async fn count(&self, css: &str) -> u64 {
@@ -235,13 +257,13 @@ impl Browser {
         )
         .expect("tests/data/axe-core-4.14.1/axe.min.js");
         // Injected through WebDriver (not a page <script>): the page's CSP does not apply.
-        self.client
-            .execute(&axe, vec![])
-            .await
-            .expect("load axe-core");
-        let result = self
-            .client
-            .execute_async(
+        within(
+            "the browser to load axe-core",
+            self.client.execute(&axe, vec![]),
+        )
+        .await
+        .expect("load axe-core");
+        let check = self.client.execute_async(
                 "const done = arguments[arguments.length - 1];
                  axe.run(document, { resultTypes: ['violations'] })
                    .then(r => done(r.violations.map(v => ({
@@ -249,8 +271,9 @@ impl Browser {
                        nodes: v.nodes.map(n => n.target.join(' '))
                    }))))
                    .catch(e => done([{ id: 'axe-error', impact: 'critical', help: String(e), nodes: [] }]));",
-                vec![],
-            )
+            vec![],
+        );
+        let result = within(&format!("axe-core's check of {page}"), check)
             .await
             .expect("run axe-core");
         let serious: Vec<&Value> = result
@@ -267,13 +290,16 @@ impl Browser {
     }
 
     pub async fn screenshot(&self, path: &Path) {
-        let png = self.client.screenshot().await.expect("screenshot");
+        let png = within("the browser's screenshot", self.client.screenshot())
+            .await
+            .expect("screenshot");
         std::fs::write(path, png).expect("write screenshot");
     }
 
     /// End the session (Chromium exits) and chromedriver.
     pub async fn quit(mut self) {
-        let _ = self.client.clone().close().await;
+        // Bounded like every other call; chromedriver is killed below either way.
+        let _ = tokio::time::timeout(DEADLINE, self.client.clone().close()).await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         kill_profile_processes(self.profile.path());

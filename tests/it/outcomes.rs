@@ -10,7 +10,7 @@ use ccc_dialer::contact::ResultRow;
 use ccc_dialer::mock::{ManualClock, MockOptions, MockServer};
 use ccc_dialer::store::Store;
 
-use crate::support::{code_of, outcome_options, stderr_of, Scratch};
+use crate::support::{code_of, outcome_options, output_within, stderr_of, Scratch};
 
 /// `[outcomes]` for tests: ask at once, again every second.
 const FAST: &str = "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\n";
@@ -41,12 +41,11 @@ fn scratch(mock: &MockServer, contacts: usize, extra: &str) -> Scratch {
     s
 }
 
+/// `run` to its exit, within the tests' deadline.
 async fn run(s: &Scratch, extra_args: &[&str]) -> std::process::Output {
     let mut cmd = s.run_command();
     cmd.args(extra_args);
-    tokio::task::spawn_blocking(move || cmd.output().expect("spawn ccc-dialer"))
-        .await
-        .expect("join")
+    output_within(cmd, "ccc-dialer run to exit").await
 }
 
 #[tokio::test]

@@ -67,13 +67,22 @@ impl Served {
             .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")));
         let mut child = cmd.spawn().expect("spawn serve");
         let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
             BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("join")
-        .expect("read the address line");
+        });
+        let line = match tokio::time::timeout(DEADLINE, read).await {
+            Ok(joined) => joined.expect("join").expect("read the address line"),
+            Err(_) => {
+                // Killing it closes its stdout, which ends the blocked read.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "timed out after {DEADLINE:?} waiting for: serve to print its address; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
         let base = line
             .trim()
             .strip_prefix("listening on ")
@@ -87,7 +96,11 @@ impl Served {
         Served {
             child,
             base,
-            http: reqwest::Client::new(),
+            // A request the service never answers fails the test instead of hanging it.
+            http: reqwest::Client::builder()
+                .timeout(DEADLINE)
+                .build()
+                .expect("HTTP client"),
             log,
         }
     }
@@ -103,7 +116,7 @@ impl Served {
             .bearer_auth(TOKEN)
             .send()
             .await
-            .expect("GET");
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         let status = r.status().as_u16();
         let text = r.text().await.expect("body");
         (
@@ -120,7 +133,7 @@ impl Served {
             .body(body)
             .send()
             .await
-            .expect("POST");
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
         let status = r.status().as_u16();
         let text = r.text().await.expect("body");
         (
@@ -170,15 +183,22 @@ impl Served {
         assert!(ok, "kill {sig}");
     }
 
+    /// Wait (at most [`DEADLINE`]) for `serve` to exit: its code and log.
     pub async fn wait_exit(mut self) -> (i32, String) {
-        let status = tokio::task::spawn_blocking(move || {
-            let st = self.child.wait().expect("wait");
-            (st, self.log.clone())
-        })
-        .await
-        .expect("join");
-        let log = std::fs::read_to_string(&status.1).unwrap_or_default();
-        (status.0.code().unwrap_or(-1), log)
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {DEADLINE:?} waiting for: serve to exit; log: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        (status.code().unwrap_or(-1), log)
     }
 }
 
