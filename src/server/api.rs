@@ -1147,9 +1147,8 @@ async fn create_call(
         }
         None => None,
     };
-    // One call is checked and created at a time: two keyless POSTs for one number at once
-    // would otherwise both pass the check below.
-    let _one_at_a_time = svc.calls.lock().await;
+    // A quick answer for the common case; two keyless POSTs for one number at once (to one
+    // replica or two) are decided by the store when the call's campaign is created.
     if key.is_none() {
         if let Some(open) = svc.store.open_call_to(&callee).await? {
             return Err(ApiError::new(
@@ -1208,10 +1207,16 @@ async fn create_call(
     // intake as any other (uploads are content-addressed, so calls to one number share it).
     let source = save_upload(&svc, &Bytes::from(format!("callee\n{callee}\n"))).await?;
     let created = svc
-        .create_campaign(&source, settings, name, None)
+        .create_call_campaign(&source, settings, name, key.is_none())
         .await
         .map_err(|e| without_upload_path(e, &source))?;
-    call_response(&svc, created.campaign, &callee, StatusCode::ACCEPTED).await
+    // Created by the same key at the same moment (on another replica): the same call.
+    let status = if created.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    call_response(&svc, created.campaign, &callee, status).await
 }
 
 async fn call_response(

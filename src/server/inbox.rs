@@ -11,7 +11,10 @@
 //!
 //! Never imported twice: the file's name and content fingerprint are recorded with its campaign
 //! in the transaction that creates it. A file seen again after a crash (recorded, not yet moved)
-//! is finished and moved, not imported again.
+//! is finished and moved, not imported again. Several replicas may watch one shared folder (on
+//! a PostgreSQL store): a file is claimed in the database before it is read, so one replica
+//! takes it and the others leave it; a replica that dies lets its claim go, and another
+//! finishes what it started.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,17 +78,38 @@ impl Inbox {
             let Ok(meta) = std::fs::symlink_metadata(&file) else {
                 continue;
             };
-            if let Some(why) = refuse_entry(&meta) {
-                let why = format!("{name} {why}");
-                reject(svc, &self.dir, &file, &sidecar, &name, "-", &why).await;
-                continue;
-            }
+            let refused = refuse_entry(&meta);
             let look = Look::of(&meta);
-            if !self.settle.ready(&file, look) {
+            if refused.is_none() && !self.settle.ready(&file, look) {
                 tracing::info!(file = ?name, bytes = meta.len(), "inbox: file seen; taken once it stops changing");
                 continue;
             }
-            take(svc, &self.dir, &file, look).await;
+            // Claimed before it is read: of several replicas watching one shared folder, one
+            // takes the file, the others leave it.
+            match svc.store.claim_inbox_file(&name).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(file = ?name, "inbox: file taken by another replica");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(file = ?name, error = %e, "inbox: cannot claim the file; will retry");
+                    continue;
+                }
+            }
+            // Moved away meanwhile by the replica that held it until now.
+            if std::fs::symlink_metadata(&file).is_ok() {
+                match refused {
+                    Some(why) => {
+                        let why = format!("{name} {why}");
+                        reject(svc, &self.dir, &file, &sidecar, &name, "-", &why).await;
+                    }
+                    None => take(svc, &self.dir, &file, look).await,
+                }
+            }
+            if let Err(e) = svc.store.release_inbox_file(&name).await {
+                tracing::warn!(file = ?name, error = %e, "inbox: cannot let the file's claim go");
+            }
         }
     }
 }

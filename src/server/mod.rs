@@ -51,7 +51,7 @@ use crate::dispatch::{now_ms, Engine, Stop};
 use crate::import::{import_file_with, ImportError};
 use crate::intake::{self, IntakeOptions};
 use crate::secret::Secret;
-use crate::store::{Campaign, CampaignState, NewCampaign, Store, StoreError};
+use crate::store::{Campaign, CampaignState, CreateCheck, NewCampaign, Refused, Store, StoreError};
 pub use campaigns::Campaigns;
 pub use settings::CampaignSettings;
 
@@ -73,12 +73,9 @@ pub struct Service {
     /// Where uploaded contact files are kept (the campaign's source, for a resumed intake).
     pub uploads: PathBuf,
     pub max_body_bytes: usize,
-    /// Held while a campaign's name is chosen and its row written: two identical uploads at
-    /// once make one campaign, not a store error.
+    /// Held while contacts are added to a campaign in this process (their lines are numbered
+    /// after the campaign's last).
     pub creating: tokio::sync::Mutex<()>,
-    /// Held while an ad-hoc call is checked and created: two keyless calls to one number at
-    /// once make one call.
-    pub calls: tokio::sync::Mutex<()>,
     /// Contact counts of completed campaigns, which no longer change: `/metrics` and the
     /// campaign list do not count a million finished rows again at every scrape.
     finished_counts: std::sync::Mutex<HashMap<i64, BTreeMap<Status, u64>>>,
@@ -161,19 +158,6 @@ impl Service {
         Ok(counts)
     }
 
-    /// A campaign other than `name` (and not an ad-hoc call) with this content that is still
-    /// running or was created recently.
-    async fn twin_of(&self, fingerprint: &str, name: &str) -> Result<Option<Campaign>, StoreError> {
-        let since = now_ms() - DUPLICATE_WINDOW_MS;
-        Ok(self.store.campaigns().await?.into_iter().find(|c| {
-            c.fingerprint == fingerprint
-                && c.name != name
-                && !c.name.starts_with(settings::CALL_PREFIX)
-                && (matches!(c.state, CampaignState::Active | CampaignState::Paused)
-                    || c.created_at >= since)
-        }))
-    }
-
     pub fn config(&self) -> &Arc<Config> {
         self.campaigns.config()
     }
@@ -222,6 +206,40 @@ impl Service {
         inbox: Option<(String, String)>,
         allow_duplicate: bool,
     ) -> Result<Created, CreateError> {
+        self.create_as(
+            source,
+            settings,
+            default_name,
+            inbox,
+            allow_duplicate,
+            false,
+        )
+        .await
+    }
+
+    /// An ad-hoc call's campaign of one (`name` from its Idempotency-Key, or a fresh one): a
+    /// keyless call (`keyless`) is refused with [`CreateError::Conflict`] while another call
+    /// to the same callee is still to be dialled or in flight, decided in the store.
+    pub async fn create_call_campaign(
+        &self,
+        source: &Path,
+        settings: CampaignSettings,
+        name: String,
+        keyless: bool,
+    ) -> Result<Created, CreateError> {
+        self.create_as(source, settings, name, None, true, keyless)
+            .await
+    }
+
+    async fn create_as(
+        &self,
+        source: &Path,
+        settings: CampaignSettings,
+        default_name: String,
+        inbox: Option<(String, String)>,
+        allow_duplicate: bool,
+        open_call: bool,
+    ) -> Result<Created, CreateError> {
         settings
             .validate_with(self.config())
             .map_err(CreateError::Input)?;
@@ -244,71 +262,94 @@ impl Service {
         .map_err(|e| CreateError::Other(e.to_string()))?
         .map_err(|e| CreateError::Input(e.to_string()))?;
         let explicit = settings.name.is_some();
-        let one_at_a_time = self.creating.lock().await;
-        let mut name = settings.name.clone().unwrap_or(default_name);
-        if let Some(existing) = self.store.find_campaign(&name).await? {
-            if existing.fingerprint == fingerprint && inbox.is_none() {
-                // The same request again is the same campaign; the same contacts with other
-                // settings would be answered with a campaign that ignores them.
-                let stored = existing
-                    .settings
-                    .as_deref()
-                    .and_then(|s| serde_json::from_str::<CampaignSettings>(s).ok())
-                    .unwrap_or_default();
-                if stored != settings {
+        let wanted = settings.name.clone().unwrap_or(default_name);
+        let settings_json = serde_json::to_string(&settings)
+            .map_err(|e| CreateError::Other(format!("cannot encode settings: {e}")))?;
+        let check = match (allow_duplicate, open_call) {
+            (_, true) => CreateCheck::NoOpenCall,
+            (true, false) => CreateCheck::Name,
+            (false, false) => CreateCheck::NoTwinSince(now_ms() - DUPLICATE_WINDOW_MS),
+        };
+        // The store decides, in the transaction that writes the campaign: a name taken
+        // meanwhile (another replica created it) is looked at again, as if it had been there.
+        let mut tries = 0;
+        let campaign = loop {
+            tries += 1;
+            let mut name = wanted.clone();
+            if let Some(existing) = self.store.find_campaign(&name).await? {
+                if existing.fingerprint == fingerprint && inbox.is_none() {
+                    // The same request again is the same campaign; the same contacts with other
+                    // settings would be answered with a campaign that ignores them.
+                    let stored = existing
+                        .settings
+                        .as_deref()
+                        .and_then(|s| serde_json::from_str::<CampaignSettings>(s).ok())
+                        .unwrap_or_default();
+                    if stored != settings {
+                        return Err(CreateError::Conflict(format!(
+                            "campaign {name:?} (id {}) already exists with these contacts and other settings; choose another name for other settings",
+                            existing.id
+                        )));
+                    }
+                    return Ok(Created {
+                        campaign: existing,
+                        intake: None,
+                        existing: true,
+                    });
+                }
+                if explicit || inbox.is_none() {
                     return Err(CreateError::Conflict(format!(
-                        "campaign {name:?} (id {}) already exists with these contacts and other settings; choose another name for other settings",
+                        "a campaign named {name:?} already exists (id {}) with other contacts; choose another name",
                         existing.id
                     )));
                 }
-                return Ok(Created {
-                    campaign: existing,
-                    intake: None,
-                    existing: true,
-                });
+                name = format!("{name}-{}", &fingerprint[..8]);
+                if self.store.find_campaign(&name).await?.is_some() {
+                    name = format!("{name}-{}", now_ms());
+                }
             }
-            if explicit || inbox.is_none() {
-                return Err(CreateError::Conflict(format!(
-                    "a campaign named {name:?} already exists (id {}) with other contacts; choose another name",
-                    existing.id
-                )));
+            let created = self
+                .store
+                .create_campaign_unless(
+                    NewCampaign {
+                        name: name.clone(),
+                        fingerprint: fingerprint.clone(),
+                        source: source.display().to_string(),
+                        settings: Some(settings_json.clone()),
+                        priority: settings.priority.unwrap_or(0),
+                        inbox: inbox.clone(),
+                        paused: (settings.paused == Some(true)).then(|| CREATED_PAUSED.to_string()),
+                    },
+                    check,
+                    now_ms(),
+                )
+                .await?;
+            match created {
+                Ok(c) => break c,
+                Err(Refused::NameTaken) if tries < 3 => continue,
+                Err(Refused::NameTaken) => {
+                    return Err(CreateError::Conflict(format!(
+                        "a campaign named {name:?} was created at the same time; try again"
+                    )))
+                }
+                Err(Refused::Twin(twin)) => {
+                    let hint = if inbox.is_some() {
+                        "post it with POST /v1/campaigns?allow_duplicate=true if that is meant"
+                    } else {
+                        "send ?allow_duplicate=true if that is meant"
+                    };
+                    return Err(CreateError::Duplicate(format!(
+                        "campaign {:?} (id {}, {}) has the same contacts file: its contacts would be called twice; {hint}",
+                        twin.name, twin.id, twin.state
+                    )));
+                }
+                Err(Refused::OpenCall(open)) => {
+                    return Err(CreateError::Conflict(format!(
+                        "a call to this callee is already queued or in flight (campaign {open}); send an Idempotency-Key to make retries safe"
+                    )))
+                }
             }
-            name = format!("{name}-{}", &fingerprint[..8]);
-            if self.store.find_campaign(&name).await?.is_some() {
-                name = format!("{name}-{}", now_ms());
-            }
-        }
-        if !allow_duplicate {
-            if let Some(twin) = self.twin_of(&fingerprint, &name).await? {
-                let hint = if inbox.is_some() {
-                    "post it with POST /v1/campaigns?allow_duplicate=true if that is meant"
-                } else {
-                    "send ?allow_duplicate=true if that is meant"
-                };
-                return Err(CreateError::Duplicate(format!(
-                    "campaign {:?} (id {}, {}) has the same contacts file: its contacts would be called twice; {hint}",
-                    twin.name, twin.id, twin.state
-                )));
-            }
-        }
-        let settings_json = serde_json::to_string(&settings)
-            .map_err(|e| CreateError::Other(format!("cannot encode settings: {e}")))?;
-        let campaign = self
-            .store
-            .create_campaign_with(
-                NewCampaign {
-                    name,
-                    fingerprint,
-                    source: source.display().to_string(),
-                    settings: Some(settings_json),
-                    priority: settings.priority.unwrap_or(0),
-                    inbox,
-                    paused: (settings.paused == Some(true)).then(|| CREATED_PAUSED.to_string()),
-                },
-                now_ms(),
-            )
-            .await?;
-        drop(one_at_a_time);
+        };
         let report = self.import(&campaign, source).await?;
         let campaign = self
             .store
@@ -722,7 +763,6 @@ pub fn build(
         uploads,
         max_body_bytes,
         creating: tokio::sync::Mutex::new(()),
-        calls: tokio::sync::Mutex::new(()),
         finished_counts: std::sync::Mutex::new(HashMap::new()),
         scrape: tokio::sync::Mutex::new(scrape),
         outcomes,

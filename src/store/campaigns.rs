@@ -118,6 +118,41 @@ pub struct NewCampaign {
     pub paused: Option<String>,
 }
 
+/// What a new campaign must not collide with ([`Store::create_campaign_unless`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateCheck {
+    /// Only the name, unique among campaigns.
+    Name,
+    /// Nor a twin: another campaign (not an ad-hoc call) with the same contacts file that is
+    /// active or paused, or was created since this time (Unix ms).
+    NoTwinSince(i64),
+    /// Nor an ad-hoc call (`call-…`) with the same one-row file, i.e. to the same callee, that
+    /// is still to be dialled or in flight.
+    NoOpenCall,
+}
+
+/// Why [`Store::create_campaign_unless`] created nothing.
+#[derive(Debug, Clone)]
+pub enum Refused {
+    /// A campaign of this name exists (created meanwhile, perhaps by another replica).
+    NameTaken,
+    /// This campaign has the same contacts file.
+    Twin(Campaign),
+    /// This ad-hoc call campaign calls the same callee and is still open.
+    OpenCall(i64),
+}
+
+/// The twin filter (`?1`/`$1` fingerprint, `?2`/`$2` the new name, `?3`/`$3` since), the same
+/// text for both stores.
+pub(crate) const TWIN: &str = "fingerprint = ?1 AND name <> ?2 AND substr(name, 1, 5) <> 'call-'
+       AND (state IN ('active', 'paused') OR created_at >= ?3)";
+
+/// The open ad-hoc call filter (`?1`/`$1` fingerprint).
+pub(crate) const OPEN_CALL: &str = "substr(name, 1, 5) = 'call-' AND fingerprint = ?1
+       AND state IN ('active', 'paused')
+       AND (NOT intake_done OR EXISTS (SELECT 1 FROM contacts k WHERE k.campaign_id = campaigns.id
+                                       AND k.status IN ('pending', 'in_flight')))";
+
 fn query_one(
     c: &Connection,
     filter: &str,
@@ -172,14 +207,73 @@ impl Store {
         new: NewCampaign,
         now_ms: i64,
     ) -> Result<Campaign, StoreError> {
+        let name = new.name.clone();
+        match self
+            .create_campaign_unless(new, CreateCheck::Name, now_ms)
+            .await?
+        {
+            Ok(c) => Ok(c),
+            Err(_) => Err(StoreError::Other(format!(
+                "a campaign named {name:?} already exists"
+            ))),
+        }
+    }
+
+    /// Create a campaign unless `check` finds what it must not collide with, decided in the
+    /// transaction that writes it (SQLite: the store thread's; PostgreSQL: under a
+    /// transaction-scoped advisory lock on the contacts' fingerprint, the name by its unique
+    /// constraint), so two processes (two replicas) asked at once create one campaign, not two.
+    pub async fn create_campaign_unless(
+        &self,
+        new: NewCampaign,
+        check: CreateCheck,
+        now_ms: i64,
+    ) -> Result<Result<Campaign, Refused>, StoreError> {
         if let Some(pg) = self.pg() {
-            return pg::campaigns::create_campaign_with(pg, new, now_ms).await;
+            return pg::campaigns::create_campaign_unless(pg, new, check, now_ms).await;
         }
         self.call(move |c| {
+            match check {
+                CreateCheck::Name => {}
+                CreateCheck::NoTwinSince(since) => {
+                    let twin = c
+                        .query_row(
+                            &format!(
+                                "SELECT {COLUMNS} FROM campaigns WHERE {TWIN} ORDER BY id LIMIT 1"
+                            ),
+                            params![new.fingerprint, new.name, since],
+                            campaign_row,
+                        )
+                        .optional()?;
+                    if let Some(t) = twin {
+                        return Ok(Err(Refused::Twin(t)));
+                    }
+                }
+                CreateCheck::NoOpenCall => {
+                    let open: Option<i64> = c
+                        .query_row(
+                            &format!("SELECT id FROM campaigns WHERE {OPEN_CALL} LIMIT 1"),
+                            params![new.fingerprint],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if let Some(id) = open {
+                        return Ok(Err(Refused::OpenCall(id)));
+                    }
+                }
+            }
             let state = match new.paused {
                 Some(_) => CampaignState::Paused,
                 None => CampaignState::Active,
             };
+            let taken = c.query_row(
+                "SELECT 1 FROM campaigns WHERE name = ?1",
+                [&new.name],
+                |_| Ok(()),
+            ).optional()?;
+            if taken.is_some() {
+                return Ok(Err(Refused::NameTaken));
+            }
             c.execute(
                 "INSERT INTO campaigns (name, fingerprint, source, created_at, settings, priority, updated_at,
                                         state, reason)
@@ -203,8 +297,9 @@ impl Store {
                     params![name, fingerprint, id, now_ms],
                 )?;
             }
-            query_one(c, "id = ?1", id)?
-                .ok_or_else(|| StoreError::Other("campaign vanished after insert".into()))
+            Ok(Ok(query_one(c, "id = ?1", id)?.ok_or_else(|| {
+                StoreError::Other("campaign vanished after insert".into())
+            })?))
         })
         .await
     }

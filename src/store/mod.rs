@@ -34,7 +34,7 @@ mod schema;
 mod sends;
 mod tags;
 
-pub use campaigns::{Campaign, CampaignState, NewCampaign, SENDS_SINCE_SQL};
+pub use campaigns::{Campaign, CampaignState, CreateCheck, NewCampaign, Refused, SENDS_SINCE_SQL};
 pub use detail::{AttemptRecord, ContactDetail};
 pub use gates::PersonGuard;
 pub use history::OutcomeMinute;
@@ -391,6 +391,25 @@ impl Store {
     pub async fn announce(&self, notice: Notice) -> Result<(), StoreError> {
         match self.pg() {
             Some(pg) => pg::notices::announce(pg, notice).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Claim the inbox file `name` before reading it: `true` when this process may take it.
+    /// On PostgreSQL, replicas watching one shared inbox claim a file in the database, and a
+    /// replica that dies lets its claims go (see `store::pg::claims`); a SQLite store has one
+    /// process, which always may.
+    pub async fn claim_inbox_file(&self, name: &str) -> Result<bool, StoreError> {
+        match self.pg() {
+            Some(pg) => pg.claim_inbox_file(name).await,
+            None => Ok(true),
+        }
+    }
+
+    /// Let the claim on the inbox file `name` go (it was moved away, or is left for later).
+    pub async fn release_inbox_file(&self, name: &str) -> Result<(), StoreError> {
+        match self.pg() {
+            Some(pg) => pg.release_inbox_file(name).await,
             None => Ok(()),
         }
     }

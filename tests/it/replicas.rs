@@ -313,6 +313,7 @@ async fn readiness_fails_while_the_database_is_unreachable_and_comes_back_with_i
     let ready = ready_until(&served.base, 200).await;
     assert_eq!(ready["checks"]["store"]["ok"], true, "{ready}");
     let _ = served.stop.send(ccc_dialer::dispatch::Stop::Now);
+    let _ = tokio::time::timeout(PATIENCE, served.task).await;
 }
 
 fn sample(name: &str) -> String {
@@ -433,4 +434,295 @@ fn the_compose_postgres_sample_starts_the_dialer_once_its_database_is_healthy() 
         dialer.contains("PGPASSWORD") || dialer.contains("database.env"),
         "{dialer}"
     );
+}
+
+fn new_campaign(name: &str, fingerprint: &str) -> NewCampaign {
+    NewCampaign {
+        name: name.into(),
+        fingerprint: fingerprint.into(),
+        source: format!("/nowhere/{name}.csv"),
+        settings: None,
+        priority: 0,
+        inbox: None,
+        paused: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_creating_one_name_or_one_file_at_once_make_one_campaign() {
+    use ccc_dialer::store::{CreateCheck, Refused};
+    let schema = PgSchema::create().await;
+    let a = Store::connect_postgres(&schema.url).await.unwrap();
+    let b = Store::connect_postgres(&schema.url).await.unwrap();
+    let now = ccc_dialer::dispatch::now_ms();
+    for round in 0..8 {
+        // The same name at once (the same Idempotency-Key on two replicas): one is created,
+        // the other is told the name is taken.
+        let name = format!("call-key-{round}");
+        let (x, y) = tokio::join!(
+            a.create_campaign_unless(new_campaign(&name, "fp-call"), CreateCheck::Name, now),
+            b.create_campaign_unless(new_campaign(&name, "fp-call"), CreateCheck::Name, now),
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!(
+            [x.is_ok(), y.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: {x:?} {y:?}"
+        );
+        assert!(
+            matches!(
+                (&x, &y),
+                (Err(Refused::NameTaken), _) | (_, Err(Refused::NameTaken))
+            ),
+            "{x:?} {y:?}"
+        );
+
+        // The same contacts file under two names at once: one campaign, the other a twin.
+        let fp = format!("fp-list-{round}");
+        let check = CreateCheck::NoTwinSince(now - 1000);
+        let (x, y) = tokio::join!(
+            a.create_campaign_unless(new_campaign(&format!("a-{round}"), &fp), check, now),
+            b.create_campaign_unless(new_campaign(&format!("b-{round}"), &fp), check, now),
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        let made: Vec<_> = [&x, &y]
+            .into_iter()
+            .filter_map(|r| r.as_ref().ok())
+            .collect();
+        assert_eq!(made.len(), 1, "round {round}: {x:?} {y:?}");
+        let twin = [&x, &y]
+            .into_iter()
+            .find_map(|r| match r {
+                Err(Refused::Twin(t)) => Some(t.id),
+                _ => None,
+            })
+            .expect("the other is refused as a twin");
+        assert_eq!(twin, made[0].id);
+    }
+    let all = a.campaigns().await.unwrap();
+    assert_eq!(all.len(), 16, "8 calls and 8 lists: {all:?}");
+
+    // A keyless call to a callee whose call is still open is refused, from any replica.
+    let open = a
+        .create_campaign_unless(
+            new_campaign("call-one", "fp-callee"),
+            CreateCheck::NoOpenCall,
+            now,
+        )
+        .await
+        .unwrap()
+        .expect("the first call");
+    let second = b
+        .create_campaign_unless(
+            new_campaign("call-two", "fp-callee"),
+            CreateCheck::NoOpenCall,
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(second, Err(Refused::OpenCall(id)) if id == open.id),
+        "{second:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inbox_file_is_claimed_by_one_replica_and_a_dead_replicas_claim_is_taken_over() {
+    let schema = PgSchema::create().await;
+    let a = Store::connect_postgres(&schema.url).await.unwrap();
+    let b = Store::connect_postgres(&schema.url).await.unwrap();
+    assert!(a.claim_inbox_file("spring.csv").await.unwrap());
+    assert!(
+        !b.claim_inbox_file("spring.csv").await.unwrap(),
+        "held by a"
+    );
+    assert!(
+        b.claim_inbox_file("summer.csv").await.unwrap(),
+        "another file is free"
+    );
+    a.release_inbox_file("spring.csv").await.unwrap();
+    assert!(
+        b.claim_inbox_file("spring.csv").await.unwrap(),
+        "let go by a"
+    );
+    assert!(
+        !a.claim_inbox_file("spring.csv").await.unwrap(),
+        "now held by b"
+    );
+    // b dies (its connections end): its claims go with it.
+    drop(b);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !a.claim_inbox_file("spring.csv").await.unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b's claim outlived it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Another store (schema) has claims of its own.
+    let other = PgSchema::create().await;
+    let c = Store::connect_postgres(&other.url).await.unwrap();
+    assert!(c.claim_inbox_file("spring.csv").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_watching_one_inbox_import_a_file_once_and_not_while_another_holds_it() {
+    use ccc_dialer::server::inbox::Inbox;
+    let schema = PgSchema::create().await;
+    let a = crate::served::in_process_on(1 << 20, "", Some(&schema.url), async |_| {}).await;
+    let b = crate::served::in_process_on(1 << 20, "", Some(&schema.url), async |_| {}).await;
+    let inbox = tempfile::tempdir().unwrap();
+    for sub in ["done", "rejected"] {
+        std::fs::create_dir_all(inbox.path().join(sub)).unwrap();
+    }
+    std::fs::write(inbox.path().join("autumn.csv"), csv_of(55, 6)).unwrap();
+    let (mut ia, mut ib) = (
+        Inbox::new(inbox.path().to_path_buf()),
+        Inbox::new(inbox.path().to_path_buf()),
+    );
+    // Held by a third process: both replicas leave the file unread (two passes: settled).
+    let holder = Store::connect_postgres(&schema.url).await.unwrap();
+    assert!(holder.claim_inbox_file("autumn.csv").await.unwrap());
+    for _ in 0..2 {
+        tokio::join!(ia.pass(&a.svc, None), ib.pass(&b.svc, None));
+    }
+    assert!(
+        inbox.path().join("autumn.csv").exists(),
+        "left where it was"
+    );
+    assert!(
+        holder.campaigns().await.unwrap().is_empty(),
+        "nothing imported"
+    );
+    holder.release_inbox_file("autumn.csv").await.unwrap();
+    // Let go: both look at once, one imports it.
+    tokio::join!(ia.pass(&a.svc, None), ib.pass(&b.svc, None));
+    tokio::join!(ia.pass(&a.svc, None), ib.pass(&b.svc, None));
+    let all = holder.campaigns().await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].name, "autumn");
+    assert!(all[0].intake_done);
+    let done: Vec<_> = std::fs::read_dir(inbox.path().join("done"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(done, vec![std::ffi::OsString::from("autumn.csv")]);
+    assert_eq!(
+        std::fs::read_dir(inbox.path().join("rejected"))
+            .unwrap()
+            .count(),
+        0,
+        "nothing rejected (no replica saw the file as a second import)"
+    );
+    let counts = holder.counts(all[0].id).await.unwrap();
+    assert_eq!(counts.values().sum::<u64>(), 6, "{counts:?}");
+    // Both stopped (their runners and connections gone) before the schema is dropped.
+    for p in [a, b] {
+        let _ = p.stop.send(ccc_dialer::dispatch::Stop::Now);
+        let _ = tokio::time::timeout(PATIENCE, p.task).await;
+    }
+}
+
+/// Attempts written for campaign `id` (every replica's), from the store.
+async fn attempts_of(store: &Store, id: i64) -> u64 {
+    let counts = store.counts(id).await.unwrap();
+    let dialled: u64 = counts
+        .iter()
+        .filter(|(s, _)| s.as_str() != "pending" && s.as_str() != "skipped")
+        .map(|(_, n)| *n)
+        .sum();
+    dialled
+}
+
+/// Wait until the serve log has a line holding every one of `words` (bounded).
+async fn log_line(srv: &Served, words: &[&str]) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let log = std::fs::read_to_string(&srv.log).unwrap_or_default();
+        if log.lines().any(|l| words.iter().all(|w| l.contains(w))) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with {words:?}: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_written_elsewhere_stops_this_replica_and_a_resume_elsewhere_finishes_the_campaign()
+{
+    let schema = PgSchema::create().await;
+    let mock = mock_with(20, 0, "").await;
+    let mut s = crate::served::scratch(&mock, "");
+    s.state = PathBuf::from(&schema.url);
+    let mut cmd = serve_command(&s);
+    cmd.current_dir(s.dir.path());
+    let srv = Served::start_with(&s, cmd).await;
+    let other = Store::connect_postgres(&schema.url).await.unwrap();
+    let id = create_elsewhere(&other, s.dir.path(), "long", &csv_of(56, 300)).await;
+    srv.wait_campaign(id, "some contacts placed", |c| count(c, "placed") >= 20)
+        .await;
+    // Paused by another replica (here: another process writing the store).
+    other
+        .set_campaign_state(
+            id,
+            CampaignState::Paused,
+            Some("paused on replica A".into()),
+            ccc_dialer::dispatch::now_ms(),
+        )
+        .await
+        .unwrap();
+    log_line(&srv, &["stopping its dialling here", "paused"]).await;
+    // Two barriers: campaigns this replica dials to the end while the long one is paused. What
+    // the long one has after the first is what it has after the second: nothing new is sent.
+    let first = create_elsewhere(&other, s.dir.path(), "barrier-1", &csv_of(57, 5)).await;
+    srv.wait_campaign(first, "the first barrier", |c| state(c) == "completed")
+        .await;
+    let held = attempts_of(&other, id).await;
+    let sent = mock.stats().requests;
+    let second = create_elsewhere(&other, s.dir.path(), "barrier-2", &csv_of(58, 5)).await;
+    srv.wait_campaign(second, "the second barrier", |c| state(c) == "completed")
+        .await;
+    assert_eq!(
+        attempts_of(&other, id).await,
+        held,
+        "no attempt after the pause"
+    );
+    assert_eq!(
+        mock.stats().requests,
+        sent + 5,
+        "only the barrier's 5 calls were sent"
+    );
+    assert!(
+        held < 300,
+        "the pause stopped the campaign part-way ({held} dialled)"
+    );
+    let c = srv.campaign(id).await;
+    assert_eq!(state(&c), "paused", "{c}");
+
+    // Resumed elsewhere: this replica dials the rest, each contact once.
+    other
+        .set_campaign_state(
+            id,
+            CampaignState::Active,
+            None,
+            ccc_dialer::dispatch::now_ms(),
+        )
+        .await
+        .unwrap();
+    let c = srv
+        .wait_campaign(id, "the resumed campaign to complete", |c| {
+            state(c) == "completed"
+        })
+        .await;
+    assert_eq!(count(&c, "placed"), 300, "{c}");
+    let stats = mock.stats();
+    assert!(
+        stats.duplicate_callees.is_empty(),
+        "{:?}",
+        stats.duplicate_callees
+    );
+    assert_eq!(stats.calls_per_callee.len(), 310);
 }

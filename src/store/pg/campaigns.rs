@@ -2,7 +2,9 @@
 
 use tokio_postgres::Row;
 
+use super::queue::dollars;
 use super::Pg;
+use crate::store::campaigns::{CreateCheck, Refused, OPEN_CALL, TWIN};
 use crate::store::{Campaign, CampaignState, NewCampaign, StoreError};
 
 const COLUMNS: &str =
@@ -50,22 +52,60 @@ pub async fn campaign(pg: &Pg, id: i64) -> Result<Option<Campaign>, StoreError> 
     query_one(&c, "id = $1", &id).await
 }
 
-pub async fn create_campaign_with(
+/// The advisory lock's first key for creations checked against their contacts file: "cccf".
+const CREATE_CLASS: i32 = 0x6363_6366;
+
+pub async fn create_campaign_unless(
     pg: &Pg,
     new: NewCampaign,
+    check: CreateCheck,
     now_ms: i64,
-) -> Result<Campaign, StoreError> {
+) -> Result<Result<Campaign, Refused>, StoreError> {
     let mut c = pg.client().await?;
     let tx = c.transaction().await?;
+    if check != CreateCheck::Name {
+        // Creations of one contacts file, from any replica, one at a time: the second sees
+        // the first's campaign (committed when the lock is let go).
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext(current_schema() || '/' || $2))",
+            &[&CREATE_CLASS, &new.fingerprint],
+        )
+        .await?;
+    }
+    match check {
+        CreateCheck::Name => {}
+        CreateCheck::NoTwinSince(since) => {
+            let sql = dollars(&format!(
+                "SELECT {COLUMNS} FROM campaigns WHERE {TWIN} ORDER BY id LIMIT 1"
+            ));
+            if let Some(r) = tx
+                .query_opt(&sql, &[&new.fingerprint, &new.name, &since])
+                .await?
+            {
+                return Ok(Err(Refused::Twin(campaign_row(&r)?)));
+            }
+        }
+        CreateCheck::NoOpenCall => {
+            let sql = dollars(&format!(
+                "SELECT id FROM campaigns WHERE {OPEN_CALL} LIMIT 1"
+            ));
+            if let Some(r) = tx.query_opt(&sql, &[&new.fingerprint]).await? {
+                return Ok(Err(Refused::OpenCall(r.try_get(0)?)));
+            }
+        }
+    }
     let state = match new.paused {
         Some(_) => CampaignState::Paused,
         None => CampaignState::Active,
     };
-    let id: i64 = tx
-        .query_one(
+    // The name's unique constraint decides a race: the second insert waits for the first
+    // transaction and then inserts nothing.
+    let id: Option<i64> = tx
+        .query_opt(
             "INSERT INTO campaigns (name, fingerprint, source, created_at, settings, priority,
                                     updated_at, state, reason)
-             VALUES ($1, $2, $3, $4, $5, $6, $4, $7, $8) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $4, $7, $8)
+             ON CONFLICT (name) DO NOTHING RETURNING id",
             &[
                 &new.name,
                 &new.fingerprint,
@@ -78,7 +118,11 @@ pub async fn create_campaign_with(
             ],
         )
         .await?
-        .try_get(0)?;
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    let Some(id) = id else {
+        return Ok(Err(Refused::NameTaken));
+    };
     if let Some((name, fingerprint)) = &new.inbox {
         tx.execute(
             "INSERT INTO inbox_files (name, fingerprint, campaign_id, outcome, at)
@@ -91,7 +135,7 @@ pub async fn create_campaign_with(
         .await?
         .ok_or_else(|| StoreError::Other("campaign vanished after insert".into()))?;
     tx.commit().await?;
-    Ok(campaign)
+    Ok(Ok(campaign))
 }
 
 pub async fn campaigns(pg: &Pg) -> Result<Vec<Campaign>, StoreError> {

@@ -21,6 +21,7 @@ use tokio_postgres::config::SslMode;
 use super::StoreError;
 
 pub mod campaigns;
+pub mod claims;
 pub mod detail;
 pub mod gates;
 pub mod lines;
@@ -54,6 +55,8 @@ pub struct Pg {
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     /// The writer lock this process holds on the store, once taken (see `writer`).
     writer: std::sync::OnceLock<std::sync::Arc<writer::Held>>,
+    /// The inbox files this process has claimed (see `claims`).
+    claims: claims::PgClaims,
 }
 
 impl std::fmt::Debug for Pg {
@@ -200,6 +203,7 @@ impl Pg {
             config,
             tls,
             writer: std::sync::OnceLock::new(),
+            claims: claims::PgClaims::default(),
         };
         {
             let mut c = pg.pool.get().await.map_err(|e| match e {
@@ -219,6 +223,16 @@ impl Pg {
             schema::migrate(&mut c, &pg.target).await?;
         }
         Ok(Some(pg))
+    }
+
+    /// Claim the inbox file `name` (see `claims`).
+    pub async fn claim_inbox_file(&self, name: &str) -> Result<bool, StoreError> {
+        self.claims.claim(self, name).await
+    }
+
+    /// Let the claim on the inbox file `name` go.
+    pub async fn release_inbox_file(&self, name: &str) -> Result<(), StoreError> {
+        self.claims.release(name).await
     }
 
     /// The URL without its password.
