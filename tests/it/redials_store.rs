@@ -166,58 +166,6 @@ async fn a_not_answered_call_is_redialled_after_its_end_and_the_decision_is_writ
 }
 
 #[tokio::test]
-async fn busy_by_end_code_is_redialled_until_max_dials_then_stays_busy() {
-    let (_dir, store, id) = store_with_policy(Some(policy(2))).await;
-    let contact = dial(&store, id, 1_000_000, "s-1").await;
-    let w = store
-        .record_outcomes(vec![record("s-1", "busy", 206, 1_001)])
-        .await
-        .unwrap();
-    assert_eq!(w.redials, 1);
-    dial(&store, id, 1_011_000, "s-2").await;
-    let w = store
-        .record_outcomes(vec![record("s-2", "busy", 206, 1_012)])
-        .await
-        .unwrap();
-    assert_eq!((w.new.len(), w.redials), (1, 0), "max_dials = 2 reached");
-    let r = store.result_of(contact).await.unwrap();
-    assert_eq!(
-        (r.status.as_str(), r.outcome.as_str(), r.dials),
-        ("placed", "busy", 2)
-    );
-    let c = store.outcome_counts(id).await.unwrap();
-    assert_eq!((c.reached, c.not_reached), (0, 1));
-    assert!(!store.redial_possible(id).await.unwrap());
-}
-
-#[tokio::test]
-async fn without_a_policy_or_for_an_outcome_not_in_on_nothing_is_redialled() {
-    let (_dir, store, id) = store_with_policy(None).await;
-    dial(&store, id, 1_000_000, "s-1").await;
-    assert!(
-        !store.redial_possible(id).await.unwrap(),
-        "no policy: nothing to wait for"
-    );
-    let w = store
-        .record_outcomes(vec![record("s-1", "not_answered", 202, 1_001)])
-        .await
-        .unwrap();
-    assert_eq!(w.redials, 0);
-    let (_dir2, store, id) = store_with_policy(Some(policy(3))).await;
-    dial(&store, id, 1_000_000, "s-1").await;
-    assert!(
-        store.redial_possible(id).await.unwrap(),
-        "an outcome still to come may ask for a redial"
-    );
-    let w = store
-        .record_outcomes(vec![record("s-1", "rejected", 203, 1_001)])
-        .await
-        .unwrap();
-    assert_eq!(w.redials, 0);
-    assert!(!store.redial_possible(id).await.unwrap());
-}
-
-#[tokio::test]
 async fn a_redial_due_outside_the_window_is_held_by_the_window_until_its_opening() {
     let cfg = Config::parse(
         std::path::Path::new("t.toml"),

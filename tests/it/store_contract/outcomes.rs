@@ -115,6 +115,7 @@ async fn a_placed_session_is_due_after_first_check_after_and_leaves_with_its_rec
         (counts.awaiting, counts.placed(), counts.ended()),
         (1, 2, 1)
     );
+    assert_eq!(counts.answer_rate(), Some(1.0));
     let r = store.result_of(ids[0]).await.unwrap();
     assert_eq!(
         (
@@ -125,6 +126,7 @@ async fn a_placed_session_is_due_after_first_check_after_and_leaves_with_its_rec
         ("answered", "1", "30")
     );
     assert_eq!(r.answered_at, "2027-01-15T08:00:10Z");
+    assert_eq!(r.hangup_side, "user");
     assert_eq!(store.result_of(ids[1]).await.unwrap().outcome, "");
 }
 
@@ -307,6 +309,8 @@ async fn a_push_and_a_poll_of_one_session_count_once_and_the_poll_corrects_the_p
         1,
         "the push left the session's check for the poll"
     );
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!((c.by_class.get("other"), c.awaiting), (Some(&1), 0));
     let mut polled = answered(&session);
     polled.class = "busy".into();
     polled.end_status = Some(206);
@@ -335,6 +339,12 @@ async fn a_push_and_a_poll_of_one_session_count_once_and_the_poll_corrects_the_p
         Some(7),
         "the outcome keeps the time it was first learned"
     );
+    // A later push changes nothing any more.
+    let mut late = answered(&session);
+    late.source = "push".into();
+    let w = store.record_outcomes(vec![late]).await.unwrap();
+    assert_eq!(w.ignored, 1);
+    assert_eq!(store.result_of(placed[0]).await.unwrap().outcome, "busy");
 }
 
 async fn a_push_of_an_unknown_session_hastens_the_lookup_of_an_in_doubt_request_to_its_number(
@@ -369,6 +379,12 @@ async fn a_push_of_an_unknown_session_hastens_the_lookup_of_an_in_doubt_request_
     assert_eq!(due[0].callee, "008613000000000");
 }
 
+/// A push can come before the dialler has written the reply that names its session (the
+/// service pushes a short call's record at once; the reply can be late on a loaded host). Such
+/// a record is kept, not dropped, and the attempt that gets the session claims it in the same
+/// transaction: the contact's result carries the pushed outcome and the counts include it. The
+/// same push again changes nothing; a polled record of an unknown session is not kept (the poll
+/// asks only about sessions the store has).
 async fn a_push_before_the_reply_is_written_is_kept_until_its_attempt_gets_the_session(
     f: &Fixture,
 ) {
@@ -392,6 +408,12 @@ async fn a_push_before_the_reply_is_written_is_kept_until_its_attempt_gets_the_s
     );
     let w = store.record_outcomes(vec![pushed]).await.unwrap();
     assert_eq!((w.pending.len(), w.ignored), (0, 1), "kept once");
+    // A polled record of a session the store does not have is not kept.
+    let w = store
+        .record_outcomes(vec![answered("s-nobody")])
+        .await
+        .unwrap();
+    assert_eq!((w.new.len(), w.pending.len(), w.ignored), (0, 0, 1));
     let o = AttemptOutcome {
         session_id: Some(session.clone()),
         ..super::outcome(Status::Placed, "placed", Some(1_000_000))
@@ -399,11 +421,29 @@ async fn a_push_before_the_reply_is_written_is_kept_until_its_attempt_gets_the_s
     store.finish_attempt(contact, n, o).await.unwrap();
     let r = store.result_of(contact).await.unwrap();
     assert_eq!((r.outcome.as_str(), r.end_status.as_str()), ("busy", "206"));
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!((c.by_class.get("busy"), c.awaiting), (Some(&1), 0), "{c:?}");
+    // Claimed once: the push again (another UUID) is a repeat, and the poll still corrects it.
+    let mut again = answered(&session);
+    again.source = "push".into();
+    let w = store.record_outcomes(vec![again]).await.unwrap();
+    assert_eq!((w.new.len(), w.pending.len(), w.ignored), (0, 0, 1));
     let w = store
         .record_outcomes(vec![answered(&session)])
         .await
         .unwrap();
     assert_eq!(w.corrected, vec![session], "the poll still corrects it");
+    assert_eq!(store.result_of(contact).await.unwrap().outcome, "answered");
+    // The outcomes history (per-minute counts) moved with the correction: one call, answered,
+    // and no busy one left behind.
+    let history: Vec<(String, u64)> = store
+        .outcome_minutes(id, 0, i64::MAX / 60_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.class, m.calls))
+        .collect();
+    assert_eq!(history, vec![("answered".to_string(), 1)]);
 }
 
 /// A try that failed with `InternalError*` may have created the call: its retry waits until
