@@ -12,6 +12,8 @@ WORKDIR /src
 # ccc-dialer itself (about 30 s) and not the ~300 dependencies (minutes). The stub is enough:
 # a `--bin` build does not look at the bench and test targets Cargo.toml declares.
 COPY Cargo.toml Cargo.lock ./
+# The bundled SQLite's build flags (see .cargo/config.toml).
+COPY .cargo ./.cargo
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \

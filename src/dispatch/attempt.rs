@@ -236,10 +236,10 @@ pub(super) async fn attempt(
     // The same code failing contact after contact is our request's fault (see `systematic`).
     let (outcome, give_back) = super::systematic::apply(engine, shared, &contact, outcome);
     let code = outcome.error_code.clone();
-    let final_status = outcome.status.is_final();
-    engine
+    // A final outcome's result row comes back with the write (one store job, not two).
+    let result = engine
         .store
-        .finish_attempt(contact.id, attempt_no, outcome)
+        .finish_attempt_with_result(contact.id, attempt_no, outcome)
         .await?;
     if let (false, Some(code)) = (give_back.is_empty(), code) {
         engine
@@ -252,8 +252,8 @@ pub(super) async fn attempt(
         let gate = crate::store::AGENT_LINES_BUSY;
         engine.store.defer(contact.id, due, gate, now_ms()).await?;
     }
-    if final_status {
-        on_final(engine.store.result_of(contact.id).await?);
+    if let Some(row) = result {
+        on_final(row);
     }
     Ok(())
 }

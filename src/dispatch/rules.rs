@@ -288,11 +288,16 @@ impl Rules {
         if !self.per_person {
             return None;
         }
-        let day_zone = self
-            .zones(contact)
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| self.calling.zone().clone());
+        // Only a daily cap counts local days. The contact's zones come from parsing its number,
+        // the costliest step of a contact's dispatch: none without a cap.
+        let day_zone = match self.calling.max_per_day {
+            0 => self.calling.zone().clone(),
+            _ => self
+                .zones(contact)
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| self.calling.zone().clone()),
+        };
         Some(PersonGuard {
             min_gap: self.calling.min_gap,
             max_per_day: self.calling.max_per_day,

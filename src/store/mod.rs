@@ -88,6 +88,10 @@ impl ResultExtras {
 /// Jobs taken into one transaction at most (bounds latency of the first job in a batch).
 const MAX_BATCH: usize = 512;
 
+/// Prepared statements the store's connection keeps (rusqlite's default is 16, fewer than the
+/// statements one attempt runs with the savepoints around its jobs).
+const STATEMENT_CACHE: usize = 128;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{path}: cannot open the state store: {source}")]
@@ -296,6 +300,10 @@ impl Store {
     }
 
     fn start(conn: Connection, path: &Path, begin: &'static str) -> Result<Store, StoreError> {
+        // Every statement an attempt runs (and the savepoint around each job) stays prepared:
+        // at rusqlite's default of 16 the store's statements evicted each other and were
+        // parsed again.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("ccc-store".into())
@@ -658,11 +666,9 @@ impl Store {
             if let Some(g) = guard {
                 g.check(c, contact_id, started_at_ms)?;
             }
-            let n: i64 = c.query_row(
-                "SELECT COUNT(*) + 1 FROM attempts WHERE contact_id = ?1",
-                [contact_id],
-                |r| r.get(0),
-            )?;
+            let n: i64 = c
+                .prepare_cached("SELECT COUNT(*) + 1 FROM attempts WHERE contact_id = ?1")?
+                .query_row([contact_id], |r| r.get(0))?;
             c.prepare_cached(
                 "INSERT INTO attempts (contact_id, n, started_at, caller) VALUES (?1, ?2, ?3, ?4)",
             )?
@@ -696,14 +702,33 @@ impl Store {
         attempt_no: i64,
         o: AttemptOutcome,
     ) -> Result<(), StoreError> {
+        self.finish_attempt_with_result(contact_id, attempt_no, o)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Store::finish_attempt`], returning the contact's result row (as
+    /// [`Store::result_of`] reads it) when the outcome leaves the contact final: read in the
+    /// same job on SQLite, so a final attempt waits for one commit of the store's thread, not
+    /// two.
+    pub async fn finish_attempt_with_result(
+        &self,
+        contact_id: i64,
+        attempt_no: i64,
+        o: AttemptOutcome,
+    ) -> Result<Option<ResultRow>, StoreError> {
+        let final_status = o.status.is_final();
         if let Some(pg) = self.pg() {
             let claimed = pg::queue::finish_attempt(pg, contact_id, attempt_no, o).await?;
             if let Some(a) = claimed {
                 self.arrived(&[a]);
             }
-            return Ok(());
+            return match final_status {
+                true => pg::queue::result_of(pg, contact_id).await.map(Some),
+                false => Ok(None),
+            };
         }
-        let claimed = self
+        let (claimed, row) = self
             .call(move |c| {
                 c.prepare_cached(
                     "UPDATE attempts SET finished_at = ?3, outcome = ?4, code = ?5, message = ?6,
@@ -760,16 +785,21 @@ impl Store {
                 o.finished_at
             ])?;
                 // A push of this session that came before the reply: its record arrives now.
-                match &o.session_id {
-                    Some(session) => outcomes::claim_held_push(c, session, contact_id),
-                    None => Ok(None),
-                }
+                let claimed = match &o.session_id {
+                    Some(session) => outcomes::claim_held_push(c, session, contact_id)?,
+                    None => None,
+                };
+                let row = match final_status {
+                    true => Some(result_of(c, contact_id)?),
+                    false => None,
+                };
+                Ok((claimed, row))
             })
             .await?;
         if let Some(a) = claimed {
             self.arrived(&[a]);
         }
-        Ok(())
+        Ok(row)
     }
 
     /// Counts of contacts by status: a few rows of `contact_counts` (schema 9), or, in a store
@@ -914,20 +944,7 @@ impl Store {
         if let Some(pg) = self.pg() {
             return pg::queue::result_of(pg, contact_id).await;
         }
-        self.call(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE k.id = ?1"
-            ))?;
-            let mut rows = stmt.query([contact_id])?;
-            match rows.next()? {
-                Some(r) => {
-                    let status: String = r.get(1)?;
-                    result_row(r, status.parse().map_err(StoreError::Other)?)
-                }
-                None => Err(StoreError::Other(format!("no contact {contact_id}"))),
-            }
-        })
-        .await
+        self.call(move |c| result_of(c, contact_id)).await
     }
 
     /// When the latest `n` requests reached the network (unix ms, newest first): the limiter's
@@ -957,6 +974,22 @@ impl Store {
     }
 }
 
+/// One contact's result row ([`Store::result_of`]).
+fn result_of(c: &Connection, contact_id: i64) -> Result<ResultRow, StoreError> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql =
+        SQL.get_or_init(|| format!("SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE k.id = ?1"));
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query([contact_id])?;
+    match rows.next()? {
+        Some(r) => {
+            let status: String = r.get(1)?;
+            result_row(r, status.parse().map_err(StoreError::Other)?)
+        }
+        None => Err(StoreError::Other(format!("no contact {contact_id}"))),
+    }
+}
+
 /// The store method a closure passed to [`Store::call`] comes from (`Store::name`), from its
 /// type name (`ccc_dialer::store::…::<impl …Store>::name::{{closure}}`).
 fn method_of<F>() -> String {
@@ -969,17 +1002,22 @@ fn method_of<F>() -> String {
     format!("Store::{name}")
 }
 
+/// Run `sql` (a savepoint statement) from the statement cache: parsed once, not per job.
+fn savepoint(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Run one job inside a savepoint so that a failing job leaves nothing half-written.
 fn run_one(conn: &Connection, job: Job) -> Reply {
-    if conn.execute_batch("SAVEPOINT job").is_err() {
+    if savepoint(conn, "SAVEPOINT job").is_err() {
         let (_, reply) = job(conn);
         return reply;
     }
     let (ok, reply) = job(conn);
     if !ok {
-        let _ = conn.execute_batch("ROLLBACK TO job");
+        let _ = savepoint(conn, "ROLLBACK TO job");
     }
-    let _ = conn.execute_batch("RELEASE job");
+    let _ = savepoint(conn, "RELEASE job");
     reply
 }
 
@@ -1025,5 +1063,26 @@ mod method_name_tests {
             }
         }
         assert_eq!(Store.purge_campaign(), "Store::purge_campaign");
+    }
+}
+
+#[cfg(test)]
+mod build_tests {
+    /// .cargo/config.toml builds the bundled SQLite with a 1 MiB in-memory savepoint journal:
+    /// at SQLite's 64 KiB every attempt's job wrote its pages to a temporary file.
+    #[test]
+    fn the_bundled_sqlite_keeps_a_jobs_savepoint_journal_in_memory() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let options = c
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "STMTJRNL_SPILL=1048576"),
+            "{options:?}"
+        );
     }
 }

@@ -331,3 +331,49 @@ async fn a_wall_clock_that_ran_ahead_does_not_hold_the_restart_for_the_skew() {
         first - now
     );
 }
+
+#[tokio::test]
+async fn a_final_attempt_returns_its_result_row_with_the_write_and_a_retry_none() {
+    let (_dir, store, id) = store_with(vec![row(2, "a"), row(3, "b")]).await;
+    let due = store
+        .due_contacts(id, 0, 10, Default::default())
+        .await
+        .unwrap();
+    let outcome =
+        |status, session: Option<&str>, outcome, next_at| ccc_dialer::store::AttemptOutcome {
+            status,
+            attempts: 1,
+            reschedules: 0,
+            next_at,
+            session_id: session.map(String::from),
+            request_id: Some("r-1".into()),
+            error_code: None,
+            error_message: None,
+            outcome,
+            sent_at: Some(1_050),
+            finished_at: 1_100,
+        };
+    // a: placed, final: its row (what the results file gets) comes back with the write.
+    let n = store.begin_attempt(due[0].id, 1_000, None).await.unwrap();
+    let row_a = store
+        .finish_attempt_with_result(
+            due[0].id,
+            n,
+            outcome(Status::Placed, Some("s-1"), "placed", 0),
+        )
+        .await
+        .unwrap()
+        .expect("a final outcome returns its row");
+    assert_eq!(row_a.status, "placed");
+    assert_eq!(row_a.session_id, "s-1");
+    assert_eq!(row_a.callee, "a");
+    assert_eq!(row_a, store.result_of(due[0].id).await.unwrap());
+    // b: will be retried: not final, no row.
+    let n = store.begin_attempt(due[1].id, 1_000, None).await.unwrap();
+    let row_b = store
+        .finish_attempt_with_result(due[1].id, n, outcome(Status::Pending, None, "error", 5_000))
+        .await
+        .unwrap();
+    assert!(row_b.is_none(), "{row_b:?}");
+    assert_eq!(store.result_of(due[1].id).await.unwrap().status, "pending");
+}
