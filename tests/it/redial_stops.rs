@@ -18,6 +18,22 @@ fn refused(action: &str) -> String {
     format!("[[action]]\nname = \"{action}\"\noutcomes = [\"error:AuthFailure.UnauthorizedOperation\"]\n")
 }
 
+/// `run` ends (exit 3) saying `tracker` stopped on `action`'s refusal, the fix and how to go on;
+/// the campaign is paused, its reason naming the action.
+async fn halts_naming(s: &crate::support::Scratch, tracker: &str, action: &str) {
+    let out = run(s, &[]).await;
+    let err = stderr_of(&out);
+    assert_eq!(code_of(&out), 3, "{err}");
+    for want in [
+        format!("{tracker} stopped: {action} answered AuthFailure.UnauthorizedOperation"),
+        format!("fix: grant the key's user permission for ccc:{action}"),
+        "rerun the same command after the fix".to_string(),
+    ] {
+        assert!(err.contains(&want), "wants {want:?}: {err}");
+    }
+    assert_paused_naming(s, action).await;
+}
+
 /// The campaign `run` halted: paused, its reason naming the refused action.
 async fn assert_paused_naming(s: &crate::support::Scratch, action: &str) {
     let store = Store::open_read_only(&s.state, false).unwrap();
@@ -47,21 +63,11 @@ async fn run_ends_instead_of_waiting_forever_when_describe_tel_cdr_is_refused_an
         3,
         "[calling]\nmin_gap = \"0s\"\n[redial]\non = [\"not_answered\", \"busy\"]\nmax_dials = 3\nafter = \"1s\"\n",
     );
-    let out = run(&s, &[]).await;
-    let err = stderr_of(&out);
-    assert_eq!(code_of(&out), 3, "{err}");
-    for want in [
-        "outcome tracking stopped: DescribeTelCdr answered AuthFailure.UnauthorizedOperation",
-        "fix: grant the key's user permission for ccc:DescribeTelCdr",
-        "rerun the same command after the fix",
-    ] {
-        assert!(err.contains(want), "wants {want:?}: {err}");
-    }
+    halts_naming(&s, "outcome tracking", "DescribeTelCdr").await;
     // Every contact was dialled once; nothing was redialled blind.
     for i in 0..3 {
         assert_eq!(created(&mock, i), 1, "calls created for callee {i}");
     }
-    assert_paused_naming(&s, "DescribeTelCdr").await;
 
     // The stand-in answers DescribeTelCdr now (its script is used up): the rerun finishes.
     let out = run(&s, &[]).await;
@@ -95,22 +101,12 @@ async fn run_ends_instead_of_waiting_forever_when_post_call_tags_are_refused_and
         "[calling]\nmin_gap = \"0s\"\n[redial]\non = [\"busy\"]\nmax_dials = 3\nafter = \"1s\"\n\
          [[redial.on_tag]]\nname = \"callback\"\nvalue = \"yes\"\nafter = \"1s\"\n",
     );
-    let out = run(&s, &[]).await;
-    let err = stderr_of(&out);
-    assert_eq!(code_of(&out), 3, "{err}");
-    for want in [
-        "tag tracking stopped: DescribeAICallExtractResult answered AuthFailure.UnauthorizedOperation",
-        "fix: grant the key's user permission for ccc:DescribeAICallExtractResult",
-        "rerun the same command after the fix",
-    ] {
-        assert!(err.contains(want), "wants {want:?}: {err}");
-    }
+    halts_naming(&s, "tag tracking", "DescribeAICallExtractResult").await;
     assert_eq!(
         created(&mock, 0),
         1,
         "not redialled before the tags are known"
     );
-    assert_paused_naming(&s, "DescribeAICallExtractResult").await;
 
     let out = run(&s, &[]).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
@@ -158,12 +154,7 @@ async fn serve_keeps_the_campaign_waiting_and_says_why_when_describe_tel_cdr_is_
     }
     assert_eq!(created(&mock, 0), 1, "not redialled blind");
     // `status` (beside the running service) shows the same reason.
-    let out = std::process::Command::new(crate::support::bin())
-        .args(["status", "--state"])
-        .arg(&s.state)
-        .output()
-        .expect("status");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = crate::support::read_command("status", &s.state, &[]);
     assert!(
         text.contains("outcome tracking stopped: DescribeTelCdr"),
         "{text}"

@@ -15,7 +15,9 @@ use ccc_dialer::store::Store;
 use serde_json::Value;
 
 use crate::served::{self, Served};
-use crate::support::{bin, code_of, outcome_options, output_within, stderr_of, Scratch};
+use crate::support::{
+    bin, code_of, outcome_options, output_within, read_command, stderr_of, Scratch,
+};
 
 /// `[outcomes]` asking at once and every second, no per-person gap (unless a test sets one).
 pub(crate) const FAST: &str = "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1s\"\ngive_up_after = \"15s\"\nreconcile_after = \"10s\"\n";
@@ -178,22 +180,12 @@ async fn calls_not_reached_are_redialled_by_outcome_until_answered_or_max_dials(
         text.contains("contacts' latest calls ended: 5 / 5 placed"),
         "{text}"
     );
-    let out = std::process::Command::new(bin())
-        .args(["status", "--state"])
-        .arg(&s.state)
-        .output()
-        .expect("status");
-    let status = String::from_utf8_lossy(&out.stdout);
+    let status = read_command("status", &s.state, &[]);
     assert!(
         status.contains("answer rate: 60.0% (3 answered of 5 contacts whose latest call ended)"),
         "{status}"
     );
-    let out = std::process::Command::new(bin())
-        .args(["report", "--state"])
-        .arg(&s.state)
-        .output()
-        .expect("report");
-    let report = String::from_utf8_lossy(&out.stdout);
+    let report = read_command("report", &s.state, &[]);
     assert!(
         report.contains("answer rate 60.0% (contacts, by their latest call)"),
         "{report}"

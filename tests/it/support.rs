@@ -242,6 +242,20 @@ pub async fn wait_for_requests(mock: &MockServer, what: &str, n: u64) {
     }
 }
 
+/// What `ccc-dialer <command> --state <state> <args…>` printed on stdout (a read-only command such
+/// as `status` or `report`); fails the test, with its stderr, if it did not succeed.
+pub fn read_command(command: &str, state: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .arg(command)
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("spawn ccc-dialer {command}: {e}"));
+    assert!(out.status.success(), "{command}: {}", stderr_of(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
