@@ -294,6 +294,8 @@ Your own files (run's --contacts, the inbox's done/ folder, results CSVs) are yo
 Only a finished campaign is purged: completed, cancelled, or with no contact pending or awaiting
 a reply. While its calls are still in the dial history that calling.min_gap and max_per_day read
 across campaigns (2 days, or min_gap if longer), purge refuses unless --forget-dial-history.
+While a lost reply is still being looked up in the call records, purge refuses even with
+--forget-dial-history (the lookup needs the attempt; a call it finds holds the person back).
 
 Exit codes:
   0    purged (or purged before: nothing to do)

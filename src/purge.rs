@@ -69,6 +69,15 @@ pub fn refusal(c: &Campaign, outcome: &PurgeOutcome) -> Option<String> {
             c.name,
             crate::report::time(*newest_at, &jiff::tz::TimeZone::UTC).utc
         )),
+        PurgeOutcome::LookupsPending { lookups } => Some(format!(
+            "campaign {:?}: {lookups} requests whose reply was lost (or that failed with an \
+             internal error) are still being looked up in the call records; purging now would \
+             forget calls they may have placed (and the dial history that holds those people \
+             back), even with --forget-dial-history\n\
+             hint: wait until `ccc-dialer status` shows no lost replies being looked up (at most \
+             outcomes.reconcile_after), or resolve them now with `ccc-dialer outcomes`, then purge",
+            c.name
+        )),
         _ => None,
     }
 }
@@ -146,6 +155,9 @@ pub async fn apply_retention(
             (PurgeOutcome::DialsNeeded { .. }, _) => {
                 tracing::debug!(campaign = %c.name, "retain: its calls are still in the dial history; purged once they age out")
             }
+            (PurgeOutcome::LookupsPending { lookups }, _) => {
+                tracing::debug!(campaign = %c.name, lookups, "retain: lost replies are still being looked up in the call records; purged once they are resolved")
+            }
             _ => {}
         }
     }
@@ -176,6 +188,32 @@ mod tests {
             let (key, value, _) = v(bad).unwrap_err();
             assert_eq!(key, "store.retain");
             assert_eq!(value, format!("{bad:?}"));
+        }
+    }
+
+    #[test]
+    fn a_purge_refused_for_open_lookups_says_why_and_what_to_do() {
+        let c = Campaign {
+            id: 1,
+            name: "spring".into(),
+            fingerprint: String::new(),
+            source: String::new(),
+            intake_done: true,
+            state: crate::store::CampaignState::Completed,
+            reason: None,
+            settings: None,
+            priority: 0,
+            created_at: 0,
+            purged_at: None,
+        };
+        let why = refusal(&c, &PurgeOutcome::LookupsPending { lookups: 2 }).expect("refused");
+        for want in [
+            "campaign \"spring\": 2 requests whose reply was lost",
+            "still being looked up in the call records",
+            "even with --forget-dial-history",
+            "hint: wait until `ccc-dialer status` shows no lost replies being looked up",
+        ] {
+            assert!(why.contains(want), "wants {want:?}: {why}");
         }
     }
 }

@@ -28,9 +28,20 @@ pub enum PurgeOutcome {
         dials: u64,
         newest_at: i64,
     },
+    /// Requests whose reply was lost (or tries that failed with `InternalError*`) are still
+    /// being looked up in the call records: purging would delete the attempts and dial history
+    /// the lookup resolves (a call it finds counts for the per-person gap).
+    LookupsPending {
+        lookups: u64,
+    },
     /// Purged before, at this time (unix ms).
     AlreadyPurged(i64),
 }
+
+/// The campaign's open lookups in the call records (lost replies, failed tries' retry checks).
+const CAMPAIGN_LOOKUPS: &str = "SELECT COUNT(*) FROM outcome_checks
+     WHERE kind IN ('reconcile', 'retry_check')
+       AND contact_id IN (SELECT id FROM contacts WHERE campaign_id = ?1)";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PurgeCounts {
@@ -70,6 +81,12 @@ fn purge(
         return Ok(PurgeOutcome::Unfinished {
             pending: pending as u64,
             in_flight: in_flight as u64,
+        });
+    }
+    let lookups: i64 = c.query_row(CAMPAIGN_LOOKUPS, [campaign_id], |r| r.get(0))?;
+    if lookups > 0 {
+        return Ok(PurgeOutcome::LookupsPending {
+            lookups: lookups as u64,
         });
     }
     let (dials, newest_at): (i64, Option<i64>) = c.query_row(

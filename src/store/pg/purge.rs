@@ -47,6 +47,20 @@ pub async fn purge_campaign(
             in_flight: in_flight as u64,
         });
     }
+    let lookups: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM outcome_checks
+             WHERE kind IN ('reconcile', 'retry_check')
+               AND contact_id IN (SELECT id FROM contacts WHERE campaign_id = $1)",
+            &[&campaign_id],
+        )
+        .await?
+        .try_get(0)?;
+    if lookups > 0 {
+        return Ok(PurgeOutcome::LookupsPending {
+            lookups: lookups as u64,
+        });
+    }
     let dials = tx
         .query_one(
             &format!(

@@ -3,7 +3,9 @@
 //! the poll, an in-doubt attempt or a failed try's retry check is closed by the call records.
 
 use ccc_dialer::contact::Status;
-use ccc_dialer::store::{AttemptOutcome, OutcomeRecord, Reconciled, Store, StoreError};
+use ccc_dialer::store::{
+    AttemptOutcome, OutcomeRecord, PurgeOutcome, Reconciled, Store, StoreError,
+};
 
 use super::DEADLINE;
 
@@ -18,6 +20,7 @@ contract!(
     a_push_of_an_unknown_session_hastens_the_lookup_of_an_in_doubt_request_to_its_number,
     a_push_before_the_reply_is_written_is_kept_until_its_attempt_gets_the_session,
     a_failed_try_holds_its_retry_until_the_call_records_rule_out_a_call,
+    a_purge_waits_for_the_lookup_of_a_lost_reply_even_when_forgetting_dials,
 );
 
 async fn store_with(f: &Fixture, n: u64) -> (Store, i64) {
@@ -444,6 +447,31 @@ async fn a_push_before_the_reply_is_written_is_kept_until_its_attempt_gets_the_s
         .map(|m| (m.class, m.calls))
         .collect();
     assert_eq!(history, vec![("answered".to_string(), 1)]);
+}
+
+/// A lost reply's lookup in the call records needs the attempt and its dial history (a call it
+/// finds holds the person back by `min_gap`): a purge, even one forgetting the dial history, is
+/// refused while it is open, and goes once it is resolved.
+async fn a_purge_waits_for_the_lookup_of_a_lost_reply_even_when_forgetting_dials(f: &Fixture) {
+    let (store, id) = store_with(f, 1).await;
+    let ids = dial(&store, id, 2_000_000, true).await;
+    for forget in [false, true] {
+        assert_eq!(
+            store.purge_campaign(id, forget, 2_000_100).await.unwrap(),
+            PurgeOutcome::LookupsPending { lookups: 1 },
+            "forget_dials = {forget}"
+        );
+    }
+    assert_eq!(store.result_of(ids[0]).await.unwrap().status, "unknown");
+    let due = store.due_reconciles(2_030_000, 30_000, 10).await.unwrap();
+    store
+        .finish_reconcile(due[0].attempt_id, Reconciled::NotPlaced, 2_030_000)
+        .await
+        .unwrap();
+    match store.purge_campaign(id, true, 2_030_100).await.unwrap() {
+        PurgeOutcome::Purged(counts) => assert_eq!((counts.contacts, counts.attempts), (1, 1)),
+        other => panic!("not purged: {other:?}"),
+    }
 }
 
 /// A try that failed with `InternalError*` may have created the call: its retry waits until
