@@ -58,6 +58,7 @@ pub mod secret;
 pub mod seed;
 pub mod server;
 pub mod setting_rules;
+pub mod shared_window;
 pub mod sign;
 pub mod store;
 pub mod telemetry;

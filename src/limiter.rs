@@ -70,6 +70,10 @@ pub struct Limiter {
     pace: Mutex<Pace>,
     /// The sends of the latest `cap` requests (see [`SendWindow`]).
     window: Arc<SendWindow>,
+    /// No token before this instant: the account's window shared through the database gave
+    /// the latest request a slot this late, or has no room before it (see
+    /// [`Limiter::hold_until`]).
+    hold: Mutex<Option<Instant>>,
 }
 
 /// The sliding window at the moment of sending: the send instants of the latest `cap`
@@ -180,6 +184,17 @@ pub struct Departure {
 }
 
 impl Departure {
+    /// A request whose slot came from the database's window ([`crate::store::window`]), leaving
+    /// at `at`: no window of this process's counts it (a campaign's own cap may, through
+    /// [`Departure::also`]).
+    pub fn shared(at: Instant) -> Departure {
+        Departure {
+            slot: at,
+            windows: Vec::new(),
+            left: Arc::new(Mutex::new(None)),
+        }
+    }
+
     /// The instant the windows recorded for it so far.
     pub fn slot(&self) -> Instant {
         self.slot
@@ -271,6 +286,18 @@ impl Limiter {
                 throttles: 0,
             }),
             window: Arc::new(SendWindow::new(cap, recent, 2 * cap)),
+            hold: Mutex::new(None),
+        }
+    }
+
+    /// Hand out no token before `at`: the database's window (shared by every process on a
+    /// PostgreSQL store, see [`crate::store::window`]) gave a request a slot that late, or has
+    /// no room before it. The pacer asks the database again only then, so a process asks about
+    /// once per request, however many share the account.
+    pub fn hold_until(&self, at: Instant) {
+        let mut h = lock(&self.hold);
+        if h.is_none_or(|held| held < at) {
+            *h = Some(at);
         }
     }
 
@@ -303,7 +330,8 @@ impl Limiter {
         gcra.until_ready().await;
         loop {
             let now = Instant::now();
-            let earliest = self.earliest(now);
+            let held = (*lock(&self.hold)).unwrap_or(now);
+            let earliest = self.earliest(now).max(held);
             if earliest <= now {
                 return;
             }

@@ -39,8 +39,10 @@ pub async fn seed_window(
 }
 
 /// [`seed_window`]'s limiter for `action` at `rate`, its window seeded with what the store
-/// recorded (read now).
+/// recorded (read now). On a PostgreSQL store the account's window for `action` is shared with
+/// every process on the store from now on ([`Store::share_window`]).
 pub async fn seeded_limiter(store: &Store, action: &str, rate: f64) -> Result<Limiter, StoreError> {
+    store.share_window(action, rate);
     let seed = seed_window(
         store,
         action,

@@ -103,7 +103,8 @@ pub fn load_rules(cfg: &Config) -> Result<crate::dispatch::rules::Rules, Failure
 }
 
 /// The engine for `run` and `serve`: the limiter's window seeded from the store's latest sends
-/// (a restart hands out no burst), the caller pool from today's uses, the rules applied, and
+/// (a restart hands out no burst) and, on PostgreSQL, the account's window shared through the
+/// database, the caller pool from today's uses, the rules applied, and
 /// the connections the pace needs open. The caller settles the previous process's in-flight
 /// attempts first, so their sends are seeded as late as they can have been.
 pub async fn engine(
@@ -124,6 +125,14 @@ pub async fn engine(
     .map_err(Failure::other)?;
     warm(cfg, &client).await;
     let limiter = std::sync::Arc::new(crate::limiter::Limiter::new(rate, &seed));
+    // On PostgreSQL, every process on the store takes its slots from one window in the
+    // database (see crate::store::window).
+    if store.share_window(crate::ccc::ACTION, rate) {
+        tracing::info!(
+            rate,
+            "the account's window is kept in the database: shared by every process on this store"
+        );
+    }
     let now = jiff::Timestamp::now();
     rules.prune(&store, now).await.map_err(Failure::other)?;
     // After the prune: a campaign whose calls left the dial history can go now.

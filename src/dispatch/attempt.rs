@@ -72,15 +72,35 @@ pub(super) async fn attempt(
     // From here until the request leaves, a stop that cuts this task short leaves nothing sent.
     lock(&shared.unsent).insert(contact.id);
     let await_records = engine.record_checks.is_on();
-    let begun = engine
-        .store
-        .begin_attempt_checked(contact.id, now_ms(), caller, guard, await_records)
-        .await;
+    let begun = loop {
+        let begun = engine
+            .store
+            .begin_attempt_checked(
+                contact.id,
+                now_ms(),
+                caller.clone(),
+                guard.clone(),
+                await_records,
+            )
+            .await;
+        // The account's window (shared through the database) has no room yet: nothing was
+        // written down; ask again when it has, unless a stop came meanwhile.
+        match begun {
+            Err(StoreError::WindowFull(until)) => {
+                crate::shared_window::wait_for_room(&engine.limiter, until).await;
+                if *stop.borrow() != Stop::Run || lock(&shared.halt).is_some() {
+                    lock(&shared.unsent).remove(&contact.id);
+                    return Ok(());
+                }
+            }
+            other => break other,
+        }
+    };
     if begun.is_err() {
         lock(&shared.unsent).remove(&contact.id);
     }
-    let attempt_no = match begun {
-        Ok(n) => n,
+    let (attempt_no, slot) = match begun {
+        Ok(b) => (b.n, b.slot),
         // Cancelled (or otherwise settled) while it waited in the dispatcher's buffer.
         Err(StoreError::NotPending(_)) => return Ok(()),
         // Another campaign called this number meanwhile: wait, no attempt used.
@@ -116,23 +136,33 @@ pub(super) async fn attempt(
         }
         None => None,
     };
-    let departure = engine.limiter.depart().await;
+    // The account's slot: the database's when it shares the window, else this process's.
+    let departure = crate::shared_window::depart(&engine.limiter, slot.as_ref()).await;
     // The campaign's window counts it from the account's slot, and both from when it really
     // leaves.
-    let departure = match (&engine.own_rate, own_slot) {
-        (Some(own), Some(slot)) => departure.also(own.window(), slot),
-        _ => departure,
+    let departure = match (departure, &engine.own_rate, own_slot) {
+        (Some(d), Some(own), Some(at)) => Some(d.also(own.window(), at)),
+        (d, _, _) => d,
     };
     let m = &engine.metrics;
     m.limiter_wait.observe(paced_for + slot_wait.elapsed());
 
-    if *stop.borrow() != Stop::Run || lock(&shared.halt).is_some() || !pass.may_send() {
-        // Written down but not sent: release it untouched.
-        let o = AttemptOutcome::not_sent(&contact, 0, now_ms());
-        let released = engine.store.finish_attempt(contact.id, attempt_no, o).await;
-        lock(&shared.unsent).remove(&contact.id);
-        return released;
-    }
+    let departure = match departure {
+        Some(d)
+            if *stop.borrow() == Stop::Run && lock(&shared.halt).is_none() && pass.may_send() =>
+        {
+            d
+        }
+        d => {
+            // Written down but not sent (a stop, a halt, or too late for its slot): release it
+            // untouched, and its slot with it.
+            let o = AttemptOutcome::not_sent(&contact, 0, now_ms());
+            let released = engine.store.finish_attempt(contact.id, attempt_no, o).await;
+            lock(&shared.unsent).remove(&contact.id);
+            crate::shared_window::never_left(&engine.store, d.as_ref(), slot.as_ref()).await;
+            return released;
+        }
+    };
     // The request leaves now: from here a stop that cuts this task short leaves it in doubt.
     lock(&shared.unsent).remove(&contact.id);
 
@@ -154,12 +184,14 @@ pub(super) async fn attempt(
     let sent = std::time::Instant::now();
     // The request leaves when its connection writes it: after opening a connection, or late on
     // a busy host. The windows hear of it (see crate::connections), and so does the store.
+    let on_leave = crate::shared_window::on_leave(&engine.store, &departure, slot.as_ref());
     let result = engine
         .client
-        .create_ai_agent_call_timed(&request, departure.on_leave())
+        .create_ai_agent_call_timed(&request, on_leave)
         .instrument(span.clone())
         .await;
     let sent_at = departure.left_ms(now_ms());
+    crate::shared_window::never_left(&engine.store, Some(&departure), slot.as_ref()).await;
     c.in_flight.fetch_sub(1, Ordering::Relaxed);
     m.in_flight.dec();
     m.latency.observe(sent.elapsed());

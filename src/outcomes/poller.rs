@@ -479,23 +479,18 @@ impl Tracker {
         };
         let limiter = self.limiter().await?;
         loop {
-            limiter.pace().await;
-            // Written down before it leaves, its departure after (see the module doc).
-            let row = self
-                .store
-                .sending(cdr::ACTION, crate::dispatch::now_ms())
-                .await?;
-            let departure = limiter.depart().await;
+            // Written down (with its slot in the account's window when the store shares it)
+            // before it leaves, its departure after (see the module doc).
+            let (row, departure, slot) =
+                crate::shared_window::query(&self.store, limiter, cdr::ACTION).await?;
             out.sent_ms = out.sent_ms.min(crate::dispatch::now_ms());
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let on_leave = crate::shared_window::on_leave(&self.store, &departure, slot.as_ref());
             let reply = self
                 .client
-                .post_timed(cdr::ACTION, q.body(), Some(departure.on_leave()))
+                .post_timed(cdr::ACTION, q.body(), Some(on_leave))
                 .await;
-            let left = departure
-                .reached_a_connection()
-                .then(|| departure.left_ms(crate::dispatch::now_ms()));
-            self.store.sent(row, left).await?;
+            crate::shared_window::query_sent(&self.store, row, &departure, slot.as_ref()).await?;
             let page = match reply {
                 Ok((status, body)) => cdr::parse_reply(status, &body),
                 Err(e) => Err(e),

@@ -314,27 +314,22 @@ impl TagTracker {
             end,
         };
         let limiter = self.limiter(d.kind).await?;
-        limiter.pace().await;
         let action = d.kind.action();
-        // Written down before it leaves, its departure after (see the module doc).
-        let row = self
-            .store
-            .sending(action, crate::dispatch::now_ms())
-            .await?;
-        let departure = limiter.depart().await;
+        // Written down (with its slot in the account's window when the store shares it) before
+        // it leaves, its departure after (see the module doc).
+        let (row, departure, slot) =
+            crate::shared_window::query(&self.store, limiter, action).await?;
         let counter = match d.kind {
             Kind::Tags => &self.stats.tag_requests,
             Kind::Analysis => &self.stats.analysis_requests,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let on_leave = crate::shared_window::on_leave(&self.store, &departure, slot.as_ref());
         let reply = self
             .client
-            .post_timed(action, q.body(), Some(departure.on_leave()))
+            .post_timed(action, q.body(), Some(on_leave))
             .await;
-        let left = departure
-            .reached_a_connection()
-            .then(|| departure.left_ms(crate::dispatch::now_ms()));
-        self.store.sent(row, left).await?;
+        crate::shared_window::query_sent(&self.store, row, &departure, slot.as_ref()).await?;
         let reply = reply.map_err(|e| TagPassError::Query {
             action,
             failure: judge(&e),

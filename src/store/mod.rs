@@ -33,6 +33,7 @@ mod rows;
 mod schema;
 mod sends;
 mod tags;
+pub mod window;
 
 pub use campaigns::{Campaign, CampaignState, CreateCheck, NewCampaign, Refused, SENDS_SINCE_SQL};
 pub use detail::{AttemptRecord, ContactDetail};
@@ -136,6 +137,11 @@ pub enum StoreError {
          called twice: start it again to continue"
     )]
     WriterLost,
+    /// The account's window shared through the database has no slot within
+    /// [`window::HORIZON`]: nothing was written down; ask again at the instant given (this
+    /// process's clock), when it has room.
+    #[error("the account's send window is full for now")]
+    WindowFull(std::time::Instant),
     /// A store method with no PostgreSQL implementation yet, called on a PostgreSQL store.
     #[error("state store: {0} is not available on a PostgreSQL store yet")]
     NotPorted(String),
@@ -626,12 +632,17 @@ impl Store {
     ) -> Result<i64, StoreError> {
         self.begin_attempt_checked(contact_id, started_at_ms, caller, guard, false)
             .await
+            .map(|b| b.n)
     }
 
     /// [`Store::begin_attempt_guarded`]; with `await_records` (outcome tracking on), also
     /// refused with [`StoreError::AwaitingRecords`] while an earlier attempt of the contact that
     /// failed with `InternalError*` has not been looked up in the call records yet (its
     /// `retry_check`): the call it may have created must be ruled out before a retry.
+    ///
+    /// When the store shares CreateAIAgentCall's window ([`Store::share_window`]), the same
+    /// transaction reserves the request's slot in it (see [`window`]), or is refused with
+    /// [`StoreError::WindowFull`] and writes nothing.
     pub async fn begin_attempt_checked(
         &self,
         contact_id: i64,
@@ -639,7 +650,7 @@ impl Store {
         caller: Option<String>,
         guard: Option<PersonGuard>,
         await_records: bool,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<window::Begun, StoreError> {
         if let Some(pg) = self.pg() {
             return pg::queue::begin_attempt_checked(
                 pg,
@@ -687,7 +698,7 @@ impl Store {
             if changed != 1 {
                 return Err(StoreError::NotPending(contact_id));
             }
-            Ok(n)
+            Ok(window::Begun { n, slot: None })
         })
         .await
     }

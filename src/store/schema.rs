@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 17;
+pub const SCHEMA_VERSION: i64 = 18;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -67,6 +67,11 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 17 {
         v17(conn)?;
+    }
+    if version < 18 {
+        // PostgreSQL's v18 is the account's window shared by replicas; a SQLite store is one
+        // process, whose limiter keeps the window.
+        conn.execute_batch("PRAGMA user_version = 18;")?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 use rusqlite::params;
 
+use super::window::Slot;
 use super::{pg, Store, StoreError};
 
 /// How long a send is kept: far longer than any window, and than a request can take to leave
@@ -17,6 +18,17 @@ impl Store {
     /// A request of `action` is about to leave (written before its limiter's slot is taken):
     /// returns its row for [`Store::sent`].
     pub async fn sending(&self, action: &str, started_at_ms: i64) -> Result<i64, StoreError> {
+        Ok(self.sending_reserved(action, started_at_ms).await?.0)
+    }
+
+    /// [`Store::sending`], with the request's slot in `action`'s window when the store shares it
+    /// ([`Store::share_window`]): reserved in the transaction that writes the row, or refused
+    /// with [`StoreError::WindowFull`] and nothing written.
+    pub async fn sending_reserved(
+        &self,
+        action: &str,
+        started_at_ms: i64,
+    ) -> Result<(i64, Option<Slot>), StoreError> {
         if let Some(pg) = self.pg() {
             return pg::sends::sending(pg, action.to_string(), started_at_ms).await;
         }
@@ -26,7 +38,7 @@ impl Store {
                 .execute(params![action, started_at_ms - KEEP_MS])?;
             c.prepare_cached("INSERT INTO sends (action, started_at) VALUES (?1, ?2)")?
                 .execute(params![action, started_at_ms])?;
-            Ok(c.last_insert_rowid())
+            Ok((c.last_insert_rowid(), None))
         })
         .await
     }

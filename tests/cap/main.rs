@@ -8,6 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../it/pg.rs"]
+#[allow(dead_code)]
+mod pg;
 #[path = "../it/served.rs"]
 mod served;
 #[path = "../it/support.rs"]
@@ -444,5 +447,144 @@ async fn a_pause_and_resume_within_a_second_keep_the_campaigns_cap() {
         max_in_window(&t) <= 2,
         "the 2/s campaign sent {} in one second across its pauses",
         max_in_window(&t)
+    );
+}
+
+/// Engines in-process for replicas: each with a store handle (its own connections) on one
+/// PostgreSQL schema, built the way `run` and `serve` build theirs
+/// ([`ccc_dialer::commands::engine`]: on PostgreSQL the account's window is the database's),
+/// dialling its campaign of `n` callees `0086139<prefix>…` against `mock`.
+mod replicas {
+    use std::sync::Arc;
+
+    use ccc_dialer::contact::{NewContact, Overrides};
+    use ccc_dialer::dispatch::{self, RequestDefaults, RunOutcome, Stop};
+    use ccc_dialer::store::Store;
+
+    use super::support::*;
+
+    pub struct Replica {
+        pub engine: Arc<dispatch::Engine>,
+        pub defaults: Arc<RequestDefaults>,
+        pub campaign: i64,
+        _scratch: Scratch,
+    }
+
+    pub async fn replica(
+        mock: &ccc_dialer::mock::MockServer,
+        url: &str,
+        extra: &str,
+        prefix: u32,
+        n: usize,
+    ) -> Replica {
+        let s = Scratch::new(&mock.endpoint(), "", extra);
+        let cfg = ccc_dialer::config::Config::load(&s.config).expect("config");
+        let client = ccc_dialer::ccc::Client::new(
+            &ccc_dialer::ccc::ClientSettings {
+                endpoint: mock.endpoint(),
+                region: None,
+                language: None,
+                connect_timeout: cfg.tencentcloud.connect_timeout,
+                request_timeout: cfg.tencentcloud.request_timeout,
+                idle_timeout: cfg.tencentcloud.idle_timeout,
+            },
+            ccc_dialer::sign::Credentials {
+                secret_id: SECRET_ID.into(),
+                secret_key: ccc_dialer::secret::Secret::new(SECRET_KEY),
+                session_token: None,
+            },
+            ccc_dialer::ccc::system_clock(),
+        )
+        .expect("client");
+        let store = Store::connect_postgres(url).await.expect("store");
+        let c = store
+            .create_campaign(&format!("replica-{prefix}"), "fp", "x.csv", 0)
+            .await
+            .expect("campaign");
+        let rows = (0..n)
+            .map(|i| NewContact {
+                line: i as u64 + 2,
+                callee: format!("0086139{prefix:02}{i:06}"),
+                ext_id: None,
+                overrides: Overrides::default(),
+                skip_reason: None,
+            })
+            .collect();
+        store.insert_contacts(c.id, rows, 0).await.expect("rows");
+        store.mark_intake_done(c.id).await.expect("intake");
+        let (rules, _) = dispatch::rules::Rules::from_config(&cfg).expect("rules");
+        let engine = ccc_dialer::commands::engine(&cfg, store, client, Arc::new(rules))
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .expect("engine");
+        assert!(
+            engine.store.shares_window(ccc_dialer::ccc::ACTION),
+            "a PostgreSQL store shares the account's window"
+        );
+        Replica {
+            engine: Arc::new(engine),
+            defaults: Arc::new(RequestDefaults::from(&cfg.campaign)),
+            campaign: c.id,
+            _scratch: s,
+        }
+    }
+
+    /// Run every replica's campaign to its end, all at once.
+    pub async fn run_all(replicas: &[Replica]) {
+        let (_stop, stop_rx) = tokio::sync::watch::channel(Stop::Run);
+        let runs: Vec<_> = replicas
+            .iter()
+            .map(|r| {
+                tokio::spawn(dispatch::run_campaign(
+                    r.engine.clone(),
+                    r.campaign,
+                    r.defaults.clone(),
+                    stop_rx.clone(),
+                    Arc::new(|_| {}),
+                ))
+            })
+            .collect();
+        for run in runs {
+            let outcome = run.await.expect("join").expect("engine");
+            assert_eq!(outcome, RunOutcome::Completed);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_one_postgres_store_keep_the_accounts_cap() {
+    let _alone = alone().await;
+    let mock = cap_mock(20, 100, "").await;
+    let schema = pg::PgSchema::create().await;
+    let mut all = Vec::new();
+    for prefix in [71, 72, 73] {
+        all.push(replicas::replica(&mock, &schema.url, "", prefix, 100).await);
+    }
+    replicas::run_all(&all).await;
+    let stats = mock.stats();
+    let t = mock.arrivals();
+    if let (Some(first), Some(last)) = (t.first(), t.last()) {
+        let span = last.duration_since(*first).as_secs_f64();
+        eprintln!(
+            "three replicas: {} requests over {span:.2} s ({:.2}/s), at most {} in a second",
+            t.len(),
+            (t.len() - 1) as f64 / span,
+            stats.max_in_any_window
+        );
+    }
+    assert_eq!(stats.accepted, 300, "every contact once: {stats:?}");
+    assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
+    for prefix in [71, 72, 73] {
+        assert_eq!(arrivals_of(&mock, prefix).len(), 100, "replica {prefix}");
+    }
+    assert!(
+        stats.max_in_any_window <= 20,
+        "three replicas sent {} in one second ({} connections)",
+        stats.max_in_any_window,
+        mock.connections()
+    );
+    assert_eq!(
+        stats.rate_limited, 0,
+        "the stand-in never had to refuse one"
     );
 }

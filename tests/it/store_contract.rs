@@ -46,6 +46,7 @@ macro_rules! contract {
 mod outcomes;
 mod redials;
 mod tags;
+mod window;
 
 contract!(
     campaigns_are_created_found_and_steered,

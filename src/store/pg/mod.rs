@@ -38,6 +38,7 @@ pub mod schema;
 pub mod sends;
 pub mod tags;
 mod tls;
+pub mod window;
 pub mod writer;
 
 /// Connections in the pool (each method holds one for its transaction).
@@ -57,6 +58,9 @@ pub struct Pg {
     writer: std::sync::OnceLock<std::sync::Arc<writer::Held>>,
     /// The inbox files this process has claimed (see `claims`).
     claims: claims::PgClaims,
+    /// The API actions whose window this process shares through the database, with their caps
+    /// (see `store::window`).
+    windows: std::sync::RwLock<std::collections::HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for Pg {
@@ -204,6 +208,7 @@ impl Pg {
             tls,
             writer: std::sync::OnceLock::new(),
             claims: claims::PgClaims::default(),
+            windows: Default::default(),
         };
         {
             let mut c = pg.pool.get().await.map_err(|e| match e {
@@ -247,6 +252,23 @@ impl Pg {
 
     fn set_writer(&self, held: std::sync::Arc<writer::Held>) {
         let _ = self.writer.set(held);
+    }
+
+    /// Share `action`'s window of `cap` sends a second through the database.
+    pub(crate) fn share_window(&self, action: &str, cap: usize) {
+        self.windows
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(action.to_string(), cap);
+    }
+
+    /// The cap of `action`'s shared window, if it is shared.
+    pub(crate) fn window_cap(&self, action: &str) -> Option<usize> {
+        self.windows
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(action)
+            .copied()
     }
 
     /// A connection from the pool.

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::{rows, Pg};
 use crate::contact::{NewContact, ResultRow, Status};
 use crate::store::rows::{RESULT_COLUMNS, RESULT_FROM};
+use crate::store::window::Begun;
 use crate::store::{AttemptOutcome, DueContact, IntakeCounts, PersonGuard, StoreError};
 
 /// `?N` placeholders (SQLite) as `$N` (PostgreSQL), for query text shared by both stores.
@@ -150,7 +151,7 @@ pub async fn begin_attempt_checked(
     caller: Option<String>,
     guard: Option<PersonGuard>,
     await_records: bool,
-) -> Result<i64, StoreError> {
+) -> Result<Begun, StoreError> {
     let mut c = pg.client().await?;
     let tx = c.transaction().await?;
     // Written down only while this process is the store's one writer.
@@ -222,8 +223,10 @@ pub async fn begin_attempt_checked(
     if changed != 1 {
         return Err(StoreError::NotPending(contact_id));
     }
+    // Last before the commit: the account's window is locked from here to the commit.
+    let slot = super::window::reserve(&tx, pg, crate::ccc::ACTION).await?;
     tx.commit().await?;
-    Ok(n)
+    Ok(Begun { n, slot })
 }
 
 pub async fn finish_attempt(

@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, V15),
     (16, V16),
     (17, V17),
+    (18, V18),
 ];
 
 /// The version this build's PostgreSQL schema ends at (equal to SQLite's: a test says so).
@@ -595,6 +596,80 @@ BEGIN
 END $$;
 CREATE TRIGGER dnc_changed AFTER INSERT OR UPDATE OR DELETE ON dnc_entries
   FOR EACH STATEMENT EXECUTE FUNCTION ccc_dnc_changed();
+"#;
+
+/// The account's send window per API action, shared by every process on the store (see
+/// `store::window`; SQLite's v18 is a no-op: one process, the local limiter's window). A row per
+/// action holds the left-by times of its latest sends (µs on the database's clock, ascending;
+/// those a spacing old are dropped as the row is rewritten) and the latest slot handed out.
+/// `send_window_reserve` locks the row, reads the clock after the lock, and hands out a slot or
+/// refuses one beyond the horizon; `send_window_left` moves a send to when it really left (or
+/// gives its slot back).
+const V18: &str = r#"
+CREATE TABLE send_windows (
+  action TEXT PRIMARY KEY,
+  left_by BIGINT[] NOT NULL DEFAULT '{}',
+  last_slot BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE FUNCTION send_window_reserve(p_action TEXT, p_cap INT, p_spacing BIGINT, p_hold BIGINT,
+  p_horizon BIGINT, OUT granted BOOLEAN, OUT slot BIGINT, OUT now_us BIGINT)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  w BIGINT[];
+  last BIGINT;
+  n INT;
+BEGIN
+  SELECT s.left_by, s.last_slot INTO w, last FROM send_windows s
+    WHERE s.action = p_action FOR UPDATE;
+  IF NOT FOUND THEN
+    INSERT INTO send_windows (action) VALUES (p_action) ON CONFLICT DO NOTHING;
+    SELECT s.left_by, s.last_slot INTO w, last FROM send_windows s
+      WHERE s.action = p_action FOR UPDATE;
+  END IF;
+  -- Read after the lock: the clock of the moment the decision is taken.
+  now_us := (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT;
+  -- A send that left a spacing ago binds no slot from now on.
+  SELECT COALESCE(array_agg(v ORDER BY v), '{}') INTO w FROM unnest(w) v
+    WHERE v >= now_us - p_spacing;
+  n := COALESCE(array_length(w, 1), 0);
+  slot := GREATEST(now_us, last);
+  IF n >= p_cap THEN
+    slot := GREATEST(slot, w[n - p_cap + 1] + p_spacing);
+  END IF;
+  granted := slot - now_us <= p_horizon;
+  IF granted THEN
+    UPDATE send_windows s SET last_slot = slot,
+      left_by = (SELECT array_agg(v ORDER BY v) FROM unnest(w || (slot + p_hold)) v)
+      WHERE s.action = p_action;
+  END IF;
+END $$;
+
+CREATE FUNCTION send_window_left(p_action TEXT, p_recorded BIGINT, p_ago BIGINT,
+  p_spacing BIGINT) RETURNS VOID
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  w BIGINT[];
+  i INT;
+  now_us BIGINT;
+BEGIN
+  SELECT s.left_by INTO w FROM send_windows s WHERE s.action = p_action FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  -- Read after the lock, so "now less how long ago" is never before the real departure.
+  now_us := (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT;
+  i := array_position(w, p_recorded);
+  IF i IS NOT NULL THEN
+    w := w[1:i - 1] || w[i + 1:];
+  END IF;
+  IF p_ago IS NOT NULL THEN
+    w := w || (now_us - p_ago);
+  END IF;
+  UPDATE send_windows s SET left_by =
+    (SELECT COALESCE(array_agg(v ORDER BY v), '{}') FROM unnest(w) v WHERE v >= now_us - p_spacing)
+    WHERE s.action = p_action;
+END $$;
 "#;
 
 #[cfg(test)]

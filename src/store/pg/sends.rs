@@ -1,12 +1,19 @@
 //! When the requests of the other API actions left (PostgreSQL twins of `store::sends`).
 
 use super::Pg;
+use crate::store::window::Slot;
 use crate::store::StoreError;
 
 /// How long a send is kept (as `store::sends`).
 const KEEP_MS: i64 = 60_000;
 
-pub async fn sending(pg: &Pg, action: String, started_at_ms: i64) -> Result<i64, StoreError> {
+/// The row written down, and the request's slot in `action`'s window when the store shares it
+/// (reserved last, in the same transaction: see `store::window`).
+pub async fn sending(
+    pg: &Pg,
+    action: String,
+    started_at_ms: i64,
+) -> Result<(i64, Option<Slot>), StoreError> {
     let mut c = pg.client().await?;
     let tx = c.transaction().await?;
     tx.execute(
@@ -21,8 +28,9 @@ pub async fn sending(pg: &Pg, action: String, started_at_ms: i64) -> Result<i64,
         )
         .await?
         .try_get(0)?;
+    let slot = super::window::reserve(&tx, pg, &action).await?;
     tx.commit().await?;
-    Ok(id)
+    Ok((id, slot))
 }
 
 pub async fn sent(pg: &Pg, id: i64, sent_at_ms: Option<i64>) -> Result<(), StoreError> {
