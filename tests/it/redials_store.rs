@@ -1,9 +1,8 @@
-//! Redials in the store, with the clock passed in: an outcome in `redial.on` puts its contact
-//! back to `pending` in the transaction that writes the outcome (due `after` the call's end, a
-//! fresh retry budget, the cause named), a repeat or an older session's record does nothing,
-//! `max_dials` counts every call, and a redial due outside the calling window is held by the
-//! window gate until its opening, like any first call. An opt-out in the same tags wins over a
-//! `[[redial.on_tag]]` match (the tag redial itself is in `store_contract::redials`, both stores).
+//! Redials in the SQLite store beyond the behaviours both stores are held to in
+//! `store_contract::redials` (an outcome in `redial.on` redials, a repeat or an older session's
+//! record does nothing, `max_dials` counts every call): a redial due outside the calling window is
+//! held by the window gate until its opening, like any first call; redial settings are checked
+//! alike everywhere; an opt-out in the same tags wins over a `[[redial.on_tag]]` match.
 
 use std::time::Duration;
 
@@ -12,9 +11,8 @@ use ccc_dialer::config::Config;
 use ccc_dialer::contact::{NewContact, Overrides, Status};
 use ccc_dialer::dispatch::rules::{Rules, Verdict};
 use ccc_dialer::outcomes::ai_results::{Kind, Tag};
-use ccc_dialer::outcomes::classes::OutcomeClass;
 use ccc_dialer::outcomes::tag_rules::TagRule;
-use ccc_dialer::redial::{RedialPolicy, Trigger};
+use ccc_dialer::redial::RedialPolicy;
 use ccc_dialer::store::{AttemptOutcome, OutcomeRecord, Store, TagActions};
 
 const CALLEE: &str = "008613000000001";
@@ -33,18 +31,6 @@ async fn store_with_policy(policy: Option<RedialPolicy>) -> (tempfile::TempDir, 
     store.insert_contacts(c.id, vec![row], 0).await.unwrap();
     store.set_redial_policy(c.id, policy).await.unwrap();
     (dir, store, c.id)
-}
-
-fn policy(max_dials: u32) -> RedialPolicy {
-    RedialPolicy {
-        on: vec![
-            Trigger::Class(OutcomeClass::NotAnswered),
-            Trigger::Code(206),
-        ],
-        max_dials,
-        after: Duration::from_secs(10),
-        on_tag: Vec::new(),
-    }
 }
 
 /// Dial the campaign's due contact at `sent_at` (unix ms): placed with session `session`.
@@ -92,77 +78,6 @@ fn record(session: &str, class: &str, code: i64, ended: i64) -> OutcomeRecord {
         recorded_at: ended * 1000 + 500,
         ..Default::default()
     }
-}
-
-#[tokio::test]
-async fn a_not_answered_call_is_redialled_after_its_end_and_the_decision_is_written_with_the_outcome(
-) {
-    let (_dir, store, id) = store_with_policy(Some(policy(3))).await;
-    let contact = dial(&store, id, 1_000_000, "s-1").await;
-    let w = store
-        .record_outcomes(vec![record("s-1", "not_answered", 202, 1_030)])
-        .await
-        .unwrap();
-    assert_eq!((w.new.len(), w.redials), (1, 1));
-    // Pending again, due `after` the call's end (not the record's arrival), the cause named.
-    let due_ms = 1_030_000 + 10_000;
-    let d = store.contact_detail(id, CALLEE).await.unwrap().unwrap();
-    assert_eq!(d.status, "pending");
-    assert_eq!(d.next_at, due_ms);
-    assert_eq!(d.gate.as_deref(), Some("redial_after"));
-    assert_eq!(d.error_code.as_deref(), Some("Redial"));
-    let why = d.error_message.clone().unwrap_or_default();
-    assert!(
-        why.contains("redial 2 of 3") && why.contains("not_answered (EndStatus 202 notAnswer)"),
-        "{why}"
-    );
-    assert_eq!((d.dials, d.first_dialled_at), (1, Some(1_000_000)));
-    assert_eq!(
-        store.outcome_counts(id).await.unwrap().redials_pending,
-        1,
-        "counted as waiting for a redial"
-    );
-    // The same record again (a push after a poll) schedules nothing more.
-    let w = store
-        .record_outcomes(vec![record("s-1", "not_answered", 202, 1_030)])
-        .await
-        .unwrap();
-    assert_eq!((w.new.len(), w.redials), (0, 0));
-    // Not due before its time; then due with a fresh retry budget.
-    assert!(store
-        .due_contacts(id, due_ms - 1, 10, Default::default())
-        .await
-        .unwrap()
-        .is_empty());
-    let due = store
-        .due_contacts(id, due_ms, 10, Default::default())
-        .await
-        .unwrap();
-    assert_eq!((due.len(), due[0].attempts), (1, 0));
-    assert_eq!(dial(&store, id, due_ms, "s-2").await, contact);
-    // A late record of the first session changes nothing now that it is not the latest.
-    let w = store
-        .record_outcomes(vec![record("s-1", "busy", 206, 1_031)])
-        .await
-        .unwrap();
-    assert_eq!(w.redials, 0);
-    let w = store
-        .record_outcomes(vec![record("s-2", "answered", 1, 1_050)])
-        .await
-        .unwrap();
-    assert_eq!((w.new.len(), w.redials), (1, 0));
-    let r = store.result_of(contact).await.unwrap();
-    assert_eq!(
-        (r.status.as_str(), r.outcome.as_str(), r.dials),
-        ("placed", "answered", 2)
-    );
-    assert_eq!(r.first_dialled_at, "1970-01-01T00:16:40.000Z");
-    let c = store.outcome_counts(id).await.unwrap();
-    assert_eq!((c.reached, c.not_reached, c.redials_pending), (1, 0, 0));
-    // The report's dials: one call at each, answered on the second.
-    let (by_dial, first_answers) = store.outcomes_by_dial(id).await.unwrap();
-    assert_eq!(by_dial, vec![(1, 1, 1, 0), (2, 1, 1, 1)]);
-    assert_eq!(first_answers, vec![2]);
 }
 
 #[tokio::test]

@@ -112,6 +112,7 @@ async fn a_not_answered_call_is_redialled_after_its_end_with_the_outcome_and_cou
         why.contains("redial 2 of 3") && why.contains("not_answered (EndStatus 202 notAnswer)"),
         "{why}"
     );
+    assert_eq!((d.dials, d.first_dialled_at), (1, Some(1_000_000)));
     assert_eq!(store.outcome_counts(id).await.unwrap().redials_pending, 1);
     let w = store
         .record_outcomes(vec![record("s-1", "not_answered", 202, 1_030)])
@@ -148,9 +149,14 @@ async fn a_not_answered_call_is_redialled_after_its_end_with_the_outcome_and_cou
         (r.status.as_str(), r.outcome.as_str(), r.dials),
         ("placed", "answered", 2)
     );
+    assert_eq!(r.first_dialled_at, "1970-01-01T00:16:40.000Z");
     let c = store.outcome_counts(id).await.unwrap();
     assert_eq!((c.reached, c.not_reached, c.redials_pending), (1, 0, 0));
     assert!(!store.redial_possible(id).await.unwrap());
+    // The report's dials: one call at each, answered on the second.
+    let (by_dial, first_answers) = store.outcomes_by_dial(id).await.unwrap();
+    assert_eq!(by_dial, vec![(1, 1, 1, 0), (2, 1, 1, 1)]);
+    assert_eq!(first_answers, vec![2]);
 }
 
 async fn busy_by_end_code_is_redialled_until_max_dials_then_stays_busy(f: &Fixture) {
@@ -287,41 +293,79 @@ async fn a_held_push_claimed_by_its_attempt_takes_the_redial_decision_and_tells_
     }));
     let mut redials = store.redial_watch();
     redials.mark_unchanged();
+    // A second contact whose session no push names.
+    store
+        .insert_contacts(id, vec![super::row(3, "008613000000002")], 0)
+        .await
+        .unwrap();
     let due = store
         .due_contacts(id, 1_000_000, 10, Default::default())
         .await
         .unwrap();
-    let contact = due[0].id;
+    let (contact, plain) = (due[0].id, due[1].id);
     let n = store.begin_attempt(contact, 1_000_000, None).await.unwrap();
+    let m = store.begin_attempt(plain, 1_000_000, None).await.unwrap();
     let mut pushed = record("s-1", "not_answered", 202, 1_030);
     pushed.source = "push".into();
-    let w = store.record_outcomes(vec![pushed]).await.unwrap();
+    let w = store.record_outcomes(vec![pushed.clone()]).await.unwrap();
     assert_eq!(
         (w.pending.len(), w.arrivals.len()),
         (1, 0),
         "held, not arrived"
     );
-    let o = AttemptOutcome {
-        session_id: Some("s-1".into()),
+    let placed = |session: &str| AttemptOutcome {
+        session_id: Some(session.into()),
         ..super::outcome(Status::Placed, "placed", Some(1_000_000))
     };
-    store.finish_attempt(contact, n, o).await.unwrap();
+    store
+        .finish_attempt(plain, m, placed("s-plain"))
+        .await
+        .unwrap();
+    assert!(
+        told.lock().unwrap().is_empty(),
+        "no held push for that session"
+    );
+    assert!(!redials.has_changed().unwrap());
+    store
+        .finish_attempt(contact, n, placed("s-1"))
+        .await
+        .unwrap();
     let arrived = told.lock().unwrap().clone();
     assert_eq!(arrived.len(), 1, "{arrived:?}");
+    let a = &arrived[0];
     assert_eq!(
         (
-            arrived[0].record.contact_id,
-            arrived[0].record.source.as_str(),
-            arrived[0].redialled
+            a.record.session_id.as_str(),
+            a.record.contact_id,
+            a.record.class.as_str(),
+            a.record.source.as_str(),
+            a.record.ended_at
         ),
-        (contact, "push", true)
+        ("s-1", contact, "not_answered", "push", Some(1_030))
     );
+    assert_eq!((a.was.clone(), a.redialled), (None, true));
     assert!(redials.has_changed().unwrap(), "the dispatcher is woken");
     let d = store.contact_detail(id, CALLEE).await.unwrap().unwrap();
     assert_eq!(
         (d.status.as_str(), d.error_code.as_deref(), d.next_at),
         ("pending", Some("Redial"), 1_040_000)
     );
+    // Waiting for its redial (no longer placed: the classes count placed contacts); the other
+    // contact awaits its record.
+    let c = store.outcome_counts(id).await.unwrap();
+    assert_eq!(
+        (
+            c.by_class.get("not_answered"),
+            c.redials_pending,
+            c.awaiting
+        ),
+        (None, 1, 1),
+        "{c:?}"
+    );
+    // Claimed once: the same push again is a repeat, nothing arrives.
+    let w = store.record_outcomes(vec![pushed]).await.unwrap();
+    assert_eq!((w.ignored, w.arrivals.len()), (1, 0));
+    assert_eq!(told.lock().unwrap().len(), 1);
     // The poll's record of the same call corrects the push: an arrival with what it was.
     let w = store
         .record_outcomes(vec![record("s-1", "not_answered", 202, 1_030)])
