@@ -353,6 +353,9 @@ pub struct Config {
     pub outcomes: crate::outcomes::settings::OutcomeSettings,
     /// `[store] retain`: finished campaigns' contacts are deleted this long after (`None`: kept).
     pub retain: Option<Duration>,
+    /// `[store] lease`: how long a replica's claim on a contact lasts unless renewed
+    /// (PostgreSQL; see `store::pg::lease`).
+    pub lease: Duration,
     /// `[notify]`: the webhook told when a campaign completes, halts or is paused by the engine.
     pub notify: Option<crate::notify::NotifySettings>,
     /// `[dnc]`: the post-call tag that puts a number on the account's own do-not-call list.
@@ -487,6 +490,8 @@ impl Validator<'_> {
         }
         let retain = crate::purge::validate(&raw.store)
             .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
+        let lease = crate::purge::lease(&raw.store)
+            .map_err(|(key, value, expected)| self.invalid(&key, value, &expected))?;
         let notify = crate::notify::validate(&raw.notify).map_err(|e| match e {
             crate::notify::Invalid::Shown(key, value, expected) => {
                 self.invalid(&key, value, &expected)
@@ -568,6 +573,7 @@ impl Validator<'_> {
             server,
             outcomes,
             retain,
+            lease,
             notify,
             dnc,
             redial,

@@ -20,6 +20,27 @@ use crate::store::{Campaign, PurgeCounts, PurgeOutcome, Store, StoreError};
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     retain: Option<String>,
+    lease: Option<String>,
+}
+
+/// `store.lease` (PostgreSQL replicas' claim length, see `store::pg::lease`), or
+/// `(key, value, expected)`.
+pub fn lease(raw: &RawStore) -> Result<Duration, (String, String, String)> {
+    let Some(text) = &raw.lease else {
+        return Ok(crate::store::pg::lease::DEFAULT_TTL);
+    };
+    let bad = |why: &str| {
+        (
+            "store.lease".to_string(),
+            format!("{text:?}"),
+            why.to_string(),
+        )
+    };
+    let d = crate::duration::parse(text).map_err(|e| bad(&e))?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(600) {
+        return Err(bad("a duration from 1s to 10m (e.g. \"10s\")"));
+    }
+    Ok(d)
 }
 
 /// The longest `retain` accepted (a typo such as `"9000d"` is refused, not obeyed).
@@ -176,14 +197,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retain_takes_a_duration_from_an_hour_to_ten_years() {
+    fn retain_and_lease_take_durations_in_their_ranges() {
         let v = |t: &str| {
             validate(&RawStore {
                 retain: Some(t.into()),
+                ..RawStore::default()
             })
         };
         assert_eq!(v("90d").unwrap(), Some(Duration::from_secs(90 * 86_400)));
         assert_eq!(validate(&RawStore::default()).unwrap(), None);
+        assert_eq!(
+            lease(&RawStore::default()).unwrap(),
+            Duration::from_secs(10),
+            "leases last 10 s unless configured"
+        );
+        let with = |t: &str| RawStore {
+            lease: Some(t.into()),
+            ..RawStore::default()
+        };
+        assert_eq!(lease(&with("2s")).unwrap(), Duration::from_secs(2));
+        for bad in ["500ms", "11m", "soon"] {
+            let (key, value, _) = lease(&with(bad)).unwrap_err();
+            assert_eq!((key.as_str(), value), ("store.lease", format!("{bad:?}")));
+        }
         for bad in ["30m", "90", "9000d", ""] {
             let (key, value, _) = v(bad).unwrap_err();
             assert_eq!(key, "store.retain");

@@ -382,6 +382,15 @@ pub async fn open_writer(
     Ok((store, Writer { _file: file, pg }))
 }
 
+/// A PostgreSQL store: this process's lease length (`[store] lease`), and its owner id in the
+/// log (its claims on contacts carry it; see `store::pg::lease`).
+pub fn lease_settings(store: &crate::store::Store, cfg: &crate::config::Config) {
+    store.set_lease(cfg.lease);
+    if let Some(owner) = store.lease_owner() {
+        tracing::info!(owner = %owner, lease_ms = cfg.lease.as_millis() as u64, "PostgreSQL store: claiming contacts as this replica");
+    }
+}
+
 /// This process's subcommand (`run`, `serve`, …), without its arguments (a PostgreSQL URL may
 /// hold a password).
 fn subcommand() -> String {

@@ -52,6 +52,7 @@ pub async fn run(args: RunArgs) -> Result<Done, Failure> {
     let (notifier, delivery) = super::notifier(&cfg)?;
     let fingerprint = intake::fingerprint(&args.contacts).map_err(Failure::input)?;
     let (store, writer) = super::open_writer(&state).await?;
+    super::lease_settings(&store, &cfg);
     // Named by the store from here on: a PostgreSQL URL without its password.
     let state = store.path().to_path_buf();
     super::outcomes::load_own_dnc(&rules.dnc, &store).await?;

@@ -29,6 +29,7 @@ pub async fn run(args: ServeArgs) -> Result<Done, Failure> {
     // Deliveries still pending at shutdown are dropped with the process.
     let (notifier, _delivery) = super::notifier(&cfg)?;
     let (store, writer) = super::open_writer(&args.state).await?;
+    super::lease_settings(&store, &cfg);
     super::outcomes::load_own_dnc(&rules.dnc, &store).await?;
     // Settle, then seed: the limiter's window must see the previous process's in-flight sends
     // as late as they can have left.

@@ -103,6 +103,12 @@ pub(super) async fn attempt(
         Ok(b) => (b.n, b.slot),
         // Cancelled (or otherwise settled) while it waited in the dispatcher's buffer.
         Err(StoreError::NotPending(_)) => return Ok(()),
+        // PostgreSQL: this replica's lease on it expired or another replica took it over
+        // (see `store::pg::lease`): it is that replica's to call, never this one's.
+        Err(StoreError::LeaseLost(_)) => {
+            tracing::warn!(contact = contact.id, line = contact.line, callee = %mask(&contact.callee), "lease lost before the attempt was written down: not sent, another replica has it");
+            return Ok(());
+        }
         // Another campaign called this number meanwhile: wait, no attempt used.
         // Its last try failed with InternalError*: the call records have not yet ruled out a
         // call (the outcome tracker looks; it places the contact if it finds one).
@@ -147,20 +153,29 @@ pub(super) async fn attempt(
     let m = &engine.metrics;
     m.limiter_wait.observe(paced_for + slot_wait.elapsed());
 
+    // PostgreSQL: the lease must still be live as the request leaves (a process frozen past it,
+    // by a pause or SIGSTOP, wakes to find it stale: another replica may hold the contact now).
+    let lease_live = engine.store.lease_live(contact.id);
+    if !lease_live {
+        tracing::warn!(contact = contact.id, line = contact.line, callee = %mask(&contact.callee), "lease no longer live as the request was to leave: not sent");
+    }
     let departure = match departure {
         Some(d)
-            if *stop.borrow() == Stop::Run && lock(&shared.halt).is_none() && pass.may_send() =>
+            if *stop.borrow() == Stop::Run
+                && lock(&shared.halt).is_none()
+                && pass.may_send()
+                && lease_live =>
         {
             d
         }
         d => {
-            // Written down but not sent (a stop, a halt, or too late for its slot): release it
-            // untouched, and its slot with it.
+            // Written down but not sent (a stop, a halt, too late for its slot, or the lease
+            // gone): release it untouched, and its slot with it.
             let o = AttemptOutcome::not_sent(&contact, 0, now_ms());
             let released = engine.store.finish_attempt(contact.id, attempt_no, o).await;
             lock(&shared.unsent).remove(&contact.id);
             crate::shared_window::never_left(&engine.store, d.as_ref(), slot.as_ref()).await;
-            return released;
+            return lease_lost_is_fine(released);
         }
     };
     // The request leaves now: from here a stop that cuts this task short leaves it in doubt.
@@ -269,10 +284,16 @@ pub(super) async fn attempt(
     let (outcome, give_back) = super::systematic::apply(engine, shared, &contact, outcome);
     let code = outcome.error_code.clone();
     // A final outcome's result row comes back with the write (one store job, not two).
-    let result = engine
+    let result = match engine
         .store
         .finish_attempt_with_result(contact.id, attempt_no, outcome)
-        .await?;
+        .await
+    {
+        Ok(r) => r,
+        // Recorded on the attempt; the contact is another replica's now (or in doubt there).
+        Err(StoreError::LeaseLost(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     if let (false, Some(code)) = (give_back.is_empty(), code) {
         engine
             .store
@@ -288,6 +309,15 @@ pub(super) async fn attempt(
         on_final(row);
     }
     Ok(())
+}
+
+/// A write fenced by a lease that was lost (see `store::pg::lease`) changed nothing: for this
+/// replica the contact is done, which is not an error of the campaign.
+fn lease_lost_is_fine(r: Result<(), StoreError>) -> Result<(), StoreError> {
+    match r {
+        Err(StoreError::LeaseLost(_)) => Ok(()),
+        other => other,
+    }
 }
 
 fn outcome_of_error(

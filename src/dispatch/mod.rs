@@ -674,6 +674,15 @@ pub async fn run_campaign(
         while tasks.join_next().await.is_some() {}
         release_unsent(&engine.store, &shared).await;
     }
+    // PostgreSQL: the contacts still claimed (buffered, never attempted) go back to the other
+    // replicas at once rather than when their leases run out.
+    match engine.store.release_claims(campaign_id).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(campaign = campaign_id, contacts = n, "claims released"),
+        Err(e) => {
+            tracing::warn!(campaign = campaign_id, error = %e, "cannot release this replica's claims: other replicas take the contacts when the leases expire")
+        }
+    }
     if let Some(e) = lock(&shared.fatal).take() {
         return Err(e);
     }

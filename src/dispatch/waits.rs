@@ -33,6 +33,10 @@ pub const BACKOFF: &str = "retry_backoff";
 /// Every line of the agent believed busy.
 pub const LINES: &str = crate::store::AGENT_LINES_BUSY;
 
+/// PostgreSQL: nothing free for this replica: the campaign's other contacts are held by other
+/// replicas (their leases).
+pub const OTHER_REPLICAS: &str = crate::store::pg::gates::OTHER_REPLICAS;
+
 /// Added to the store once this much waiting has gathered.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
@@ -55,6 +59,7 @@ pub fn describe(reason: &str) -> &str {
         TAGS => "nothing due: awaiting post-call tags that may ask for a redial",
         crate::redial::GATE => "waiting out redial.after since the last call's end",
         "not_before" => "before the campaign's start time",
+        OTHER_REPLICAS => "nothing free here: the rest held by other replicas (their leases)",
         other => other,
     }
 }

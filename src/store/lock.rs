@@ -28,8 +28,10 @@ pub enum LockError {
     Held { state: PathBuf, holder: String },
     #[error(
         "{target}: the state store is in use by another ccc-dialer process ({holder})\n\
-         hint: one writing process per PostgreSQL store (database and schema) for now; stop \
-         that one first, or use another schema (`?options=-csearch_path%3DNAME`) or database"
+         hint: `run` and `serve` share a PostgreSQL store (database and schema) with each \
+         other; `purge`, `requeue`, `outcomes` and `dnc` need it to themselves, and so does a \
+         ccc-dialer from before leases: stop those first, or use another schema \
+         (`?options=-csearch_path%3DNAME`) or database"
     )]
     PgHeld { target: String, holder: String },
     #[error("{path}: cannot lock the state store: {reason}")]

@@ -121,6 +121,11 @@ pub enum StoreError {
     /// `begin_attempt` for a contact that is no longer pending (cancelled meanwhile).
     #[error("contact {0} is not pending; refusing to start an attempt")]
     NotPending(i64),
+    /// PostgreSQL with several replicas: this process's lease on the contact expired or another
+    /// replica took the contact over (see `store::pg::lease`). Nothing was written; the contact
+    /// is another replica's now and this one must not send for it.
+    #[error("contact {0}: this replica's lease on it expired or was taken over; not sent")]
+    LeaseLost(i64),
     #[error("state store: {0}")]
     Other(String),
     /// A PostgreSQL store could not be reached or set up (`target` is the URL without its
@@ -428,6 +433,39 @@ impl Store {
         }
     }
 
+    /// PostgreSQL: how long a claim on a contact lasts unless renewed (`[store] lease`). No
+    /// effect on a SQLite store (one process, its file lock).
+    pub fn set_lease(&self, ttl: std::time::Duration) {
+        if let Some(pg) = self.pg() {
+            pg.leases().set_ttl(ttl);
+        }
+    }
+
+    /// PostgreSQL: this process's owner id on its leases (`None` for a SQLite store).
+    pub fn lease_owner(&self) -> Option<String> {
+        self.pg().map(|pg| pg.leases().owner().to_string())
+    }
+
+    /// Whether a request for `contact_id` may leave now as far as leases go: always on a SQLite
+    /// store; on PostgreSQL, only while this process's claim on it is known to be live (see
+    /// `store::pg::lease`).
+    pub fn lease_live(&self, contact_id: i64) -> bool {
+        match self.pg() {
+            Some(pg) => pg.leases().live(contact_id),
+            None => true,
+        }
+    }
+
+    /// PostgreSQL: give up the claims this process still holds on `campaign_id`'s contacts
+    /// (the dispatcher stopped): pending ones are claimable by other replicas at once, ones
+    /// left in flight are in doubt for whoever recovers them. Nothing on a SQLite store.
+    pub async fn release_claims(&self, campaign_id: i64) -> Result<u64, StoreError> {
+        match self.pg() {
+            Some(pg) => pg::queue::release_claims(pg, campaign_id).await,
+            None => Ok(0),
+        }
+    }
+
     /// The PostgreSQL pool, when this is a PostgreSQL store (a method's PostgreSQL arm).
     fn pg(&self) -> Option<&pg::Pg> {
         match &self.backend {
@@ -730,9 +768,13 @@ impl Store {
     ) -> Result<Option<ResultRow>, StoreError> {
         let final_status = o.status.is_final();
         if let Some(pg) = self.pg() {
-            let claimed = pg::queue::finish_attempt(pg, contact_id, attempt_no, o).await?;
+            let (claimed, lost) = pg::queue::finish_attempt(pg, contact_id, attempt_no, o).await?;
             if let Some(a) = claimed {
                 self.arrived(&[a]);
+            }
+            // Recorded on the attempt, but the contact was another replica's by then.
+            if lost {
+                return Err(StoreError::LeaseLost(contact_id));
             }
             return match final_status {
                 true => pg::queue::result_of(pg, contact_id).await.map(Some),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 18;
+pub const SCHEMA_VERSION: i64 = 19;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -72,6 +72,9 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         // PostgreSQL's v18 is the account's window shared by replicas; a SQLite store is one
         // process, whose limiter keeps the window.
         conn.execute_batch("PRAGMA user_version = 18;")?;
+    }
+    if version < 19 {
+        v19(conn)?;
     }
     Ok(())
 }
@@ -723,5 +726,12 @@ fn v16(conn: &Connection) -> Result<(), StoreError> {
 /// (`store::pg::notices`); a SQLite store has one process.
 fn v17(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("PRAGMA user_version = 17;")?;
+    Ok(())
+}
+
+/// PostgreSQL's leases for several replicas (its v19): nothing here, where one process owns the
+/// store through its file lock (`store::lock`). The version is kept equal to PostgreSQL's.
+fn v19(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA user_version = 19;")?;
     Ok(())
 }

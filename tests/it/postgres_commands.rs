@@ -111,7 +111,8 @@ async fn run_on_postgres_places_every_contact_once_and_a_rerun_dials_nothing() {
 async fn a_run_killed_on_postgres_leaves_its_in_flight_calls_unknown_never_redialled() {
     let schema = PgSchema::create().await;
     let mock = mock_with(20, 1_500, "").await;
-    let mut s = Scratch::new(&mock.endpoint(), "", "");
+    // The rerun settles the dead run's calls once their leases ran out.
+    let mut s = Scratch::new(&mock.endpoint(), "", SHORT_LEASE);
     s.state = PathBuf::from(&schema.url);
     s.write_contacts(&contacts_csv(40));
     let mut child = s.spawn();
@@ -273,21 +274,120 @@ async fn lock_session_of(schema: &PgSchema, pid: u32) -> i32 {
         .get(0)
 }
 
+/// Leases in the tests: short, so a replica's frozen or dead claims are taken over quickly.
+const SHORT_LEASE: &str = "[store]\nlease = \"2s\"\n";
+
+/// A second scratch on the same PostgreSQL store and stand-in, with the same contacts file (so
+/// the same campaign) and results of its own: another replica.
+fn replica_of(s: &Scratch, mock: &ccc_dialer::mock::MockServer, csv: &str) -> Scratch {
+    let mut r = Scratch::new(&mock.endpoint(), "", SHORT_LEASE);
+    r.state = s.state.clone();
+    r.write_contacts(csv);
+    r
+}
+
+/// A `run` in the background whose output is collected as it comes (a child writing more log
+/// than a pipe holds would block otherwise): its pid and its output when it ends.
+fn start(s: &Scratch) -> (u32, tokio::task::JoinHandle<std::process::Output>) {
+    let child = s.spawn();
+    let pid = child.id();
+    (
+        pid,
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
+    )
+}
+
+async fn ended(run: tokio::task::JoinHandle<std::process::Output>) -> std::process::Output {
+    tokio::time::timeout(DEADLINE, run)
+        .await
+        .expect("the run finished within its deadline")
+        .unwrap()
+}
+
+/// Kills the process when dropped (a test that fails while a child is stopped must not leave
+/// it, nor hang waiting for it).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {sig} {pid}");
+}
+
+/// How many contacts of the store were claimed again after a first claim (taken over from a
+/// replica, or recovered from it): the epoch counts claims.
+async fn taken_over(schema: &PgSchema) -> i64 {
+    let (admin, conn) = tokio_postgres::connect(crate::pg::ADMIN_URL, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .query_one(
+            &format!(
+                "SELECT COUNT(*) FROM {}.contacts WHERE epoch >= 2",
+                schema.name
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn each_callee_called_once(stats: &ccc_dialer::mock::MockStats, n: usize) {
+    nobody_called_twice(stats);
+    assert_eq!(stats.requests_by_callee.len(), n, "every contact requested");
+}
+
+/// No call created twice for a callee, no request sent twice for one. (A replica killed or
+/// frozen between writing an attempt down and sending it leaves that contact in doubt,
+/// unrequested: `unknown`, never sent by anyone else.)
+fn nobody_called_twice(stats: &ccc_dialer::mock::MockStats) {
+    assert!(
+        stats.duplicate_callees.is_empty(),
+        "called twice: {:?}",
+        stats.duplicate_callees
+    );
+    let twice: Vec<_> = stats
+        .requests_by_callee
+        .iter()
+        .filter(|(_, n)| **n != 1)
+        .collect();
+    assert!(twice.is_empty(), "requested more than once: {twice:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_second_run_on_a_postgres_store_in_use_exits_2_naming_the_holder_and_sends_nothing() {
+async fn two_runs_on_one_postgres_store_call_every_contact_exactly_once() {
     let schema = PgSchema::create().await;
     let url = with_password(&schema.url);
-    let mock = mock_with(20, 0, "").await;
-    let mut s = Scratch::new(&mock.endpoint(), "", "");
+    let mock = mock_with(1_000, 100, "").await;
+    let mut s = Scratch::new(&mock.endpoint(), "", SHORT_LEASE);
     s.state = PathBuf::from(&url);
-    s.write_contacts(&contacts_csv(400));
-    let first = s.spawn();
-    let first_pid = first.id();
+    let csv = contacts_csv(300);
+    s.write_contacts(&csv);
+    let (first_pid, first) = start(&s);
     wait_for_requests(&mock, "the first run dials", 5).await;
+    let other = replica_of(&s, &mock, &csv);
+    let (second_pid, second) = start(&other);
 
-    let second = run_within(&s).await;
-    let err = stderr_of(&second);
-    assert_eq!(code_of(&second), 2, "{err}");
+    // A command that needs the store to itself is refused while they dial, naming both.
+    let requeue = command(&s, "requeue", &url)
+        .args(["--status", "failed"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&requeue);
+    assert_eq!(code_of(&requeue), 2, "{err}");
     assert!(
         err.contains("in use by another ccc-dialer process"),
         "{err}"
@@ -296,45 +396,111 @@ async fn a_second_run_on_a_postgres_store_in_use_exits_2_naming_the_holder_and_s
         err.contains(&format!("pid {first_pid}, `ccc-dialer run`")),
         "{err}"
     );
-    assert!(err.contains(", since 20"), "{err}");
     assert!(!err.contains(PASSWORD), "the password was printed: {err}");
-    // A `serve` on the same schema is refused the same way.
-    let mut serve = crate::served::serve_command(&s);
-    let serve = tokio::task::spawn_blocking(move || serve.output().unwrap())
-        .await
-        .unwrap();
-    let err = stderr_of(&serve);
-    assert_eq!(code_of(&serve), 2, "{err}");
-    assert!(err.contains(&format!("pid {first_pid}")), "{err}");
-    // `status` reads beside it and says who writes.
-    let status = command(&s, "status", &url).output().unwrap();
-    assert_eq!(code_of(&status), 0, "{}", stderr_of(&status));
-    assert!(
-        stderr_of(&status).contains(&format!("is in use by pid {first_pid}")),
-        "{}",
-        stderr_of(&status)
-    );
 
-    // Stopped (it drains), then the lock goes with the process: the next run takes it and
-    // dials the rest.
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &first_pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", stderr_of(&out));
+    let (one, two) = (ended(first).await, ended(second).await);
+    assert_eq!(code_of(&one), 0, "{}", stderr_of(&one));
+    assert_eq!(code_of(&two), 0, "{}", stderr_of(&two));
+    let placed_by = |o: &std::process::Output| stderr_of(o).matches("\"placed\"").count();
+    assert!(
+        placed_by(&two) > 0,
+        "the second replica dialled its share: {}",
+        stderr_of(&two)
+    );
+    let _ = second_pid;
+    let stats = mock.stats();
+    each_callee_called_once(&stats, 300);
+    assert_eq!(stats.accepted, 300);
+    // Both end with every contact's result, from the shared store.
+    for rows in [s.results(), other.results()] {
+        assert_eq!(rows.len(), 300);
+        assert!(rows.iter().all(|r| r.status == "placed"), "{rows:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_on_postgres_leaves_its_calls_in_doubt_and_the_other_dials_the_rest() {
+    let schema = PgSchema::create().await;
+    let mock = mock_with(1_000, 1_500, "").await;
+    let mut s = Scratch::new(&mock.endpoint(), "", SHORT_LEASE);
+    s.state = PathBuf::from(&schema.url);
+    let csv = contacts_csv(200);
+    s.write_contacts(&csv);
+    let (victim, killed) = start(&s);
+    // The second starts once the first created the campaign and stored its contacts.
+    wait_for_requests(&mock, "the first replica dials", 5).await;
+    let other = replica_of(&s, &mock, &csv);
+    let (_, survivor) = start(&other);
+    wait_for_requests(&mock, "both replicas dial", 40).await;
+    signal(victim, "-KILL");
+    let _ = ended(killed).await;
+
+    // The survivor waits out the dead replica's leases, then takes its contacts: its calls in
+    // flight are in doubt (never redialled), the ones it held unsent are dialled.
+    let out = ended(survivor).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    // The killed replica, started again, finds nothing left to dial.
+    let requests = mock.stats().requests;
     let out = run_within(&s).await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert_eq!(mock.stats().requests, requests, "the restart sent nothing");
+
     let stats = mock.stats();
-    assert_eq!(
-        stats.requests, 400,
-        "only one process sent at a time, nobody twice"
+    nobody_called_twice(&stats);
+    let rows = s.results();
+    assert_eq!(rows.len(), 200, "every contact accounted for");
+    let unknown = rows.iter().filter(|r| r.status == "unknown").count();
+    let placed = rows.iter().filter(|r| r.status == "placed").count();
+    assert!(unknown >= 1, "the calls in flight at the kill are in doubt");
+    assert_eq!(placed + unknown, 200, "{rows:?}");
+    assert!(stats.requests_by_callee.len() >= placed);
+    assert!(taken_over(&schema).await >= unknown as i64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_frozen_past_its_leases_sends_nothing_for_the_contacts_taken_over() {
+    let schema = PgSchema::create().await;
+    let mock = mock_with(1_000, 50, "").await;
+    let mut s = Scratch::new(&mock.endpoint(), "", SHORT_LEASE);
+    s.state = PathBuf::from(&schema.url);
+    let csv = contacts_csv(150);
+    s.write_contacts(&csv);
+    let (frozen_pid, frozen) = start(&s);
+    let _guard = KillOnDrop(frozen_pid);
+    wait_for_requests(&mock, "the first replica dials", 10).await;
+    // Frozen (a long GC-like pause) holding a batch of claimed contacts and maybe calls in
+    // flight.
+    signal(frozen_pid, "-STOP");
+    let before = mock.stats().requests;
+    let other = replica_of(&s, &mock, &csv);
+    let out = run_within(&other).await;
+    assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
+    assert!(
+        taken_over(&schema).await > 0,
+        "the other replica took the frozen one's contacts over"
     );
-    assert!(stats.duplicate_callees.is_empty(), "{stats:?}");
-    assert_eq!(s.results().len(), 400);
+    nobody_called_twice(&mock.stats());
+    assert!(mock.stats().requests > before);
+
+    // It wakes: every lease it held is stale; it sends nothing more and ends.
+    let sent = mock.stats().requests;
+    signal(frozen_pid, "-CONT");
+    let out = ended(frozen).await;
+    let err = stderr_of(&out);
+    assert!(matches!(code_of(&out), 0 | 1), "{err}");
+    assert_eq!(
+        mock.stats().requests,
+        sent,
+        "the frozen replica sent after waking: {err}"
+    );
+    nobody_called_twice(&mock.stats());
+    let rows = other.results();
+    assert_eq!(rows.len(), 150);
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "placed" || r.status == "unknown"),
+        "{rows:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
 //! What the calling rules need (PostgreSQL twins of `store::gates`): holding a contact back,
 //! ending it for a final gate, and the dial history the per-person checks read.
 
+use super::lease::DB_NOW;
 use super::Pg;
 use crate::calling::gate;
 use crate::contact::Status;
@@ -19,6 +20,17 @@ pub(super) async fn recent_dials<C: deadpool_postgres::GenericClient>(
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
+/// The epoch and owner a write for `contact_id` is fenced by: this process's claim on it, if it
+/// holds one (taken out of the registry: the write releases the contact), else none (a write
+/// from outside the dispatcher, as before leases).
+fn fence(pg: &Pg, contact_id: i64) -> (Option<i64>, String) {
+    let leases = pg.leases();
+    let epoch = leases.drop_claim(contact_id).map(|c| c.epoch);
+    (epoch, leases.owner().to_string())
+}
+
+/// Hold a pending contact back until `next_at`; fenced by this process's claim (see `lease`),
+/// which it lets go: a contact another replica took over meanwhile is left as it is.
 pub async fn defer(
     pg: &Pg,
     contact_id: i64,
@@ -26,18 +38,26 @@ pub async fn defer(
     gate: String,
     now_ms: i64,
 ) -> Result<(), StoreError> {
+    let (epoch, owner) = fence(pg, contact_id);
     let c = pg.client().await?;
     let stmt = c
         .prepare_cached(
-            "UPDATE contacts SET next_at = $2, gate = $3, updated_at = $4
-             WHERE id = $1 AND status = 'pending'",
+            "UPDATE contacts SET next_at = $2, gate = $3, updated_at = $4,
+               lease_owner = CASE WHEN $5::BIGINT IS NULL THEN lease_owner END,
+               lease_until = CASE WHEN $5::BIGINT IS NULL THEN lease_until END
+             WHERE id = $1 AND status = 'pending'
+               AND ($5::BIGINT IS NULL OR (epoch = $5 AND lease_owner = $6))",
         )
         .await?;
-    c.execute(&stmt, &[&contact_id, &next_at.max(1), &gate, &now_ms])
-        .await?;
+    c.execute(
+        &stmt,
+        &[&contact_id, &next_at.max(1), &gate, &now_ms, &epoch, &owner],
+    )
+    .await?;
     Ok(())
 }
 
+/// End a pending contact for a final gate; fenced as [`defer`] is. Returns whether it ended.
 pub async fn end_by_gate(
     pg: &Pg,
     contact_id: i64,
@@ -46,13 +66,23 @@ pub async fn end_by_gate(
     message: String,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
+    let (epoch, owner) = fence(pg, contact_id);
     let c = pg.client().await?;
     let n = c
         .execute(
             "UPDATE contacts SET status = $2, error_code = $3, error_message = $4,
-               gate = NULL, updated_at = $5
-             WHERE id = $1 AND status = 'pending'",
-            &[&contact_id, &status.as_str(), &code, &message, &now_ms],
+               gate = NULL, updated_at = $5, lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND status = 'pending'
+               AND ($6::BIGINT IS NULL OR (epoch = $6 AND lease_owner = $7))",
+            &[
+                &contact_id,
+                &status.as_str(),
+                &code,
+                &message,
+                &now_ms,
+                &epoch,
+                &owner,
+            ],
         )
         .await?;
     Ok(n == 1)
@@ -124,20 +154,55 @@ pub async fn caller_uses_since(pg: &Pg, since_ms: i64) -> Result<Vec<(String, i6
         .collect()
 }
 
+/// The earliest moment something may be due for this process, and the gate holding it: the
+/// first pending contact nobody else holds (as on SQLite, this process's own count); or,
+/// sooner, when another replica's lease on one
+/// of the campaign's contacts (pending or in flight) runs out (then it is claimable, or in
+/// doubt and recovered), with the gate [`OTHER_REPLICAS`].
 pub async fn next_wait(
     pg: &Pg,
     campaign_id: i64,
 ) -> Result<Option<(i64, Option<String>)>, StoreError> {
+    let leases = pg.leases();
     let c = pg.client().await?;
-    c.query_opt(
-        "SELECT next_at, gate FROM contacts WHERE campaign_id = $1 AND status = 'pending'
-         ORDER BY next_at LIMIT 1",
-        &[&campaign_id],
-    )
-    .await?
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-    .transpose()
+    let free_here = c
+        .prepare_cached(&format!(
+            "SELECT next_at, gate FROM contacts WHERE campaign_id = $1 AND status = 'pending'
+               AND (lease_until IS NULL OR lease_until <= {DB_NOW} OR lease_owner = $2)
+             ORDER BY next_at LIMIT 1"
+        ))
+        .await?;
+    let free: Option<(i64, Option<String>)> = c
+        .query_opt(&free_here, &[&campaign_id, &leases.owner()])
+        .await?
+        .map(|r| Ok::<_, StoreError>((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()?;
+    // How long until another replica's earliest lease on the campaign runs out (the partial
+    // index `contacts_leased` holds only leased rows).
+    let others = c
+        .prepare_cached(&format!(
+            "SELECT MIN(lease_until) - {DB_NOW} FROM contacts
+             WHERE campaign_id = $1 AND lease_owner IS NOT NULL AND lease_owner <> $2
+               AND status IN ('pending', 'in_flight')"
+        ))
+        .await?;
+    let left: Option<i64> = c
+        .query_one(&others, &[&campaign_id, &leases.owner()])
+        .await?
+        .try_get(0)?;
+    let Some(left) = left else {
+        return Ok(free);
+    };
+    // Measured by the database's clock, waited by this one's: a moment after it runs out.
+    let at = crate::times::now_ms() + left.max(0) + 50;
+    Ok(match free {
+        Some((next, gate)) if next <= at => Some((next, gate)),
+        _ => Some((at, Some(OTHER_REPLICAS.to_string()))),
+    })
 }
+
+/// The gate of a wait for other replicas' leases (see [`next_wait`]).
+pub const OTHER_REPLICAS: &str = "other_replicas";
 
 pub async fn waiting_by_gate(
     pg: &Pg,

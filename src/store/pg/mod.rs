@@ -24,6 +24,7 @@ pub mod campaigns;
 pub mod claims;
 pub mod detail;
 pub mod gates;
+pub mod lease;
 pub mod lines;
 pub mod notices;
 pub mod outcomes;
@@ -43,6 +44,9 @@ pub mod writer;
 
 /// Connections in the pool (each method holds one for its transaction).
 const POOL_SIZE: usize = 16;
+/// How long a transaction of this process may sit idle before the server ends it (see
+/// `Pg::open`); none of ours waits between its statements.
+const IDLE_IN_TRANSACTION: &str = "-c idle_in_transaction_session_timeout=30000";
 /// How long opening one connection may take before the store reports the database unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,6 +65,8 @@ pub struct Pg {
     /// The API actions whose window this process shares through the database, with their caps
     /// (see `store::window`).
     windows: std::sync::RwLock<std::collections::HashMap<String, usize>>,
+    /// The contacts this process has claimed, its owner id and lease length (see `lease`).
+    leases: std::sync::Arc<lease::Leases>,
 }
 
 impl std::fmt::Debug for Pg {
@@ -185,6 +191,15 @@ impl Pg {
         if config.get_application_name().is_none() {
             config.application_name("ccc-dialer");
         }
+        // A replica frozen in the middle of a transaction (a pause, SIGSTOP) would hold its
+        // row locks, and with them every other replica's writes to the same rows and counts,
+        // for as long as it stays frozen: the server ends such a transaction instead. The
+        // URL's own `options` come after, so a value given there wins.
+        let options = match config.get_options() {
+            Some(given) => format!("{IDLE_IN_TRANSACTION} {given}"),
+            None => IDLE_IN_TRANSACTION.to_string(),
+        };
+        config.options(options);
         if split.root_cert.is_some() && config.get_ssl_mode() == SslMode::Disable {
             return Err(open("sslrootcert is set but sslmode=disable".into()));
         }
@@ -209,6 +224,7 @@ impl Pg {
             writer: std::sync::OnceLock::new(),
             claims: claims::PgClaims::default(),
             windows: Default::default(),
+            leases: std::sync::Arc::new(lease::Leases::new()),
         };
         {
             let mut c = pg.pool.get().await.map_err(|e| match e {
@@ -269,6 +285,16 @@ impl Pg {
             .unwrap_or_else(|e| e.into_inner())
             .get(action)
             .copied()
+    }
+
+    /// The claims this process holds (see `lease`).
+    pub fn leases(&self) -> &lease::Leases {
+        &self.leases
+    }
+
+    /// Renew this process's leases from now on (started with the first claim).
+    pub(super) fn renew_leases(&self) {
+        self.leases.start_renewal(self.pool.clone());
     }
 
     /// A connection from the pool.

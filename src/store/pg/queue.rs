@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use super::lease::{Claim, DB_NOW};
 use super::{rows, Pg};
 use crate::contact::{NewContact, ResultRow, Status};
 use crate::store::rows::{RESULT_COLUMNS, RESULT_FROM};
@@ -28,32 +29,133 @@ pub async fn insert_contacts(
     Ok(counts)
 }
 
+/// The twin of SQLite's: contacts whose attempt has no recorded outcome become `unknown`. With
+/// several replicas sharing the store, only the contacts nobody is waiting for: a lease that
+/// expired (its replica died or froze), none at all (released, or written before leases), or
+/// this process's own (its dispatcher has stopped). A live replica's calls in flight are its
+/// own business.
 pub async fn settle_in_flight(pg: &Pg, campaign_id: i64, now_ms: i64) -> Result<u64, StoreError> {
-    let mut c = pg.client().await?;
-    let tx = c.transaction().await?;
-    tx.execute(
-        "UPDATE attempts SET outcome = 'in_doubt', finished_at = $2
-         WHERE outcome IS NULL AND contact_id IN
-           (SELECT id FROM contacts WHERE campaign_id = $1 AND status = 'in_flight')",
-        &[&campaign_id, &now_ms],
-    )
-    .await?;
-    let n = tx
-        .execute(
-            "UPDATE contacts SET status = 'unknown', error_code = 'InDoubt',
-               error_message = 'the dialer stopped before the reply arrived; the call may have been placed',
-               updated_at = $2
-             WHERE campaign_id = $1 AND status = 'in_flight'",
-            &[&campaign_id, &now_ms],
+    recover_expired(pg, campaign_id, now_ms, true).await
+}
+
+const IN_DOUBT_MESSAGE: &str =
+    "the dialer stopped before the reply arrived; the call may have been placed";
+
+/// Contacts of `campaign_id` in flight whose lease expired (or that have none; with `own`, also
+/// this process's) become `unknown` and their open attempts `in_doubt`, in one statement; the
+/// epoch is raised so a late write of the replica that sent them changes nothing but its
+/// attempt's result. Returns how many.
+pub(super) async fn recover_expired(
+    pg: &Pg,
+    campaign_id: i64,
+    now_ms: i64,
+    own: bool,
+) -> Result<u64, StoreError> {
+    let leases = pg.leases();
+    let c = pg.client().await?;
+    let stmt = c
+        .prepare_cached(&format!(
+            "WITH gone AS (
+               UPDATE contacts SET status = 'unknown', error_code = 'InDoubt',
+                 error_message = $3, updated_at = $2, epoch = epoch + 1,
+                 lease_owner = NULL, lease_until = NULL
+               WHERE id IN (
+                 SELECT id FROM contacts
+                 WHERE campaign_id = $1 AND status = 'in_flight'
+                   AND (lease_until IS NULL OR lease_until <= {DB_NOW}
+                        OR ($5 AND lease_owner = $4))
+                 -- A row a frozen replica holds locked mid-transaction is left for later
+                 -- rather than waited for.
+                 FOR UPDATE SKIP LOCKED)
+               RETURNING id),
+             doubt AS (
+               UPDATE attempts SET outcome = 'in_doubt', finished_at = $2
+               WHERE outcome IS NULL AND contact_id IN (SELECT id FROM gone))
+             SELECT id FROM gone"
+        ))
+        .await?;
+    let rows = c
+        .query(
+            &stmt,
+            &[
+                &campaign_id,
+                &now_ms,
+                &IN_DOUBT_MESSAGE,
+                &leases.owner(),
+                &own,
+            ],
         )
         .await?;
-    tx.commit().await?;
+    for r in &rows {
+        let id: i64 = r.try_get(0)?;
+        if leases.drop_claim(id).is_some() {
+            tracing::warn!(contact = id, owner = %leases.owner(), "this replica's lease on a call in flight expired: the call is in doubt (unknown)");
+        }
+    }
+    if !rows.is_empty() && !own {
+        tracing::warn!(
+            campaign = campaign_id,
+            contacts = rows.len(),
+            "calls in flight at a replica whose lease expired (it stopped or froze): reported unknown, not redialled"
+        );
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Give up this process's claims on `campaign_id` (its dispatcher stopped): the leases are
+/// cleared where they are still this process's, so other replicas take the pending contacts at
+/// once. Returns how many.
+pub async fn release_claims(pg: &Pg, campaign_id: i64) -> Result<u64, StoreError> {
+    let leases = pg.leases();
+    let claims = leases.take_campaign(campaign_id);
+    if claims.is_empty() {
+        return Ok(0);
+    }
+    let (ids, epochs): (Vec<i64>, Vec<i64>) = claims.iter().map(|(id, c)| (*id, c.epoch)).unzip();
+    let c = pg.client().await?;
+    let n = c
+        .execute(
+            "UPDATE contacts k SET lease_owner = NULL, lease_until = NULL
+             FROM unnest($2::BIGINT[], $3::BIGINT[]) AS h(id, epoch)
+             WHERE k.id = h.id AND k.epoch = h.epoch AND k.lease_owner = $1",
+            &[&leases.owner(), &ids, &epochs],
+        )
+        .await?;
     Ok(n)
 }
 
+/// The twin of SQLite's, fenced: the contact goes back to `pending` only while its open
+/// attempt's claim is still this process's (otherwise another replica's recovery already
+/// settled it; nothing is written). The lease is let go with it.
 pub async fn release_unsent(pg: &Pg, contact_id: i64, now_ms: i64) -> Result<bool, StoreError> {
+    let leases = pg.leases();
     let mut c = pg.client().await?;
     let tx = c.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT k.status, k.epoch, k.lease_owner,
+                    (SELECT a.epoch FROM attempts a WHERE a.contact_id = k.id
+                     AND a.outcome IS NULL ORDER BY a.n DESC LIMIT 1)
+             FROM contacts k WHERE k.id = $1 FOR UPDATE",
+            &[&contact_id],
+        )
+        .await?;
+    leases.drop_claim(contact_id);
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let status: String = row.try_get(0)?;
+    let epoch: i64 = row.try_get(1)?;
+    let owner: Option<String> = row.try_get(2)?;
+    let written_under: Option<i64> = row.try_get(3)?;
+    if status != Status::InFlight.as_str() {
+        return Ok(false);
+    }
+    if let Some(e) = written_under {
+        if e != epoch || owner.as_deref() != Some(leases.owner()) {
+            return Ok(false);
+        }
+    }
     tx.execute(
         "DELETE FROM dials WHERE attempt_id IN
            (SELECT id FROM attempts WHERE contact_id = $1 AND outcome IS NULL)",
@@ -68,7 +170,8 @@ pub async fn release_unsent(pg: &Pg, contact_id: i64, now_ms: i64) -> Result<boo
     .await?;
     let n = tx
         .execute(
-            "UPDATE contacts SET status = 'pending', next_at = 0, updated_at = $2
+            "UPDATE contacts SET status = 'pending', next_at = 0, updated_at = $2,
+               lease_owner = NULL, lease_until = NULL
              WHERE id = $1 AND status = 'in_flight'",
             &[&contact_id, &now_ms],
         )
@@ -87,6 +190,11 @@ pub async fn requeue_unknown(pg: &Pg, campaign_id: i64, now_ms: i64) -> Result<u
     .await?)
 }
 
+/// Due contacts *claimed* for this process (see `lease`): retries that have come due first
+/// (oldest first), then first attempts in file order, each leased to this process under a new
+/// epoch. Rows another replica holds (a live lease) or is locking are passed over
+/// (`FOR UPDATE SKIP LOCKED`); `exclude` (held by the dispatcher already) too. Calls in flight
+/// at a replica whose lease expired are recovered first (`unknown`).
 pub async fn due_contacts(
     pg: &Pg,
     campaign_id: i64,
@@ -94,37 +202,72 @@ pub async fn due_contacts(
     limit: usize,
     exclude: HashSet<i64>,
 ) -> Result<Vec<DueContact>, StoreError> {
+    recover_expired(pg, campaign_id, now_ms, false).await?;
+    let leases = pg.leases();
+    let exclude: Vec<i64> = exclude.into_iter().collect();
     let c = pg.client().await?;
-    let want = (limit + exclude.len()) as i64;
-    let mut out = Vec::with_capacity(want as usize);
-    let retries = c
-        .prepare_cached(&format!(
-            "SELECT {} FROM contacts
-             WHERE campaign_id = $1 AND status = 'pending' AND next_at > 0 AND next_at <= $2
-             ORDER BY next_at, id LIMIT $3",
+    let mut out: Vec<(i64, DueContact)> = Vec::with_capacity(limit);
+    let claim = |due: &str, order: &str| {
+        format!(
+            "UPDATE contacts SET lease_owner = $4, lease_until = {DB_NOW} + $5, epoch = epoch + 1
+             WHERE id IN (
+               SELECT id FROM contacts
+               WHERE campaign_id = $1 AND status = 'pending' AND {due}
+                 AND (lease_until IS NULL OR lease_until <= {DB_NOW} OR lease_owner = $4)
+                 AND NOT (id = ANY($6::BIGINT[]))
+               ORDER BY {order} LIMIT $3
+               FOR UPDATE SKIP LOCKED)
+             RETURNING {}, next_at, epoch",
             rows::DUE_COLUMNS
-        ))
+        )
+    };
+    let retries = c
+        .prepare_cached(&claim("next_at > 0 AND next_at <= $2", "next_at, id"))
         .await?;
-    for r in c.query(&retries, &[&campaign_id, &now_ms, &want]).await? {
-        out.push(rows::due_row(&r)?);
-    }
-    if (out.len() as i64) < want {
-        let first = c
-            .prepare_cached(&format!(
-                "SELECT {} FROM contacts
-                 WHERE campaign_id = $1 AND status = 'pending' AND next_at = 0
-                 ORDER BY id LIMIT $2",
-                rows::DUE_COLUMNS
-            ))
-            .await?;
-        let more = want - out.len() as i64;
-        for r in c.query(&first, &[&campaign_id, &more]).await? {
-            out.push(rows::due_row(&r)?);
+    let firsts = c
+        .prepare_cached(&claim("next_at = 0 AND $2::BIGINT IS NOT NULL", "id"))
+        .await?;
+    for stmt in [&retries, &firsts] {
+        let want = (limit - out.len()) as i64;
+        if want <= 0 {
+            break;
         }
+        let asked = std::time::Instant::now();
+        let rows = c
+            .query(
+                stmt,
+                &[
+                    &campaign_id,
+                    &now_ms,
+                    &want,
+                    &leases.owner(),
+                    &leases.ttl_ms(),
+                    &exclude,
+                ],
+            )
+            .await?;
+        let mut got = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let due = rows::due_row(r)?;
+            let next_at: i64 = r.try_get(7)?;
+            let epoch: i64 = r.try_get(8)?;
+            leases.hold(
+                due.id,
+                Claim {
+                    campaign_id,
+                    epoch,
+                    confirmed: asked,
+                },
+            );
+            got.push((next_at, due));
+        }
+        got.sort_by_key(|(next_at, d)| (*next_at, d.id));
+        out.extend(got);
     }
-    out.retain(|d| !exclude.contains(&d.id));
-    out.truncate(limit);
-    Ok(out)
+    if !out.is_empty() {
+        pg.renew_leases();
+    }
+    Ok(out.into_iter().map(|(_, d)| d).collect())
 }
 
 pub async fn next_due_at(pg: &Pg, campaign_id: i64) -> Result<Option<i64>, StoreError> {
@@ -158,15 +301,40 @@ pub async fn begin_attempt_checked(
     if let Some(held) = pg.writer() {
         super::writer::fence(&tx, held).await?;
     }
+    let leases = pg.leases();
+    let asked = std::time::Instant::now();
     let lock = tx
-        .prepare_cached("SELECT callee, status FROM contacts WHERE id = $1 FOR UPDATE")
+        .prepare_cached(&format!(
+            "SELECT callee, status, campaign_id, epoch, lease_owner, lease_until, {DB_NOW}
+             FROM contacts WHERE id = $1 FOR UPDATE"
+        ))
         .await?;
     let Some(row) = tx.query_opt(&lock, &[&contact_id]).await? else {
+        leases.drop_claim(contact_id);
         return Err(StoreError::NotPending(contact_id));
     };
     let callee: String = row.try_get(0)?;
     let status: String = row.try_get(1)?;
+    let campaign_id: i64 = row.try_get(2)?;
+    let epoch: i64 = row.try_get(3)?;
+    let owner: Option<String> = row.try_get(4)?;
+    let until: Option<i64> = row.try_get(5)?;
+    let db_now: i64 = row.try_get(6)?;
+    let mine = owner.as_deref() == Some(leases.owner());
+    let live = until.is_some_and(|u| u > db_now);
+    // The fence: an attempt is written down only under this process's live claim, taken by the
+    // dispatcher (`due_contacts`) or, for a contact nobody holds (a single call), here.
+    let epoch = match leases.get(contact_id) {
+        Some(claim) if claim.epoch == epoch && mine && live => epoch,
+        Some(_) => {
+            leases.drop_claim(contact_id);
+            return Err(StoreError::LeaseLost(contact_id));
+        }
+        None if mine || !live || owner.is_none() => epoch + 1,
+        None => return Err(StoreError::LeaseLost(contact_id)),
+    };
     if status != Status::Pending.as_str() {
+        leases.drop_claim(contact_id);
         return Err(StoreError::NotPending(contact_id));
     }
     if await_records {
@@ -200,12 +368,12 @@ pub async fn begin_attempt_checked(
         .try_get(0)?;
     let insert = tx
         .prepare_cached(
-            "INSERT INTO attempts (contact_id, n, started_at, caller) VALUES ($1, $2, $3, $4)
-             RETURNING id",
+            "INSERT INTO attempts (contact_id, n, started_at, caller, epoch)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .await?;
     let attempt_id: i64 = tx
-        .query_one(&insert, &[&contact_id, &n, &started_at_ms, &caller])
+        .query_one(&insert, &[&contact_id, &n, &started_at_ms, &caller, &epoch])
         .await?
         .try_get(0)?;
     tx.execute(
@@ -213,11 +381,24 @@ pub async fn begin_attempt_checked(
         &[&attempt_id, &callee, &started_at_ms],
     )
     .await?;
+    // In flight under a fresh lease (renewed until the reply is recorded).
+    let moved = tx
+        .prepare_cached(&format!(
+            "UPDATE contacts SET status = 'in_flight', gate = NULL, updated_at = $2, epoch = $3,
+               lease_owner = $4, lease_until = {DB_NOW} + $5
+             WHERE id = $1 AND status = 'pending'"
+        ))
+        .await?;
     let changed = tx
         .execute(
-            "UPDATE contacts SET status = 'in_flight', gate = NULL, updated_at = $2
-             WHERE id = $1 AND status = 'pending'",
-            &[&contact_id, &started_at_ms],
+            &moved,
+            &[
+                &contact_id,
+                &started_at_ms,
+                &epoch,
+                &leases.owner(),
+                &leases.ttl_ms(),
+            ],
         )
         .await?;
     if changed != 1 {
@@ -226,25 +407,42 @@ pub async fn begin_attempt_checked(
     // Last before the commit: the account's window is locked from here to the commit.
     let slot = super::window::reserve(&tx, pg, crate::ccc::ACTION).await?;
     tx.commit().await?;
+    leases.hold(
+        contact_id,
+        Claim {
+            campaign_id,
+            epoch,
+            confirmed: asked,
+        },
+    );
+    pg.renew_leases();
     Ok(Begun { n, slot })
 }
 
+/// The twin of SQLite's, fenced (see `lease`): the attempt's result is always recorded (keyed
+/// by the attempt: the request left, what it did must not be lost); the contact is released
+/// with it only while the claim it was written under is still this process's. If another
+/// replica recovered the contact meanwhile (`unknown`, in doubt), a final result (`placed`,
+/// `failed`) resolves that doubt; nothing else is written (never back to `pending`: that
+/// would be a new send). Returns the held push claimed and whether the claim was lost.
 pub async fn finish_attempt(
     pg: &Pg,
     contact_id: i64,
     attempt_no: i64,
     o: AttemptOutcome,
-) -> Result<Option<crate::store::Arrival>, StoreError> {
+) -> Result<(Option<crate::store::Arrival>, bool), StoreError> {
+    let leases = pg.leases();
+    leases.drop_claim(contact_id);
     let mut c = pg.client().await?;
     let tx = c.transaction().await?;
     let attempt = tx
         .prepare_cached(
             "UPDATE attempts SET finished_at = $3, outcome = $4, code = $5, message = $6,
                session_id = $7, request_id = $8, sent_at = $9
-             WHERE contact_id = $1 AND n = $2 RETURNING id",
+             WHERE contact_id = $1 AND n = $2 RETURNING id, epoch",
         )
         .await?;
-    let attempt_id: Option<i64> = tx
+    let row = tx
         .query_opt(
             &attempt,
             &[
@@ -259,9 +457,9 @@ pub async fn finish_attempt(
                 &o.sent_at,
             ],
         )
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
+        .await?;
+    let attempt_id: Option<i64> = row.as_ref().map(|r| r.try_get(0)).transpose()?;
+    let written_under: Option<i64> = row.as_ref().map(|r| r.try_get(1)).transpose()?.flatten();
     let refused = o.outcome == "error"
         && !o
             .error_code
@@ -285,33 +483,61 @@ pub async fn finish_attempt(
         .prepare_cached(
             "UPDATE contacts SET status = $2, attempts = $3, reschedules = $4, next_at = $5,
                session_id = COALESCE($6, session_id), request_id = COALESCE($7, request_id),
-               error_code = $8, error_message = $9, updated_at = $10
-             WHERE id = $1",
+               error_code = $8, error_message = $9, updated_at = $10,
+               lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND ($11::BIGINT IS NULL OR (epoch = $11 AND lease_owner = $12))",
         )
         .await?;
-    tx.execute(
-        &contact,
-        &[
-            &contact_id,
-            &o.status.as_str(),
-            &(o.attempts as i64),
-            &(o.reschedules as i64),
-            &o.next_at,
-            &o.session_id,
-            &o.request_id,
-            &o.error_code,
-            &o.error_message,
-            &o.finished_at,
-        ],
-    )
-    .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+        &contact_id,
+        &o.status.as_str(),
+        &(o.attempts as i64),
+        &(o.reschedules as i64),
+        &o.next_at,
+        &o.session_id,
+        &o.request_id,
+        &o.error_code,
+        &o.error_message,
+        &o.finished_at,
+        &written_under,
+        &leases.owner(),
+    ];
+    let mut changed = tx.execute(&contact, &params).await? == 1;
+    let fenced_out = !changed;
+    if fenced_out && matches!(o.status, Status::Placed | Status::Failed) {
+        // Recovered by another replica while this reply was on its way: the reply settles the
+        // doubt, as the call records would have.
+        let resolve = tx
+            .prepare_cached(
+                "UPDATE contacts SET status = $2, attempts = $3, reschedules = $4, next_at = $5,
+                   session_id = COALESCE($6, session_id), request_id = COALESCE($7, request_id),
+                   error_code = $8, error_message = $9, updated_at = $10
+                 WHERE id = $1 AND status = 'unknown' AND error_code = 'InDoubt'
+                   AND $11::BIGINT IS NOT NULL AND $12::TEXT IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.contact_id = $1
+                                   AND a.n > $13)",
+            )
+            .await?;
+        let mut with_n: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.to_vec();
+        with_n.push(&attempt_no);
+        changed = tx.execute(&resolve, &with_n).await? == 1;
+    }
     // A push of this session that came before the reply: its record arrives now.
-    let claimed = match &o.session_id {
-        Some(session) => super::outcomes::claim_held_push(&tx, session, contact_id).await?,
-        None => None,
+    let claimed = match (&o.session_id, changed) {
+        (Some(session), true) => super::outcomes::claim_held_push(&tx, session, contact_id).await?,
+        _ => None,
     };
     tx.commit().await?;
-    Ok(claimed)
+    if fenced_out {
+        tracing::warn!(
+            contact = contact_id,
+            attempt = attempt_no,
+            outcome = o.outcome,
+            resolved = changed,
+            "a reply arrived after this replica's lease on its contact was lost: recorded on its attempt only"
+        );
+    }
+    Ok((claimed, fenced_out))
 }
 
 pub async fn counts(pg: &Pg, campaign_id: i64) -> Result<BTreeMap<Status, u64>, StoreError> {

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, V16),
     (17, V17),
     (18, V18),
+    (19, V19),
 ];
 
 /// The version this build's PostgreSQL schema ends at (equal to SQLite's: a test says so).
@@ -670,6 +671,17 @@ BEGIN
     (SELECT COALESCE(array_agg(v ORDER BY v), '{}') FROM unnest(w) v WHERE v >= now_us - p_spacing)
     WHERE s.action = p_action;
 END $$;
+"#;
+
+/// Leases for several replicas (see `lease`): who claimed a contact, until when (unix ms by the
+/// database's clock) and under which fencing epoch (raised by every claim); the epoch each
+/// attempt was written down under. The partial index finds the contacts held by a replica.
+const V19: &str = r#"
+ALTER TABLE contacts ADD COLUMN lease_owner TEXT;
+ALTER TABLE contacts ADD COLUMN lease_until BIGINT;
+ALTER TABLE contacts ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN epoch BIGINT;
+CREATE INDEX contacts_leased ON contacts (campaign_id, lease_until) WHERE lease_owner IS NOT NULL;
 "#;
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! One writing process per PostgreSQL store, until replicas share one through leases: the
-//! twin of `store::lock` (the SQLite file lock). A `run` or `serve` holds a session-level
-//! advisory lock, keyed on the store's schema, on a connection of its own for as long as it
-//! lives; a second writer on the same schema is refused, naming the holder.
+//! The writer lock of a PostgreSQL store: the twin of `store::lock` (the SQLite file lock),
+//! loosened for replicas. `run` and `serve` hold it *shared* (several of them dial one store
+//! together, each under its own lease owner id: see `lease`); the other writing commands
+//! (`purge`, `requeue`, `outcomes`, `dnc`) hold it *exclusive*, as every writer did before
+//! leases, so they still run alone. A build from before leases takes it exclusive too: it
+//! never dials beside a build that claims contacts (nor the reverse).
 //!
 //! Invariants:
 //! - The lock belongs to the session: the server releases it when the connection ends, on any
@@ -10,10 +12,10 @@
 //!   stopped answering) no longer holds the lock and may no longer dial: it is told through
 //!   [`PgWriter::lost`] and stops; until then every attempt it writes down is fenced: the
 //!   transaction that writes it checks, in `pg_locks`, that its lock session still holds the
-//!   lock ([`fence`]).
+//!   lock ([`fence`]) (and its lease, see `lease`).
 //! - The holder names itself in its lock connection's `application_name` (its pid and
-//!   subcommand, never its arguments: the URL may hold a password); a refused process reads it
-//!   with the connection's address and start from `pg_stat_activity`.
+//!   subcommand, never its arguments: the URL may hold a password); a refused process reads
+//!   the holders with their connections' addresses and starts from `pg_stat_activity`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -176,13 +178,15 @@ pub async fn acquire(pg: &Pg, command: &str) -> Result<PgWriter, LockError> {
         .batch_execute(PATIENCE)
         .await
         .map_err(|e| io(describe(&e)))?;
+    // Dialling commands share the store (leases keep them apart); the others need it alone.
+    let take = match command {
+        "run" | "serve" => "SELECT pg_advisory_lock_shared($1, $2)",
+        _ => "SELECT pg_advisory_lock($1, $2)",
+    };
     let mut tries = 0;
     loop {
         let took = client
-            .execute(
-                "SELECT pg_advisory_lock($1, $2)",
-                &[&LOCK_CLASS, &(schema_oid as i32)],
-            )
+            .execute(take, &[&LOCK_CLASS, &(schema_oid as i32)])
             .await;
         match took {
             Ok(_) => break,
@@ -252,25 +256,30 @@ pub async fn acquire(pg: &Pg, command: &str) -> Result<PgWriter, LockError> {
     })
 }
 
-/// The process that holds the writer lock of the schema `schema_oid`, described (pid and
-/// subcommand, from where, since when), if one does.
+/// The processes that hold the writer lock of the schema `schema_oid`, described (pid and
+/// subcommand, from where, since when; several replicas joined by "; "), if any does.
 async fn holder<C: tokio_postgres::GenericClient>(
     c: &C,
     schema_oid: u32,
 ) -> Result<Option<String>, tokio_postgres::Error> {
-    let row = c
-        .query_opt(
+    let rows = c
+        .query(
             "SELECT a.application_name, host(a.client_addr),
                     to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.classid = $1 AND l.objid = $2
                AND l.objsubid = 2 AND l.granted
                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-             LIMIT 1",
+             ORDER BY a.backend_start",
             &[&(LOCK_CLASS as u32), &schema_oid],
         )
         .await?;
-    Ok(row.map(|r| {
+    let described: Vec<String> = rows.iter().map(describe_holder).collect();
+    Ok((!described.is_empty()).then(|| described.join("; ")))
+}
+
+fn describe_holder(r: &tokio_postgres::Row) -> String {
+    {
         let name: Option<String> = r.get(0);
         let from: Option<String> = r.get(1);
         let since: Option<String> = r.get(2);
@@ -286,7 +295,7 @@ async fn holder<C: tokio_postgres::GenericClient>(
             s.push_str(&format!(", since {t} UTC"));
         }
         s
-    }))
+    }
 }
 
 /// The live writer of `pg`'s store, described, if there is one (`status`, `export`).

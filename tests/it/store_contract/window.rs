@@ -105,6 +105,9 @@ async fn a_full_window_writes_no_attempt_down_and_leaves_the_contact_pending(f: 
     let other = f.open().await;
     let id = campaign_with(&store, "w", vec![row(2, "a"), row(3, "b"), row(4, "c")]).await;
     let d = store.due_contacts(id, 0, 10, HashSet::new()).await.unwrap();
+    // PostgreSQL: the two processes take turns at these contacts here, so none stays claimed
+    // by the first (a claimed contact is its claimer's alone: see `store::pg::lease`).
+    store.release_claims(id).await.unwrap();
     let shared = store.share_window("CreateAIAgentCall", 2.0);
     other.share_window("CreateAIAgentCall", 2.0);
     let first = store
