@@ -475,8 +475,24 @@ impl Service {
             .await
             .map_err(|e| CreateError::Other(e.to_string()))?
             .map_err(|e| CreateError::Input(e.to_string()))?;
-        // One addition at a time: two would number their rows from the same line.
+        // One addition at a time: two would number their rows from the same line (in this
+        // process by the mutex, across replicas by a claim in the store).
         let one_at_a_time = self.creating.lock().await;
+        self.store.claim_additions(campaign.id).await?;
+        let added = self.add_claimed(campaign, source).await;
+        if let Err(e) = self.store.release_additions(campaign.id).await {
+            tracing::warn!(campaign = campaign.id, error = %e, "cannot let the claim on additions go");
+        }
+        drop(one_at_a_time);
+        added
+    }
+
+    /// [`Service::add_contacts`] once this process alone adds to the campaign.
+    async fn add_claimed(
+        &self,
+        campaign: &Campaign,
+        source: &Path,
+    ) -> Result<IntakeReport, CreateError> {
         let reopened = match self.campaigns.open_for_add(campaign.id).await? {
             None => return Err(CreateError::Other("campaign vanished".into())),
             Some((CampaignState::Cancelled, _)) => return Err(cancelled(campaign.id)),
@@ -496,7 +512,6 @@ impl Service {
             now_ms(),
         )
         .await;
-        drop(one_at_a_time);
         if let Err(ImportError::Intake(_)) = &imported {
             self.store
                 .forget_unattempted_after(campaign.id, first_line)

@@ -86,6 +86,11 @@ impl ResultExtras {
     }
 }
 
+/// The claim key of additions to a campaign: never an inbox file's name (those hold no '/').
+fn additions_key(campaign_id: i64) -> String {
+    format!("additions/{campaign_id}")
+}
+
 /// Jobs taken into one transaction at most (bounds latency of the first job in a batch).
 const MAX_BATCH: usize = 512;
 
@@ -463,6 +468,38 @@ impl Store {
         match self.pg() {
             Some(pg) => pg::queue::release_claims(pg, campaign_id).await,
             None => Ok(0),
+        }
+    }
+
+    /// Wait until this process alone adds contacts to `campaign_id` (their lines are numbered
+    /// after the campaign's last, so two additions at once would number theirs alike and the
+    /// second's rows would be taken for the first's). On PostgreSQL the claim is held in the
+    /// database, for every replica (see `store::pg::claims`); a SQLite store has one process,
+    /// which serialises its own additions. Let it go with [`Store::release_additions`].
+    pub async fn claim_additions(&self, campaign_id: i64) -> Result<(), StoreError> {
+        let Some(pg) = self.pg() else {
+            return Ok(());
+        };
+        let key = additions_key(campaign_id);
+        let mut waited = false;
+        while !pg.claim_inbox_file(&key).await? {
+            if !waited {
+                tracing::info!(
+                    campaign = campaign_id,
+                    "another replica is adding contacts to this campaign: waiting for it"
+                );
+                waited = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Let the claim [`Store::claim_additions`] took go.
+    pub async fn release_additions(&self, campaign_id: i64) -> Result<(), StoreError> {
+        match self.pg() {
+            Some(pg) => pg.release_inbox_file(&additions_key(campaign_id)).await,
+            None => Ok(()),
         }
     }
 

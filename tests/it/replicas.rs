@@ -726,3 +726,149 @@ async fn a_pause_written_elsewhere_stops_this_replica_and_a_resume_elsewhere_fin
     );
     assert_eq!(stats.calls_per_callee.len(), 310);
 }
+
+/// `method` `path` on an in-process replica, with the token; the status and the JSON body.
+async fn call_api(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(crate::served::TOKEN)
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.expect("the replica answers");
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// What every replica must answer alike about a campaign (its rate and lines are this
+/// process's own).
+fn shared_view(c: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "id": c["id"], "name": c["name"], "state": c["state"], "reason": c["reason"],
+        "priority": c["priority"], "created_at": c["created_at"], "total": c["total"],
+        "counts": c["counts"], "settings": c["settings"], "purged_at": c["purged_at"],
+    })
+}
+
+async fn listed(base: &str, states: &str) -> Vec<serde_json::Value> {
+    let (status, body) = call_api(
+        base,
+        reqwest::Method::GET,
+        &format!("/v1/campaigns?state={states}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(shared_view)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_list_the_same_campaigns_and_counts_and_one_key_makes_one_call() {
+    use reqwest::Method;
+    let schema = PgSchema::create().await;
+    let a = crate::served::in_process_on(1 << 20, "", Some(&schema.url), async |_| {}).await;
+    let b = crate::served::in_process_on(1 << 20, "", Some(&schema.url), async |_| {}).await;
+    // Created through either replica, paused (their counts stay as they are).
+    for (i, base) in [&a.base, &b.base, &a.base].into_iter().enumerate() {
+        let (status, body) = call_api(
+            base,
+            Method::POST,
+            &format!("/v1/campaigns?name=list-{i}&paused=true"),
+            &[],
+            &csv_of(60 + i as u32, 4 + i),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let on_a = listed(&a.base, "paused,cancelled").await;
+    assert_eq!(on_a.len(), 3, "{on_a:?}");
+    assert_eq!(on_a, listed(&b.base, "paused,cancelled").await);
+    // Cancelled on b: a says so, with the same counts.
+    let id = on_a[1]["id"].as_i64().unwrap();
+    let (status, body) = call_api(
+        &b.base,
+        Method::POST,
+        &format!("/v1/campaigns/{id}/cancel"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let on_a = listed(&a.base, "paused,cancelled").await;
+    assert_eq!(on_a[1]["state"], "cancelled", "{on_a:?}");
+    assert_eq!(on_a[1]["counts"]["cancelled"], 5, "{on_a:?}");
+    assert_eq!(on_a, listed(&b.base, "paused,cancelled").await);
+
+    // Contacts added to one campaign through both replicas at once: every row of both bodies
+    // is stored (each numbered after the other's, never taken for the other's).
+    let id = on_a[0]["id"].as_i64().unwrap();
+    let path = format!("/v1/campaigns/{id}/contacts");
+    let (more_a, more_b) = (csv_of(70, 40), csv_of(71, 40));
+    let (x, y) = tokio::join!(
+        call_api(&a.base, Method::POST, &path, &[], &more_a),
+        call_api(&b.base, Method::POST, &path, &[], &more_b),
+    );
+    assert_eq!((x.0, y.0), (200, 200), "{x:?} {y:?}");
+    assert_eq!(x.1["intake"]["accepted"], 40, "{x:?}");
+    assert_eq!(y.1["intake"]["accepted"], 40, "{y:?}");
+    let counts = a.svc.store.counts(id).await.unwrap();
+    assert_eq!(counts.values().sum::<u64>(), 4 + 80, "{counts:?}");
+    assert_eq!(
+        listed(&a.base, "paused,cancelled").await,
+        listed(&b.base, "paused,cancelled").await
+    );
+
+    // The same Idempotency-Key posted to both replicas at once: one call, both answers name it.
+    let body = r#"{"callee": "+8613900000077"}"#;
+    let headers = [
+        ("idempotency-key", "order-77"),
+        ("content-type", "application/json"),
+    ];
+    let (x, y) = tokio::join!(
+        call_api(&a.base, Method::POST, "/v1/calls", &headers, body),
+        call_api(&b.base, Method::POST, "/v1/calls", &headers, body),
+    );
+    let mut statuses = [x.0, y.0];
+    statuses.sort();
+    assert!(
+        statuses == [200, 202] || statuses == [202, 202] || statuses == [200, 200],
+        "{x:?} {y:?}"
+    );
+    assert!(
+        statuses.contains(&202),
+        "one of them created it: {x:?} {y:?}"
+    );
+    assert_eq!(x.1["campaign_id"], y.1["campaign_id"], "{x:?} {y:?}");
+    let calls: Vec<_> = b
+        .svc
+        .store
+        .campaigns()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.name.starts_with("call-"))
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].name, "call-order-77");
+    for p in [a, b] {
+        let _ = p.stop.send(ccc_dialer::dispatch::Stop::Now);
+        let _ = tokio::time::timeout(PATIENCE, p.task).await;
+    }
+}
