@@ -62,6 +62,10 @@ pub const DUPLICATE_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// Skipped rows listed in an intake report (the rest are in the results).
 pub const SKIPPED_SHOWN: usize = 100;
 
+/// On a shared (PostgreSQL) store, an unfinished intake younger than this is left to the
+/// replica creating it (which claims it right after the campaign's row is written).
+pub const INTAKE_CLAIM_GRACE_MS: i64 = 30_000;
+
 /// The reason of a campaign created paused.
 pub const CREATED_PAUSED: &str = "created paused: resume it to start dialling";
 
@@ -350,7 +354,13 @@ impl Service {
                 }
             }
         };
-        let report = self.import(&campaign, source).await?;
+        // Its intake is this process's: another replica finishes it only if this one dies.
+        self.store.claim_additions(campaign.id).await?;
+        let report = self.import(&campaign, source).await;
+        if let Err(e) = self.store.release_additions(campaign.id).await {
+            tracing::warn!(campaign = campaign.id, error = %e, "cannot let the claim on the intake go");
+        }
+        let report = report?;
         let campaign = self
             .store
             .campaign(campaign.id)
@@ -548,32 +558,70 @@ impl Service {
                 self.store.cancel_pending(c.id, now_ms()).await?;
                 continue;
             }
-            if c.intake_done {
+        }
+        self.finish_intakes().await?;
+        Ok(self.campaigns.resume_all().await?)
+    }
+
+    /// Finish every intake cut off by a stop: this process's last one, or (several replicas on
+    /// a PostgreSQL store) a replica that died while it read a file. An intake another replica
+    /// is still reading is left to it: its claim on the campaign's additions is held, and a
+    /// campaign younger than [`INTAKE_CLAIM_GRACE_MS`] may not have taken it yet. The
+    /// campaign's state is left as the operator (or a halt) set it; with its source gone (an
+    /// upload kept on another replica's disk) it is paused, saying so.
+    pub async fn finish_intakes(&self) -> Result<(), CreateError> {
+        let shared = self.store.is_postgres();
+        let youngest = now_ms() - INTAKE_CLAIM_GRACE_MS;
+        for c in self.store.campaigns().await? {
+            if c.intake_done || c.state == CampaignState::Cancelled {
                 continue;
             }
-            // An intake cut off by the stop is finished whatever the campaign's state, and the
-            // state is left as the operator (or a halt) set it.
-            let source = PathBuf::from(&c.source);
-            if source.is_file() {
-                tracing::info!(campaign = %c.name, "finishing an intake cut off by the last stop");
-                if let Err(e) = self.import(&c, &source).await {
-                    tracing::error!(campaign = %c.name, error = %e, "cannot finish the intake");
-                }
-            } else {
-                self.store
-                    .set_campaign_state(
-                        c.id,
-                        CampaignState::Paused,
-                        Some(format!(
-                            "intake was cut off and its source {} is gone; cancel it and create the campaign again",
-                            c.source
-                        )),
-                        now_ms(),
-                    )
-                    .await?;
+            if shared && c.created_at > youngest {
+                continue;
             }
+            if !self.store.try_claim_additions(c.id).await? {
+                continue;
+            }
+            let finished = self.finish_intake(&c).await;
+            if let Err(e) = self.store.release_additions(c.id).await {
+                tracing::warn!(campaign = c.id, error = %e, "cannot let the claim on the intake go");
+            }
+            finished?;
         }
-        Ok(self.campaigns.resume_all().await?)
+        Ok(())
+    }
+
+    async fn finish_intake(&self, c: &Campaign) -> Result<(), CreateError> {
+        // Looked at again under the claim: finished meanwhile by the replica that had it.
+        let Some(c) = self.store.campaign(c.id).await? else {
+            return Ok(());
+        };
+        if c.intake_done || c.state == CampaignState::Cancelled {
+            return Ok(());
+        }
+        let source = PathBuf::from(&c.source);
+        if source.is_file() {
+            tracing::info!(campaign = %c.name, "finishing an intake cut off by a stop");
+            if let Err(e) = self.import(&c, &source).await {
+                tracing::error!(campaign = %c.name, error = %e, "cannot finish the intake");
+            }
+            if let Err(e) = self.campaigns.start_current(c.id).await {
+                tracing::error!(campaign = %c.name, error = %e, "cannot start the campaign");
+            }
+        } else {
+            self.store
+                .set_campaign_state(
+                    c.id,
+                    CampaignState::Paused,
+                    Some(format!(
+                        "intake was cut off and its source {} is gone; cancel it and create the campaign again",
+                        c.source
+                    )),
+                    now_ms(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// Serve on `listener` until `stop` leaves [`Stop::Run`]; then stop taking requests,

@@ -10,6 +10,8 @@
 //!   made to agree with it, so a lost notification (the listening connection cut and being
 //!   reopened) delays a change by at most that long. When the listening connection (re)starts,
 //!   every running campaign is also woken once (contacts may have been added unseen).
+//! - An intake left unfinished by a replica that died (its claim on the campaign gone with
+//!   its connection) is finished by the next replica to poll ([`Service::finish_intakes`]).
 //! - A SQLite store has one process: nothing to follow.
 
 use std::sync::Arc;
@@ -43,6 +45,10 @@ pub async fn follow(svc: Arc<Service>, mut stop: watch::Receiver<Stop>) {
             _ = poll.tick() => {
                 if let Err(e) = svc.campaigns.follow_all(false).await {
                     tracing::warn!(error = %e, "cannot read the campaigns other replicas changed");
+                }
+                // An intake a dead replica was reading is finished here.
+                if let Err(e) = svc.finish_intakes().await {
+                    tracing::warn!(error = %e, "cannot finish an intake another replica left");
                 }
             }
             changed = stop.changed() => if changed.is_err() { return },

@@ -495,6 +495,14 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::claim_additions`] without waiting: `false` when another replica holds it.
+    pub async fn try_claim_additions(&self, campaign_id: i64) -> Result<bool, StoreError> {
+        match self.pg() {
+            Some(pg) => pg.claim_inbox_file(&additions_key(campaign_id)).await,
+            None => Ok(true),
+        }
+    }
+
     /// Let the claim [`Store::claim_additions`] took go.
     pub async fn release_additions(&self, campaign_id: i64) -> Result<(), StoreError> {
         match self.pg() {

@@ -872,3 +872,91 @@ async fn two_replicas_list_the_same_campaigns_and_counts_and_one_key_makes_one_c
         let _ = tokio::time::timeout(PATIENCE, p.task).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_intake_a_dead_replica_left_is_finished_by_another_and_a_live_ones_is_left_to_it() {
+    let schema = PgSchema::create().await;
+    let mock = mock_with(20, 0, "").await;
+    let mut s = crate::served::scratch(&mock, "");
+    s.state = PathBuf::from(&schema.url);
+    let mut cmd = serve_command(&s);
+    cmd.current_dir(s.dir.path());
+    let srv = Served::start_with(&s, cmd).await;
+    let other = Store::connect_postgres(&schema.url).await.unwrap();
+    let a_minute_ago = ccc_dialer::dispatch::now_ms() - 60_000;
+    let create = |name: &str, source: &Path| {
+        let new = NewCampaign {
+            name: name.into(),
+            fingerprint: format!("fp-{name}"),
+            source: source.display().to_string(),
+            settings: None,
+            priority: 0,
+            inbox: None,
+            paused: None,
+        };
+        let other = &other;
+        async move {
+            other
+                .create_campaign_with(new, a_minute_ago)
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    // Being read by a live replica (its claim held): left to it.
+    let held_source = dir_file(s.dir.path(), "held.csv", &csv_of(90, 5));
+    let held = create("held", &held_source).await;
+    assert!(other.try_claim_additions(held).await.unwrap());
+    // Left by a replica that died part-way (nobody holds its claim): finished and dialled here.
+    let left_source = dir_file(s.dir.path(), "left.csv", &csv_of(91, 7));
+    let left = create("left", &left_source).await;
+    ccc_dialer::import::import_file_after(
+        &other,
+        left,
+        &dir_file(s.dir.path(), "left-part.csv", &csv_of(91, 3)),
+        &options(),
+        None,
+        0,
+        ccc_dialer::dispatch::now_ms(),
+    )
+    .await
+    .unwrap();
+    // Its source on a disk this replica does not have: paused, saying so.
+    let gone = create("gone", &s.dir.path().join("elsewhere/gone.csv")).await;
+
+    let c = srv
+        .wait_campaign(left, "the left intake finished and dialled", |c| {
+            state(c) == "completed"
+        })
+        .await;
+    assert_eq!(
+        count(&c, "placed"),
+        7,
+        "the 3 stored rows and the 4 after: {c}"
+    );
+    let c = srv
+        .wait_campaign(gone, "the sourceless intake paused", |c| {
+            state(c) == "paused"
+        })
+        .await;
+    assert!(c["reason"].as_str().unwrap().contains("is gone"), "{c}");
+    // The held one was not touched while its claim was held (its intake is still not done,
+    // after two campaigns were finished by the same poll loop).
+    let h = other.campaign(held).await.unwrap().unwrap();
+    assert!(!h.intake_done, "{h:?}");
+    assert_eq!(other.counts(held).await.unwrap().values().sum::<u64>(), 0);
+    // Its replica "dies": the claim goes, and this one finishes it.
+    drop(other);
+    let c = srv
+        .wait_campaign(held, "the held intake finished once let go", |c| {
+            state(c) == "completed"
+        })
+        .await;
+    assert_eq!(count(&c, "placed"), 5, "{c}");
+    let stats = mock.stats();
+    assert!(
+        stats.duplicate_callees.is_empty(),
+        "{:?}",
+        stats.duplicate_callees
+    );
+}
