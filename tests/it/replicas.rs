@@ -976,7 +976,6 @@ fn calls_with_prefix(mock: &ccc_dialer::mock::MockServer, prefix: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs several writers on one PostgreSQL store (issue 15, point 2: leases); a second serve is refused by the one-writer lock until then"]
 async fn two_serve_processes_share_a_campaign_created_on_one_and_a_pause_posted_to_one_stops_both()
 {
     let schema = PgSchema::create().await;
