@@ -35,6 +35,12 @@ pub const PACING_FACTOR: f64 = 0.995;
 /// cost too much rate (19.78 req/s steady: see BENCHMARKS.md); 6 ms with the stall tracking of
 /// [`Limiter::acquire_slot`] is the trade.
 pub const WINDOW_MARGIN: Duration = Duration::from_millis(6);
+/// How long a send is kept in a window after the latest reservation: a window spans 1 s plus a
+/// margin of at most [`WINDOW_MARGIN`] + [`WARMUP_MARGIN`], so an older send can hold back no
+/// slot; 2 s leaves room for reservations whose `now` was read a moment earlier. Without it a
+/// window kept the latest `cap` sends whatever their age: with the cap lifted (100,000 a
+/// second) it grew with every call placed, to 100,000 sends and 2 MiB (BENCHMARKS.md, memory).
+const KEEP: Duration = Duration::from_secs(2);
 /// A wake-up later than this is recorded as the request's real departure (see
 /// [`Limiter::acquire_slot`]); ordinary timer lateness below it is left to the margin, since
 /// recording every millisecond would drag the pace down by the sum of them.
@@ -145,6 +151,11 @@ impl SendWindow {
         while w.len() > self.cap {
             w.pop_front();
         }
+        if let Some(horizon) = now.checked_sub(KEEP) {
+            while w.front().is_some_and(|t| *t < horizon) {
+                w.pop_front();
+            }
+        }
         slot
     }
 
@@ -158,19 +169,26 @@ impl SendWindow {
         }
     }
 
-    /// Move the send recorded at `recorded` to `actual`, keeping the window sorted.
+    /// Move the send recorded at `recorded` to `actual`, keeping the window sorted. A send no
+    /// longer kept (older than [`KEEP`], or past the cap) is counted at `actual` all the same:
+    /// it left then.
     fn relocate(&self, recorded: Instant, actual: Instant) {
         let w = &mut lock(&self.inner).sends;
         if let Some(pos) = w.iter().rposition(|t| *t == recorded) {
             w.remove(pos);
-            let at = w.partition_point(|t| *t <= actual);
-            w.insert(at, actual);
         }
+        let at = w.partition_point(|t| *t <= actual);
+        w.insert(at, actual);
     }
 
     #[cfg(test)]
     fn oldest(&self) -> Option<Instant> {
         lock(&self.inner).sends.front().copied()
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        lock(&self.inner).sends.len()
     }
 }
 
@@ -512,6 +530,34 @@ mod tests {
         let first = l.reserve(t0);
         l.left_at(first, first + STALL);
         assert_eq!(l.window.oldest(), Some(first));
+    }
+
+    #[test]
+    fn with_the_cap_lifted_a_window_keeps_the_last_seconds_of_sends_not_the_cap() {
+        // 100,000 a second allowed, 5,000 a second sent for 10 s: the window keeps about 2 s of
+        // them (it kept all 50,000, up to the cap, before).
+        let w = SendWindow::new(100_000, &[], 0);
+        let t0 = Instant::now();
+        let mut slots = Vec::new();
+        for i in 0..50_000u64 {
+            let now = t0 + Duration::from_micros(i * 200);
+            let slot = w.reserve(now);
+            assert_eq!(slot, now, "never held back below the cap");
+            slots.push(slot);
+        }
+        assert!(w.kept() <= 10_001, "{} sends kept", w.kept());
+        // A request that left 3 s after its slot, after its slot was let go: counted when it
+        // really left.
+        let late = slots[30_000];
+        let left = late + Duration::from_secs(3);
+        w.left_at(late, left);
+        assert!(lock(&w.inner).sends.contains(&left));
+        // And a cap of 20 holds exactly as before.
+        let w = SendWindow::new(20, &[], 0);
+        let slots: Vec<Instant> = (0..200)
+            .map(|i| w.reserve(t0 + Duration::from_millis(i * 10)))
+            .collect();
+        assert_eq!(max_in_window(&slots), 20);
     }
 
     #[test]

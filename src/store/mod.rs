@@ -1178,9 +1178,8 @@ mod build_tests {
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
-        assert!(
-            options.iter().any(|o| o == "STMTJRNL_SPILL=1048576"),
-            "{options:?}"
-        );
+        for wanted in ["STMTJRNL_SPILL=1048576", "DEFAULT_MEMSTATUS=0"] {
+            assert!(options.iter().any(|o| o == wanted), "{wanted}: {options:?}");
+        }
     }
 }
