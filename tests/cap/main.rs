@@ -11,6 +11,7 @@
 #[path = "../it/pg.rs"]
 #[allow(dead_code)]
 mod pg;
+mod serve_replicas;
 #[path = "../it/served.rs"]
 mod served;
 #[path = "../it/support.rs"]
