@@ -6,7 +6,8 @@
 //!                                                          memory memory-outcomes intake
 //!                                                          resume lines lines-outcomes
 //!                                                          console outcomes campaign-cap
-//!                                                          redials)
+//!                                                          redials failover
+//!                                                          memory-replicas)
 //! The 1,000,000-contact benchmarks run last: their stand-in's figures are large, and freeing
 //! them must not disturb the timing of the others.
 //! Prints a Markdown table of figures and goals; BENCHMARKS.md keeps the latest one.
@@ -21,6 +22,9 @@ use ccc_dialer::mock::{Faults, MockOptions, MockServer, MockStats};
 use ccc_dialer::secret::Secret;
 
 // `serve` as a child process, as the tests drive it (campaign-cap).
+#[path = "../tests/it/pg.rs"]
+#[allow(dead_code)]
+mod pg;
 #[path = "../tests/it/served.rs"]
 mod served;
 #[path = "../tests/it/support.rs"]
@@ -1048,6 +1052,197 @@ async fn campaign_cap() -> Vec<Row> {
     ]
 }
 
+/// `serve` replicas on one PostgreSQL schema (issue 15): the test's `serve` command, its config
+/// `[store]`/`[rate]` tables given as `extra`, and its upload limit raised to `body_mib`.
+async fn serve_replica(
+    mock: &MockServer,
+    url: &str,
+    extra: &str,
+    body_mib: u32,
+) -> (support::Scratch, served::Served) {
+    let mut s = served::scratch(mock, extra);
+    s.state = PathBuf::from(url);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ccc-dialer"));
+    cmd.args([
+        "--log-format",
+        "json",
+        "--log-level",
+        "warn",
+        "serve",
+        "--config",
+    ])
+    .arg(&s.config)
+    .arg("--state")
+    .arg(url)
+    .args(["--listen", "127.0.0.1:0", "--inbox"])
+    .arg(s.dir.path().join("inbox"))
+    .args(["--max-body-mib", &body_mib.to_string()])
+    .env("TENCENTCLOUD_SECRET_ID", support::SECRET_ID)
+    .env("TENCENTCLOUD_SECRET_KEY", support::SECRET_KEY)
+    .env("CCC_DIALER_API_TOKEN", served::TOKEN)
+    .env_remove("TENCENTCLOUD_SESSION_TOKEN")
+    .env_remove("CCC_DIALER_LOG")
+    .current_dir(s.dir.path())
+    .stdin(Stdio::null());
+    let srv = served::Served::start_with(&s, cmd).await;
+    (s, srv)
+}
+
+async fn pg_admin() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(pg::ADMIN_URL, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432");
+    tokio::spawn(conn);
+    client
+}
+
+/// Failover after kill -9 (issue 15): three `serve` replicas on one PostgreSQL schema (leases
+/// of `lease_s` seconds) dial one 1,000-contact campaign at the account's 20/s; once 200
+/// requests arrived, one replica holding contacts is killed. Measured from the kill: when the
+/// dead replica's leases run out (the database's clock), when the stand-in sees the first of
+/// the contacts it held unsent (a survivor dialling them), and when all of them.
+async fn failover(lease_s: u64) -> Vec<Row> {
+    let mock = MockServer::spawn(MockOptions {
+        rate_limit: 20,
+        latency_ms: 300,
+        new_connection_delay: NEW_CONNECTION_DELAY,
+        ..support::mock_options()
+    })
+    .await
+    .unwrap();
+    let schema = pg::PgSchema::create().await;
+    let db = pg_admin().await;
+    let extra = format!("[store]\nlease = \"{lease_s}s\"\n");
+    let mut reps = Vec::new();
+    for _ in 0..3 {
+        reps.push(serve_replica(&mock, &schema.url, &extra, 1).await);
+    }
+    reps[0]
+        .1
+        .create("failover", &served::csv_of(91, 1000))
+        .await;
+    wait_for_requests(&mock, 200).await;
+    let pid = reps[1].1.child.id();
+    let owner = format!("%-{pid}-________");
+    let held_q = format!(
+        "SELECT callee, status FROM {}.contacts WHERE lease_owner LIKE $1 AND status IN ('pending', 'in_flight')",
+        schema.name
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while db
+        .query(&held_q, &[&owner])
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.get::<_, String>(1) != "pending")
+    {
+        assert!(Instant::now() < deadline, "the victim never held a contact");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed_at = Instant::now();
+    reps[1].1.child.kill().unwrap();
+    reps[1].1.child.wait().unwrap();
+    let held = db.query(&held_q, &[&owner]).await.unwrap();
+    let expiry_ms: i64 = db
+        .query_one(
+            &format!(
+                "SELECT COALESCE(MAX(lease_until), 0) - (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT
+                 FROM {}.contacts WHERE lease_owner LIKE $1",
+                schema.name
+            ),
+            &[&owner],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let expiry = killed_at.elapsed() + Duration::from_millis(expiry_ms.max(0) as u64);
+    let pending: std::collections::BTreeSet<String> = held
+        .iter()
+        .filter(|r| r.get::<_, String>(1) == "pending")
+        .map(|r| r.get(0))
+        .collect();
+    let in_flight = held.len() - pending.len();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (first, all) = loop {
+        let seen: Vec<Instant> = mock
+            .arrivals_by_callee()
+            .into_iter()
+            .filter(|(t, c)| *t > killed_at && pending.contains(c))
+            .map(|(t, _)| t)
+            .collect();
+        if seen.len() == pending.len() {
+            let first = seen.iter().min().unwrap().duration_since(killed_at);
+            let all = seen.iter().max().unwrap().duration_since(killed_at);
+            break (first, all);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dead replica's contacts were never dialled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let st = mock.stats();
+    let after_expiry = first.as_secs_f64() - expiry.as_secs_f64();
+    vec![Row {
+        name: "failover after kill -9 (3 serve replicas on PostgreSQL, 20/s, 300 ms replies)",
+        figure: format!(
+            "lease {lease_s} s; the killed replica held {} contacts unsent and {in_flight} in flight (left in doubt); its leases ran out {:.2} s after the kill; survivors' first request for its contacts {:.2} s after the kill ({after_expiry:+.2} s from lease expiry), the last {:.2} s after; {} callees created twice; max {} in any 1-s window",
+            pending.len(),
+            expiry.as_secs_f64(),
+            first.as_secs_f64(),
+            all.as_secs_f64(),
+            st.duplicate_callees.len(),
+            st.max_in_any_window
+        ),
+        goal: "survivors dial the dead replica's contacts within lease expiry + 1 s; 0 created twice",
+        met: after_expiry <= 1.0 && st.duplicate_callees.is_empty(),
+    }]
+}
+
+/// Peak RSS per replica at 1M contacts (issue 15): three `serve` replicas on one PostgreSQL
+/// schema, the cap lifted; a 1,000,000-contact campaign posted to one of them; once the
+/// stand-in sees the first request, `dial_for` of dialling; then each process's VmHWM.
+async fn memory_replicas(n: usize, dial_for: Duration) -> Vec<Row> {
+    let mock = mock(0, 0, "").await;
+    let schema = pg::PgSchema::create().await;
+    let extra = format!("[rate]\n{LIFTED}\n");
+    let mut reps = Vec::new();
+    for _ in 0..3 {
+        reps.push(serve_replica(&mock, &schema.url, &extra, 64).await);
+    }
+    let started = Instant::now();
+    reps[0].1.create("million", &served::csv_of(92, n)).await;
+    let posted = started.elapsed();
+    wait_for_requests(&mock, 0).await;
+    let intake = started.elapsed();
+    let before = mock.requests();
+    tokio::time::sleep(dial_for).await;
+    let sent = mock.requests() - before;
+    let peaks: Vec<u64> = reps
+        .iter()
+        .map(|(_, r)| peak_rss_kib(r.child.id()).unwrap_or(0))
+        .collect();
+    let st = mock.stats();
+    let mib: Vec<String> = peaks
+        .iter()
+        .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+        .collect();
+    vec![Row {
+        name: "memory per replica (3 serve replicas on PostgreSQL, cap lifted)",
+        figure: format!(
+            "{n} contacts posted to replica 1 (201 after {:.1} s, first request {:.1} s), then {} s dialling ({sent} requests, {:.0}/s across replicas): peak RSS (VmHWM) {} MiB; {} created twice",
+            posted.as_secs_f64(),
+            intake.as_secs_f64(),
+            dial_for.as_secs(),
+            sent as f64 / dial_for.as_secs_f64(),
+            mib.join(" / "),
+            st.duplicate_callees.len()
+        ),
+        goal: "peak RSS <= 64 MiB per replica",
+        met: peaks.iter().all(|k| *k <= 64 * 1024) && st.duplicate_callees.is_empty(),
+    }]
+}
+
 #[tokio::main]
 async fn main() {
     let wanted: Vec<String> = std::env::args()
@@ -1095,6 +1290,12 @@ async fn main() {
     }
     if want("campaign-cap") {
         rows.extend(campaign_cap().await);
+    }
+    if want("failover") {
+        rows.extend(failover(10).await);
+    }
+    if want("memory-replicas") {
+        rows.extend(memory_replicas(1_000_000, Duration::from_secs(30)).await);
     }
     if want("console") {
         rows.extend(console(1_000_000).await);
