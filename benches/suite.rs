@@ -1203,7 +1203,13 @@ async fn failover(lease_s: u64) -> Vec<Row> {
 /// schema, the cap lifted; a 1,000,000-contact campaign posted to one of them; once the
 /// stand-in sees the first request, `dial_for` of dialling; then each process's VmHWM.
 async fn memory_replicas(n: usize, dial_for: Duration) -> Vec<Row> {
-    let mock = mock(0, 0, "").await;
+    // The replicas sign with the tests' keys (`serve_replica`): the stand-in takes those.
+    let mock = MockServer::spawn(MockOptions {
+        rate_limit: 0,
+        ..support::mock_options()
+    })
+    .await
+    .unwrap();
     let schema = pg::PgSchema::create().await;
     let extra = format!("[rate]\n{LIFTED}\n");
     let mut reps = Vec::new();
