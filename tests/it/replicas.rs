@@ -137,6 +137,13 @@ async fn serve_dials_a_campaign_another_process_created_and_the_contacts_it_adde
         .await
         .unwrap());
     add_elsewhere(&other, id, &more, 15).await;
+    // As an addition through the API ends (`Campaigns::added`): this replica may have found
+    // nothing to dial between the reopen and the rows and completed the campaign meanwhile, so
+    // the adding side reopens it once its rows are stored.
+    other
+        .reopen(id, ccc_dialer::dispatch::now_ms())
+        .await
+        .unwrap();
     let c = srv
         .wait_campaign(id, "the contacts added elsewhere to be dialled", |c| {
             count(c, "placed") == 20 && state(c) == "completed"
