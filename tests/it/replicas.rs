@@ -533,6 +533,29 @@ async fn two_replicas_creating_one_name_or_one_file_at_once_make_one_campaign() 
     );
 }
 
+#[tokio::test]
+async fn an_intake_this_process_is_reading_is_not_granted_to_it_again() {
+    // A session advisory lock is re-entrant: without the process's own record of its claims,
+    // the 1 s intake pass would take an intake this replica is still reading and import it twice.
+    let schema = PgSchema::create().await;
+    let store = Store::connect_postgres(&schema.url).await.unwrap();
+    assert!(store.try_claim_additions(7).await.unwrap());
+    assert!(
+        !store.try_claim_additions(7).await.unwrap(),
+        "a claim this process holds was granted to it again"
+    );
+    store.release_additions(7).await.unwrap();
+    assert!(
+        store.try_claim_additions(7).await.unwrap(),
+        "released, the claim is free again"
+    );
+    let other = Store::connect_postgres(&schema.url).await.unwrap();
+    assert!(
+        !other.try_claim_additions(7).await.unwrap(),
+        "another process does not get it while this one holds it"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_inbox_file_is_claimed_by_one_replica_and_a_dead_replicas_claim_is_taken_over() {
     let schema = PgSchema::create().await;

@@ -14,6 +14,9 @@
 //!   away (or left for a later pass).
 //! - The connection is opened at the first claim and again after it ended: a session that
 //!   ended released every claim, so nothing is held across a reconnection.
+//! - A name this process holds is not granted to it again until released: a session advisory
+//!   lock is re-entrant, so without [`PgClaims::held`] the 1 s intake pass would take the
+//!   claim of an intake this same process is still reading and import it a second time.
 
 use tokio::sync::Mutex;
 
@@ -27,12 +30,18 @@ const CLAIM_CLASS: i32 = 0x6363_6369;
 #[derive(Default)]
 pub struct PgClaims {
     conn: Mutex<Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)>>,
+    /// The names this process claimed and has not released (the std mutex is never held across
+    /// an `.await`).
+    held: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl PgClaims {
     /// Claim the inbox file `name`: `true` when this process holds it now (and may read it).
     pub async fn claim(&self, pg: &Pg, name: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.lock().await;
+        if self.is_held(name) {
+            return Ok(false);
+        }
         if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             if let Some((_, task)) = conn.take() {
                 task.abort();
@@ -56,12 +65,25 @@ impl PgClaims {
                 &[&CLAIM_CLASS, &name],
             )
             .await?;
-        Ok(row.try_get(0)?)
+        let took: bool = row.try_get(0)?;
+        if took {
+            self.held_names().insert(name.to_string());
+        }
+        Ok(took)
+    }
+
+    fn held_names(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_held(&self, name: &str) -> bool {
+        self.held_names().contains(name)
     }
 
     /// Give the claim on `name` up (its file was moved away or is left for later).
     pub async fn release(&self, name: &str) -> Result<(), StoreError> {
         let conn = self.conn.lock().await;
+        self.held_names().remove(name);
         if let Some((client, _)) = conn.as_ref().filter(|(c, _)| !c.is_closed()) {
             client
                 .execute(
