@@ -522,10 +522,18 @@ impl Service {
             now_ms(),
         )
         .await;
-        if let Err(ImportError::Intake(_)) = &imported {
-            self.store
-                .forget_unattempted_after(campaign.id, first_line)
-                .await?;
+        match &imported {
+            Err(ImportError::Intake(_)) => {
+                self.store
+                    .forget_unattempted_after(campaign.id, first_line)
+                    .await?;
+            }
+            // The request that asked for the addition may be gone (the import is detached from
+            // it): the operator learns of a failed store write from the log at least.
+            Err(e) => {
+                tracing::error!(campaign = %campaign.name, error = %e, "adding contacts failed part-way: the rows stored so far are kept")
+            }
+            Ok(_) => {}
         }
         // Whatever happened to the import: a cancel meanwhile cancels what it stored, open
         // contacts are dialled, a campaign reopened for nothing is completed again.
