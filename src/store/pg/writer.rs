@@ -279,23 +279,21 @@ async fn holder<C: tokio_postgres::GenericClient>(
 }
 
 fn describe_holder(r: &tokio_postgres::Row) -> String {
-    {
-        let name: Option<String> = r.get(0);
-        let from: Option<String> = r.get(1);
-        let since: Option<String> = r.get(2);
-        let mut s = match name.filter(|n| !n.is_empty()) {
-            Some(n) => n,
-            None => "a process that has not said which".into(),
-        };
-        match from {
-            Some(addr) => s.push_str(&format!(", from {addr}")),
-            None => s.push_str(", over a local socket"),
-        }
-        if let Some(t) = since {
-            s.push_str(&format!(", since {t} UTC"));
-        }
-        s
+    let name: Option<String> = r.get(0);
+    let from: Option<String> = r.get(1);
+    let since: Option<String> = r.get(2);
+    let mut s = match name.filter(|n| !n.is_empty()) {
+        Some(n) => n,
+        None => "a process that has not said which".into(),
+    };
+    match from {
+        Some(addr) => s.push_str(&format!(", from {addr}")),
+        None => s.push_str(", over a local socket"),
     }
+    if let Some(t) = since {
+        s.push_str(&format!(", since {t} UTC"));
+    }
+    s
 }
 
 /// The live writer of `pg`'s store, described, if there is one (`status`, `export`).
