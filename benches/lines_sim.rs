@@ -4,7 +4,7 @@
 //! start. Seconds of simulated time cost milliseconds, so the spread between seeds shows.
 //!
 //! `cargo bench --profile dev --bench lines_sim [-- MODE... [--seeds N]]`, MODE among
-//! `learned configured outcomes outcomes-late` (all by default).
+//! `learned configured outcomes outcomes-periodic outcomes-late` (all by default).
 
 use ccc_dialer::lines::sim::{Reporting, Setup, Sim};
 
@@ -48,6 +48,17 @@ fn main() {
             name: "outcomes",
             setup: |seed| Setup {
                 reporting: Some(Reporting::every_second(0.0)),
+                ..Setup::benchmark(seed)
+            },
+            goals: (0.02, 1.10),
+        },
+        Mode {
+            name: "outcomes-periodic",
+            setup: |seed| Setup {
+                reporting: Some(Reporting {
+                    busy_checks: false,
+                    ..Reporting::every_second(0.0)
+                }),
                 ..Setup::benchmark(seed)
             },
             goals: (0.02, 1.10),

@@ -931,9 +931,12 @@ async fn lines(n: usize, mode: LinesMode) -> Vec<Row> {
         utilisation * 100.0
     );
     if let LinesMode::Outcomes { .. } = mode {
+        // The outcome tracker's budget: its checks, busy agents' ones included.
+        let queries = st.actions.get("DescribeTelCdr").map_or(0, |a| a.requests);
         figure.push_str(&format!(
-            " (wall to the last call's start; the run ended {:.1} s after starting, with every call's record)",
-            process_wall.as_secs_f64()
+            " (wall to the last call's start; the run ended {:.1} s after starting, with every call's record; {queries} DescribeTelCdr requests, {:.2}/s)",
+            process_wall.as_secs_f64(),
+            queries as f64 / process_wall.as_secs_f64().max(1e-9)
         ));
     }
     let (name, goal, met) = match mode {

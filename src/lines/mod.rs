@@ -80,6 +80,9 @@ struct Agent {
     /// Contacts were held back for a line since the last answer: the next answer wakes them
     /// (it may say a line is free sooner than they were told).
     held: bool,
+    /// The latest look for a line found every line busy (no call let through since): the
+    /// outcome tracker checks the calls in progress more often meanwhile ([`Lines::waiting`]).
+    waiting: bool,
     /// The hold last written to the store (a new value is saved when it moved by 5%).
     saved_hold: f64,
     saved_lines: Option<f64>,
@@ -175,6 +178,7 @@ impl Lines {
             Agent {
                 estimate,
                 held: false,
+                waiting: false,
                 saved_hold: hold,
                 saved_lines: learned,
             }
@@ -189,6 +193,7 @@ impl Lines {
         match self.with_agent(agent, |a| {
             let admitted = a.estimate.admit(t);
             a.held |= admitted.is_err();
+            a.waiting = admitted.is_err();
             admitted
         }) {
             Ok((claim, how)) => {
@@ -299,6 +304,14 @@ impl Lines {
                 break;
             }
         }
+    }
+
+    /// Whether a campaign waits for a line of some agent: its latest look found every line
+    /// believed busy, and no call of that agent was let through since. Outcome tracking then
+    /// asks about the calls in progress at every whole second (a call's record frees its line
+    /// as soon as it is visible) instead of on their schedule.
+    pub fn waiting(&self) -> bool {
+        lock(&self.agents).values().any(|a| a.waiting)
     }
 
     fn wake(&self) {
@@ -459,6 +472,7 @@ mod tests {
         let mut freed = lines.freed();
         assert!(lines.try_start(7).is_err());
         let now = crate::times::now_ms();
+        assert!(lines.waiting(), "a campaign waits for the agent's line");
         // Another agent's session, or one this process never placed: nothing freed, no wake.
         lines.call_ended("s-unknown", now);
         assert!(!freed.has_changed().expect("the lines live"));
@@ -471,6 +485,7 @@ mod tests {
             "a line freed between the look and the wait wakes the waiter"
         );
         assert!(lines.try_start(7).is_ok(), "the line is free at once");
+        assert!(!lines.waiting(), "a call let through: nobody waits");
         // Seen once: no second wake for the same line.
         assert!(!freed.has_changed().expect("the lines live"));
     }

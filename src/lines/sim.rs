@@ -42,6 +42,9 @@ pub struct Reporting {
     pub every: f64,
     /// A check's own work beyond the reply (the store's writes).
     pub pass: f64,
+    /// While the dispatcher is held for a line, checks go just after each whole second (when
+    /// records become visible), as the tracker's do ([`crate::outcomes::schedule::busy_check_at`]).
+    pub busy_checks: bool,
 }
 
 impl Reporting {
@@ -51,6 +54,7 @@ impl Reporting {
             delay,
             every: 1.0,
             pass: 0.02,
+            busy_checks: true,
         }
     }
 }
@@ -173,6 +177,11 @@ impl Sim {
         let (mut left, mut placed, mut sessions) = (s.contacts, 0u32, 0u64);
         let mut f = Figures::default();
         let mut next_try = 0.0f64;
+        // The dispatcher's last look found every line busy.
+        let mut held = false;
+        let busy_check = |t: f64| {
+            crate::outcomes::schedule::busy_check_at((t * 1000.0).ceil() as i64) as f64 / 1000.0
+        };
         let gap = 1.0 / s.rate;
         let earliest = |v: &[f64]| {
             v.iter()
@@ -225,6 +234,9 @@ impl Sim {
                     next_try = next_try.min(t);
                 }
                 check_at = t + rep.pass + rep.every;
+                if held && rep.busy_checks {
+                    check_at = check_at.min(busy_check(t + rep.pass));
+                }
                 continue;
             }
             if !attempt.is_finite() {
@@ -234,6 +246,7 @@ impl Sim {
             let believed = self.estimate.active(t);
             match self.estimate.admit(t) {
                 Ok((claim, _)) => {
+                    held = false;
                     if self.estimate.lines().is_some() {
                         f.max_believed_at_start = f.max_believed_at_start.max(believed);
                     }
@@ -265,6 +278,12 @@ impl Sim {
                     next_try = t + gap;
                 }
                 Err(full) => {
+                    held = true;
+                    // The tracker's next wake (a check not sent yet) moves to the next
+                    // whole second.
+                    if s.reporting.is_some_and(|r| r.busy_checks) && check_at > t {
+                        check_at = check_at.min(busy_check(t));
+                    }
                     debug_assert!(full.retry_at > t, "{full:?} at {t}");
                     next_try = full.retry_at.max(t + 1e-3);
                 }

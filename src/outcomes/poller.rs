@@ -16,9 +16,14 @@
 //!   policy's `halt` class: `AuthFailure*`, …) stops outcome tracking with its reason, and
 //!   nothing else: dialling that is otherwise healthy goes on.
 //! - When a session's end becomes known, [`Lines::call_ended`] frees its agent's line.
+//! - While a campaign waits for an agent's line ([`Lines::waiting`]), the calls in progress
+//!   (up to one request's 100, the soonest due first) are asked about just after every whole
+//!   second ([`schedule::busy_check_at`]), whatever their schedule: a freed line is otherwise
+//!   found up to `check_every` late (30 s by default), and stands idle meanwhile. At most one
+//!   request a second, through the same limiter, only while lines are full.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,6 +144,8 @@ pub struct Tracker {
     retry_checks: Option<Arc<crate::outcomes::retry_check::RetryChecks>>,
     /// Told if tracking stops (dispatchers stop waiting for outcomes nobody will fetch).
     stops: Option<Arc<crate::outcomes::stops::TrackingStops>>,
+    /// When the next check for a busy agent's calls may go (Unix ms; see [`Tracker::busy_pass`]).
+    next_busy_check: AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -196,6 +203,7 @@ impl Tracker {
             on_recorded: None,
             retry_checks: None,
             stops: None,
+            next_busy_check: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -258,13 +266,13 @@ impl Tracker {
             if *stop.borrow() || self.stopped().is_some() {
                 return;
             }
-            let pause = match self.pass(crate::dispatch::now_ms()).await {
+            let pause = match self.tick(crate::dispatch::now_ms()).await {
                 Ok(r) => {
                     backoff = Duration::from_secs(1);
                     if r.more {
                         continue;
                     }
-                    IDLE
+                    self.idle(crate::dispatch::now_ms())
                 }
                 Err(PassError::Query(QueryFailure::Throttled(why))) => {
                     self.stats.throttled.fetch_add(1, Ordering::Relaxed);
@@ -320,6 +328,60 @@ impl Tracker {
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    /// How long to rest when nothing more is due: [`IDLE`], but with lines to free, until just
+    /// after the next whole second (as often, but at the moment records become visible: a
+    /// check for a busy agent then finds what the last second's calls left).
+    fn idle(&self, now_ms: i64) -> Duration {
+        match self.lines {
+            Some(_) => {
+                let at = schedule::busy_check_at(now_ms);
+                Duration::from_millis(u64::try_from(at - now_ms).unwrap_or(0)).min(IDLE)
+            }
+            None => IDLE,
+        }
+    }
+
+    /// What the task does at each wake: [`Tracker::busy_pass`] while a campaign waits for a
+    /// line, then [`Tracker::pass`].
+    pub async fn tick(&self, now_ms: i64) -> Result<PassReport, PassError> {
+        let busy = self.busy_pass(now_ms).await?;
+        let mut report = self.pass(now_ms).await?;
+        report.sessions_asked += busy.sessions_asked;
+        report.recorded += busy.recorded;
+        Ok(report)
+    }
+
+    /// While a campaign waits for a line ([`Lines::waiting`]) and none was asked about this
+    /// second: ask about the calls in progress (those not reported, up to one request's
+    /// worth, the soonest due first), whatever their schedule says, so that a call's record
+    /// frees its line as soon as it is visible. Asking early only moves a check forward (a
+    /// miss schedules the next as usual). Otherwise nothing.
+    pub async fn busy_pass(&self, now_ms: i64) -> Result<PassReport, PassError> {
+        let waiting = self.lines.as_ref().is_some_and(|l| l.waiting());
+        if !waiting || now_ms < self.next_busy_check.load(Ordering::Relaxed) {
+            return Ok(PassReport::default());
+        }
+        self.next_busy_check
+            .store(schedule::busy_check_at(now_ms), Ordering::Relaxed);
+        let due = self
+            .store
+            .due_sessions_until(now_ms, 0, i64::MAX, cdr::PAGE_SIZE)
+            .await?;
+        let mut report = PassReport::default();
+        for batch in schedule::batches(due) {
+            report.sessions_asked += batch.len();
+            report.recorded += self.check_batch(batch, now_ms).await?;
+        }
+        if report.sessions_asked > 0 {
+            tracing::trace!(
+                asked = report.sessions_asked,
+                found = report.recorded,
+                "outcomes: a check of a busy agent's calls"
+            );
+        }
+        Ok(report)
     }
 
     /// One pass. When a session is due at `now_ms`, every one due is asked about, and sessions

@@ -28,6 +28,21 @@ pub fn after_miss(sent_ms: i64, now_ms: i64, check_every_ms: i64, give_up_ms: i6
     Next::At(now_ms.saturating_add(check_every_ms).min(deadline))
 }
 
+/// How long after a whole second a check for a busy agent's calls is sent: a margin for the
+/// clocks' difference (records become visible at whole seconds, see [`busy_check_at`]).
+pub const BUSY_CHECK_OFFSET_MS: i64 = 20;
+
+/// While contacts wait for an agent's line, when the tracker next asks about the calls in
+/// progress: just after the next whole (Unix) second after `now_ms`. A record gives its call's
+/// end as a whole second and becomes visible at a whole second (the stand-in's records at the
+/// second after the call, the service's some seconds later): a check sent just after one
+/// finds every record visible by then, where checks every second at any phase find each half
+/// a second later on average, and checks more often cost more requests for the same records.
+/// One request a second at most (for up to 100 calls), only while lines are full.
+pub fn busy_check_at(now_ms: i64) -> i64 {
+    (now_ms - BUSY_CHECK_OFFSET_MS).div_euclid(1000) * 1000 + 1000 + BUSY_CHECK_OFFSET_MS
+}
+
 /// Split due sessions (any order) into request batches: at most [`PAGE_SIZE`] each, oldest
 /// send first, and never two sessions sent further apart than one window can span.
 pub fn batches(mut due: Vec<DueSession>) -> Vec<Vec<DueSession>> {
@@ -70,6 +85,17 @@ mod tests {
         );
         assert_eq!(after_miss(0, give_up, every, give_up), Next::GiveUp);
         assert_eq!(after_miss(0, give_up + 5, every, give_up), Next::GiveUp);
+    }
+
+    #[test]
+    fn a_busy_agents_calls_are_asked_about_just_after_each_whole_second() {
+        let off = BUSY_CHECK_OFFSET_MS;
+        assert_eq!(busy_check_at(5_000), 5_000 + off);
+        assert_eq!(busy_check_at(5_000 + off - 1), 5_000 + off);
+        // Never now itself: the next one.
+        assert_eq!(busy_check_at(5_000 + off), 6_000 + off);
+        assert_eq!(busy_check_at(5_999), 6_000 + off);
+        assert_eq!(busy_check_at(-1), off);
     }
 
     #[test]

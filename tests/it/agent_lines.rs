@@ -314,3 +314,50 @@ async fn a_bad_line_count_is_refused_naming_the_key_before_anything_is_sent() {
     }
     assert_eq!(mock.stats().requests, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_outcome_tracking_a_full_agents_calls_are_checked_until_a_record_frees_its_line() {
+    // One line, calls of a second, records visible at once; each session's own checks an hour
+    // apart (the first at once, before its call ends). Only the checks made while a contact
+    // waits for the line (just after every whole second) can find a call's record while the
+    // test looks: without them the second contact waits out the hour.
+    let mock = MockServer::spawn(MockOptions {
+        agent_lines: 1,
+        call_length: CallLength {
+            ring: Length::Fixed(Duration::ZERO),
+            talk: Length::Fixed(Duration::from_secs(1)),
+        },
+        cdr_delay: Duration::ZERO,
+        ..mock_options()
+    })
+    .await
+    .expect("stand-in starts");
+    let s = Scratch::new(
+        &mock.endpoint(),
+        "agent_lines = 1",
+        "[outcomes]\nenabled = true\nfirst_check_after = \"0s\"\ncheck_every = \"1h\"\n",
+    );
+    s.write_contacts(&contacts_csv(3));
+    let mut child = s.spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mock.stats().accepted < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the three calls, each after the record of the one before: {:?}",
+            mock.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = mock.stats();
+    assert_eq!(
+        stats.requests, 3,
+        "each call left when the record of the one before had freed the line"
+    );
+    assert_eq!(mock.lines().refused, 0, "no request refused for capacity");
+    assert_eq!(mock.lines().max_active, 1);
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+}
