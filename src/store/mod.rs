@@ -1166,10 +1166,12 @@ mod method_name_tests {
 
 #[cfg(test)]
 mod build_tests {
-    /// .cargo/config.toml builds the bundled SQLite without its memory statistics (a global
-    /// mutex around every allocation).
+    /// .cargo/config.toml builds the bundled SQLite with a job's savepoint journal in memory up
+    /// to 131,071 bytes (at SQLite's 64 KiB an attempt's jobs wrote their pages to a temporary
+    /// file; above 131,071 a journal that spills fails with SQLITE_FULL) and without its memory
+    /// statistics (a global mutex around every allocation).
     #[test]
-    fn the_bundled_sqlite_is_built_without_memory_statistics() {
+    fn the_bundled_sqlite_keeps_a_jobs_savepoint_journal_in_memory() {
         let c = rusqlite::Connection::open_in_memory().unwrap();
         let options = c
             .prepare("PRAGMA compile_options")
@@ -1178,9 +1180,8 @@ mod build_tests {
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
-        assert!(
-            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
-            "{options:?}"
-        );
+        for wanted in ["STMTJRNL_SPILL=131071", "DEFAULT_MEMSTATUS=0"] {
+            assert!(options.iter().any(|o| o == wanted), "{wanted}: {options:?}");
+        }
     }
 }

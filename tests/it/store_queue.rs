@@ -377,3 +377,48 @@ async fn a_final_attempt_returns_its_result_row_with_the_write_and_a_retry_none(
     assert!(row_b.is_none(), "{row_b:?}");
     assert_eq!(store.result_of(due[1].id).await.unwrap().status, "pending");
 }
+
+/// A job bigger than the savepoint journal's memory spills it to a temporary file, and that
+/// works: an addition of 150,000 rows is stored whole, and the one UPDATE that cancels them all
+/// (a savepoint journal of thousands of pages) ends every one. With the bundled SQLite built
+/// with a 1 MiB in-memory journal (de06951) the spill failed with SQLITE_FULL and the cancel
+/// left all of them pending (.cargo/config.toml says why).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_addition_is_stored_whole_and_cancelled_whole() {
+    const ADDED: u64 = 150_000;
+    let (dir, store, id) = store_with(vec![row(2, "+8613700000000")]).await;
+    let file = dir.path().join("more.csv");
+    let mut text = String::from("callee\n");
+    for i in 1..=ADDED {
+        text.push_str(&format!("+86137{i:08}\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let opts = ccc_dialer::intake::IntakeOptions {
+        default_country: "CN".into(),
+        callee_format: ccc_dialer::config::CalleeFormat::DoubleZero,
+    };
+    let last = store.last_line(id).await.unwrap();
+    let report = ccc_dialer::import::import_file_after(&store, id, &file, &opts, None, last, 0)
+        .await
+        .unwrap();
+    assert_eq!(report.counts.accepted, ADDED, "{:?}", report.counts);
+    let counts = store.counts(id).await.unwrap();
+    assert_eq!(
+        counts.get(&Status::Pending),
+        Some(&(ADDED + 1)),
+        "{counts:?}"
+    );
+    let cancelled = store.cancel_pending(id, 1).await.unwrap();
+    assert_eq!(cancelled, ADDED + 1);
+    let counts = store.counts(id).await.unwrap();
+    assert_eq!(
+        counts.get(&Status::Pending).copied().unwrap_or(0),
+        0,
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.get(&Status::Cancelled),
+        Some(&(ADDED + 1)),
+        "{counts:?}"
+    );
+}
