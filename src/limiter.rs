@@ -181,6 +181,14 @@ impl SendWindow {
         w.insert(at, actual);
     }
 
+    /// The request given the slot `recorded` was never sent: its place goes back.
+    pub fn give_back(&self, recorded: Instant) {
+        let w = &mut lock(&self.inner).sends;
+        if let Some(pos) = w.iter().rposition(|t| *t == recorded) {
+            w.remove(pos);
+        }
+    }
+
     #[cfg(test)]
     fn oldest(&self) -> Option<Instant> {
         lock(&self.inner).sends.front().copied()

@@ -382,10 +382,13 @@ pub async fn open_writer(
     Ok((store, Writer { _file: file, pg }))
 }
 
-/// A PostgreSQL store: this process's lease length (`[store] lease`), and its owner id in the
-/// log (its claims on contacts carry it; see `store::pg::lease`).
+/// A PostgreSQL store: this process's lease length (`[store] lease`), its owner id in the log
+/// (its claims on contacts carry it; see `store::pg::lease`), and its request timeout, which
+/// bounds how long its unreported sends count in the shared window (see `store::window`).
 pub fn lease_settings(store: &crate::store::Store, cfg: &crate::config::Config) {
     store.set_lease(cfg.lease);
+    // How long an unreported send of this process may still leave (see store::window).
+    store.set_request_timeout(cfg.tencentcloud.request_timeout);
     if let Some(owner) = store.lease_owner() {
         tracing::info!(owner = %owner, lease_ms = cfg.lease.as_millis() as u64, "PostgreSQL store: claiming contacts as this replica");
     }

@@ -72,7 +72,24 @@ pub(super) async fn attempt(
     // From here until the request leaves, a stop that cuts this task short leaves nothing sent.
     lock(&shared.unsent).insert(contact.id);
     let await_records = engine.record_checks.is_on();
-    let begun = loop {
+    // How long the request waited for its slots (the limiter-wait metric): the campaign's, then
+    // the account's.
+    let mut slot_wait = Duration::ZERO;
+    let (begun, own_slot) = loop {
+        // The campaign's own cap (`max_rate`) first: its window may hold the request a little
+        // (the dispatcher took its token when the window had room, but sends bunch). The
+        // account's slot is reserved after that wait, when the request can really leave: a
+        // slot reserved before it could pass its deadline while the request waited here.
+        let own_slot = match &engine.own_rate {
+            Some(own) => {
+                let asked = std::time::Instant::now();
+                let slot = own.reserve(asked);
+                tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
+                slot_wait += asked.elapsed();
+                Some(slot)
+            }
+            None => None,
+        };
         let begun = engine
             .store
             .begin_attempt_checked(
@@ -84,20 +101,23 @@ pub(super) async fn attempt(
             )
             .await;
         // The account's window (shared through the database) has no room yet: nothing was
-        // written down; ask again when it has, unless a stop came meanwhile.
+        // written down, and the campaign's slot goes back; ask again (for both) when it has
+        // room, unless a stop came meanwhile.
         match begun {
             Err(StoreError::WindowFull(until)) => {
+                give_back_own(engine, own_slot);
                 crate::shared_window::wait_for_room(&engine.limiter, until).await;
                 if *stop.borrow() != Stop::Run || lock(&shared.halt).is_some() {
                     lock(&shared.unsent).remove(&contact.id);
                     return Ok(());
                 }
             }
-            other => break other,
+            other => break (other, own_slot),
         }
     };
     if begun.is_err() {
         lock(&shared.unsent).remove(&contact.id);
+        give_back_own(engine, own_slot);
     }
     let (attempt_no, slot) = match begun {
         Ok(b) => (b.n, b.slot),
@@ -130,20 +150,15 @@ pub(super) async fn attempt(
         }
         Err(e) => return Err(e),
     };
-    let slot_wait = std::time::Instant::now();
-    // The campaign's own cap (`max_rate`) first: its window may hold the request a little
-    // (the dispatcher took its token when the window had room, but sends bunch). Then the
-    // account's slot, reserved at the real time, so the account's window is never moved back.
-    let own_slot = match &engine.own_rate {
-        Some(own) => {
-            let slot = own.reserve(std::time::Instant::now());
-            tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
-            Some(slot)
-        }
-        None => None,
-    };
-    // The account's slot: the database's when it shares the window, else this process's.
+    // The account's slot: the database's when it shares the window, else this process's. A
+    // database too slow to send through stops the campaign (the attempt is released first).
+    let asked = std::time::Instant::now();
     let departure = crate::shared_window::depart(&engine.limiter, slot.as_ref()).await;
+    slot_wait += asked.elapsed();
+    let (departure, too_slow) = match departure {
+        Ok(d) => (d, None),
+        Err(e) => (None, Some(e)),
+    };
     // The campaign's window counts it from the account's slot, and both from when it really
     // leaves.
     let departure = match (departure, &engine.own_rate, own_slot) {
@@ -151,7 +166,7 @@ pub(super) async fn attempt(
         (d, _, _) => d,
     };
     let m = &engine.metrics;
-    m.limiter_wait.observe(paced_for + slot_wait.elapsed());
+    m.limiter_wait.observe(paced_for + slot_wait);
 
     // PostgreSQL: the lease must still be live as the request leaves (a process frozen past it,
     // by a pause or SIGSTOP, wakes to find it stale: another replica may hold the contact now).
@@ -170,11 +185,17 @@ pub(super) async fn attempt(
         }
         d => {
             // Written down but not sent (a stop, a halt, too late for its slot, or the lease
-            // gone): release it untouched, and its slot with it.
+            // gone): release it untouched, and its slots with it (the campaign's, where its
+            // departure put it).
             let o = AttemptOutcome::not_sent(&contact, 0, now_ms());
             let released = engine.store.finish_attempt(contact.id, attempt_no, o).await;
             lock(&shared.unsent).remove(&contact.id);
             crate::shared_window::never_left(&engine.store, d.as_ref(), slot.as_ref()).await;
+            give_back_own(engine, d.as_ref().map(|d| d.slot()).or(own_slot));
+            if let Some(e) = too_slow {
+                released?;
+                return Err(e);
+            }
             return lease_lost_is_fine(released);
         }
     };
@@ -207,6 +228,9 @@ pub(super) async fn attempt(
         .await;
     let sent_at = departure.left_ms(now_ms());
     crate::shared_window::never_left(&engine.store, Some(&departure), slot.as_ref()).await;
+    if !departure.reached_a_connection() {
+        give_back_own(engine, own_slot.map(|_| departure.slot()));
+    }
     c.in_flight.fetch_sub(1, Ordering::Relaxed);
     m.in_flight.dec();
     m.latency.observe(sent.elapsed());
@@ -309,6 +333,14 @@ pub(super) async fn attempt(
         on_final(row);
     }
     Ok(())
+}
+
+/// The campaign's own window (`max_rate`) gives back the place of a request that was never
+/// sent, recorded at `slot`.
+fn give_back_own(engine: &Engine, slot: Option<std::time::Instant>) {
+    if let (Some(own), Some(slot)) = (&engine.own_rate, slot) {
+        own.give_back(slot);
+    }
 }
 
 /// A write fenced by a lease that was lost (see `store::pg::lease`) changed nothing: for this

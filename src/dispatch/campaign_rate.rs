@@ -84,6 +84,12 @@ impl CampaignRate {
         self.window.reserve(departure)
     }
 
+    /// The request given `slot` (or moved there, see [`crate::limiter::Departure::also`]) was
+    /// never sent: its place in the campaign's window goes back.
+    pub fn give_back(&self, slot: Instant) {
+        self.window.give_back(slot);
+    }
+
     /// The campaign's window.
     pub fn window(&self) -> Arc<SendWindow> {
         self.window.clone()

@@ -152,6 +152,22 @@ pub enum StoreError {
     /// process's clock), when it has room.
     #[error("the account's send window is full for now")]
     WindowFull(std::time::Instant),
+    /// Requests of `action` were too late for their slots in the shared window
+    /// [`window::TOO_LATE_IN_A_ROW`] times in a row: the database takes longer from a slot's
+    /// reservation to its commit than a slot may wait ([`window::MAX_HOLD`]), so nothing can be
+    /// sent through it until it is faster.
+    #[error(
+        "state store (PostgreSQL): {in_a_row} {action} requests in a row could not leave in \
+         their slot of the account's shared send window: the database took {took_ms} ms from \
+         reserving a slot to committing it, more than the {max_ms} ms a slot is held; nothing is \
+         sent until it answers faster (check the database's load and the network to it)"
+    )]
+    WindowTooSlow {
+        action: String,
+        in_a_row: u32,
+        took_ms: u64,
+        max_ms: u64,
+    },
     /// A store method with no PostgreSQL implementation yet, called on a PostgreSQL store.
     #[error("state store: {0} is not available on a PostgreSQL store yet")]
     NotPorted(String),

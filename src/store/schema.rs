@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::StoreError;
 
-pub const SCHEMA_VERSION: i64 = 19;
+pub const SCHEMA_VERSION: i64 = 20;
 
 pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -75,6 +75,11 @@ pub fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 19 {
         v19(conn)?;
+    }
+    if version < 20 {
+        // PostgreSQL's v20 tells the shared window's reported departures from the unreported
+        // ones; a SQLite store shares no window.
+        conn.execute_batch("PRAGMA user_version = 20;")?;
     }
     Ok(())
 }

@@ -19,6 +19,18 @@ async fn engine(
     limiter: Arc<Limiter>,
     callees: &[String],
 ) -> (Scratch, Arc<Engine>, Arc<RequestDefaults>, i64) {
+    let (s, engine, defaults, id) = engine_on(mock, extra, limiter, callees, None).await;
+    (s, Arc::new(engine), defaults, id)
+}
+
+/// [`engine`] on the store `store` names (a PostgreSQL URL), or on the scratch's SQLite file.
+async fn engine_on(
+    mock: &ccc_dialer::mock::MockServer,
+    extra: &str,
+    limiter: Arc<Limiter>,
+    callees: &[String],
+    store: Option<&str>,
+) -> (Scratch, Engine, Arc<RequestDefaults>, i64) {
     let s = Scratch::new(&mock.endpoint(), "", extra);
     let cfg = ccc_dialer::config::Config::load(&s.config).expect("config");
     let client = ccc_dialer::ccc::Client::new(
@@ -38,7 +50,10 @@ async fn engine(
         ccc_dialer::ccc::system_clock(),
     )
     .expect("client");
-    let store = Store::open(&s.state).expect("store");
+    let store = match store {
+        Some(url) => Store::connect_postgres(url).await.expect("store"),
+        None => Store::open(&s.state).expect("store"),
+    };
     let c = store
         .create_campaign("t", "fp", "x.csv", 0)
         .await
@@ -59,7 +74,7 @@ async fn engine(
     let (rules, _) = ccc_dialer::dispatch::rules::Rules::from_config(&cfg).expect("rules");
     let engine = Engine::from_config(&cfg, store, client, limiter).with_rules(Arc::new(rules));
     let defaults = Arc::new(RequestDefaults::from(&cfg.campaign));
-    (s, Arc::new(engine), defaults, c.id)
+    (s, engine, defaults, c.id)
 }
 
 async fn count(store: &Store, id: i64, status: Status) -> u64 {
@@ -205,4 +220,57 @@ async fn a_store_error_in_the_dispatch_loop_still_records_the_replies_in_flight(
         "placed",
         "the reply in flight was dropped instead of waited for"
     );
+}
+
+/// A campaign's own cap (`max_rate`) may hold a request a while (its window had a slot handed
+/// out ahead, as to another of its requests). On a PostgreSQL store the account's slot is
+/// reserved after that wait, when the request can leave: reserved before it, the slot's time
+/// to leave passed during the wait, and the request was written down and released again and
+/// again (its campaign slot kept each time, pushing the next further out) without ever leaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_held_by_its_campaigns_own_cap_takes_its_account_slot_after_the_wait() {
+    let mock = mock_with(20, 0, "").await;
+    let schema = crate::pg::PgSchema::create().await;
+    let limiter = Arc::new(Limiter::new(20.0, &[]));
+    let (_s, mut engine, defaults, id) =
+        engine_on(&mock, "", limiter, &[phone(1)], Some(&schema.url)).await;
+    assert!(engine.store.share_window(ccc_dialer::ccc::ACTION, 20.0));
+    let own = Arc::new(ccc_dialer::dispatch::campaign_rate::CampaignRate::new(2.0));
+    // A slot of the campaign's window handed out 2 s ahead: the next one is no earlier.
+    let ahead = own.reserve(Instant::now() + Duration::from_secs(2));
+    engine.own_rate = Some(own.clone());
+    let store = engine.store.clone();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(Stop::Run);
+    let run = tokio::spawn(dispatch::run_campaign(
+        Arc::new(engine),
+        id,
+        defaults,
+        stop_rx,
+        Arc::new(|_| {}),
+    ));
+    let outcome = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the campaign finished")
+        .expect("join")
+        .expect("engine");
+    assert_eq!(outcome, RunOutcome::Completed);
+    assert_eq!(count(&store, id, Status::Placed).await, 1);
+    assert_eq!(mock.requests(), 1, "sent once");
+    // Written down once: never released for being too late for its account slot.
+    let (c, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let released: i64 = c
+        .query_one(
+            "SELECT count(*) FROM attempts a JOIN contacts c ON c.id = a.contact_id
+             WHERE c.campaign_id = $1 AND a.outcome = 'not_sent'",
+            &[&id],
+        )
+        .await
+        .expect("attempts")
+        .get(0);
+    assert_eq!(released, 0, "an attempt was released unsent");
+    // It kept its campaign slot (it left): the next is a second after the two.
+    assert!(own.reserve(Instant::now()) >= ahead + Duration::from_secs(1));
 }

@@ -62,9 +62,9 @@ pub struct Pg {
     writer: std::sync::OnceLock<std::sync::Arc<writer::Held>>,
     /// The inbox files this process has claimed (see `claims`).
     claims: claims::PgClaims,
-    /// The API actions whose window this process shares through the database, with their caps
-    /// (see `store::window`).
-    windows: std::sync::RwLock<std::collections::HashMap<String, usize>>,
+    /// The API actions whose window this process shares through the database, with their caps,
+    /// and how this process reserves its slots and reports its departures (see `window`).
+    windows: window::Windows,
     /// The contacts this process has claimed, its owner id and lease length (see `lease`).
     leases: std::sync::Arc<lease::Leases>,
 }
@@ -216,6 +216,7 @@ impl Pg {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| open(format!("connection pool: {e}")))?;
+        let windows = window::Windows::new(pool.clone());
         let pg = Pg {
             pool,
             target: target.clone(),
@@ -223,7 +224,7 @@ impl Pg {
             tls,
             writer: std::sync::OnceLock::new(),
             claims: claims::PgClaims::default(),
-            windows: Default::default(),
+            windows,
             leases: std::sync::Arc::new(lease::Leases::new()),
         };
         {
@@ -272,19 +273,17 @@ impl Pg {
 
     /// Share `action`'s window of `cap` sends a second through the database.
     pub(crate) fn share_window(&self, action: &str, cap: usize) {
-        self.windows
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(action.to_string(), cap);
+        self.windows.share(action, cap);
     }
 
     /// The cap of `action`'s shared window, if it is shared.
     pub(crate) fn window_cap(&self, action: &str) -> Option<usize> {
-        self.windows
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(action)
-            .copied()
+        self.windows.cap(action)
+    }
+
+    /// This process's side of the shared windows.
+    pub(crate) fn windows(&self) -> &window::Windows {
+        &self.windows
     }
 
     /// The claims this process holds (see `lease`).

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (17, V17),
     (18, V18),
     (19, V19),
+    (20, V20),
 ];
 
 /// The version this build's PostgreSQL schema ends at (equal to SQLite's: a test says so).
@@ -605,7 +606,8 @@ CREATE TRIGGER dnc_changed AFTER INSERT OR UPDATE OR DELETE ON dnc_entries
 /// those a spacing old are dropped as the row is rewritten) and the latest slot handed out.
 /// `send_window_reserve` locks the row, reads the clock after the lock, and hands out a slot or
 /// refuses one beyond the horizon; `send_window_left` moves a send to when it really left (or
-/// gives its slot back).
+/// gives its slot back). V20 replaces both: a send not yet reported counted at its slot plus
+/// the hold here, however late it really left.
 const V18: &str = r#"
 CREATE TABLE send_windows (
   action TEXT PRIMARY KEY,
@@ -682,6 +684,98 @@ ALTER TABLE contacts ADD COLUMN lease_until BIGINT;
 ALTER TABLE contacts ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE attempts ADD COLUMN epoch BIGINT;
 CREATE INDEX contacts_leased ON contacts (campaign_id, lease_until) WHERE lease_owner IS NOT NULL;
+"#;
+
+/// The shared window tells reported departures from unreported ones (see `store::window`).
+/// `left_by` keeps the sends whose departure is known (µs on the database's clock, an upper
+/// bound of the real one), `pending` the reserved sends not yet reported: each with its slot (its
+/// name: slots are handed out strictly increasing), its left-by (slot plus the hold it asked
+/// for) and the bound past which it can no longer leave. A pending send counts at
+/// `GREATEST(left_by, now)`: as if leaving now, however late its process runs it, until it is
+/// reported or its bound passes; it then counts as having left at the bound (a process killed
+/// after writing it never reports it). The v18 entries were counted at slot plus the hold:
+/// they are kept as reported. Both functions are one statement each; `send_window_left` takes
+/// the reports of several sends at once.
+const V20: &str = r#"
+CREATE TYPE send_window_pending AS (slot BIGINT, left_by BIGINT, expires BIGINT);
+ALTER TABLE send_windows ADD COLUMN pending send_window_pending[] NOT NULL DEFAULT '{}';
+DROP FUNCTION send_window_reserve(TEXT, INT, BIGINT, BIGINT, BIGINT);
+DROP FUNCTION send_window_left(TEXT, BIGINT, BIGINT, BIGINT);
+
+CREATE FUNCTION send_window_reserve(p_action TEXT, p_cap INT, p_spacing BIGINT, p_hold BIGINT,
+  p_horizon BIGINT, p_bound BIGINT, OUT granted BOOLEAN, OUT slot BIGINT, OUT now_us BIGINT)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  w BIGINT[];
+  p send_window_pending[];
+  counted BIGINT[];
+  last BIGINT;
+  n INT;
+BEGIN
+  SELECT s.left_by, s.pending, s.last_slot INTO w, p, last FROM send_windows s
+    WHERE s.action = p_action FOR UPDATE;
+  IF NOT FOUND THEN
+    INSERT INTO send_windows (action) VALUES (p_action) ON CONFLICT DO NOTHING;
+    SELECT s.left_by, s.pending, s.last_slot INTO w, p, last FROM send_windows s
+      WHERE s.action = p_action FOR UPDATE;
+  END IF;
+  -- Read after the lock: the clock of the moment the decision is taken.
+  now_us := (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT;
+  -- An unreported send past its bound left by then if at all; a send that left a spacing ago
+  -- binds no slot from now on.
+  SELECT COALESCE(array_agg(x.v ORDER BY x.v), '{}') INTO w FROM (
+    SELECT u.v FROM unnest(w) AS u(v)
+    UNION ALL SELECT e.expires FROM unnest(p) AS e WHERE e.expires <= now_us) x
+    WHERE x.v >= now_us - p_spacing;
+  SELECT COALESCE(array_agg(ROW(e.slot, e.left_by, e.expires)::send_window_pending
+    ORDER BY e.slot), '{}') INTO p FROM unnest(p) AS e WHERE e.expires > now_us;
+  -- Reported sends at their departure; unreported ones as leaving now at the earliest.
+  SELECT COALESCE(array_agg(x.v ORDER BY x.v), '{}') INTO counted FROM (
+    SELECT u.v FROM unnest(w) AS u(v)
+    UNION ALL SELECT GREATEST(e.left_by, now_us) FROM unnest(p) AS e) x;
+  n := COALESCE(array_length(counted, 1), 0);
+  slot := GREATEST(now_us, last + 1);
+  IF n >= p_cap THEN
+    slot := GREATEST(slot, counted[n - p_cap + 1] + p_spacing);
+  END IF;
+  granted := slot - now_us <= p_horizon;
+  IF granted THEN
+    UPDATE send_windows s SET last_slot = slot, left_by = w,
+      pending = p || ROW(slot, slot + p_hold, slot + p_hold + p_bound)::send_window_pending
+      WHERE s.action = p_action;
+  END IF;
+END $$;
+
+CREATE FUNCTION send_window_left(p_action TEXT, p_slots BIGINT[], p_agos BIGINT[],
+  p_spacing BIGINT) RETURNS VOID
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  w BIGINT[];
+  p send_window_pending[];
+  now_us BIGINT;
+BEGIN
+  SELECT s.left_by, s.pending INTO w, p FROM send_windows s
+    WHERE s.action = p_action FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  -- Read after the lock, so "now less how long ago" is never before the real departure.
+  now_us := (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT;
+  -- The reported sends still pending count from when they left (one given back, with no
+  -- departure, counts nowhere); one past its bound already counts at the bound, later than
+  -- it can have left.
+  SELECT COALESCE(array_agg(x.v ORDER BY x.v), '{}') INTO w FROM (
+    SELECT u.v FROM unnest(w) AS u(v)
+    UNION ALL SELECT e.expires FROM unnest(p) AS e WHERE e.expires <= now_us
+    UNION ALL SELECT now_us - r.ago FROM unnest(p_slots, p_agos) AS r(slot, ago)
+      JOIN unnest(p) AS e ON e.slot = r.slot
+      WHERE e.expires > now_us AND r.ago IS NOT NULL) x
+    WHERE x.v >= now_us - p_spacing;
+  SELECT COALESCE(array_agg(ROW(e.slot, e.left_by, e.expires)::send_window_pending
+    ORDER BY e.slot), '{}') INTO p FROM unnest(p) AS e
+    WHERE e.expires > now_us AND NOT (e.slot = ANY (p_slots));
+  UPDATE send_windows s SET left_by = w, pending = p WHERE s.action = p_action;
+END $$;
 "#;
 
 #[cfg(test)]
