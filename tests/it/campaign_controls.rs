@@ -196,10 +196,12 @@ async fn run_waits_for_its_start_time_and_dials_once_it_has_passed() {
         .expect("kill")
         .success();
     assert!(ok);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .expect("join")
-        .expect("run output");
+    let pid = child.id();
+    let out = wait_within(pid, "the interrupted run to exit", move || {
+        child.wait_with_output()
+    })
+    .await
+    .expect("run output");
     assert_eq!(code_of(&out), 130, "{}", stderr_of(&out));
     let text = stdout_of(&status_of(&s, &[]));
     assert!(
@@ -526,9 +528,7 @@ async fn call(config: &std::path::Path, extra: &[&str]) -> Output {
         .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
         .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
         .env_remove("TENCENTCLOUD_SESSION_TOKEN");
-    tokio::task::spawn_blocking(move || cmd.output().expect("call"))
-        .await
-        .expect("join")
+    output_within(cmd, "the call command to exit").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -494,9 +494,7 @@ async fn serve_turns_the_receiver_on_with_both_push_credentials_only() {
     cmd.env("CCC_DIALER_PUSH_USER", PUSH_USER)
         .env_remove("CCC_DIALER_PUSH_PASSWORD")
         .env_remove("CCC_DIALER_PUSH_PASSWORD_FILE");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let out = crate::support::output_within(cmd, "serve to refuse its settings").await;
     assert_eq!(code_of(&out), 2, "{}", stderr_of(&out));
     assert!(
         stderr_of(&out).contains("CCC_DIALER_PUSH_PASSWORD"),

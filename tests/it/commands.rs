@@ -168,9 +168,12 @@ async fn a_closed_stderr_does_not_stop_or_corrupt_the_campaign() {
         .unwrap();
     drop(child.stdout.take());
     drop(child.stderr.take());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let pid = child.id();
+    let status = wait_within(pid, "the run with a closed stderr to exit", move || {
+        child.wait()
+    })
+    .await
+    .expect("wait for the run");
     assert_eq!(status.code(), Some(0));
     let rows = s.results();
     assert_eq!(rows.len(), 20);
@@ -180,19 +183,13 @@ async fn a_closed_stderr_does_not_stop_or_corrupt_the_campaign() {
 
 /// `ccc-dialer call --config CONFIG --callee 13800138000` with the test key.
 async fn call_13800138000(config: &std::path::Path) -> std::process::Output {
-    let config = config.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        Command::new(bin())
-            .args(["call", "--config"])
-            .arg(&config)
-            .args(["--callee", "13800138000"])
-            .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
-            .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    let mut cmd = Command::new(bin());
+    cmd.args(["call", "--config"])
+        .arg(&config)
+        .args(["--callee", "13800138000"])
+        .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY);
+    output_within(cmd, "the call command to exit").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -277,9 +274,7 @@ async fn serve_on_a_port_in_use_exits_1_naming_the_address() {
         .env_remove("TENCENTCLOUD_SESSION_TOKEN")
         .env_remove("CCC_DIALER_LOG")
         .stdin(std::process::Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run serve"))
-        .await
-        .expect("join");
+    let out = output_within(cmd, "serve to exit").await;
     let err = stderr_of(&out);
     assert_eq!(code_of(&out), 1, "{err}");
     assert!(
@@ -341,9 +336,7 @@ async fn run_text_logs(s: &Scratch, extra: &[&str]) -> std::process::Output {
         .env_remove("TENCENTCLOUD_SESSION_TOKEN")
         .env_remove("CCC_DIALER_LOG")
         .stdin(Stdio::null());
-    tokio::task::spawn_blocking(move || cmd.output().expect("run"))
-        .await
-        .expect("join")
+    output_within(cmd, "ccc-dialer to exit").await
 }
 
 /// A text log line about one contact names it as an operator can find it: its line in the

@@ -9,9 +9,7 @@ async fn dry(s: &Scratch, edit: impl FnOnce(&mut std::process::Command)) -> Outp
     let mut cmd = s.run_command();
     cmd.arg("--dry-run");
     edit(&mut cmd);
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
+    output_within(cmd, "the dry run to finish").await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,15 +28,9 @@ async fn a_second_run_on_a_store_in_use_exits_2_naming_the_holder() {
 
     // `status` reads beside the writer, read-only, and says a writer is live.
     let state = s.state.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin())
-            .args(["status", "--state"])
-            .arg(&state)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["status", "--state"]).arg(&state);
+    let status = output_within(cmd, "status beside the writer").await;
     assert_eq!(code_of(&status), 0, "{}", stderr_of(&status));
     assert!(
         stderr_of(&status).contains(&format!("is in use by pid {first_pid}")),
@@ -45,17 +39,12 @@ async fn a_second_run_on_a_store_in_use_exits_2_naming_the_holder() {
     );
     // So does `export`.
     let (state, again) = (s.state.clone(), s.dir.path().join("export.csv"));
-    let export = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin())
-            .args(["export", "--state"])
-            .arg(&state)
-            .arg("--results")
-            .arg(&again)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["export", "--state"])
+        .arg(&state)
+        .arg("--results")
+        .arg(&again);
+    let export = output_within(cmd, "export beside the writer").await;
     assert_eq!(code_of(&export), 0, "{}", stderr_of(&export));
     assert!(
         stderr_of(&export).contains(&format!("is in use by pid {first_pid}")),
@@ -63,9 +52,12 @@ async fn a_second_run_on_a_store_in_use_exits_2_naming_the_holder() {
         stderr_of(&export)
     );
 
-    let out = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let pid = first.id();
+    let out = wait_within(pid, "the first run to exit", move || {
+        first.wait_with_output()
+    })
+    .await
+    .expect("the first run's output");
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     // The cap across the two processes is judged by arrival times in the `cap` binary
     // (`a_second_run_on_a_store_in_use_sends_nothing_and_the_cap_holds`), where nothing else
@@ -132,10 +124,7 @@ async fn a_second_serve_or_a_run_naming_the_store_another_way_exits_2_and_sends_
         ("run through a symlink", linked_run),
         ("serve through ..", linked_serve),
     ] {
-        let mut cmd = cmd;
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
+        let out = output_within(cmd, "the refused command to exit").await;
         let err = stderr_of(&out);
         assert_eq!(code_of(&out), 2, "{what}: {err}");
         assert!(

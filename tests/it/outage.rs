@@ -12,16 +12,9 @@ use crate::support::*;
 /// `ccc-dialer status --state …` output.
 async fn status_of(s: &Scratch) -> String {
     let state = s.state.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(bin())
-            .arg("status")
-            .arg("--state")
-            .arg(&state)
-            .output()
-            .expect("spawn status")
-    })
-    .await
-    .expect("join");
+    let mut cmd = Command::new(bin());
+    cmd.arg("status").arg("--state").arg(&state);
+    let out = output_within(cmd, "status to exit").await;
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -89,9 +82,12 @@ async fn an_endpoint_down_mid_campaign_then_back_places_every_contact_with_no_at
     // The endpoint comes back on the same port; the next probe gets through.
     let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
     let second = MockServer::spawn_on(listener, mock_options()).expect("stand-in");
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
-        .await
-        .expect("join");
+    let pid = child.id();
+    let out = wait_within(pid, "the run to exit after the outage", move || {
+        child.wait_with_output()
+    })
+    .await
+    .expect("wait");
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
 
     let rows = s.results();

@@ -378,10 +378,8 @@ async fn the_outcomes_command_fetches_later_and_says_by_its_exit_code_whether_al
             .env("TENCENTCLOUD_SECRET_KEY", crate::support::SECRET_KEY);
         cmd
     };
-    let mut cmd = outcomes();
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let cmd = outcomes();
+    let out = crate::support::output_within(cmd, "ccc-dialer outcomes to exit").await;
     assert_eq!(code_of(&out), 4, "{}", stderr_of(&out));
     assert!(
         stderr_of(&out).contains("2 calls have no outcome yet"),
@@ -391,10 +389,8 @@ async fn the_outcomes_command_fetches_later_and_says_by_its_exit_code_whether_al
     assert!(mock.action_requests("DescribeTelCdr") >= 1);
     // The records become visible (the stand-in's clock moves on): now everything is known.
     clock.advance(61);
-    let mut cmd = outcomes();
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let cmd = outcomes();
+    let out = crate::support::output_within(cmd, "ccc-dialer outcomes to exit").await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
     assert!(s.results().iter().all(|r| r.outcome == "answered"));
 }
@@ -421,18 +417,14 @@ async fn an_auth_failure_on_the_query_stops_outcome_tracking_but_not_dialling() 
     // Tracking stopped at the first refusal: no query after it.
     assert_eq!(mock.action_requests("DescribeTelCdr"), 1);
     // After the fix, `outcomes` fetches them.
-    let out = tokio::task::spawn_blocking({
-        let mut cmd = std::process::Command::new(crate::support::bin());
-        cmd.args(["outcomes", "--config"])
-            .arg(&s.config)
-            .arg("--state")
-            .arg(&s.state)
-            .env("TENCENTCLOUD_SECRET_ID", crate::support::SECRET_ID)
-            .env("TENCENTCLOUD_SECRET_KEY", crate::support::SECRET_KEY);
-        move || cmd.output().unwrap()
-    })
-    .await
-    .unwrap();
+    let mut cmd = std::process::Command::new(crate::support::bin());
+    cmd.args(["outcomes", "--config"])
+        .arg(&s.config)
+        .arg("--state")
+        .arg(&s.state)
+        .env("TENCENTCLOUD_SECRET_ID", crate::support::SECRET_ID)
+        .env("TENCENTCLOUD_SECRET_KEY", crate::support::SECRET_KEY);
+    let out = crate::support::output_within(cmd, "ccc-dialer outcomes to exit").await;
     assert_eq!(code_of(&out), 0, "{}", stderr_of(&out));
 }
 

@@ -210,13 +210,7 @@ async fn a_dry_run_on_postgres_writes_nothing_and_then_resumes_what_a_run_stored
         let mut cmd = s.run_command();
         cmd.arg("--dry-run");
         async move {
-            let out = tokio::time::timeout(
-                DEADLINE,
-                tokio::task::spawn_blocking(move || cmd.output().expect("spawn ccc-dialer")),
-            )
-            .await
-            .expect("the dry run finished within its deadline")
-            .unwrap();
+            let out = output_within(cmd, "the dry run to finish").await;
             let text = format!(
                 "{}{}",
                 String::from_utf8_lossy(&out.stdout),
@@ -291,17 +285,17 @@ fn replica_of(s: &Scratch, mock: &ccc_dialer::mock::MockServer, csv: &str) -> Sc
 fn start(s: &Scratch) -> (u32, tokio::task::JoinHandle<std::process::Output>) {
     let child = s.spawn();
     let pid = child.id();
+    let wait = wait_within(pid, "a background run to exit", move || {
+        child.wait_with_output()
+    });
     (
         pid,
-        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
+        tokio::spawn(async move { wait.await.expect("its output") }),
     )
 }
 
 async fn ended(run: tokio::task::JoinHandle<std::process::Output>) -> std::process::Output {
-    tokio::time::timeout(DEADLINE, run)
-        .await
-        .expect("the run finished within its deadline")
-        .unwrap()
+    run.await.expect("the run finished within its deadline")
 }
 
 /// Kills the process when dropped (a test that fails while a child is stopped must not leave
@@ -526,13 +520,10 @@ async fn a_run_whose_postgres_lock_connection_drops_stops_dialling_and_a_rerun_f
         .get(0);
     assert!(ended);
 
-    let out = tokio::time::timeout(
-        DEADLINE,
-        tokio::task::spawn_blocking(move || first.wait_with_output().unwrap()),
-    )
-    .await
-    .expect("the process stopped")
-    .unwrap();
+    let pid = first.id();
+    let out = wait_within(pid, "the process to stop", move || first.wait_with_output())
+        .await
+        .expect("its output");
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("lost the store's writer lock"), "{err}");

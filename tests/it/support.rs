@@ -225,6 +225,28 @@ pub async fn output_within(cmd: Command, what: &str) -> Output {
     within(what, cmd.output()).await.expect("spawn ccc-dialer")
 }
 
+/// A blocking `wait` on the child `pid` (its `wait_with_output`, `wait`) from async code, within
+/// [`DEADLINE`]: past it the child is killed (so the blocked wait returns and the test process
+/// can end instead of hanging CI) and the test fails naming `what`.
+pub async fn wait_within<T: Send + 'static>(
+    pid: u32,
+    what: &str,
+    wait: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let mut task = tokio::task::spawn_blocking(wait);
+    match tokio::time::timeout(DEADLINE, &mut task).await {
+        Ok(r) => r.expect("the wait on the child did not panic"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let _ = task.await;
+            panic!("timed out after {DEADLINE:?} waiting for: {what} (the child was killed)")
+        }
+    }
+}
+
 /// Run the scratch's `run` to completion from async code, within [`DEADLINE`].
 pub async fn run_async(s: &Scratch) -> Output {
     output_within(s.run_command(), "ccc-dialer run to exit").await
