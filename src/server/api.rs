@@ -5,8 +5,9 @@
 //! the store fails. Refusals axum makes itself (a body over the limit, a method a route does
 //! not serve, a path that does not decode) are rewritten into the same envelope by
 //! [`json_refusals`], so a client never has to parse two shapes. Bodies are capped
-//! (`--max-body`); CSV uploads are written to the uploads folder first, so an interrupted intake
-//! can be finished from them after a restart.
+//! (`--max-body`); CSV uploads are written to the uploads folder as they arrive (never held
+//! whole in memory, see [`super::upload`]), so an interrupted intake can be finished from them
+//! after a restart.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -631,6 +632,8 @@ async fn create_campaign(
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let is_multipart = essence(content_type(&headers)) == "multipart/form-data";
+    // The contacts go to the uploads folder as they arrive (never whole in memory); kept there
+    // only once the request is found good.
     let (csv, mut settings) = if is_multipart {
         let mut form = Multipart::from_request(req, &svc)
             .await
@@ -638,16 +641,12 @@ async fn create_campaign(
         let mut csv = None;
         let mut settings = CampaignSettings::default();
         let mut seen_settings = false;
-        while let Some(field) = form
+        while let Some(mut field) = form
             .next_field()
             .await
             .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?
         {
             let name = field.name().unwrap_or_default().to_string();
-            let data = field
-                .bytes()
-                .await
-                .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
             let duplicate = || {
                 ApiError::invalid_settings(format!(
                     "form part {name:?} given more than once: expected one `contacts` part and at most one `settings` part"
@@ -655,10 +654,14 @@ async fn create_campaign(
             };
             match name.as_str() {
                 "contacts" if csv.is_some() => return Err(duplicate()),
-                "contacts" => csv = Some(data),
+                "contacts" => csv = Some(super::upload::spool_field(&svc.uploads, &mut field).await?),
                 "settings" if seen_settings => return Err(duplicate()),
                 "settings" => {
                     seen_settings = true;
+                    let data = field
+                        .bytes()
+                        .await
+                        .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
                     settings =
                         CampaignSettings::from_json(&data).map_err(ApiError::invalid_settings)?
                 }
@@ -674,9 +677,8 @@ async fn create_campaign(
         })?;
         (csv, settings)
     } else {
-        let body = Bytes::from_request(req, &svc)
-            .await
-            .map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
+        let body =
+            super::upload::spool_body(&svc.uploads, req.into_body(), svc.max_body_bytes).await?;
         (body, CampaignSettings::default())
     };
     if q.name.is_some() {
@@ -692,8 +694,9 @@ async fn create_campaign(
         .validate_with(svc.config())
         .and_then(|()| settings.refuse_reserved_name())
         .map_err(ApiError::invalid_settings)?;
-    let source = save_upload(&svc, &csv).await?;
-    let default_name = format!("upload-{}", &hex_digest(&csv)[..12]);
+    let kept = csv.keep().await.map_err(super::upload::cannot_keep)?;
+    let source = kept.path;
+    let default_name = format!("upload-{}", &kept.sha256[..12]);
     let created = svc
         .create_campaign_checked(&source, settings, default_name, None, q.allow_duplicate)
         .await
@@ -717,10 +720,10 @@ fn without_upload_path(e: CreateError, source: &std::path::Path) -> CreateError 
 async fn add_contacts(
     State(svc): State<Arc<Service>>,
     Path(id): Path<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    req: Request,
 ) -> ApiResult<Json<serde_json::Value>> {
     let c = find(&svc, &id).await?;
-    let csv = body.map_err(|e| ApiError::rejected(e.status(), e.body_text()))?;
+    let csv = super::upload::spool_body(&svc.uploads, req.into_body(), svc.max_body_bytes).await?;
     if csv.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -728,7 +731,7 @@ async fn add_contacts(
             "the body is empty: expected the contacts CSV (a header row with a `callee` column, then one row per contact)",
         ));
     }
-    let source = save_upload(&svc, &csv).await?;
+    let source = csv.keep().await.map_err(super::upload::cannot_keep)?.path;
     // Detached from this request: a client that goes away part-way does not cut the import
     // short (the campaign's state and runner are settled after it, whoever waits).
     let (svc2, source2) = (svc.clone(), source.clone());
@@ -757,39 +760,16 @@ async fn created_response(svc: &Service, created: Created) -> ApiResult<Response
     Ok((status, Json(body)).into_response())
 }
 
-fn hex_digest(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Keep an upload as `uploads/<sha256>.csv` (written beside, synced, renamed in).
-async fn save_upload(svc: &Service, bytes: &Bytes) -> ApiResult<PathBuf> {
-    let dir = svc.uploads.clone();
-    let bytes = bytes.clone();
-    let internal = |e: std::io::Error| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("cannot keep the upload: {e}"),
-        )
-    };
-    tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{}.csv", hex_digest(&bytes)));
-        if !path.exists() {
-            // A temporary name of its own: two identical uploads at once must not share one.
-            let tmp = path.with_extension(format!("{}.tmp", uuid::Uuid::new_v4()));
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-        }
-        Ok(path)
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(internal)
+/// Keep a body made here as `uploads/<sha256>.csv` (see [`super::upload`]).
+async fn save_upload(svc: &Service, bytes: &[u8]) -> ApiResult<PathBuf> {
+    let mut spool = super::upload::Spool::create(&svc.uploads)
+        .await
+        .map_err(super::upload::cannot_keep)?;
+    spool
+        .write(bytes)
+        .await
+        .map_err(super::upload::cannot_keep)?;
+    Ok(spool.keep().await.map_err(super::upload::cannot_keep)?.path)
 }
 
 async fn pause(
@@ -1205,7 +1185,7 @@ async fn create_call(
     }
     // The callee is already normalised; the campaign's one-row file goes through the same
     // intake as any other (uploads are content-addressed, so calls to one number share it).
-    let source = save_upload(&svc, &Bytes::from(format!("callee\n{callee}\n"))).await?;
+    let source = save_upload(&svc, format!("callee\n{callee}\n").as_bytes()).await?;
     let created = svc
         .create_call_campaign(&source, settings, name, key.is_none())
         .await

@@ -36,6 +36,7 @@ pub mod replicas;
 pub mod requeue;
 pub mod settings;
 pub mod toml_error;
+pub mod upload;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
