@@ -347,6 +347,29 @@ pub async fn run_campaign(
             or_stop!(engine.store.set_active_reason(campaign_id, None).await);
             tracing::info!(campaign = campaign_id, "start time reached: dialling");
         }
+        // PostgreSQL: another replica died (or froze) holding contacts of this campaign and its
+        // leases ran out. They go ahead of this batch, which may last many seconds, rather than
+        // after it (see `store::pg::takeover`). An empty buffer's next look takes them anyway.
+        if !buffer.is_empty() && engine.store.leases_ran_out(campaign_id) {
+            let exclude = lock(&shared.held).clone();
+            let taken = or_stop!(
+                engine
+                    .store
+                    .take_over(campaign_id, now_ms(), batch, exclude)
+                    .await
+            );
+            if !taken.is_empty() {
+                tracing::info!(
+                    campaign = campaign_id,
+                    contacts = taken.len(),
+                    "taken over from a replica whose leases ran out: dialled next"
+                );
+                lock(&shared.held).extend(taken.iter().map(|d| d.id));
+                for d in taken.into_iter().rev() {
+                    buffer.push_front(d);
+                }
+            }
+        }
         if buffer.is_empty() {
             turn = None;
             // Redials scheduled from here on wake the wait below (this look sees the earlier).

@@ -477,6 +477,32 @@ impl Store {
         }
     }
 
+    /// PostgreSQL: whether another replica's leases on `campaign_id`'s contacts ran out (it
+    /// died or froze) since this process last took its contacts (see `store::pg::takeover`);
+    /// asking clears it. In memory, no statement: a dispatcher asks between two requests. Never
+    /// on a SQLite store (one process).
+    pub fn leases_ran_out(&self, campaign_id: i64) -> bool {
+        self.pg()
+            .is_some_and(|pg| pg.leases().take_ran_out(campaign_id))
+    }
+
+    /// PostgreSQL: the due contacts of `campaign_id` another replica held when its leases ran
+    /// out, claimed for this process (its calls in flight recovered first: `unknown`), at most
+    /// `limit`, none of `exclude`. The dispatcher puts them ahead of its batch. Nothing on a
+    /// SQLite store.
+    pub async fn take_over(
+        &self,
+        campaign_id: i64,
+        now_ms: i64,
+        limit: usize,
+        exclude: HashSet<i64>,
+    ) -> Result<Vec<DueContact>, StoreError> {
+        match self.pg() {
+            Some(pg) => pg::queue::take_over(pg, campaign_id, now_ms, limit, exclude).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// PostgreSQL: give up the claims this process still holds on `campaign_id`'s contacts
     /// (the dispatcher stopped): pending ones are claimable by other replicas at once, ones
     /// left in flight are in doubt for whoever recovers them. Nothing on a SQLite store.

@@ -61,3 +61,4 @@ mod store_contract;
 mod store_queue;
 mod systematic;
 mod tags;
+mod takeover;

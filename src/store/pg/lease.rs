@@ -62,6 +62,10 @@ pub struct Leases {
     ttl_ms: AtomicU64,
     held: Mutex<HashMap<i64, Claim>>,
     renewing: std::sync::OnceLock<()>,
+    /// Campaigns where another replica's leases ran out on contacts due or in flight (see
+    /// `takeover`): their dispatchers here take those contacts before their own batch.
+    ran_out: Mutex<std::collections::HashSet<i64>>,
+    watching: std::sync::OnceLock<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -75,6 +79,8 @@ impl Leases {
             ttl_ms: AtomicU64::new(DEFAULT_TTL.as_millis() as u64),
             held: Mutex::new(HashMap::new()),
             renewing: std::sync::OnceLock::new(),
+            ran_out: Mutex::new(std::collections::HashSet::new()),
+            watching: std::sync::OnceLock::new(),
         }
     }
 
@@ -148,6 +154,26 @@ impl Leases {
         }
         let weak = Arc::downgrade(self);
         tokio::spawn(renew_forever(weak, pool));
+    }
+
+    /// Start watching the other replicas' leases (once per store; see `takeover`).
+    pub(super) fn start_watch(self: &Arc<Self>, pool: deadpool_postgres::Pool) {
+        if self.watching.set(()).is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(super::takeover::watch_forever(weak, pool));
+    }
+
+    /// Mark `campaigns` as holding contacts whose other replica's lease ran out.
+    pub(super) fn mark_ran_out(&self, campaigns: impl IntoIterator<Item = i64>) {
+        lock(&self.ran_out).extend(campaigns);
+    }
+
+    /// Whether `campaign_id` was marked since the last time this was asked (the mark is
+    /// cleared).
+    pub(crate) fn take_ran_out(&self, campaign_id: i64) -> bool {
+        lock(&self.ran_out).remove(&campaign_id)
     }
 }
 

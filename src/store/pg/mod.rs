@@ -38,6 +38,7 @@ mod rows;
 pub mod schema;
 pub mod sends;
 pub mod tags;
+mod takeover;
 mod tls;
 pub mod window;
 pub mod writer;
@@ -294,6 +295,12 @@ impl Pg {
     /// Renew this process's leases from now on (started with the first claim).
     pub(super) fn renew_leases(&self) {
         self.leases.start_renewal(self.pool.clone());
+    }
+
+    /// Watch the other replicas' leases from now on (started with the first look for due
+    /// contacts; see `takeover`).
+    pub(super) fn watch_leases(&self) {
+        self.leases.start_watch(self.pool.clone());
     }
 
     /// A connection from the pool.

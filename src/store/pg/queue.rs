@@ -202,11 +202,11 @@ pub async fn due_contacts(
     limit: usize,
     exclude: HashSet<i64>,
 ) -> Result<Vec<DueContact>, StoreError> {
+    // This look takes whatever other replicas' leases left (see `takeover`): a mark set before
+    // it is spent, one set after it stays for the next.
+    pg.watch_leases();
+    pg.leases().take_ran_out(campaign_id);
     recover_expired(pg, campaign_id, now_ms, false).await?;
-    let leases = pg.leases();
-    let exclude: Vec<i64> = exclude.into_iter().collect();
-    let c = pg.client().await?;
-    let mut out: Vec<(i64, DueContact)> = Vec::with_capacity(limit);
     let claim = |due: &str, order: &str| {
         format!(
             "UPDATE contacts SET lease_owner = $4, lease_until = {DB_NOW} + $5, epoch = epoch + 1
@@ -221,21 +221,73 @@ pub async fn due_contacts(
             rows::DUE_COLUMNS
         )
     };
-    let retries = c
-        .prepare_cached(&claim("next_at > 0 AND next_at <= $2", "next_at, id"))
-        .await?;
-    let firsts = c
-        .prepare_cached(&claim("next_at = 0 AND $2::BIGINT IS NOT NULL", "id"))
-        .await?;
-    for stmt in [&retries, &firsts] {
+    claim_in_order(
+        pg,
+        campaign_id,
+        now_ms,
+        limit,
+        exclude,
+        &[
+            claim("next_at > 0 AND next_at <= $2", "next_at, id"),
+            claim("next_at = 0 AND $2::BIGINT IS NOT NULL", "id"),
+        ],
+    )
+    .await
+}
+
+/// The contacts of `campaign_id` that another replica held when its leases ran out (it died
+/// or froze; see `takeover`), claimed for this process: the ones due (in queue order), after
+/// its calls in flight are recovered (`unknown`, never redialled). The dispatcher puts them
+/// ahead of the batch it holds.
+pub async fn take_over(
+    pg: &Pg,
+    campaign_id: i64,
+    now_ms: i64,
+    limit: usize,
+    exclude: HashSet<i64>,
+) -> Result<Vec<DueContact>, StoreError> {
+    recover_expired(pg, campaign_id, now_ms, false).await?;
+    // Only rows leased to another owner, found through the partial index `contacts_leased`.
+    let claim = format!(
+        "UPDATE contacts SET lease_owner = $4, lease_until = {DB_NOW} + $5, epoch = epoch + 1
+         WHERE id IN (
+           SELECT id FROM contacts
+           WHERE campaign_id = $1 AND lease_owner IS NOT NULL AND lease_owner <> $4
+             AND lease_until <= {DB_NOW} AND status = 'pending' AND next_at <= $2
+             AND NOT (id = ANY($6::BIGINT[]))
+           ORDER BY next_at, id LIMIT $3
+           FOR UPDATE SKIP LOCKED)
+         RETURNING {}, next_at, epoch",
+        rows::DUE_COLUMNS
+    );
+    claim_in_order(pg, campaign_id, now_ms, limit, exclude, &[claim]).await
+}
+
+/// Run the claiming statements `claims` in turn (each `$1` campaign, `$2` now, `$3` how many
+/// more, `$4` owner, `$5` lease length, `$6` ids to pass over) until `limit` rows are claimed;
+/// each claim is held in this process's leases. The rows in queue order (due time, then id).
+async fn claim_in_order(
+    pg: &Pg,
+    campaign_id: i64,
+    now_ms: i64,
+    limit: usize,
+    exclude: HashSet<i64>,
+    claims: &[String],
+) -> Result<Vec<DueContact>, StoreError> {
+    let leases = pg.leases();
+    let exclude: Vec<i64> = exclude.into_iter().collect();
+    let c = pg.client().await?;
+    let mut out: Vec<(i64, DueContact)> = Vec::with_capacity(limit);
+    for sql in claims {
         let want = (limit - out.len()) as i64;
         if want <= 0 {
             break;
         }
+        let stmt = c.prepare_cached(sql).await?;
         let asked = std::time::Instant::now();
         let rows = c
             .query(
-                stmt,
+                &stmt,
                 &[
                     &campaign_id,
                     &now_ms,
@@ -381,29 +433,27 @@ pub async fn begin_attempt_checked(
         &[&attempt_id, &callee, &started_at_ms],
     )
     .await?;
-    // In flight under a fresh lease (renewed until the reply is recorded).
+    // In flight under a fresh lease (renewed until the reply is recorded). The row was read
+    // `pending` above under its lock (`FOR UPDATE`), held to the commit: nobody can have
+    // changed it since, so this moves exactly that row.
     let moved = tx
         .prepare_cached(&format!(
             "UPDATE contacts SET status = 'in_flight', gate = NULL, updated_at = $2, epoch = $3,
                lease_owner = $4, lease_until = {DB_NOW} + $5
-             WHERE id = $1 AND status = 'pending'"
+             WHERE id = $1"
         ))
         .await?;
-    let changed = tx
-        .execute(
-            &moved,
-            &[
-                &contact_id,
-                &started_at_ms,
-                &epoch,
-                &leases.owner(),
-                &leases.ttl_ms(),
-            ],
-        )
-        .await?;
-    if changed != 1 {
-        return Err(StoreError::NotPending(contact_id));
-    }
+    tx.execute(
+        &moved,
+        &[
+            &contact_id,
+            &started_at_ms,
+            &epoch,
+            &leases.owner(),
+            &leases.ttl_ms(),
+        ],
+    )
+    .await?;
     // Last before the commit: the account's window is locked from here to the commit.
     let slot = super::window::reserve(&tx, pg, crate::ccc::ACTION).await?;
     tx.commit().await?;
