@@ -157,7 +157,8 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<gate::Gate>, StoreError> {
         if let Some(pg) = self.pg() {
-            return pg::gates::person_held(pg, contact_id, guard, now_ms).await;
+            let held = pg::gates::persons_held(pg, vec![(contact_id, guard)], now_ms).await?;
+            return Ok(held.into_iter().next().flatten());
         }
         self.call(move |c| match guard.check(c, contact_id, now_ms) {
             Ok(()) => Ok(None),
@@ -177,11 +178,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Vec<Option<gate::Gate>>, StoreError> {
         if let Some(pg) = self.pg() {
-            let mut held = Vec::with_capacity(checks.len());
-            for (contact_id, guard) in checks {
-                held.push(pg::gates::person_held(pg, contact_id, guard, now_ms).await?);
-            }
-            return Ok(held);
+            return pg::gates::persons_held(pg, checks, now_ms).await;
         }
         self.call(move |c| {
             checks

@@ -846,7 +846,8 @@ impl Store {
     /// [`Store::finish_attempt`], returning the contact's result row (as
     /// [`Store::result_of`] reads it) when the outcome leaves the contact final: read in the
     /// same job on SQLite, so a final attempt waits for one commit of the store's thread, not
-    /// two.
+    /// two; in the same transaction on PostgreSQL, so it takes no connection and round trips of
+    /// its own.
     pub async fn finish_attempt_with_result(
         &self,
         contact_id: i64,
@@ -855,7 +856,9 @@ impl Store {
     ) -> Result<Option<ResultRow>, StoreError> {
         let final_status = o.status.is_final();
         if let Some(pg) = self.pg() {
-            let (claimed, lost) = pg::queue::finish_attempt(pg, contact_id, attempt_no, o).await?;
+            // The result row is read in the finishing transaction, as on SQLite.
+            let (claimed, lost, row) =
+                pg::queue::finish_attempt(pg, contact_id, attempt_no, o, final_status).await?;
             if let Some(a) = claimed {
                 self.arrived(&[a]);
             }
@@ -863,10 +866,7 @@ impl Store {
             if lost {
                 return Err(StoreError::LeaseLost(contact_id));
             }
-            return match final_status {
-                true => pg::queue::result_of(pg, contact_id).await.map(Some),
-                false => Ok(None),
-            };
+            return Ok(row);
         }
         let (claimed, row) = self
             .call(move |c| {

@@ -23,15 +23,21 @@ pub async fn claim_held_push(
     session_id: &str,
     contact_id: i64,
 ) -> Result<Option<Arrival>, StoreError> {
-    lock_sessions(tx, &[session_id]).await?;
-    let held = tx
-        .query_opt(
+    // Both prepared first, then sent together: the lock goes out before the delete (pipelined
+    // requests leave in the order they are polled) and one round trip serves both.
+    let lock = tx.prepare_cached(SESSION_LOCK).await?;
+    let take = tx
+        .prepare_cached(
             "DELETE FROM pending_pushes WHERE session_id = $1
              RETURNING class, end_status, end_status_string, duration_s, ring_at, answered_at,
                        ended_at, hangup_side, sys_hangup_reason, ai_agent_id, recorded_at",
-            &[&session_id],
         )
         .await?;
+    let (_, held) = futures_util::future::try_join(
+        tx.execute(&lock, &[&session_id]),
+        tx.query_opt(&take, &[&session_id]),
+    )
+    .await?;
     let Some(r) = held else {
         return Ok(None);
     };
@@ -555,13 +561,14 @@ async fn write_record(
 
 /// Take the transaction-scoped locks of these sessions, in one order (two writers of one
 /// session, a push and a poll, take turns rather than both deciding on the same `before`).
+/// A session's lock: a push and the reply of its attempt take turns (see `lock_sessions`).
+const SESSION_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('ccc-dialer session ' || $1))";
+
 async fn lock_sessions(tx: &Transaction<'_>, sessions: &[&str]) -> Result<(), StoreError> {
     let mut sorted: Vec<&str> = sessions.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let stmt = tx
-        .prepare_cached("SELECT pg_advisory_xact_lock(hashtext('ccc-dialer session ' || $1))")
-        .await?;
+    let stmt = tx.prepare_cached(SESSION_LOCK).await?;
     for s in sorted {
         tx.execute(&stmt, &[&s]).await?;
     }

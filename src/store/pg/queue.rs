@@ -339,6 +339,11 @@ pub async fn next_due_at(pg: &Pg, campaign_id: i64) -> Result<Option<i64>, Store
 ///
 /// With `await_records`, refused with [`StoreError::AwaitingRecords`] while an earlier attempt
 /// that failed with `InternalError*` waits for its look-up in the call records.
+///
+/// Round trips: the reads (writer fence, row lock, records, callee lock, the callee's recent
+/// calls) go out together, then the write (one statement), then the commit. Every statement is
+/// prepared before any is sent: pipelined requests leave in the order they are first polled,
+/// and one that still had to be prepared would leave after those behind it.
 pub async fn begin_attempt_checked(
     pg: &Pg,
     contact_id: i64,
@@ -347,21 +352,86 @@ pub async fn begin_attempt_checked(
     guard: Option<PersonGuard>,
     await_records: bool,
 ) -> Result<Begun, StoreError> {
+    use futures_util::future::try_join5;
     let mut c = pg.client().await?;
     let tx = c.transaction().await?;
-    // Written down only while this process is the store's one writer.
-    if let Some(held) = pg.writer() {
-        super::writer::fence(&tx, held).await?;
-    }
     let leases = pg.leases();
-    let asked = std::time::Instant::now();
+    let held = pg.writer();
+    let fence = match held {
+        Some(_) => Some(super::writer::fence_statement(&tx).await?),
+        None => None,
+    };
     let lock = tx
         .prepare_cached(&format!(
             "SELECT callee, status, campaign_id, epoch, lease_owner, lease_until, {DB_NOW}
              FROM contacts WHERE id = $1 FOR UPDATE"
         ))
         .await?;
-    let Some(row) = tx.query_opt(&lock, &[&contact_id]).await? else {
+    let records = match await_records {
+        true => Some(
+            tx.prepare_cached(
+                "SELECT MAX(sent_at) FROM outcome_checks
+                 WHERE contact_id = $1 AND kind = 'retry_check'",
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let person = match &guard {
+        Some(_) => Some((
+            tx.prepare_cached(
+                "SELECT pg_advisory_xact_lock(hashtext('ccc-dialer callee ' || callee))
+                 FROM contacts WHERE id = $1",
+            )
+            .await?,
+            // Read after the callee's lock (the statements run in order): the calls of a
+            // transaction that held it are committed by then.
+            tx.prepare_cached(
+                "SELECT d.at FROM dials d JOIN contacts k ON k.callee = d.callee
+                 WHERE k.id = $1 AND d.at >= $2",
+            )
+            .await?,
+        )),
+        None => None,
+    };
+    let since = guard.as_ref().map_or(0, |g| g.since_ms);
+    let asked = std::time::Instant::now();
+    // Written down only while this process is the store's one writer.
+    let (_, row, records, _, recent) = try_join5(
+        async {
+            match (held, &fence) {
+                (Some(held), Some(stmt)) => super::writer::fence(&tx, stmt, held).await,
+                _ => Ok(()),
+            }
+        },
+        async { Ok::<_, StoreError>(tx.query_opt(&lock, &[&contact_id]).await?) },
+        async {
+            match &records {
+                Some(stmt) => Ok::<_, StoreError>(Some(tx.query_one(stmt, &[&contact_id]).await?)),
+                None => Ok(None),
+            }
+        },
+        async {
+            match &person {
+                Some((lock, _)) => Ok::<_, StoreError>(tx.execute(lock, &[&contact_id]).await?),
+                None => Ok(0),
+            }
+        },
+        async {
+            match &person {
+                Some((_, recent)) => Ok::<_, StoreError>(
+                    tx.query(recent, &[&contact_id, &since])
+                        .await?
+                        .iter()
+                        .map(|r| r.try_get(0))
+                        .collect::<Result<Vec<i64>, _>>()?,
+                ),
+                None => Ok(Vec::new()),
+            }
+        },
+    )
+    .await?;
+    let Some(row) = row else {
         leases.drop_claim(contact_id);
         return Err(StoreError::NotPending(contact_id));
     };
@@ -389,71 +459,53 @@ pub async fn begin_attempt_checked(
         leases.drop_claim(contact_id);
         return Err(StoreError::NotPending(contact_id));
     }
-    if await_records {
-        let next: Option<i64> = tx
-            .query_one(
-                "SELECT MAX(sent_at) FROM outcome_checks
-                 WHERE contact_id = $1 AND kind = 'retry_check'",
-                &[&contact_id],
-            )
-            .await?
-            .try_get(0)?;
+    if let Some(r) = records {
+        let next: Option<i64> = r.try_get(0)?;
         if let Some(next) = next {
             return Err(StoreError::AwaitingRecords(next));
         }
     }
     if let Some(g) = guard {
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('ccc-dialer callee ' || $1))",
-            &[&callee],
-        )
-        .await?;
-        let recent = super::gates::recent_dials(&tx, &callee, g.since_ms).await?;
         g.judge(contact_id, &recent, started_at_ms)?;
     }
-    let n: i64 = tx
-        .query_one(
-            "SELECT COUNT(*) + 1 FROM attempts WHERE contact_id = $1",
-            &[&contact_id],
-        )
-        .await?
-        .try_get(0)?;
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO attempts (contact_id, n, started_at, caller, epoch)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )
-        .await?;
-    let attempt_id: i64 = tx
-        .query_one(&insert, &[&contact_id, &n, &started_at_ms, &caller, &epoch])
-        .await?
-        .try_get(0)?;
-    tx.execute(
-        "INSERT INTO dials (attempt_id, callee, at) VALUES ($1, $2, $3)",
-        &[&attempt_id, &callee, &started_at_ms],
-    )
-    .await?;
-    // In flight under a fresh lease (renewed until the reply is recorded). The row was read
-    // `pending` above under its lock (`FOR UPDATE`), held to the commit: nobody can have
-    // changed it since, so this moves exactly that row.
-    let moved = tx
+    // The attempt (numbered after the contact's others), its dial, and the contact in flight
+    // under a fresh lease (renewed until the reply is recorded), in one statement: the row lock
+    // above makes the move certain; without it, nothing at all is written.
+    let write = tx
         .prepare_cached(&format!(
-            "UPDATE contacts SET status = 'in_flight', gate = NULL, updated_at = $2, epoch = $3,
-               lease_owner = $4, lease_until = {DB_NOW} + $5
-             WHERE id = $1"
+            "WITH moved AS (
+               UPDATE contacts SET status = 'in_flight', gate = NULL, updated_at = $2,
+                 epoch = $3, lease_owner = $4, lease_until = {DB_NOW} + $5
+               WHERE id = $1 AND status = 'pending'
+               RETURNING id),
+             attempt AS (
+               INSERT INTO attempts (contact_id, n, started_at, caller, epoch)
+               SELECT m.id, (SELECT COUNT(*) + 1 FROM attempts WHERE contact_id = $1), $2, $6, $3
+               FROM moved m
+               RETURNING id, n),
+             dial AS (
+               INSERT INTO dials (attempt_id, callee, at) SELECT a.id, $7, $2 FROM attempt a)
+             SELECT n FROM attempt"
         ))
         .await?;
-    tx.execute(
-        &moved,
-        &[
-            &contact_id,
-            &started_at_ms,
-            &epoch,
-            &leases.owner(),
-            &leases.ttl_ms(),
-        ],
-    )
-    .await?;
+    let written = tx
+        .query_opt(
+            &write,
+            &[
+                &contact_id,
+                &started_at_ms,
+                &epoch,
+                &leases.owner(),
+                &leases.ttl_ms(),
+                &caller,
+                &callee,
+            ],
+        )
+        .await?;
+    let Some(written) = written else {
+        return Err(StoreError::NotPending(contact_id));
+    };
+    let n: i64 = written.try_get(0)?;
     // Last before the commit: the account's window is locked from here to the commit.
     let slot = super::window::reserve(&tx, pg, crate::ccc::ACTION).await?;
     tx.commit().await?;
@@ -474,13 +526,21 @@ pub async fn begin_attempt_checked(
 /// with it only while the claim it was written under is still this process's. If another
 /// replica recovered the contact meanwhile (`unknown`, in doubt), a final result (`placed`,
 /// `failed`) resolves that doubt; nothing else is written (never back to `pending`: that
-/// would be a new send). Returns the held push claimed and whether the claim was lost.
+/// would be a new send). With `with_result`, the contact's result row is read in the same
+/// transaction (after every write of it). Returns the held push claimed, whether the claim
+/// was lost, and the result row.
+///
+/// Round trips: the attempt, its dial and the contact go out together (the contact's fence
+/// reads the attempt's epoch in the statement itself), with the result row read behind them;
+/// then the held push of the session, if the contact was released; then the commit.
 pub async fn finish_attempt(
     pg: &Pg,
     contact_id: i64,
     attempt_no: i64,
     o: AttemptOutcome,
-) -> Result<(Option<crate::store::Arrival>, bool), StoreError> {
+    with_result: bool,
+) -> Result<(Option<crate::store::Arrival>, bool, Option<ResultRow>), StoreError> {
+    use futures_util::future::try_join4;
     let leases = pg.leases();
     leases.drop_claim(contact_id);
     let mut c = pg.client().await?;
@@ -489,55 +549,53 @@ pub async fn finish_attempt(
         .prepare_cached(
             "UPDATE attempts SET finished_at = $3, outcome = $4, code = $5, message = $6,
                session_id = $7, request_id = $8, sent_at = $9
-             WHERE contact_id = $1 AND n = $2 RETURNING id, epoch",
+             WHERE contact_id = $1 AND n = $2 RETURNING epoch",
         )
         .await?;
-    let row = tx
-        .query_opt(
-            &attempt,
-            &[
-                &contact_id,
-                &attempt_no,
-                &o.finished_at,
-                &o.outcome,
-                &o.error_code,
-                &o.error_message,
-                &o.session_id,
-                &o.request_id,
-                &o.sent_at,
-            ],
-        )
-        .await?;
-    let attempt_id: Option<i64> = row.as_ref().map(|r| r.try_get(0)).transpose()?;
-    let written_under: Option<i64> = row.as_ref().map(|r| r.try_get(1)).transpose()?.flatten();
     let refused = o.outcome == "error"
         && !o
             .error_code
             .as_deref()
             .is_some_and(crate::policy::may_have_placed);
-    if let Some(attempt_id) = attempt_id {
-        if refused || o.outcome == "not_sent" {
-            // The service refused it or it never left: nobody's phone rang. (An internal
-            // error may have come after the call was created: its dial stays.)
-            tx.execute("DELETE FROM dials WHERE attempt_id = $1", &[&attempt_id])
-                .await?;
-        } else if let Some(sent) = o.sent_at {
-            tx.execute(
-                "UPDATE dials SET at = $2 WHERE attempt_id = $1",
-                &[&attempt_id, &sent],
+    // The service refused it or it never left: nobody's phone rang. (An internal error may
+    // have come after the call was created: its dial stays.)
+    let dial = match (refused || o.outcome == "not_sent", o.sent_at) {
+        (true, _) => Some((
+            tx.prepare_cached(
+                "DELETE FROM dials WHERE attempt_id =
+                   (SELECT id FROM attempts WHERE contact_id = $1 AND n = $2)",
             )
-            .await?;
-        }
-    }
+            .await?,
+            None,
+        )),
+        (false, Some(sent)) => Some((
+            tx.prepare_cached(
+                "UPDATE dials SET at = $3 WHERE attempt_id =
+                   (SELECT id FROM attempts WHERE contact_id = $1 AND n = $2)",
+            )
+            .await?,
+            Some(sent),
+        )),
+        (false, None) => None,
+    };
+    // Released only under the claim its attempt was written under (an attempt without an
+    // epoch, or none, was written before leases: not fenced).
     let contact = tx
         .prepare_cached(
-            "UPDATE contacts SET status = $2, attempts = $3, reschedules = $4, next_at = $5,
+            "UPDATE contacts k SET status = $2, attempts = $3, reschedules = $4, next_at = $5,
                session_id = COALESCE($6, session_id), request_id = COALESCE($7, request_id),
                error_code = $8, error_message = $9, updated_at = $10,
                lease_owner = NULL, lease_until = NULL
-             WHERE id = $1 AND ($11::BIGINT IS NULL OR (epoch = $11 AND lease_owner = $12))",
+             WHERE k.id = $1 AND NOT EXISTS (
+               SELECT 1 FROM attempts a WHERE a.contact_id = $1 AND a.n = $11
+                 AND a.epoch IS NOT NULL
+                 AND (a.epoch <> k.epoch OR k.lease_owner IS DISTINCT FROM $12))",
         )
         .await?;
+    let result = match with_result {
+        true => Some(tx.prepare_cached(result_sql()).await?),
+        false => None,
+    };
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
         &contact_id,
         &o.status.as_str(),
@@ -549,10 +607,52 @@ pub async fn finish_attempt(
         &o.error_code,
         &o.error_message,
         &o.finished_at,
-        &written_under,
+        &attempt_no,
         &leases.owner(),
     ];
-    let mut changed = tx.execute(&contact, &params).await? == 1;
+    let (row, _, changed, read) = try_join4(
+        async {
+            Ok::<_, StoreError>(
+                tx.query_opt(
+                    &attempt,
+                    &[
+                        &contact_id,
+                        &attempt_no,
+                        &o.finished_at,
+                        &o.outcome,
+                        &o.error_code,
+                        &o.error_message,
+                        &o.session_id,
+                        &o.request_id,
+                        &o.sent_at,
+                    ],
+                )
+                .await?,
+            )
+        },
+        async {
+            match &dial {
+                Some((stmt, None)) => {
+                    Ok::<_, StoreError>(tx.execute(stmt, &[&contact_id, &attempt_no]).await?)
+                }
+                Some((stmt, Some(sent))) => {
+                    Ok(tx.execute(stmt, &[&contact_id, &attempt_no, sent]).await?)
+                }
+                None => Ok(0),
+            }
+        },
+        async { Ok::<_, StoreError>(tx.execute(&contact, &params).await? == 1) },
+        async {
+            match &result {
+                Some(stmt) => Ok::<_, StoreError>(tx.query_opt(stmt, &[&contact_id]).await?),
+                None => Ok(None),
+            }
+        },
+    )
+    .await?;
+    let written_under: Option<i64> = row.as_ref().map(|r| r.try_get(0)).transpose()?.flatten();
+    let mut changed = changed;
+    let mut read = read;
     let fenced_out = !changed;
     if fenced_out && matches!(o.status, Status::Placed | Status::Failed) {
         // Recovered by another replica while this reply was on its way: the reply settles the
@@ -569,13 +669,24 @@ pub async fn finish_attempt(
             )
             .await?;
         let mut with_n: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.to_vec();
+        with_n[10] = &written_under;
         with_n.push(&attempt_no);
         changed = tx.execute(&resolve, &with_n).await? == 1;
+        read = None;
     }
     // A push of this session that came before the reply: its record arrives now.
     let claimed = match (&o.session_id, changed) {
         (Some(session), true) => super::outcomes::claim_held_push(&tx, session, contact_id).await?,
         _ => None,
+    };
+    // Read again after a write the first read came before.
+    if let (Some(stmt), true) = (&result, read.is_none() || claimed.is_some()) {
+        read = tx.query_opt(stmt, &[&contact_id]).await?;
+    }
+    let result_row = match (with_result, read) {
+        (false, _) => None,
+        (true, Some(r)) => Some(rows::result_row(&r)?),
+        (true, None) => return Err(StoreError::Other(format!("no contact {contact_id}"))),
     };
     tx.commit().await?;
     if fenced_out {
@@ -587,7 +698,17 @@ pub async fn finish_attempt(
             "a reply arrived after this replica's lease on its contact was lost: recorded on its attempt only"
         );
     }
-    Ok((claimed, fenced_out))
+    Ok((claimed, fenced_out, result_row))
+}
+
+/// The query of one contact's result row (as SQLite's `store::result_of`).
+fn result_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        dollars(&format!(
+            "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE k.id = ?1"
+        ))
+    })
 }
 
 pub async fn counts(pg: &Pg, campaign_id: i64) -> Result<BTreeMap<Status, u64>, StoreError> {
@@ -685,10 +806,8 @@ fn status_is_final(r: &tokio_postgres::Row) -> Result<bool, StoreError> {
 
 pub async fn result_of(pg: &Pg, contact_id: i64) -> Result<ResultRow, StoreError> {
     let c = pg.client().await?;
-    let sql = dollars(&format!(
-        "SELECT {RESULT_COLUMNS} FROM {RESULT_FROM} WHERE k.id = ?1"
-    ));
-    match c.query_opt(&sql, &[&contact_id]).await? {
+    let stmt = c.prepare_cached(result_sql()).await?;
+    match c.query_opt(&stmt, &[&contact_id]).await? {
         Some(r) => rows::result_row(&r),
         None => Err(StoreError::Other(format!("no contact {contact_id}"))),
     }

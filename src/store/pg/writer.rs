@@ -72,23 +72,33 @@ pub(crate) fn lost_error() -> StoreError {
     StoreError::WriterLost
 }
 
+/// The writer fence's query, prepared (a caller that pipelines it with other statements
+/// prepares every one of them before sending any: see `queue::begin_attempt_checked`).
+pub(crate) async fn fence_statement<C: GenericClient>(
+    c: &C,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2
+           AND pid = $3 AND granted",
+    )
+    .await?)
+}
+
 /// Refuse (and mark the lock lost) unless the lock session still holds the lock, checked
 /// inside the caller's transaction: an attempt is written down only while this process is the
-/// store's one writer.
-pub(crate) async fn fence<C: GenericClient>(c: &C, held: &Held) -> Result<(), StoreError> {
+/// store's one writer. The query is sent when this is first polled.
+pub(crate) async fn fence<C: GenericClient>(
+    c: &C,
+    stmt: &tokio_postgres::Statement,
+    held: &Held,
+) -> Result<(), StoreError> {
     if held.is_lost() {
         return Err(lost_error());
     }
-    let stmt = c
-        .prepare_cached(
-            "SELECT 1 FROM pg_locks
-             WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2
-               AND pid = $3 AND granted",
-        )
-        .await?;
     let still = c
         .query_opt(
-            &stmt,
+            stmt,
             &[&(LOCK_CLASS as u32), &held.schema_oid, &held.backend_pid],
         )
         .await?;
