@@ -55,22 +55,33 @@ pub(super) async fn recover_expired(
     let c = pg.client().await?;
     let stmt = c
         .prepare_cached(&format!(
-            "WITH gone AS (
-               UPDATE contacts SET status = 'unknown', error_code = 'InDoubt',
+            "WITH expired AS (
+               SELECT id FROM contacts
+               WHERE campaign_id = $1 AND status = 'in_flight'
+                 AND (lease_until IS NULL OR lease_until <= {DB_NOW}
+                      OR ($5 AND lease_owner = $4))
+               -- A row a frozen replica holds locked mid-transaction is left for later
+               -- rather than waited for.
+               FOR UPDATE SKIP LOCKED),
+             open AS (
+               SELECT a.id FROM attempts a
+               WHERE a.outcome IS NULL AND a.contact_id IN (SELECT id FROM expired)
+               -- Nor is an attempt whose reply is being written (its finishing transaction
+               -- locks the attempt, then the contact): waiting for it while holding the
+               -- contact would deadlock the two. That contact is left to its reply.
+               FOR UPDATE SKIP LOCKED),
+             gone AS (
+               UPDATE contacts k SET status = 'unknown', error_code = 'InDoubt',
                  error_message = $3, updated_at = $2, epoch = epoch + 1,
                  lease_owner = NULL, lease_until = NULL
-               WHERE id IN (
-                 SELECT id FROM contacts
-                 WHERE campaign_id = $1 AND status = 'in_flight'
-                   AND (lease_until IS NULL OR lease_until <= {DB_NOW}
-                        OR ($5 AND lease_owner = $4))
-                 -- A row a frozen replica holds locked mid-transaction is left for later
-                 -- rather than waited for.
-                 FOR UPDATE SKIP LOCKED)
-               RETURNING id),
+               WHERE k.id IN (SELECT id FROM expired)
+                 AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.contact_id = k.id
+                                 AND a.outcome IS NULL
+                                 AND a.id NOT IN (SELECT id FROM open))
+               RETURNING k.id),
              doubt AS (
                UPDATE attempts SET outcome = 'in_doubt', finished_at = $2
-               WHERE outcome IS NULL AND contact_id IN (SELECT id FROM gone))
+               WHERE id IN (SELECT id FROM open) AND contact_id IN (SELECT id FROM gone))
              SELECT id FROM gone"
         ))
         .await?;

@@ -178,3 +178,65 @@ async fn postgres_a_replica_whose_lease_expired_writes_nothing_for_its_contacts(
     .await
     .expect("within the deadline");
 }
+
+/// A replica's lease runs out while its reply is being written: its finishing transaction has
+/// locked the attempt and goes on to the contact. Another replica recovering expired calls
+/// meanwhile must neither wait for that attempt while holding the contact (the two would
+/// deadlock, and PostgreSQL would abort one: a `run` exited on "deadlock detected") nor mark
+/// the contact in doubt: the reply settles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_recovery_leaves_a_call_whose_reply_is_being_written_to_that_reply() {
+    tokio::time::timeout(DEADLINE, async {
+        let schema = PgSchema::create().await;
+        let a = replica(&schema).await;
+        let b = replica(&schema).await;
+        let id = campaign_with(&a, "t", vec![row(2, "x")]).await;
+        let claimed = a.due_contacts(id, 1, 10, HashSet::new()).await.unwrap();
+        let x = claimed[0].id;
+        assert_eq!(a.begin_attempt(x, 10, None).await.unwrap(), 1);
+        expire_every_lease(&schema).await;
+        // A's reply is being written: the attempt first (as `finish_attempt` does).
+        let mut writer = admin().await;
+        let tx = writer.transaction().await.unwrap();
+        tx.execute(
+            &format!(
+                "UPDATE {}.attempts SET outcome = 'placed', finished_at = 20 WHERE contact_id = $1",
+                schema.name
+            ),
+            &[&x],
+        )
+        .await
+        .unwrap();
+        // B looks for work, recovering expired calls first: it must come back (not wait on
+        // A's attempt) and leave x alone.
+        assert!(b
+            .due_contacts(id, 30, 10, HashSet::new())
+            .await
+            .unwrap()
+            .is_empty());
+        // A goes on to the contact and commits: no deadlock.
+        tx.execute(
+            &format!(
+                "UPDATE {}.contacts SET status = 'placed', lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1",
+                schema.name
+            ),
+            &[&x],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let status: String = admin()
+            .await
+            .query_one(
+                &format!("SELECT status FROM {}.contacts WHERE id = $1", schema.name),
+                &[&x],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(status, "placed", "the reply settled it, not the recovery");
+    })
+    .await
+    .expect("within the deadline: recovery waited on an attempt whose reply was being written");
+}
