@@ -185,7 +185,7 @@ async fn a_closed_stderr_does_not_stop_or_corrupt_the_campaign() {
 async fn call_13800138000(config: &std::path::Path) -> std::process::Output {
     let mut cmd = Command::new(bin());
     cmd.args(["call", "--config"])
-        .arg(&config)
+        .arg(config)
         .args(["--callee", "13800138000"])
         .env("TENCENTCLOUD_SECRET_ID", SECRET_ID)
         .env("TENCENTCLOUD_SECRET_KEY", SECRET_KEY);
